@@ -1,0 +1,82 @@
+"""Every Redis key name of the fleet.
+
+All keys of one integration carry the Redis Cluster hash tag ``{<integration_id>}`` so one Lua script or RENAME
+may touch any of them. Buffer hours are ``YYYYMMDDHH`` (UTC); batch ids are uuid4 strings.
+
+Per integration ``I``:
+  sig:{I}:integration        string  the registry record (JSON; secrets encrypted)
+  sig:{I}:buf:<hour>         list    open buffer: one compact JSON line per event
+  sig:{I}:open               zset    index of open buffers: hour -> ms of first append
+  sig:{I}:openbytes          hash    hour -> bytes in that open buffer
+  sig:{I}:batch:<id>         list    sealed batch, immutable once sealed
+  sig:{I}:meta:<id>          hash    batch metadata (hour, events, bytes, state, attempts, lease, errors)
+  sig:{I}:pending            zset    batch id -> ms when it may next be (re)claimed (lease expiry / retry due)
+  sig:{I}:dead               zset    dead-letter index: batch id -> ms it was held
+  sig:{I}:stats              hash    counters (buffered / delivered / rejected by reason ...)
+  sig:{I}:status             hash    last success and last error (code, message, hint, time)
+  sig:{I}:seen:<message id>  string  ingest de-duplication marker for a delivered message
+  sig:{I}:rejections         list    most recent rejected events with their reasons (capped)
+Global:
+  sig:integrations           set     ids of every installed integration
+"""
+
+from __future__ import annotations
+
+PREFIX = "sig"
+INTEGRATIONS = f"{PREFIX}:integrations"
+
+
+def tag(integration_id: str) -> str:
+    return f"{PREFIX}:{{{integration_id}}}"
+
+
+def integration(integration_id: str) -> str:
+    return f"{tag(integration_id)}:integration"
+
+
+def buffer(integration_id: str, hour: str) -> str:
+    return f"{tag(integration_id)}:buf:{hour}"
+
+
+def buffer_prefix(integration_id: str) -> str:
+    return f"{tag(integration_id)}:buf:"
+
+
+def open_index(integration_id: str) -> str:
+    return f"{tag(integration_id)}:open"
+
+
+def open_bytes(integration_id: str) -> str:
+    return f"{tag(integration_id)}:openbytes"
+
+
+def batch(integration_id: str, batch_id: str) -> str:
+    return f"{tag(integration_id)}:batch:{batch_id}"
+
+
+def batch_meta(integration_id: str, batch_id: str) -> str:
+    return f"{tag(integration_id)}:meta:{batch_id}"
+
+
+def pending(integration_id: str) -> str:
+    return f"{tag(integration_id)}:pending"
+
+
+def dead(integration_id: str) -> str:
+    return f"{tag(integration_id)}:dead"
+
+
+def stats(integration_id: str) -> str:
+    return f"{tag(integration_id)}:stats"
+
+
+def status(integration_id: str) -> str:
+    return f"{tag(integration_id)}:status"
+
+
+def seen(integration_id: str, message_id: str) -> str:
+    return f"{tag(integration_id)}:seen:{message_id}"
+
+
+def rejections(integration_id: str) -> str:
+    return f"{tag(integration_id)}:rejections"

@@ -1,0 +1,83 @@
+"""The one settings object of the fleet, read from ``SIGNAL_*`` environment variables."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SIGNAL_", extra="ignore")
+
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    # Fernet key(s) for secrets at rest; comma-separated, newest first, for rotation.
+    secret_key: SecretStr | None = None
+
+    flush_interval_s: float = Field(60.0, gt=0)
+    visibility_timeout_s: int = Field(300, ge=10, le=3600)
+    max_retry_age_s: int = Field(24 * 3600, gt=0)
+    retry_backoff_base_s: float = Field(2.0, gt=0)
+    retry_backoff_max_s: float = Field(120.0, gt=0)
+    # A batch claimed this many times without any recorded outcome (its worker died each time) is held.
+    max_worker_losses: int = Field(5, ge=1)
+
+    buffer_max_bytes: int = Field(512 * 1024 * 1024, gt=0)
+    event_max_bytes: int = Field(32 * 1024, gt=0)
+    ingest_dedup_ttl_s: int = Field(24 * 3600, gt=0)
+
+    # botocore: one retry layer of its own, bounded; Celery/our store retry on top with longer backoff.
+    s3_max_attempts: int = Field(3, ge=1)
+    s3_connect_timeout_s: float = Field(5.0, gt=0)
+    s3_read_timeout_s: float = Field(30.0, gt=0)
+    # Soft time limit of one upload; the hard limit and the batch lease follow from it.
+    upload_timeout_s: float = Field(240.0, gt=0)
+    multipart_threshold_bytes: int = Field(16 * 1024 * 1024, ge=5 * 1024 * 1024)
+    multipart_part_bytes: int = Field(8 * 1024 * 1024, ge=5 * 1024 * 1024)
+    drain_chunk_events: int = Field(10_000, gt=0)
+
+    log_level: str = "INFO"
+
+    @field_validator("retry_backoff_max_s")
+    @classmethod
+    def _backoff_below_visibility(cls, v: float, info):  # type: ignore[no-untyped-def]
+        vt = info.data.get("visibility_timeout_s", 300)
+        if v >= vt:
+            raise ValueError(f"must stay below SIGNAL_VISIBILITY_TIMEOUT_S ({vt}s), or tasks run twice")
+        return v
+
+    @property
+    def secret_keys(self) -> list[str]:
+        if self.secret_key is None:
+            return []
+        return [k.strip() for k in self.secret_key.get_secret_value().split(",") if k.strip()]
+
+    @model_validator(mode="after")
+    def _upload_timeout_above_botocore(self) -> "Settings":
+        worst = (self.s3_connect_timeout_s + self.s3_read_timeout_s) * self.s3_max_attempts
+        if self.upload_timeout_s < worst:
+            raise ValueError(
+                f"SIGNAL_UPLOAD_TIMEOUT_S ({self.upload_timeout_s}s) must be at least botocore's worst case for one "
+                f"request, (connect + read timeout) x attempts = {worst}s"
+            )
+        return self
+
+    @property
+    def _margin_s(self) -> float:
+        return max(2.0, self.upload_timeout_s / 8)
+
+    @property
+    def upload_time_limit_s(self) -> float:
+        """Hard limit: the worker child is killed, the message requeued, the lease keeps others off until it ends."""
+        return self.upload_timeout_s + self._margin_s
+
+    @property
+    def lease_s(self) -> float:
+        """How long a claimed batch belongs to its uploader before the sweep may hand it to another."""
+        return self.upload_time_limit_s + self._margin_s
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,130 @@
+"""Object keys: ``<prefix>YYYY/MM/DD/HH/<batch-uuid>.json.gz``."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from workers.clock import hour_of
+from workers.object_keys import hour_path, object_key, parse_object_key
+
+BATCH_ID = "0b6f5a4e-2d1c-4f3e-9a8b-7c6d5e4f3a2b"
+
+
+def test_hour_path() -> None:
+    assert hour_path("2026051210") == "2026/05/12/10"
+
+
+@pytest.mark.parametrize(
+    ("hour", "path"),
+    [
+        ("2026010100", "2026/01/01/00"),
+        ("2025123123", "2025/12/31/23"),
+        ("2024022923", "2024/02/29/23"),
+        ("1000010100", "1000/01/01/00"),
+        ("9999123123", "9999/12/31/23"),
+    ],
+)
+def test_hour_path_boundaries(hour: str, path: str) -> None:
+    assert hour_path(hour) == path
+
+
+def test_hour_path_agrees_with_the_clock_across_a_day() -> None:
+    start = datetime(2025, 12, 31, 22, 59, 59, 999_000, tzinfo=UTC)
+    for step in range(4):
+        instant = start + timedelta(hours=step)
+        expected = instant.strftime("%Y/%m/%d/%H")
+        assert hour_path(hour_of(instant)) == expected
+
+
+@pytest.mark.parametrize(
+    "hour",
+    [
+        "",
+        "202605121",
+        "20260512100",
+        "2026-05-12",
+        "2026051224",
+        "2026130110",
+        "2026000110",
+        "2026050010",
+        "2025022910",
+        "0000010100",
+        "２０２６051210",
+        "2026051210\n",
+        " 2026051210",
+        None,
+        2026051210,
+    ],
+)
+def test_invalid_hours_are_refused(hour: Any) -> None:
+    with pytest.raises(ValueError):
+        hour_path(hour)
+    with pytest.raises(ValueError):
+        object_key("events/", hour, BATCH_ID)
+
+
+@pytest.mark.parametrize(
+    ("prefix", "key"),
+    [
+        ("", f"2026/05/12/10/{BATCH_ID}.json.gz"),
+        ("events/", f"events/2026/05/12/10/{BATCH_ID}.json.gz"),
+        ("team/prod/events/", f"team/prod/events/2026/05/12/10/{BATCH_ID}.json.gz"),
+        ("raw-", f"raw-2026/05/12/10/{BATCH_ID}.json.gz"),
+    ],
+)
+def test_object_key_with_and_without_prefix(prefix: str, key: str) -> None:
+    assert object_key(prefix, "2026051210", BATCH_ID) == key
+    assert parse_object_key(prefix, key) == ("2026051210", BATCH_ID)
+
+
+def test_round_trip_with_random_batch_ids() -> None:
+    for hour in ("2025123123", "2026010100", "2026051210"):
+        batch_id = str(uuid.uuid4())
+        assert parse_object_key("events/", object_key("events/", hour, batch_id)) == (hour, batch_id)
+
+
+@pytest.mark.parametrize(
+    "batch_id",
+    [
+        BATCH_ID.upper(),
+        BATCH_ID.replace("-", ""),
+        "{" + BATCH_ID + "}",
+        "urn:uuid:" + BATCH_ID,
+        BATCH_ID[:-1],
+        BATCH_ID + "0",
+        BATCH_ID[:-1] + "g",
+        "../../etc/passwd",
+        "",
+        None,
+        uuid.UUID(BATCH_ID),
+    ],
+)
+def test_non_canonical_batch_ids_are_refused(batch_id: Any) -> None:
+    with pytest.raises(ValueError, match="batch_id"):
+        object_key("events/", "2026051210", batch_id)
+
+
+@pytest.mark.parametrize(
+    ("prefix", "key"),
+    [
+        ("events/", f"other/2026/05/12/10/{BATCH_ID}.json.gz"),  # wrong prefix
+        ("events/", f"2026/05/12/10/{BATCH_ID}.json.gz"),  # missing prefix
+        ("", f"events/2026/05/12/10/{BATCH_ID}.json.gz"),  # unexpected prefix
+        ("events/", f"events/2026/05/12/10/{BATCH_ID}.json"),  # wrong suffix
+        ("events/", f"events/2026/05/12/10/{BATCH_ID}.json.gz.tmp"),
+        ("events/", f"events/2026/05/12/{BATCH_ID}.json.gz"),  # missing hour
+        ("events/", f"events/2026/05/12/24/{BATCH_ID}.json.gz"),  # impossible hour
+        ("events/", f"events/2026/02/30/10/{BATCH_ID}.json.gz"),  # impossible date
+        ("events/", f"events/2026/5/12/10/{BATCH_ID}.json.gz"),
+        ("events/", f"events/2026/05/12/10/{BATCH_ID.upper()}.json.gz"),
+        ("events/", "events/2026/05/12/10/not-a-uuid.json.gz"),
+        ("events/", f"events/2026/05/12/10/x/{BATCH_ID}.json.gz"),
+    ],
+)
+def test_parse_refuses_foreign_keys(prefix: str, key: str) -> None:
+    with pytest.raises(ValueError):
+        parse_object_key(prefix, key)

@@ -1,0 +1,360 @@
+"""The canonical event envelope: validation, stamping and serialisation to one compact JSON line per event.
+
+``prepare`` checks a list of incoming events with plain dict checks (this runs once per event on the ingest path),
+stamps ``received_at`` / ``event_id`` / ``integration_id``, serialises each accepted event with orjson in the
+canonical key order and groups the lines by the UTC hour of the event's ``received_at``. A bad event is reported as a
+``Rejection`` and never affects the others.
+
+Rules:
+- each event is a JSON object with ``type`` in track/page/screen/identify/group/alias;
+- ``event`` (non-empty string) is required for ``track``;
+- at least one of ``user_id`` / ``anonymous_id`` is a non-empty string;
+- the identifier fields are strings of at most ``FIELD_MAX_CHARS`` characters, ``event_id`` non-empty;
+- ``context`` / ``properties`` / ``traits`` are JSON objects;
+- ``timestamp`` / ``sent_at`` / ``received_at`` are ISO-8601 date-times with a date and a time (naive ones are UTC),
+  rewritten as ``YYYY-MM-DDTHH:MM:SS.mmmZ``;
+- the serialised line is at most ``event_max_bytes`` bytes.
+
+A canonical field whose value is ``null`` is treated as absent (and left out of the line). Unknown top-level keys are
+kept, after the canonical ones, in their original order.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, NamedTuple
+
+import orjson
+
+from workers.clock import hour_of, iso
+
+EVENT_TYPES: frozenset[str] = frozenset({"track", "page", "screen", "identify", "group", "alias"})
+FIELD_MAX_CHARS = 1024
+
+STRING_FIELDS: tuple[str, ...] = (
+    "event_id",
+    "user_id",
+    "anonymous_id",
+    "source_id",
+    "event",
+    "name",
+    "group_id",
+    "previous_id",
+)
+OBJECT_FIELDS: tuple[str, ...] = ("context", "properties", "traits")
+TIMESTAMP_FIELDS: tuple[str, ...] = ("timestamp", "sent_at", "received_at")
+
+CANONICAL_ORDER: tuple[str, ...] = (
+    "event_id",
+    "type",
+    "event",
+    "name",
+    "anonymous_id",
+    "user_id",
+    "group_id",
+    "previous_id",
+    "timestamp",
+    "received_at",
+    "sent_at",
+    "context",
+    "properties",
+    "traits",
+    "source_id",
+    "integration_id",
+)
+_CANONICAL_KEYS: frozenset[str] = frozenset(CANONICAL_ORDER)
+# Fields copied through unchanged (already validated) between the stamped ones, in canonical order.
+_PASS_THROUGH_HEAD: tuple[str, ...] = ("event", "name", "anonymous_id", "user_id", "group_id", "previous_id")
+_PASS_THROUGH_TAIL: tuple[str, ...] = ("context", "properties", "traits", "source_id")
+
+# Reasons: stable snake_case codes, used as metric labels.
+NOT_AN_OBJECT = "not_an_object"
+INVALID_TYPE = "invalid_type"
+MISSING_EVENT = "missing_event"
+MISSING_IDENTITY = "missing_identity"
+INVALID_TIMESTAMP = "invalid_timestamp"
+INVALID_FIELD = "invalid_field"
+TOO_LARGE = "too_large"
+NOT_SERIALIZABLE = "not_serializable"
+REASONS: tuple[str, ...] = (
+    NOT_AN_OBJECT,
+    INVALID_TYPE,
+    MISSING_EVENT,
+    MISSING_IDENTITY,
+    INVALID_TIMESTAMP,
+    INVALID_FIELD,
+    TOO_LARGE,
+    NOT_SERIALIZABLE,
+)
+
+# Accepted date-time shapes (ASCII digits only): extended ``YYYY-MM-DD[T ]HH:MM[:SS[.frac]][Z|±HH[:MM]]`` and basic
+# ``YYYYMMDDTHHMM[SS[.frac]][Z|±HH[MM]]``. Ranges (month 13, hour 24, ...) are checked by ``datetime.fromisoformat``.
+_DATETIME_RE = re.compile(
+    r"(?:\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d{1,9})?)?(?:[Zz]|[+-]\d{2}(?::?\d{2})?)?"
+    r"|\d{8}[Tt]\d{4}(?:\d{2}(?:[.,]\d{1,9})?)?(?:[Zz]|[+-]\d{2}(?:\d{2})?)?)",
+    re.ASCII,
+)
+# Already in the canonical form: only the ranges remain to be checked.
+_CANONICAL_DATETIME_RE = re.compile(r"[1-9]\d{3}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z", re.ASCII)
+_MIN_YEAR = 1000  # hour partitions and ISO strings need a four-digit year
+_DETAIL_VALUE_CHARS = 40
+
+_dumps = orjson.dumps
+_JSONEncodeError = orjson.JSONEncodeError
+
+
+class Rejection(NamedTuple):
+    """Why the event at ``index`` of the input was not accepted."""
+
+    index: int
+    reason: str
+    detail: str
+    event_id: str | None
+
+
+@dataclass(slots=True)
+class Prepared:
+    """Accepted lines (compact JSON, no newline) grouped by ``YYYYMMDDHH`` hour, plus the rejections."""
+
+    lines_by_hour: dict[str, list[bytes]] = field(default_factory=dict)
+    # the caller's index of each line, in the same grouping and order as ``lines_by_hour``
+    indexes_by_hour: dict[str, list[int]] = field(default_factory=dict)
+    rejected: list[Rejection] = field(default_factory=list)
+    accepted: int = 0
+
+
+class _Invalid(Exception):
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+def prepare(
+    events: list[Any],
+    integration_id: str,
+    *,
+    received_at: datetime,
+    event_max_bytes: int,
+) -> Prepared:
+    """Validate, stamp and serialise ``events``; ``received_at`` (aware) stamps every event that has none."""
+    if not isinstance(integration_id, str) or not integration_id:
+        raise ValueError("integration_id must be a non-empty string")
+    if received_at.tzinfo is None or received_at.utcoffset() is None:
+        raise ValueError("received_at must be an aware datetime")
+    if received_at.astimezone(UTC).year < _MIN_YEAR:
+        raise ValueError("received_at must have a four-digit year")
+    if event_max_bytes <= 0:
+        raise ValueError("event_max_bytes must be positive")
+
+    default_received_at = iso(received_at)
+    default_hour = hour_of(received_at)
+    prepared = Prepared()
+    lines_by_hour = prepared.lines_by_hour
+    indexes_by_hour = prepared.indexes_by_hour
+    rejected = prepared.rejected
+    accepted = 0
+
+    for index, event in enumerate(events):
+        if not isinstance(event, dict):
+            rejected.append(
+                Rejection(index, NOT_AN_OBJECT, f"event must be a JSON object, got {_json_type(event)}", None)
+            )
+            continue
+        try:
+            envelope, hour = _envelope(event, integration_id, default_received_at, default_hour)
+        except _Invalid as invalid:
+            rejected.append(Rejection(index, invalid.reason, invalid.detail, _client_event_id(event)))
+            continue
+        try:
+            line = _dumps(envelope)
+        except _JSONEncodeError as error:
+            rejected.append(
+                Rejection(
+                    index,
+                    NOT_SERIALIZABLE,
+                    f"event cannot be serialised as JSON: {_short(str(error))}",
+                    envelope["event_id"],
+                )
+            )
+            continue
+        if len(line) > event_max_bytes:
+            rejected.append(
+                Rejection(
+                    index,
+                    TOO_LARGE,
+                    f"event is {len(line)} bytes as JSON, over the limit of {event_max_bytes} bytes",
+                    envelope["event_id"],
+                )
+            )
+            continue
+        bucket = lines_by_hour.get(hour)
+        if bucket is None:
+            lines_by_hour[hour] = [line]
+            indexes_by_hour[hour] = [index]
+        else:
+            bucket.append(line)
+            indexes_by_hour[hour].append(index)
+        accepted += 1
+
+    prepared.accepted = accepted
+    return prepared
+
+
+def _envelope(
+    event: dict[Any, Any], integration_id: str, default_received_at: str, default_hour: str
+) -> tuple[dict[Any, Any], str]:
+    """The canonical envelope of a valid event and its hour; raises ``_Invalid``."""
+    get = event.get
+
+    event_type = get("type")
+    if not isinstance(event_type, str) or event_type not in EVENT_TYPES:
+        if event_type is None:
+            raise _Invalid(INVALID_TYPE, "type is required (one of alias, group, identify, page, screen, track)")
+        raise _Invalid(
+            INVALID_TYPE,
+            f"type {_short_value(event_type)} is not one of alias, group, identify, page, screen, track",
+        )
+
+    for name in STRING_FIELDS:
+        value = get(name)
+        if value is not None:
+            if not isinstance(value, str):
+                raise _Invalid(INVALID_FIELD, f"{name} must be a string, got {_json_type(value)}")
+            if len(value) > FIELD_MAX_CHARS:
+                raise _Invalid(
+                    INVALID_FIELD, f"{name} is {len(value)} characters long, over the limit of {FIELD_MAX_CHARS}"
+                )
+
+    if event_type == "track" and not get("event"):
+        raise _Invalid(MISSING_EVENT, "event (a non-empty string) is required for a track call")
+
+    if not get("user_id") and not get("anonymous_id"):
+        raise _Invalid(MISSING_IDENTITY, "user_id or anonymous_id (a non-empty string) is required")
+
+    for name in OBJECT_FIELDS:
+        value = get(name)
+        if value is not None and not isinstance(value, dict):
+            raise _Invalid(INVALID_FIELD, f"{name} must be a JSON object, got {_json_type(value)}")
+
+    event_id = get("event_id")
+    if event_id is None:
+        event_id = _new_event_id()
+    elif not event_id:
+        raise _Invalid(INVALID_FIELD, "event_id must not be empty")
+
+    envelope: dict[Any, Any] = {"event_id": event_id, "type": event_type}
+    for name in _PASS_THROUGH_HEAD:
+        value = get(name)
+        if value is not None:
+            envelope[name] = value
+
+    value = get("timestamp")
+    if value is not None:
+        envelope["timestamp"] = _normalise_timestamp("timestamp", value)[0]
+
+    value = get("received_at")
+    if value is None:
+        envelope["received_at"] = default_received_at
+        hour = default_hour
+    else:
+        envelope["received_at"], received = _normalise_timestamp("received_at", value)
+        hour = hour_of(received)
+
+    value = get("sent_at")
+    if value is not None:
+        envelope["sent_at"] = _normalise_timestamp("sent_at", value)[0]
+
+    for name in _PASS_THROUGH_TAIL:
+        value = get(name)
+        if value is not None:
+            envelope[name] = value
+    envelope["integration_id"] = integration_id
+
+    for key in event:
+        if key not in _CANONICAL_KEYS:
+            envelope[key] = event[key]
+    return envelope, hour
+
+
+def _normalise_timestamp(name: str, value: Any) -> tuple[str, datetime]:
+    """``(YYYY-MM-DDTHH:MM:SS.mmmZ, aware UTC datetime)`` of an ISO-8601 date-time; raises ``_Invalid``."""
+    if not isinstance(value, str):
+        raise _Invalid(INVALID_TIMESTAMP, f"{name} must be an ISO-8601 date-time string, got {_json_type(value)}")
+    if _CANONICAL_DATETIME_RE.fullmatch(value) is not None:
+        try:
+            return value, datetime.fromisoformat(value)
+        except ValueError as error:
+            detail = f"{name} {_short_value(value)} is not a valid date-time: {error}"
+            raise _Invalid(INVALID_TIMESTAMP, detail) from None
+    if _DATETIME_RE.fullmatch(value) is None:
+        raise _Invalid(
+            INVALID_TIMESTAMP,
+            f"{name} {_short_value(value)} is not an ISO-8601 date-time with a date and a time "
+            "(e.g. 2026-05-12T10:00:00Z)",
+        )
+    try:
+        parsed = datetime.fromisoformat(value.upper())
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        else:
+            parsed = parsed.astimezone(UTC)
+    except (ValueError, OverflowError) as error:
+        detail = f"{name} {_short_value(value)} is not a valid date-time: {error}"
+        raise _Invalid(INVALID_TIMESTAMP, detail) from None
+    if parsed.year < _MIN_YEAR:
+        raise _Invalid(INVALID_TIMESTAMP, f"{name} {_short_value(value)} is before the year {_MIN_YEAR}")
+    return iso(parsed), parsed
+
+
+def _new_event_id() -> str:
+    """A random (version 4) UUID string; cheaper than ``str(uuid.uuid4())`` on the ingest path."""
+    raw = bytearray(os.urandom(16))
+    raw[6] = (raw[6] & 0x0F) | 0x40
+    raw[8] = (raw[8] & 0x3F) | 0x80
+    digits = raw.hex()
+    return f"{digits[:8]}-{digits[8:12]}-{digits[12:16]}-{digits[16:20]}-{digits[20:]}"
+
+
+def _client_event_id(event: dict[Any, Any]) -> str | None:
+    event_id = event.get("event_id")
+    if isinstance(event_id, str) and 0 < len(event_id) <= FIELD_MAX_CHARS:
+        return event_id
+    return None
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, (list, tuple)):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return f"a {type(value).__name__}"
+
+
+def _short(text: str) -> str:
+    if len(text) <= _DETAIL_VALUE_CHARS * 2:
+        return text
+    return text[: _DETAIL_VALUE_CHARS * 2] + "..."
+
+
+def _short_value(value: Any) -> str:
+    """A bounded repr for messages: never a whole payload."""
+    if isinstance(value, str):
+        text = value if len(value) <= _DETAIL_VALUE_CHARS else value[:_DETAIL_VALUE_CHARS] + "..."
+        return repr(text)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)[:_DETAIL_VALUE_CHARS]
+    return _json_type(value)

@@ -1,0 +1,58 @@
+"""Object keys: ``<prefix>YYYY/MM/DD/HH/<batch-uuid>.json.gz`` (Athena partition projection on date components)."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+
+OBJECT_SUFFIX = ".json.gz"
+
+_HOUR_RE = re.compile(r"[0-9]{10}")
+_BATCH_ID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_KEY_TAIL_RE = re.compile(
+    r"([0-9]{4})/([0-9]{2})/([0-9]{2})/([0-9]{2})/"
+    r"([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})" + re.escape(OBJECT_SUFFIX)
+)
+
+
+def hour_path(hour: str) -> str:
+    """``YYYYMMDDHH`` -> ``YYYY/MM/DD/HH``; ValueError unless ``hour`` is a real UTC hour."""
+    _check_hour(hour)
+    return f"{hour[0:4]}/{hour[4:6]}/{hour[6:8]}/{hour[8:10]}"
+
+
+def object_key(prefix: str, hour: str, batch_id: str) -> str:
+    """The key of a batch: ``prefix`` is used as given (a folder prefix ends with ``/``)."""
+    if not isinstance(prefix, str):
+        raise ValueError("prefix must be a string")
+    _check_batch_id(batch_id)
+    return f"{prefix}{hour_path(hour)}/{batch_id}{OBJECT_SUFFIX}"
+
+
+def parse_object_key(prefix: str, key: str) -> tuple[str, str]:
+    """``(hour, batch_id)`` of a key made by ``object_key(prefix, ...)``; ValueError otherwise."""
+    if not isinstance(prefix, str) or not isinstance(key, str):
+        raise ValueError("prefix and key must be strings")
+    if not key.startswith(prefix):
+        raise ValueError(f"object key {key!r} does not start with the prefix {prefix!r}")
+    match = _KEY_TAIL_RE.fullmatch(key, len(prefix))
+    if match is None:
+        raise ValueError(f"object key {key!r} is not <prefix>YYYY/MM/DD/HH/<batch-uuid>{OBJECT_SUFFIX}")
+    year, month, day, hh, batch_id = match.groups()
+    hour = f"{year}{month}{day}{hh}"
+    _check_hour(hour)
+    return hour, batch_id
+
+
+def _check_hour(hour: str) -> None:
+    if not isinstance(hour, str) or _HOUR_RE.fullmatch(hour) is None:
+        raise ValueError(f"hour must be 10 digits YYYYMMDDHH, got {hour!r}")
+    try:
+        datetime(int(hour[0:4]), int(hour[4:6]), int(hour[6:8]), int(hour[8:10]))
+    except ValueError as error:
+        raise ValueError(f"hour {hour!r} is not a valid UTC hour: {error}") from None
+
+
+def _check_batch_id(batch_id: str) -> None:
+    if not isinstance(batch_id, str) or _BATCH_ID_RE.fullmatch(batch_id) is None:
+        raise ValueError(f"batch_id must be a canonical lowercase UUID string, got {batch_id!r}")

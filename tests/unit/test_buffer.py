@@ -1,0 +1,162 @@
+"""The buffer's Lua lifecycle: append once, seal at limits, claim with a lease, ack / fail / hold / release."""
+
+from __future__ import annotations
+
+import fakeredis
+import pytest
+
+from workers import buffer, keys
+
+IID = "int-1"
+HOUR = "2026112509"
+T0 = 1_764_061_200_000
+
+
+@pytest.fixture
+def r() -> fakeredis.FakeRedis:
+    return fakeredis.FakeRedis()
+
+
+def append(r, lines, *, message_id="m1", hour=HOUR, max_events=100, max_bytes=10_000, cap=1_000_000, now=T0):
+    return buffer.append(
+        r, IID, {hour: lines}, message_id=message_id, now_ms=now, seen_ttl_ms=60_000, cap_bytes=cap,
+        batch_max_events=max_events, batch_max_bytes=max_bytes, seal_due_ms=now + 300_000,
+    )
+
+
+def lines(n, size=10, tag="e"):
+    return [f"{tag}{i:0{size - len(tag)}d}".encode() for i in range(n)]
+
+
+def stats(r):
+    return {k.decode(): int(v) for k, v in r.hgetall(keys.stats(IID)).items()}
+
+
+def test_append_buffers_lines_in_order_and_indexes_the_buffer(r):
+    res = append(r, lines(3))
+    assert (res.duplicate, res.accepted, res.sealed) == (False, 3, [])
+    assert r.lrange(keys.buffer(IID, HOUR), 0, -1) == lines(3)
+    assert buffer.open_buffers(r, [IID]) == {IID: [(HOUR, T0)]}
+    assert stats(r)["buffered_events"] == 3 and stats(r)["buffered_bytes"] == 30
+
+
+def test_a_redelivered_message_appends_nothing(r):
+    append(r, lines(3), message_id="same")
+    again = append(r, lines(3), message_id="same")
+    assert again.duplicate and again.accepted == 0
+    assert r.llen(keys.buffer(IID, HOUR)) == 3
+    assert stats(r)["ingested_events"] == 3
+
+
+def test_reaching_batch_max_events_seals_without_waiting(r):
+    res = append(r, lines(25), max_events=10)
+    assert len(res.sealed) == 2
+    sizes = [r.llen(keys.batch(IID, b)) for b in res.sealed]
+    assert sizes == [10, 10]
+    assert r.llen(keys.buffer(IID, HOUR)) == 5
+    all_lines = [x for b in res.sealed for x in r.lrange(keys.batch(IID, b), 0, -1)]
+    assert all_lines + r.lrange(keys.buffer(IID, HOUR), 0, -1) == lines(25)
+
+
+def test_batch_max_bytes_is_never_exceeded(r):
+    res = append(r, lines(50, size=10), max_bytes=95)
+    for b in res.sealed:
+        assert int(buffer.batch_meta(r, IID, b)["bytes"]) <= 95
+    assert sum(int(buffer.batch_meta(r, IID, b)["events"]) for b in res.sealed) + r.llen(
+        keys.buffer(IID, HOUR)) == 50
+
+
+def test_an_event_larger_than_batch_max_bytes_gets_a_batch_of_its_own(r):
+    append(r, [b"x" * 5], max_bytes=50, message_id="a")
+    res = append(r, [b"y" * 80], max_bytes=50, message_id="b")
+    assert [int(buffer.batch_meta(r, IID, b)["events"]) for b in res.sealed] == [1, 1]
+
+
+def test_over_the_cap_events_are_refused_and_counted(r):
+    res = append(r, lines(10), cap=55)
+    assert res.accepted == 5
+    assert res.refused_positions == [5, 6, 7, 8, 9]
+    assert stats(r)["rejected:buffer_full"] == 5
+
+
+def test_seal_is_atomic_and_a_second_seal_finds_nothing(r):
+    append(r, lines(4))
+    b1 = buffer.seal(r, IID, HOUR, now_ms=T0, seal_due_ms=T0 + 1)
+    b2 = buffer.seal(r, IID, HOUR, now_ms=T0, seal_due_ms=T0 + 1)
+    assert b1 and b2 is None
+    assert r.lrange(keys.batch(IID, b1), 0, -1) == lines(4)
+    assert buffer.open_buffers(r, [IID]) == {}
+    meta = buffer.batch_meta(r, IID, b1)
+    assert (meta["hour"], meta["events"], meta["bytes"], meta["state"]) == (HOUR, "4", "40", "pending")
+    # events appended after the seal start a fresh buffer
+    append(r, lines(2, tag="n"), message_id="m2")
+    assert r.llen(keys.buffer(IID, HOUR)) == 2
+
+
+def sealed(r, n=3):
+    append(r, lines(n))
+    return buffer.seal(r, IID, HOUR, now_ms=T0, seal_due_ms=T0 + 1)
+
+
+def test_claim_leases_the_batch_to_one_uploader(r):
+    b = sealed(r)
+    c1 = buffer.claim(r, IID, b, token="t1", now_ms=T0, lease_ms=1000, key="k/1")
+    c2 = buffer.claim(r, IID, b, token="t2", now_ms=T0 + 10, lease_ms=1000, key="k/2")
+    assert (c1.state, c1.hour, c1.events, c1.attempts, c1.key) == ("ok", HOUR, 3, 1, "k/1")
+    assert c2.state == "leased"
+    # the lease ran out (its worker died): the next claim gets it, under the same key
+    c3 = buffer.claim(r, IID, b, token="t3", now_ms=T0 + 2000, lease_ms=1000, key="other/key")
+    assert (c3.state, c3.claims, c3.key) == ("ok", 2, "k/1")
+
+
+def test_ack_deletes_the_batch_and_counts_the_delivery_once(r):
+    b = sealed(r)
+    buffer.claim(r, IID, b, token="t", now_ms=T0, lease_ms=1000, key="k")
+    assert buffer.ack(r, IID, b, now_ms=T0 + 5, compressed_bytes=99, key="k") is True
+    assert buffer.ack(r, IID, b, now_ms=T0 + 6, compressed_bytes=99, key="k") is False
+    assert not r.exists(keys.batch(IID, b), keys.batch_meta(IID, b))
+    s = stats(r)
+    assert (s["delivered_objects"], s["delivered_events"], s["delivered_bytes"]) == (1, 3, 99)
+    assert (s["buffered_events"], s["buffered_bytes"]) == (0, 0)
+    assert buffer.claim(r, IID, b, token="t", now_ms=T0, lease_ms=1000, key="k").state == "gone"
+
+
+def test_fail_schedules_the_retry_in_our_own_store_and_pins_the_key(r):
+    b = sealed(r)
+    buffer.claim(r, IID, b, token="t", now_ms=T0, lease_ms=1000, key="k/old")
+    assert buffer.fail(r, IID, b, token="other", now_ms=T0, retry_at_ms=T0 + 50, code="SlowDown",
+                       message="m") == "stale"
+    assert buffer.fail(r, IID, b, token="t", now_ms=T0, retry_at_ms=T0 + 50, code="SlowDown", message="m") == "ok"
+    assert buffer.due_batches(r, [IID], T0 + 49) == {}
+    assert buffer.due_batches(r, [IID], T0 + 50) == {IID: [b]}
+    c = buffer.claim(r, IID, b, token="t2", now_ms=T0 + 60, lease_ms=1000, key="k/new")
+    assert (c.attempts, c.first_failure_ms, c.key) == (2, T0, "k/old")
+
+
+def test_hold_keeps_events_until_release(r):
+    b = sealed(r)
+    buffer.claim(r, IID, b, token="t", now_ms=T0, lease_ms=1000, key="k")
+    assert buffer.hold(r, IID, b, token="t", now_ms=T0 + 1, code="AccessDenied", message="denied",
+                       hint="Update the IAM policy.") == "ok"
+    held = buffer.held_batches(r, IID)
+    assert [h["batch_id"] for h in held] == [b]
+    assert (held[0]["error_code"], held[0]["error_hint"], held[0]["events"]) == ("AccessDenied",
+                                                                                 "Update the IAM policy.", "3")
+    assert buffer.claim(r, IID, b, token="t2", now_ms=T0 + 5000, lease_ms=1000, key="k").state == "dead"
+    assert buffer.due_batches(r, [IID], T0 + 10**9) == {}
+    assert r.llen(keys.batch(IID, b)) == 3
+    status = {k.decode(): v.decode() for k, v in r.hgetall(keys.status(IID)).items()}
+    assert status["last_error_code"] == "AccessDenied" and status["last_error_permanent"] == "1"
+    assert buffer.release(r, IID, b, now_ms=T0 + 10) == "ok"
+    assert buffer.held_batches(r, IID) == []
+    c = buffer.claim(r, IID, b, token="t3", now_ms=T0 + 20, lease_ms=1000, key="k2")
+    assert c.state == "ok" and c.first_failure_ms is None
+    # S3 refused outright and nothing was uncertain: the new key (from the fixed config) is used
+    assert c.key == "k2"
+
+
+def test_read_batch_yields_bounded_chunks(r):
+    b = sealed(r, n=25)
+    chunks = list(buffer.read_batch(r, IID, b, 10))
+    assert [len(c) for c in chunks] == [10, 10, 5]
+    assert [x for c in chunks for x in c] == lines(25)

@@ -1,0 +1,236 @@
+"""Redis side of the pipeline: hourly buffers, sealed batches and their lifecycle, each step one Lua script.
+
+Lifecycle of a batch (see workers/keys.py for the key schema):
+  open buffer --seal (RENAME)--> batch [pending] --claim--> leased --ack--> gone (delivered)
+                                                               |--fail--> pending again at retry_at
+                                                               `--hold--> dead (dead-letter) --release--> pending
+Every step is atomic and idempotent, so redelivered, concurrent or crashed work never loses or doubles an event.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+
+import redis
+
+from workers import keys
+
+SCRIPT_NAMES = ("append", "seal", "claim", "ack", "fail", "hold", "release")
+REJECTIONS_MAX = 100
+
+
+@cache
+def _source(name: str) -> str:
+    lua = resources.files("workers") / "lua"
+    lib = (lua / "_lib.lua").read_text()
+    return lib + "\n" + (lua / f"{name}.lua").read_text()
+
+
+class _Scripts:
+    """The Lua scripts, registered once per client; redis-py retries EVALSHA with EVAL after a server restart."""
+
+    def __init__(self, r: redis.Redis) -> None:
+        for name in SCRIPT_NAMES:
+            setattr(self, name, r.register_script(_source(name)))
+
+
+_scripts: dict[int, _Scripts] = {}
+
+
+def scripts(r: redis.Redis) -> _Scripts:
+    s = _scripts.get(id(r))
+    if s is None:
+        s = _scripts[id(r)] = _Scripts(r)
+    return s
+
+
+def _text(v: bytes | str | None) -> str | None:
+    return v.decode() if isinstance(v, bytes) else v
+
+
+def _prefixes(iid: str) -> list[str]:
+    return [keys.buffer_prefix(iid), keys.batch(iid, ""), keys.batch_meta(iid, "")]
+
+
+@dataclass(frozen=True)
+class AppendResult:
+    duplicate: bool
+    accepted: int
+    refused_positions: list[int]  # 0-based positions in the flattened lines refused for the buffer cap
+    sealed: list[str]  # batch ids sealed because a buffer reached its limits
+
+
+def _ids_needed(lines: Sequence[bytes], max_events: int, max_bytes: int) -> int:
+    total = sum(len(line) for line in lines)
+    return min(len(lines) + 1, 2 + len(lines) // max_events + (2 * total) // max_bytes)
+
+
+def append(
+    r: redis.Redis,
+    iid: str,
+    lines_by_hour: Mapping[str, Sequence[bytes]],
+    *,
+    message_id: str,
+    now_ms: int,
+    seen_ttl_ms: int,
+    cap_bytes: int,
+    batch_max_events: int,
+    batch_max_bytes: int,
+    seal_due_ms: int,
+    rejection_counts: Mapping[str, int] | None = None,
+    rejection_records: Sequence[bytes] = (),
+) -> AppendResult:
+    """Append event lines to their hourly buffers, once per ``message_id``, atomically with the rejection counts."""
+    args: list[object] = [
+        now_ms, seen_ttl_ms, cap_bytes, batch_max_events, batch_max_bytes, seal_due_ms, *_prefixes(iid),
+        REJECTIONS_MAX,
+    ]
+    counts = rejection_counts or {}
+    args.append(len(counts))
+    for reason, count in counts.items():
+        args += [reason, count]
+    args.append(len(rejection_records))
+    args += rejection_records
+    args.append(len(lines_by_hour))
+    for hour, lines in lines_by_hour.items():
+        n_ids = _ids_needed(lines, batch_max_events, batch_max_bytes)
+        args += [hour, n_ids, *(str(uuid.uuid4()) for _ in range(n_ids)), len(lines), *lines]
+    dup, accepted, refused, sealed = scripts(r).append(
+        keys=[keys.seen(iid, message_id), keys.open_index(iid), keys.open_bytes(iid), keys.stats(iid),
+              keys.pending(iid), keys.rejections(iid)],
+        args=args,
+        client=r,
+    )
+    return AppendResult(bool(dup), int(accepted), [int(p) - 1 for p in refused], [_text(b) for b in sealed])
+
+
+def open_buffers(r: redis.Redis, iids: Sequence[str]) -> dict[str, list[tuple[str, int]]]:
+    """The index of open buffers: integration id -> [(hour, first append ms)]."""
+    pipe = r.pipeline(transaction=False)
+    for iid in iids:
+        pipe.zrange(keys.open_index(iid), 0, -1, withscores=True)
+    return {iid: [(_text(h), int(s)) for h, s in rows] for iid, rows in zip(iids, pipe.execute()) if rows}
+
+
+def due_batches(r: redis.Redis, iids: Sequence[str], now_ms: int) -> dict[str, list[str]]:
+    """Batches whose lease or retry delay ran out: integration id -> batch ids (the sweep)."""
+    pipe = r.pipeline(transaction=False)
+    for iid in iids:
+        pipe.zrangebyscore(keys.pending(iid), "-inf", now_ms)
+    return {iid: [_text(b) for b in rows] for iid, rows in zip(iids, pipe.execute()) if rows}
+
+
+def seal(r: redis.Redis, iid: str, hour: str, *, now_ms: int, seal_due_ms: int) -> str | None:
+    """Seal the open buffer of ``hour`` into a new batch; None when there was nothing to seal."""
+    batch_id = str(uuid.uuid4())
+    n = scripts(r).seal(
+        keys=[keys.open_index(iid), keys.open_bytes(iid), keys.pending(iid)],
+        args=[hour, batch_id, now_ms, seal_due_ms, *_prefixes(iid)],
+        client=r,
+    )
+    return batch_id if int(n) > 0 else None
+
+
+@dataclass(frozen=True)
+class Claim:
+    state: str  # ok | gone | dead | leased
+    hour: str = ""
+    events: int = 0
+    bytes: int = 0
+    attempts: int = 0
+    claims: int = 0
+    first_failure_ms: int | None = None
+    key: str = ""
+
+
+def claim(r: redis.Redis, iid: str, batch_id: str, *, token: str, now_ms: int, lease_ms: int, key: str) -> Claim:
+    res = scripts(r).claim(
+        keys=[keys.batch_meta(iid, batch_id), keys.pending(iid)],
+        args=[batch_id, now_ms, lease_ms, token, key],
+        client=r,
+    )
+    state = _text(res[0])
+    if state != "ok":
+        return Claim(state)
+    _, hour, events, nbytes, attempts, claims, first_failure, obj_key = res
+    return Claim(
+        "ok", _text(hour), int(events), int(nbytes), int(attempts), int(claims),
+        int(first_failure) if first_failure else None, _text(obj_key),
+    )
+
+
+def read_batch(r: redis.Redis, iid: str, batch_id: str, chunk_events: int) -> Iterator[list[bytes]]:
+    """The sealed batch's lines in bounded chunks (a batch never changes once sealed)."""
+    key = keys.batch(iid, batch_id)
+    start = 0
+    while True:
+        chunk = r.lrange(key, start, start + chunk_events - 1)
+        if not chunk:
+            return
+        yield chunk
+        if len(chunk) < chunk_events:
+            return
+        start += chunk_events
+
+
+def ack(r: redis.Redis, iid: str, batch_id: str, *, now_ms: int, compressed_bytes: int, key: str) -> bool:
+    return bool(scripts(r).ack(
+        keys=[keys.batch_meta(iid, batch_id), keys.batch(iid, batch_id), keys.pending(iid), keys.dead(iid),
+              keys.stats(iid), keys.status(iid)],
+        args=[batch_id, now_ms, compressed_bytes, key],
+        client=r,
+    ))
+
+
+def fail(
+    r: redis.Redis, iid: str, batch_id: str, *, token: str, now_ms: int, retry_at_ms: int, code: str, message: str
+) -> str:
+    return _text(scripts(r).fail(
+        keys=[keys.batch_meta(iid, batch_id), keys.pending(iid), keys.status(iid), keys.stats(iid)],
+        args=[batch_id, token, now_ms, retry_at_ms, code, message],
+        client=r,
+    ))
+
+
+def hold(
+    r: redis.Redis, iid: str, batch_id: str, *, token: str, now_ms: int, code: str, message: str, hint: str
+) -> str:
+    return _text(scripts(r).hold(
+        keys=[keys.batch_meta(iid, batch_id), keys.pending(iid), keys.dead(iid), keys.status(iid),
+              keys.stats(iid)],
+        args=[batch_id, token, now_ms, code, message, hint],
+        client=r,
+    ))
+
+
+def release(r: redis.Redis, iid: str, batch_id: str, *, now_ms: int) -> str:
+    return _text(scripts(r).release(
+        keys=[keys.batch_meta(iid, batch_id), keys.pending(iid), keys.dead(iid)],
+        args=[batch_id, now_ms],
+        client=r,
+    ))
+
+
+def held_batches(r: redis.Redis, iid: str) -> list[dict[str, str]]:
+    """The dead-letter store of one integration: each held batch's metadata, oldest first."""
+    ids = [_text(b) for b in r.zrange(keys.dead(iid), 0, -1)]
+    pipe = r.pipeline(transaction=False)
+    for batch_id in ids:
+        pipe.hgetall(keys.batch_meta(iid, batch_id))
+    return [
+        {"batch_id": batch_id, **{_text(k): _text(v) for k, v in meta.items()}}
+        for batch_id, meta in zip(ids, pipe.execute())
+        if meta
+    ]
+
+
+def batch_meta(r: redis.Redis, iid: str, batch_id: str) -> dict[str, str]:
+    return {_text(k): _text(v) for k, v in r.hgetall(keys.batch_meta(iid, batch_id)).items()}
+
+
+def pending_batches(r: redis.Redis, iid: str) -> list[str]:
+    return [_text(b) for b in r.zrange(keys.pending(iid), 0, -1)]

@@ -1,0 +1,107 @@
+-- Append validated event lines to the open hourly buffers of one integration, at most once per message.
+--
+-- KEYS[1] seen marker of this message   KEYS[2] open index (zset hour -> first append ms)
+-- KEYS[3] openbytes (hash hour -> bytes) KEYS[4] stats (hash)   KEYS[5] pending (zset)   KEYS[6] rejections (list)
+-- ARGV: now_ms, seen_ttl_ms, cap_bytes, batch_max_events, batch_max_bytes, seal_due_ms,
+--       buffer_prefix, batch_prefix, meta_prefix, rejections_max,
+--       n_reasons, (reason, count) * n_reasons, n_records, record * n_records,
+--       n_groups, then per group: hour, n_ids, batch_id * n_ids, n_lines, line * n_lines
+-- A buffer that would pass batch_max_events / batch_max_bytes is sealed first (with the group's next batch id),
+-- so no object ever exceeds the limits (a single line larger than batch_max_bytes makes a batch of its own).
+-- Lines that would push the integration's buffered bytes over cap_bytes are refused.
+-- Returns {duplicate (0/1), accepted, {refused positions, 1-based over all lines}, {sealed batch ids}}.
+
+local now = tonumber(ARGV[1])
+if not redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[2]) then
+  return {1, 0, {}, {}}
+end
+local cap = tonumber(ARGV[3])
+local max_events = tonumber(ARGV[4])
+local max_bytes = tonumber(ARGV[5])
+local seal_due = tonumber(ARGV[6])
+local buf_prefix, batch_prefix, meta_prefix = ARGV[7], ARGV[8], ARGV[9]
+local rejections_max = tonumber(ARGV[10])
+local open_key, openbytes_key, stats_key, pending_key = KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+
+local i = 11
+local n_reasons = tonumber(ARGV[i]); i = i + 1
+for _ = 1, n_reasons do
+  redis.call('HINCRBY', stats_key, 'rejected:' .. ARGV[i], ARGV[i + 1])
+  i = i + 2
+end
+local n_records = tonumber(ARGV[i]); i = i + 1
+for _ = 1, n_records do
+  redis.call('LPUSH', KEYS[6], ARGV[i])
+  i = i + 1
+end
+if n_records > 0 then redis.call('LTRIM', KEYS[6], 0, rejections_max - 1) end
+
+local buffered = tonumber(redis.call('HGET', stats_key, 'buffered_bytes') or '0')
+local accepted, accepted_bytes, position = 0, 0, 0
+local refused, sealed = {}, {}
+
+local n_groups = tonumber(ARGV[i]); i = i + 1
+for _ = 1, n_groups do
+  local hour = ARGV[i]; i = i + 1
+  local buf = buf_prefix .. hour
+  local n_ids = tonumber(ARGV[i]); i = i + 1
+  local ids_at, next_id = i, 0
+  i = i + n_ids
+  local n_lines = tonumber(ARGV[i]); i = i + 1
+
+  local n = redis.call('LLEN', buf)
+  local b = tonumber(redis.call('HGET', openbytes_key, hour) or '0')
+  local pend = {}
+  local function push_pending()
+    local k = 1
+    while k <= #pend do
+      redis.call('RPUSH', buf, unpack(pend, k, math.min(k + 999, #pend)))
+      k = k + 1000
+    end
+    pend = {}
+  end
+  local function seal_now()
+    if next_id >= n_ids then return end  -- out of ids: let it overflow, the next flush seals it
+    push_pending()
+    redis.call('HSET', openbytes_key, hour, b)
+    local id = ARGV[ids_at + next_id]
+    next_id = next_id + 1
+    if seal(buf, hour, id, open_key, openbytes_key, pending_key, batch_prefix, meta_prefix, now, seal_due) > 0 then
+      sealed[#sealed + 1] = id
+    end
+    n, b = 0, 0
+  end
+
+  for _ = 1, n_lines do
+    local line = ARGV[i]; i = i + 1
+    position = position + 1
+    local len = #line
+    if buffered + len > cap then
+      refused[#refused + 1] = position
+    else
+      if n > 0 and (n + 1 > max_events or b + len > max_bytes) then seal_now() end
+      pend[#pend + 1] = line
+      if n == 0 then redis.call('ZADD', open_key, 'NX', now, hour) end
+      n = n + 1
+      b = b + len
+      buffered = buffered + len
+      accepted = accepted + 1
+      accepted_bytes = accepted_bytes + len
+      if n >= max_events or b >= max_bytes then
+        seal_now()  -- the buffer is full: hand it over now rather than at the next beat
+      end
+    end
+  end
+  push_pending()
+  if n > 0 then redis.call('HSET', openbytes_key, hour, b) end
+end
+
+if accepted > 0 then
+  redis.call('HINCRBY', stats_key, 'buffered_bytes', accepted_bytes)
+  redis.call('HINCRBY', stats_key, 'buffered_events', accepted)
+  redis.call('HINCRBY', stats_key, 'ingested_events', accepted)
+end
+if #refused > 0 then
+  redis.call('HINCRBY', stats_key, 'rejected:buffer_full', #refused)
+end
+return {0, accepted, refused, sealed}

@@ -1,0 +1,368 @@
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import fakeredis
+import pytest
+from cryptography.fernet import Fernet
+
+from workers import cli, crypto, registry
+from workers.settings import get_settings
+
+ACCESS_KEY_ID = "AKIAIOSFODNN7EXAMPLE"
+SECRET_ACCESS_KEY = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+
+# Exactly the -d body of the documented curl install request.
+SEED_INSTALL_BODY = """{
+    "name": "Amazon S3",
+    "variant": "default",
+    "config": {
+      "bucket": "datafly-events-production",
+      "region": "us-east-1",
+      "access_key_id": "AKIAIOSFODNN7EXAMPLE",
+      "secret_access_key": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+      "prefix": "events/",
+      "storage_class": "STANDARD",
+      "server_side_encryption": "AES256"
+    },
+    "delivery_mode": "server_side"
+  }"""
+
+
+@pytest.fixture(autouse=True)
+def secret_key(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    key = crypto.generate_key()
+    monkeypatch.setenv("SIGNAL_SECRET_KEY", key)
+    get_settings.cache_clear()
+    registry.clear_cache()
+    yield key
+    registry.clear_cache()
+    get_settings.cache_clear()
+
+
+@pytest.fixture
+def r(monkeypatch: pytest.MonkeyPatch) -> fakeredis.FakeRedis:
+    client = fakeredis.FakeRedis()
+    monkeypatch.setattr(cli, "redis_client", lambda: client)
+    return client
+
+
+@pytest.fixture
+def seed_file(tmp_path: Path) -> Path:
+    path = tmp_path / "install.json"
+    path.write_text(SEED_INSTALL_BODY)
+    return path
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = cli.main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_no_secret(*texts: str) -> None:
+    for text in texts:
+        assert ACCESS_KEY_ID not in text
+        assert SECRET_ACCESS_KEY not in text
+
+
+def install_seed(capsys: pytest.CaptureFixture[str], seed_file: Path) -> dict[str, Any]:
+    code, out, _ = run(capsys, "install", "amazon_s3", "--file", str(seed_file))
+    assert code == 0
+    return json.loads(out)
+
+
+# -- install ----------------------------------------------------------------------------------------------------
+
+
+def test_install_from_file(r: fakeredis.FakeRedis, capsys: pytest.CaptureFixture[str], seed_file: Path) -> None:
+    code, out, err = run(capsys, "install", "amazon_s3", "--file", str(seed_file))
+    assert code == 0
+    created = json.loads(out)
+    assert registry.ids(r) == [created["id"]]
+    assert created["name"] == "Amazon S3"
+    assert created["variant"] == "default"
+    assert created["delivery_mode"] == "server_side"
+    assert created["enabled"] is True
+    assert created["config"]["bucket"] == "datafly-events-production"
+    assert created["config"]["access_key_id"] == "****MPLE"
+    assert created["config"]["secret_access_key"] == "****EKEY"
+    assert_no_secret(out, err)
+    stored = registry.get(r, created["id"])
+    assert stored.config.secret_access_key.get_secret_value() == SECRET_ACCESS_KEY
+
+
+def test_install_from_stdin(
+    r: fakeredis.FakeRedis, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("sys.stdin", io.StringIO(SEED_INSTALL_BODY))
+    code, out, err = run(capsys, "install", "amazon_s3")
+    assert code == 0
+    created = json.loads(out)
+    assert registry.ids(r) == [created["id"]]
+    assert_no_secret(out, err)
+
+
+def test_install_from_stdin_dash(
+    r: fakeredis.FakeRedis, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("sys.stdin", io.StringIO(SEED_INSTALL_BODY))
+    code, out, _ = run(capsys, "install", "amazon_s3", "--file", "-")
+    assert code == 0
+    assert registry.ids(r) == [json.loads(out)["id"]]
+
+
+def test_install_validation_errors_exit_2_and_store_nothing(
+    r: fakeredis.FakeRedis, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    document = json.loads(SEED_INSTALL_BODY)
+    document["config"]["region"] = "moon-1"
+    document["config"]["server_side_encryption"] = "aws:kms"
+    document["name"] = ""
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(document))
+    code, out, err = run(capsys, "install", "amazon_s3", "--file", str(path))
+    assert code == 2
+    errors = json.loads(out)["errors"]
+    assert [e["field"] for e in errors] == ["name", "config.region", "config.kms_key_id"]
+    assert all(e["message"] for e in errors)
+    assert r.keys("*") == []
+    assert_no_secret(out, err)
+
+
+@pytest.mark.parametrize("text", ["{not json", "", "   \n"])
+def test_install_malformed_json_exit_2(
+    r: fakeredis.FakeRedis, capsys: pytest.CaptureFixture[str], tmp_path: Path, text: str
+) -> None:
+    path = tmp_path / "bad.json"
+    path.write_text(text)
+    code, out, err = run(capsys, "install", "amazon_s3", "--file", str(path))
+    assert code == 2
+    assert out == ""
+    assert str(path) in err
+    assert ("not valid JSON" in err) or ("is empty" in err)
+    assert r.keys("*") == []
+
+
+def test_install_missing_file_exit_2(r: fakeredis.FakeRedis, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code, _, err = run(capsys, "install", "amazon_s3", "--file", str(tmp_path / "missing.json"))
+    assert code == 2
+    assert "cannot read" in err
+
+
+def test_install_json_that_is_not_an_object_exit_2(
+    r: fakeredis.FakeRedis, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    path = tmp_path / "list.json"
+    path.write_text("[1, 2]")
+    code, out, _ = run(capsys, "install", "amazon_s3", "--file", str(path))
+    assert code == 2
+    assert json.loads(out) == {"errors": [{"field": "body", "message": "the install body must be a JSON object"}]}
+
+
+def test_install_other_type_exit_2(r: fakeredis.FakeRedis, capsys: pytest.CaptureFixture[str], seed_file: Path) -> None:
+    code, out, err = run(capsys, "install", "google_cloud_storage", "--file", str(seed_file))
+    assert code == 2
+    assert "unknown integration type 'google_cloud_storage'" in err
+    assert "amazon_s3" in err
+    assert r.keys("*") == []
+
+
+def test_install_without_secret_key_exit_1(
+    r: fakeredis.FakeRedis, capsys: pytest.CaptureFixture[str], seed_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("SIGNAL_SECRET_KEY")
+    get_settings.cache_clear()
+    code, out, err = run(capsys, "install", "amazon_s3", "--file", str(seed_file))
+    assert code == 1
+    assert "SIGNAL_SECRET_KEY" in err
+    assert "signal-s3 keygen" in err
+    assert r.keys("*") == []
+    assert_no_secret(out, err)
+
+
+# -- list / show ------------------------------------------------------------------------------------------------
+
+
+def test_list(r: fakeredis.FakeRedis, capsys: pytest.CaptureFixture[str], seed_file: Path) -> None:
+    code, out, _ = run(capsys, "list")
+    assert (code, json.loads(out)) == (0, [])
+    first = install_seed(capsys, seed_file)
+    second = install_seed(capsys, seed_file)
+    code, out, err = run(capsys, "list")
+    assert code == 0
+    listed = json.loads(out)
+    assert {i["id"] for i in listed} == {first["id"], second["id"]}
+    assert all(i["config"]["secret_access_key"] == "****EKEY" for i in listed)
+    assert_no_secret(out, err)
+
+
+def test_show(r: fakeredis.FakeRedis, capsys: pytest.CaptureFixture[str], seed_file: Path) -> None:
+    created = install_seed(capsys, seed_file)
+    code, out, err = run(capsys, "show", created["id"])
+    assert code == 0
+    assert json.loads(out) == created
+    assert_no_secret(out, err)
+
+
+def test_show_unknown_exit_1(r: fakeredis.FakeRedis, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "show", "nope")
+    assert code == 1
+    assert out == ""
+    assert "integration nope is not installed" in err
+
+
+def test_show_with_the_wrong_key_exit_1(
+    r: fakeredis.FakeRedis, capsys: pytest.CaptureFixture[str], seed_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    created = install_seed(capsys, seed_file)
+    registry.clear_cache()
+    monkeypatch.setenv("SIGNAL_SECRET_KEY", crypto.generate_key())
+    get_settings.cache_clear()
+    code, _, err = run(capsys, "show", created["id"])
+    assert code == 1
+    assert "cannot decrypt stored secrets with SIGNAL_SECRET_KEY" in err
+
+
+# -- update / enable / disable ----------------------------------------------------------------------------------
+
+NEW_CONFIG = {
+    "bucket": "other-bucket",
+    "region": "eu-west-1",
+    "access_key_id": "AKIANEWKEY000000ABCD",
+    "secret_access_key": "newsecret/abcdefghijklmnopqrstuvwxyz0123",
+    "prefix": "raw/",
+}
+
+
+@pytest.mark.parametrize("wrapped", [False, True])
+def test_update(
+    r: fakeredis.FakeRedis, capsys: pytest.CaptureFixture[str], seed_file: Path, tmp_path: Path, wrapped: bool
+) -> None:
+    created = install_seed(capsys, seed_file)
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"config": NEW_CONFIG} if wrapped else NEW_CONFIG))
+    code, out, err = run(capsys, "update", created["id"], "--file", str(path))
+    assert code == 0
+    updated = json.loads(out)
+    assert updated["id"] == created["id"]
+    assert updated["config"]["bucket"] == "other-bucket"
+    assert updated["config"]["prefix"] == "raw/"
+    assert updated["config"]["secret_access_key"] == "****0123"
+    assert "newsecret/abcdefghijklmnopqrstuvwxyz0123" not in out + err
+    assert registry.get(r, created["id"]).config.bucket == "other-bucket"
+
+
+def test_update_invalid_exit_2(
+    r: fakeredis.FakeRedis, capsys: pytest.CaptureFixture[str], seed_file: Path, tmp_path: Path
+) -> None:
+    created = install_seed(capsys, seed_file)
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(dict(NEW_CONFIG, storage_class="COLD")))
+    code, out, _ = run(capsys, "update", created["id"], "--file", str(path))
+    assert code == 2
+    assert [e["field"] for e in json.loads(out)["errors"]] == ["config.storage_class"]
+    assert registry.get(r, created["id"]).config.bucket == "datafly-events-production"
+
+
+def test_update_with_other_install_fields_exit_2(
+    r: fakeredis.FakeRedis, capsys: pytest.CaptureFixture[str], seed_file: Path
+) -> None:
+    created = install_seed(capsys, seed_file)
+    code, out, _ = run(capsys, "update", created["id"], "--file", str(seed_file))
+    assert code == 2
+    errors = json.loads(out)["errors"]
+    assert len(errors) == 1
+    assert "update replaces only the config" in errors[0]["message"]
+
+
+def test_update_unknown_exit_1(r: fakeredis.FakeRedis, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(NEW_CONFIG))
+    code, _, err = run(capsys, "update", "nope", "--file", str(path))
+    assert code == 1
+    assert "integration nope is not installed" in err
+
+
+def test_enable_disable(r: fakeredis.FakeRedis, capsys: pytest.CaptureFixture[str], seed_file: Path) -> None:
+    created = install_seed(capsys, seed_file)
+    code, out, err = run(capsys, "disable", created["id"])
+    assert code == 0
+    assert json.loads(out)["enabled"] is False
+    assert registry.get(r, created["id"]).enabled is False
+    assert_no_secret(out, err)
+    code, out, _ = run(capsys, "enable", created["id"])
+    assert code == 0
+    assert json.loads(out)["enabled"] is True
+    assert registry.get(r, created["id"]).enabled is True
+
+
+@pytest.mark.parametrize("command", ["enable", "disable"])
+def test_enable_disable_unknown_exit_1(r: fakeredis.FakeRedis, capsys: pytest.CaptureFixture[str], command: str) -> None:
+    code, _, err = run(capsys, command, "nope")
+    assert code == 1
+    assert "integration nope is not installed" in err
+
+
+# -- keygen, reencrypt, usage -----------------------------------------------------------------------------------
+
+
+def test_keygen_prints_a_fernet_key(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SIGNAL_SECRET_KEY")
+    get_settings.cache_clear()
+    code, out, _ = run(capsys, "keygen")
+    assert code == 0
+    Fernet(out.strip().encode())
+
+
+def test_reencrypt(
+    r: fakeredis.FakeRedis,
+    capsys: pytest.CaptureFixture[str],
+    seed_file: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    secret_key: str,
+) -> None:
+    created = install_seed(capsys, seed_file)
+    new_key = crypto.generate_key()
+    monkeypatch.setenv("SIGNAL_SECRET_KEY", f"{new_key},{secret_key}")
+    get_settings.cache_clear()
+    code, out, _ = run(capsys, "reencrypt")
+    assert (code, json.loads(out)) == (0, {"reencrypted": 1})
+    monkeypatch.setenv("SIGNAL_SECRET_KEY", new_key)
+    get_settings.cache_clear()
+    registry.clear_cache()
+    code, _, _ = run(capsys, "show", created["id"])
+    assert code == 0
+
+
+@pytest.mark.parametrize("argv", [[], ["frobnicate"], ["show"], ["install"]])
+def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str], argv: list[str]) -> None:
+    code, _, err = run(capsys, *argv)
+    assert code == 2
+    assert "usage: signal-s3" in err
+
+
+def test_help_exit_0(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "--help")
+    assert code == 0
+    for name in cli.COMMANDS:
+        assert name in out
+
+
+def test_commands_table() -> None:
+    assert set(cli.COMMANDS) >= {"install", "list", "show", "update", "enable", "disable", "keygen"}
+
+
+def test_unreachable_redis_exit_1_without_password(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SIGNAL_REDIS_URL", "redis://:hunter2secret@127.0.0.1:1/0")
+    get_settings.cache_clear()
+    code, out, err = run(capsys, "list")
+    assert code == 1
+    assert "Redis at 127.0.0.1:1/0" in err
+    assert "hunter2secret" not in out + err

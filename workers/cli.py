@@ -1,0 +1,230 @@
+"""``signal-s3``: install and manage Amazon S3 integrations from the command line.
+
+Exit codes: 0 success, 1 a runtime problem (unknown integration, Redis unreachable, secret key problem),
+2 invalid input (bad arguments, malformed JSON, validation errors printed as ``{"errors": [...]}`` on stdout).
+Secrets are never printed: integrations are shown through ``Integration.public()``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+import orjson
+import redis
+
+from workers import crypto, registry
+from workers.config import ConfigError
+from workers.settings import get_settings
+
+INTEGRATION_TYPE = "amazon_s3"
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_INVALID = 2
+
+
+class InputError(Exception):
+    """The user's input could not be read or parsed (exit 2)."""
+
+
+def redis_client() -> redis.Redis:
+    return redis.Redis.from_url(get_settings().redis_url)
+
+
+def _redis_location(url: str) -> str:
+    """Host, port and database of a Redis URL without any password in it."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or "?"
+        port = parts.port or 6379
+    except ValueError:
+        return "the configured SIGNAL_REDIS_URL"
+    return f"{host}:{port}{parts.path or ''}"
+
+
+# -- output -----------------------------------------------------------------------------------------------------
+
+
+def _print_json(value: Any) -> None:
+    sys.stdout.write(orjson.dumps(value, option=orjson.OPT_INDENT_2).decode("utf-8") + "\n")
+    sys.stdout.flush()
+
+
+def _fail(message: str, code: int) -> int:
+    sys.stderr.write(f"signal-s3: {message}\n")
+    sys.stderr.flush()
+    return code
+
+
+def _read_json(path: str | None) -> Any:
+    source = "stdin" if path in (None, "-") else path
+    try:
+        if path in (None, "-"):
+            text = sys.stdin.read()
+        else:
+            with open(path, encoding="utf-8") as handle:
+                text = handle.read()
+    except OSError as exc:
+        raise InputError(f"cannot read {source}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise InputError(f"{source} is not UTF-8 text") from None
+    if not text.strip():
+        raise InputError(f"{source} is empty; expected a JSON object")
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise InputError(f"{source} is not valid JSON: {exc}") from None
+
+
+# -- commands ---------------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Command:
+    name: str
+    help: str
+    run: Callable[[argparse.Namespace], int]
+    arguments: Callable[[argparse.ArgumentParser], None] = lambda parser: None
+
+
+def _integration_id(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("id", help="integration id")
+
+
+def _file_option(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument("--file", "-f", metavar="PATH", help=f"JSON file with {what} (default: read stdin)")
+
+
+def _install_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("integration_type", metavar="TYPE", help=f"integration type ({INTEGRATION_TYPE})")
+    _file_option(parser, 'the install body: {"name", "variant", "config", "delivery_mode"}')
+
+
+def _update_arguments(parser: argparse.ArgumentParser) -> None:
+    _integration_id(parser)
+    _file_option(parser, 'the new config: a config object or {"config": {...}}')
+
+
+def cmd_install(args: argparse.Namespace) -> int:
+    if args.integration_type != INTEGRATION_TYPE:
+        return _fail(
+            f"unknown integration type {args.integration_type!r}; the only type is {INTEGRATION_TYPE}", EXIT_INVALID
+        )
+    body = _read_json(args.file)
+    integration = registry.install(redis_client(), body)
+    _print_json(integration.public())
+    return EXIT_OK
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    _print_json([integration.public() for integration in registry.list_all(redis_client())])
+    return EXIT_OK
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    _print_json(registry.get(redis_client(), args.id).public())
+    return EXIT_OK
+
+
+def _config_of(document: Any) -> Any:
+    if isinstance(document, dict) and "config" in document:
+        others = sorted(str(key) for key in document if key != "config")
+        if others:
+            raise ConfigError(
+                [
+                    {
+                        "field": others[0],
+                        "message": 'update replaces only the config; give a config object or {"config": {...}}',
+                    }
+                ]
+            )
+        return document["config"]
+    return document
+
+
+def cmd_update(args: argparse.Namespace) -> int:
+    config = _config_of(_read_json(args.file))
+    _print_json(registry.update_config(redis_client(), args.id, config).public())
+    return EXIT_OK
+
+
+def cmd_enable(args: argparse.Namespace) -> int:
+    _print_json(registry.set_enabled(redis_client(), args.id, True).public())
+    return EXIT_OK
+
+
+def cmd_disable(args: argparse.Namespace) -> int:
+    _print_json(registry.set_enabled(redis_client(), args.id, False).public())
+    return EXIT_OK
+
+
+def cmd_keygen(args: argparse.Namespace) -> int:
+    sys.stdout.write(crypto.generate_key() + "\n")
+    return EXIT_OK
+
+
+def cmd_reencrypt(args: argparse.Namespace) -> int:
+    count = registry.reencrypt(redis_client())
+    _print_json({"reencrypted": count})
+    return EXIT_OK
+
+
+COMMANDS: dict[str, Command] = {
+    command.name: command
+    for command in (
+        Command(
+            "install", f"install an integration ({INTEGRATION_TYPE}) from a JSON body", cmd_install, _install_arguments
+        ),
+        Command("list", "list installed integrations", cmd_list),
+        Command("show", "show one integration", cmd_show, _integration_id),
+        Command("update", "replace the config of an integration", cmd_update, _update_arguments),
+        Command("enable", "enable an integration", cmd_enable, _integration_id),
+        Command("disable", "disable an integration", cmd_disable, _integration_id),
+        Command("keygen", "print a new key for SIGNAL_SECRET_KEY", cmd_keygen),
+        Command(
+            "reencrypt",
+            "re-encrypt stored secrets with the first SIGNAL_SECRET_KEY (after putting a new key first)",
+            cmd_reencrypt,
+        ),
+    )
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="signal-s3", description="Manage Amazon S3 integrations.")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for command in COMMANDS.values():
+        sub = subparsers.add_parser(command.name, help=command.help, description=command.help)
+        command.arguments(sub)
+        sub.set_defaults(run=command.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
+        return exc.code if isinstance(exc.code, int) else EXIT_INVALID
+    try:
+        return int(args.run(args))
+    except InputError as exc:
+        return _fail(str(exc), EXIT_INVALID)
+    except ConfigError as exc:
+        _print_json({"errors": exc.errors})
+        return EXIT_INVALID
+    except registry.UnknownIntegration as exc:
+        return _fail(str(exc), EXIT_FAILED)
+    except (crypto.SecretKeyMissing, crypto.SecretKeyInvalid, crypto.SecretKeyMismatch) as exc:
+        return _fail(str(exc), EXIT_FAILED)
+    except redis.RedisError as exc:
+        location = _redis_location(get_settings().redis_url)
+        return _fail(f"Redis at {location} failed: {exc}", EXIT_FAILED)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

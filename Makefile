@@ -1,0 +1,84 @@
+# Signal S3 destination: install, test, run locally. GNU make; needs only python3 on a fresh machine.
+
+VENV ?= .venv
+PYTHON := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.DEFAULT_GOAL := help
+.PHONY: help install redis-bin test unit integration run flower flower-auth bench lint clean
+
+help:
+	@echo "make install      create $(VENV) and install the project with its test extras"
+	@echo "make test         all tests (installs redis-server first if missing and running as root)"
+	@echo "make unit         tests/unit only"
+	@echo "make integration  tests/integration only (real redis-server, moto_server, celery processes)"
+	@echo "make run          run the fleet locally against moto S3 (RUN_SECONDS=N to stop after N seconds)"
+	@echo "make flower       Flower on 127.0.0.1:\$${FLOWER_PORT:-5555}; requires FLOWER_BASIC_AUTH=user:password"
+	@echo "make bench        benchmarks"
+	@echo "make lint         ruff, if installed in $(VENV)"
+	@echo "make clean        remove $(VENV) and caches"
+
+$(STAMP): pyproject.toml
+	test -x $(PYTHON) || python3 -m venv $(VENV)
+	$(PYTHON) -m pip install --quiet --upgrade pip
+	$(PYTHON) -m pip install --quiet -e '.[test]'
+	touch $@
+
+install: $(STAMP)
+
+# The tests and `make run` start their own redis-server on a free loopback port: they need the binary, not a service.
+redis-bin:
+	@if ! command -v redis-server >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "redis-server not found: installing Debian's redis-server package"; \
+	    DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server >/dev/null || exit 1; \
+	  else \
+	    echo "error: redis-server is not on PATH." >&2; \
+	    echo "The tests and 'make run' start their own redis-server on a free 127.0.0.1 port, so they need the binary." >&2; \
+	    echo "Install it, e.g. 'sudo apt-get install redis-server' (Debian/Ubuntu) or 'brew install redis' (macOS)," >&2; \
+	    echo "or run 'make test' as root on Debian/Ubuntu to have it installed." >&2; \
+	    exit 1; \
+	  fi; \
+	fi
+
+test: install redis-bin
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+unit: install
+	$(VENV)/bin/pytest tests/unit $(PYTEST_ARGS)
+
+integration: install redis-bin
+	$(VENV)/bin/pytest tests/integration $(PYTEST_ARGS)
+
+run: install redis-bin
+	$(PYTHON) -m workers.localrun
+
+flower: flower-auth install
+	$(VENV)/bin/celery -A workers.app flower --address=127.0.0.1 --port=$${FLOWER_PORT:-5555} --basic-auth=$$FLOWER_BASIC_AUTH --max_tasks=10000
+
+# Flower shows task arguments and can shut workers down: never without authentication.
+flower-auth:
+	@case "$$FLOWER_BASIC_AUTH" in \
+	  ?*:?*) ;; \
+	  *) echo "error: refusing to start Flower without authentication." >&2; \
+	     echo "Set FLOWER_BASIC_AUTH=user:password, e.g. FLOWER_BASIC_AUTH=admin:\$$(openssl rand -hex 12) make flower" >&2; \
+	     exit 1;; \
+	esac
+
+bench: install
+	$(PYTHON) -m bench
+
+lint: install
+	@if [ -x $(VENV)/bin/ruff ]; then \
+	  $(VENV)/bin/ruff check workers tests && $(VENV)/bin/ruff format --check workers tests; \
+	else \
+	  echo "ruff is not installed in $(VENV): skipping lint"; \
+	fi
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache build dist *.egg-info
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

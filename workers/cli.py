@@ -17,7 +17,9 @@ from urllib.parse import urlsplit
 import orjson
 import redis
 
-from workers import crypto, registry
+from tqdm import tqdm
+
+from workers import buffer, clock, crypto, delivery, registry, status
 from workers.config import ConfigError
 from workers.settings import get_settings
 
@@ -163,6 +165,64 @@ def cmd_disable(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _dead_letter_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    listing = sub.add_parser("list", help="show the held batches of an integration, with their error and hint")
+    _integration_id(listing)
+    again = sub.add_parser("replay", help="re-upload held batches after the cause was fixed")
+    _integration_id(again)
+    again.add_argument("--batch", metavar="BATCH", help="replay only this batch")
+
+
+def cmd_dead_letter(args: argparse.Namespace) -> int:
+    r = redis_client()
+    registry.get(r, args.id)
+    if args.action == "list":
+        _print_json([deadletter_view(meta) for meta in buffer.held_batches(r, args.id)])
+        return EXIT_OK
+    held = buffer.held_batches(r, args.id)
+    total = 1 if args.batch else len(held)
+    with tqdm(total=total, unit="batch", desc="replay", file=sys.stderr, disable=total == 0) as bar:
+        try:
+            report = delivery.replay(r, args.id, settings=get_settings(), batch_id=args.batch,
+                                     on_progress=lambda _b, _s: bar.update(1))
+        except LookupError as exc:
+            return _fail(str(exc), EXIT_FAILED)
+    _print_json({
+        "delivered": report.delivered,
+        "already_delivered": report.skipped,
+        "still_failing": [
+            {"batch_id": b, "code": f.code, "message": f.message, "hint": f.hint} for b, f in report.failed
+        ],
+    })
+    return EXIT_FAILED if report.failed else EXIT_OK
+
+
+def deadletter_view(meta: dict[str, str]) -> dict[str, Any]:
+    """A held batch as users see it: where it goes, what failed, what to do."""
+    def ms(field: str) -> str | None:
+        return clock.iso(clock.from_ms(int(meta[field]))) if meta.get(field) else None
+
+    return {
+        "batch_id": meta["batch_id"],
+        "hour": meta.get("hour"),
+        "object_key": meta.get("key"),
+        "events": int(meta.get("events", 0)),
+        "bytes": int(meta.get("bytes", 0)),
+        "code": meta.get("error_code"),
+        "message": meta.get("error_message"),
+        "hint": meta.get("error_hint"),
+        "attempts": int(meta.get("attempts", 0)),
+        "first_failure_at": ms("first_failure_ms"),
+        "last_failure_at": ms("last_failure_ms"),
+    }
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    _print_json(status.integration_status(redis_client(), args.id))
+    return EXIT_OK
+
+
 def cmd_keygen(args: argparse.Namespace) -> int:
     sys.stdout.write(crypto.generate_key() + "\n")
     return EXIT_OK
@@ -185,6 +245,10 @@ COMMANDS: dict[str, Command] = {
         Command("update", "replace the config of an integration", cmd_update, _update_arguments),
         Command("enable", "enable an integration", cmd_enable, _integration_id),
         Command("disable", "disable an integration", cmd_disable, _integration_id),
+        Command("status", "delivery status: buffered, delivered, retrying, held, last error", cmd_status,
+                _integration_id),
+        Command("dead-letter", "list or replay batches held after a permanent failure", cmd_dead_letter,
+                _dead_letter_arguments),
         Command("keygen", "print a new key for SIGNAL_SECRET_KEY", cmd_keygen),
         Command(
             "reencrypt",

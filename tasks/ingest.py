@@ -1,0 +1,34 @@
+"""``signal.ingest(integration_id, events)``: validate and buffer a list of canonical envelopes."""
+
+from __future__ import annotations
+
+import logging
+
+from celery import Task
+
+from tasks.flush import upload
+from workers import delivery, registry
+from workers.app import app
+from workers.db import redis_client
+from workers.settings import get_settings
+
+log = logging.getLogger(__name__)
+
+
+@app.task(name="signal.ingest", bind=True, acks_late=True, ignore_result=True,
+          autoretry_for=(ConnectionError,), retry_backoff=True, retry_backoff_max=60, retry_jitter=True,
+          max_retries=20)
+def ingest(self: Task, integration_id: str, events: list) -> dict[str, object]:
+    try:
+        result = delivery.ingest(redis_client(), integration_id, events, message_id=self.request.id or "",
+                                 settings=get_settings())
+    except (registry.UnknownIntegration, delivery.IntegrationDisabled) as exc:
+        log.error("ingest refused: %s", exc, extra={"integration_id": integration_id})
+        return {"accepted": 0, "error": str(exc)}
+    for batch_id in result.sealed:
+        upload.apply_async((integration_id, batch_id))
+    if result.rejected:
+        log.warning("rejected %d of %d events", len(result.rejected), len(events),
+                    extra={"integration_id": integration_id, "reasons": sorted({r["reason"] for r in result.rejected})})
+    return result.summary()
+

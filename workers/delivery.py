@@ -1,0 +1,246 @@
+"""The pipeline's plain functions: ingest events, flush due buffers, upload one batch, replay held batches.
+
+Celery tasks in ``tasks/`` are thin adapters over these; everything here is testable without Celery.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import uuid
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import orjson
+import redis
+
+from workers import buffer, clock, envelope, registry, s3
+from workers.errors import Failure, PermanentError, TransientError, classify, hint_for
+from workers.object_keys import object_key
+from workers.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class IntegrationDisabled(Exception):
+    def __init__(self, integration_id: str) -> None:
+        super().__init__(f"integration {integration_id} is disabled: events are not accepted")
+        self.integration_id = integration_id
+
+
+# -- ingest ---------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    accepted: int
+    rejected: list[dict[str, object]] = field(default_factory=list)
+    duplicate: bool = False
+    sealed: list[str] = field(default_factory=list)
+
+    def summary(self) -> dict[str, object]:
+        return {"accepted": self.accepted, "rejected": self.rejected, "duplicate": self.duplicate}
+
+
+def ingest(r: redis.Redis, integration_id: str, events: object, *, message_id: str, settings: Settings) -> IngestResult:
+    """Validate ``events`` and append the valid ones to the integration's hourly buffers, once per message.
+
+    Raises UnknownIntegration / IntegrationDisabled (nothing buffered). Invalid events are rejected one by one,
+    with a reason, and counted; so are events over the integration's buffer cap (reason ``buffer_full``).
+    """
+    integ = registry.get(r, integration_id)
+    if not integ.enabled:
+        raise IntegrationDisabled(integration_id)
+    if not isinstance(events, list):
+        raise TypeError("events must be a list of event objects")
+    cfg = integ.config
+    now = clock.now()
+    now_ms = clock.to_ms(now)
+    prepared = envelope.prepare(events, integration_id, received_at=now, event_max_bytes=settings.event_max_bytes)
+    rejected = [
+        {"index": rj.index, "reason": rj.reason, "detail": rj.detail, "event_id": rj.event_id}
+        for rj in prepared.rejected
+    ]
+    result = buffer.append(
+        r,
+        integration_id,
+        prepared.lines_by_hour,
+        message_id=message_id,
+        now_ms=now_ms,
+        seen_ttl_ms=settings.ingest_dedup_ttl_s * 1000,
+        cap_bytes=cfg.effective_buffer_max_bytes(settings),
+        batch_max_events=cfg.batch_max_events,
+        batch_max_bytes=cfg.batch_max_bytes,
+        seal_due_ms=now_ms + int(settings.lease_s * 1000),
+        rejection_counts=Counter(rj.reason for rj in prepared.rejected),
+        rejection_records=[orjson.dumps({"at_ms": now_ms, **rj}) for rj in rejected],
+    )
+    if result.duplicate:
+        return IngestResult(0, [], duplicate=True)
+    if result.refused_positions:
+        # lines went in grouped by hour: map their positions back to the caller's indexes
+        indexes = [i for idx in prepared.indexes_by_hour.values() for i in idx]
+        lines = [line for group in prepared.lines_by_hour.values() for line in group]
+        for pos in result.refused_positions:
+            rejected.append({
+                "index": indexes[pos], "reason": "buffer_full", "event_id": orjson.loads(lines[pos])["event_id"],
+                "detail": "the integration's buffer is full (buffer_max_bytes): delivery is failing or too slow",
+            })
+    return IngestResult(result.accepted, rejected, sealed=result.sealed)
+
+
+# -- flush ------------------------------------------------------------------------------------------------------------
+
+
+def flush_due(r: redis.Redis, *, settings: Settings, force: bool = False) -> list[tuple[str, str]]:
+    """The beat's flush: seal every open buffer that is due, and collect every batch the sweep must (re)dispatch.
+
+    A buffer is due at every tick when its integration flushes at the tick's pace, otherwise once it is as old as
+    the integration's ``flush_interval_s``. Returns (integration id, batch id) pairs to upload.
+    """
+    now_ms = clock.now_ms()
+    tick_ms = int(settings.flush_interval_s * 1000)
+    iids = registry.ids(r)
+    work: list[tuple[str, str]] = []
+    for iid, hours in buffer.open_buffers(r, iids).items():
+        try:
+            interval_ms = int(registry.get(r, iid).config.effective_flush_interval_s(settings) * 1000)
+        except registry.UnknownIntegration:
+            interval_ms = tick_ms
+        for hour, first_ms in hours:
+            if force or interval_ms <= tick_ms or now_ms - first_ms >= interval_ms - tick_ms // 2:
+                batch_id = buffer.seal(r, iid, hour, now_ms=now_ms, seal_due_ms=now_ms + int(settings.lease_s * 1000))
+                if batch_id:
+                    work.append((iid, batch_id))
+    for iid, batch_ids in buffer.due_batches(r, iids, now_ms).items():
+        work.extend((iid, b) for b in batch_ids)
+    return work
+
+
+# -- upload -----------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class UploadOutcome:
+    state: str  # delivered | skipped | retry | held
+    key: str = ""
+    events: int = 0
+    failure: Failure | None = None
+    retry_in_s: float = 0.0
+
+
+def compute_backoff_s(attempt: int, *, base_s: float, max_s: float, rand: Callable[[], float] = random.random) -> float:
+    """Capped exponential backoff with equal jitter: half fixed, half random."""
+    ceiling = min(max_s, base_s * 2 ** max(attempt - 1, 0))
+    return ceiling / 2 + ceiling / 2 * rand()
+
+
+def upload(r: redis.Redis, integration_id: str, batch_id: str, *, settings: Settings) -> UploadOutcome:
+    """Upload one sealed batch as one object; the batch is deleted only after S3 confirmed the PUT.
+
+    Transient failures are recorded with the time the batch is due again (the durable retry state) and raised as
+    TransientError for the caller to retry sooner; permanent failures and batches older than max_retry_age_s go to
+    the dead-letter store and raise PermanentError. A batch whose uploaders died ``max_worker_losses`` times in a
+    row is held too (code WorkerLost), so a poison batch cannot crash workers forever.
+    """
+    token = uuid.uuid4().hex
+    now_ms = clock.now_ms()
+    try:
+        integ = registry.get(r, integration_id)
+    except registry.UnknownIntegration:
+        f = Failure("IntegrationMissing", f"integration {integration_id} is not installed", True,
+                    hint_for("IntegrationMissing"), None)
+        buffer.hold(r, integration_id, batch_id, token="", now_ms=now_ms, code=f.code, message=f.message,
+                    hint=f.hint or "")
+        raise PermanentError(f) from None
+    cfg = integ.config
+    meta_hour = buffer.batch_meta(r, integration_id, batch_id).get("hour")
+    if meta_hour is None:
+        return UploadOutcome("skipped")
+    c = buffer.claim(r, integration_id, batch_id, token=token, now_ms=now_ms, lease_ms=int(settings.lease_s * 1000),
+                     key=object_key(cfg.prefix, meta_hour, batch_id))
+    if c.state != "ok":
+        return UploadOutcome("skipped")
+    if c.claims > settings.max_worker_losses:
+        f = Failure("WorkerLost", f"the batch's upload was interrupted {c.claims - 1} times in a row "
+                    "(worker killed or out of memory)", True, hint_for("WorkerLost"), None)
+        buffer.hold(r, integration_id, batch_id, token=token, now_ms=now_ms, code=f.code, message=f.message,
+                    hint=f.hint or "")
+        raise PermanentError(f)
+    try:
+        result = s3.put_object(cfg, c.key, buffer.read_batch(r, integration_id, batch_id, settings.drain_chunk_events),
+                               settings=settings)
+    except Exception as exc:  # classified below: nothing escapes unrecorded
+        return _record_failure(r, integration_id, batch_id, token, c, classify(exc), cfg, settings)
+    buffer.ack(r, integration_id, batch_id, now_ms=clock.now_ms(), compressed_bytes=result.compressed_bytes,
+               key=c.key)
+    log.info("delivered", extra={"integration_id": integration_id, "batch_id": batch_id, "key": c.key,
+                                 "events": c.events, "bytes": result.compressed_bytes})
+    return UploadOutcome("delivered", key=c.key, events=c.events)
+
+
+def _record_failure(r: redis.Redis, iid: str, batch_id: str, token: str, c: buffer.Claim, f: Failure, cfg: object,
+                    settings: Settings) -> UploadOutcome:
+    now_ms = clock.now_ms()
+    first_ms = c.first_failure_ms or now_ms
+    if not f.permanent and now_ms - first_ms >= settings.max_retry_age_s * 1000:
+        f = Failure(f.code, f"still failing after {settings.max_retry_age_s}s of retries: {f.message}", True,
+                    f.hint or hint_for(f.code), f.http_status)
+    if f.permanent:
+        if f.code in s3.AUTH_CODES:
+            s3.evict(cfg)
+        buffer.hold(r, iid, batch_id, token=token, now_ms=now_ms, code=f.code, message=f.message, hint=f.hint or "")
+        log.error("held", extra={"integration_id": iid, "batch_id": batch_id, "code": f.code, "hint": f.hint})
+        raise PermanentError(f)
+    delay_s = compute_backoff_s(c.attempts, base_s=settings.retry_backoff_base_s, max_s=settings.retry_backoff_max_s)
+    buffer.fail(r, iid, batch_id, token=token, now_ms=now_ms, retry_at_ms=now_ms + int(delay_s * 1000),
+                code=f.code, message=f.message)
+    log.warning("retrying", extra={"integration_id": iid, "batch_id": batch_id, "code": f.code,
+                                   "attempt": c.attempts, "retry_in_s": round(delay_s, 2)})
+    raise TransientError(f, retry_in_s=delay_s)
+
+
+# -- dead letter ------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ReplayReport:
+    delivered: list[str] = field(default_factory=list)
+    failed: list[tuple[str, Failure]] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+
+def replay(
+    r: redis.Redis,
+    integration_id: str,
+    *,
+    settings: Settings,
+    batch_id: str | None = None,
+    on_progress: Callable[[str, str], None] | None = None,
+) -> ReplayReport:
+    """Re-upload held batches now (after the user fixed the cause): same hour path, exactly once."""
+    registry.get(r, integration_id)
+    held = [b["batch_id"] for b in buffer.held_batches(r, integration_id)]
+    if batch_id is not None:
+        if batch_id not in held:
+            raise LookupError(f"batch {batch_id} is not held for integration {integration_id}")
+        held = [batch_id]
+    report = ReplayReport()
+    for b in held:
+        buffer.release(r, integration_id, b, now_ms=clock.now_ms())
+        try:
+            outcome = upload(r, integration_id, b, settings=settings)
+        except (PermanentError, TransientError) as exc:
+            report.failed.append((b, exc.failure))
+            if isinstance(exc, TransientError):
+                # keep it visible and waiting: back to the dead-letter store, not into silent retries
+                buffer.hold(r, integration_id, b, token="", now_ms=clock.now_ms(), code=exc.failure.code,
+                            message=exc.failure.message, hint=exc.failure.hint or hint_for(exc.failure.code))
+            state = "failed"
+        else:
+            (report.delivered if outcome.state == "delivered" else report.skipped).append(b)
+            state = outcome.state
+        if on_progress:
+            on_progress(b, state)
+    return report

@@ -1,0 +1,60 @@
+"""The Celery configuration the delivery guarantees rely on."""
+
+from __future__ import annotations
+
+from kombu import Queue
+
+from workers.app import _hide_arguments, app
+from workers.settings import Settings, get_settings
+
+
+def test_celery_is_configured_for_idempotent_at_least_once_work():
+    conf = app.conf
+    assert conf.task_serializer == "json" and conf.accept_content == ["json"]
+    assert conf.task_acks_late is True
+    assert conf.task_reject_on_worker_lost is True
+    assert conf.worker_prefetch_multiplier == 1
+    assert conf.task_ignore_result is True
+    assert {q.name for q in conf.task_queues} == {"ingest", "flush"}
+    assert all(isinstance(q, Queue) for q in conf.task_queues)
+    routes = conf.task_routes
+    assert routes["signal.ingest"]["queue"] == "ingest"
+    assert routes["signal.upload"]["queue"] == "flush"
+    assert routes["signal.flush_due"]["queue"] == "flush"
+    settings = get_settings()
+    assert conf.broker_transport_options["visibility_timeout"] == settings.visibility_timeout_s
+    assert conf.beat_schedule["flush-due"]["schedule"] == settings.flush_interval_s
+
+
+def test_no_retry_countdown_reaches_the_visibility_timeout():
+    settings = get_settings()
+    assert settings.retry_backoff_max_s < settings.visibility_timeout_s
+    import pytest
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="VISIBILITY_TIMEOUT"):
+        Settings(visibility_timeout_s=60, retry_backoff_max_s=60)
+
+
+def test_time_limits_sit_above_botocores_worst_case():
+    import pytest
+    from pydantic import ValidationError
+
+    s = get_settings()
+    worst = (s.s3_connect_timeout_s + s.s3_read_timeout_s) * s.s3_max_attempts
+    assert worst <= s.upload_timeout_s < s.upload_time_limit_s < s.lease_s
+    with pytest.raises(ValidationError, match="worst case"):
+        Settings(upload_timeout_s=10, s3_read_timeout_s=30)
+    import tasks.flush  # noqa: F401  (registers the tasks)
+
+    tasks = app.tasks
+    assert tasks["signal.upload"].soft_time_limit == s.upload_timeout_s
+    assert tasks["signal.upload"].time_limit == s.upload_time_limit_s
+
+
+def test_published_task_arguments_show_ids_and_counts_only():
+    headers = {"argsrepr": "('id', [{'user_id': 'alice@example.com'}])", "kwargsrepr": "{}"}
+    body = (["int-1", [{"user_id": "alice@example.com"}, {"user_id": "bob"}]], {}, {})
+    _hide_arguments(body=body, headers=headers)
+    assert headers["argsrepr"] == "('int-1', '<2 items>')"
+    assert "alice" not in headers["argsrepr"]

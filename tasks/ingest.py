@@ -23,12 +23,12 @@ def ingest(self: Task, integration_id: str, events: list) -> dict[str, object]:
         result = delivery.ingest(redis_client(), integration_id, events, message_id=self.request.id or "",
                                  settings=get_settings())
     except (registry.UnknownIntegration, delivery.IntegrationDisabled) as exc:
-        log.error("ingest refused: %s", exc, extra={"integration_id": integration_id})
+        log.error("ingest refused: %s", exc)
         return {"accepted": 0, "error": str(exc)}
     for batch_id in result.sealed:
         upload.apply_async((integration_id, batch_id))
     if result.rejected:
-        log.warning("rejected %d of %d events", len(result.rejected), len(events),
-                    extra={"integration_id": integration_id, "reasons": sorted({r["reason"] for r in result.rejected})})
+        log.warning("integration=%s rejected %d of %d events: %s", integration_id, len(result.rejected), len(events),
+                    ", ".join(sorted({str(r["reason"]) for r in result.rejected})))
     return result.summary()
 

@@ -175,8 +175,8 @@ def upload(r: redis.Redis, integration_id: str, batch_id: str, *, settings: Sett
         return _record_failure(r, integration_id, batch_id, token, c, classify(exc), cfg, settings)
     buffer.ack(r, integration_id, batch_id, now_ms=clock.now_ms(), compressed_bytes=result.compressed_bytes,
                key=c.key)
-    log.info("delivered", extra={"integration_id": integration_id, "batch_id": batch_id, "key": c.key,
-                                 "events": c.events, "bytes": result.compressed_bytes})
+    log.info("delivered integration=%s batch=%s events=%d bytes=%d key=%s", integration_id, batch_id, c.events,
+             result.compressed_bytes, c.key)
     return UploadOutcome("delivered", key=c.key, events=c.events)
 
 
@@ -191,13 +191,14 @@ def _record_failure(r: redis.Redis, iid: str, batch_id: str, token: str, c: buff
         if f.code in s3.AUTH_CODES:
             s3.evict(cfg)
         buffer.hold(r, iid, batch_id, token=token, now_ms=now_ms, code=f.code, message=f.message, hint=f.hint or "")
-        log.error("held", extra={"integration_id": iid, "batch_id": batch_id, "code": f.code, "hint": f.hint})
+        log.error("held integration=%s batch=%s code=%s: %s | hint: %s", iid, batch_id, f.code, f.message, f.hint)
         raise PermanentError(f)
     delay_s = compute_backoff_s(c.attempts, base_s=settings.retry_backoff_base_s, max_s=settings.retry_backoff_max_s)
-    buffer.fail(r, iid, batch_id, token=token, now_ms=now_ms, retry_at_ms=now_ms + int(delay_s * 1000),
-                code=f.code, message=f.message)
-    log.warning("retrying", extra={"integration_id": iid, "batch_id": batch_id, "code": f.code,
-                                   "attempt": c.attempts, "retry_in_s": round(delay_s, 2)})
+    # The Celery retry comes at delay_s; the sweep picks the batch up only if that retry message was lost.
+    sweep_at_ms = now_ms + int((delay_s + settings.lease_s) * 1000)
+    buffer.fail(r, iid, batch_id, token=token, now_ms=now_ms, retry_at_ms=sweep_at_ms, code=f.code, message=f.message)
+    log.warning("retrying integration=%s batch=%s code=%s attempt=%d in %.2fs: %s", iid, batch_id, f.code,
+                c.attempts, delay_s, f.message)
     raise TransientError(f, retry_in_s=delay_s)
 
 

@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,17 +30,6 @@ SEED_INSTALL_BODY = """{
     },
     "delivery_mode": "server_side"
   }"""
-
-
-@pytest.fixture(autouse=True)
-def secret_key(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    key = crypto.generate_key()
-    monkeypatch.setenv("SIGNAL_SECRET_KEY", key)
-    get_settings.cache_clear()
-    registry.clear_cache()
-    yield key
-    registry.clear_cache()
-    get_settings.cache_clear()
 
 
 @pytest.fixture

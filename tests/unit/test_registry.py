@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -38,17 +37,6 @@ def body(**changes: Any) -> dict[str, Any]:
     data = copy.deepcopy(SEED_BODY)
     data.update(changes)
     return data
-
-
-@pytest.fixture(autouse=True)
-def secret_key(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    key = crypto.generate_key()
-    monkeypatch.setenv("SIGNAL_SECRET_KEY", key)
-    get_settings.cache_clear()
-    registry.clear_cache()
-    yield key
-    registry.clear_cache()
-    get_settings.cache_clear()
 
 
 @pytest.fixture

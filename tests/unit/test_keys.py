@@ -1,0 +1,35 @@
+"""Every Redis key of an integration shares one Redis Cluster hash slot; nothing scans the keyspace."""
+
+from __future__ import annotations
+
+import inspect
+import re
+from pathlib import Path
+
+from workers import keys
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def integration_keys(iid: str) -> list[str]:
+    out = []
+    for name, fn in inspect.getmembers(keys, inspect.isfunction):
+        params = list(inspect.signature(fn).parameters)
+        if params and params[0] == "integration_id" and name != "tag":
+            args = [iid] + ["x"] * (len(params) - 1)
+            out.append(fn(*args))
+    return out
+
+
+def test_every_key_of_an_integration_carries_its_hash_tag():
+    found = integration_keys("abc-123")
+    assert len(found) >= 12
+    for key in found:
+        assert re.fullmatch(r"sig:\{abc-123\}:.+", key), key
+
+
+def test_no_code_scans_the_keyspace():
+    sources = [*ROOT.glob("workers/**/*.py"), *ROOT.glob("workers/lua/*.lua"), *ROOT.glob("tasks/*.py")]
+    pattern = re.compile(r"""\.(keys|scan|scan_iter)\(|['"](KEYS|SCAN)['"]""")
+    offenders = [str(p) for p in sources if pattern.search(p.read_text())]
+    assert offenders == []

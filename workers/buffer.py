@@ -20,7 +20,8 @@ import redis
 from workers import keys
 
 SCRIPT_NAMES = ("append", "seal", "claim", "ack", "fail", "hold", "release")
-REJECTIONS_MAX = 100
+LIST_MAX = 100  # recent rejections and recent live events kept per integration
+TRACE_TTL_MS = 48 * 3600 * 1000  # how long the path event -> batch -> object stays traceable
 
 
 @cache
@@ -52,8 +53,10 @@ def _text(v: bytes | str | None) -> str | None:
     return v.decode() if isinstance(v, bytes) else v
 
 
-def _prefixes(iid: str) -> list[str]:
-    return [keys.buffer_prefix(iid), keys.batch(iid, ""), keys.batch_meta(iid, "")]
+def _prefixes(iid: str) -> list[object]:
+    """The key prefixes _lib.lua builds per-hour and per-batch keys from, in its order."""
+    return [keys.buffer_prefix(iid), keys.batch(iid, ""), keys.batch_meta(iid, ""), keys.generation(iid, ""),
+            keys.sealed(iid, "", "")[:-1], TRACE_TTL_MS]
 
 
 @dataclass(frozen=True)
@@ -83,11 +86,15 @@ def append(
     seal_due_ms: int,
     rejection_counts: Mapping[str, int] | None = None,
     rejection_records: Sequence[bytes] = (),
+    live_records: Mapping[int, bytes] | None = None,
 ) -> AppendResult:
-    """Append event lines to their hourly buffers, once per ``message_id``, atomically with the rejection counts."""
+    """Append event lines to their hourly buffers, once per ``message_id``, atomically with the rejection counts.
+
+    ``live_records`` maps positions in the flattened lines to a JSON object missing its closing generation
+    (``b'{..., "gen":'``): the script completes it with the generation of the buffer the line went into.
+    """
     args: list[object] = [
-        now_ms, seen_ttl_ms, cap_bytes, batch_max_events, batch_max_bytes, seal_due_ms, *_prefixes(iid),
-        REJECTIONS_MAX,
+        now_ms, seen_ttl_ms, cap_bytes, batch_max_events, batch_max_bytes, seal_due_ms, LIST_MAX, *_prefixes(iid),
     ]
     counts = rejection_counts or {}
     args.append(len(counts))
@@ -95,13 +102,17 @@ def append(
         args += [reason, count]
     args.append(len(rejection_records))
     args += rejection_records
+    live = live_records or {}
+    args.append(len(live))
+    for position, record in live.items():
+        args += [position + 1, record]
     args.append(len(lines_by_hour))
     for hour, lines in lines_by_hour.items():
         n_ids = _ids_needed(lines, batch_max_events, batch_max_bytes)
         args += [hour, n_ids, *(str(uuid.uuid4()) for _ in range(n_ids)), len(lines), *lines]
     dup, accepted, refused, sealed = scripts(r).append(
         keys=[keys.seen(iid, message_id), keys.open_index(iid), keys.open_bytes(iid), keys.stats(iid),
-              keys.pending(iid), keys.rejections(iid)],
+              keys.pending(iid), keys.rejections(iid), keys.live(iid)],
         args=args,
         client=r,
     )
@@ -180,8 +191,8 @@ def read_batch(r: redis.Redis, iid: str, batch_id: str, chunk_events: int) -> It
 def ack(r: redis.Redis, iid: str, batch_id: str, *, now_ms: int, compressed_bytes: int, key: str) -> bool:
     return bool(scripts(r).ack(
         keys=[keys.batch_meta(iid, batch_id), keys.batch(iid, batch_id), keys.pending(iid), keys.dead(iid),
-              keys.stats(iid), keys.status(iid)],
-        args=[batch_id, now_ms, compressed_bytes, key],
+              keys.stats(iid), keys.status(iid), keys.delivered(iid, batch_id)],
+        args=[batch_id, now_ms, compressed_bytes, key, TRACE_TTL_MS],
         client=r,
     ))
 

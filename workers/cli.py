@@ -223,6 +223,16 @@ def cmd_status(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _live_arguments(parser: argparse.ArgumentParser) -> None:
+    _integration_id(parser)
+    parser.add_argument("--limit", type=int, default=20, help="how many recent events (default 20, at most 100)")
+
+
+def cmd_live(args: argparse.Namespace) -> int:
+    _print_json(status.live_events(redis_client(), args.id, limit=min(max(args.limit, 1), 100)))
+    return EXIT_OK
+
+
 def cmd_keygen(args: argparse.Namespace) -> int:
     sys.stdout.write(crypto.generate_key() + "\n")
     return EXIT_OK
@@ -247,6 +257,8 @@ COMMANDS: dict[str, Command] = {
         Command("disable", "disable an integration", cmd_disable, _integration_id),
         Command("status", "delivery status: buffered, delivered, retrying, held, last error", cmd_status,
                 _integration_id),
+        Command("live", "the most recent events and their state: buffered, delivered (object key), failed (code)",
+                cmd_live, _live_arguments),
         Command("dead-letter", "list or replay batches held after a permanent failure", cmd_dead_letter,
                 _dead_letter_arguments),
         Command("keygen", "print a new key for SIGNAL_SECRET_KEY", cmd_keygen),

@@ -75,6 +75,7 @@ def ingest(r: redis.Redis, integration_id: str, events: object, *, message_id: s
         seal_due_ms=now_ms + int(settings.lease_s * 1000),
         rejection_counts=Counter(rj.reason for rj in prepared.rejected),
         rejection_records=[orjson.dumps({"at_ms": now_ms, **rj}) for rj in rejected],
+        live_records=_live_records(prepared.lines_by_hour, now_ms),
     )
     if result.duplicate:
         return IngestResult(0, [], duplicate=True)
@@ -88,6 +89,19 @@ def ingest(r: redis.Redis, integration_id: str, events: object, *, message_id: s
                 "detail": "the integration's buffer is full (buffer_max_bytes): delivery is failing or too slow",
             })
     return IngestResult(result.accepted, rejected, sealed=result.sealed)
+
+
+def _live_records(lines_by_hour: dict[str, list[bytes]], now_ms: int) -> dict[int, bytes]:
+    """Trace records of the last accepted lines (the live events view), keyed by flattened position."""
+    flat = [(hour, line) for hour, lines in lines_by_hour.items() for line in lines]
+    out: dict[int, bytes] = {}
+    for pos in range(max(0, len(flat) - buffer.LIST_MAX), len(flat)):
+        hour, line = flat[pos]
+        e = orjson.loads(line)
+        record = {"event_id": e["event_id"], "type": e["type"], "event": e.get("event"),
+                  "received_at": e["received_at"], "at_ms": now_ms, "hour": hour}
+        out[pos] = orjson.dumps(record)[:-1] + b',"gen":'
+    return out
 
 
 # -- flush ------------------------------------------------------------------------------------------------------------

@@ -16,6 +16,10 @@ Per integration ``I``:
   sig:{I}:status             hash    last success and last error (code, message, hint, time)
   sig:{I}:seen:<message id>  string  ingest de-duplication marker for a delivered message
   sig:{I}:rejections         list    most recent rejected events with their reasons (capped)
+  sig:{I}:live               list    most recent accepted events: id, type, hour, buffer generation (capped)
+  sig:{I}:gen:<hour>         string  generation of the open buffer of that hour (+1 at every seal; expires)
+  sig:{I}:sealed:<hour>:<g>  string  batch id that generation <g> of the hour's buffer was sealed into (expires)
+  sig:{I}:delivered:<id>     string  object key a delivered batch was written to (expires)
 Global:
   sig:integrations           set     ids of every installed integration
 """
@@ -80,3 +84,19 @@ def seen(integration_id: str, message_id: str) -> str:
 
 def rejections(integration_id: str) -> str:
     return f"{tag(integration_id)}:rejections"
+
+
+def live(integration_id: str) -> str:
+    return f"{tag(integration_id)}:live"
+
+
+def generation(integration_id: str, hour: str) -> str:
+    return f"{tag(integration_id)}:gen:{hour}"
+
+
+def sealed(integration_id: str, hour: str, generation: int | str) -> str:
+    return f"{tag(integration_id)}:sealed:{hour}:{generation}"
+
+
+def delivered(integration_id: str, batch_id: str) -> str:
+    return f"{tag(integration_id)}:delivered:{batch_id}"

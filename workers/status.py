@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 import redis
 
 from workers import buffer, clock, keys, registry
@@ -57,3 +58,40 @@ def integration_status(r: redis.Redis, integration_id: str) -> dict[str, Any]:
         "dead_letter_batches": len(held),
         "dead_letter_events": sum(int(b.get("events", 0)) for b in held),
     }
+
+
+def live_events(r: redis.Redis, integration_id: str, limit: int = 50) -> list[dict[str, Any]]:
+    """The most recent accepted events, newest first, each with its delivery state:
+    ``buffered`` (waiting for its flush), ``uploading`` / ``retrying`` (sealed into a batch on its way, with the last
+    error code when retrying), ``delivered`` (with the object key) or ``failed`` (held in the dead-letter store, with
+    the error code and hint)."""
+    registry.get(r, integration_id)
+    records = [orjson.loads(x) for x in r.lrange(keys.live(integration_id), 0, max(limit, 1) - 1)]
+    pipe = r.pipeline(transaction=False)
+    for rec in records:
+        pipe.get(keys.sealed(integration_id, rec["hour"], rec["gen"]))
+    batch_ids = [_text(b) if b else None for b in pipe.execute()]
+    for b in batch_ids:
+        if b:
+            pipe.get(keys.delivered(integration_id, b))
+            pipe.hmget(keys.batch_meta(integration_id, b), "state", "error_code", "error_hint", "key")
+    traced = iter(pipe.execute())
+    out = []
+    for rec, b in zip(records, batch_ids):
+        view: dict[str, Any] = {
+            "event_id": rec["event_id"], "type": rec["type"], "event": rec.get("event"),
+            "received_at": rec["received_at"], "batch_id": b, "state": "buffered",
+        }
+        if b:
+            delivered_key = next(traced)
+            state, code, hint, key = (_text(v) if v is not None else None for v in next(traced))
+            if delivered_key:
+                view.update(state="delivered", object_key=_text(delivered_key))
+            elif state == "dead":
+                view.update(state="failed", code=code, hint=hint, object_key=key)
+            elif state is None:
+                view.update(state="delivered")  # its trace expired
+            else:
+                view.update(state="retrying" if code else "uploading", code=code)
+        out.append(view)
+    return out

@@ -8,7 +8,7 @@ import uuid
 
 from tests.support.fleet import chunks, duplicates, event_counts, make_events, read_objects
 from tests.support.processes import wait_until
-from workers import buffer, keys
+from workers import buffer, keys, status
 
 KEY_PATTERN = re.compile(
     r"^events/(\d{4})/(\d{2})/(\d{2})/(\d{2})/[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}\.json\.gz$"
@@ -53,6 +53,12 @@ def test_events_land_once_in_hourly_gzipped_ndjson_objects(fleet, make_bucket, s
     assert stats["rejected:invalid_timestamp"] == 4
     assert stats["delivered_events"] == 2000 and stats["buffered_events"] == 0
     assert fleet.r.llen(keys.rejections(iid)) == 16
+
+    live = status.live_events(fleet.r, iid, limit=100)
+    assert len(live) == 100
+    for view in live:
+        assert view["state"] == "delivered", view
+        assert view["event_id"] in {e["event_id"] for e in objects[view["object_key"]]}
 
 
 def test_a_full_buffer_is_flushed_without_waiting_for_beat(fleet, make_bucket, start_worker):

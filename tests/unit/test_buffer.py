@@ -160,3 +160,21 @@ def test_read_batch_yields_bounded_chunks(r):
     chunks = list(buffer.read_batch(r, IID, b, 10))
     assert [len(c) for c in chunks] == [10, 10, 5]
     assert [x for c in chunks for x in c] == lines(25)
+
+
+def test_live_records_trace_each_event_to_its_batch(r):
+    live = {0: b'{"event_id":"a","gen":', 14: b'{"event_id":"b","gen":'}
+    res = buffer.append(r, IID, {HOUR: lines(15)}, message_id="m", now_ms=T0, seen_ttl_ms=1000, cap_bytes=10**6,
+                        batch_max_events=10, batch_max_bytes=10**6, seal_due_ms=T0, live_records=live)
+    assert len(res.sealed) == 1
+    import orjson
+
+    newest, oldest = (orjson.loads(x) for x in r.lrange(keys.live(IID), 0, -1))
+    assert (oldest["event_id"], oldest["gen"], newest["event_id"], newest["gen"]) == ("a", 0, "b", 1)
+    assert r.get(keys.sealed(IID, HOUR, 0)).decode() == res.sealed[0]
+    assert r.get(keys.sealed(IID, HOUR, 1)) is None  # generation 1 is still the open buffer
+    b = buffer.seal(r, IID, HOUR, now_ms=T0, seal_due_ms=T0)
+    assert r.get(keys.sealed(IID, HOUR, 1)).decode() == b
+    buffer.claim(r, IID, b, token="t", now_ms=T0, lease_ms=1000, key="k/b")
+    buffer.ack(r, IID, b, now_ms=T0, compressed_bytes=1, key="k/b")
+    assert r.get(keys.delivered(IID, b)) == b"k/b"

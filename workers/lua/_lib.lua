@@ -2,10 +2,23 @@
 -- Key names come from workers/keys.py: fixed keys arrive in KEYS, per-hour and per-batch keys are built from
 -- prefixes passed in ARGV (all of them carry the integration's hash tag, so every key is in one cluster slot).
 
+-- The prefixes, in the order workers/buffer.py passes them, starting at ARGV[i].
+local function prefixes(i)
+  return {buf = ARGV[i], batch = ARGV[i + 1], meta = ARGV[i + 2], gen = ARGV[i + 3], sealed = ARGV[i + 4],
+          trace_ttl_ms = ARGV[i + 5]}
+end
+
+-- Generation of the open buffer of `hour`: events appended now are sealed under sealed:<hour>:<generation>.
+local function generation(p, hour)
+  return tonumber(redis.call('GET', p.gen .. hour) or '0')
+end
+
 -- Seal the open buffer of `hour` into batch `batch_id`: an O(1) RENAME, so producers start a fresh list at once.
 -- The batch becomes immutable; it is indexed in `pending` as due at `due_ms` (the sweep's grace before it may
--- re-dispatch a batch whose upload message was lost). Returns the number of events sealed (0: nothing to seal).
-local function seal(buf, hour, batch_id, open_key, openbytes_key, pending_key, batch_prefix, meta_prefix, now_ms, due_ms)
+-- re-dispatch a batch whose upload message was lost). The buffer's generation is traced to the batch id (for the
+-- live events view) and the hour moves to the next generation. Returns the number of events sealed (0: none).
+local function seal(p, hour, batch_id, open_key, openbytes_key, pending_key, now_ms, due_ms)
+  local buf = p.buf .. hour
   local n = redis.call('LLEN', buf)
   if n == 0 then
     redis.call('ZREM', open_key, hour)
@@ -13,12 +26,15 @@ local function seal(buf, hour, batch_id, open_key, openbytes_key, pending_key, b
     return 0
   end
   local bytes = tonumber(redis.call('HGET', openbytes_key, hour) or '0')
-  redis.call('RENAME', buf, batch_prefix .. batch_id)
+  redis.call('RENAME', buf, p.batch .. batch_id)
   redis.call('ZREM', open_key, hour)
   redis.call('HDEL', openbytes_key, hour)
-  redis.call('HSET', meta_prefix .. batch_id,
+  redis.call('HSET', p.meta .. batch_id,
     'hour', hour, 'events', n, 'bytes', bytes, 'sealed_ms', now_ms,
     'state', 'pending', 'attempts', 0, 'claims', 0, 'uncertain', 0)
   redis.call('ZADD', pending_key, due_ms, batch_id)
+  local gen = generation(p, hour)
+  redis.call('SET', p.sealed .. hour .. ':' .. gen, batch_id, 'PX', p.trace_ttl_ms)
+  redis.call('SET', p.gen .. hour, gen + 1, 'PX', p.trace_ttl_ms)
   return n
 end

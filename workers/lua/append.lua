@@ -2,13 +2,16 @@
 --
 -- KEYS[1] seen marker of this message   KEYS[2] open index (zset hour -> first append ms)
 -- KEYS[3] openbytes (hash hour -> bytes) KEYS[4] stats (hash)   KEYS[5] pending (zset)   KEYS[6] rejections (list)
--- ARGV: now_ms, seen_ttl_ms, cap_bytes, batch_max_events, batch_max_bytes, seal_due_ms,
---       buffer_prefix, batch_prefix, meta_prefix, rejections_max,
+-- KEYS[7] live (list)
+-- ARGV: now_ms, seen_ttl_ms, cap_bytes, batch_max_events, batch_max_bytes, seal_due_ms, list_max,
+--       the prefixes of _lib.lua (buffer, batch, meta, gen, sealed, trace_ttl_ms),
 --       n_reasons, (reason, count) * n_reasons, n_records, record * n_records,
+--       n_live, (position, record-without-its-closing-generation) * n_live,
 --       n_groups, then per group: hour, n_ids, batch_id * n_ids, n_lines, line * n_lines
 -- A buffer that would pass batch_max_events / batch_max_bytes is sealed first (with the group's next batch id),
 -- so no object ever exceeds the limits (a single line larger than batch_max_bytes makes a batch of its own).
 -- Lines that would push the integration's buffered bytes over cap_bytes are refused.
+-- A live record gets the generation of the buffer its line went into, so its batch (and object) can be traced.
 -- Returns {duplicate (0/1), accepted, {refused positions, 1-based over all lines}, {sealed batch ids}}.
 
 local now = tonumber(ARGV[1])
@@ -19,11 +22,11 @@ local cap = tonumber(ARGV[3])
 local max_events = tonumber(ARGV[4])
 local max_bytes = tonumber(ARGV[5])
 local seal_due = tonumber(ARGV[6])
-local buf_prefix, batch_prefix, meta_prefix = ARGV[7], ARGV[8], ARGV[9]
-local rejections_max = tonumber(ARGV[10])
+local list_max = tonumber(ARGV[7])
+local p = prefixes(8)
 local open_key, openbytes_key, stats_key, pending_key = KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 
-local i = 11
+local i = 14
 local n_reasons = tonumber(ARGV[i]); i = i + 1
 for _ = 1, n_reasons do
   redis.call('HINCRBY', stats_key, 'rejected:' .. ARGV[i], ARGV[i + 1])
@@ -34,7 +37,13 @@ for _ = 1, n_records do
   redis.call('LPUSH', KEYS[6], ARGV[i])
   i = i + 1
 end
-if n_records > 0 then redis.call('LTRIM', KEYS[6], 0, rejections_max - 1) end
+if n_records > 0 then redis.call('LTRIM', KEYS[6], 0, list_max - 1) end
+local live = {}
+local n_live = tonumber(ARGV[i]); i = i + 1
+for _ = 1, n_live do
+  live[tonumber(ARGV[i])] = ARGV[i + 1]
+  i = i + 2
+end
 
 local buffered = tonumber(redis.call('HGET', stats_key, 'buffered_bytes') or '0')
 local accepted, accepted_bytes, position = 0, 0, 0
@@ -43,7 +52,8 @@ local refused, sealed = {}, {}
 local n_groups = tonumber(ARGV[i]); i = i + 1
 for _ = 1, n_groups do
   local hour = ARGV[i]; i = i + 1
-  local buf = buf_prefix .. hour
+  local buf = p.buf .. hour
+  local gen = generation(p, hour)
   local n_ids = tonumber(ARGV[i]); i = i + 1
   local ids_at, next_id = i, 0
   i = i + n_ids
@@ -66,8 +76,9 @@ for _ = 1, n_groups do
     redis.call('HSET', openbytes_key, hour, b)
     local id = ARGV[ids_at + next_id]
     next_id = next_id + 1
-    if seal(buf, hour, id, open_key, openbytes_key, pending_key, batch_prefix, meta_prefix, now, seal_due) > 0 then
+    if seal(p, hour, id, open_key, openbytes_key, pending_key, now, seal_due) > 0 then
       sealed[#sealed + 1] = id
+      gen = gen + 1
     end
     n, b = 0, 0
   end
@@ -81,6 +92,7 @@ for _ = 1, n_groups do
     else
       if n > 0 and (n + 1 > max_events or b + len > max_bytes) then seal_now() end
       pend[#pend + 1] = line
+      if live[position] then redis.call('LPUSH', KEYS[7], live[position] .. gen .. '}') end
       if n == 0 then redis.call('ZADD', open_key, 'NX', now, hour) end
       n = n + 1
       b = b + len
@@ -101,6 +113,7 @@ if accepted > 0 then
   redis.call('HINCRBY', stats_key, 'buffered_events', accepted)
   redis.call('HINCRBY', stats_key, 'ingested_events', accepted)
 end
+if n_live > 0 then redis.call('LTRIM', KEYS[7], 0, list_max - 1) end
 if #refused > 0 then
   redis.call('HINCRBY', stats_key, 'rejected:buffer_full', #refused)
 end

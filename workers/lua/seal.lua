@@ -1,6 +1,6 @@
 -- Seal one open buffer into a batch (the beat flush). Safe to run twice at once: the second finds it empty.
 -- KEYS[1] open index  KEYS[2] openbytes  KEYS[3] pending
--- ARGV: hour, batch_id, now_ms, seal_due_ms, buffer_prefix, batch_prefix, meta_prefix
+-- ARGV: hour, batch_id, now_ms, seal_due_ms, then the prefixes of _lib.lua (buffer, batch, meta, gen, sealed,
+--       trace_ttl_ms)
 -- Returns the number of events sealed (0: nothing was buffered).
-return seal(ARGV[5] .. ARGV[1], ARGV[1], ARGV[2], KEYS[1], KEYS[2], KEYS[3], ARGV[6], ARGV[7],
-  tonumber(ARGV[3]), tonumber(ARGV[4]))
+return seal(prefixes(5), ARGV[1], ARGV[2], KEYS[1], KEYS[2], KEYS[3], tonumber(ARGV[3]), tonumber(ARGV[4]))

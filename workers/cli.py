@@ -19,7 +19,7 @@ import redis
 
 from tqdm import tqdm
 
-from workers import buffer, clock, crypto, delivery, registry, status
+from workers import athena, buffer, clock, crypto, delivery, iam, registry, status
 from workers.config import ConfigError
 from workers.settings import get_settings
 
@@ -233,6 +233,27 @@ def cmd_live(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _athena_arguments(parser: argparse.ArgumentParser) -> None:
+    _integration_id(parser)
+    parser.add_argument("--table", help="table name (default signal_events_<id>)")
+    parser.add_argument("--database", default="default", help="Glue/Athena database (default: default)")
+
+
+def cmd_athena_ddl(args: argparse.Namespace) -> int:
+    integration = registry.get(redis_client(), args.id)
+    try:
+        ddl = athena.athena_ddl(integration.id, integration.config, table=args.table, database=args.database)
+    except ValueError as exc:
+        return _fail(str(exc), EXIT_INVALID)
+    sys.stdout.write(ddl.rstrip("\n") + "\n")
+    return EXIT_OK
+
+
+def cmd_iam_policy(args: argparse.Namespace) -> int:
+    _print_json(iam.iam_policy(registry.get(redis_client(), args.id).config))
+    return EXIT_OK
+
+
 def cmd_keygen(args: argparse.Namespace) -> int:
     sys.stdout.write(crypto.generate_key() + "\n")
     return EXIT_OK
@@ -261,6 +282,10 @@ COMMANDS: dict[str, Command] = {
                 cmd_live, _live_arguments),
         Command("dead-letter", "list or replay batches held after a permanent failure", cmd_dead_letter,
                 _dead_letter_arguments),
+        Command("athena-ddl", "print a CREATE EXTERNAL TABLE (partition projection) for the objects", cmd_athena_ddl,
+                _athena_arguments),
+        Command("iam-policy", "print the least-privilege IAM policy for the integration", cmd_iam_policy,
+                _integration_id),
         Command("keygen", "print a new key for SIGNAL_SECRET_KEY", cmd_keygen),
         Command(
             "reencrypt",

@@ -354,3 +354,22 @@ def test_unreachable_redis_exit_1_without_password(
     assert code == 1
     assert "Redis at 127.0.0.1:1/0" in err
     assert "hunter2secret" not in out + err
+
+
+def test_athena_ddl_and_iam_policy_for_an_installed_integration(r, capsys):
+    import orjson as _orjson
+
+    from workers import registry as _registry
+
+    integ = _registry.install(r, {"name": "S3", "config": {
+        "bucket": "datafly-events-production", "region": "eu-west-1", "access_key_id": "AKIAIOSFODNN7EXAMPLE",
+        "secret_access_key": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "prefix": "events/",
+        "server_side_encryption": "aws:kms", "kms_key_id": "arn:aws:kms:eu-west-1:111122223333:key/abcd"}})
+    assert cli.main(["athena-ddl", integ.id]) == 0
+    ddl = capsys.readouterr().out
+    assert "CREATE EXTERNAL TABLE" in ddl and "s3://datafly-events-production/events/${year}/${month}/${day}/${hour}/" in ddl
+    assert cli.main(["iam-policy", integ.id]) == 0
+    policy = _orjson.loads(capsys.readouterr().out)
+    actions = {a for st in policy["Statement"] for a in st["Action"]}
+    assert {"s3:PutObject", "s3:GetBucketLocation", "kms:GenerateDataKey"} <= actions
+    assert "wJalrXUtnFEMI" not in ddl

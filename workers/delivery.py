@@ -132,6 +132,15 @@ def flush_due(r: redis.Redis, *, settings: Settings, force: bool = False) -> lis
     return work
 
 
+def flush_now(r: redis.Redis, integration_id: str, *, settings: Settings) -> list[str]:
+    """Seal every open buffer of one integration now (test events, flush before delete); returns the batch ids."""
+    now_ms = clock.now_ms()
+    hours = buffer.open_buffers(r, [integration_id]).get(integration_id, [])
+    sealed = (buffer.seal(r, integration_id, hour, now_ms=now_ms, seal_due_ms=now_ms + int(settings.lease_s * 1000))
+              for hour, _ in hours)
+    return [b for b in sealed if b]
+
+
 # -- upload -----------------------------------------------------------------------------------------------------------
 
 

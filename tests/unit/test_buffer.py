@@ -178,3 +178,14 @@ def test_live_records_trace_each_event_to_its_batch(r):
     buffer.claim(r, IID, b, token="t", now_ms=T0, lease_ms=1000, key="k/b")
     buffer.ack(r, IID, b, now_ms=T0, compressed_bytes=1, key="k/b")
     assert r.get(keys.delivered(IID, b)) == b"k/b"
+
+
+def test_flush_now_seals_every_open_buffer_of_one_integration(r):
+    from workers.delivery import flush_now
+    from workers.settings import Settings
+
+    append(r, lines(2), hour="2026112509", message_id="a")
+    append(r, lines(3), hour="2026112510", message_id="b")
+    batches = flush_now(r, IID, settings=Settings())
+    assert sorted(int(buffer.batch_meta(r, IID, b)["events"]) for b in batches) == [2, 3]
+    assert buffer.open_buffers(r, [IID]) == {}

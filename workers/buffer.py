@@ -174,18 +174,26 @@ def claim(r: redis.Redis, iid: str, batch_id: str, *, token: str, now_ms: int, l
     )
 
 
-def read_batch(r: redis.Redis, iid: str, batch_id: str, chunk_events: int) -> Iterator[list[bytes]]:
-    """The sealed batch's lines in bounded chunks (a batch never changes once sealed)."""
+class BatchVanished(Exception):
+    """The batch was finished by another uploader while this one was reading it."""
+
+
+def read_batch(
+    r: redis.Redis, iid: str, batch_id: str, chunk_events: int, expected_events: int
+) -> Iterator[list[bytes]]:
+    """The sealed batch's lines in bounded chunks (a batch never changes once sealed).
+
+    Raises BatchVanished, before the last chunk is handed out, when fewer than ``expected_events`` lines are there:
+    an uploader must never complete an object from a batch someone else already delivered and deleted.
+    """
     key = keys.batch(iid, batch_id)
     start = 0
-    while True:
-        chunk = r.lrange(key, start, start + chunk_events - 1)
-        if not chunk:
-            return
+    while start < expected_events:
+        chunk = r.lrange(key, start, min(start + chunk_events, expected_events) - 1)
+        start += len(chunk)
+        if start < expected_events and len(chunk) < chunk_events:
+            raise BatchVanished(batch_id)
         yield chunk
-        if len(chunk) < chunk_events:
-            return
-        start += chunk_events
 
 
 def ack(r: redis.Redis, iid: str, batch_id: str, *, now_ms: int, compressed_bytes: int, key: str) -> bool:

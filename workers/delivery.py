@@ -191,9 +191,11 @@ def upload(r: redis.Redis, integration_id: str, batch_id: str, *, settings: Sett
         buffer.hold(r, integration_id, batch_id, token=token, now_ms=now_ms, code=f.code, message=f.message,
                     hint=f.hint or "")
         raise PermanentError(f)
+    lines = buffer.read_batch(r, integration_id, batch_id, settings.drain_chunk_events, c.events)
     try:
-        result = s3.put_object(cfg, c.key, buffer.read_batch(r, integration_id, batch_id, settings.drain_chunk_events),
-                               settings=settings)
+        result = s3.put_object(cfg, c.key, lines, settings=settings)
+    except buffer.BatchVanished:
+        return UploadOutcome("skipped")  # delivered by another uploader meanwhile: nothing was completed here
     except Exception as exc:  # classified below: nothing escapes unrecorded
         return _record_failure(r, integration_id, batch_id, token, c, classify(exc), cfg, settings)
     buffer.ack(r, integration_id, batch_id, now_ms=clock.now_ms(), compressed_bytes=result.compressed_bytes,

@@ -157,9 +157,18 @@ def test_hold_keeps_events_until_release(r):
 
 def test_read_batch_yields_bounded_chunks(r):
     b = sealed(r, n=25)
-    chunks = list(buffer.read_batch(r, IID, b, 10))
+    chunks = list(buffer.read_batch(r, IID, b, 10, 25))
     assert [len(c) for c in chunks] == [10, 10, 5]
     assert [x for c in chunks for x in c] == lines(25)
+
+
+def test_reading_a_batch_that_vanishes_midway_never_yields_its_last_chunk(r):
+    b = sealed(r, n=25)
+    reader = buffer.read_batch(r, IID, b, 10, 25)
+    assert len(next(reader)) == 10
+    r.delete(keys.batch(IID, b))  # another uploader delivered and acked it
+    with pytest.raises(buffer.BatchVanished):
+        next(reader)
 
 
 def test_live_records_trace_each_event_to_its_batch(r):

@@ -226,10 +226,10 @@ def hold(
     ))
 
 
-def release(r: redis.Redis, iid: str, batch_id: str, *, now_ms: int) -> str:
+def release(r: redis.Redis, iid: str, batch_id: str, *, due_ms: int) -> str:
     return _text(scripts(r).release(
         keys=[keys.batch_meta(iid, batch_id), keys.pending(iid), keys.dead(iid)],
-        args=[batch_id, now_ms],
+        args=[batch_id, due_ms],
         client=r,
     ))
 

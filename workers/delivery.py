@@ -254,7 +254,8 @@ def replay(
         held = [batch_id]
     report = ReplayReport()
     for b in held:
-        buffer.release(r, integration_id, b, now_ms=clock.now_ms())
+        # the sweep stays off it for one lease: this process uploads it right now
+        buffer.release(r, integration_id, b, due_ms=clock.now_ms() + int(settings.lease_s * 1000))
         try:
             outcome = upload(r, integration_id, b, settings=settings)
         except (PermanentError, TransientError) as exc:

@@ -147,7 +147,7 @@ def test_hold_keeps_events_until_release(r):
     assert r.llen(keys.batch(IID, b)) == 3
     status = {k.decode(): v.decode() for k, v in r.hgetall(keys.status(IID)).items()}
     assert status["last_error_code"] == "AccessDenied" and status["last_error_permanent"] == "1"
-    assert buffer.release(r, IID, b, now_ms=T0 + 10) == "ok"
+    assert buffer.release(r, IID, b, due_ms=T0 + 10) == "ok"
     assert buffer.held_batches(r, IID) == []
     c = buffer.claim(r, IID, b, token="t3", now_ms=T0 + 20, lease_ms=1000, key="k2")
     assert c.state == "ok" and c.first_failure_ms is None

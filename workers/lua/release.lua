@@ -1,6 +1,6 @@
 -- Put a held (dead-letter) batch back in line for delivery: the user fixed the cause and replays it.
 -- KEYS[1] batch meta  KEYS[2] pending  KEYS[3] dead
--- ARGV: batch_id, now_ms
+-- ARGV: batch_id, due_ms (when the sweep may dispatch it, if the replaying process does not upload it first)
 -- The retry age starts again; attempts keep counting. Returns 'ok', 'gone' or 'not_held'.
 local meta = KEYS[1]
 if redis.call('EXISTS', meta) == 0 then return 'gone' end

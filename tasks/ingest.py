@@ -23,12 +23,14 @@ def ingest(self: Task, integration_id: str, events: list) -> dict[str, object]:
         result = delivery.ingest(redis_client(), integration_id, events, message_id=self.request.id or "",
                                  settings=get_settings())
     except (registry.UnknownIntegration, delivery.IntegrationDisabled) as exc:
-        log.error("ingest refused: %s", exc)
+        log.error("ingest refused: %s", exc, extra={"integration_id": integration_id, "events": len(events)})
         return {"accepted": 0, "error": str(exc)}
     for batch_id in result.sealed:
         upload.apply_async((integration_id, batch_id))
     if result.rejected:
+        reasons = sorted({str(r["reason"]) for r in result.rejected})
         log.warning("integration=%s rejected %d of %d events: %s", integration_id, len(result.rejected), len(events),
-                    ", ".join(sorted({str(r["reason"]) for r in result.rejected})))
+                    ", ".join(reasons),
+                    extra={"integration_id": integration_id, "events": len(result.rejected), "reasons": reasons})
     return result.summary()
 

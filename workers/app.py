@@ -7,11 +7,22 @@ one reserved message at a time, requeue on worker loss, a visibility timeout abo
 from __future__ import annotations
 
 import logging
+import sys
 
 from celery import Celery
-from celery.signals import before_task_publish, worker_ready
+from celery._state import get_current_task
+from celery.signals import (
+    after_setup_logger,
+    after_setup_task_logger,
+    before_task_publish,
+    celeryd_after_setup,
+    celeryd_init,
+    worker_ready,
+)
+from celery.utils.log import get_multiprocessing_logger
 from kombu import Queue
 
+from workers import logs
 from workers.db import eviction_warning, redis_client
 from workers.settings import get_settings
 
@@ -75,3 +86,55 @@ def _hide_arguments(body: object = None, headers: dict | None = None, **_: objec
     headers["argsrepr"] = repr(tuple(a if isinstance(a, str) else f"<{len(a)} items>" if isinstance(a, list)
                                      else type(a).__name__ for a in args))
     headers["kwargsrepr"] = "{}"
+
+
+# -- logs: one JSON object per line (SIGNAL_LOG_FORMAT=json, the default) or Celery's text format -----------------
+
+
+class _TaskContext(logging.Filter):
+    """Adds the running task's id and name to records logged while it runs (worker pool processes)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        task = get_current_task()
+        if task is not None and task.request.id:
+            record.task_id = task.request.id
+            record.task_name = task.name
+        return True
+
+
+_task_context = _TaskContext()
+
+
+@after_setup_logger.connect
+def _json_logs(logger: logging.Logger, **_: object) -> None:
+    if settings.log_format == "json":
+        logs.use_json([logger, get_multiprocessing_logger()], _task_context)
+
+
+@after_setup_task_logger.connect
+def _json_task_logs(logger: logging.Logger, **_: object) -> None:
+    if settings.log_format == "json":
+        logs.use_json([logger], _task_context)
+
+
+@celeryd_init.connect
+def _json_from_the_start(**_: object) -> None:
+    """Warnings the worker emits before Celery sets up logging (e.g. running as root) become JSON records too."""
+    if settings.log_format != "json":
+        return
+    logging.captureWarnings(True)
+    root = logging.getLogger()
+    if not root.handlers:  # Celery replaces the root handlers when it sets up logging
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logs.JsonFormatter())
+        root.addHandler(handler)
+
+
+@celeryd_after_setup.connect
+def _banner_as_json(sender: str, instance: object, **_: object) -> None:
+    """The worker's start-up banner is printed, not logged: in JSON mode log it as one record instead."""
+    if settings.log_format != "json" or getattr(instance, "quiet", True):
+        return
+    instance.quiet = True  # type: ignore[attr-defined]
+    info = instance.startup_info(artlines=False) + (instance.extra_info() or "")  # type: ignore[attr-defined]
+    logging.getLogger("celery.worker").info("%s starting\n%s", sender, info.strip())

@@ -17,7 +17,7 @@ from importlib import resources
 
 import redis
 
-from workers import keys
+from workers import keys, metrics
 
 SCRIPT_NAMES = ("append", "seal", "claim", "ack", "fail", "hold", "release")
 LIST_MAX = 100  # recent rejections and recent live events kept per integration
@@ -196,13 +196,32 @@ def read_batch(
         yield chunk
 
 
-def ack(r: redis.Redis, iid: str, batch_id: str, *, now_ms: int, compressed_bytes: int, key: str) -> bool:
+def ack(
+    r: redis.Redis, iid: str, batch_id: str, *, now_ms: int, compressed_bytes: int, key: str,
+    upload_s: float | None = None,
+) -> bool:
+    """Finish a delivered batch: delete it, count the delivery and observe the fleet-wide histograms (the latency
+    from its first event's append to ``now_ms``, and ``upload_s``, the successful upload attempt, when given).
+
+    True when this call finished the batch; False when it was already gone (nothing is counted twice).
+    """
+    upload_us = "" if upload_s is None else max(round(upload_s * 1_000_000), 0)
     return bool(scripts(r).ack(
         keys=[keys.batch_meta(iid, batch_id), keys.batch(iid, batch_id), keys.pending(iid), keys.dead(iid),
-              keys.stats(iid), keys.status(iid), keys.delivered(iid, batch_id)],
-        args=[batch_id, now_ms, compressed_bytes, key, TRACE_TTL_MS],
+              keys.stats(iid), keys.status(iid), keys.delivered(iid, batch_id), keys.hist_upload(iid),
+              keys.hist_latency(iid)],
+        args=[batch_id, now_ms, compressed_bytes, key, TRACE_TTL_MS, upload_us,
+              *histogram_buckets(metrics.LATENCY_BUCKETS_S), *histogram_buckets(metrics.UPLOAD_BUCKETS_S)],
         client=r,
     ))
+
+
+def histogram_buckets(bounds_s: Sequence[float]) -> list[object]:
+    """A histogram's buckets as ARGV for _lib.lua ``observe``: n, then (field, bound in microseconds) per bucket."""
+    out: list[object] = [len(bounds_s)]
+    for bound in bounds_s:
+        out += [metrics.bucket_field(bound), round(bound * 1_000_000)]
+    return out
 
 
 def fail(

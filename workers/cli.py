@@ -1,8 +1,9 @@
 """``signal-s3``: install and manage Amazon S3 integrations from the command line.
 
-Exit codes: 0 success, 1 a runtime problem (unknown integration, Redis unreachable, secret key problem),
-2 invalid input (bad arguments, malformed JSON, validation errors printed as ``{"errors": [...]}`` on stdout).
-Secrets are never printed: integrations are shown through ``Integration.public()``.
+Exit codes: 0 success, 1 a runtime problem (unknown integration, Redis unreachable, secret key problem, a failed
+bucket check or test event), 2 invalid input (bad arguments, malformed JSON, validation errors printed as ``{"errors": [...]}`` on stdout).
+Secrets are never printed: integrations are shown through ``Integration.public()``. ``install`` checks the bucket
+(GetBucketLocation) before storing anything, like the API, unless the body says ``"verify": false``.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import redis
 
 from tqdm import tqdm
 
-from workers import athena, buffer, clock, crypto, delivery, iam, registry, status
+from workers import athena, buffer, clock, crypto, delivery, iam, registry, sources, status
 from workers.config import ConfigError
 from workers.settings import get_settings
 
@@ -118,7 +119,12 @@ def cmd_install(args: argparse.Namespace) -> int:
             f"unknown integration type {args.integration_type!r}; the only type is {INTEGRATION_TYPE}", EXIT_INVALID
         )
     body = _read_json(args.file)
-    integration = registry.install(redis_client(), body)
+    try:
+        integration = sources.install_integration(redis_client(), body, settings=get_settings())
+    except sources.BucketCheckFailed as exc:
+        f = exc.failure
+        _print_json({"error": "bucket_check_failed", "code": f.code, "message": f.message, "hint": f.hint})
+        return _fail(f"the bucket check failed ({f.code}); nothing was installed", EXIT_FAILED)
     _print_json(integration.public())
     return EXIT_OK
 
@@ -254,6 +260,53 @@ def cmd_iam_policy(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _api_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", help="address to listen on (default SIGNAL_API_HOST, 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="port (default SIGNAL_API_PORT, 8084)")
+
+
+def cmd_api(args: argparse.Namespace) -> int:
+    from workers import api
+
+    api.serve(args.host, args.port)
+    return EXIT_OK
+
+
+def _test_arguments(parser: argparse.ArgumentParser) -> None:
+    _integration_id(parser)
+    parser.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for delivery (default 30)")
+
+
+def cmd_test(args: argparse.Namespace) -> int:
+    from workers import api
+
+    settings = get_settings()
+    broker = api.Broker(settings.redis_url, visibility_timeout_s=settings.visibility_timeout_s)
+    try:
+        code, result = api.run_test_event(redis_client(), broker, args.id, settings=settings,
+                                          timeout_s=max(args.timeout, 1.0))
+    finally:
+        broker.close()
+    _print_json(result)
+    return EXIT_OK if code == 200 else EXIT_FAILED
+
+
+def _sources_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    create = sub.add_parser("create", help="create a source and print its write key")
+    create.add_argument("name", help="source name")
+    sub.add_parser("list", help="list sources with their write keys and integrations")
+
+
+def cmd_sources(args: argparse.Namespace) -> int:
+    r = redis_client()
+    if args.action == "create":
+        _print_json(sources.create(r, args.name).public())
+        return EXIT_OK
+    _print_json([{**s.public(), "integrations": sources.integration_ids(r, s.id)} for s in sources.list_all(r)])
+    return EXIT_OK
+
+
 def cmd_keygen(args: argparse.Namespace) -> int:
     sys.stdout.write(crypto.generate_key() + "\n")
     return EXIT_OK
@@ -262,6 +315,29 @@ def cmd_keygen(args: argparse.Namespace) -> int:
 def cmd_reencrypt(args: argparse.Namespace) -> int:
     count = registry.reencrypt(redis_client())
     _print_json({"reencrypted": count})
+    return EXIT_OK
+
+
+def _metrics_arguments(parser: argparse.ArgumentParser) -> None:
+    from workers import metrics
+
+    parser.add_argument("--host", default=metrics.DEFAULT_HOST,
+                        help=f"address to bind (default {metrics.DEFAULT_HOST})")
+    parser.add_argument("--port", type=int, default=metrics.DEFAULT_PORT,
+                        help=f"port to bind (default {metrics.DEFAULT_PORT})")
+
+
+def cmd_metrics(args: argparse.Namespace) -> int:
+    from workers import metrics
+
+    def ready(url: str) -> None:
+        sys.stderr.write(f"signal-s3: serving Prometheus metrics on {url}\n")
+        sys.stderr.flush()
+
+    try:
+        metrics.serve(redis_client(), host=args.host, port=args.port, on_ready=ready)
+    except OSError as exc:
+        return _fail(f"cannot serve metrics on {args.host}:{args.port}: {exc.strerror or exc}", EXIT_FAILED)
     return EXIT_OK
 
 
@@ -286,6 +362,13 @@ COMMANDS: dict[str, Command] = {
                 _athena_arguments),
         Command("iam-policy", "print the least-privilege IAM policy for the integration", cmd_iam_policy,
                 _integration_id),
+        Command("test", "send a test event through the fleet and print where it landed (or why not)", cmd_test,
+                _test_arguments),
+        Command("sources", "create or list sources (each with the write key its events are sent with)", cmd_sources,
+                _sources_arguments),
+        Command("api", "run the HTTP API (admin routes and Segment-compatible collection)", cmd_api, _api_arguments),
+        Command("metrics", "serve the fleet's Prometheus metrics over HTTP (/metrics)", cmd_metrics,
+                _metrics_arguments),
         Command("keygen", "print a new key for SIGNAL_SECRET_KEY", cmd_keygen),
         Command(
             "reencrypt",

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
@@ -176,6 +177,8 @@ def upload(r: redis.Redis, integration_id: str, batch_id: str, *, settings: Sett
                     hint_for("IntegrationMissing"), None)
         buffer.hold(r, integration_id, batch_id, token="", now_ms=now_ms, code=f.code, message=f.message,
                     hint=f.hint or "")
+        log.error("held integration=%s batch=%s code=%s: %s", integration_id, batch_id, f.code, f.message,
+                  extra={"integration_id": integration_id, "batch_id": batch_id, "code": f.code})
         raise PermanentError(f) from None
     cfg = integ.config
     meta_hour = buffer.batch_meta(r, integration_id, batch_id).get("hour")
@@ -190,18 +193,25 @@ def upload(r: redis.Redis, integration_id: str, batch_id: str, *, settings: Sett
                     "(worker killed or out of memory)", True, hint_for("WorkerLost"), None)
         buffer.hold(r, integration_id, batch_id, token=token, now_ms=now_ms, code=f.code, message=f.message,
                     hint=f.hint or "")
+        log.error("held integration=%s batch=%s code=%s: %s", integration_id, batch_id, f.code, f.message,
+                  extra={"integration_id": integration_id, "batch_id": batch_id, "code": f.code,
+                         "events": c.events, "key": c.key})
         raise PermanentError(f)
     lines = buffer.read_batch(r, integration_id, batch_id, settings.drain_chunk_events, c.events)
+    started_s = time.perf_counter()
     try:
         result = s3.put_object(cfg, c.key, lines, settings=settings)
     except buffer.BatchVanished:
         return UploadOutcome("skipped")  # delivered by another uploader meanwhile: nothing was completed here
     except Exception as exc:  # classified below: nothing escapes unrecorded
         return _record_failure(r, integration_id, batch_id, token, c, classify(exc), cfg, settings)
+    upload_s = time.perf_counter() - started_s
     buffer.ack(r, integration_id, batch_id, now_ms=clock.now_ms(), compressed_bytes=result.compressed_bytes,
-               key=c.key)
+               key=c.key, upload_s=upload_s)
     log.info("delivered integration=%s batch=%s events=%d bytes=%d key=%s", integration_id, batch_id, c.events,
-             result.compressed_bytes, c.key)
+             result.compressed_bytes, c.key,
+             extra={"integration_id": integration_id, "batch_id": batch_id, "events": c.events,
+                    "bytes": result.compressed_bytes, "key": c.key, "upload_s": round(upload_s, 6)})
     return UploadOutcome("delivered", key=c.key, events=c.events)
 
 
@@ -216,14 +226,18 @@ def _record_failure(r: redis.Redis, iid: str, batch_id: str, token: str, c: buff
         if f.code in s3.AUTH_CODES:
             s3.evict(cfg)
         buffer.hold(r, iid, batch_id, token=token, now_ms=now_ms, code=f.code, message=f.message, hint=f.hint or "")
-        log.error("held integration=%s batch=%s code=%s: %s | hint: %s", iid, batch_id, f.code, f.message, f.hint)
+        log.error("held integration=%s batch=%s code=%s: %s | hint: %s", iid, batch_id, f.code, f.message, f.hint,
+                  extra={"integration_id": iid, "batch_id": batch_id, "code": f.code, "events": c.events,
+                         "key": c.key})
         raise PermanentError(f)
     delay_s = compute_backoff_s(c.attempts, base_s=settings.retry_backoff_base_s, max_s=settings.retry_backoff_max_s)
     # The Celery retry comes at delay_s; the sweep picks the batch up only if that retry message was lost.
     sweep_at_ms = now_ms + int((delay_s + settings.lease_s) * 1000)
     buffer.fail(r, iid, batch_id, token=token, now_ms=now_ms, retry_at_ms=sweep_at_ms, code=f.code, message=f.message)
     log.warning("retrying integration=%s batch=%s code=%s attempt=%d in %.2fs: %s", iid, batch_id, f.code,
-                c.attempts, delay_s, f.message)
+                c.attempts, delay_s, f.message,
+                extra={"integration_id": iid, "batch_id": batch_id, "code": f.code, "events": c.events,
+                       "key": c.key, "attempt": c.attempts, "retry_in_s": round(delay_s, 3)})
     raise TransientError(f, retry_in_s=delay_s)
 
 

@@ -20,8 +20,17 @@ Per integration ``I``:
   sig:{I}:gen:<hour>         string  generation of the open buffer of that hour (+1 at every seal; expires)
   sig:{I}:sealed:<hour>:<g>  string  batch id that generation <g> of the hour's buffer was sealed into (expires)
   sig:{I}:delivered:<id>     string  object key a delivered batch was written to (expires)
+  sig:{I}:hist:upload_s      hash    upload duration histogram: cumulative le:<bound_s> counters, count, sum_us
+  sig:{I}:hist:latency_s     hash    event-to-object latency histogram (first append -> ack), same fields
 Global:
   sig:integrations           set     ids of every installed integration
+
+Per source ``S`` (hash tag ``{<source_id>}`` after ``sig:src:``, so a source never shares a key with an integration):
+  sig:src:{S}:source         string  the source record (JSON; write key encrypted)
+  sig:src:{S}:integrations   set     ids of the integrations that receive the source's events (routing index)
+Global:
+  sig:sources                set     ids of every source
+  sig:writekey:<sha256>      string  source id of a write key, found by the key's sha256 hex digest
 """
 
 from __future__ import annotations
@@ -100,3 +109,30 @@ def sealed(integration_id: str, hour: str, generation: int | str) -> str:
 
 def delivered(integration_id: str, batch_id: str) -> str:
     return f"{tag(integration_id)}:delivered:{batch_id}"
+
+
+def hist_upload(integration_id: str) -> str:
+    return f"{tag(integration_id)}:hist:upload_s"
+
+
+def hist_latency(integration_id: str) -> str:
+    return f"{tag(integration_id)}:hist:latency_s"
+
+
+SOURCES = f"{PREFIX}:sources"
+
+
+def source_tag(source_id: str) -> str:
+    return f"{PREFIX}:src:{{{source_id}}}"
+
+
+def source(source_id: str) -> str:
+    return f"{source_tag(source_id)}:source"
+
+
+def source_integrations(source_id: str) -> str:
+    return f"{source_tag(source_id)}:integrations"
+
+
+def write_key(digest: str) -> str:
+    return f"{PREFIX}:writekey:{digest}"

@@ -10,7 +10,12 @@ Record layout (times in ms since the epoch, UTC)::
 
 Secrets are encrypted with ``workers.crypto`` before they reach Redis and decrypted only when a record is loaded.
 The record and the index live in different hash slots, so they are never written in one transaction: a record is
-written before its id enters the index and leaves the index before the record is deleted.
+written before its id enters the index and leaves the index before the record is deleted. The same holds for the
+routing index of its source (``keys.source_integrations``), which lists the integrations that receive a source's
+events.
+
+An install or update body may carry ``"verify": true|false`` (whether the caller checks the bucket before storing);
+``pop_verify`` takes it out before validation.
 """
 
 from __future__ import annotations
@@ -191,6 +196,25 @@ def _check_source_id(value: Any) -> tuple[str | None, str | None]:
     return value, None
 
 
+def check_name(value: Any) -> str:
+    """The normalised integration name, or ``ConfigError`` on ``name``."""
+    name, problem = _check_name(value)
+    if problem or name is None:
+        raise ConfigError([{"field": "name", "message": problem or "name is required"}])
+    return name
+
+
+def pop_verify(body: Any) -> tuple[Any, bool]:
+    """``body`` without its ``verify`` flag, and the flag (default true); ``ConfigError`` if it is not a boolean."""
+    if not isinstance(body, dict) or "verify" not in body:
+        return body, True
+    rest = {k: v for k, v in body.items() if k != "verify"}
+    verify = body["verify"]
+    if not isinstance(verify, bool):
+        raise ConfigError([{"field": "verify", "message": "verify must be true or false"}])
+    return rest, verify
+
+
 def validate_install(body: Any) -> dict[str, Any]:
     """Check an install body; return its normalised fields or raise ``ConfigError`` listing every problem."""
     if not isinstance(body, dict):
@@ -268,6 +292,8 @@ def install(r: redis.Redis, body: dict[str, Any]) -> Integration:
     record = _record(integration)
     r.set(keys.integration(integration.id), record, nx=True)
     r.sadd(keys.INTEGRATIONS, integration.id)
+    if integration.source_id is not None:
+        r.sadd(keys.source_integrations(integration.source_id), integration.id)
     return integration
 
 
@@ -331,6 +357,22 @@ def update_config(r: redis.Redis, integration_id: str, config: dict[str, Any]) -
     return _mutate(r, integration_id, change)
 
 
+def update(
+    r: redis.Redis, integration_id: str, *, config: IntegrationConfig | None = None, name: str | None = None
+) -> Integration:
+    """Replace the config and/or the name of an integration (both already validated) in one atomic change."""
+    changes: dict[str, Any] = {}
+    if config is not None:
+        changes["config"] = config
+    if name is not None:
+        changes["name"] = check_name(name)
+
+    def change(current: Integration) -> Integration:
+        return _replace(current, **changes)
+
+    return _mutate(r, integration_id, change)
+
+
 def set_enabled(r: redis.Redis, integration_id: str, enabled: bool) -> Integration:
     if not isinstance(enabled, bool):
         raise ConfigError([{"field": "enabled", "message": "enabled must be true or false"}])
@@ -357,8 +399,12 @@ def reencrypt(r: redis.Redis) -> int:
 
 
 def delete(r: redis.Redis, integration_id: str) -> None:
-    """Remove the record and its index entry (buffers, batches and dead letters are left alone)."""
+    """Remove the record and its index entries (buffers, batches and dead letters are left alone)."""
+    raw = r.get(keys.integration(integration_id))
+    source_id = orjson.loads(raw).get("source_id") if raw is not None else None
     try:
+        if source_id is not None:
+            r.srem(keys.source_integrations(source_id), integration_id)
         removed_from_index = r.srem(keys.INTEGRATIONS, integration_id)
         removed_record = r.delete(keys.integration(integration_id))
     finally:

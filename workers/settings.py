@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -38,6 +39,19 @@ class Settings(BaseSettings):
     drain_chunk_events: int = Field(10_000, gt=0)
 
     log_level: str = "INFO"
+    # Worker and beat logs: ``json`` (one JSON object per line, workers/logs.py) or ``text`` (Celery's own format).
+    log_format: Literal["json", "text"] = "json"
+
+    # HTTP API (``signal-s3 api``): admin routes need this bearer token; without it they answer 503.
+    admin_token: SecretStr | None = None
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(8084, ge=1, le=65535)
+    # Collection: events are coalesced per integration into one signal.ingest task of up to this many events,
+    # or after this many milliseconds, whichever comes first.
+    collect_batch_events: int = Field(500, ge=1, le=10_000)
+    collect_batch_ms: int = Field(50, ge=0, le=10_000)
+    # Largest request body, compressed and decompressed (Segment's limit for a batch request: 500 KB).
+    api_max_body_bytes: int = Field(500 * 1024, ge=1024)
 
     @field_validator("retry_backoff_max_s")
     @classmethod

@@ -16,7 +16,8 @@ end
 -- Seal the open buffer of `hour` into batch `batch_id`: an O(1) RENAME, so producers start a fresh list at once.
 -- The batch becomes immutable; it is indexed in `pending` as due at `due_ms` (the sweep's grace before it may
 -- re-dispatch a batch whose upload message was lost). The buffer's generation is traced to the batch id (for the
--- live events view) and the hour moves to the next generation. Returns the number of events sealed (0: none).
+-- live events view) and the hour moves to the next generation. The batch keeps the time its first event was appended
+-- (`first_ms`, the open index's score) for the event-to-object latency. Returns the number of events sealed (0: none).
 local function seal(p, hour, batch_id, open_key, openbytes_key, pending_key, now_ms, due_ms)
   local buf = p.buf .. hour
   local n = redis.call('LLEN', buf)
@@ -26,15 +27,31 @@ local function seal(p, hour, batch_id, open_key, openbytes_key, pending_key, now
     return 0
   end
   local bytes = tonumber(redis.call('HGET', openbytes_key, hour) or '0')
+  local first_ms = tonumber(redis.call('ZSCORE', open_key, hour) or now_ms)
   redis.call('RENAME', buf, p.batch .. batch_id)
   redis.call('ZREM', open_key, hour)
   redis.call('HDEL', openbytes_key, hour)
   redis.call('HSET', p.meta .. batch_id,
-    'hour', hour, 'events', n, 'bytes', bytes, 'sealed_ms', now_ms,
+    'hour', hour, 'events', n, 'bytes', bytes, 'sealed_ms', now_ms, 'first_ms', string.format('%d', first_ms),
     'state', 'pending', 'attempts', 0, 'claims', 0, 'uncertain', 0)
   redis.call('ZADD', pending_key, due_ms, batch_id)
   local gen = generation(p, hour)
   redis.call('SET', p.sealed .. hour .. ':' .. gen, batch_id, 'PX', p.trace_ttl_ms)
   redis.call('SET', p.gen .. hour, gen + 1, 'PX', p.trace_ttl_ms)
   return n
+end
+
+-- Count one observation in a histogram hash of cumulative counters (workers/metrics.py reads it): every bucket
+-- `le:<bound>` whose bound is >= value_us, then `count` and `sum_us`. ARGV[i] is the number of buckets, followed by
+-- that many (field, bound_us) pairs. value_us must be an integer. Returns the index after the buckets.
+local function observe(key, value_us, i)
+  local n = tonumber(ARGV[i])
+  for j = 1, n do
+    if value_us <= tonumber(ARGV[i + 2 * j]) then
+      redis.call('HINCRBY', key, ARGV[i + 2 * j - 1], 1)
+    end
+  end
+  redis.call('HINCRBY', key, 'count', 1)
+  redis.call('HINCRBY', key, 'sum_us', string.format('%d', value_us))
+  return i + 1 + 2 * n
 end

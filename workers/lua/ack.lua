@@ -1,12 +1,18 @@
 -- Finish a batch after S3 confirmed the PUT: delete it and count the delivery. Idempotent.
 -- KEYS[1] batch meta  KEYS[2] batch list  KEYS[3] pending  KEYS[4] dead  KEYS[5] stats  KEYS[6] status
--- KEYS[7] delivered trace of this batch
--- ARGV: batch_id, now_ms, compressed_bytes, object_key, trace_ttl_ms
--- Returns 1 when this call finished the batch, 0 when it was already gone.
+-- KEYS[7] delivered trace of this batch  KEYS[8] upload duration histogram  KEYS[9] event-to-object latency histogram
+-- ARGV: batch_id, now_ms, compressed_bytes, object_key, trace_ttl_ms,
+--       upload_us (duration of the successful upload attempt, '' = not observed),
+--       the latency histogram's buckets, then the upload histogram's buckets (each: n, (field, bound_us) * n)
+-- The latency is now_ms minus the time the batch's first event was appended (clamped at 0 across host clocks).
+-- Returns 1 when this call finished the batch, 0 when it was already gone: a batch is counted once, in the counters
+-- and in both histograms, however many times it is acked.
 local meta = KEYS[1]
 if redis.call('EXISTS', meta) == 0 then return 0 end
-local m = redis.call('HMGET', meta, 'events', 'bytes', 'sealed_ms')
+local m = redis.call('HMGET', meta, 'events', 'bytes', 'sealed_ms', 'first_ms')
 local events, bytes = tonumber(m[1]), tonumber(m[2])
+local now = tonumber(ARGV[2])
+local first = tonumber(m[4] or m[3] or now)
 redis.call('DEL', meta, KEYS[2])
 redis.call('ZREM', KEYS[3], ARGV[1])
 redis.call('ZREM', KEYS[4], ARGV[1])
@@ -17,4 +23,6 @@ redis.call('HINCRBY', KEYS[5], 'delivered_events', events)
 redis.call('HINCRBY', KEYS[5], 'delivered_bytes', ARGV[3])
 redis.call('HSET', KEYS[6], 'last_success_ms', ARGV[2], 'last_object_key', ARGV[4])
 redis.call('SET', KEYS[7], ARGV[4], 'PX', ARGV[5])
+local i = observe(KEYS[9], math.max(now - first, 0) * 1000, 7)
+if ARGV[6] ~= '' then observe(KEYS[8], tonumber(ARGV[6]), i) end
 return 1

@@ -1,0 +1,253 @@
+"""Collection in the shape of Segment's HTTP Tracking API: request parsing, the camelCase -> canonical envelope
+mapping, and the micro-batcher that turns requests into ``signal.ingest`` tasks.
+
+Only malformed requests are refused here (not JSON, not an object, ``batch`` not a list, an event over
+``event_max_bytes``, a body over the limit); each event's own validation stays in ``signal.ingest``, which rejects a
+bad event alone, with a reason, and counts it.
+
+Mapping (Segment -> canonical; a canonical snake_case name is accepted when the camelCase one is absent):
+  messageId -> event_id (a uuid4 when absent, so every integration stores the same id), type (the path's type for
+  /v1/track etc.), anonymousId -> anonymous_id, userId -> user_id, groupId -> group_id, previousId -> previous_id,
+  timestamp, sentAt -> sent_at (else the batch's sentAt), receivedAt -> received_at (else the time the API received
+  the request), context (the batch's context merged under it), properties, traits, event, name. ``source_id`` is
+  always the authenticated source; ``writeKey`` and any ``integration_id`` are dropped; other top-level fields are
+  kept as they are.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+import zlib
+from collections.abc import Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+EVENT_TYPES: tuple[str, ...] = ("track", "identify", "page", "screen", "group", "alias")
+
+# Segment name -> canonical name; both spellings of one field map to the same canonical field.
+FIELD_MAP: dict[str, str] = {
+    "messageId": "event_id",
+    "type": "type",
+    "anonymousId": "anonymous_id",
+    "userId": "user_id",
+    "groupId": "group_id",
+    "previousId": "previous_id",
+    "timestamp": "timestamp",
+    "sentAt": "sent_at",
+    "receivedAt": "received_at",
+    "context": "context",
+    "properties": "properties",
+    "traits": "traits",
+    "event": "event",
+    "name": "name",
+}
+CANONICAL_FIELDS: frozenset[str] = frozenset(FIELD_MAP.values())
+# Never taken from the client: stamped by the API (source_id) or by ingest (integration_id), or a credential.
+DROPPED_FIELDS: frozenset[str] = frozenset({"writeKey", "write_key", "integration_id", "integrationId", "source_id",
+                                            "sourceId"})
+
+
+class MalformedRequest(ValueError):
+    """The request cannot be read as Segment calls; ``status`` is 400 or 413, ``reason`` a stable code."""
+
+    def __init__(self, reason: str, message: str, *, status: int = 400) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+        self.status = status
+
+
+# -- body ---------------------------------------------------------------------------------------------------------
+
+
+def gunzip(data: bytes, *, max_bytes: int) -> bytes:
+    """Decompress a gzip body, refusing (413) as soon as it would exceed ``max_bytes``: no gzip bomb is expanded."""
+    decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    try:
+        out = decompressor.decompress(data, max_bytes + 1)
+        if len(out) > max_bytes or decompressor.unconsumed_tail:
+            raise MalformedRequest("body_too_large", f"the decompressed body is over the limit of {max_bytes} bytes",
+                                   status=413)
+        out += decompressor.flush()
+    except zlib.error:
+        raise MalformedRequest("invalid_gzip", "the body is not valid gzip (Content-Encoding: gzip)") from None
+    if len(out) > max_bytes:
+        raise MalformedRequest("body_too_large", f"the decompressed body is over the limit of {max_bytes} bytes",
+                               status=413)
+    if not decompressor.eof:
+        raise MalformedRequest("invalid_gzip", "the gzip body is truncated")
+    return out
+
+
+def parse_json(body: bytes) -> Any:
+    if not body.strip():
+        raise MalformedRequest("empty_body", "the request body is empty; send a JSON object")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise MalformedRequest("invalid_json", "the request body is not valid JSON") from None
+
+
+@dataclass(frozen=True)
+class Calls:
+    """The calls of one request, with what a batch request says for all of them."""
+
+    messages: list[Any]
+    context: dict[str, Any] | None = None
+    sent_at: Any = None
+
+
+def read_calls(document: Any, event_type: str | None, *, event_max_bytes: int) -> Calls:
+    """The calls of a request to ``/v1/<event_type>`` (None: ``/v1/batch``); each at most ``event_max_bytes``."""
+    if not isinstance(document, dict):
+        raise MalformedRequest("not_an_object", "the request body must be a JSON object")
+    if event_type is None:
+        messages = document.get("batch")
+        if not isinstance(messages, list):
+            raise MalformedRequest("invalid_batch", "batch must be a list of calls")
+        context = document.get("context")
+        calls = Calls(messages, context if isinstance(context, dict) else None, document.get("sentAt"))
+    else:
+        calls = Calls([document])
+    for index, message in enumerate(calls.messages):
+        size = len(orjson.dumps(message))
+        if size > event_max_bytes:
+            where = f"call {index} of the batch" if event_type is None else "the call"
+            raise MalformedRequest("event_too_large",
+                                   f"{where} is {size} bytes, over the limit of {event_max_bytes} bytes per call")
+    return calls
+
+
+# -- mapping ------------------------------------------------------------------------------------------------------
+
+
+def to_envelope(message: Any, *, source_id: str, received_at: str, event_type: str | None = None,
+                batch_context: dict[str, Any] | None = None, batch_sent_at: Any = None) -> Any:
+    """The canonical envelope of one Segment call; anything but an object is passed on for ingest to reject."""
+    if not isinstance(message, dict):
+        return message
+    out: dict[str, Any] = {}
+    for segment_name, canonical in FIELD_MAP.items():
+        if segment_name in message:
+            out[canonical] = message[segment_name]
+        elif canonical in message:
+            out[canonical] = message[canonical]
+    for name, value in message.items():
+        if name not in FIELD_MAP and name not in CANONICAL_FIELDS and name not in DROPPED_FIELDS:
+            out[name] = value
+    if event_type is not None:
+        out["type"] = event_type
+    if out.get("event_id") is None:
+        out["event_id"] = str(uuid.uuid4())
+    if out.get("received_at") is None:
+        out["received_at"] = received_at
+    if out.get("sent_at") is None and batch_sent_at is not None:
+        out["sent_at"] = batch_sent_at
+    if batch_context:
+        own = out.get("context")
+        if own is None:
+            out["context"] = dict(batch_context)
+        elif isinstance(own, dict):
+            out["context"] = {**batch_context, **own}
+    out["source_id"] = source_id
+    return out
+
+
+def envelopes(calls: Calls, *, source_id: str, received_at: str, event_type: str | None) -> list[Any]:
+    return [to_envelope(m, source_id=source_id, received_at=received_at, event_type=event_type,
+                        batch_context=calls.context, batch_sent_at=calls.sent_at) for m in calls.messages]
+
+
+# -- micro-batcher ------------------------------------------------------------------------------------------------
+
+Publish = Callable[[str, list[Any]], object]
+
+
+@dataclass(eq=False)
+class _Pending:
+    events: list[Any]
+    future: asyncio.Future[None]
+    timer: asyncio.TimerHandle | None = None
+
+
+@dataclass(eq=False)
+class Batcher:
+    """Coalesces events per integration into ``publish(integration_id, events)`` calls of at most ``max_events``
+    events, each made at most ``max_delay_s`` after its first event arrived. ``submit`` returns only once every one
+    of its events was published (raises the publish error otherwise), so no accepted event lives only in memory.
+
+    Belongs to one event loop; ``publish`` runs in ``executor`` (the loop's default executor when None).
+    """
+
+    publish: Publish
+    max_events: int
+    max_delay_s: float
+    executor: Executor | None = None
+    _pending: dict[str, _Pending] = field(default_factory=dict)
+    _inflight: set[asyncio.Future[Any]] = field(default_factory=set)
+
+    async def submit(self, integration_id: str, events: list[Any]) -> None:
+        if not events:
+            return
+        loop = asyncio.get_running_loop()
+        waits: list[asyncio.Future[None]] = []
+        start = 0
+        while start < len(events):
+            pending = self._pending.get(integration_id)
+            if pending is None:
+                pending = _Pending([], loop.create_future())
+                pending.future.add_done_callback(_retrieve)
+                self._pending[integration_id] = pending
+                pending.timer = loop.call_later(self.max_delay_s, self._flush, integration_id, pending)
+            room = self.max_events - len(pending.events)
+            pending.events.extend(events[start:start + room])
+            start += room
+            if not waits or waits[-1] is not pending.future:
+                waits.append(pending.future)
+            if len(pending.events) >= self.max_events:
+                self._flush(integration_id, pending)
+        # shielded: a request that goes away must not cancel a batch other requests wait on
+        await asyncio.gather(*(asyncio.shield(w) for w in waits))
+
+    def _flush(self, integration_id: str, pending: _Pending) -> None:
+        if self._pending.get(integration_id) is not pending:
+            return
+        del self._pending[integration_id]
+        if pending.timer is not None:
+            pending.timer.cancel()
+        loop = asyncio.get_running_loop()
+        sent = loop.run_in_executor(self.executor, self.publish, integration_id, pending.events)
+        self._inflight.add(sent)
+
+        def done(task: asyncio.Future[Any]) -> None:
+            self._inflight.discard(task)
+            if pending.future.done():
+                return
+            if task.cancelled():
+                pending.future.set_exception(RuntimeError("publishing was cancelled"))
+            elif task.exception() is not None:
+                pending.future.set_exception(task.exception())  # type: ignore[arg-type]
+            else:
+                pending.future.set_result(None)
+
+        sent.add_done_callback(done)
+
+    def pending_events(self) -> int:
+        return sum(len(p.events) for p in self._pending.values())
+
+    async def drain(self) -> None:
+        """Publish everything pending now and wait for every publish in flight (at shutdown)."""
+        for integration_id, pending in list(self._pending.items()):
+            self._flush(integration_id, pending)
+        if self._inflight:
+            await asyncio.gather(*self._inflight, return_exceptions=True)
+
+
+def _retrieve(future: asyncio.Future[None]) -> None:
+    """Mark the outcome as seen even when every waiting request went away."""
+    if not future.cancelled():
+        future.exception()

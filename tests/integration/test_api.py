@@ -1,0 +1,501 @@
+"""The HTTP API on real processes: `signal-s3 api` (uvicorn) + celery worker (+ beat) + moto_server, over HTTP."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import shutil
+import subprocess
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, settings
+
+from tests.support.celery_fixtures import watch_process
+from tests.support.fleet import event_counts, read_objects
+from tests.support.processes import REPO_ROOT, ManagedProcess, free_port, venv_command, wait_until
+from tests.support.s3_fixtures import unique_bucket
+from workers.errors import HINTS
+
+TOKEN = "admin-" + uuid.uuid4().hex
+ACCESS_KEY_ID = "AKIAIOSFODNN7EXAMPLE"
+SECRET_ACCESS_KEY = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+SEED_BUCKET = "datafly-events-production"
+
+# The -d body of the seed documentation's curl request, verbatim.
+SEED_BODY = """{
+    "name": "Amazon S3",
+    "variant": "default",
+    "config": {
+      "bucket": "datafly-events-production",
+      "region": "us-east-1",
+      "access_key_id": "AKIAIOSFODNN7EXAMPLE",
+      "secret_access_key": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+      "prefix": "events/",
+      "storage_class": "STANDARD",
+      "server_side_encryption": "AES256"
+    },
+    "delivery_mode": "server_side"
+  }"""
+
+
+class Api:
+    def __init__(self, process: ManagedProcess, base_url: str) -> None:
+        self.process = process
+        self.base_url = base_url
+        self.admin = httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60)
+        self.anon = httpx.Client(base_url=base_url, timeout=60)
+
+    def collector(self, write_key: str) -> httpx.Client:
+        return httpx.Client(base_url=self.base_url, auth=(write_key, ""), timeout=60)
+
+    def install(self, bucket: str, **body: Any) -> dict[str, Any]:
+        config = {"bucket": bucket, "region": "us-east-1", "access_key_id": ACCESS_KEY_ID,
+                  "secret_access_key": SECRET_ACCESS_KEY, "prefix": "events/", **body.pop("config", {})}
+        response = self.admin.post("/v1/admin/integration-catalog/amazon_s3/install",
+                                   json={"name": "S3", "config": config, **body})
+        assert response.status_code == 201, response.text
+        return response.json()
+
+    def source(self, name: str = "Website") -> dict[str, Any]:
+        response = self.admin.post("/v1/admin/sources", json={"name": name})
+        assert response.status_code == 201, response.text
+        return response.json()
+
+    def status(self, integration_id: str) -> dict[str, Any]:
+        return self.admin.get(f"/v1/admin/integrations/{integration_id}/status").json()
+
+    def close(self) -> None:
+        self.admin.close()
+        self.anon.close()
+
+
+def _start_api(request: pytest.FixtureRequest, env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+               ) -> tuple[ManagedProcess, str]:
+    port = free_port()
+    full_env = {**os.environ, **env, "PYTHONPATH": str(REPO_ROOT)}
+    process = ManagedProcess([*venv_command("signal-s3"), "api", "--host", "127.0.0.1", "--port", str(port)],
+                             name=f"api-{port}", env=full_env, log_dir=tmp_path_factory.mktemp("api-logs"))
+    watch_process(request.node, process)
+    process.start()
+    base_url = f"http://127.0.0.1:{port}"
+
+    def ready() -> bool:
+        if not process.running():
+            raise AssertionError(f"the API exited: {process.describe()}")
+        try:
+            return httpx.get(f"{base_url}/openapi.json", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    wait_until(ready, 30, interval_s=0.1, message=lambda: f"the API did not answer: {process.describe()}")
+    return process, base_url
+
+
+@pytest.fixture
+def api(request: pytest.FixtureRequest, fleet: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
+    process, base_url = _start_api(request, {**fleet.env, "SIGNAL_ADMIN_TOKEN": TOKEN}, tmp_path_factory)
+    client = Api(process, base_url)
+    yield client
+    client.close()
+    process.stop(timeout=15)
+    assert TOKEN not in process.log_text()
+    assert SECRET_ACCESS_KEY not in process.log_text()
+
+
+def assert_no_secret(text: str) -> None:
+    assert ACCESS_KEY_ID not in text
+    assert SECRET_ACCESS_KEY not in text
+    assert TOKEN not in text
+
+
+def segment_calls(n: int, run: str) -> list[dict[str, Any]]:
+    types = ("track", "page", "identify", "screen", "group", "alias")
+    out = []
+    for i in range(n):
+        t = types[i % len(types)]
+        call: dict[str, Any] = {"type": t, "messageId": f"{run}-{i}", "anonymousId": f"anon-{i % 7}",
+                                "userId": f"user-{i % 5}", "timestamp": "2026-05-12T10:00:00Z",
+                                "context": {"ip": "203.0.113.7"}, "properties": {"i": i}}
+        if t == "track":
+            call["event"] = "Order Completed"
+        if t in ("page", "screen"):
+            call["name"] = "Home"
+        if t == "group":
+            call["groupId"] = "g-1"
+            call["traits"] = {"plan": "pro"}
+        if t == "alias":
+            call["previousId"] = f"anon-{i % 7}"
+        out.append(call)
+    return out
+
+
+# -- install ------------------------------------------------------------------------------------------------------
+
+
+def test_the_seed_curl_installs_over_http_with_redacted_secrets(api: Api, s3_admin: Any) -> None:
+    try:
+        s3_admin.create_bucket(Bucket=SEED_BUCKET)
+    except s3_admin.exceptions.BucketAlreadyOwnedByYou:
+        pass
+    url = f"{api.base_url}/v1/admin/integration-catalog/amazon_s3/install"
+    if shutil.which("curl"):
+        done = subprocess.run(["curl", "-sS", "-X", "POST", url, "-H", f"Authorization: Bearer {TOKEN}",
+                               "-H", "Content-Type: application/json", "-d", SEED_BODY, "-w", "\n%{http_code}"],
+                              capture_output=True, text=True, timeout=60, check=True)
+        body_text, code = done.stdout.rsplit("\n", 1)
+        assert code == "201", done.stdout
+    else:
+        response = api.admin.post(url, content=SEED_BODY, headers={"Content-Type": "application/json"})
+        body_text = response.text
+        assert response.status_code == 201, body_text
+    created = json.loads(body_text)
+    assert_no_secret(body_text)
+    assert created["id"]
+    assert created["name"] == "Amazon S3" and created["enabled"] is True
+    assert created["config"]["access_key_id"] == "****MPLE"
+    assert created["config"]["secret_access_key"] == "****EKEY"
+    assert created["config"]["server_side_encryption"] == "AES256"
+    assert created["blueprint"] == {"name": "default", "forward": "all_events"}
+    assert created["source_id"] == "default"
+
+    shown = api.admin.get(f"/v1/admin/integrations/{created['id']}")
+    assert shown.status_code == 200 and shown.json() == created
+    listed = api.admin.get("/v1/admin/integrations").json()["integrations"]
+    assert [i["id"] for i in listed] == [created["id"]]
+    assert_no_secret(shown.text + json.dumps(listed))
+
+
+def test_the_catalog_lists_amazon_s3_under_cloud_storage_with_its_fields(api: Api) -> None:
+    response = api.admin.get("/v1/admin/integration-catalog", params={"category": "Cloud Storage"})
+    assert response.status_code == 200
+    (entry,) = response.json()["integrations"]
+    assert entry["id"] == "amazon_s3" and entry["category"] == "Cloud Storage"
+    assert [v["id"] for v in entry["variants"]] == ["default"]
+    fields = {f["name"]: f for f in entry["fields"]}
+    assert fields["bucket"]["type"] == "string" and fields["bucket"]["required"] is True
+    assert fields["region"]["type"] == "select" and "us-east-1" in fields["region"]["allowed_values"]
+    assert fields["secret_access_key"]["type"] == "secret"
+    assert fields["storage_class"]["allowed_values"][0] == "STANDARD"
+    assert fields["server_side_encryption"]["allowed_values"] == ["AES256", "aws:kms"]
+    assert fields["kms_key_id"]["description"].startswith("KMS key ARN")
+    assert api.admin.get("/v1/admin/integration-catalog", params={"category": "Analytics"}).json() == {
+        "integrations": []}
+
+
+def test_install_refuses_bad_bodies_and_failed_bucket_checks_storing_nothing(api: Api, make_bucket: Callable) -> None:
+    url = "/v1/admin/integration-catalog/amazon_s3/install"
+    good = {"bucket": make_bucket(), "region": "us-east-1", "access_key_id": ACCESS_KEY_ID,
+            "secret_access_key": SECRET_ACCESS_KEY}
+
+    response = api.admin.post(url, json={"name": "", "config": {**good, "region": "moon-1", "prefix": "/x",
+                                                                 "server_side_encryption": "aws:kms"}})
+    assert response.status_code == 422
+    errors = response.json()["errors"]
+    assert [e["field"] for e in errors] == ["name", "config.region", "config.prefix", "config.kms_key_id"]
+    assert all(e["message"] for e in errors)
+    assert_no_secret(response.text)
+
+    missing = unique_bucket()
+    response = api.admin.post(url, json={"name": "S3", "config": {**good, "bucket": missing}})
+    assert response.status_code == 424, response.text
+    body = response.json()
+    assert body["code"] == "NoSuchBucket" and body["hint"] == HINTS["NoSuchBucket"] and body["message"]
+
+    elsewhere = make_bucket(region="eu-west-1")
+    response = api.admin.post(url, json={"name": "S3", "config": {**good, "bucket": elsewhere}})
+    assert response.status_code == 424, response.text
+    body = response.json()
+    assert body["code"] == "WrongRegion" and body["hint"] == HINTS["WrongRegion"]
+    assert "eu-west-1" in body["message"]
+
+    assert api.admin.get("/v1/admin/integrations").json() == {"integrations": []}
+
+    response = api.admin.post(url, json={"name": "S3", "config": {**good, "bucket": missing}, "verify": False})
+    assert response.status_code == 201
+    assert api.admin.post("/v1/admin/integration-catalog/gcs/install", json={}).status_code == 404
+    response = api.admin.post(url, content=b"{nope", headers={"Content-Type": "application/json"})
+    assert response.status_code == 400 and response.json()["message"]
+    response = api.admin.post(url, json={"name": "S3", "config": good, "source_id": "nope"})
+    assert response.status_code == 422 and response.json()["errors"][0]["field"] == "source_id"
+
+
+# -- auth ---------------------------------------------------------------------------------------------------------
+
+
+def test_admin_token_and_write_keys_are_distinct_powers(api: Api) -> None:
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic Zm9vOg=="}):
+        response = api.anon.get("/v1/admin/integration-catalog", headers=headers)
+        assert response.status_code == 401 and response.json()["message"]
+    source = api.source()
+    with api.collector(source["write_key"]) as as_source:
+        assert as_source.get("/v1/admin/integration-catalog").status_code == 401
+        assert as_source.post("/v1/admin/sources", json={"name": "x"}).status_code == 401
+        assert as_source.post("/v1/track", json={"event": "e", "userId": "u"}).status_code == 200
+    with api.collector(TOKEN) as token_as_key:
+        response = token_as_key.post("/v1/track", json={"event": "e", "userId": "u"})
+        assert response.status_code == 401 and response.json() == {
+            "success": False, "error": "unauthorized", "message": response.json()["message"]}
+    assert api.anon.post("/v1/batch", json={"batch": []}).status_code == 401
+    response = api.anon.post("/v1/batch", json={"batch": []}, headers={"Authorization": "Basic !!!"})
+    assert response.status_code == 401 and "Traceback" not in response.text
+
+
+def test_admin_routes_answer_503_without_an_admin_token(request: pytest.FixtureRequest, fleet: Any,
+                                                       tmp_path_factory: pytest.TempPathFactory) -> None:
+    env = {k: v for k, v in fleet.env.items() if k != "SIGNAL_ADMIN_TOKEN"}
+    process, base_url = _start_api(request, env, tmp_path_factory)
+    try:
+        for headers in ({}, {"Authorization": "Bearer x"}, {"Authorization": "Bearer anything"}):
+            response = httpx.get(f"{base_url}/v1/admin/integration-catalog", headers=headers)
+            assert response.status_code == 503
+            assert "SIGNAL_ADMIN_TOKEN" in response.json()["message"]
+    finally:
+        process.stop(timeout=15)
+
+
+# -- managing an integration ----------------------------------------------------------------------------------------
+
+
+def test_patch_enable_disable_status_live_events_and_dead_letter(api: Api, make_bucket: Callable) -> None:
+    bucket = make_bucket()
+    iid = api.install(bucket)["id"]
+    base = f"/v1/admin/integrations/{iid}"
+
+    response = api.admin.patch(base, json={"config": {"prefix": "other/"}, "name": "Renamed"})
+    assert response.status_code == 200, response.text
+    patched = response.json()
+    assert patched["config"]["prefix"] == "other/" and patched["name"] == "Renamed"
+    assert patched["config"]["bucket"] == bucket and patched["config"]["secret_access_key"] == "****EKEY"
+
+    response = api.admin.patch(base, json={"config": {"region": "moon-1", "storage_class": "COLD"}})
+    assert response.status_code == 422
+    assert [e["field"] for e in response.json()["errors"]] == ["config.region", "config.storage_class"]
+    response = api.admin.patch(base, json={"config": {"bucket": unique_bucket()}})
+    assert response.status_code == 424 and response.json()["code"] == "NoSuchBucket"
+    assert api.admin.get(base).json()["config"]["bucket"] == bucket  # nothing changed
+    response = api.admin.patch(base, json={"config": {"bucket": unique_bucket()}, "verify": False})
+    assert response.status_code == 200
+    response = api.admin.patch(base, json={"config": {"bucket": bucket}, "enabled": False})
+    assert response.status_code == 422 and response.json()["errors"][0]["field"] == "enabled"
+
+    assert api.admin.post(f"{base}/disable").json()["enabled"] is False
+    assert api.admin.get(base).json()["enabled"] is False
+    assert api.admin.post(f"{base}/enable").json()["enabled"] is True
+
+    st = api.status(iid)
+    assert st["buffered_events"] == 0 and st["delivered_objects"] == 0 and st["last_error"] is None
+    assert api.admin.get(f"{base}/live-events", params={"limit": 5}).json() == {"events": []}
+    for bad in (0, 101, "x"):
+        response = api.admin.get(f"{base}/live-events", params={"limit": bad})
+        assert response.status_code == 422 and response.json()["errors"][0]["field"] == "limit"
+    assert api.admin.get(f"{base}/dead-letter").json() == {"batches": []}
+    response = api.admin.post(f"{base}/dead-letter/replay")
+    assert response.json() == {"delivered": [], "already_delivered": [], "still_failing": []}
+    assert api.admin.post(f"{base}/dead-letter/replay", json={"batch_id": "nope"}).status_code == 404
+
+    for method, path in (("GET", ""), ("PATCH", ""), ("DELETE", ""), ("POST", "/enable"), ("GET", "/status"),
+                         ("GET", "/live-events"), ("GET", "/dead-letter"), ("POST", "/test-event")):
+        response = api.admin.request(method, f"/v1/admin/integrations/nope{path}", json={})
+        assert response.status_code == 404, (method, path, response.text)
+        assert response.json()["message"]
+
+
+def test_held_batches_show_in_dead_letter_and_replay_after_the_fix(api: Api, make_bucket: Callable,
+                                                                  start_worker: Callable, s3_admin: Any) -> None:
+    missing = unique_bucket()
+    iid = api.install(missing, verify=False)["id"]
+    start_worker()
+    response = api.admin.post(f"/v1/admin/integrations/{iid}/test-event", params={"timeout_s": 30})
+    assert response.status_code == 424, response.text
+    failed = response.json()
+    assert failed["code"] == "NoSuchBucket" and failed["hint"] == HINTS["NoSuchBucket"]
+    (held,) = api.admin.get(f"/v1/admin/integrations/{iid}/dead-letter").json()["batches"]
+    assert held["code"] == "NoSuchBucket" and held["events"] == 1
+    assert api.status(iid)["dead_letter_batches"] == 1
+    response = api.admin.delete(f"/v1/admin/integrations/{iid}", params={"flush": "true"})
+    assert response.status_code == 409 and response.json()["dead_letter_events"] == 1
+
+    s3_admin.create_bucket(Bucket=missing)
+    report = api.admin.post(f"/v1/admin/integrations/{iid}/dead-letter/replay", json={}).json()
+    assert report["delivered"] == [held["batch_id"]] and report["still_failing"] == []
+    assert set(read_objects(s3_admin, missing)) == {held["object_key"]}
+
+
+# -- collection end to end ------------------------------------------------------------------------------------------
+
+
+def test_segment_calls_land_in_the_bucket_exactly_once(api: Api, make_bucket: Callable, start_worker: Callable,
+                                                       start_beat: Callable, s3_admin: Any) -> None:
+    source = api.source("Website")
+    bucket_a, bucket_b = make_bucket(), make_bucket()
+    iid_a = api.install(bucket_a, source_id=source["id"])["id"]
+    iid_b = api.install(bucket_b, source_id=source["id"])["id"]
+    other = api.install(make_bucket())["id"]  # default source: receives nothing from this write key
+    start_worker()
+    start_beat()
+    run = uuid.uuid4().hex[:8]
+    calls = segment_calls(1200, run)
+    with api.collector(source["write_key"]) as client:
+        for start in range(0, 600, 200):
+            response = client.post("/v1/batch", json={"batch": calls[start:start + 200],
+                                                      "context": {"library": {"name": "test"}}})
+            assert response.status_code == 200 and response.json() == {"success": True}
+        for start in range(600, 1150, 275):
+            body = gzip.compress(orjson.dumps({"batch": calls[start:start + 275]}))
+            response = client.post("/v1/batch", content=body,
+                                   headers={"Content-Encoding": "gzip", "Content-Type": "application/json"})
+            assert response.status_code == 200, response.text
+        for call in calls[1150:]:
+            kind = call.pop("type")
+            assert client.post(f"/v1/{kind}", json=call).status_code == 200
+            call["type"] = kind
+
+    for iid, bucket in ((iid_a, bucket_a), (iid_b, bucket_b)):
+        wait_until(lambda iid=iid: api.status(iid)["delivered_events"] >= len(calls), 60,
+                   message=lambda iid=iid: f"status: {api.status(iid)}")
+        objects = read_objects(s3_admin, bucket)
+        counts = event_counts(objects)
+        assert counts == {c["messageId"]: 1 for c in calls}
+        by_id = {e["event_id"]: e for events in objects.values() for e in events}
+        track = by_id[f"{run}-0"]
+        assert track["type"] == "track" and track["event"] == "Order Completed"
+        assert track["anonymous_id"] == "anon-0" and track["user_id"] == "user-0"
+        assert track["source_id"] == source["id"] and track["integration_id"] == iid
+        assert track["context"] == {"ip": "203.0.113.7", "library": {"name": "test"}}
+        assert by_id[f"{run}-4"]["group_id"] == "g-1" and by_id[f"{run}-5"]["previous_id"] == "anon-5"
+        assert "messageId" not in track and "anonymousId" not in track
+
+        live = api.admin.get(f"/v1/admin/integrations/{iid}/live-events", params={"limit": 100}).json()["events"]
+        assert len(live) == 100
+        for view in live:
+            assert view["state"] == "delivered", view
+            assert view["event_id"] in {e["event_id"] for e in objects[view["object_key"]]}
+    assert api.status(other)["ingested_events"] == 0
+
+
+def test_request_limits_are_enforced_before_parsing(api: Api) -> None:
+    source = api.source()
+    with api.collector(source["write_key"]) as client:
+        big = {"type": "track", "event": "e", "userId": "u", "properties": {"blob": "x" * 33_000}}
+        response = client.post("/v1/batch", json={"batch": [big]})
+        assert response.status_code == 400 and response.json()["error"] == "event_too_large"
+        response = client.post("/v1/track", json=big)
+        assert response.status_code == 400 and "32768" in response.json()["message"]
+
+        calls = [{"type": "track", "event": "e", "userId": "u", "properties": {"blob": "x" * 20_000}}] * 30
+        response = client.post("/v1/batch", json={"batch": calls})
+        assert response.status_code == 413 and response.json()["error"] == "body_too_large"
+
+        bomb = gzip.compress(b'{"batch": [' + b" " * 20_000_000 + b"]}")
+        response = client.post("/v1/batch", content=bomb, headers={"Content-Encoding": "gzip"})
+        assert response.status_code == 413 and "decompressed" in response.json()["message"]
+
+        for body, reason in ((b"{nope", "invalid_json"), (b"[]", "not_an_object"), (b'{"batch": 3}', "invalid_batch")):
+            response = client.post("/v1/batch", content=body)
+            assert response.status_code == 400 and response.json()["error"] == reason
+        response = client.post("/v1/batch", content=b"xx", headers={"Content-Encoding": "gzip"})
+        assert response.status_code == 400 and response.json()["error"] == "invalid_gzip"
+        response = client.post("/v1/batch", content=b"{}", headers={"Content-Encoding": "br"})
+        assert response.status_code == 415
+        assert api.admin.post("/v1/admin/sources", content=b"x" * 600_000).status_code == 413
+
+
+# -- test event and delete ------------------------------------------------------------------------------------------
+
+
+def test_test_event_answers_with_an_object_key_that_exists(api: Api, make_bucket: Callable, start_worker: Callable,
+                                                           s3_admin: Any, fleet: Any) -> None:
+    bucket = make_bucket()
+    iid = api.install(bucket, config={"flush_interval_s": 3600})["id"]
+    start_worker()
+    response = api.admin.post(f"/v1/admin/integrations/{iid}/test-event")
+    assert response.status_code == 200, response.text
+    result = response.json()
+    assert result["state"] == "delivered" and result["bucket"] == bucket
+    objects = read_objects(s3_admin, bucket)
+    assert [e["event_id"] for e in objects[result["object_key"]]] == [result["event_id"]]
+
+    live = api.admin.get(f"/v1/admin/integrations/{iid}/live-events").json()["events"]
+    assert live[0]["event_id"] == result["event_id"] and live[0]["object_key"] == result["object_key"]
+
+    done = subprocess.run([*venv_command("signal-s3"), "test", iid], capture_output=True, text=True, timeout=90,
+                          env={**os.environ, **fleet.env, "PYTHONPATH": str(REPO_ROOT)})
+    assert done.returncode == 0, done.stderr
+    printed = json.loads(done.stdout)
+    assert printed["state"] == "delivered" and printed["object_key"] in read_objects(s3_admin, bucket)
+
+    api.admin.post(f"/v1/admin/integrations/{iid}/disable")
+    response = api.admin.post(f"/v1/admin/integrations/{iid}/test-event")
+    assert response.status_code == 409 and "disabled" in response.json()["message"]
+
+
+def test_delete_refuses_while_events_are_buffered_and_flush_delivers_them(
+        api: Api, make_bucket: Callable, start_worker: Callable, s3_admin: Any) -> None:
+    source = api.source()
+    bucket = make_bucket()
+    iid = api.install(bucket, source_id=source["id"], config={"flush_interval_s": 3600})["id"]
+    start_worker()  # no beat: nothing flushes on its own
+    calls = segment_calls(50, uuid.uuid4().hex[:8])
+    with api.collector(source["write_key"]) as client:
+        assert client.post("/v1/batch", json={"batch": calls}).status_code == 200
+    wait_until(lambda: api.status(iid)["buffered_events"] == 50, 30, message=lambda: str(api.status(iid)))
+
+    response = api.admin.delete(f"/v1/admin/integrations/{iid}")
+    assert response.status_code == 409
+    assert response.json()["buffered_events"] == 50 and "flush=true" in response.json()["message"]
+    assert api.admin.get(f"/v1/admin/integrations/{iid}").status_code == 200
+
+    response = api.admin.delete(f"/v1/admin/integrations/{iid}", params={"flush": "true"})
+    assert response.status_code == 200, response.text
+    assert api.admin.get(f"/v1/admin/integrations/{iid}").status_code == 404
+    assert event_counts(read_objects(s3_admin, bucket)) == {c["messageId"]: 1 for c in calls}
+    shown = api.admin.get(f"/v1/admin/sources/{source['id']}").json()
+    assert shown["integrations"] == []
+
+    listed = api.admin.get("/v1/admin/sources").json()["sources"]
+    assert source["write_key"] in {s["write_key"] for s in listed}
+
+
+# -- schemathesis over the OpenAPI document ---------------------------------------------------------------------------
+
+
+def test_no_operation_answers_a_server_error(fleet: Any) -> None:
+    """Schemathesis generates requests for every operation of /openapi.json (in-process ASGI transport, both
+    valid and invalid data); none may answer 5xx."""
+    import base64
+
+    from workers import sources
+    from workers.api import create_app
+    from workers.settings import Settings
+
+    app = create_app(Settings(admin_token=TOKEN))
+    write_key = sources.create(fleet.r, "Fuzz").write_key
+    admin = {"Authorization": f"Bearer {TOKEN}"}
+    collector = {"Authorization": "Basic " + base64.b64encode(f"{write_key}:".encode()).decode()}
+    schema = schemathesis.openapi.from_asgi("/openapi.json", app)
+    labels = []
+    for result in schema.get_all_operations():
+        operation = result.ok()
+        labels.append(operation.label)
+        check = _fuzz(operation, admin if operation.path.startswith("/v1/admin") else collector)
+        check()
+    assert len(labels) >= 20
+
+
+def _fuzz(operation: Any, headers: dict[str, str]) -> Callable[[], None]:
+    from hypothesis import given
+    from schemathesis.checks import not_a_server_error
+
+    @given(case=operation.as_strategy())
+    @settings(max_examples=6, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    def check(case: Any) -> None:
+        case.call_and_validate(headers=headers, checks=[not_a_server_error])
+
+    return check

@@ -105,8 +105,15 @@ class _TaskContext(logging.Filter):
 _task_context = _TaskContext()
 
 
+# At DEBUG these libraries log request signing and headers, session tokens included: never below INFO.
+QUIET_LIBRARIES = ("botocore", "boto3", "s3transfer", "urllib3")
+
+
 @after_setup_logger.connect
 def _json_logs(logger: logging.Logger, **_: object) -> None:
+    for name in QUIET_LIBRARIES:
+        lib = logging.getLogger(name)
+        lib.setLevel(max(lib.getEffectiveLevel(), logging.INFO))
     if settings.log_format == "json":
         logs.use_json([logger, get_multiprocessing_logger()], _task_context)
 

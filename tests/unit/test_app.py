@@ -58,3 +58,19 @@ def test_published_task_arguments_show_ids_and_counts_only():
     _hide_arguments(body=body, headers=headers)
     assert headers["argsrepr"] == "('int-1', '<2 items>')"
     assert "alice" not in headers["argsrepr"]
+
+
+def test_aws_libraries_never_log_below_info_even_when_the_worker_does():
+    import logging
+
+    from workers.app import QUIET_LIBRARIES, _json_logs
+
+    root = logging.getLogger()
+    old = root.level
+    root.setLevel(logging.DEBUG)
+    try:
+        _json_logs(logging.getLogger("celery-test"))
+        for name in QUIET_LIBRARIES:
+            assert not logging.getLogger(name).isEnabledFor(logging.DEBUG), name
+    finally:
+        root.setLevel(old)

@@ -16,6 +16,7 @@ import base64
 import hashlib
 import os
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -74,6 +75,20 @@ class UploadResult:
     compressed_bytes: int
     parts: int  # multipart parts; 0 for a single PutObject
     etag: str
+    s3_s: float = 0.0  # time spent in S3 requests (the rest of an upload is reading and compressing the batch)
+
+
+class _Stopwatch:
+    """Adds up the time spent inside ``with`` blocks."""
+
+    def __init__(self) -> None:
+        self.total_s = 0.0
+
+    def __enter__(self) -> None:
+        self._t0 = time.perf_counter()
+
+    def __exit__(self, *_: object) -> None:
+        self.total_s += time.perf_counter() - self._t0
 
 
 # --- Client cache ---------------------------------------------------------------------------------------------------
@@ -230,13 +245,15 @@ def object_params(cfg: S3Config, key: str) -> dict[str, Any]:
 
 
 class _MultipartUpload:
-    def __init__(self, client: Any, cfg: S3Config, key: str, base_part_bytes: int) -> None:
+    def __init__(self, client: Any, cfg: S3Config, key: str, base_part_bytes: int, stopwatch: _Stopwatch) -> None:
         self._client = client
+        self._stopwatch = stopwatch
         self._bucket = cfg.bucket
         self._key = key
         self._base_part_bytes = base_part_bytes
         self._parts: list[dict[str, Any]] = []
-        response = client.create_multipart_upload(**object_params(cfg, key))
+        with stopwatch:
+            response = client.create_multipart_upload(**object_params(cfg, key))
         self._upload_id: str = response["UploadId"]
 
     @property
@@ -258,26 +275,22 @@ class _MultipartUpload:
 
     def _send(self, body: bytes) -> None:
         number = len(self._parts) + 1
-        response = self._client.upload_part(
-            Bucket=self._bucket,
-            Key=self._key,
-            UploadId=self._upload_id,
-            PartNumber=number,
-            Body=body,
-            ContentMD5=content_md5(body),
-        )
+        md5 = content_md5(body)
+        with self._stopwatch:
+            response = self._client.upload_part(
+                Bucket=self._bucket, Key=self._key, UploadId=self._upload_id, PartNumber=number, Body=body,
+                ContentMD5=md5,
+            )
         part = {"PartNumber": number, "ETag": response["ETag"]}
         # When botocore added a flexible checksum to the part, completion must repeat it.
         part.update({k: v for k, v in response.items() if k.startswith("Checksum") and k != "ChecksumType"})
         self._parts.append(part)
 
     def complete(self) -> str:
-        response = self._client.complete_multipart_upload(
-            Bucket=self._bucket,
-            Key=self._key,
-            UploadId=self._upload_id,
-            MultipartUpload={"Parts": self._parts},
-        )
+        with self._stopwatch:
+            response = self._client.complete_multipart_upload(
+                Bucket=self._bucket, Key=self._key, UploadId=self._upload_id, MultipartUpload={"Parts": self._parts},
+            )
         return str(response.get("ETag", ""))
 
     def abort(self) -> None:
@@ -296,12 +309,13 @@ def put_object(cfg: S3Config, key: str, chunks: Iterable[list[bytes]], *, settin
     client = client_for(cfg, settings=settings)
     encoder = GzipNdjson()
     buffer = bytearray()
+    stopwatch = _Stopwatch()
     upload: _MultipartUpload | None = None
     try:
         for lines in chunks:
             buffer += encoder.write(lines)
             if upload is None and len(buffer) >= settings.multipart_threshold_bytes:
-                upload = _MultipartUpload(client, cfg, key, settings.multipart_part_bytes)
+                upload = _MultipartUpload(client, cfg, key, settings.multipart_part_bytes, stopwatch)
             if upload is not None:
                 upload.send_full_parts(buffer)
         buffer += encoder.finish()
@@ -310,12 +324,14 @@ def put_object(cfg: S3Config, key: str, chunks: Iterable[list[bytes]], *, settin
         if upload is None and len(buffer) < settings.multipart_threshold_bytes:
             body = bytes(buffer)
             buffer.clear()
-            response = client.put_object(**object_params(cfg, key), Body=body, ContentMD5=content_md5(body))
+            md5 = content_md5(body)
+            with stopwatch:
+                response = client.put_object(**object_params(cfg, key), Body=body, ContentMD5=md5)
             etag = str(response.get("ETag", ""))
             parts = 0
         else:
             if upload is None:
-                upload = _MultipartUpload(client, cfg, key, settings.multipart_part_bytes)
+                upload = _MultipartUpload(client, cfg, key, settings.multipart_part_bytes, stopwatch)
             upload.send_full_parts(buffer)
             upload.send_rest(buffer)
             etag = upload.complete()
@@ -331,6 +347,7 @@ def put_object(cfg: S3Config, key: str, chunks: Iterable[list[bytes]], *, settin
         compressed_bytes=encoder.compressed_bytes,
         parts=parts,
         etag=etag,
+        s3_s=stopwatch.total_s,
     )
 
 

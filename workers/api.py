@@ -30,11 +30,11 @@ import redis
 from celery import Celery
 from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request, Security
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBasic, HTTPBasicCredentials, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from workers import buffer, clock, collect, crypto, delivery, registry, s3, sources, status
+from workers import buffer, clock, collect, crypto, delivery, metrics, registry, s3, sources, status
 from workers.config import (
     AWS_REGIONS,
     SSE_ALGORITHMS,
@@ -716,6 +716,14 @@ def create_app(settings: Settings | None = None, *, broker: Broker | None = None
     _install_handlers(app)
     app.include_router(admin_router())
     app.include_router(collect_router())
+
+    @app.get("/metrics", dependencies=[Depends(require_admin)], tags=["admin"],
+             response_class=Response, responses={200: {"content": {"text/plain": {}}}})
+    async def fleet_metrics(request: Request) -> Response:
+        """The fleet's Prometheus metrics (read from Redis: any API replica serves the same numbers)."""
+        body, content_type = await asyncio.to_thread(metrics.render, state.r, request.headers.get("accept"))
+        return Response(body, media_type=content_type)
+
     return app
 
 

@@ -231,8 +231,9 @@ def test_install_refuses_bad_bodies_and_failed_bucket_checks_storing_nothing(api
 
 def test_admin_token_and_write_keys_are_distinct_powers(api: Api) -> None:
     for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic Zm9vOg=="}):
-        response = api.anon.get("/v1/admin/integration-catalog", headers=headers)
-        assert response.status_code == 401 and response.json()["message"]
+        for path in ("/v1/admin/integration-catalog", "/metrics"):
+            response = api.anon.get(path, headers=headers)
+            assert response.status_code == 401 and response.json()["message"]
     source = api.source()
     with api.collector(source["write_key"]) as as_source:
         assert as_source.get("/v1/admin/integration-catalog").status_code == 401
@@ -378,6 +379,11 @@ def test_segment_calls_land_in_the_bucket_exactly_once(api: Api, make_bucket: Ca
             assert view["state"] == "delivered", view
             assert view["event_id"] in {e["event_id"] for e in objects[view["object_key"]]}
     assert api.status(other)["ingested_events"] == 0
+
+    scraped = api.admin.get("/metrics")
+    assert scraped.status_code == 200 and scraped.headers["content-type"].startswith("text/plain")
+    for iid in (iid_a, iid_b):
+        assert f'signal_events_delivered_total{{integration_id="{iid}"}} {float(len(calls))}' in scraped.text
 
 
 def test_request_limits_are_enforced_before_parsing(api: Api) -> None:

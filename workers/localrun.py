@@ -166,6 +166,10 @@ def run(procs: Processes, run_seconds: float | None) -> None:
         env["SIGNAL_SECRET_KEY"] = Fernet.generate_key().decode()
         print("development key generated; set SIGNAL_SECRET_KEY in production")
     env.setdefault("SIGNAL_FLUSH_INTERVAL_S", "5")
+    if not env.get("SIGNAL_ADMIN_TOKEN"):
+        env["SIGNAL_ADMIN_TOKEN"] = uuid.uuid4().hex
+        print("development admin token generated; set SIGNAL_ADMIN_TOKEN in production")
+    env.setdefault("SIGNAL_API_PORT", str(free_port()))
     env["AWS_ENDPOINT_URL_S3"] = endpoint = start_servers(procs)
     os.environ.update(env)  # this process installs the integration and publishes tasks with the same settings
 
@@ -174,21 +178,29 @@ def run(procs: Processes, run_seconds: float | None) -> None:
                       aws_secret_access_key="localrun", config=checksums)
     s3.create_bucket(Bucket=BUCKET)
 
-    from workers import registry  # after os.environ is complete: settings are read on import
+    from workers import sources  # after os.environ is complete: settings are read on import
     from workers.app import app
     from workers.db import redis_client
+    from workers.settings import get_settings
 
-    integration = registry.install(redis_client(), {
+    # the same path as the seed's install call: validated, bucket checked, joins the default source
+    integration = sources.install_integration(redis_client(), {
         "name": "Amazon S3", "variant": "default", "delivery_mode": "server_side",
         "config": {"bucket": BUCKET, "region": REGION, "access_key_id": "AKIALOCALRUNEXAMPLE",
                    "secret_access_key": "localrun/not/a/real/secret/access/key", "prefix": PREFIX,
                    "storage_class": "STANDARD", "server_side_encryption": "AES256"},
-    })
+    }, settings=get_settings())
     celery = [*tool("celery"), "-A", "workers.app"]
     procs.start("worker", [*celery, "worker", "-Q", "ingest,flush", "-c", "2", "-n", "localrun@%h", "--without-mingle",
                            "--without-gossip", "--loglevel", "INFO"], lambda: procs.log_has("worker", " ready."), 60)
     procs.start("beat", [*celery, "beat", "-s", str(procs.log_dir / "celerybeat-schedule"), "--loglevel", "INFO"],
                 lambda: procs.log_has("beat", "beat: Starting..."), 30)
+
+    api = f"http://127.0.0.1:{env['SIGNAL_API_PORT']}"
+    procs.start("api", [*tool("signal-s3"), "api"], lambda: procs.log_has("api", "Uvicorn running"), 30)
+    print(f"admin API {api}  (token: {env['SIGNAL_ADMIN_TOKEN']})\n"
+          f"  curl -H 'Authorization: Bearer {env['SIGNAL_ADMIN_TOKEN']}' "
+          f"{api}/v1/admin/integrations/{integration.id}/live-events?limit=5")
 
     flush_interval_s = float(env["SIGNAL_FLUSH_INTERVAL_S"])
     print(f"redis {env['SIGNAL_REDIS_URL']}  s3 {endpoint}  integration {integration.id}  "

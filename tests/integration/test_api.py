@@ -21,28 +21,12 @@ from tests.support.celery_fixtures import watch_process
 from tests.support.fleet import event_counts, read_objects
 from tests.support.processes import REPO_ROOT, ManagedProcess, free_port, venv_command, wait_until
 from tests.support.s3_fixtures import unique_bucket
+from tests.support.seed import ACCESS_KEY_ID, BUCKET, INSTALL_BODY_TEXT, SECRET_ACCESS_KEY
 from workers.errors import HINTS
 
 TOKEN = "admin-" + uuid.uuid4().hex
-ACCESS_KEY_ID = "AKIAIOSFODNN7EXAMPLE"
-SECRET_ACCESS_KEY = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
-SEED_BUCKET = "datafly-events-production"
-
-# The -d body of the seed documentation's curl request, verbatim.
-SEED_BODY = """{
-    "name": "Amazon S3",
-    "variant": "default",
-    "config": {
-      "bucket": "datafly-events-production",
-      "region": "us-east-1",
-      "access_key_id": "AKIAIOSFODNN7EXAMPLE",
-      "secret_access_key": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
-      "prefix": "events/",
-      "storage_class": "STANDARD",
-      "server_side_encryption": "AES256"
-    },
-    "delivery_mode": "server_side"
-  }"""
+SEED_BODY = INSTALL_BODY_TEXT
+SEED_BUCKET = BUCKET
 
 
 class Api:

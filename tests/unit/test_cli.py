@@ -9,27 +9,11 @@ import fakeredis
 import pytest
 from cryptography.fernet import Fernet
 
+from tests.support.seed import ACCESS_KEY_ID, INSTALL_BODY_TEXT, SECRET_ACCESS_KEY
 from workers import cli, crypto, registry
 from workers.settings import get_settings
 
-ACCESS_KEY_ID = "AKIAIOSFODNN7EXAMPLE"
-SECRET_ACCESS_KEY = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
-
-# Exactly the -d body of the documented curl install request.
-SEED_INSTALL_BODY = """{
-    "name": "Amazon S3",
-    "variant": "default",
-    "config": {
-      "bucket": "datafly-events-production",
-      "region": "us-east-1",
-      "access_key_id": "AKIAIOSFODNN7EXAMPLE",
-      "secret_access_key": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
-      "prefix": "events/",
-      "storage_class": "STANDARD",
-      "server_side_encryption": "AES256"
-    },
-    "delivery_mode": "server_side"
-  }"""
+SEED_INSTALL_BODY = INSTALL_BODY_TEXT
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
+from tests.support.seed import ACCESS_KEY_ID, SECRET_ACCESS_KEY, SESSION_TOKEN, seed_config
 from workers.config import (
     AWS_REGIONS,
     STORAGE_CLASSES,
@@ -15,21 +16,10 @@ from workers.config import (
 )
 from workers.settings import Settings
 
-ACCESS_KEY_ID = "AKIAIOSFODNN7EXAMPLE"
-SECRET_ACCESS_KEY = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
-SESSION_TOKEN = "FwoGZXIvYXdzEXAMPLESESSIONTOKENvalue9876"
 SECRETS = (ACCESS_KEY_ID, SECRET_ACCESS_KEY, SESSION_TOKEN)
 
 # The config object of the documented install request.
-SEED_CONFIG: dict[str, Any] = {
-    "bucket": "datafly-events-production",
-    "region": "us-east-1",
-    "access_key_id": ACCESS_KEY_ID,
-    "secret_access_key": SECRET_ACCESS_KEY,
-    "prefix": "events/",
-    "storage_class": "STANDARD",
-    "server_side_encryption": "AES256",
-}
+SEED_CONFIG: dict[str, Any] = seed_config()
 
 MINIMAL: dict[str, Any] = {
     "bucket": "my-bucket",

@@ -8,29 +8,13 @@ import fakeredis
 import orjson
 import pytest
 
+from tests.support.seed import ACCESS_KEY_ID, SECRET_ACCESS_KEY, SESSION_TOKEN, install_body
 from workers import clock, crypto, keys, registry
 from workers.config import ConfigError
 from workers.settings import get_settings
 
-ACCESS_KEY_ID = "AKIAIOSFODNN7EXAMPLE"
-SECRET_ACCESS_KEY = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
-SESSION_TOKEN = "FwoGZXIvYXdzEXAMPLESESSIONTOKENvalue9876"
-
 # The documented install request body.
-SEED_BODY: dict[str, Any] = {
-    "name": "Amazon S3",
-    "variant": "default",
-    "config": {
-        "bucket": "datafly-events-production",
-        "region": "us-east-1",
-        "access_key_id": ACCESS_KEY_ID,
-        "secret_access_key": SECRET_ACCESS_KEY,
-        "prefix": "events/",
-        "storage_class": "STANDARD",
-        "server_side_encryption": "AES256",
-    },
-    "delivery_mode": "server_side",
-}
+SEED_BODY: dict[str, Any] = install_body()
 
 
 def body(**changes: Any) -> dict[str, Any]:

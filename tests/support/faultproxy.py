@@ -3,7 +3,9 @@
 Requests are forwarded byte for byte: method, target (path and query), every header including the original Host
 (SigV4 signs it) and the body as received (Content-Length, aws-chunked or chunked framing untouched). The plan, a
 function ``plan(method, target, headers) -> Fault | None``, decides per request: None forwards it, a ``Fault``
-answers an S3 XML error or drops the connection after reading the request.
+answers an S3 XML error or drops the connection after reading the request. Two faults act after forwarding: the
+upstream stores the request's effect (an object written), then the answer is delayed (``Fault.delay_response``) or
+never sent (``Fault.drop_after_forward``), as when a client dies or times out after S3 did the work.
 
     with FaultProxy("http://127.0.0.1:5000") as proxy:
         proxy.set_plan(lambda method, target, headers: Fault.error(503, "SlowDown", "Reduce your request rate."))
@@ -19,6 +21,7 @@ import http.client
 import random
 import socket
 import threading
+import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -37,12 +40,13 @@ _COPY_BYTES = 64 * 1024
 
 @dataclass(frozen=True)
 class Fault:
-    kind: str  # "error" or "drop"
+    kind: str  # "error", "drop", "delay_response" or "drop_after_forward"
     status: int = 0
     code: str = ""
     message: str = ""
     headers: Mapping[str, str] = field(default_factory=dict)
     fields: Mapping[str, str] = field(default_factory=dict)
+    delay_s: float = 0.0
 
     @classmethod
     def error(
@@ -62,8 +66,27 @@ class Fault:
         """Read the request, then close the connection without answering."""
         return cls("drop")
 
+    @classmethod
+    def delay_response(cls, seconds: float) -> Fault:
+        """Forward the request and read the upstream's whole answer, then wait ``seconds`` before answering."""
+        return cls("delay_response", delay_s=seconds)
+
+    @classmethod
+    def drop_after_forward(cls) -> Fault:
+        """Forward the request and read the upstream's whole answer, then close the connection without answering."""
+        return cls("drop_after_forward")
+
+    @property
+    def forwards(self) -> bool:
+        """True when the request reaches the upstream despite the fault."""
+        return self.kind in ("delay_response", "drop_after_forward")
+
     @property
     def label(self) -> str:
+        if self.kind == "delay_response":
+            return f"delay {self.delay_s:g}s"
+        if self.kind == "drop_after_forward":
+            return "drop after forward"
         return "drop" if self.kind == "drop" else f"{self.status} {self.code}"
 
     def body(self, request_id: str) -> bytes:
@@ -156,6 +179,9 @@ class _Handler(BaseHTTPRequestHandler):
         proxy = self.server.owner
         body = self._read_body()
         fault = proxy._decide(self.command, self.path, self.headers, body)
+        if fault is not None and fault.forwards:
+            self._forward_then(body, fault)
+            return
         if fault is not None and fault.kind == "drop":
             self.close_connection = True
             try:
@@ -175,6 +201,43 @@ class _Handler(BaseHTTPRequestHandler):
                 self.wfile.write(payload)
             return
         self._forward(body)
+
+    def _send_upstream(self, upstream: http.client.HTTPConnection, body: bytes) -> http.client.HTTPResponse:
+        upstream.putrequest(self.command, self.path, skip_host=True, skip_accept_encoding=True)
+        for name, value in self.headers.items():
+            if name.lower() in ("connection", "keep-alive", "proxy-connection", "expect"):
+                continue
+            upstream.putheader(name, value)
+        upstream.endheaders(body if body else None)
+        return upstream.getresponse()
+
+    def _forward_then(self, body: bytes, fault: Fault) -> None:
+        """Forward the request, read the whole answer, then delay it or drop the connection (``fault``)."""
+        owner = self.server.owner
+        upstream = http.client.HTTPConnection(owner.upstream_host, owner.upstream_port, timeout=60)
+        try:
+            response = self._send_upstream(upstream, body)
+            payload = response.read()
+            owner._forwarded_with_fault(fault)
+            if fault.kind == "drop_after_forward":
+                self.close_connection = True
+                try:
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                return
+            time.sleep(fault.delay_s)
+            self.send_response_only(response.status, response.reason)
+            for name, value in response.getheaders():
+                if name.lower() in _HOP_BY_HOP or name.lower() == "content-length":
+                    continue
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(payload)
+        finally:
+            upstream.close()
 
     def _forward(self, body: bytes) -> None:
         owner = self.server.owner
@@ -237,6 +300,8 @@ class FaultProxy:
         self.requests = 0
         self.faults_by_kind: Counter[str] = Counter()
         self.seen: list[Seen] = []
+        # requests a forwarding fault (delay_response, drop_after_forward) let through, once the upstream answered
+        self.forwarded_faults: Counter[str] = Counter()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -290,11 +355,16 @@ class FaultProxy:
             self.requests = 0
             self.faults_by_kind.clear()
             self.seen.clear()
+            self.forwarded_faults.clear()
 
     @property
     def faults(self) -> int:
         with self._lock:
             return sum(self.faults_by_kind.values())
+
+    def _forwarded_with_fault(self, fault: Fault) -> None:
+        with self._lock:
+            self.forwarded_faults[fault.label] += 1
 
     def _decide(self, method: str, target: str, headers: Mapping[str, str], body: bytes) -> Fault | None:
         with self._lock:

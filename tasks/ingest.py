@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+import redis
 from celery import Task
 
 from tasks.flush import upload
@@ -15,9 +16,10 @@ from workers.settings import get_settings
 log = logging.getLogger(__name__)
 
 
+# A Redis blip is retried: the append is atomic and de-duplicated by message id, so a retry never doubles events.
 @app.task(name="signal.ingest", bind=True, acks_late=True, ignore_result=True,
-          autoretry_for=(ConnectionError,), retry_backoff=True, retry_backoff_max=60, retry_jitter=True,
-          max_retries=20)
+          autoretry_for=(redis.ConnectionError, redis.TimeoutError), retry_backoff=True, retry_backoff_max=60,
+          retry_jitter=True, max_retries=20)
 def ingest(self: Task, integration_id: str, events: list) -> dict[str, object]:
     try:
         result = delivery.ingest(redis_client(), integration_id, events, message_id=self.request.id or "",

@@ -86,3 +86,13 @@ def test_task_bodies_are_plain_json_read_and_written_by_orjson():
 
     assert json.loads(payload) == body  # any JSON producer reads it, and...
     assert serialization.loads(json.dumps(body), content_type, encoding) == body  # ...we read any JSON producer's
+
+
+def test_ingest_retries_redis_blips_only():
+    import redis
+
+    import tasks.ingest  # noqa: F401  (registers the task)
+
+    task = app.tasks["signal.ingest"]
+    assert set(task.autoretry_for) == {redis.ConnectionError, redis.TimeoutError}
+    assert task.retry_backoff_max < get_settings().visibility_timeout_s

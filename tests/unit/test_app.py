@@ -47,9 +47,9 @@ def test_time_limits_sit_above_botocores_worst_case():
         Settings(upload_timeout_s=10, s3_read_timeout_s=30)
     import tasks.flush  # noqa: F401  (registers the tasks)
 
-    tasks = app.tasks
-    assert tasks["signal.upload"].soft_time_limit == s.upload_timeout_s
-    assert tasks["signal.upload"].time_limit == s.upload_time_limit_s
+    upload = app.tasks["signal.upload"]
+    assert upload.soft_time_limit == s.upload_timeout_s
+    assert upload.time_limit == s.upload_time_limit_s
 
 
 def test_published_task_arguments_show_ids_and_counts_only():

@@ -7,6 +7,7 @@ one reserved message at a time, requeue on worker loss, a visibility timeout abo
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 import orjson
@@ -130,6 +131,25 @@ def _json_logs(logger: logging.Logger, **_: object) -> None:
 def _json_task_logs(logger: logging.Logger, **_: object) -> None:
     if settings.log_format == "json":
         logs.use_json([logger], _task_context)
+
+
+def shutdown_hazard(pool: str, remap_sigterm: str | None) -> str | None:
+    """Why this worker must not start, or None. A solo worker runs its task in the process that handles the signal:
+    Celery's soft shutdown (REMAP_SIGTERM=SIGQUIT) then stalls for the whole timeout and fails the running task,
+    whose message is acked: its events would be lost."""
+    if "solo" in pool.lower() and (remap_sigterm or "").upper() == "SIGQUIT":
+        return ("REMAP_SIGTERM=SIGQUIT must not be set for a -P solo worker (it would fail and drop the running "
+                "task at shutdown); unset it for ingest workers, keep it for prefork flush workers")
+    return None
+
+
+@celeryd_init.connect
+def _refuse_unsafe_shutdown(options: dict | None = None, **_: object) -> None:
+    options = options or {}
+    pool = options.get("pool") or options.get("pool_cls") or app.conf.worker_pool
+    hazard = shutdown_hazard(str(pool), os.environ.get("REMAP_SIGTERM"))
+    if hazard:
+        raise SystemExit(f"signal worker: {hazard}")
 
 
 @celeryd_init.connect

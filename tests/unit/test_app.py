@@ -96,3 +96,15 @@ def test_ingest_retries_redis_blips_only():
     task = app.tasks["signal.ingest"]
     assert set(task.autoretry_for) == {redis.ConnectionError, redis.TimeoutError}
     assert task.retry_backoff_max < get_settings().visibility_timeout_s
+
+
+def test_a_solo_worker_refuses_the_soft_shutdown_remap():
+    from celery.concurrency.prefork import TaskPool as Prefork
+    from celery.concurrency.solo import TaskPool as Solo
+
+    from workers.app import shutdown_hazard
+
+    assert "REMAP_SIGTERM" in shutdown_hazard(str(Solo), "SIGQUIT")
+    assert shutdown_hazard("solo", "sigquit")
+    assert shutdown_hazard(str(Solo), None) is None
+    assert shutdown_hazard(str(Prefork), "SIGQUIT") is None

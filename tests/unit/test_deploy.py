@@ -1,8 +1,10 @@
 """Deployment files: schema-valid, and the fleet's invariants hold in every way of running it.
 
-Compose, Kubernetes, systemd and redis.conf must agree: exactly one beat, a worker stop grace period that covers a
-whole upload, Redis durable and never evicting, Flower always authenticated and bounded, one image reference, and no
-secret value in any file. Schemas come bundled with PyPI packages (no network): the compose specification from
+Compose, Kubernetes, systemd and redis.conf must agree: two kinds of worker (single-process ingest workers, prefork
+flush workers) with the same command everywhere and a consumer for every queue, exactly one beat, a flush worker stop
+grace period that covers a whole upload, soft shutdown on SIGTERM for flush workers, Redis durable and never
+evicting, Flower always authenticated and bounded, one image reference, and no secret value in any file. Schemas come
+bundled with PyPI packages (no network): the compose specification from
 ``check-jsonschema``'s vendored copy, Kubernetes from ``kubernetes-validate``.
 """
 
@@ -30,10 +32,25 @@ DEPLOY = ROOT / "deploy"
 K8S = DEPLOY / "k8s"
 SYSTEMD = DEPLOY / "systemd"
 
-WORKER_ARGS = ["celery", "-A", "workers.app", "worker", "-Q", "ingest,flush", "-c", "2",
+# Ingest workers: one process, the task runs where the message is decoded. Flush workers: prefork, whose hard time
+# limit bounds an upload.
+INGEST_ARGS = ["celery", "-A", "workers.app", "worker", "-Q", "ingest", "-P", "solo",
                "--without-gossip", "--without-mingle"]
+FLUSH_ARGS = ["celery", "-A", "workers.app", "worker", "-Q", "flush", "-P", "prefork", "-c", "2",
+              "--without-gossip", "--without-mingle"]
 BEAT_ARGS = ["celery", "-A", "workers.app", "beat", "-s", "/var/lib/signal/celerybeat-schedule"]
-MIN_WORKER_GRACE_S = 330
+QUEUES = {"ingest", "flush"}
+# A flush worker must be allowed to finish one whole upload before SIGKILL.
+MIN_FLUSH_GRACE_S = 330
+# An ingest task takes milliseconds; the grace period covers the warm shutdown and the requeue of reserved messages.
+MIN_INGEST_GRACE_S = 30
+# compose service / Kubernetes Deployment / systemd template of each kind of worker
+WORKERS = {
+    "ingest": {"compose": "ingest", "k8s": "signal-ingest", "unit": "signal-ingest@.service", "args": INGEST_ARGS,
+               "min_grace_s": MIN_INGEST_GRACE_S},
+    "flush": {"compose": "flush", "k8s": "signal-flush", "unit": "signal-flush@.service", "args": FLUSH_ARGS,
+              "min_grace_s": MIN_FLUSH_GRACE_S},
+}
 SECRET_NAMES = ("SIGNAL_SECRET_KEY", "SIGNAL_ADMIN_TOKEN", "FLOWER_BASIC_AUTH")
 SIGNAL_IMAGE_REPOSITORY = "registry.example.com/signal/signal-s3"
 REDIS_REQUIRED = {"appendonly": "yes", "appendfsync": "everysec", "maxmemory-policy": "noeviction"}
@@ -118,7 +135,19 @@ def unit(name: str) -> configparser.ConfigParser:
     return parser
 
 
-UNITS = ("signal-worker@.service", "signal-beat.service", "signal-api.service", "signal-flower.service")
+UNITS = ("signal-ingest@.service", "signal-flush@.service", "signal-beat.service", "signal-api.service",
+         "signal-flower.service")
+
+
+def queues_of(args: list[str]) -> set[str]:
+    """The queues a ``celery worker`` command consumes (its ``-Q`` value)."""
+    assert args.count("-Q") == 1, args
+    return set(args[args.index("-Q") + 1].split(","))
+
+
+def pool_of(args: list[str]) -> str:
+    assert args.count("-P") == 1, args
+    return args[args.index("-P") + 1]
 
 
 def all_deploy_files() -> Iterator[Path]:
@@ -148,7 +177,7 @@ def test_compose_file_follows_the_compose_specification() -> None:
 def test_the_compose_schema_rejects_a_broken_file() -> None:
     validator = compose_validator()
     broken = load_compose()
-    broken["services"]["worker"]["stop_grace_period"] = ["330s"]
+    broken["services"]["flush"]["stop_grace_period"] = ["330s"]
     broken["services"]["beat"]["not_a_compose_key"] = True
     assert len(list(validator.iter_errors(broken))) >= 2
 
@@ -161,12 +190,21 @@ def test_compose_runs_exactly_one_beat() -> None:
     assert services["beat"]["deploy"]["replicas"] == 1
 
 
-def test_compose_workers_scale_and_stop_softly() -> None:
-    worker = load_compose()["services"]["worker"]
-    assert worker["command"] == WORKER_ARGS
+@pytest.mark.parametrize("kind", WORKERS)
+def test_compose_workers_scale_and_stop_softly(kind: str) -> None:
+    worker = load_compose()["services"][WORKERS[kind]["compose"]]
+    assert worker["command"] == WORKERS[kind]["args"]
     assert worker["deploy"]["replicas"] >= 1
     assert worker["stop_signal"] == "SIGTERM"
-    assert duration_s(worker["stop_grace_period"]) >= MIN_WORKER_GRACE_S
+    assert duration_s(worker["stop_grace_period"]) >= WORKERS[kind]["min_grace_s"]
+
+
+def test_compose_workers_consume_every_queue_and_only_workers_consume() -> None:
+    services = load_compose()["services"]
+    consumers = {name: queues_of(svc["command"]) for name, svc in services.items()
+                 if "worker" in svc.get("command", [])}
+    assert set(consumers) == {"ingest", "flush"}
+    assert consumers == {"ingest": {"ingest"}, "flush": {"flush"}}
 
 
 def test_compose_redis_is_durable_and_never_evicts() -> None:
@@ -183,7 +221,7 @@ def test_compose_redis_is_durable_and_never_evicts() -> None:
 def test_compose_uses_one_image_from_one_place() -> None:
     compose = load_compose()
     signal_services = {name: svc for name, svc in compose["services"].items() if name != "redis"}
-    assert set(signal_services) == {"worker", "beat", "api", "flower"}
+    assert set(signal_services) == {"ingest", "flush", "beat", "api", "flower"}
     images = {svc["image"] for svc in signal_services.values()}
     assert images == {compose["x-signal-image"]["image"]}
     raw = (DEPLOY / "compose.yaml").read_text()
@@ -200,7 +238,7 @@ def test_compose_settings_come_from_the_env_file_only() -> None:
             continue
         assert svc["env_file"] == ["signal.env"], name
         # the only inline variable is how the worker process treats SIGTERM, which is not a setting
-        allowed = {"REMAP_SIGTERM": "SIGQUIT"} if name == "worker" else {}
+        allowed = {"REMAP_SIGTERM": "SIGQUIT"} if name == "flush" else {}
         assert svc.get("environment", {}) == allowed, f"{name}: settings belong in signal.env"
 
 
@@ -267,15 +305,15 @@ def test_kubernetes_manifests_follow_the_kubernetes_schemas() -> None:
                 continue  # a CRD: checked by test_keda_scales_workers_on_both_queues
             kv.validate(doc, version, strict=True)
             checked.append(f"{doc['kind']}/{doc['metadata']['name']}")
-    assert {"Deployment/signal-worker", "Deployment/signal-beat", "Deployment/signal-api",
+    assert {"Deployment/signal-ingest", "Deployment/signal-flush", "Deployment/signal-beat", "Deployment/signal-api",
             "Deployment/signal-flower", "Service/signal-api", "Service/signal-flower",
-            "StatefulSet/signal-redis", "Service/signal-redis", "PodDisruptionBudget/signal-worker",
-            "Secret/signal-secrets"} <= set(checked)
+            "StatefulSet/signal-redis", "Service/signal-redis", "PodDisruptionBudget/signal-ingest",
+            "PodDisruptionBudget/signal-flush", "Secret/signal-secrets"} <= set(checked)
 
 
 def test_the_kubernetes_schema_rejects_a_broken_manifest() -> None:
     kv = pytest.importorskip("kubernetes_validate")
-    broken = objects_of("Deployment")["signal-worker"]
+    broken = objects_of("Deployment")["signal-flush"]
     broken["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] = "330"
     with pytest.raises(kv.ValidationError):
         kv.validate(broken, kv.latest_version(), strict=True)
@@ -298,12 +336,13 @@ def test_kubernetes_runs_exactly_one_beat_and_never_two_during_a_rollout() -> No
     assert command_of(containers(beat)[0]) == BEAT_ARGS
 
 
-def test_kubernetes_workers_stop_softly() -> None:
-    worker = objects_of("Deployment")["signal-worker"]
+@pytest.mark.parametrize("kind", WORKERS)
+def test_kubernetes_workers_stop_softly(kind: str) -> None:
+    worker = objects_of("Deployment")[WORKERS[kind]["k8s"]]
     pod = worker["spec"]["template"]["spec"]
-    assert pod["terminationGracePeriodSeconds"] >= MIN_WORKER_GRACE_S
+    assert pod["terminationGracePeriodSeconds"] >= WORKERS[kind]["min_grace_s"]
     (container,) = pod["containers"]
-    assert command_of(container) == WORKER_ARGS
+    assert command_of(container) == WORKERS[kind]["args"]
     assert "lifecycle" not in container  # SIGTERM itself starts the soft shutdown
     assert "livenessProbe" not in container
     assert container["resources"]["requests"]["cpu"] and container["resources"]["limits"]["memory"]
@@ -314,47 +353,88 @@ def test_kubernetes_workers_stop_softly() -> None:
     assert "replicas" not in worker["spec"]  # KEDA owns the count
 
 
-def test_worker_grace_period_covers_a_whole_upload_everywhere() -> None:
+def grace_periods_s(kind: str) -> dict[str, float]:
+    """The stop grace period of one kind of worker in compose, Kubernetes and systemd."""
+    names = WORKERS[kind]
+    return {
+        "compose": duration_s(load_compose()["services"][names["compose"]]["stop_grace_period"]),
+        "kubernetes": float(objects_of("Deployment")[names["k8s"]]["spec"]["template"]["spec"][
+            "terminationGracePeriodSeconds"]),
+        "systemd": float(unit(names["unit"])["Service"]["TimeoutStopSec"]),
+    }
+
+
+def test_flush_worker_grace_period_covers_a_whole_upload_everywhere() -> None:
     upload_timeout_s = float(env_file(DEPLOY / "signal.env.example")["SIGNAL_UPLOAD_TIMEOUT_S"])
     settings = Settings(upload_timeout_s=upload_timeout_s)
     soft_shutdown_s = settings.upload_timeout_s / 4
-    grace_periods = {
-        "compose": duration_s(load_compose()["services"]["worker"]["stop_grace_period"]),
-        "kubernetes": float(objects_of("Deployment")["signal-worker"]["spec"]["template"]["spec"][
-            "terminationGracePeriodSeconds"]),
-        "systemd": float(unit("signal-worker@.service")["Service"]["TimeoutStopSec"]),
-    }
-    for where, grace_s in grace_periods.items():
+    for where, grace_s in grace_periods_s("flush").items():
+        assert grace_s >= MIN_FLUSH_GRACE_S, where
         assert grace_s >= settings.upload_time_limit_s, where
         assert grace_s > soft_shutdown_s, where
 
 
-def test_worker_disruption_budget_selects_the_workers() -> None:
-    (pdb,) = objects_of("PodDisruptionBudget").values()
-    worker = objects_of("Deployment")["signal-worker"]
-    assert pdb["spec"]["selector"]["matchLabels"] == worker["spec"]["selector"]["matchLabels"]
-    assert pdb["spec"]["maxUnavailable"] == 1
+def test_ingest_worker_grace_period_is_the_same_everywhere() -> None:
+    """An ingest task takes milliseconds and a redelivered one appends nothing twice: a short grace is enough."""
+    grace = grace_periods_s("ingest")
+    assert len(set(grace.values())) == 1, grace
+    assert all(MIN_INGEST_GRACE_S <= g <= MIN_FLUSH_GRACE_S for g in grace.values()), grace
 
 
-def test_keda_scales_workers_on_both_queues() -> None:
-    (scaled,) = objects_of("ScaledObject").values()
-    assert scaled["apiVersion"] == "keda.sh/v1alpha1"
-    assert scaled["spec"]["scaleTargetRef"] == {"name": "signal-worker"}
-    assert 1 <= scaled["spec"]["minReplicaCount"] <= scaled["spec"]["maxReplicaCount"]
-    triggers = scaled["spec"]["triggers"]
-    assert [t["type"] for t in triggers] == ["redis", "redis"]
-    assert sorted(t["metadata"]["listName"] for t in triggers) == ["flush", "ingest"]
+def test_ingest_workers_run_one_process_and_flush_workers_prefork() -> None:
+    """Uploads need prefork's hard time limit; ingest runs in the process that decodes the message."""
+    assert pool_of(INGEST_ARGS) == "solo" and "-c" not in INGEST_ARGS
+    assert pool_of(FLUSH_ARGS) == "prefork"
+    assert queues_of(INGEST_ARGS) == {"ingest"} and queues_of(FLUSH_ARGS) == {"flush"}
+
+
+def worker_deployments() -> dict[str, dict[str, Any]]:
+    return {name: d for name, d in objects_of("Deployment").items()
+            if any("worker" in command_of(c) for c in containers(d))}
+
+
+def test_kubernetes_workers_consume_every_queue() -> None:
+    consumers = {name: queues_of(command_of(containers(d)[0])) for name, d in worker_deployments().items()}
+    assert consumers == {"signal-ingest": {"ingest"}, "signal-flush": {"flush"}}
+
+
+def test_worker_disruption_budgets_select_each_kind_of_worker() -> None:
+    pdbs = objects_of("PodDisruptionBudget")
+    deployments = worker_deployments()
+    assert len(pdbs) == len(deployments) == 2
+    for name, worker in deployments.items():
+        selecting = [p for p in pdbs.values() if p["spec"]["selector"]["matchLabels"] ==
+                     worker["spec"]["selector"]["matchLabels"]]
+        assert len(selecting) == 1, name
+        assert selecting[0]["spec"]["maxUnavailable"] == 1
+    selectors = [tuple(sorted(d["spec"]["selector"]["matchLabels"].items())) for d in deployments.values()]
+    assert len(set(selectors)) == len(selectors), "each kind of worker has its own selector"
+
+
+def test_keda_scales_each_kind_of_worker_on_its_own_queue() -> None:
+    scaled_objects = objects_of("ScaledObject")
+    deployments = worker_deployments()
+    targets = {s["spec"]["scaleTargetRef"]["name"]: s for s in scaled_objects.values()}
+    assert set(targets) == set(deployments) and len(scaled_objects) == len(deployments)
     literals = config_literals()
-    for trigger in triggers:
-        meta = trigger["metadata"]
-        assert all(isinstance(v, str) for v in meta.values()), "KEDA metadata values are strings"
-        assert int(meta["listLength"]) > 0
-        assert "address" not in meta
-        assert re.fullmatch(r"[^:/]+:[0-9]+", literals[meta["addressFromEnv"]])
-        assert meta["databaseIndex"] == literals["SIGNAL_REDIS_URL"].rsplit("/", 1)[1]
-    # the worker's containers carry the variable KEDA reads
-    (container,) = containers(objects_of("Deployment")["signal-worker"])
-    assert {"configMapRef": {"name": "signal-config"}} in container["envFrom"]
+    for name, scaled in targets.items():
+        assert scaled["apiVersion"] == "keda.sh/v1alpha1"
+        assert scaled["spec"]["scaleTargetRef"] == {"name": name}
+        # never zero: beat's ticks and every upload need a flush worker, every accepted event an ingest worker
+        assert 1 <= scaled["spec"]["minReplicaCount"] <= scaled["spec"]["maxReplicaCount"]
+        triggers = scaled["spec"]["triggers"]
+        assert [t["type"] for t in triggers] == ["redis"]
+        (container,) = containers(deployments[name])
+        assert {t["metadata"]["listName"] for t in triggers} == queues_of(command_of(container))
+        for trigger in triggers:
+            meta = trigger["metadata"]
+            assert all(isinstance(v, str) for v in meta.values()), "KEDA metadata values are strings"
+            assert int(meta["listLength"]) > 0
+            assert "address" not in meta
+            assert re.fullmatch(r"[^:/]+:[0-9]+", literals[meta["addressFromEnv"]])
+            assert meta["databaseIndex"] == literals["SIGNAL_REDIS_URL"].rsplit("/", 1)[1]
+        # the worker's containers carry the variable KEDA reads
+        assert {"configMapRef": {"name": "signal-config"}} in container["envFrom"]
 
 
 def config_literals() -> dict[str, str]:
@@ -475,16 +555,28 @@ def test_systemd_units_share_the_stop_and_restart_rules(name: str) -> None:
     assert service["KillSignal"] == "SIGTERM"
     assert service["KillMode"] == "mixed"  # SIGTERM to Celery's main process, not its pool children
     assert service["Restart"] == "always"
-    assert int(service["TimeoutStopSec"]) >= MIN_WORKER_GRACE_S
+    min_grace_s = MIN_INGEST_GRACE_S if name == WORKERS["ingest"]["unit"] else MIN_FLUSH_GRACE_S
+    assert int(service["TimeoutStopSec"]) >= min_grace_s
     assert service["EnvironmentFile"] == "/etc/signal/signal.env"
     assert unit(name)["Install"]["WantedBy"] == "multi-user.target"
 
 
-def test_systemd_worker_is_a_template_with_a_node_name_per_instance() -> None:
-    exec_start = shlex.split(unit("signal-worker@.service")["Service"]["ExecStart"])
+@pytest.mark.parametrize("kind", WORKERS)
+def test_systemd_workers_are_templates_with_a_node_name_per_instance(kind: str) -> None:
+    exec_start = shlex.split(unit(WORKERS[kind]["unit"])["Service"]["ExecStart"])
     assert exec_start[0].endswith("/celery")
-    assert ["celery", *exec_start[1:-1]] == WORKER_ARGS
-    assert exec_start[-1] == "--hostname=worker%i@%H"
+    assert ["celery", *exec_start[1:-1]] == WORKERS[kind]["args"]
+    assert exec_start[-1] == f"--hostname={kind}%i@%H"
+
+
+def test_systemd_workers_consume_every_queue_and_the_old_unit_is_gone() -> None:
+    consumers = {}
+    for path in sorted(SYSTEMD.glob("*.service")):
+        exec_start = shlex.split(unit(path.name)["Service"]["ExecStart"])
+        if "worker" in exec_start:
+            consumers[path.name] = queues_of(exec_start)
+    assert consumers == {"signal-flush@.service": {"flush"}, "signal-ingest@.service": {"ingest"}}
+    assert not (SYSTEMD / "signal-worker@.service").exists()
 
 
 def test_systemd_has_one_beat_unit_that_is_not_a_template() -> None:
@@ -628,20 +720,45 @@ def test_the_secret_scan_would_notice_a_secret() -> None:
         assert SECRET_PATTERNS[what].search(sample), what
 
 
-def test_one_worker_command_everywhere() -> None:
-    compose = load_compose()["services"]["worker"]["command"]
-    kubernetes = command_of(containers(objects_of("Deployment")["signal-worker"])[0])
+@pytest.mark.parametrize("kind", WORKERS)
+def test_one_command_per_kind_of_worker_everywhere(kind: str) -> None:
+    names = WORKERS[kind]
+    compose = load_compose()["services"][names["compose"]]["command"]
+    kubernetes = command_of(containers(objects_of("Deployment")[names["k8s"]])[0])
+    systemd = shlex.split(unit(names["unit"])["Service"]["ExecStart"])
+    assert compose == kubernetes == ["celery", *systemd[1:-1]] == names["args"]
+
+
+def test_the_image_runs_an_ingest_worker_by_default() -> None:
+    """A bare ``docker run`` gets the worker whose stop needs no long timeout (docker stop waits 10 s)."""
     dockerfile = (DEPLOY / "Dockerfile").read_text()
-    assert compose == kubernetes == WORKER_ARGS
-    assert f"CMD {json.dumps(WORKER_ARGS)}" in dockerfile
+    assert f"CMD {json.dumps(INGEST_ARGS)}" in dockerfile
+    assert len(re.findall(r"^CMD ", dockerfile, flags=re.MULTILINE)) == 1
 
 
-def test_sigterm_starts_celerys_soft_shutdown_everywhere() -> None:
+def worker_environments(kind: str) -> dict[str, dict[str, str | None]]:
+    """The inline environment of one kind of worker in compose, Kubernetes and systemd."""
+    names = WORKERS[kind]
+    (container,) = objects_of("Deployment")[names["k8s"]]["spec"]["template"]["spec"]["containers"]
+    systemd_lines = unit(names["unit"])["Service"].get("Environment", "")
+    return {
+        "compose": dict(load_compose()["services"][names["compose"]].get("environment", {})),
+        "kubernetes": {e["name"]: e.get("value") for e in container.get("env", [])},
+        "systemd": dict(item.split("=", 1) for item in shlex.split(systemd_lines)),
+    }
+
+
+def test_sigterm_starts_celerys_soft_shutdown_on_flush_workers_everywhere() -> None:
     """Celery treats plain SIGTERM as a warm shutdown with no time bound; REMAP_SIGTERM=SIGQUIT makes it soft."""
-    compose_env = load_compose()["services"]["worker"]["environment"]
-    (container,) = objects_of("Deployment")["signal-worker"]["spec"]["template"]["spec"]["containers"]
-    k8s_env = {e["name"]: e.get("value") for e in container["env"]}
-    systemd_env = unit("signal-worker@.service")["Service"]["Environment"]
-    assert compose_env["REMAP_SIGTERM"] == "SIGQUIT"
-    assert k8s_env["REMAP_SIGTERM"] == "SIGQUIT"
-    assert systemd_env == "REMAP_SIGTERM=SIGQUIT"
+    for where, env in worker_environments("flush").items():
+        assert env.get("REMAP_SIGTERM") == "SIGQUIT", where
+
+
+def test_ingest_workers_stop_warm_on_sigterm_everywhere() -> None:
+    """A solo worker runs its task in the process that handles SIGTERM: a soft shutdown (REMAP_SIGTERM=SIGQUIT) would
+    stall the running task for the whole soft-shutdown timeout and then fail to cancel it. Plain SIGTERM lets the
+    millisecond task finish and stops."""
+    for where, env in worker_environments("ingest").items():
+        assert "REMAP_SIGTERM" not in env, where
+    assert load_compose()["services"]["ingest"]["stop_signal"] == "SIGTERM"
+    assert unit(WORKERS["ingest"]["unit"])["Service"]["KillSignal"] == "SIGTERM"

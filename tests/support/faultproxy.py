@@ -183,11 +183,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._forward_then(body, fault)
             return
         if fault is not None and fault.kind == "drop":
-            self.close_connection = True
-            try:
-                self.connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+            self._drop_connection()
             return
         if fault is not None:
             payload = fault.body(uuid.uuid4().hex.upper()[:16])
@@ -201,6 +197,14 @@ class _Handler(BaseHTTPRequestHandler):
                 self.wfile.write(payload)
             return
         self._forward(body)
+
+    def _drop_connection(self) -> None:
+        """Close without answering, as a failing network or a crashed load balancer would."""
+        self.close_connection = True
+        try:
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
 
     def _send_upstream(self, upstream: http.client.HTTPConnection, body: bytes) -> http.client.HTTPResponse:
         upstream.putrequest(self.command, self.path, skip_host=True, skip_accept_encoding=True)
@@ -220,11 +224,7 @@ class _Handler(BaseHTTPRequestHandler):
             payload = response.read()
             owner._forwarded_with_fault(fault)
             if fault.kind == "drop_after_forward":
-                self.close_connection = True
-                try:
-                    self.connection.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
+                self._drop_connection()
                 return
             time.sleep(fault.delay_s)
             self.send_response_only(response.status, response.reason)

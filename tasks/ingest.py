@@ -27,6 +27,14 @@ def ingest(self: Task, integration_id: str, events: list) -> dict[str, object]:
     except (registry.UnknownIntegration, delivery.IntegrationDisabled) as exc:
         log.error("ingest refused: %s", exc, extra={"integration_id": integration_id, "events": len(events)})
         return {"accepted": 0, "error": str(exc)}
+    except (redis.ConnectionError, redis.TimeoutError):
+        raise  # retried: the append is atomic and de-duplicated
+    except Exception as exc:
+        # the message is acked after a failure (Redis has no dead-letter queue): make it visible per integration
+        n = delivery.record_ingest_failure(redis_client(), integration_id, events, exc)
+        log.exception("ingest failed for %d events of integration=%s", n, integration_id,
+                      extra={"integration_id": integration_id, "events": n})
+        raise
     for batch_id in result.sealed:
         upload.apply_async((integration_id, batch_id))
     if result.rejected:

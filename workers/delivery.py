@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import orjson
 import redis
 
-from workers import buffer, clock, envelope, registry, s3
+from workers import buffer, clock, envelope, keys, registry, s3
 from workers.errors import Failure, PermanentError, TransientError, classify, hint_for
 from workers.object_keys import object_key
 from workers.settings import Settings
@@ -90,6 +90,21 @@ def ingest(r: redis.Redis, integration_id: str, events: object, *, message_id: s
                 "detail": "the integration's buffer is full (buffer_max_bytes): delivery is failing or too slow",
             })
     return IngestResult(result.accepted, rejected, sealed=result.sealed)
+
+
+def record_ingest_failure(r: redis.Redis, integration_id: str, events: object, exc: BaseException) -> int:
+    """Count the events of a message whose ingest failed unexpectedly (nothing was appended), so the integration's
+    status shows them as rejected (reason ``ingest_failed``) with the error, instead of only a worker log line."""
+    n = len(events) if isinstance(events, list) else 1
+    detail = f"ingest failed before buffering: {type(exc).__name__}: {str(exc)[:200]}"
+    record = orjson.dumps({"at_ms": clock.now_ms(), "index": None, "reason": "ingest_failed", "detail": detail,
+                           "event_id": None, "events": n})
+    pipe = r.pipeline(transaction=False)
+    pipe.hincrby(keys.stats(integration_id), "rejected:ingest_failed", n)
+    pipe.lpush(keys.rejections(integration_id), record)
+    pipe.ltrim(keys.rejections(integration_id), 0, buffer.LIST_MAX - 1)
+    pipe.execute()
+    return n
 
 
 def _live_records(lines_by_hour: dict[str, list[bytes]], now_ms: int) -> dict[int, bytes]:

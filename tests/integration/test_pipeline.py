@@ -126,3 +126,15 @@ def test_a_transient_failure_retries_the_same_batch_to_the_same_key(proxied, fau
     stats = fleet.stats(iid)
     assert stats["retries"] >= 2 and stats["failures:SlowDown"] >= 2
     assert fault_proxy.faults == 5
+
+
+def test_a_message_that_cannot_be_ingested_is_counted_visibly(fleet, make_bucket, start_worker):
+    bucket = make_bucket()
+    iid = fleet.install(bucket)
+    w = start_worker()
+    task_id = str(uuid.uuid4())
+    fleet.sender.app.send_task("signal.ingest", args=[iid, {"type": "track"}], queue="ingest", task_id=task_id)
+    wait_until(lambda: fleet.stats(iid).get("rejected:ingest_failed") == 1, 30, message=lambda: w.log_text()[-2000:])
+    st = status.integration_status(fleet.r, iid)
+    assert st["rejected_events"] == {"ingest_failed": 1}
+    assert buffer.open_buffers(fleet.r, [iid]) == {}

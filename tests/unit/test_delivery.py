@@ -12,3 +12,18 @@ def test_backoff_grows_exponentially_with_jitter_and_is_capped():
     assert hi[:4] == [2, 4, 8, 16]
     assert max(hi) == 120 and max(lo) == 60
     assert all(a <= b for a, b in zip(hi, hi[1:]))
+
+
+def test_an_unexpected_ingest_failure_is_counted_for_the_integration():
+    import fakeredis
+    import orjson
+
+    from workers import keys
+    from workers.delivery import record_ingest_failure
+
+    r = fakeredis.FakeRedis()
+    assert record_ingest_failure(r, "i", [{}, {}, {}], TypeError("boom")) == 3
+    assert record_ingest_failure(r, "i", "not a list", TypeError("events must be a list")) == 1
+    assert r.hget(keys.stats("i"), "rejected:ingest_failed") == b"4"
+    latest = orjson.loads(r.lindex(keys.rejections("i"), 0))
+    assert latest["reason"] == "ingest_failed" and "events must be a list" in latest["detail"]

@@ -243,13 +243,7 @@ class _Handler(BaseHTTPRequestHandler):
         owner = self.server.owner
         upstream = http.client.HTTPConnection(owner.upstream_host, owner.upstream_port, timeout=60)
         try:
-            upstream.putrequest(self.command, self.path, skip_host=True, skip_accept_encoding=True)
-            for name, value in self.headers.items():
-                if name.lower() in ("connection", "keep-alive", "proxy-connection", "expect"):
-                    continue
-                upstream.putheader(name, value)
-            upstream.endheaders(body if body else None)
-            response = upstream.getresponse()
+            response = self._send_upstream(upstream, body)
             self.send_response_only(response.status, response.reason)
             for name, value in response.getheaders():
                 if name.lower() in _HOP_BY_HOP:

@@ -12,6 +12,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import NoReturn
 
 import orjson
 import redis
@@ -162,11 +163,11 @@ def flush_now(r: redis.Redis, integration_id: str, *, settings: Settings) -> lis
 
 @dataclass(frozen=True)
 class UploadOutcome:
-    state: str  # delivered | skipped | retry | held
+    """What an upload call did when it did not raise (failures raise TransientError / PermanentError)."""
+
+    state: str  # delivered | skipped (already delivered, held, or leased by another uploader)
     key: str = ""
     events: int = 0
-    failure: Failure | None = None
-    retry_in_s: float = 0.0
 
 
 def compute_backoff_s(attempt: int, *, base_s: float, max_s: float, rand: Callable[[], float] = random.random) -> float:
@@ -219,7 +220,7 @@ def upload(r: redis.Redis, integration_id: str, batch_id: str, *, settings: Sett
     except buffer.BatchVanished:
         return UploadOutcome("skipped")  # delivered by another uploader meanwhile: nothing was completed here
     except Exception as exc:  # classified below: nothing escapes unrecorded
-        return _record_failure(r, integration_id, batch_id, token, c, classify(exc), cfg, settings)
+        _record_failure(r, integration_id, batch_id, token, c, classify(exc), cfg, settings)
     upload_s = time.perf_counter() - started_s
     buffer.ack(r, integration_id, batch_id, now_ms=clock.now_ms(), compressed_bytes=result.compressed_bytes,
                key=c.key, upload_s=upload_s)
@@ -231,7 +232,8 @@ def upload(r: redis.Redis, integration_id: str, batch_id: str, *, settings: Sett
 
 
 def _record_failure(r: redis.Redis, iid: str, batch_id: str, token: str, c: buffer.Claim, f: Failure, cfg: object,
-                    settings: Settings) -> UploadOutcome:
+                    settings: Settings) -> NoReturn:
+    """Hold the batch (permanent, or retried for too long) or schedule its retry; raises either way."""
     now_ms = clock.now_ms()
     first_ms = c.first_failure_ms or now_ms
     if not f.permanent and now_ms - first_ms >= settings.max_retry_age_s * 1000:

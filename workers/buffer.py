@@ -18,6 +18,7 @@ from importlib import resources
 import redis
 
 from workers import keys, metrics
+from workers.db import text
 
 SCRIPT_NAMES = ("append", "seal", "claim", "ack", "fail", "hold", "release")
 LIST_MAX = 100  # recent rejections and recent live events kept per integration
@@ -47,10 +48,6 @@ def scripts(r: redis.Redis) -> _Scripts:
     if s is None:
         s = _scripts[id(r)] = _Scripts(r)
     return s
-
-
-def _text(v: bytes | str | None) -> str | None:
-    return v.decode() if isinstance(v, bytes) else v
 
 
 def _prefixes(iid: str) -> list[object]:
@@ -116,7 +113,7 @@ def append(
         args=args,
         client=r,
     )
-    return AppendResult(bool(dup), int(accepted), [int(p) - 1 for p in refused], [_text(b) for b in sealed])
+    return AppendResult(bool(dup), int(accepted), [int(p) - 1 for p in refused], [text(b) for b in sealed])
 
 
 def open_buffers(r: redis.Redis, iids: Sequence[str]) -> dict[str, list[tuple[str, int]]]:
@@ -124,7 +121,7 @@ def open_buffers(r: redis.Redis, iids: Sequence[str]) -> dict[str, list[tuple[st
     pipe = r.pipeline(transaction=False)
     for iid in iids:
         pipe.zrange(keys.open_index(iid), 0, -1, withscores=True)
-    return {iid: [(_text(h), int(s)) for h, s in rows] for iid, rows in zip(iids, pipe.execute()) if rows}
+    return {iid: [(text(h), int(s)) for h, s in rows] for iid, rows in zip(iids, pipe.execute()) if rows}
 
 
 def due_batches(r: redis.Redis, iids: Sequence[str], now_ms: int) -> dict[str, list[str]]:
@@ -132,7 +129,7 @@ def due_batches(r: redis.Redis, iids: Sequence[str], now_ms: int) -> dict[str, l
     pipe = r.pipeline(transaction=False)
     for iid in iids:
         pipe.zrangebyscore(keys.pending(iid), "-inf", now_ms)
-    return {iid: [_text(b) for b in rows] for iid, rows in zip(iids, pipe.execute()) if rows}
+    return {iid: [text(b) for b in rows] for iid, rows in zip(iids, pipe.execute()) if rows}
 
 
 def seal(r: redis.Redis, iid: str, hour: str, *, now_ms: int, seal_due_ms: int) -> str | None:
@@ -164,13 +161,13 @@ def claim(r: redis.Redis, iid: str, batch_id: str, *, token: str, now_ms: int, l
         args=[batch_id, now_ms, lease_ms, token, key],
         client=r,
     )
-    state = _text(res[0])
+    state = text(res[0])
     if state != "ok":
         return Claim(state)
     _, hour, events, nbytes, attempts, claims, first_failure, obj_key = res
     return Claim(
-        "ok", _text(hour), int(events), int(nbytes), int(attempts), int(claims),
-        int(first_failure) if first_failure else None, _text(obj_key),
+        "ok", text(hour), int(events), int(nbytes), int(attempts), int(claims),
+        int(first_failure) if first_failure else None, text(obj_key),
     )
 
 
@@ -227,7 +224,7 @@ def histogram_buckets(bounds_s: Sequence[float]) -> list[object]:
 def fail(
     r: redis.Redis, iid: str, batch_id: str, *, token: str, now_ms: int, retry_at_ms: int, code: str, message: str
 ) -> str:
-    return _text(scripts(r).fail(
+    return text(scripts(r).fail(
         keys=[keys.batch_meta(iid, batch_id), keys.pending(iid), keys.status(iid), keys.stats(iid)],
         args=[batch_id, token, now_ms, retry_at_ms, code, message],
         client=r,
@@ -237,7 +234,7 @@ def fail(
 def hold(
     r: redis.Redis, iid: str, batch_id: str, *, token: str, now_ms: int, code: str, message: str, hint: str
 ) -> str:
-    return _text(scripts(r).hold(
+    return text(scripts(r).hold(
         keys=[keys.batch_meta(iid, batch_id), keys.pending(iid), keys.dead(iid), keys.status(iid),
               keys.stats(iid)],
         args=[batch_id, token, now_ms, code, message, hint],
@@ -246,7 +243,7 @@ def hold(
 
 
 def release(r: redis.Redis, iid: str, batch_id: str, *, due_ms: int) -> str:
-    return _text(scripts(r).release(
+    return text(scripts(r).release(
         keys=[keys.batch_meta(iid, batch_id), keys.pending(iid), keys.dead(iid)],
         args=[batch_id, due_ms],
         client=r,
@@ -255,20 +252,20 @@ def release(r: redis.Redis, iid: str, batch_id: str, *, due_ms: int) -> str:
 
 def held_batches(r: redis.Redis, iid: str) -> list[dict[str, str]]:
     """The dead-letter store of one integration: each held batch's metadata, oldest first."""
-    ids = [_text(b) for b in r.zrange(keys.dead(iid), 0, -1)]
+    ids = [text(b) for b in r.zrange(keys.dead(iid), 0, -1)]
     pipe = r.pipeline(transaction=False)
     for batch_id in ids:
         pipe.hgetall(keys.batch_meta(iid, batch_id))
     return [
-        {"batch_id": batch_id, **{_text(k): _text(v) for k, v in meta.items()}}
+        {"batch_id": batch_id, **{text(k): text(v) for k, v in meta.items()}}
         for batch_id, meta in zip(ids, pipe.execute())
         if meta
     ]
 
 
 def batch_meta(r: redis.Redis, iid: str, batch_id: str) -> dict[str, str]:
-    return {_text(k): _text(v) for k, v in r.hgetall(keys.batch_meta(iid, batch_id)).items()}
+    return {text(k): text(v) for k, v in r.hgetall(keys.batch_meta(iid, batch_id)).items()}
 
 
 def pending_batches(r: redis.Redis, iid: str) -> list[str]:
-    return [_text(b) for b in r.zrange(keys.pending(iid), 0, -1)]
+    return [text(b) for b in r.zrange(keys.pending(iid), 0, -1)]

@@ -13,6 +13,11 @@ log = logging.getLogger(__name__)
 _clients: dict[tuple[int, str], redis.Redis] = {}
 
 
+def text(value: bytes | str) -> str:
+    """A Redis reply as text (clients return bytes: buffered event lines must stay bytes)."""
+    return value.decode() if isinstance(value, bytes) else value
+
+
 def redis_client(url: str | None = None) -> redis.Redis:
     """One pooled client per process (never shared across a fork) and URL."""
     url = url or get_settings().redis_url

@@ -26,6 +26,7 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from workers import keys, registry
+from workers.db import text
 
 # Upload of one batch (single PUT or multipart), seconds.
 UPLOAD_BUCKETS_S: tuple[float, ...] = (0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
@@ -42,10 +43,6 @@ def bucket_field(bound_s: float) -> str:
     return f"le:{bound_s:g}"
 
 
-def _text(v: bytes | str) -> str:
-    return v.decode() if isinstance(v, bytes) else v
-
-
 @dataclass(frozen=True)
 class Histogram:
     buckets: dict[str, int]  # field -> cumulative count
@@ -54,7 +51,7 @@ class Histogram:
 
     @classmethod
     def from_hash(cls, raw: dict[bytes | str, bytes | str]) -> Histogram:
-        h = {_text(k): int(v) for k, v in raw.items()}
+        h = {text(k): int(v) for k, v in raw.items()}
         return cls({k: v for k, v in h.items() if k.startswith("le:")}, h.get("count", 0), h.get("sum_us", 0))
 
     def prometheus_buckets(self, bounds_s: Sequence[float]) -> list[tuple[str, float]]:
@@ -94,10 +91,10 @@ def read(r: redis.Redis) -> list[IntegrationCounters]:
     for n, iid in enumerate(iids):
         stats_raw, dead, upload, latency = replies[4 * n: 4 * n + 4]
         rows.append(IntegrationCounters(
-            iid, {_text(k): int(v) for k, v in stats_raw.items()}, len(dead), 0,
+            iid, {text(k): int(v) for k, v in stats_raw.items()}, len(dead), 0,
             Histogram.from_hash(upload), Histogram.from_hash(latency),
         ))
-        held += [(n, _text(b)) for b in dead]
+        held += [(n, text(b)) for b in dead]
     events = [0] * len(rows)
     for start in range(0, len(held), _CHUNK):
         chunk = held[start:start + _CHUNK]

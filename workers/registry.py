@@ -33,6 +33,7 @@ import redis
 
 from workers import clock, crypto, keys
 from workers.config import ConfigError, IntegrationConfig, parse_config
+from workers.db import text
 
 VARIANTS: tuple[str, ...] = ("default",)
 DELIVERY_MODES: tuple[str, ...] = ("server_side",)
@@ -166,10 +167,6 @@ def _load(raw: bytes | str) -> Integration:
         updated_at=clock.from_ms(data["updated_at_ms"]),
         source_id=data.get("source_id"),
     )
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode("utf-8") if isinstance(value, bytes) else value
 
 
 # -- validation of an install body ------------------------------------------------------------------------------
@@ -310,7 +307,7 @@ def get(r: redis.Redis, integration_id: str) -> Integration:
 
 
 def ids(r: redis.Redis) -> list[str]:
-    return sorted(_text(member) for member in r.smembers(keys.INTEGRATIONS))
+    return sorted(text(member) for member in r.smembers(keys.INTEGRATIONS))
 
 
 def list_all(r: redis.Redis) -> list[Integration]:

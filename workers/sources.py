@@ -29,6 +29,7 @@ import redis
 
 from workers import clock, crypto, keys, registry, s3
 from workers.config import ConfigError
+from workers.db import text
 from workers.errors import Failure
 from workers.settings import Settings
 
@@ -104,10 +105,6 @@ def _load(raw: bytes | str) -> Source:
                   created_at=clock.from_ms(data["created_at_ms"]))
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode("utf-8") if isinstance(value, bytes) else value
-
-
 # -- operations -------------------------------------------------------------------------------------------------
 
 
@@ -138,7 +135,7 @@ def ensure_default(r: redis.Redis) -> Source:
 
 def list_all(r: redis.Redis) -> list[Source]:
     """Every source, oldest first."""
-    source_ids = sorted(_text(m) for m in r.smembers(keys.SOURCES))
+    source_ids = sorted(text(m) for m in r.smembers(keys.SOURCES))
     pipe = r.pipeline(transaction=False)
     for source_id in source_ids:
         pipe.get(keys.source(source_id))
@@ -151,11 +148,11 @@ def source_for_write_key(r: redis.Redis, write_key: str) -> str | None:
     if not write_key:
         return None
     raw = r.get(keys.write_key(write_key_digest(write_key)))
-    return _text(raw) if raw is not None else None
+    return text(raw) if raw is not None else None
 
 
 def integration_ids(r: redis.Redis, source_id: str) -> list[str]:
-    return sorted(_text(m) for m in r.smembers(keys.source_integrations(source_id)))
+    return sorted(text(m) for m in r.smembers(keys.source_integrations(source_id)))
 
 
 def enabled_integrations(r: redis.Redis, source_id: str) -> list[str]:

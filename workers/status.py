@@ -8,10 +8,7 @@ import orjson
 import redis
 
 from workers import buffer, clock, keys, registry
-
-
-def _text(v: bytes | str) -> str:
-    return v.decode() if isinstance(v, bytes) else v
+from workers.db import text
 
 
 def _iso_ms(v: str | None) -> str | None:
@@ -25,8 +22,8 @@ def integration_status(r: redis.Redis, integration_id: str) -> dict[str, Any]:
     pipe.hgetall(keys.status(integration_id))
     pipe.zcard(keys.pending(integration_id))
     stats_raw, status_raw, pending = pipe.execute()
-    stats = {_text(k): int(v) for k, v in stats_raw.items()}
-    st = {_text(k): _text(v) for k, v in status_raw.items()}
+    stats = {text(k): int(v) for k, v in stats_raw.items()}
+    st = {text(k): text(v) for k, v in status_raw.items()}
     held = buffer.held_batches(r, integration_id)
     retrying = [b for b in buffer.pending_batches(r, integration_id)
                 if buffer.batch_meta(r, integration_id, b).get("error_code")]
@@ -70,7 +67,7 @@ def live_events(r: redis.Redis, integration_id: str, limit: int = 50) -> list[di
     pipe = r.pipeline(transaction=False)
     for rec in records:
         pipe.get(keys.sealed(integration_id, rec["hour"], rec["gen"]))
-    batch_ids = [_text(b) if b else None for b in pipe.execute()]
+    batch_ids = [text(b) if b else None for b in pipe.execute()]
     for b in batch_ids:
         if b:
             pipe.get(keys.delivered(integration_id, b))
@@ -84,9 +81,9 @@ def live_events(r: redis.Redis, integration_id: str, limit: int = 50) -> list[di
         }
         if b:
             delivered_key = next(traced)
-            state, code, hint, key = (_text(v) if v is not None else None for v in next(traced))
+            state, code, hint, key = (text(v) if v is not None else None for v in next(traced))
             if delivered_key:
-                view.update(state="delivered", object_key=_text(delivered_key))
+                view.update(state="delivered", object_key=text(delivered_key))
             elif state == "dead":
                 view.update(state="failed", code=code, hint=hint, object_key=key)
             elif state is None:

@@ -543,11 +543,7 @@ def admin_router() -> APIRouter:
 
     @router.get("/integrations/{integration_id}/dead-letter")
     def dead_letter(request: Request, integration_id: str = Path(..., min_length=1, max_length=ID_MAX_CHARS)) -> dict[str, Any]:
-        from workers.cli import deadletter_view
-
-        r = _state(request).r
-        registry.get(r, integration_id)
-        return {"batches": [deadletter_view(meta) for meta in buffer.held_batches(r, integration_id)]}
+        return {"batches": status.dead_letter(_state(request).r, integration_id)}
 
     @router.post("/integrations/{integration_id}/dead-letter/replay", openapi_extra=REPLAY_BODY)
     async def replay(request: Request, integration_id: str = Path(..., min_length=1, max_length=ID_MAX_CHARS)) -> dict[str, Any]:
@@ -565,12 +561,7 @@ def admin_router() -> APIRouter:
             raise
         except LookupError as exc:
             raise ApiError(404, "not_found", str(exc)) from None
-        return {
-            "delivered": report.delivered,
-            "already_delivered": report.skipped,
-            "still_failing": [{"batch_id": b, "code": f.code, "message": f.message, "hint": f.hint}
-                              for b, f in report.failed],
-        }
+        return report.summary()
 
     @router.post("/sources", status_code=201, openapi_extra=SOURCE_BODY)
     async def create_source(request: Request) -> JSONResponse:

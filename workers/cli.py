@@ -20,7 +20,7 @@ import redis
 
 from tqdm import tqdm
 
-from workers import athena, buffer, clock, crypto, delivery, iam, registry, sources, status
+from workers import athena, buffer, crypto, delivery, iam, registry, sources, status
 from workers.config import ConfigError
 from workers.settings import get_settings
 
@@ -184,7 +184,7 @@ def cmd_dead_letter(args: argparse.Namespace) -> int:
     r = redis_client()
     registry.get(r, args.id)
     if args.action == "list":
-        _print_json([deadletter_view(meta) for meta in buffer.held_batches(r, args.id)])
+        _print_json(status.dead_letter(r, args.id))
         return EXIT_OK
     held = buffer.held_batches(r, args.id)
     total = 1 if args.batch else len(held)
@@ -194,34 +194,8 @@ def cmd_dead_letter(args: argparse.Namespace) -> int:
                                      on_progress=lambda _b, _s: bar.update(1))
         except LookupError as exc:
             return _fail(str(exc), EXIT_FAILED)
-    _print_json({
-        "delivered": report.delivered,
-        "already_delivered": report.skipped,
-        "still_failing": [
-            {"batch_id": b, "code": f.code, "message": f.message, "hint": f.hint} for b, f in report.failed
-        ],
-    })
+    _print_json(report.summary())
     return EXIT_FAILED if report.failed else EXIT_OK
-
-
-def deadletter_view(meta: dict[str, str]) -> dict[str, Any]:
-    """A held batch as users see it: where it goes, what failed, what to do."""
-    def ms(field: str) -> str | None:
-        return clock.iso(clock.from_ms(int(meta[field]))) if meta.get(field) else None
-
-    return {
-        "batch_id": meta["batch_id"],
-        "hour": meta.get("hour"),
-        "object_key": meta.get("key"),
-        "events": int(meta.get("events", 0)),
-        "bytes": int(meta.get("bytes", 0)),
-        "code": meta.get("error_code"),
-        "message": meta.get("error_message"),
-        "hint": meta.get("error_hint"),
-        "attempts": int(meta.get("attempts", 0)),
-        "first_failure_at": ms("first_failure_ms"),
-        "last_failure_at": ms("last_failure_ms"),
-    }
 
 
 def cmd_status(args: argparse.Namespace) -> int:

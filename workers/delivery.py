@@ -267,6 +267,15 @@ class ReplayReport:
     failed: list[tuple[str, Failure]] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
 
+    def summary(self) -> dict[str, object]:
+        """What a user is shown: delivered batches, batches already delivered, and what still fails and why."""
+        return {
+            "delivered": self.delivered,
+            "already_delivered": self.skipped,
+            "still_failing": [{"batch_id": b, "code": f.code, "message": f.message, "hint": f.hint}
+                              for b, f in self.failed],
+        }
+
 
 def replay(
     r: redis.Redis,

@@ -92,3 +92,24 @@ def live_events(r: redis.Redis, integration_id: str, limit: int = 50) -> list[di
                 view.update(state="retrying" if code else "uploading", code=code)
         out.append(view)
     return out
+
+
+def dead_letter(r: redis.Redis, integration_id: str) -> list[dict[str, Any]]:
+    """The held batches of an integration as users see them: where they go, what failed, what to do."""
+    registry.get(r, integration_id)
+    return [
+        {
+            "batch_id": meta["batch_id"],
+            "hour": meta.get("hour"),
+            "object_key": meta.get("key"),
+            "events": int(meta.get("events", 0)),
+            "bytes": int(meta.get("bytes", 0)),
+            "code": meta.get("error_code"),
+            "message": meta.get("error_message"),
+            "hint": meta.get("error_hint"),
+            "attempts": int(meta.get("attempts", 0)),
+            "first_failure_at": _iso_ms(meta.get("first_failure_ms")),
+            "last_failure_at": _iso_ms(meta.get("last_failure_ms")),
+        }
+        for meta in buffer.held_batches(r, integration_id)
+    ]

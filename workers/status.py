@@ -25,8 +25,9 @@ def integration_status(r: redis.Redis, integration_id: str) -> dict[str, Any]:
     stats = {text(k): int(v) for k, v in stats_raw.items()}
     st = {text(k): text(v) for k, v in status_raw.items()}
     held = buffer.held_batches(r, integration_id)
-    retrying = [b for b in buffer.pending_batches(r, integration_id)
-                if buffer.batch_meta(r, integration_id, b).get("error_code")]
+    for batch_id in buffer.pending_batches(r, integration_id):
+        pipe.hget(keys.batch_meta(integration_id, batch_id), "error_code")
+    retrying = [code for code in pipe.execute() if code]  # one round trip for every batch in flight
     last_error = None
     if st.get("last_error_code"):
         last_error = {

@@ -1,0 +1,32 @@
+"""What status shows of batches on their way: in flight, retrying, held."""
+
+from __future__ import annotations
+
+import fakeredis
+
+from tests.support.seed import install_body
+from workers import buffer, keys, registry, status
+
+T0 = 1_764_061_200_000
+HOUR = "2026112509"
+
+
+def sealed(r, iid, message_id):
+    buffer.append(r, iid, {HOUR: [b'{"event_id":"e"}']}, message_id=message_id, now_ms=T0, seen_ttl_ms=1000,
+                  cap_bytes=10**6, batch_max_events=10, batch_max_bytes=10**6, seal_due_ms=T0)
+    return buffer.seal(r, iid, HOUR, now_ms=T0, seal_due_ms=T0)
+
+
+def test_status_counts_batches_in_flight_retrying_and_held():
+    r = fakeredis.FakeRedis()
+    iid = registry.install(r, install_body()).id
+    in_flight, retrying, held = (sealed(r, iid, m) for m in ("a", "b", "c"))
+    buffer.claim(r, iid, retrying, token="t", now_ms=T0, lease_ms=1000, key="k")
+    buffer.fail(r, iid, retrying, token="t", now_ms=T0, retry_at_ms=T0 + 5, code="SlowDown", message="m")
+    buffer.hold(r, iid, held, token="", now_ms=T0, code="AccessDenied", message="m", hint="h")
+    st = status.integration_status(r, iid)
+    assert (st["batches_in_flight"], st["retrying_batches"], st["dead_letter_batches"]) == (2, 1, 1)
+    assert st["last_error"]["code"] == "AccessDenied" and st["dead_letter_events"] == 1
+    [view] = status.dead_letter(r, iid)
+    assert (view["batch_id"], view["code"], view["hint"], view["events"]) == (held, "AccessDenied", "h", 1)
+    assert r.exists(keys.batch(iid, in_flight))

@@ -20,11 +20,11 @@ import redis
 
 from tqdm import tqdm
 
-from workers import athena, buffer, crypto, delivery, iam, registry, sources, status
+from workers import athena, buffer, catalog, crypto, delivery, iam, manage, registry, sources, status
 from workers.config import ConfigError
 from workers.settings import get_settings
 
-INTEGRATION_TYPE = "amazon_s3"
+INTEGRATION_TYPE = catalog.INTEGRATION_TYPE
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -120,8 +120,8 @@ def cmd_install(args: argparse.Namespace) -> int:
         )
     body = _read_json(args.file)
     try:
-        integration = sources.install_integration(redis_client(), body, settings=get_settings())
-    except sources.BucketCheckFailed as exc:
+        integration = manage.install_integration(redis_client(), body, settings=get_settings())
+    except manage.BucketCheckFailed as exc:
         f = exc.failure
         _print_json({"error": "bucket_check_failed", "code": f.code, "message": f.message, "hint": f.hint})
         return _fail(f"the bucket check failed ({f.code}); nothing was installed", EXIT_FAILED)
@@ -240,9 +240,9 @@ def _api_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_api(args: argparse.Namespace) -> int:
-    from workers import api
+    from workers.web.app import serve
 
-    api.serve(args.host, args.port)
+    serve(args.host, args.port)
     return EXIT_OK
 
 
@@ -252,12 +252,12 @@ def _test_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_test(args: argparse.Namespace) -> int:
-    from workers import api
+    from workers.broker import Broker
 
     settings = get_settings()
-    broker = api.Broker(settings.redis_url, visibility_timeout_s=settings.visibility_timeout_s)
+    broker = Broker(settings.redis_url, visibility_timeout_s=settings.visibility_timeout_s)
     try:
-        code, result = api.run_test_event(redis_client(), broker, args.id, settings=settings,
+        code, result = manage.run_test_event(redis_client(), broker, args.id, settings=settings,
                                           timeout_s=max(args.timeout, 1.0))
     finally:
         broker.close()

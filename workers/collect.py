@@ -1,5 +1,5 @@
-"""Collection in the shape of Segment's HTTP Tracking API: request parsing, the camelCase -> canonical envelope
-mapping, and the micro-batcher that turns requests into ``signal.ingest`` tasks.
+"""Collection in the shape of Segment's HTTP Tracking API: request parsing and the camelCase -> canonical envelope
+mapping (the routes are in ``workers.web.collection``, the micro-batcher in ``workers.web.batcher``).
 
 Only malformed requests are refused here (not JSON, not an object, ``batch`` not a list, an event over
 ``event_max_bytes``, a body over the limit); each event's own validation stays in ``signal.ingest``, which rejects a
@@ -16,12 +16,9 @@ Mapping (Segment -> canonical; a canonical snake_case name is accepted when the 
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 import zlib
-from collections.abc import Callable
-from concurrent.futures import Executor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -160,94 +157,3 @@ def to_envelope(message: Any, *, source_id: str, received_at: str, event_type: s
 def envelopes(calls: Calls, *, source_id: str, received_at: str, event_type: str | None) -> list[Any]:
     return [to_envelope(m, source_id=source_id, received_at=received_at, event_type=event_type,
                         batch_context=calls.context, batch_sent_at=calls.sent_at) for m in calls.messages]
-
-
-# -- micro-batcher ------------------------------------------------------------------------------------------------
-
-Publish = Callable[[str, list[Any]], object]
-
-
-@dataclass(eq=False)
-class _Pending:
-    events: list[Any]
-    future: asyncio.Future[None]
-    timer: asyncio.TimerHandle | None = None
-
-
-@dataclass(eq=False)
-class Batcher:
-    """Coalesces events per integration into ``publish(integration_id, events)`` calls of at most ``max_events``
-    events, each made at most ``max_delay_s`` after its first event arrived. ``submit`` returns only once every one
-    of its events was published (raises the publish error otherwise), so no accepted event lives only in memory.
-
-    Belongs to one event loop; ``publish`` runs in ``executor`` (the loop's default executor when None).
-    """
-
-    publish: Publish
-    max_events: int
-    max_delay_s: float
-    executor: Executor | None = None
-    _pending: dict[str, _Pending] = field(default_factory=dict)
-    _inflight: set[asyncio.Future[Any]] = field(default_factory=set)
-
-    async def submit(self, integration_id: str, events: list[Any]) -> None:
-        if not events:
-            return
-        loop = asyncio.get_running_loop()
-        waits: list[asyncio.Future[None]] = []
-        start = 0
-        while start < len(events):
-            pending = self._pending.get(integration_id)
-            if pending is None:
-                pending = _Pending([], loop.create_future())
-                pending.future.add_done_callback(_retrieve)
-                self._pending[integration_id] = pending
-                pending.timer = loop.call_later(self.max_delay_s, self._flush, integration_id, pending)
-            room = self.max_events - len(pending.events)
-            pending.events.extend(events[start:start + room])
-            start += room
-            if not waits or waits[-1] is not pending.future:
-                waits.append(pending.future)
-            if len(pending.events) >= self.max_events:
-                self._flush(integration_id, pending)
-        # shielded: a request that goes away must not cancel a batch other requests wait on
-        await asyncio.gather(*(asyncio.shield(w) for w in waits))
-
-    def _flush(self, integration_id: str, pending: _Pending) -> None:
-        if self._pending.get(integration_id) is not pending:
-            return
-        del self._pending[integration_id]
-        if pending.timer is not None:
-            pending.timer.cancel()
-        loop = asyncio.get_running_loop()
-        sent = loop.run_in_executor(self.executor, self.publish, integration_id, pending.events)
-        self._inflight.add(sent)
-
-        def done(task: asyncio.Future[Any]) -> None:
-            self._inflight.discard(task)
-            if pending.future.done():
-                return
-            if task.cancelled():
-                pending.future.set_exception(RuntimeError("publishing was cancelled"))
-            elif task.exception() is not None:
-                pending.future.set_exception(task.exception())  # type: ignore[arg-type]
-            else:
-                pending.future.set_result(None)
-
-        sent.add_done_callback(done)
-
-    def pending_events(self) -> int:
-        return sum(len(p.events) for p in self._pending.values())
-
-    async def drain(self) -> None:
-        """Publish everything pending now and wait for every publish in flight (at shutdown)."""
-        for integration_id, pending in list(self._pending.items()):
-            self._flush(integration_id, pending)
-        if self._inflight:
-            await asyncio.gather(*self._inflight, return_exceptions=True)
-
-
-def _retrieve(future: asyncio.Future[None]) -> None:
-    """Mark the outcome as seen even when every waiting request went away."""
-    if not future.cancelled():
-        future.exception()

@@ -178,13 +178,13 @@ def run(procs: Processes, run_seconds: float | None) -> None:
                       aws_secret_access_key="localrun", config=checksums)
     s3.create_bucket(Bucket=BUCKET)
 
-    from workers import sources  # after os.environ is complete: settings are read on import
+    from workers import manage  # after os.environ is complete: settings are read on import
     from workers.app import app
     from workers.db import redis_client
     from workers.settings import get_settings
 
     # the same path as the seed's install call: validated, bucket checked, joins the default source
-    integration = sources.install_integration(redis_client(), {
+    integration = manage.install_integration(redis_client(), {
         "name": "Amazon S3", "variant": "default", "delivery_mode": "server_side",
         "config": {"bucket": BUCKET, "region": REGION, "access_key_id": "AKIALOCALRUNEXAMPLE",
                    "secret_access_key": "localrun/not/a/real/secret/access/key", "prefix": PREFIX,

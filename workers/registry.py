@@ -31,12 +31,12 @@ from typing import Any
 import orjson
 import redis
 
-from workers import clock, crypto, keys
+from workers import catalog, clock, crypto, keys
 from workers.config import ConfigError, IntegrationConfig, parse_config
 from workers.db import text
 
-VARIANTS: tuple[str, ...] = ("default",)
-DELIVERY_MODES: tuple[str, ...] = ("server_side",)
+VARIANTS: tuple[str, ...] = catalog.variant_ids()
+DELIVERY_MODES: tuple[str, ...] = catalog.DELIVERY_MODES
 NAME_MAX_CHARS = 200
 SOURCE_ID_MAX_CHARS = 200
 INSTALL_FIELDS: tuple[str, ...] = ("name", "variant", "config", "delivery_mode", "enabled", "source_id")

@@ -8,9 +8,6 @@ and never logged (``Source`` has no write key in its repr).
 Collection routes a source's events to each enabled integration in ``keys.source_integrations(id)``, an index that
 ``workers.registry`` keeps when integrations are installed or deleted. The source ``default`` is created on demand
 for integrations installed without a ``source_id``.
-
-``install_integration`` is the one install path of the API and the CLI: validate, check the bucket (unless
-``"verify": false``), make sure the source exists, store.
 """
 
 from __future__ import annotations
@@ -27,11 +24,9 @@ from typing import Any
 import orjson
 import redis
 
-from workers import clock, crypto, keys, registry, s3
+from workers import clock, crypto, keys, registry
 from workers.config import ConfigError
 from workers.db import text
-from workers.errors import Failure
-from workers.settings import Settings
 
 DEFAULT_SOURCE_ID = "default"
 DEFAULT_SOURCE_NAME = "Default source"
@@ -49,14 +44,6 @@ class UnknownSource(LookupError):
     def __init__(self, source_id: str) -> None:
         self.source_id = source_id
         super().__init__(f"source {source_id} does not exist")
-
-
-class BucketCheckFailed(Exception):
-    """The bucket check (GetBucketLocation) failed: nothing was stored. ``failure`` says why, with the hint."""
-
-    def __init__(self, failure: Failure) -> None:
-        super().__init__(f"{failure.code}: {failure.message}")
-        self.failure = failure
 
 
 @dataclasses.dataclass(frozen=True, repr=False)
@@ -165,30 +152,6 @@ def enabled_integrations(r: redis.Redis, source_id: str) -> list[str]:
         except registry.UnknownIntegration:
             continue
     return out
-
-
-# -- install ----------------------------------------------------------------------------------------------------
-
-
-def install_integration(r: redis.Redis, body: Any, *, settings: Settings) -> registry.Integration:
-    """Validate an install body, check the bucket unless ``"verify": false``, and store the integration in its
-    source (``source_id``, or the default source, created on demand).
-
-    Raises ``ConfigError`` (one entry per wrong field, ``source_id`` naming an unknown source) or
-    ``BucketCheckFailed``; nothing is stored then.
-    """
-    body, verify = registry.pop_verify(body)
-    fields = registry.validate_install(body)
-    source_id = fields["source_id"]
-    if source_id is not None and not r.exists(keys.source(source_id)):
-        raise ConfigError([{"field": "source_id", "message": f"source {source_id} does not exist; create it first"}])
-    if verify:
-        failure = s3.verify_bucket(fields["config"], settings=settings)
-        if failure is not None:
-            raise BucketCheckFailed(failure)
-    if source_id is None:
-        body = {**body, "source_id": ensure_default(r).id}
-    return registry.install(r, body)
 
 
 # -- per-process caches for collection ---------------------------------------------------------------------------

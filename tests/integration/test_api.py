@@ -462,7 +462,7 @@ def test_no_operation_answers_a_server_error(fleet: Any) -> None:
     import base64
 
     from workers import sources
-    from workers.api import create_app
+    from workers.web.app import create_app
     from workers.settings import Settings
 
     app = create_app(Settings(admin_token=TOKEN))

@@ -1,35 +1,17 @@
-"""Sources, write keys, routing of a source's events, and the install path shared by the API and the CLI."""
+"""Sources, write keys and the routing of a source's events."""
 
 from __future__ import annotations
 
 import fakeredis
 import pytest
 
-from workers import keys, registry, s3, sources
+from workers import keys, sources
 from workers.config import ConfigError
-from workers.errors import HINTS, Failure
-from workers.settings import get_settings
-
-BODY = {
-    "name": "Amazon S3",
-    "variant": "default",
-    "config": {"bucket": "datafly-events-production", "region": "us-east-1",
-               "access_key_id": "AKIAIOSFODNN7EXAMPLE",
-               "secret_access_key": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"},
-    "delivery_mode": "server_side",
-}
 
 
 @pytest.fixture
 def r() -> fakeredis.FakeRedis:
     return fakeredis.FakeRedis()
-
-
-@pytest.fixture
-def bucket_ok(monkeypatch: pytest.MonkeyPatch) -> list:
-    checked: list = []
-    monkeypatch.setattr(s3, "verify_bucket", lambda cfg, settings=None: checked.append(cfg.bucket))
-    return checked
 
 
 def test_create_gives_a_random_write_key_found_by_its_digest_only(r):
@@ -71,63 +53,6 @@ def test_the_default_source_is_created_once(r):
     assert first.id == again.id == sources.DEFAULT_SOURCE_ID
     assert first.write_key == again.write_key
     assert len(sources.list_all(r)) == 1
-
-
-def test_install_without_source_goes_to_the_default_source_and_is_routed(r, bucket_ok):
-    integ = sources.install_integration(r, dict(BODY), settings=get_settings())
-    assert bucket_ok == ["datafly-events-production"]
-    assert integ.source_id == sources.DEFAULT_SOURCE_ID
-    assert sources.integration_ids(r, "default") == [integ.id]
-    assert sources.enabled_integrations(r, "default") == [integ.id]
-    registry.set_enabled(r, integ.id, False)
-    assert sources.enabled_integrations(r, "default") == []
-    registry.set_enabled(r, integ.id, True)
-    registry.delete(r, integ.id)
-    assert sources.integration_ids(r, "default") == []
-
-
-def test_install_into_a_named_source(r, bucket_ok):
-    src = sources.create(r, "Website")
-    integ = sources.install_integration(r, {**BODY, "source_id": src.id}, settings=get_settings())
-    assert sources.enabled_integrations(r, src.id) == [integ.id]
-    assert sources.integration_ids(r, "default") == []
-
-
-def test_install_into_an_unknown_source_is_a_field_error_and_stores_nothing(r, bucket_ok):
-    with pytest.raises(ConfigError) as info:
-        sources.install_integration(r, {**BODY, "source_id": "nope"}, settings=get_settings())
-    assert info.value.errors == [{"field": "source_id", "message": "source nope does not exist; create it first"}]
-    assert r.keys("*") == []
-
-
-def test_a_failed_bucket_check_stores_nothing(r, monkeypatch):
-    failure = Failure("NoSuchBucket", "GetBucketLocation: The specified bucket does not exist", True,
-                      HINTS["NoSuchBucket"], 404)
-    monkeypatch.setattr(s3, "verify_bucket", lambda cfg, settings=None: failure)
-    with pytest.raises(sources.BucketCheckFailed) as info:
-        sources.install_integration(r, dict(BODY), settings=get_settings())
-    assert info.value.failure.hint == HINTS["NoSuchBucket"]
-    assert r.keys("*") == []
-
-
-def test_verify_false_skips_the_bucket_check_and_is_not_stored(r, monkeypatch):
-    monkeypatch.setattr(s3, "verify_bucket", lambda cfg, settings=None: pytest.fail("bucket checked"))
-    integ = sources.install_integration(r, {**BODY, "verify": False}, settings=get_settings())
-    assert registry.get(r, integ.id).name == "Amazon S3"
-
-
-def test_verify_must_be_a_boolean(r, bucket_ok):
-    with pytest.raises(ConfigError) as info:
-        sources.install_integration(r, {**BODY, "verify": "no"}, settings=get_settings())
-    assert info.value.errors == [{"field": "verify", "message": "verify must be true or false"}]
-
-
-def test_validation_errors_come_before_the_bucket_check(r, bucket_ok):
-    with pytest.raises(ConfigError) as info:
-        sources.install_integration(r, {**BODY, "config": {**BODY["config"], "region": "moon-1"}},
-                                    settings=get_settings())
-    assert [e["field"] for e in info.value.errors] == ["config.region"]
-    assert bucket_ok == []
 
 
 def test_ttl_cache_forgets_after_its_ttl():

@@ -1,0 +1,49 @@
+"""The HTTP API's app factory and server: ``signal-s3 api``, 127.0.0.1:8084 by default."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from workers.broker import Broker
+from workers.settings import Settings, get_settings
+from workers.web import admin, collection
+from workers.web.common import State, install_handlers
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None, *, broker: Broker | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    st = State(settings, broker)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        await st.drain()  # nothing accepted stays behind in memory
+        await asyncio.to_thread(st.close)
+
+    app = FastAPI(title="Signal S3 destination", version="0.1.0", lifespan=lifespan,
+                  description="Admin API of the Amazon S3 destination and Segment-compatible event collection.")
+    app.state.signal = st
+    install_handlers(app)
+    app.include_router(admin.router())
+    app.include_router(admin.metrics_router())
+    app.include_router(collection.router())
+    return app
+
+
+def serve(host: str | None = None, port: int | None = None) -> None:
+    """Run the API with uvicorn until SIGINT/SIGTERM (pending events are published before it exits)."""
+    import uvicorn
+
+    settings = get_settings()
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if settings.admin_token is None:
+        log.warning("SIGNAL_ADMIN_TOKEN is not set: the admin routes answer 503")
+    uvicorn.run(create_app(settings), host=host or settings.api_host, port=port or settings.api_port,
+                log_level=settings.log_level.lower(), server_header=False, proxy_headers=False)

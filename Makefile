@@ -8,13 +8,13 @@ PYTEST_ARGS ?=
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help install redis-bin test unit integration run flower flower-auth bench lint clean
+.PHONY: help install redis-bin chromium-bin test unit integration run flower flower-auth bench lint clean
 
 help:
 	@echo "make install      create $(VENV) and install the project with its test extras"
-	@echo "make test         all tests (installs redis-server first if missing and running as root)"
+	@echo "make test         all tests (installs redis-server and chromium first if missing and running as root)"
 	@echo "make unit         tests/unit only"
-	@echo "make integration  tests/integration only (real redis-server, moto_server, celery processes)"
+	@echo "make integration  tests/integration only (real redis-server, moto_server, celery processes, chromium)"
 	@echo "make run          run the fleet locally against moto S3 (RUN_SECONDS=N to stop after N seconds)"
 	@echo "make flower       Flower on 127.0.0.1:\$${FLOWER_PORT:-5555}; requires FLOWER_BASIC_AUTH=user:password"
 	@echo "make bench        benchmarks"
@@ -45,13 +45,30 @@ redis-bin:
 	  fi; \
 	fi
 
-test: install redis-bin
+# The browser tests drive Debian's Chromium with Playwright (never a downloaded browser).
+CHROMIUM ?= /usr/bin/chromium
+export CHROMIUM
+chromium-bin:
+	@if [ ! -x "$(CHROMIUM)" ]; then \
+	  if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "chromium not found: installing Debian's chromium package"; \
+	    DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null || exit 1; \
+	  else \
+	    echo "error: $(CHROMIUM) is not installed." >&2; \
+	    echo "The browser tests drive Chromium with Playwright. Install it, e.g. 'sudo apt-get install chromium'," >&2; \
+	    echo "set CHROMIUM=/path/to/chromium, or run 'make test' as root on Debian/Ubuntu to have it installed." >&2; \
+	    exit 1; \
+	  fi; \
+	fi
+
+test: install redis-bin chromium-bin
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 unit: install
 	$(VENV)/bin/pytest tests/unit $(PYTEST_ARGS)
 
-integration: install redis-bin
+integration: install redis-bin chromium-bin
 	$(VENV)/bin/pytest tests/integration $(PYTEST_ARGS)
 
 run: install redis-bin

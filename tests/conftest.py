@@ -8,6 +8,7 @@ pytest_plugins = [
     "tests.support.redis_fixtures",
     "tests.support.s3_fixtures",
     "tests.support.celery_fixtures",
+    "tests.support.browser",
 ]
 
 INTEGRATION_DIR = Path(__file__).parent / "integration"

@@ -6,7 +6,7 @@ import logging
 
 from celery import Task
 
-from workers import delivery
+from workers import delivery, topology
 from workers.app import app
 from workers.db import redis_client
 from workers.errors import PermanentError, TransientError
@@ -33,7 +33,7 @@ def upload(self: Task, integration_id: str, batch_id: str) -> dict[str, object]:
         outcome = delivery.upload(redis_client(), integration_id, batch_id, settings=get_settings())
     except TransientError as exc:
         # the batch also waits in our own store (pending at retry_at): a lost retry message is swept up by beat
-        raise self.retry(countdown=exc.retry_in_s, exc=exc) from None
+        raise self.retry(countdown=topology.whole_seconds(exc.retry_in_s), exc=exc) from None
     except PermanentError as exc:
         f = exc.failure
         return {"state": "held", "code": f.code, "message": f.message, "hint": f.hint}

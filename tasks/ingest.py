@@ -4,21 +4,21 @@ from __future__ import annotations
 
 import logging
 
-import redis
 from celery import Task
 
 from tasks.flush import upload
 from workers import delivery, registry
 from workers.app import app
-from workers.db import redis_client
+from workers.db import TRANSIENT_ERRORS, redis_client
 from workers.settings import get_settings
 
 log = logging.getLogger(__name__)
 
 
-# A Redis blip is retried: the append is atomic and de-duplicated by message id, so a retry never doubles events.
+# A Redis blip, a cluster failover or an append not yet on enough replicas is retried: the append is atomic and
+# de-duplicated by message id, so a retry never doubles events.
 @app.task(name="signal.ingest", bind=True, acks_late=True, ignore_result=True,
-          autoretry_for=(redis.ConnectionError, redis.TimeoutError), retry_backoff=True, retry_backoff_max=60,
+          autoretry_for=TRANSIENT_ERRORS, retry_backoff=True, retry_backoff_max=60,
           retry_jitter=True, max_retries=20)
 def ingest(self: Task, integration_id: str, events: list) -> dict[str, object]:
     try:
@@ -27,7 +27,7 @@ def ingest(self: Task, integration_id: str, events: list) -> dict[str, object]:
     except (registry.UnknownIntegration, delivery.IntegrationDisabled) as exc:
         log.error("ingest refused: %s", exc, extra={"integration_id": integration_id, "events": len(events)})
         return {"accepted": 0, "error": str(exc)}
-    except (redis.ConnectionError, redis.TimeoutError):
+    except TRANSIENT_ERRORS:
         raise  # retried: the append is atomic and de-duplicated
     except Exception as exc:
         # the message is acked after a failure (Redis has no dead-letter queue): make it visible per integration

@@ -1,7 +1,9 @@
 """The Celery app of the fleet: ``celery -A workers.app worker|beat``.
 
 Configured for at-least-once delivery of task messages made harmless by idempotent tasks: JSON only, late acks,
-one reserved message at a time, requeue on worker loss, a visibility timeout above every retry countdown.
+one reserved message at a time, requeue on worker loss. The broker's side (Redis lists with a visibility timeout
+above every retry countdown, or RabbitMQ quorum queues with publisher confirms and a delivery limit) is in
+``workers/topology.py``.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import sys
 
 import orjson
 
-from celery import Celery
+from celery import Celery, bootsteps
 from celery._state import get_current_task
 from celery.signals import (
     after_setup_logger,
@@ -23,10 +25,10 @@ from celery.signals import (
     worker_ready,
 )
 from celery.utils.log import get_multiprocessing_logger
-from kombu import Queue, serialization
+from kombu import serialization
 
-from workers import logs
-from workers.db import eviction_warning, redis_client
+from workers import logs, topology
+from workers.db import eviction_warnings, redis_client
 from workers.settings import get_settings
 
 settings = get_settings()
@@ -38,24 +40,13 @@ serialization.register("json", orjson.dumps, orjson.loads, content_type="applica
 
 app = Celery("signal", include=["tasks.ingest", "tasks.flush"])
 app.conf.update(
-    broker_url=settings.redis_url,
-    broker_connection_retry_on_startup=True,
-    broker_transport_options={
-        "visibility_timeout": settings.visibility_timeout_s,
-        # look for messages of dead workers every ~10 s (kombu's default sweep is every ~100 s)
-        "unacked_restore_interval": 5,
-        "unacked_restore_throttle": 2,
-    },
+    **topology.celery_config(settings),
     result_backend=None,
     task_ignore_result=True,
-    task_serializer="json",
     result_serializer="json",
-    accept_content=["json"],
     task_acks_late=True,
     task_reject_on_worker_lost=True,
     worker_prefetch_multiplier=1,
-    task_queues=(Queue("ingest"), Queue("flush")),
-    task_default_queue="ingest",
     task_routes={
         "signal.ingest": {"queue": "ingest"},
         "signal.upload": {"queue": "flush"},
@@ -81,9 +72,22 @@ app.conf.update(
 
 @worker_ready.connect
 def _check_redis(**_: object) -> None:
-    warning = eviction_warning(redis_client())
-    if warning:
+    for warning in eviction_warnings(redis_client()):
         logging.getLogger("workers.redis").warning("!!! %s !!!", warning)
+
+
+class DeclareDeadLetter(bootsteps.StartStopStep):
+    """On RabbitMQ, declare the dead-letter queue each time the consumer (re)connects, before any delivery limit can
+    be reached: a message dead-lettered to an exchange that does not exist would be dropped."""
+
+    requires = {"celery.worker.consumer.tasks:Tasks"}
+
+    def start(self, c: object) -> None:
+        topology.declare_dead_letter(c.connection)  # type: ignore[attr-defined]
+
+
+if settings.broker_is_amqp:
+    app.steps["consumer"].add(DeclareDeadLetter)
 
 
 @before_task_publish.connect

@@ -1,6 +1,9 @@
 """Publishing to the fleet from outside a worker (the HTTP API, the CLI): ``signal.ingest`` and ``signal.upload``.
 
 Task arguments shown by Flower and the broker (``argsrepr``) are ids and counts only, never events or credentials.
+On RabbitMQ every publish waits for the broker's confirm. A message the broker did not take raises
+``BrokerUnavailable`` after a few quick retries: the caller reports it (the API answers 503), nothing is dropped
+silently.
 """
 
 from __future__ import annotations
@@ -8,26 +11,47 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import redis
+from amqp.exceptions import AMQPError
 from celery import Celery
+from kombu.exceptions import KombuError
+
+from workers import topology
+from workers.settings import Settings
+
+# A down broker is reported within a few seconds instead of holding the caller: connect timeout x attempts.
+CONNECT_TIMEOUT_S = 2.0
+CONFIRM_TIMEOUT_S = 10.0
+PUBLISH_RETRY = {"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 1.0}
+
+
+class BrokerUnavailable(Exception):
+    """The broker did not take (or confirm) a message: it was not queued. Retry later."""
 
 
 class Broker:
     """A small Celery producer; one per process (thread-safe for publishing)."""
 
-    def __init__(self, redis_url: str, *, visibility_timeout_s: int = 300) -> None:
-        self.app = Celery("signal-api", broker=redis_url, set_as_current=False)
-        self.app.conf.update(task_serializer="json", accept_content=["json"], broker_connection_retry_on_startup=True,
-                             broker_transport_options={"visibility_timeout": visibility_timeout_s})
+    def __init__(self, settings: Settings) -> None:
+        self.app = Celery("signal-api", set_as_current=False)
+        self.app.conf.update(**topology.celery_config(settings), broker_connection_timeout=CONNECT_TIMEOUT_S)
+
+    def _send(self, name: str, args: list[Any], queue: str, task_id: str, argsrepr: str) -> None:
+        try:
+            self.app.send_task(name, args=args, queue=queue, task_id=task_id, argsrepr=argsrepr, kwargsrepr="{}",
+                               retry=True, retry_policy=PUBLISH_RETRY, confirm_timeout=CONFIRM_TIMEOUT_S)
+        except (KombuError, AMQPError, OSError, redis.RedisError) as exc:
+            raise BrokerUnavailable(f"the broker did not take {name}: {type(exc).__name__}") from None
 
     def ingest(self, integration_id: str, events: list[Any]) -> str:
         task_id = str(uuid.uuid4())
-        self.app.send_task("signal.ingest", args=[integration_id, events], queue="ingest", task_id=task_id,
-                           argsrepr=repr((integration_id, f"<{len(events)} items>")), kwargsrepr="{}")
+        self._send("signal.ingest", [integration_id, events], "ingest", task_id,
+                   repr((integration_id, f"<{len(events)} items>")))
         return task_id
 
     def upload(self, integration_id: str, batch_id: str) -> None:
-        self.app.send_task("signal.upload", args=[integration_id, batch_id], queue="flush",
-                           argsrepr=repr((integration_id, batch_id)), kwargsrepr="{}")
+        self._send("signal.upload", [integration_id, batch_id], "flush", str(uuid.uuid4()),
+                   repr((integration_id, batch_id)))
 
     def close(self) -> None:
         self.app.close()

@@ -17,10 +17,11 @@ from urllib.parse import urlsplit
 
 import orjson
 import redis
-
+from kombu.exceptions import OperationalError
 from tqdm import tqdm
 
-from workers import athena, buffer, catalog, crypto, delivery, iam, manage, registry, sources, status
+from workers import athena, buffer, catalog, crypto, db, delivery, iam, manage, registry, sources, status, topology
+from workers.broker import BrokerUnavailable
 from workers.config import ConfigError
 from workers.settings import get_settings
 
@@ -36,7 +37,7 @@ class InputError(Exception):
 
 
 def redis_client() -> redis.Redis:
-    return redis.Redis.from_url(get_settings().redis_url)
+    return db.connect(get_settings())
 
 
 def _redis_location(url: str) -> str:
@@ -255,7 +256,7 @@ def cmd_test(args: argparse.Namespace) -> int:
     from workers.broker import Broker
 
     settings = get_settings()
-    broker = Broker(settings.redis_url, visibility_timeout_s=settings.visibility_timeout_s)
+    broker = Broker(settings)
     try:
         code, result = manage.run_test_event(redis_client(), broker, args.id, settings=settings,
                                           timeout_s=max(args.timeout, 1.0))
@@ -263,6 +264,15 @@ def cmd_test(args: argparse.Namespace) -> int:
         broker.close()
     _print_json(result)
     return EXIT_OK if code == 200 else EXIT_FAILED
+
+
+def cmd_queues(args: argparse.Namespace) -> int:
+    """Messages waiting in each queue; on RabbitMQ also those held in signal.dead-letter (past the delivery limit)."""
+    try:
+        _print_json(topology.queue_depths(get_settings()))
+    except OperationalError as exc:
+        return _fail(f"cannot read the queues: {exc}", EXIT_FAILED)
+    return EXIT_OK
 
 
 def _sources_arguments(parser: argparse.ArgumentParser) -> None:
@@ -338,6 +348,8 @@ COMMANDS: dict[str, Command] = {
                 _integration_id),
         Command("test", "send a test event through the fleet and print where it landed (or why not)", cmd_test,
                 _test_arguments),
+        Command("queues", "messages waiting in each broker queue (and, on RabbitMQ, held in signal.dead-letter)",
+                cmd_queues),
         Command("sources", "create or list sources (each with the write key its events are sent with)", cmd_sources,
                 _sources_arguments),
         Command("api", "run the HTTP API (admin routes and Segment-compatible collection)", cmd_api, _api_arguments),
@@ -382,6 +394,8 @@ def main(argv: list[str] | None = None) -> int:
     except redis.RedisError as exc:
         location = _redis_location(get_settings().redis_url)
         return _fail(f"Redis at {location} failed: {exc}", EXIT_FAILED)
+    except BrokerUnavailable as exc:
+        return _fail(f"{exc}; nothing was queued, try again once the broker is up", EXIT_FAILED)
 
 
 if __name__ == "__main__":

@@ -4,15 +4,30 @@ from __future__ import annotations
 
 from functools import lru_cache
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+AMQP_SCHEMES = ("amqp", "amqps", "pyamqp")
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SIGNAL_", extra="ignore")
 
     redis_url: str = "redis://127.0.0.1:6379/0"
+    # The Celery broker: any Celery broker URL (amqp://... for RabbitMQ quorum queues); None means SIGNAL_REDIS_URL,
+    # one Redis for the queues and the buffers.
+    broker_url: str | None = None
+    # SIGNAL_REDIS_URL is a startup node of a Redis Cluster that holds buffers, batches, registry, sources, counters.
+    redis_cluster: bool = False
+    # Replicas that must hold an append before its ingest message is acknowledged (Redis WAIT); 0 does not wait.
+    redis_min_replicas: int = Field(0, ge=0)
+    # How long an append waits for them; on a shortfall the ingest task is retried (the append is not repeated).
+    redis_min_replicas_timeout_ms: int = Field(1000, ge=1, le=60_000)
+    # RabbitMQ: deliveries of one message (each ending with its worker lost) before it goes to signal.dead-letter.
+    broker_delivery_limit: int = Field(20, ge=1, le=1000)
     # Fernet key(s) for secrets at rest; comma-separated, newest first, for rotation.
     secret_key: SecretStr | None = None
 
@@ -60,6 +75,25 @@ class Settings(BaseSettings):
         if v >= vt:
             raise ValueError(f"must stay below SIGNAL_VISIBILITY_TIMEOUT_S ({vt}s), or tasks run twice")
         return v
+
+    @property
+    def celery_broker_url(self) -> str:
+        return self.broker_url or self.redis_url
+
+    @property
+    def broker_is_amqp(self) -> bool:
+        return urlsplit(self.celery_broker_url).scheme in AMQP_SCHEMES
+
+    @model_validator(mode="after")
+    def _cluster_needs_another_broker(self) -> "Settings":
+        if not self.redis_cluster:
+            return self
+        if urlsplit(self.celery_broker_url).scheme in ("redis", "rediss", "redis+socket"):
+            raise ValueError("SIGNAL_REDIS_CLUSTER=true needs SIGNAL_BROKER_URL set to another broker (e.g. "
+                             "amqp://user:password@rabbitmq:5672/): Celery's Redis transport cannot use a Redis Cluster")
+        if urlsplit(self.redis_url).path not in ("", "/", "/0"):
+            raise ValueError("SIGNAL_REDIS_URL of a Redis Cluster must use database 0 (a cluster has no other)")
+        return self
 
     @property
     def secret_keys(self) -> list[str]:

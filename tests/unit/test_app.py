@@ -90,11 +90,17 @@ def test_task_bodies_are_plain_json_read_and_written_by_orjson():
 
 def test_ingest_retries_redis_blips_only():
     import redis
+    from redis.exceptions import ClusterDownError, OutOfMemoryError, SlotNotCoveredError, TryAgainError
 
     import tasks.ingest  # noqa: F401  (registers the task)
+    from workers.buffer import NotReplicated
 
     task = app.tasks["signal.ingest"]
-    assert set(task.autoretry_for) == {redis.ConnectionError, redis.TimeoutError}
+    # a lost connection, a cluster between a master's loss and its replica's promotion, a full Redis
+    assert set(task.autoretry_for) == {redis.ConnectionError, redis.TimeoutError, ClusterDownError, TryAgainError,
+                                       SlotNotCoveredError, OutOfMemoryError}
+    assert issubclass(NotReplicated, redis.TimeoutError)  # an append short of SIGNAL_REDIS_MIN_REPLICAS
+    assert not any(issubclass(redis.ResponseError, e) for e in task.autoretry_for)
     assert task.retry_backoff_max < get_settings().visibility_timeout_s
 
 

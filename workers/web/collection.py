@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
 
 from workers import clock, collect, sources
-from workers.web.common import ApiError, State, json_response, read_body, state
+from workers.web.common import BROKER_UNAVAILABLE, ApiError, State, json_response, read_body, state
 
 log = logging.getLogger(__name__)
 
@@ -95,8 +95,9 @@ async def _handle(request: Request, credentials: HTTPBasicCredentials | None, ev
             await asyncio.gather(*(batcher.submit(iid, events) for iid in integration_ids))
         except Exception as exc:  # noqa: BLE001 - the broker could not take the events: the client retries
             log.error("could not publish %d events of source=%s: %s", len(events), source_id, type(exc).__name__)
-            raise ApiError(503, "unavailable", "the events could not be queued; retry the request",
-                           success=False) from None
+            error = ApiError(503, "broker_unavailable", BROKER_UNAVAILABLE, success=False)
+            error.headers["Retry-After"] = "5"
+            raise error from None
     return json_response(200, {"success": True})
 
 

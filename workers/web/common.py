@@ -20,8 +20,8 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from workers import collect, crypto, manage, registry, sources
-from workers.broker import Broker
+from workers import collect, crypto, db, manage, registry, sources
+from workers.broker import Broker, BrokerUnavailable
 from workers.config import ConfigError
 from workers.settings import Settings
 from workers.web.batcher import Batcher
@@ -29,6 +29,7 @@ from workers.web.batcher import Batcher
 log = logging.getLogger(__name__)
 
 ID_MAX_CHARS = 200
+BROKER_UNAVAILABLE = "the message broker is unavailable: nothing was queued; retry the request"
 PUBLISH_THREADS = 8
 
 
@@ -37,8 +38,8 @@ class State:
 
     def __init__(self, settings: Settings, broker: Broker | None) -> None:
         self.settings = settings
-        self.r = redis.Redis.from_url(settings.redis_url)
-        self.broker = broker or Broker(settings.redis_url, visibility_timeout_s=settings.visibility_timeout_s)
+        self.r = db.connect(settings)
+        self.broker = broker or Broker(settings)
         self.executor = ThreadPoolExecutor(max_workers=PUBLISH_THREADS, thread_name_prefix="publish")
         self.write_keys = sources.TtlCache(sources.WRITE_KEY_CACHE_TTL_S)
         self.routes = sources.TtlCache(sources.ROUTES_CACHE_TTL_S)
@@ -135,6 +136,12 @@ def install_handlers(app: FastAPI) -> None:
         detail = exc.detail if isinstance(exc.detail, str) else "request refused"
         return json_response(exc.status_code, {"error": codes.get(exc.status_code, "http_error"), "message": detail},
                              dict(exc.headers or {}))
+
+    @app.exception_handler(BrokerUnavailable)
+    async def broker_unavailable(_: Request, exc: BrokerUnavailable) -> JSONResponse:
+        log.error("%s", exc)
+        return json_response(503, {"error": "broker_unavailable", "message": BROKER_UNAVAILABLE},
+                             {"Retry-After": "5"})
 
     @app.exception_handler(redis.RedisError)
     async def redis_error(_: Request, exc: redis.RedisError) -> JSONResponse:

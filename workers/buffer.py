@@ -17,19 +17,23 @@ from importlib import resources
 
 import redis
 
-from workers import keys, metrics
+from workers import db, keys, metrics
 from workers.db import text
 
-SCRIPT_NAMES = ("append", "seal", "claim", "ack", "fail", "hold", "release")
+SCRIPT_NAMES = ("append", "seal", "claim", "ack", "fail", "hold", "release", "reschedule")
 LIST_MAX = 100  # recent rejections and recent live events kept per integration
 TRACE_TTL_MS = 48 * 3600 * 1000  # how long the path event -> batch -> object stays traceable
 
 
 @cache
 def _source(name: str) -> str:
+    """A script as Redis runs it: its own ``#!lua`` line first (Redis reads the flags there), then _lib.lua."""
     lua = resources.files("workers") / "lua"
     lib = (lua / "_lib.lua").read_text()
-    return lib + "\n" + (lua / f"{name}.lua").read_text()
+    shebang, _, body = (lua / f"{name}.lua").read_text().partition("\n")
+    if not shebang.startswith("#!lua"):
+        raise ValueError(f"workers/lua/{name}.lua must start with a #!lua line")
+    return f"{shebang}\n{lib}\n{body}"
 
 
 class _Scripts:
@@ -53,7 +57,12 @@ def scripts(r: redis.Redis) -> _Scripts:
 def _prefixes(iid: str) -> list[object]:
     """The key prefixes _lib.lua builds per-hour and per-batch keys from, in its order."""
     return [keys.buffer_prefix(iid), keys.batch(iid, ""), keys.batch_meta(iid, ""), keys.generation(iid, ""),
-            keys.sealed(iid, "", "")[:-1], TRACE_TTL_MS]
+            keys.sealed(iid, "", "")[:-1], keys.delivered(iid, ""), TRACE_TTL_MS]
+
+
+class NotReplicated(redis.TimeoutError):
+    """An append reached fewer replicas than SIGNAL_REDIS_MIN_REPLICAS in time: its message must not be acknowledged
+    yet (the task is retried; the append itself is not repeated, its message id is recorded)."""
 
 
 @dataclass(frozen=True)
@@ -62,6 +71,7 @@ class AppendResult:
     accepted: int
     refused_positions: list[int]  # 0-based positions in the flattened lines refused for the buffer cap
     sealed: list[str]  # batch ids sealed because a buffer reached its limits
+    opened: bool = False  # an hour's buffer was opened: the due index must learn when it is due
 
 
 def _ids_needed(lines: Sequence[bytes], max_events: int, max_bytes: int) -> int:
@@ -84,11 +94,18 @@ def append(
     rejection_counts: Mapping[str, int] | None = None,
     rejection_records: Sequence[bytes] = (),
     live_records: Mapping[int, bytes] | None = None,
+    min_replicas: int = 0,
+    replicas_timeout_ms: int = 1000,
 ) -> AppendResult:
     """Append event lines to their hourly buffers, once per ``message_id``, atomically with the rejection counts.
 
     ``live_records`` maps positions in the flattened lines to a JSON object missing its closing generation
     (``b'{..., "gen":'``): the script completes it with the generation of the buffer the line went into.
+
+    With ``min_replicas``, the script and a WAIT run on one connection to the integration's master, and
+    ``NotReplicated`` is raised when fewer replicas acknowledged it within ``replicas_timeout_ms``. A client that
+    runs the script again (a retry after a lost reply, a redelivered message) finds its message id and appends
+    nothing: the answer is then ``duplicate``.
     """
     args: list[object] = [
         now_ms, seen_ttl_ms, cap_bytes, batch_max_events, batch_max_bytes, seal_due_ms, LIST_MAX, *_prefixes(iid),
@@ -107,13 +124,41 @@ def append(
     for hour, lines in lines_by_hour.items():
         n_ids = _ids_needed(lines, batch_max_events, batch_max_bytes)
         args += [hour, n_ids, *(str(uuid.uuid4()) for _ in range(n_ids)), len(lines), *lines]
-    dup, accepted, refused, sealed = scripts(r).append(
-        keys=[keys.seen(iid, message_id), keys.open_index(iid), keys.open_bytes(iid), keys.stats(iid),
-              keys.pending(iid), keys.rejections(iid), keys.live(iid)],
-        args=args,
-        client=r,
-    )
-    return AppendResult(bool(dup), int(accepted), [int(p) - 1 for p in refused], [text(b) for b in sealed])
+    script_keys = [keys.seen(iid, message_id), keys.open_index(iid), keys.open_bytes(iid), keys.stats(iid),
+                   keys.pending(iid), keys.rejections(iid), keys.live(iid)]
+    if min_replicas:
+        reply = _append_replicated(r, script_keys, args, min_replicas, replicas_timeout_ms)
+    else:
+        reply = scripts(r).append(keys=script_keys, args=args, client=r)
+    dup, accepted, refused, sealed, opened = reply
+    return AppendResult(bool(dup), int(accepted), [int(p) - 1 for p in refused], [text(b) for b in sealed],
+                        bool(opened))
+
+
+REPLICATED_ATTEMPTS = 3
+
+
+def _append_replicated(r: redis.Redis, script_keys: list[str], args: list[object], min_replicas: int,
+                       timeout_ms: int) -> list[object]:
+    """append.lua then WAIT on the same connection (WAIT counts the writes of its own connection only)."""
+    for attempt in range(1, REPLICATED_ATTEMPTS + 1):
+        node = db.node_of(r, script_keys[0])
+        pipe = node.pipeline(transaction=False)
+        scripts(node).append(keys=script_keys, args=args, client=pipe)
+        pipe.wait(min_replicas, timeout_ms)
+        try:
+            reply, acked = pipe.execute()
+        except (redis.exceptions.MovedError, redis.ConnectionError):
+            # a failover or a resharding moved the slot: read the slot map again (the append is not repeated twice:
+            # its message id is recorded)
+            if attempt == REPLICATED_ATTEMPTS:
+                raise
+            db.refresh_slots(r)
+            continue
+        if int(acked) < min_replicas:
+            raise NotReplicated(f"the append reached {acked} of {min_replicas} replicas within {timeout_ms} ms")
+        return reply  # type: ignore[no-any-return]
+    raise AssertionError("unreachable")
 
 
 def open_buffers(r: redis.Redis, iids: Sequence[str]) -> dict[str, list[tuple[str, int]]]:
@@ -122,14 +167,6 @@ def open_buffers(r: redis.Redis, iids: Sequence[str]) -> dict[str, list[tuple[st
     for iid in iids:
         pipe.zrange(keys.open_index(iid), 0, -1, withscores=True)
     return {iid: [(text(h), int(s)) for h, s in rows] for iid, rows in zip(iids, pipe.execute()) if rows}
-
-
-def due_batches(r: redis.Redis, iids: Sequence[str], now_ms: int) -> dict[str, list[str]]:
-    """Batches whose lease or retry delay ran out: integration id -> batch ids (the sweep)."""
-    pipe = r.pipeline(transaction=False)
-    for iid in iids:
-        pipe.zrangebyscore(keys.pending(iid), "-inf", now_ms)
-    return {iid: [text(b) for b in rows] for iid, rows in zip(iids, pipe.execute()) if rows}
 
 
 def seal(r: redis.Redis, iid: str, hour: str, *, now_ms: int, seal_due_ms: int) -> str | None:

@@ -17,7 +17,8 @@ from typing import NoReturn
 import orjson
 import redis
 
-from workers import buffer, clock, envelope, keys, registry, s3
+from workers import buffer, clock, due, envelope, keys, registry, s3
+from workers.db import text
 from workers.errors import Failure, PermanentError, TransientError, classify, hint_for
 from workers.object_keys import object_key
 from workers.settings import Settings
@@ -78,7 +79,11 @@ def ingest(r: redis.Redis, integration_id: str, events: object, *, message_id: s
         rejection_counts=Counter(rj.reason for rj in prepared.rejected),
         rejection_records=[orjson.dumps({"at_ms": now_ms, **rj}) for rj in rejected],
         live_records=_live_records(prepared.lines_by_hour, now_ms),
+        min_replicas=settings.redis_min_replicas,
+        replicas_timeout_ms=settings.redis_min_replicas_timeout_ms,
     )
+    _tell_due_index(r, integration_id, result, now_ms=now_ms, settings=settings,
+                    interval_s=cfg.effective_flush_interval_s(settings))
     if result.duplicate:
         return IngestResult(0, [], duplicate=True)
     if result.refused_positions:
@@ -91,6 +96,21 @@ def ingest(r: redis.Redis, integration_id: str, events: object, *, message_id: s
                 "detail": "the integration's buffer is full (buffer_max_bytes): delivery is failing or too slow",
             })
     return IngestResult(result.accepted, rejected, sealed=result.sealed)
+
+
+def _tell_due_index(r: redis.Redis, integration_id: str, result: buffer.AppendResult, *, now_ms: int,
+                    settings: Settings, interval_s: float) -> None:
+    """Lower the integration's score in the due index for what this append left to flush (before the message is
+    acknowledged). A duplicate may be the redelivery of a message whose process died before doing this: due now."""
+    due_at = []
+    if result.duplicate:
+        due_at.append(now_ms)
+    if result.opened:
+        due_at.append(due.buffer_due_ms(now_ms, int(interval_s * 1000), int(settings.flush_interval_s * 1000)))
+    if result.sealed:
+        due_at.append(now_ms + int(settings.lease_s * 1000))
+    if due_at:
+        due.lower(r, integration_id, min(due_at))
 
 
 def record_ingest_failure(r: redis.Redis, integration_id: str, events: object, exc: BaseException) -> int:
@@ -128,33 +148,75 @@ def flush_due(r: redis.Redis, *, settings: Settings, force: bool = False) -> lis
     """The beat's flush: seal every open buffer that is due, and collect every batch the sweep must (re)dispatch.
 
     A buffer is due at every tick when its integration flushes at the tick's pace, otherwise once it is as old as
-    the integration's ``flush_interval_s``. Returns (integration id, batch id) pairs to upload.
+    the integration's ``flush_interval_s``. Only the integrations the due index names are looked at, so a tick costs
+    what is due; once every ``due.CHECK_EVERY_S`` every installed integration is looked at too. ``force`` seals
+    every open buffer of every integration. Returns (integration id, batch id) pairs to upload.
     """
     now_ms = clock.now_ms()
-    tick_ms = int(settings.flush_interval_s * 1000)
-    iids = registry.ids(r)
+    if force:
+        candidates: list[tuple[str, float | None]] = [(iid, None) for iid in registry.ids(r)]
+    else:
+        candidates = list(due.due(r, now_ms))
+        if due.claim_check(r):
+            indexed = {iid for iid, _ in candidates}
+            candidates += [(iid, None) for iid in registry.ids(r) if iid not in indexed]
     work: list[tuple[str, str]] = []
-    for iid, hours in buffer.open_buffers(r, iids).items():
-        try:
-            interval_ms = int(registry.get(r, iid).config.effective_flush_interval_s(settings) * 1000)
-        except registry.UnknownIntegration:
-            interval_ms = tick_ms
+    for start in range(0, len(candidates), FLUSH_CHUNK):
+        work += _flush_chunk(r, candidates[start:start + FLUSH_CHUNK], now_ms, settings=settings, force=force)
+    return work
+
+
+FLUSH_CHUNK = 500
+
+
+def _flush_chunk(r: redis.Redis, candidates: list[tuple[str, float | None]], now_ms: int, *, settings: Settings,
+                 force: bool) -> list[tuple[str, str]]:
+    """Flush what is due of some integrations (one pipelined read for all of them), then move each in the due index
+    to the time something of it is next due."""
+    tick_ms = int(settings.flush_interval_s * 1000)
+    seal_due_ms = now_ms + int(settings.lease_s * 1000)
+    pipe = r.pipeline(transaction=False)
+    for iid, _ in candidates:
+        pipe.zrange(keys.open_index(iid), 0, -1, withscores=True)
+        pipe.zrangebyscore(keys.pending(iid), "-inf", now_ms)
+        pipe.zrange(keys.pending(iid), 0, 0, withscores=True)
+        pipe.exists(keys.integration(iid))
+    replies = pipe.execute()
+    work: list[tuple[str, str]] = []
+    updates: list[tuple[str, float | None, int | None]] = []
+    for n, (iid, seen) in enumerate(candidates):
+        hours, due_batches, first_pending, installed = replies[4 * n:4 * n + 4]
+        next_ms = [int(first_pending[0][1])] if first_pending else []
+        interval_ms = tick_ms
+        if hours and installed:
+            try:
+                interval_ms = int(registry.get(r, iid).config.effective_flush_interval_s(settings) * 1000)
+            except registry.UnknownIntegration:
+                pass
         for hour, first_ms in hours:
-            if force or interval_ms <= tick_ms or now_ms - first_ms >= interval_ms - tick_ms // 2:
-                batch_id = buffer.seal(r, iid, hour, now_ms=now_ms, seal_due_ms=now_ms + int(settings.lease_s * 1000))
+            due_ms = due.buffer_due_ms(int(first_ms), interval_ms, tick_ms)
+            if force or due_ms <= now_ms:
+                batch_id = buffer.seal(r, iid, text(hour), now_ms=now_ms, seal_due_ms=seal_due_ms)
                 if batch_id:
                     work.append((iid, batch_id))
-    for iid, batch_ids in buffer.due_batches(r, iids, now_ms).items():
-        work.extend((iid, b) for b in batch_ids)
+                    next_ms.append(seal_due_ms)
+            else:
+                next_ms.append(due_ms)
+        # batches of the sweep stay due until a worker claims them: they are looked at (and sent) again next tick
+        work.extend((iid, text(b)) for b in due_batches)
+        updates.append((iid, seen, min(next_ms) if next_ms else due.IDLE_MS if installed else None))
+    due.reschedule(r, updates)
     return work
 
 
 def flush_now(r: redis.Redis, integration_id: str, *, settings: Settings) -> list[str]:
     """Seal every open buffer of one integration now (test events, flush before delete); returns the batch ids."""
     now_ms = clock.now_ms()
+    seal_due_ms = now_ms + int(settings.lease_s * 1000)
     hours = buffer.open_buffers(r, [integration_id]).get(integration_id, [])
-    sealed = (buffer.seal(r, integration_id, hour, now_ms=now_ms, seal_due_ms=now_ms + int(settings.lease_s * 1000))
-              for hour, _ in hours)
+    sealed = [buffer.seal(r, integration_id, hour, now_ms=now_ms, seal_due_ms=seal_due_ms) for hour, _ in hours]
+    if any(sealed):
+        due.lower(r, integration_id, seal_due_ms)  # the sweep's safety net, should a dispatch get lost
     return [b for b in sealed if b]
 
 
@@ -295,7 +357,9 @@ def replay(
     report = ReplayReport()
     for b in held:
         # the sweep stays off it for one lease: this process uploads it right now
-        buffer.release(r, integration_id, b, due_ms=clock.now_ms() + int(settings.lease_s * 1000))
+        due_ms = clock.now_ms() + int(settings.lease_s * 1000)
+        buffer.release(r, integration_id, b, due_ms=due_ms)
+        due.lower(r, integration_id, due_ms)
         try:
             outcome = upload(r, integration_id, b, settings=settings)
         except (PermanentError, TransientError) as exc:

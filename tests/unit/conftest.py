@@ -1,8 +1,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
+from fakeredis.commands_mixins.scripting_mixin import ScriptingCommandsMixin
 
 from workers import crypto, registry
 from workers.settings import get_settings
@@ -18,3 +20,17 @@ def secret_key(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     yield key
     registry.clear_cache()
     get_settings.cache_clear()
+
+
+@pytest.fixture(autouse=True)
+def fakeredis_reads_script_flags(monkeypatch: pytest.MonkeyPatch) -> None:
+    """fakeredis compiles a script's ``#!lua`` first line (where Redis 7 reads the script's flags) as Lua and fails:
+    hand it the script with that line commented out, as Redis itself strips it before compiling."""
+    original = ScriptingCommandsMixin.eval
+
+    def eval_with_flags_line(self: Any, script: bytes, numkeys: int, *keys_and_args: bytes) -> Any:
+        if script.startswith(b"#!"):
+            script = b"--" + script
+        return original(self, script, numkeys, *keys_and_args)
+
+    monkeypatch.setattr(ScriptingCommandsMixin, "eval", eval_with_flags_line)

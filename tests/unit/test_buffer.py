@@ -127,8 +127,8 @@ def test_fail_schedules_the_retry_in_our_own_store_and_pins_the_key(r):
     assert buffer.fail(r, IID, b, token="other", now_ms=T0, retry_at_ms=T0 + 50, code="SlowDown",
                        message="m") == "stale"
     assert buffer.fail(r, IID, b, token="t", now_ms=T0, retry_at_ms=T0 + 50, code="SlowDown", message="m") == "ok"
-    assert buffer.due_batches(r, [IID], T0 + 49) == {}
-    assert buffer.due_batches(r, [IID], T0 + 50) == {IID: [b]}
+    assert r.zrangebyscore(keys.pending(IID), "-inf", T0 + 49) == []
+    assert r.zrangebyscore(keys.pending(IID), "-inf", T0 + 50) == [b.encode()]
     c = buffer.claim(r, IID, b, token="t2", now_ms=T0 + 60, lease_ms=1000, key="k/new")
     assert (c.attempts, c.first_failure_ms, c.key) == (2, T0, "k/old")
 
@@ -143,7 +143,7 @@ def test_hold_keeps_events_until_release(r):
     assert (held[0]["error_code"], held[0]["error_hint"], held[0]["events"]) == ("AccessDenied",
                                                                                  "Update the IAM policy.", "3")
     assert buffer.claim(r, IID, b, token="t2", now_ms=T0 + 5000, lease_ms=1000, key="k").state == "dead"
-    assert buffer.due_batches(r, [IID], T0 + 10**9) == {}
+    assert r.zrangebyscore(keys.pending(IID), "-inf", T0 + 10**9) == []
     assert r.llen(keys.batch(IID, b)) == 3
     status = {k.decode(): v.decode() for k, v in r.hgetall(keys.status(IID)).items()}
     assert status["last_error_code"] == "AccessDenied" and status["last_error_permanent"] == "1"

@@ -1,11 +1,13 @@
--- Shared helpers, prepended to every script by workers/buffer.py.
+-- Shared helpers, placed by workers/buffer.py after the first line of every script (its `#!lua` line, which must
+-- come first: with it, Redis Cluster refuses every access to a key outside the slot of the declared KEYS, instead of
+-- allowing it whenever the other slot happens to live on the same node).
 -- Key names come from workers/keys.py: fixed keys arrive in KEYS, per-hour and per-batch keys are built from
 -- prefixes passed in ARGV (all of them carry the integration's hash tag, so every key is in one cluster slot).
 
 -- The prefixes, in the order workers/buffer.py passes them, starting at ARGV[i].
 local function prefixes(i)
   return {buf = ARGV[i], batch = ARGV[i + 1], meta = ARGV[i + 2], gen = ARGV[i + 3], sealed = ARGV[i + 4],
-          trace_ttl_ms = ARGV[i + 5]}
+          delivered = ARGV[i + 5], trace_ttl_ms = ARGV[i + 6]}
 end
 
 -- Generation of the open buffer of `hour`: events appended now are sealed under sealed:<hour>:<generation>.
@@ -18,7 +20,12 @@ end
 -- re-dispatch a batch whose upload message was lost). The buffer's generation is traced to the batch id (for the
 -- live events view) and the hour moves to the next generation. The batch keeps the time its first event was appended
 -- (`first_ms`, the open index's score) for the event-to-object latency. Returns the number of events sealed (0: none).
+-- A batch id is sealed once: run again with the same id (a client that retried the call after a lost reply), it
+-- touches nothing and answers as the first run did, so a buffer filled meanwhile never overwrites the batch.
 local function seal(p, hour, batch_id, open_key, openbytes_key, pending_key, now_ms, due_ms)
+  local done = redis.call('HGET', p.meta .. batch_id, 'events')
+  if done then return tonumber(done) end
+  if redis.call('EXISTS', p.delivered .. batch_id) == 1 then return 0 end
   local buf = p.buf .. hour
   local n = redis.call('LLEN', buf)
   if n == 0 then

@@ -1,3 +1,4 @@
+#!lua flags=allow-oom
 -- Finish a batch after S3 confirmed the PUT: delete it and count the delivery. Idempotent.
 -- KEYS[1] batch meta  KEYS[2] batch list  KEYS[3] pending  KEYS[4] dead  KEYS[5] stats  KEYS[6] status
 -- KEYS[7] delivered trace of this batch  KEYS[8] upload duration histogram  KEYS[9] event-to-object latency histogram

@@ -1,10 +1,11 @@
+#!lua
 -- Append validated event lines to the open hourly buffers of one integration, at most once per message.
 --
 -- KEYS[1] seen marker of this message   KEYS[2] open index (zset hour -> first append ms)
 -- KEYS[3] openbytes (hash hour -> bytes) KEYS[4] stats (hash)   KEYS[5] pending (zset)   KEYS[6] rejections (list)
 -- KEYS[7] live (list)
 -- ARGV: now_ms, seen_ttl_ms, cap_bytes, batch_max_events, batch_max_bytes, seal_due_ms, list_max,
---       the prefixes of _lib.lua (buffer, batch, meta, gen, sealed, trace_ttl_ms),
+--       the prefixes of _lib.lua (buffer, batch, meta, gen, sealed, delivered, trace_ttl_ms),
 --       n_reasons, (reason, count) * n_reasons, n_records, record * n_records,
 --       n_live, (position, record-without-its-closing-generation) * n_live,
 --       n_groups, then per group: hour, n_ids, batch_id * n_ids, n_lines, line * n_lines
@@ -12,11 +13,14 @@
 -- so no object ever exceeds the limits (a single line larger than batch_max_bytes makes a batch of its own).
 -- Lines that would push the integration's buffered bytes over cap_bytes are refused.
 -- A live record gets the generation of the buffer its line went into, so its batch (and object) can be traced.
--- Returns {duplicate (0/1), accepted, {refused positions, 1-based over all lines}, {sealed batch ids}}.
+-- Returns {duplicate (0/1), accepted, {refused positions, 1-based over all lines}, {sealed batch ids},
+--          opened (1 when an hour's buffer was opened: the due index must learn of it)}.
+-- A duplicate still writes (it renews the marker), so a WAIT that follows it covers the first run's writes too.
 
 local now = tonumber(ARGV[1])
 if not redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[2]) then
-  return {1, 0, {}, {}}
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return {1, 0, {}, {}, 0}
 end
 local cap = tonumber(ARGV[3])
 local max_events = tonumber(ARGV[4])
@@ -26,7 +30,7 @@ local list_max = tonumber(ARGV[7])
 local p = prefixes(8)
 local open_key, openbytes_key, stats_key, pending_key = KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 
-local i = 14
+local i = 15
 local n_reasons = tonumber(ARGV[i]); i = i + 1
 for _ = 1, n_reasons do
   redis.call('HINCRBY', stats_key, 'rejected:' .. ARGV[i], ARGV[i + 1])
@@ -47,7 +51,7 @@ end
 
 local buffered = tonumber(redis.call('HGET', stats_key, 'buffered_bytes') or '0')
 local accepted, accepted_bytes, position = 0, 0, 0
-local refused, sealed = {}, {}
+local refused, sealed, opened = {}, {}, 0
 
 local n_groups = tonumber(ARGV[i]); i = i + 1
 for _ = 1, n_groups do
@@ -93,7 +97,7 @@ for _ = 1, n_groups do
       if n > 0 and (n + 1 > max_events or b + len > max_bytes) then seal_now() end
       pend[#pend + 1] = line
       if live[position] then redis.call('LPUSH', KEYS[7], live[position] .. gen .. '}') end
-      if n == 0 then redis.call('ZADD', open_key, 'NX', now, hour) end
+      if n == 0 then opened = opened + redis.call('ZADD', open_key, 'NX', now, hour) end
       n = n + 1
       b = b + len
       buffered = buffered + len
@@ -117,4 +121,4 @@ if n_live > 0 then redis.call('LTRIM', KEYS[7], 0, list_max - 1) end
 if #refused > 0 then
   redis.call('HINCRBY', stats_key, 'rejected:buffer_full', #refused)
 end
-return {0, accepted, refused, sealed}
+return {0, accepted, refused, sealed, math.min(opened, 1)}

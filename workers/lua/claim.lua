@@ -1,14 +1,21 @@
+#!lua flags=allow-oom
 -- Claim a sealed batch for one upload attempt: a lease, so two uploaders never work on one batch at once.
 -- KEYS[1] batch meta  KEYS[2] pending
 -- ARGV: batch_id, now_ms, lease_ms, token, object_key (computed from the current config)
 -- `claims` counts claims without a recorded outcome: a worker that died mid-upload leaves it raised.
 -- The object key is fixed at the first attempt whose outcome is unknown (`uncertain`): an upload that may have
 -- reached S3 is always repeated under the same key. Only a batch S3 refused outright takes a key from new config.
+-- The token is new for every attempt: the same token again is this claim retried by the client after a lost reply,
+-- answered as before without counting a second claim.
 -- Returns {'gone'} | {'dead'} | {'leased'} | {'ok', hour, events, bytes, attempts, claims, first_failure_ms, key}
 local meta = KEYS[1]
 if redis.call('EXISTS', meta) == 0 then return {'gone'} end
-local f = redis.call('HMGET', meta, 'state', 'lease_until', 'claims', 'uncertain', 'key')
+local f = redis.call('HMGET', meta, 'state', 'lease_until', 'claims', 'uncertain', 'key', 'lease_owner')
 if f[1] == 'dead' then return {'dead'} end
+if f[6] == ARGV[4] then
+  local m = redis.call('HMGET', meta, 'hour', 'events', 'bytes', 'first_failure_ms', 'attempts')
+  return {'ok', m[1], m[2], m[3], m[5], f[3], m[4] or '', f[5]}
+end
 local now = tonumber(ARGV[2])
 if tonumber(f[2] or '0') > now then return {'leased'} end
 local key = f[5]

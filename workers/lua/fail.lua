@@ -1,3 +1,4 @@
+#!lua flags=allow-oom
 -- Record a transient upload failure and when the batch is due again (the durable retry state).
 -- KEYS[1] batch meta  KEYS[2] pending  KEYS[3] status  KEYS[4] stats
 -- ARGV: batch_id, token, now_ms, retry_at_ms, code, message

@@ -1,10 +1,12 @@
+#!lua flags=allow-oom
 -- Move a batch to the dead-letter store: its events stay, with the error, until the user replays it.
 -- KEYS[1] batch meta  KEYS[2] pending  KEYS[3] dead  KEYS[4] status  KEYS[5] stats
 -- ARGV: batch_id, token ('' = whoever holds it), now_ms, code, message, hint
--- Returns 'ok', 'gone' or 'stale'.
+-- Returns 'ok', 'gone' or 'stale'. Holding a held batch again (a retried call) changes and counts nothing.
 local meta = KEYS[1]
 if redis.call('EXISTS', meta) == 0 then return 'gone' end
 if ARGV[2] ~= '' and redis.call('HGET', meta, 'lease_owner') ~= ARGV[2] then return 'stale' end
+if redis.call('HGET', meta, 'state') == 'dead' then return 'ok' end
 redis.call('HSET', meta, 'state', 'dead', 'lease_owner', '', 'lease_until', 0, 'claims', 0,
   'last_failure_ms', ARGV[3], 'held_ms', ARGV[3],
   'error_code', ARGV[4], 'error_message', ARGV[5], 'error_hint', ARGV[6])

@@ -1,3 +1,4 @@
+#!lua flags=allow-oom
 -- Put a held (dead-letter) batch back in line for delivery: the user fixed the cause and replays it.
 -- KEYS[1] batch meta  KEYS[2] pending  KEYS[3] dead
 -- ARGV: batch_id, due_ms (when the sweep may dispatch it, if the replaying process does not upload it first)

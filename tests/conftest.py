@@ -6,6 +6,7 @@ import pytest
 
 pytest_plugins = [
     "tests.support.redis_fixtures",
+    "tests.support.scaled_fixtures",
     "tests.support.s3_fixtures",
     "tests.support.celery_fixtures",
     "tests.support.browser",

@@ -58,7 +58,7 @@ def fleet(fleet_env: dict[str, str], redis_client: redis.Redis, moto_server: Any
     from workers.settings import get_settings
 
     get_settings.cache_clear()
-    sender = Sender(fleet_env["SIGNAL_REDIS_URL"])
+    sender = Sender(get_settings())
     yield Fleet(redis_client, fleet_env, sender, s3_admin, moto_server.endpoint)
     sender.close()
 

@@ -6,6 +6,8 @@ import gzip
 import re
 import uuid
 
+import pytest
+
 from tests.support.fleet import chunks, duplicates, event_counts, make_events, read_objects
 from tests.support.processes import wait_until
 from workers import buffer, keys, status
@@ -15,6 +17,7 @@ KEY_PATTERN = re.compile(
 )
 
 
+@pytest.mark.parametrize("topology", ["redis", "scaled"], indirect=True)
 def test_events_land_once_in_hourly_gzipped_ndjson_objects(fleet, make_bucket, start_worker, start_beat):
     bucket = make_bucket()
     iid = fleet.install(bucket, storage_class="STANDARD_IA", server_side_encryption="aws:kms",

@@ -10,7 +10,8 @@ from collections.abc import Iterable
 import orjson
 from celery import Celery
 
-from workers import registry
+from workers import registry, topology
+from workers.settings import Settings
 
 
 def install(r, bucket: str, *, endpoint_url: str | None = None, **config) -> str:
@@ -32,11 +33,12 @@ def install(r, bucket: str, *, endpoint_url: str | None = None, **config) -> str
 
 
 class Sender:
-    """A producer process's view: publishes ``signal.ingest`` messages to the broker."""
+    """A producer process's view: publishes ``signal.ingest`` messages to the broker (declaring its queues as the
+    fleet does)."""
 
-    def __init__(self, redis_url: str) -> None:
-        self.app = Celery("test-sender", broker=redis_url, set_as_current=False)
-        self.app.conf.update(task_serializer="json", accept_content=["json"], broker_connection_retry=False)
+    def __init__(self, settings: Settings) -> None:
+        self.app = Celery("test-sender", set_as_current=False)
+        self.app.conf.update(**topology.celery_config(settings), broker_connection_retry=False)
 
     def ingest(self, integration_id: str, events: list[dict], *, task_id: str | None = None) -> str:
         task_id = task_id or str(uuid.uuid4())

@@ -1,4 +1,7 @@
-"""pytest plugin: one private redis-server per test session, emptied before each test, and the fleet's environment."""
+"""pytest plugin: one private redis-server per test session, emptied before each test, and the fleet's environment.
+
+On the scaled topologies (tests/support/scaled_fixtures.py) the store is a Redis Cluster and the broker RabbitMQ.
+"""
 
 from __future__ import annotations
 
@@ -32,10 +35,15 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
 
 
 @pytest.fixture
-def redis_client(redis_server: RedisServer) -> Iterator[redis.Redis]:
-    """A client of the session's redis-server, FLUSHALLed before the test."""
-    client = redis_server.client()
-    client.flushall()
+def redis_client(request: pytest.FixtureRequest, topology: str) -> Iterator[redis.Redis]:
+    """A client of the session's redis-server (or of the topology's Redis Cluster), emptied before the test."""
+    if topology == "redis":
+        client = request.getfixturevalue("redis_server").client()
+        client.flushall()
+    else:
+        cluster = request.getfixturevalue("cluster")
+        cluster.flushall()
+        client = cluster.client()
     try:
         yield client
     finally:
@@ -58,21 +66,29 @@ def _clear_settings_cache() -> None:
 
 @pytest.fixture
 def fleet_env(
-    redis_server: RedisServer,
+    request: pytest.FixtureRequest,
+    topology: str,
     redis_client: redis.Redis,
     fleet_secret_key: str,
 ) -> Iterator[dict[str, str]]:
     """Environment variables for fleet processes, also applied to this test process (settings cache cleared).
 
     The returned dict is read by ``start_worker`` / ``start_beat`` when they are called: a test or fixture may add
-    entries to it first (e.g. ``AWS_ENDPOINT_URL_S3``). Depends on ``redis_client``, so Redis starts empty.
+    entries to it first (e.g. ``AWS_ENDPOINT_URL_S3``). Depends on ``redis_client``, so Redis starts empty; on the
+    scaled topologies the broker's queues start empty too.
     """
-    env = {
-        "SIGNAL_REDIS_URL": redis_server.url,
+    if topology == "redis":
+        env = {"SIGNAL_REDIS_URL": request.getfixturevalue("redis_server").url}
+    else:
+        rabbitmq = request.getfixturevalue("rabbitmq")
+        rabbitmq.reset()
+        env = {"SIGNAL_REDIS_URL": request.getfixturevalue("cluster").url, "SIGNAL_REDIS_CLUSTER": "true",
+               "SIGNAL_BROKER_URL": rabbitmq.url}
+    env.update({
         "SIGNAL_SECRET_KEY": fleet_secret_key,
         "SIGNAL_FLUSH_INTERVAL_S": "1",
         "PYTHONUNBUFFERED": "1",
-    }
+    })
     with pytest.MonkeyPatch.context() as patch:
         for name, value in env.items():
             patch.setenv(name, value)

@@ -20,7 +20,7 @@ import redis
 from workers import db, keys, metrics
 from workers.db import text
 
-SCRIPT_NAMES = ("append", "seal", "claim", "ack", "fail", "hold", "release", "reschedule")
+SCRIPT_NAMES = ("append", "seal", "claim", "ack", "fail", "hold", "release", "lower", "reschedule")
 LIST_MAX = 100  # recent rejections and recent live events kept per integration
 TRACE_TTL_MS = 48 * 3600 * 1000  # how long the path event -> batch -> object stays traceable
 

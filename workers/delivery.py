@@ -154,7 +154,7 @@ def flush_due(r: redis.Redis, *, settings: Settings, force: bool = False) -> lis
     """
     now_ms = clock.now_ms()
     if force:
-        candidates: list[tuple[str, float | None]] = [(iid, None) for iid in registry.ids(r)]
+        candidates: list[tuple[str, int | None]] = [(iid, None) for iid in registry.ids(r)]
     else:
         candidates = list(due.due(r, now_ms))
         if due.claim_check(r):
@@ -169,7 +169,7 @@ def flush_due(r: redis.Redis, *, settings: Settings, force: bool = False) -> lis
 FLUSH_CHUNK = 500
 
 
-def _flush_chunk(r: redis.Redis, candidates: list[tuple[str, float | None]], now_ms: int, *, settings: Settings,
+def _flush_chunk(r: redis.Redis, candidates: list[tuple[str, int | None]], now_ms: int, *, settings: Settings,
                  force: bool) -> list[tuple[str, str]]:
     """Flush what is due of some integrations (one pipelined read for all of them), then move each in the due index
     to the time something of it is next due."""
@@ -183,7 +183,7 @@ def _flush_chunk(r: redis.Redis, candidates: list[tuple[str, float | None]], now
         pipe.exists(keys.integration(iid))
     replies = pipe.execute()
     work: list[tuple[str, str]] = []
-    updates: list[tuple[str, float | None, int | None]] = []
+    updates: list[tuple[str, int | None, int | None]] = []
     for n, (iid, seen) in enumerate(candidates):
         hours, due_batches, first_pending, installed = replies[4 * n:4 * n + 4]
         next_ms = [int(first_pending[0][1])] if first_pending else []

@@ -3,10 +3,11 @@ installed.
 
 ``keys.DUE`` maps an integration id to the earliest time (ms) something of it may be due: an open buffer reaching its
 flush interval, or a sealed batch whose lease or retry delay runs out (the sweep). An integration with nothing in
-flight sits at ``IDLE_MS`` and costs a tick nothing. The tick reads the ids whose time has come (``due``), handles
-them, and moves each to its next due time with ``reschedule``: a compare-and-set against the score it read, so that a
-writer who lowered the score meanwhile wins. Writers only ever lower a score (``lower``: ZADD LT, which also adds a
-missing id):
+flight sits at ``IDLE_MS`` and costs a tick nothing. Writers only ever lower a score (``lower``: ZADD LT, which also
+adds a missing id) and count each write in ``keys.DUE_VERSIONS``. The tick reads the ids whose time has come with their
+versions (``due``), handles them, and moves each to its next due time with ``reschedule``: a compare-and-set on the
+version, so that a writer who came after the tick's read is never overwritten (its time may be later than the score
+the tick read, so comparing scores would miss it). The writers:
 
   * an append that opened an hour's buffer (due at ``buffer_due_ms``) or sealed a full one (due when its lease ends);
   * a duplicate append, due now: its first run may have opened a buffer before its process died;
@@ -43,24 +44,27 @@ def buffer_due_ms(first_ms: int, interval_ms: int, tick_ms: int) -> int:
 
 def lower(r: redis.Redis, integration_id: str, due_ms: int) -> None:
     """Make sure the tick looks at ``integration_id`` no later than ``due_ms``."""
-    r.zadd(keys.DUE, {integration_id: due_ms}, lt=True)
+    scripts(r).lower(keys=[keys.DUE, keys.DUE_VERSIONS], args=[integration_id, due_ms], client=r)
 
 
-def due(r: redis.Redis, now_ms: int) -> list[tuple[str, float]]:
-    """(integration id, its score) of every integration the tick must look at now, earliest first."""
-    return [(text(member), score) for member, score in r.zrangebyscore(keys.DUE, "-inf", now_ms, withscores=True)]
+def due(r: redis.Redis, now_ms: int) -> list[tuple[str, int]]:
+    """(integration id, its version) of every integration the tick must look at now, earliest first. The versions
+    are read after the ids: a write counted after this read is one the tick may not have seen."""
+    ids = [text(member) for member in r.zrangebyscore(keys.DUE, "-inf", now_ms)]
+    versions = r.hmget(keys.DUE_VERSIONS, ids) if ids else []
+    return [(iid, int(v or 0)) for iid, v in zip(ids, versions)]
 
 
-def reschedule(r: redis.Redis, updates: Sequence[tuple[str, float | None, int | None]]) -> None:
-    """After the tick handled them: (integration id, the score it read or None, the next due ms or None to remove).
+def reschedule(r: redis.Redis, updates: Sequence[tuple[str, int | None, int | None]]) -> None:
+    """After the tick handled them: (integration id, the version it read or None, the next due ms or None to remove).
 
-    An id whose score changed since it was read is only lowered; None as the score read means "only lower"."""
+    An id written since the tick read it is only lowered; None as the version read means "only lower"."""
     for start in range(0, len(updates), _CHUNK):
         chunk = updates[start:start + _CHUNK]
         args: list[object] = [len(chunk)]
-        for integration_id, seen, next_ms in chunk:
-            args += [integration_id, "" if seen is None else f"{seen:.0f}", "" if next_ms is None else next_ms]
-        scripts(r).reschedule(keys=[keys.DUE], args=args, client=r)
+        for integration_id, version, next_ms in chunk:
+            args += [integration_id, "" if version is None else version, "" if next_ms is None else next_ms]
+        scripts(r).reschedule(keys=[keys.DUE, keys.DUE_VERSIONS], args=args, client=r)
 
 
 def claim_check(r: redis.Redis) -> bool:

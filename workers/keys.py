@@ -24,7 +24,8 @@ Per integration ``I``:
   sig:{I}:hist:latency_s     hash    event-to-object latency histogram (first append -> ack), same fields
 Global:
   sig:integrations           set     ids of every installed integration
-  sig:due                    zset    due index: integration id -> ms when the tick must next look at it (workers/due.py)
+  sig:{due}:index            zset    due index: integration id -> ms when the tick must next look at it (workers/due.py)
+  sig:{due}:versions         hash    due index: integration id -> number of writes that lowered its time
   sig:due:checked            string  set while the due index was checked against every integration recently (expires)
 
 Per source ``S`` (hash tag ``{<source_id>}`` after ``sig:src:``, so a source never shares a key with an integration):
@@ -39,7 +40,8 @@ from __future__ import annotations
 
 PREFIX = "sig"
 INTEGRATIONS = f"{PREFIX}:integrations"
-DUE = f"{PREFIX}:due"
+DUE = f"{PREFIX}:{{due}}:index"  # one hash tag: the index and its versions are updated by one script
+DUE_VERSIONS = f"{PREFIX}:{{due}}:versions"
 DUE_CHECKED = f"{PREFIX}:due:checked"
 
 

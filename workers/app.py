@@ -22,6 +22,7 @@ from celery.signals import (
     before_task_publish,
     celeryd_after_setup,
     celeryd_init,
+    worker_init,
     worker_ready,
 )
 from celery.utils.log import get_multiprocessing_logger
@@ -76,18 +77,37 @@ def _check_redis(**_: object) -> None:
         logging.getLogger("workers.redis").warning("!!! %s !!!", warning)
 
 
-class DeclareDeadLetter(bootsteps.StartStopStep):
-    """On RabbitMQ, declare the dead-letter queue each time the consumer (re)connects, before any delivery limit can
-    be reached: a message dead-lettered to an exchange that does not exist would be dropped."""
+# RabbitMQ: every task queue is declared, not only those a worker consumes (Celery's delayed delivery binds them all
+# at start and logs CRITICAL for a queue it cannot find), and so is the dead-letter queue (a message past its
+# delivery limit sent to an exchange that does not exist is dropped). Before the consumer starts, then again at every
+# (re)connection (a broker that lost its definitions), with the delayed-delivery routes: a retry always reaches its
+# queue.
 
-    requires = {"celery.worker.consumer.tasks:Tasks"}
+
+@worker_init.connect
+def _declare_queues_first(**_: object) -> None:
+    if not settings.broker_is_amqp:
+        return
+    try:
+        with app.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=3)
+            topology.declare(conn, settings)
+            topology.declare_delayed_delivery(conn, settings)
+    except Exception as exc:  # noqa: BLE001 - the consumer's own step declares them once the broker is reachable
+        logging.getLogger("workers.broker").warning("could not declare the queues yet: %s", exc)
+
+
+class DeclareQueues(bootsteps.StartStopStep):
+    requires = {"celery.worker.consumer.connection:Connection"}
 
     def start(self, c: object) -> None:
-        topology.declare_dead_letter(c.connection)  # type: ignore[attr-defined]
+        connection = c.connection  # type: ignore[attr-defined]
+        topology.declare(connection, settings)
+        topology.declare_delayed_delivery(connection, settings)
 
 
 if settings.broker_is_amqp:
-    app.steps["consumer"].add(DeclareDeadLetter)
+    app.steps["consumer"].add(DeclareQueues)
 
 
 @before_task_publish.connect

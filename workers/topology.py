@@ -19,6 +19,10 @@ from typing import Any
 
 from kombu import Connection, Exchange, Queue
 from kombu.exceptions import OperationalError
+from kombu.transport.native_delayed_delivery import (
+    bind_queue_to_native_delayed_delivery_exchange,
+    declare_native_delayed_delivery_exchanges_and_queues,
+)
 
 from workers.settings import Settings
 
@@ -79,9 +83,19 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     return config
 
 
-def declare_dead_letter(connection: Connection) -> None:
-    """Declare the dead-letter exchange and queue (idempotent): without them RabbitMQ would drop a poison message."""
-    dead_letter_queue()(connection.default_channel).declare()
+def declare(connection: Connection, settings: Settings) -> None:
+    """Declare the task queues and the dead-letter queue on RabbitMQ (idempotent)."""
+    channel = connection.default_channel
+    for queue in (*task_queues(settings), dead_letter_queue()):
+        queue(channel).declare()
+
+
+def declare_delayed_delivery(connection: Connection, settings: Settings) -> None:
+    """Celery's delayed-delivery exchanges and queues (which carry retries with a countdown), routed to every task
+    queue (idempotent: Celery's worker declares them too, in an order of start-up steps that is not fixed)."""
+    declare_native_delayed_delivery_exchanges_and_queues(connection, "quorum")
+    for queue in task_queues(settings):
+        bind_queue_to_native_delayed_delivery_exchange(connection, queue)
 
 
 def whole_seconds(seconds: float) -> int:

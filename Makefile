@@ -8,13 +8,13 @@ PYTEST_ARGS ?=
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help install redis-bin chromium-bin test unit integration run flower flower-auth bench lint clean
+.PHONY: help install redis-bin rabbitmq-bin chromium-bin test unit integration run flower flower-auth bench lint clean
 
 help:
 	@echo "make install      create $(VENV) and install the project with its test extras"
-	@echo "make test         all tests (installs redis-server and chromium first if missing and running as root)"
+	@echo "make test         all tests (installs redis-server, rabbitmq-server and chromium first if missing, as root)"
 	@echo "make unit         tests/unit only"
-	@echo "make integration  tests/integration only (real redis-server, moto_server, celery processes, chromium)"
+	@echo "make integration  tests/integration only (real redis-server, rabbitmq-server, moto_server, celery, chromium)"
 	@echo "make run          run the fleet locally against moto S3 (RUN_SECONDS=N to stop after N seconds)"
 	@echo "make flower       Flower on 127.0.0.1:\$${FLOWER_PORT:-5555}; requires FLOWER_BASIC_AUTH=user:password"
 	@echo "make bench        benchmarks"
@@ -45,6 +45,25 @@ redis-bin:
 	  fi; \
 	fi
 
+# The tests of the scaled topology start their own RabbitMQ node (its own name, ports, directories and Erlang cookie)
+# from Debian's rabbitmq-server package: they need its files, never the machine's RabbitMQ service.
+RABBITMQ_BIN ?= /usr/lib/rabbitmq/bin
+export RABBITMQ_BIN
+rabbitmq-bin:
+	@if [ ! -x "$(RABBITMQ_BIN)/rabbitmq-server" ]; then \
+	  if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "rabbitmq-server not found: installing Debian's rabbitmq-server package"; \
+	    DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends rabbitmq-server >/dev/null || exit 1; \
+	  else \
+	    echo "error: $(RABBITMQ_BIN)/rabbitmq-server is not installed." >&2; \
+	    echo "The tests of the scaled topology start their own RabbitMQ node on free 127.0.0.1 ports." >&2; \
+	    echo "Install it, e.g. 'sudo apt-get install rabbitmq-server', set RABBITMQ_BIN to its directory," >&2; \
+	    echo "or run 'make test' as root on Debian/Ubuntu to have it installed." >&2; \
+	    exit 1; \
+	  fi; \
+	fi
+
 # The browser tests drive Debian's Chromium with Playwright (never a downloaded browser).
 CHROMIUM ?= /usr/bin/chromium
 export CHROMIUM
@@ -62,13 +81,13 @@ chromium-bin:
 	  fi; \
 	fi
 
-test: install redis-bin chromium-bin
+test: install redis-bin rabbitmq-bin chromium-bin
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 unit: install
 	$(VENV)/bin/pytest tests/unit $(PYTEST_ARGS)
 
-integration: install redis-bin chromium-bin
+integration: install redis-bin rabbitmq-bin chromium-bin
 	$(VENV)/bin/pytest tests/integration $(PYTEST_ARGS)
 
 run: install redis-bin

@@ -7,7 +7,6 @@ ingest message. Objects are read back with the admin client straight from moto, 
 
 from __future__ import annotations
 
-import gzip
 import os
 import random
 import re
@@ -19,95 +18,16 @@ from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
-import orjson
-import redis
+import pytest
 
 from tests.support.faultproxy import Fault, Plan, fail_first, random_faults
-from tests.support.fleet import chunks, make_events
+from tests.support.fleet import Bucket, assert_exactly_once, chunks, make_events, run_id
 from tests.support.processes import wait_until
-from workers import buffer, keys
+from workers import buffer, db, keys
 
-KEY_PATTERN = re.compile(
-    r"^events/(\d{4})/(\d{2})/(\d{2})/(\d{2})/"
-    r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}\.json\.gz$"
-)
 TASK_EVENTS = 500
 # A worker of these tests may be interrupted any number of times: a batch it was uploading is not poison.
 MANY_LOSSES = {"SIGNAL_MAX_WORKER_LOSSES": "1000"}
-
-
-class Bucket:
-    """What landed in a bucket, read incrementally (an object is fetched again only when its ETag changes)."""
-
-    def __init__(self, s3: Any, name: str) -> None:
-        self.s3 = s3
-        self.name = name
-        self._cache: dict[str, tuple[str, list[dict]]] = {}
-
-    def objects(self) -> dict[str, list[dict]]:
-        listed: dict[str, str] = {}
-        for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.name):
-            for obj in page.get("Contents", []):
-                listed[obj["Key"]] = obj["ETag"]
-        for key, etag in listed.items():
-            if key in self._cache and self._cache[key][0] == etag:
-                continue
-            text = gzip.decompress(self.s3.get_object(Bucket=self.name, Key=key)["Body"].read())
-            assert text.endswith(b"\n"), f"{key} is not newline-terminated"
-            self._cache[key] = (etag, [orjson.loads(line) for line in text.split(b"\n")[:-1]])
-        for key in set(self._cache) - set(listed):
-            del self._cache[key]
-        return {key: events for key, (_, events) in self._cache.items()}
-
-    def counts(self) -> Counter[str]:
-        return Counter(e["event_id"] for events in self.objects().values() for e in events)
-
-    def wait_for(self, sent: set[str], timeout_s: float) -> dict[str, list[dict]]:
-        """Wait until the delivered event ids are exactly ``sent`` (an unexpected id fails at once)."""
-
-        def complete() -> bool:
-            delivered = set(self.counts())
-            unexpected = delivered - sent
-            assert not unexpected, f"events nobody sent were delivered: {sorted(unexpected)[:5]}"
-            return delivered == sent
-
-        wait_until(complete, timeout_s, interval_s=0.25, message=lambda: self.describe_missing(sent))
-        return self.objects()
-
-    def describe_missing(self, sent: set[str]) -> str:
-        missing = sent - set(self.counts())
-        return f"{len(missing)} of {len(sent)} events never landed in {self.name} (e.g. {sorted(missing)[:5]})"
-
-
-def run_id(name: str) -> str:
-    return f"{name}-{uuid.uuid4().hex[:8]}"
-
-
-def assert_exactly_once(fleet: Any, iid: str, bucket: Bucket, sent: set[str]) -> dict[str, list[dict]]:
-    """Every sent event in exactly one object, objects at the layout's keys, nothing left or held in Redis."""
-    objects = bucket.wait_for(sent, timeout_s=5)
-    counts = Counter(e["event_id"] for events in objects.values() for e in events)
-    doubled = {event_id: n for event_id, n in counts.items() if n > 1}
-    assert not doubled, f"{len(doubled)} events delivered more than once, e.g. {sorted(doubled.items())[:5]}"
-    assert set(counts) == sent
-    for key, events in objects.items():
-        assert KEY_PATTERN.match(key), f"object key outside the layout: {key}"
-        assert events, f"empty object {key}"
-        assert all(e["integration_id"] == iid for e in events), key
-    assert buffer.held_batches(fleet.r, iid) == [], "batches were held in the dead-letter store"
-    # the last ack follows the last PUT: wait for Redis to settle, then nothing may be left behind
-    wait_until(lambda: fleet.stats(iid).get("buffered_events") == 0 and not buffer.pending_batches(fleet.r, iid),
-               15, message=lambda: f"stats {fleet.stats(iid)}, pending {buffer.pending_batches(fleet.r, iid)}")
-    stats = fleet.stats(iid)
-    assert stats["ingested_events"] == len(sent), stats
-    assert stats["delivered_events"] == len(sent), stats
-    assert stats["delivered_objects"] == len(objects), stats
-    assert stats["buffered_bytes"] == 0, stats
-    assert not any(k.startswith("failures:WorkerLost") for k in stats), stats
-    assert buffer.open_buffers(fleet.r, [iid]) == {}
-    assert not list(fleet.r.scan_iter(match=f"{keys.tag(iid)}:batch:*"))
-    assert not list(fleet.r.scan_iter(match=f"{keys.tag(iid)}:meta:*"))
-    return objects
 
 
 # -- 1. chaos -----------------------------------------------------------------------------------------------------------
@@ -137,6 +57,7 @@ def chaos_plan(seed: int) -> Plan:
     return plan
 
 
+@pytest.mark.parametrize("topology", ["redis", "scaled"], indirect=True)
 def test_chaos_kills_and_s3_faults_lose_and_duplicate_nothing(proxied, fault_proxy, make_bucket, start_worker,
                                                               start_beat):
     fleet = proxied
@@ -235,7 +156,7 @@ def test_two_beats_and_concurrent_flushes_deliver_each_event_once(fleet, make_bu
     stop = threading.Event()
     outcomes: Counter[str] = Counter()
     problems: list[BaseException] = []
-    r = redis.Redis.from_url(fleet.env["SIGNAL_REDIS_URL"])
+    r = db.connect(settings)
     pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="upload")
     futures: list[Future[None]] = []
 
@@ -287,6 +208,7 @@ def ingest_runs(worker: Any, task_id: str) -> list[str]:
     return re.findall(rf"signal\.ingest\[{re.escape(task_id)}\] succeeded in [^\n]*", worker.log_text())
 
 
+@pytest.mark.parametrize("topology", ["redis", "scaled"], indirect=True)
 def test_an_ingest_message_delivered_twice_is_appended_once(fleet, make_bucket, start_worker, start_beat):
     bucket = Bucket(fleet.s3, make_bucket())
     iid = fleet.install(bucket.name)
@@ -365,6 +287,7 @@ def test_ingest_message_of_a_dead_worker_is_redelivered_and_appended_once(fleet,
 # -- 4. killed between the PUT and the cleanup ---------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("topology", ["redis", "scaled"], indirect=True)
 def test_worker_killed_after_its_put_landed_is_finished_by_the_sweep_under_the_same_key(
     proxied, fault_proxy, make_bucket, start_worker, start_beat
 ):

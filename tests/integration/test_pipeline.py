@@ -108,9 +108,13 @@ def test_unknown_or_disabled_integration_buffers_nothing(fleet, make_bucket, sta
     assert fleet.stats(iid).get("ingested_events", 0) == 0
 
 
+@pytest.mark.parametrize("topology", ["redis", "scaled"], indirect=True)
 def test_a_transient_failure_retries_the_same_batch_to_the_same_key(proxied, fault_proxy, make_bucket,
                                                                     start_worker, start_beat):
+    import time
+
     from tests.support.faultproxy import Fault, fail_first
+    from workers.settings import get_settings
 
     fleet = proxied
     bucket = make_bucket()
@@ -118,11 +122,17 @@ def test_a_transient_failure_retries_the_same_batch_to_the_same_key(proxied, fau
     # botocore tries twice per upload attempt: fail 5 PUTs -> at least two of our own retries
     fault_proxy.set_plan(fail_first(5, Fault.error(503, "SlowDown", "Please reduce your request rate."),
                                     method="PUT"))
-    start_worker()
+    worker = start_worker()
     start_beat()
     events = make_events(40)
+    sent = time.monotonic()
     fleet.sender.ingest(iid, events)
     fleet.wait_delivered(iid, 40, timeout_s=60)
+    # The retries arrived as retry messages (on RabbitMQ: native delayed delivery, whose x-death headers must not
+    # make the broker drop a retried message as a dead-letter cycle), not as the sweep's rescue a lease later.
+    assert time.monotonic() - sent < get_settings().lease_s
+    retried = re.findall(r"Task signal\.upload\[([0-9a-f-]+)\] retry", worker.log_text())
+    assert len(retried) >= 2 and len(set(retried)) == 1, retried
     objects = read_objects(fleet.s3, bucket)
     assert len(objects) == 1
     assert set(event_counts(objects)) == {e["event_id"] for e in events}

@@ -198,3 +198,63 @@ def test_flush_now_seals_every_open_buffer_of_one_integration(r):
     batches = flush_now(r, IID, settings=Settings())
     assert sorted(int(buffer.batch_meta(r, IID, b)["events"]) for b in batches) == [2, 3]
     assert buffer.open_buffers(r, [IID]) == {}
+
+
+# -- every script, as Redis Cluster runs it ----------------------------------------------------------------------------
+
+
+def test_every_script_starts_with_its_lua_flags_line():
+    """With ``#!lua`` first, Redis Cluster refuses a key outside the slot of the declared keys every time, not only
+    when that other slot happens to live on another node."""
+    for name in buffer.SCRIPT_NAMES:
+        first = buffer._source(name).splitlines()[0]
+        assert first.startswith("#!lua"), name
+        assert "allow-cross-slot-keys" not in first and "no-cluster" not in first, name
+    # a full Redis (noeviction) refuses new events whole, and still drains: sealing, claiming, acking free memory
+    assert buffer._source("append").splitlines()[0] == "#!lua"
+    for name in ("seal", "claim", "ack", "fail", "hold", "release"):
+        assert buffer._source(name).splitlines()[0] == "#!lua flags=allow-oom", name
+
+
+def test_an_append_says_when_it_opened_a_buffer(r):
+    assert append(r, lines(2), message_id="a").opened
+    assert not append(r, lines(2), message_id="b").opened
+    assert not append(r, lines(2), message_id="b").opened  # a duplicate opens nothing
+    assert append(r, lines(2), message_id="c", hour="2026112510").opened
+
+
+# -- a script the client sent twice (a retry after a lost reply) changes nothing twice ---------------------------------
+
+
+def seal_with(r, batch_id):
+    return buffer.scripts(r).seal(keys=[keys.open_index(IID), keys.open_bytes(IID), keys.pending(IID)],
+                                  args=[HOUR, batch_id, T0, T0 + 10, *buffer._prefixes(IID)], client=r)
+
+
+def test_a_seal_sent_twice_never_overwrites_its_batch_with_newer_events(r):
+    append(r, lines(3), message_id="a")
+    assert seal_with(r, "b-1") == 3
+    append(r, lines(2, tag="n"), message_id="b")  # a new buffer fills before the retry arrives
+    assert seal_with(r, "b-1") == 3  # answered as the first run was
+    assert r.lrange(keys.batch(IID, "b-1"), 0, -1) == lines(3)
+    assert r.lrange(keys.buffer(IID, HOUR), 0, -1) == lines(2, tag="n")
+    buffer.claim(r, IID, "b-1", token="t", now_ms=T0, lease_ms=1000, key="k")
+    buffer.ack(r, IID, "b-1", now_ms=T0, compressed_bytes=1, key="k")
+    assert seal_with(r, "b-1") == 0  # delivered: its object must never be written again with other events
+    assert r.llen(keys.buffer(IID, HOUR)) == 2
+
+
+def test_a_claim_sent_twice_counts_one_claim(r):
+    b = sealed(r)
+    first = buffer.claim(r, IID, b, token="t", now_ms=T0, lease_ms=1000, key="k")
+    again = buffer.claim(r, IID, b, token="t", now_ms=T0 + 1, lease_ms=1000, key="k2")
+    assert first == again and (again.state, again.claims, again.attempts, again.key) == ("ok", 1, 1, "k")
+    assert buffer.claim(r, IID, b, token="other", now_ms=T0 + 2, lease_ms=1000, key="k").state == "leased"
+
+
+def test_a_hold_sent_twice_counts_one_failure(r):
+    b = sealed(r)
+    for _ in range(2):
+        assert buffer.hold(r, IID, b, token="", now_ms=T0, code="WorkerLost", message="m", hint="h") == "ok"
+    assert stats(r)["failures:WorkerLost"] == 1
+    assert [h["batch_id"] for h in buffer.held_batches(r, IID)] == [b]

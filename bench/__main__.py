@@ -25,6 +25,7 @@ SIZES = {
     "upload_repeats": 2 if QUICK else 3,
     "memory": 300_000 if QUICK else 1_300_000,
     "latency_s": 12.0 if QUICK else 30.0,
+    "buffer_memory": 64 * 1024**2 if QUICK else 512 * 1024**2,  # bytes of event lines (bench/scale.py)
 }
 FLUSH_INTERVAL_S = 5.0
 GIB = 1024**3
@@ -162,6 +163,26 @@ def run(stack: Any, results: dict[str, Any]) -> None:
     results["latency"] = latency.run(stack, env, r, iid, bucket, "events/", rate, SIZES["latency_s"],
                                      FLUSH_INTERVAL_S)
     drop_integration(r, iid)
+    run_scale(stack, r, settings, results)
+
+
+def run_scale(stack: Any, r: Any, settings: Any, results: dict[str, Any]) -> None:
+    """Outgrowing one machine (bench/scale.py): the tick with thousands of integrations, RabbitMQ + Redis Cluster."""
+    from bench import ingest, scale
+
+    r.execute_command("FLUSHDB")
+    step(f"tick: flush_due with {', '.join(f'{n:,}' for n in scale.TICK_SIZES)} integrations, {scale.BUSY} busy, "
+         "one Redis and a Redis Cluster of 3 masters")
+    results["tick"] = scale.tick(r, settings)
+    r.execute_command("FLUSHDB")
+    results["tick_cluster"] = scale.tick_on_cluster(stack, settings)
+    step(f"memory: Redis used_memory per buffered byte, {SIZES['buffer_memory'] / 1e6:.0f} MB of events")
+    results["memory_per_buffer"] = scale.memory(r, SIZES["buffer_memory"])
+    step(f"ingest: product on RabbitMQ quorum queues + Redis Cluster, {SIZES['ingest']:,} events, "
+         f"{ingest.INGEST_WORKERS} x -P solo")
+    results["ingest_scaled"] = scale.ingest_scaled(
+        stack, stack.env(SIGNAL_FLUSH_INTERVAL_S="3600", SIGNAL_BUFFER_MAX_BYTES=str(16 * GIB)), SIZES["ingest"],
+        ingest.INGEST_WORKERS)
 
 
 def step(text: str) -> None:
@@ -230,6 +251,10 @@ def table(res: dict[str, Any]) -> list[dict[str, Any]]:
         floor = 1e6 / (lt["rate_eps_sent"] * FLUSH_INTERVAL_S)
         row("PUTs per 1M events", f"{floor:,.0f} (1 per interval)", f"{lt['puts_per_million']:,.0f}",
             f"{lt['objects']} objects / {lt['events']:,} events", "info", None)
+    from bench import scale
+
+    for measure in scale.rows(res, 60.0):
+        row(*measure)
     widths = {k: max(len(k), *(len(str(r[k])) for r in rows)) for k in rows[0]} if rows else {}
     if rows:
         print()

@@ -399,3 +399,15 @@ def test_a_tick_costs_what_is_due_not_what_is_installed(fleet_env, redis_client)
           f"{counts[1]} with 3 busy of 450")
     assert counts[1] <= counts[0] + 3  # flat in the number of idle integrations
     assert counts[0] < 100  # reading every integration would take 4 commands each
+
+
+@BOTH
+def test_signal_s3_queues_shows_what_waits_for_a_worker(fleet, capsys):
+    from workers import cli
+
+    for _ in range(3):
+        fleet.sender.ingest("no-worker-yet", make_events(1))
+    assert cli.main(["queues"]) == 0
+    depths = json.loads(capsys.readouterr().out)
+    assert depths["ingest"] == 3 and depths["flush"] == 0
+    assert depths.get("dead_letter", 0) == 0  # RabbitMQ only: the messages past their delivery limit

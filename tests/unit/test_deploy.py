@@ -1,6 +1,7 @@
 """Deployment files: schema-valid, and the fleet's invariants hold in every way of running it.
 
-Compose, Kubernetes, systemd and redis.conf must agree: two kinds of worker (single-process ingest workers, prefork
+Compose, Kubernetes, systemd and redis.conf (and the scaled topology under deploy/scaled: RabbitMQ and a Redis
+Cluster, in compose and as a kustomize overlay of deploy/k8s) must agree: two kinds of worker (single-process ingest workers, prefork
 flush workers) with the same command everywhere and a consumer for every queue, exactly one beat, a flush worker stop
 grace period that covers a whole upload, soft shutdown on SIGTERM for flush workers, Redis durable and never
 evicting, Flower always authenticated and bounded, one image reference, and no secret value in any file. Schemas come
@@ -52,6 +53,8 @@ WORKERS = {
               "min_grace_s": MIN_FLUSH_GRACE_S},
 }
 SECRET_NAMES = ("SIGNAL_SECRET_KEY", "SIGNAL_ADMIN_TOKEN", "FLOWER_BASIC_AUTH")
+# Secrets of the scaled topology only: the broker's URL holds RabbitMQ's password.
+BROKER_SECRET_NAMES = ("SIGNAL_BROKER_URL", "RABBITMQ_DEFAULT_PASS")
 SIGNAL_IMAGE_REPOSITORY = "registry.example.com/signal/signal-s3"
 REDIS_REQUIRED = {"appendonly": "yes", "appendfsync": "everysec", "maxmemory-policy": "noeviction"}
 
@@ -531,7 +534,7 @@ def test_secrets_reach_pods_only_through_secret_refs() -> None:
                 for source in container.get("envFrom", []):
                     assert "configMapRef" in source, f"{name}: only the ConfigMap is imported whole"
                 for var in container.get("env", []):
-                    if var["name"] in SECRET_NAMES:
+                    if var["name"] in (*SECRET_NAMES, *BROKER_SECRET_NAMES):
                         assert "value" not in var, f"{name}: {var['name']} written inline"
                         assert var["valueFrom"]["secretKeyRef"]["name"] == "signal-secrets"
 
@@ -684,14 +687,16 @@ def test_every_redis_in_the_repository_is_configured_the_same_way() -> None:
             configuring.append(path.relative_to(DEPLOY).as_posix())
             for key, value in REDIS_REQUIRED.items():
                 assert re.search(rf"{key}\W+{value}", text), f"{path.relative_to(ROOT)}: no {key} {value}"
-    assert sorted(configuring) == ["compose.yaml", "k8s/redis.yaml", "redis.conf"]
+    assert sorted(configuring) == ["compose.yaml", "k8s/redis.yaml", "redis.conf", "scaled/compose.yaml",
+                                   "scaled/k8s/redis-cluster.yaml"]
 
 
 SECRET_PATTERNS = {
     "AWS access key id": re.compile(r"\b(AKIA|ASIA)[0-9A-Z]{16}\b"),
     "Fernet key": re.compile(r"(?<![A-Za-z0-9_-])[A-Za-z0-9_-]{43}=(?![A-Za-z0-9_=-])"),
     "private key": re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----"),
-    "credentials in a URL": re.compile(r"[a-z]+://[^/\s:@]*:[^/\s@]+@"),
+    # a password in a URL, unless it is a placeholder (<password>) or a shell variable ($password)
+    "credentials in a URL": re.compile(r"[a-z]+://[^/\s:@]*:(?![<$])[^/\s@]+@"),
 }
 
 
@@ -700,7 +705,7 @@ def test_no_secret_values_in_any_deployment_file() -> None:
         text = path.read_text()
         for what, pattern in SECRET_PATTERNS.items():
             assert not pattern.search(text), f"{path.relative_to(ROOT)} contains a {what}"
-        for name in SECRET_NAMES:
+        for name in (*SECRET_NAMES, *BROKER_SECRET_NAMES):
             for match in re.finditer(rf"^[ \t]*{name}[ \t]*[=:][ \t]*(\S*)", text, flags=re.MULTILINE):
                 value = match.group(1).strip("\"'")
                 assert value == "" or value.startswith("<") or name in value or value.startswith("valueFrom"), (
@@ -714,10 +719,11 @@ def test_the_secret_scan_would_notice_a_secret() -> None:
     samples = {
         "AWS access key id": "aws_access_key_id=AKIAIOSFODNN7EXAMPLE",
         "Fernet key": f"SIGNAL_SECRET_KEY={Fernet.generate_key().decode()}",
-        "credentials in a URL": "SIGNAL_REDIS_URL=redis://default:hunter2@redis:6379/0",
+        "credentials in a URL": "SIGNAL_BROKER_URL=amqp://signal:hunter2@rabbitmq:5672/%2F",
     }
     for what, sample in samples.items():
         assert SECRET_PATTERNS[what].search(sample), what
+    assert not SECRET_PATTERNS["credentials in a URL"].search("amqp://<user>:<password>@rabbitmq:5672/%2F")
 
 
 @pytest.mark.parametrize("kind", WORKERS)
@@ -762,3 +768,248 @@ def test_ingest_workers_stop_warm_on_sigterm_everywhere() -> None:
         assert "REMAP_SIGTERM" not in env, where
     assert load_compose()["services"]["ingest"]["stop_signal"] == "SIGTERM"
     assert unit(WORKERS["ingest"]["unit"])["Service"]["KillSignal"] == "SIGTERM"
+
+
+# -- the scaled topology: RabbitMQ quorum queues and a Redis Cluster ---------------------------------------------------
+
+SCALED = DEPLOY / "scaled"
+SCALED_K8S = SCALED / "k8s"
+SIGNAL_SERVICES = ("ingest", "flush", "beat", "api", "flower")
+# Redis Cluster: three masters with one replica each.
+CLUSTER_MASTERS, CLUSTER_REPLICAS = 3, 1
+
+
+def load_scaled_compose() -> dict[str, Any]:
+    return yaml.safe_load((SCALED / "compose.yaml").read_text())
+
+
+def _json_patch(obj: dict[str, Any], ops: list[dict[str, Any]]) -> None:
+    for op in ops:
+        assert op["op"] == "replace", f"this builder knows JSON 6902 'replace' only, not {op['op']}"
+        *parents, last = op["path"].strip("/").split("/")
+        target = obj
+        for part in parents:
+            target = target[part]
+        assert last in target, f"replace of a missing field {op['path']}"
+        target[last] = op["value"]
+
+
+def _matches(obj: dict[str, Any], selector: dict[str, Any]) -> bool:
+    return (obj["kind"] == selector["kind"] and obj["metadata"]["name"] == selector["name"]
+            and obj["apiVersion"].split("/")[0] == selector.get("group", obj["apiVersion"].split("/")[0]))
+
+
+def build_kustomization(directory: Path) -> list[dict[str, Any]]:
+    """What ``kubectl kustomize`` makes of ``directory``, for the features these manifests use: resources (files and
+    directories), a configMapGenerator that creates or merges, patches that delete an object (``$patch: delete``) or
+    replace fields of a target (JSON 6902). Anything else fails here, so nothing new passes unchecked. Generated
+    names keep no hash suffix."""
+    kustomization = yaml.safe_load((directory / "kustomization.yaml").read_text())
+    assert set(kustomization) <= {"apiVersion", "kind", "labels", "resources", "images", "configMapGenerator",
+                                  "patches"}, set(kustomization)
+    objects: list[dict[str, Any]] = []
+    for resource in kustomization.get("resources", []):
+        path = directory / resource
+        objects.extend(build_kustomization(path) if path.is_dir() else k8s_docs(path))
+    for generator in kustomization.get("configMapGenerator", []):
+        literals = dict(item.split("=", 1) for item in generator["literals"])
+        if generator.get("behavior") == "merge":
+            (existing,) = [o for o in objects if o["kind"] == "ConfigMap" and o["metadata"]["name"] == generator["name"]]
+            existing["data"].update(literals)
+        else:
+            objects.append({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": generator["name"]},
+                            "data": literals})
+    for patch in kustomization.get("patches", []):
+        body = yaml.safe_load(patch["patch"])
+        if isinstance(body, list):
+            targets = [o for o in objects if _matches(o, patch["target"])]
+            assert len(targets) == 1, patch["target"]
+            _json_patch(targets[0], body)
+        else:
+            assert body.pop("$patch") == "delete", "this builder knows strategic-merge deletes only"
+            selector = {"kind": body["kind"], "name": body["metadata"]["name"], "group": body["apiVersion"].split("/")[0]}
+            before = len(objects)
+            objects = [o for o in objects if not _matches(o, selector)]
+            assert len(objects) == before - 1, f"the patch deletes nothing: {selector}"
+    return objects
+
+
+def scaled_objects(kind: str) -> dict[str, dict[str, Any]]:
+    return {o["metadata"]["name"]: o for o in build_kustomization(SCALED_K8S) if o["kind"] == kind}
+
+
+def consumer_timeout_ms(config: str) -> int:
+    (value,) = re.findall(r"^\s*consumer_timeout\s*=\s*(\d+)\s*$", config, flags=re.MULTILINE)
+    return int(value)
+
+
+def test_the_scaled_compose_file_follows_the_compose_specification() -> None:
+    validator = compose_validator()
+    assert [f"{e.json_path}: {e.message}" for e in validator.iter_errors(load_scaled_compose())] == []
+
+
+def test_the_scaled_compose_file_runs_the_same_fleet() -> None:
+    base, scaled = load_compose()["services"], load_scaled_compose()["services"]
+    for name in SIGNAL_SERVICES:
+        for field in ("command", "stop_signal", "stop_grace_period", "environment", "ports"):
+            assert scaled[name].get(field) == base[name].get(field), (name, field)
+        assert scaled[name]["env_file"] == ["signal.env"]
+        assert scaled[name]["depends_on"] == {"rabbitmq": {"condition": "service_healthy"},
+                                              "redis-cluster-create": {"condition": "service_completed_successfully"}}
+    assert scaled["beat"]["deploy"]["replicas"] == 1
+    beats = [name for name, svc in scaled.items() if "beat" in svc.get("command", [])]
+    assert beats == ["beat"]
+    for name, service in scaled.items():
+        for port in service.get("ports", []):
+            assert str(port).startswith("127.0.0.1:"), f"{name} publishes {port} beyond loopback"
+
+
+def test_the_scaled_compose_redis_is_a_durable_cluster_of_three_masters_with_replicas() -> None:
+    services = load_scaled_compose()["services"]
+    nodes = sorted(name for name in services if re.fullmatch(r"redis-\d+", name))
+    assert len(nodes) == CLUSTER_MASTERS * (1 + CLUSTER_REPLICAS)
+    for name in nodes:
+        node = services[name]
+        assert node["image"].startswith("redis:7") and node["hostname"] == name
+        script = node["command"][2]
+        for option in ("--cluster-enabled yes", "--appendonly yes", "--appendfsync everysec",
+                       "--maxmemory-policy noeviction", "--cluster-preferred-endpoint-type hostname"):
+            assert option in script, (name, option)
+        assert any(v.endswith(":/data") for v in node["volumes"]), name
+    create = services["redis-cluster-create"]
+    assert set(create["depends_on"]) == set(nodes)
+    script = create["command"][2].replace("$$", "$")
+    assert f"--cluster-replicas {CLUSTER_REPLICAS}" in script and "for n in 1 2 3 4 5 6;" in script
+    assert subprocess.run(["sh", "-n", "-c", script], capture_output=True, timeout=10).returncode == 0
+
+
+def scaled_env() -> dict[str, str]:
+    return env_file(SCALED / "signal.env.example")
+
+
+def test_the_scaled_env_example_selects_rabbitmq_and_the_cluster_and_needs_the_broker_secret() -> None:
+    from pydantic import ValidationError
+
+    values = scaled_env()
+    for name in (*SECRET_NAMES, *BROKER_SECRET_NAMES):
+        assert values[name] == "", f"{name} must be empty in an example"
+    assert values["SIGNAL_REDIS_CLUSTER"] == "true" and values["SIGNAL_REDIS_MIN_REPLICAS"] == "1"
+    assert values["SIGNAL_REDIS_URL"] == "redis://redis-1:6379/0"
+    known = {k[len("SIGNAL_"):].lower(): v for k, v in values.items() if k.startswith("SIGNAL_") and v}
+    with pytest.raises(ValidationError, match="SIGNAL_BROKER_URL"):
+        Settings(**known)  # the broker URL is a secret, and a Redis Cluster cannot be the broker
+    settings = Settings(**known, broker_url="amqp://signal@rabbitmq:5672/%2F")
+    assert settings.redis_cluster and settings.broker_is_amqp
+    assert (SCALED / ".gitignore").read_text().splitlines()[-1] == "signal.env"
+
+
+def test_rabbitmq_redelivers_nothing_an_upload_still_holds_everywhere() -> None:
+    """RabbitMQ's consumer_timeout must stay above an upload's hard time limit, or a slow upload is delivered twice."""
+    upload_timeout_s = float(env_file(DEPLOY / "signal.env.example")["SIGNAL_UPLOAD_TIMEOUT_S"])
+    limit_ms = Settings(upload_timeout_s=upload_timeout_s).upload_time_limit_s * 1000
+    compose_conf = (SCALED / "rabbitmq.conf").read_text()
+    (cluster,) = scaled_objects("RabbitmqCluster").values()
+    operator_conf = cluster["spec"]["rabbitmq"]["additionalConfig"]
+    for where, config in (("compose", compose_conf), ("kubernetes", operator_conf)):
+        assert consumer_timeout_ms(config) >= 2 * limit_ms, where
+    rabbitmq = load_scaled_compose()["services"]["rabbitmq"]
+    assert "./rabbitmq.conf:/etc/rabbitmq/conf.d/20-signal.conf:ro" in rabbitmq["volumes"]
+    assert any(v.endswith(":/var/lib/rabbitmq") for v in rabbitmq["volumes"])
+
+
+def test_the_scaled_overlay_swaps_the_single_redis_for_a_cluster_and_adds_rabbitmq() -> None:
+    built = build_kustomization(SCALED_K8S)
+    names = {(o["kind"], o["metadata"]["name"]) for o in built}
+    assert ("StatefulSet", "signal-redis") not in names and ("Service", "signal-redis") not in names
+    assert {("StatefulSet", "signal-redis-cluster"), ("Service", "signal-redis-cluster"),
+            ("Job", "signal-redis-cluster-create"), ("PodDisruptionBudget", "signal-redis-cluster"),
+            ("RabbitmqCluster", "signal-rabbitmq"), ("TriggerAuthentication", "signal-rabbitmq")} <= names
+    # the fleet itself is the base's, unchanged
+    base = {(o["kind"], o["metadata"]["name"]): o for o in applied_objects() if o["kind"] == "Deployment"}
+    assert {k: o for k, o in ((("Deployment", n), d) for n, d in scaled_objects("Deployment").items())} == base
+    (cluster,) = scaled_objects("RabbitmqCluster").values()
+    assert cluster["apiVersion"] == "rabbitmq.com/v1beta1"
+    assert cluster["spec"]["replicas"] >= 3 and cluster["spec"]["replicas"] % 2 == 1  # a quorum survives one loss
+    assert "namespace" not in yaml.safe_load((SCALED_K8S / "kustomization.yaml").read_text())
+
+
+def test_the_scaled_overlays_objects_follow_the_kubernetes_schemas() -> None:
+    kv = pytest.importorskip("kubernetes_validate", reason="kubernetes-validate ships the Kubernetes schemas")
+    version = kv.latest_version()
+    checked = []
+    for obj in build_kustomization(SCALED_K8S):
+        if obj["apiVersion"].split("/")[0] in ("keda.sh", "rabbitmq.com"):
+            continue  # custom resources: checked field by field in the tests of this section
+        kv.validate(obj, version, strict=True)
+        checked.append(f"{obj['kind']}/{obj['metadata']['name']}")
+    assert {"StatefulSet/signal-redis-cluster", "Service/signal-redis-cluster", "Job/signal-redis-cluster-create",
+            "PodDisruptionBudget/signal-redis-cluster", "ConfigMap/signal-config"} <= set(checked)
+    (secret,) = k8s_docs(SCALED_K8S / "secret.example.yaml")
+    kv.validate(secret, version, strict=True)
+
+
+def test_the_scaled_settings_select_the_cluster_and_take_the_broker_from_the_secret() -> None:
+    (config,) = scaled_objects("ConfigMap").values()
+    literals = config["data"]
+    assert literals["SIGNAL_REDIS_CLUSTER"] == "true" and literals["SIGNAL_REDIS_MIN_REPLICAS"] == "1"
+    host = literals["SIGNAL_REDIS_URL"].split("//", 1)[1].split(":", 1)[0]
+    assert host == scaled_objects("StatefulSet")["signal-redis-cluster"]["spec"]["serviceName"]
+    assert "SIGNAL_BROKER_URL" not in literals  # it holds a password
+    known = {k[len("SIGNAL_"):].lower(): v for k, v in literals.items() if k.startswith("SIGNAL_")}
+    known.pop("redis_address")
+    assert Settings(**known, broker_url="amqp://signal@signal-rabbitmq:5672/%2F").redis_cluster
+    (secret,) = k8s_docs(SCALED_K8S / "secret.example.yaml")
+    assert set(secret["stringData"]) == {*SECRET_NAMES, "SIGNAL_BROKER_URL"}
+    for key, value in secret["stringData"].items():
+        assert re.fullmatch(r"<[a-z-]+>(:<[a-z-]+>)?", value), f"{key} is not a placeholder"
+
+
+def test_every_signal_pod_takes_the_broker_url_from_the_secret_when_there_is_one() -> None:
+    for name, deployment in objects_of("Deployment").items():
+        for container in containers(deployment):
+            (var,) = [e for e in container["env"] if e["name"] == "SIGNAL_BROKER_URL"]
+            # optional: on one Redis there is no such key, and the broker is SIGNAL_REDIS_URL
+            assert var["valueFrom"]["secretKeyRef"] == {"name": "signal-secrets", "key": "SIGNAL_BROKER_URL",
+                                                        "optional": True}, name
+
+
+def test_keda_scales_each_kind_of_worker_on_its_rabbitmq_queue() -> None:
+    deployments = worker_deployments()
+    scaled_objects_ = scaled_objects("ScaledObject")
+    assert set(scaled_objects_) == set(deployments)
+    (auth,) = scaled_objects("TriggerAuthentication").values()
+    assert auth["spec"]["secretTargetRef"] == [{"parameter": "host", "name": "signal-secrets",
+                                                "key": "SIGNAL_BROKER_URL"}]
+    for name, scaled in scaled_objects_.items():
+        assert 1 <= scaled["spec"]["minReplicaCount"] <= scaled["spec"]["maxReplicaCount"]
+        triggers = scaled["spec"]["triggers"]
+        assert [t["type"] for t in triggers] == ["rabbitmq"]
+        (container,) = containers(deployments[name])
+        assert {t["metadata"]["queueName"] for t in triggers} == queues_of(command_of(container))
+        for trigger in triggers:
+            meta = trigger["metadata"]
+            assert all(isinstance(v, str) for v in meta.values()), "KEDA metadata values are strings"
+            assert meta["protocol"] == "amqp" and meta["mode"] == "QueueLength" and int(meta["value"]) > 0
+            assert "host" not in meta and trigger["authenticationRef"] == {"name": auth["metadata"]["name"]}
+
+
+def test_the_kubernetes_redis_cluster_is_durable_and_created_as_three_masters_with_replicas() -> None:
+    cluster = scaled_objects("StatefulSet")["signal-redis-cluster"]
+    assert cluster["spec"]["replicas"] == CLUSTER_MASTERS * (1 + CLUSTER_REPLICAS)
+    (container,) = containers(cluster)
+    options = flag_pairs(command_of(container))
+    assert {k: options.get(k) for k in REDIS_REQUIRED} == REDIS_REQUIRED
+    assert options["cluster-enabled"] == "yes" and options["cluster-preferred-endpoint-type"] == "hostname"
+    assert options["cluster-announce-hostname"] == "$(POD_NAME).signal-redis-cluster"
+    assert options["cluster-config-file"].startswith("/data/")  # the node's identity survives a restart
+    assert [e["name"] for e in container["env"]] == ["POD_NAME"]
+    service = scaled_objects("Service")["signal-redis-cluster"]
+    assert service["spec"]["clusterIP"] == "None"
+    assert service["spec"]["selector"] == cluster["spec"]["selector"]["matchLabels"]
+    assert scaled_objects("PodDisruptionBudget")["signal-redis-cluster"]["spec"]["maxUnavailable"] == 1
+    job = scaled_objects("Job")["signal-redis-cluster-create"]
+    (create,) = containers(job)
+    script = create["command"][2]
+    assert f"--cluster-replicas {CLUSTER_REPLICAS}" in script
+    assert f"for i in {' '.join(str(i) for i in range(cluster['spec']['replicas']))}; do" in script
+    assert subprocess.run(["sh", "-n", "-c", script], capture_output=True, timeout=10).returncode == 0

@@ -275,6 +275,25 @@ def cmd_queues(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _copy_store_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--from", dest="source", required=True, metavar="REDIS_URL",
+                        help="the Redis the stopped fleet used (its SIGNAL_REDIS_URL); the copy goes to SIGNAL_REDIS_URL")
+
+
+def cmd_copy_store(args: argparse.Namespace) -> int:
+    from workers import migrate
+
+    source = redis.Redis.from_url(args.source)
+    try:
+        report = migrate.copy_store(source, redis_client())
+    except migrate.NotDrained as exc:
+        return _fail(f"nothing was copied: {exc}", EXIT_FAILED)
+    finally:
+        source.close()
+    _print_json(report.summary())
+    return EXIT_OK
+
+
 def _sources_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     create = sub.add_parser("create", help="create a source and print its write key")
@@ -350,6 +369,8 @@ COMMANDS: dict[str, Command] = {
                 _test_arguments),
         Command("queues", "messages waiting in each broker queue (and, on RabbitMQ, held in signal.dead-letter)",
                 cmd_queues),
+        Command("copy-store", "copy the store of a drained, stopped fleet into SIGNAL_REDIS_URL (e.g. a Redis Cluster)",
+                cmd_copy_store, _copy_store_arguments),
         Command("sources", "create or list sources (each with the write key its events are sent with)", cmd_sources,
                 _sources_arguments),
         Command("api", "run the HTTP API (admin routes and Segment-compatible collection)", cmd_api, _api_arguments),

@@ -30,7 +30,9 @@ QUEUE_NAMES = ("ingest", "flush")
 EXCHANGE = "signal"
 DEAD_LETTER = "signal.dead-letter"
 # kombu's Redis transport keeps a queue's messages of priority steps 3, 6 and 9 in lists of their own.
-_REDIS_PRIORITY_SUFFIXES = ("", "\x06\x163", "\x06\x166", "\x06\x169")
+REDIS_PRIORITY_SUFFIXES = ("", "\x06\x163", "\x06\x166", "\x06\x169")
+# ... and messages a worker took but did not acknowledge in a hash, until the visibility timeout gives them back.
+REDIS_UNACKED = "unacked"
 
 
 def task_queues(settings: Settings) -> tuple[Queue, ...]:
@@ -104,8 +106,9 @@ def whole_seconds(seconds: float) -> int:
 
 
 def queue_depths(settings: Settings, *, timeout_s: float = 5.0) -> dict[str, int]:
-    """Messages ready in each queue (and held in ``signal.dead-letter`` on RabbitMQ). OperationalError when the
-    broker cannot be reached."""
+    """Messages ready in each queue; on Redis also those taken by a worker and not acknowledged (``unacked``), on
+    RabbitMQ those held in ``signal.dead-letter`` (``dead_letter``). OperationalError when the broker cannot be
+    reached."""
     if not settings.broker_is_amqp:
         import redis
 
@@ -114,15 +117,16 @@ def queue_depths(settings: Settings, *, timeout_s: float = 5.0) -> dict[str, int
         try:
             pipe = r.pipeline(transaction=False)
             for name in QUEUE_NAMES:
-                for suffix in _REDIS_PRIORITY_SUFFIXES:
+                for suffix in REDIS_PRIORITY_SUFFIXES:
                     pipe.llen(name + suffix)
-            counts = pipe.execute()
+            pipe.hlen(REDIS_UNACKED)
+            *counts, unacked = pipe.execute()
         except redis.RedisError as exc:
             raise OperationalError(f"the broker is unreachable: {type(exc).__name__}") from None
         finally:
             r.close()
-        n = len(_REDIS_PRIORITY_SUFFIXES)
-        return {name: sum(counts[i * n:(i + 1) * n]) for i, name in enumerate(QUEUE_NAMES)}
+        n = len(REDIS_PRIORITY_SUFFIXES)
+        return {**{name: sum(counts[i * n:(i + 1) * n]) for i, name in enumerate(QUEUE_NAMES)}, "unacked": unacked}
     depths: dict[str, int] = {}
     with Connection(settings.celery_broker_url, connect_timeout=timeout_s) as conn:
         conn.ensure_connection(max_retries=1)

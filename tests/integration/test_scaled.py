@@ -411,3 +411,41 @@ def test_signal_s3_queues_shows_what_waits_for_a_worker(fleet, capsys):
     depths = json.loads(capsys.readouterr().out)
     assert depths["ingest"] == 3 and depths["flush"] == 0
     assert depths.get("dead_letter", 0) == 0  # RabbitMQ only: the messages past their delivery limit
+
+
+@SCALED
+def test_a_drained_fleets_store_moves_to_the_cluster_whole(fleet, redis_server, capsys):
+    """``signal-s3 copy-store``: registry, sources, buffered and held events, counters and traces move from one Redis
+    to the cluster as they are, and the new fleet carries on from there. Refused while broker messages remain."""
+    from tests.support.fleet import install
+    from workers import cli, sources
+    from workers.settings import Settings
+
+    settings = settings_now()
+    old = redis_server.client()
+    old.flushall()
+    one = Settings(redis_url=redis_server.url)
+    source = sources.create(old, "Website")
+    a, b = install(old, "bucket-a"), install(old, "bucket-b")
+    delivery.ingest(old, a, make_events(30), message_id="m-1", settings=one)
+    delivery.ingest(old, b, make_events(20), message_id="m-2", settings=one)
+    [held] = delivery.flush_now(old, b, settings=one)
+    buffer.hold(old, b, held, token="", now_ms=1, code="AccessDenied", message="denied", hint="Update the policy.")
+    delivery.ingest(old, b, make_events(5), message_id="m-3", settings=one)
+    before = {iid: (status.integration_status(old, iid), status.dead_letter(old, iid)) for iid in (a, b)}
+    stored = len(list(old.scan_iter(match="sig:*")))
+
+    old.lpush("ingest", b"{}")  # a message whose events are not buffered yet
+    assert cli.main(["copy-store", "--from", redis_server.url]) == 1
+    assert "nothing was copied" in capsys.readouterr().err
+    assert not fleet.r.exists(keys.INTEGRATIONS)
+    old.delete("ingest")
+    assert cli.main(["copy-store", "--from", redis_server.url]) == 0
+    assert json.loads(capsys.readouterr().out)["keys"] == stored
+
+    assert {iid: (status.integration_status(fleet.r, iid), status.dead_letter(fleet.r, iid)) for iid in (a, b)} == before
+    assert sources.source_for_write_key(fleet.r, source.write_key) == source.id
+    assert delivery.ingest(fleet.r, a, make_events(30), message_id="m-1", settings=settings).duplicate
+    assert {iid for iid, _ in delivery.flush_due(fleet.r, settings=settings)} == {a, b}
+    assert cli.main(["copy-store", "--from", redis_server.url]) == 1  # the target holds a fleet now
+    old.close()

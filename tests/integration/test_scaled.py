@@ -16,7 +16,6 @@ import signal
 import threading
 import time
 import uuid
-from collections import Counter
 from typing import Any
 
 import pytest

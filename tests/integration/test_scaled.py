@@ -126,6 +126,7 @@ def test_a_poison_message_is_held_by_the_delivery_limit(fleet, monkeypatch, star
         assert message.headers["id"] == poison_id and message.headers["task"] == "signal.test.crash"
         assert message.headers["x-first-death-reason"] == "delivery_limit"
         message.requeue()  # kept, for someone to look at
+    wait_until(lambda: topology.queue_depths(settings)["dead_letter"] == 1, 10, message="the message was not kept")
     assert cli.main(["queues"]) == 0
     assert json.loads(capsys.readouterr().out) == {"ingest": 0, "flush": 0, "dead_letter": 1}
     sender.close()
@@ -406,6 +407,10 @@ def test_signal_s3_queues_shows_what_waits_for_a_worker(fleet, capsys):
 
     for _ in range(3):
         fleet.sender.ingest("no-worker-yet", make_events(1))
+    # a quorum queue answers its length from its applied log, an instant behind the confirms
+    settings = settings_now()
+    wait_until(lambda: topology.queue_depths(settings)["ingest"] == 3, 10,
+               message=lambda: f"queues {topology.queue_depths(settings)}")
     assert cli.main(["queues"]) == 0
     depths = json.loads(capsys.readouterr().out)
     assert depths["ingest"] == 3 and depths["flush"] == 0

@@ -28,8 +28,16 @@ def test_every_key_of_an_integration_carries_its_hash_tag():
         assert re.fullmatch(r"sig:\{abc-123\}:.+", key), key
 
 
+# The one exception: ``signal-s3 copy-store`` copies the whole store of a stopped fleet, once, and only the CLI
+# calls it.
+ONE_OFF = {"workers/migrate.py"}
+
+
 def test_no_code_scans_the_keyspace():
     sources = [*ROOT.glob("workers/**/*.py"), *ROOT.glob("workers/lua/*.lua"), *ROOT.glob("tasks/*.py")]
     pattern = re.compile(r"""\.(keys|scan|scan_iter)\(|['"](KEYS|SCAN)['"]""")
-    offenders = [str(p) for p in sources if pattern.search(p.read_text())]
-    assert offenders == []
+    offenders = [str(p.relative_to(ROOT)) for p in sources if pattern.search(p.read_text())]
+    assert set(offenders) <= ONE_OFF, offenders
+    uses = re.compile(r"\bmigrate\b")
+    callers = {str(p.relative_to(ROOT)) for p in sources if uses.search(p.read_text())} - ONE_OFF
+    assert callers == {"workers/cli.py"}, callers

@@ -404,6 +404,7 @@ def delete(r: redis.Redis, integration_id: str) -> None:
             r.srem(keys.source_integrations(source_id), integration_id)
         removed_from_index = r.srem(keys.INTEGRATIONS, integration_id)
         removed_record = r.delete(keys.integration(integration_id))
+        r.zrem(keys.DUE, integration_id)  # the tick's due index (workers/due.py): nothing of it is due any more
     finally:
         invalidate(integration_id)
     if not removed_from_index and not removed_record:

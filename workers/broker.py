@@ -1,9 +1,9 @@
 """Publishing to the fleet from outside a worker (the HTTP API, the CLI): ``signal.ingest`` and ``signal.upload``.
 
 Task arguments shown by Flower and the broker (``argsrepr``) are ids and counts only, never events or credentials.
-On RabbitMQ every publish waits for the broker's confirm. A message the broker did not take raises
-``BrokerUnavailable`` after a few quick retries: the caller reports it (the API answers 503), nothing is dropped
-silently.
+On RabbitMQ every publish waits for the broker's confirm, and a message no queue would take comes back. A message
+the broker did not take raises ``BrokerUnavailable`` after a few quick retries: the caller reports it (the API answers
+503), nothing is dropped silently.
 """
 
 from __future__ import annotations
@@ -38,8 +38,11 @@ class Broker:
 
     def _send(self, name: str, args: list[Any], queue: str, task_id: str, argsrepr: str) -> None:
         try:
+            # mandatory: a message no queue takes (a queue deleted while this process runs, whose declaration kombu
+            # remembers) comes back as an error instead of being confirmed and dropped
             self.app.send_task(name, args=args, queue=queue, task_id=task_id, argsrepr=argsrepr, kwargsrepr="{}",
-                               retry=True, retry_policy=PUBLISH_RETRY, confirm_timeout=CONFIRM_TIMEOUT_S)
+                               retry=True, retry_policy=PUBLISH_RETRY, confirm_timeout=CONFIRM_TIMEOUT_S,
+                               mandatory=True)
         except (KombuError, AMQPError, OSError, redis.RedisError) as exc:
             raise BrokerUnavailable(f"the broker did not take {name}: {type(exc).__name__}") from None
 

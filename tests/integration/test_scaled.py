@@ -132,6 +132,23 @@ def test_a_poison_message_is_held_by_the_delivery_limit(fleet, monkeypatch, star
     sender.close()
 
 
+@SCALED
+def test_a_message_no_queue_takes_is_an_error_not_a_silent_drop(fleet):
+    """kombu remembers which queues a process declared: a queue deleted meanwhile is not declared again, and a
+    confirmed publish to it would vanish. The producer publishes as mandatory, so it comes back as an error."""
+    from kombu import Connection
+
+    from workers.broker import Broker, BrokerUnavailable
+
+    broker = Broker(settings_now())
+    broker.ingest("i", make_events(1))
+    with Connection(settings_now().celery_broker_url) as conn:
+        conn.default_channel.queue_delete("ingest")
+    with pytest.raises(BrokerUnavailable):
+        broker.ingest("i", make_events(1))
+    broker.close()
+
+
 @pytest.mark.parametrize("scheme", ["redis", "amqp"])
 def test_the_api_answers_503_when_the_broker_is_down(fleet, scheme):
     """Collection answers 503 broker_unavailable (with Retry-After), never a 200 for events that were not queued."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 import shutil
 from collections.abc import Iterator
 
+import kombu.pools
 import pytest
 import redis
 from cryptography.fernet import Fernet
@@ -82,6 +83,8 @@ def fleet_env(
     else:
         rabbitmq = request.getfixturevalue("rabbitmq")
         rabbitmq.reset()
+        # kombu's producer pools are per process and remember which queues they declared: forget the deleted ones
+        kombu.pools.reset()
         env = {"SIGNAL_REDIS_URL": request.getfixturevalue("cluster").url, "SIGNAL_REDIS_CLUSTER": "true",
                "SIGNAL_BROKER_URL": rabbitmq.url}
     env.update({

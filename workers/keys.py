@@ -28,6 +28,8 @@ Global:
 Per source ``S`` (hash tag ``{<source_id>}`` after ``sig:src:``, so a source never shares a key with an integration):
   sig:src:{S}:source         string  the source record (JSON; write key encrypted)
   sig:src:{S}:integrations   set     ids of the integrations that receive the source's events (routing index)
+  sig:src:{S}:rate           hash    the source's shared token bucket (tokens, ms of the last refill; expires)
+  sig:src:{S}:stats          hash    refused collection requests and events by reason (<reason>:requests / :events)
 Global:
   sig:sources                set     ids of every source
   sig:writekey:<sha256>      string  source id of a write key, found by the key's sha256 hex digest
@@ -132,6 +134,14 @@ def source(source_id: str) -> str:
 
 def source_integrations(source_id: str) -> str:
     return f"{source_tag(source_id)}:integrations"
+
+
+def source_rate(source_id: str) -> str:
+    return f"{source_tag(source_id)}:rate"
+
+
+def source_stats(source_id: str) -> str:
+    return f"{source_tag(source_id)}:stats"
 
 
 def write_key(digest: str) -> str:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import ipaddress
 from functools import lru_cache
-from typing import Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class Settings(BaseSettings):
@@ -52,6 +55,12 @@ class Settings(BaseSettings):
     collect_batch_ms: int = Field(50, ge=0, le=10_000)
     # Largest request body, compressed and decompressed (Segment's limit for a batch request: 500 KB).
     api_max_body_bytes: int = Field(500 * 1024, ge=1024)
+    # Events per second one source may send, shared by every API process (a source's own setting wins); 0: no limit.
+    source_rate_limit_eps: int = Field(1000, ge=0, le=1_000_000)
+    # Proxies whose X-Forwarded-For is believed (comma-separated IPs or CIDRs); others' connection address is used.
+    trusted_proxies: Annotated[tuple[IpNetwork, ...], NoDecode] = ()
+    # The collection API's address as websites reach it, for the snippets (default: http://SIGNAL_API_HOST:PORT).
+    public_api_url: str | None = None
 
     @field_validator("retry_backoff_max_s")
     @classmethod
@@ -60,6 +69,34 @@ class Settings(BaseSettings):
         if v >= vt:
             raise ValueError(f"must stay below SIGNAL_VISIBILITY_TIMEOUT_S ({vt}s), or tasks run twice")
         return v
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _proxy_networks(cls, v: Any) -> Any:
+        items = v.split(",") if isinstance(v, str) else v
+        out = []
+        for item in items or ():
+            if isinstance(item, str) and not item.strip():
+                continue
+            try:
+                out.append(ipaddress.ip_network(item.strip() if isinstance(item, str) else item, strict=False))
+            except ValueError:
+                raise ValueError(f"{item!r} is not an IP address or CIDR network (e.g. 10.0.0.0/8)") from None
+        return tuple(out)
+
+    @field_validator("public_api_url")
+    @classmethod
+    def _public_api_url(cls, v: str | None) -> str | None:
+        if v is None or not v.strip():
+            return None
+        from workers.snippet import check_api_url
+
+        return check_api_url(v)
+
+    @property
+    def collection_url(self) -> str:
+        """Where websites send events: ``SIGNAL_PUBLIC_API_URL``, else the API's own address."""
+        return self.public_api_url or f"http://{self.api_host}:{self.api_port}"
 
     @property
     def secret_keys(self) -> list[str]:

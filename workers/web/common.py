@@ -20,7 +20,7 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from workers import collect, crypto, manage, registry, sources
+from workers import collect, crypto, manage, ratelimit, registry, sources
 from workers.broker import Broker
 from workers.config import ConfigError
 from workers.settings import Settings
@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 ID_MAX_CHARS = 200
 PUBLISH_THREADS = 8
+REFUSALS_FLUSH_S = 1.0  # refused requests reach the source's counters in Redis within about this long
 
 
 class State:
@@ -42,6 +43,8 @@ class State:
         self.executor = ThreadPoolExecutor(max_workers=PUBLISH_THREADS, thread_name_prefix="publish")
         self.write_keys = sources.TtlCache(sources.WRITE_KEY_CACHE_TTL_S)
         self.routes = sources.TtlCache(sources.ROUTES_CACHE_TTL_S)
+        self.limiter = ratelimit.Limiter(self.r)
+        self.refusals = sources.Refusals()
         self._batchers: dict[int, tuple[asyncio.AbstractEventLoop, Batcher]] = {}
 
     def batcher(self) -> Batcher:
@@ -56,6 +59,19 @@ class State:
             return batcher
         return entry[1]
 
+    def refuse(self, source_id: str, reason: str, events: int) -> None:
+        """Count a refused request of a source; the counts go to Redis in one round trip about a second later."""
+        if self.refusals.add(source_id, reason, events):
+            loop = asyncio.get_running_loop()
+            loop.call_later(REFUSALS_FLUSH_S, loop.run_in_executor, self.executor, self.flush_refusals)
+
+    def flush_refusals(self) -> None:
+        try:
+            self.refusals.flush(self.r)
+        except redis.RedisError as exc:
+            log.warning("could not count refused requests yet (%s); they are kept for the next flush",
+                        type(exc).__name__)
+
     async def drain(self) -> None:
         loop = asyncio.get_running_loop()
         entry = self._batchers.get(id(loop))
@@ -63,6 +79,7 @@ class State:
             await entry[1].drain()
 
     def close(self) -> None:
+        self.flush_refusals()
         self.executor.shutdown(wait=True)
         self.broker.close()
         self.r.close()

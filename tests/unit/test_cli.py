@@ -359,3 +359,86 @@ def test_athena_ddl_and_iam_policy_for_an_installed_integration(r, capsys):
     actions = {a for st in policy["Statement"] for a in st["Action"]}
     assert {"s3:PutObject", "s3:GetBucketLocation", "kms:GenerateDataKey"} <= actions
     assert "wJalrXUtnFEMI" not in ddl
+
+
+# -- sources ------------------------------------------------------------------------------------------------------
+
+
+def test_sources_create_update_show_and_list(r: fakeredis.FakeRedis, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "sources", "create", "Shop", "--allowed-origins", "https://www.shop.example, *.shop.io",
+                       "--rate-limit", "50")
+    assert code == 0
+    created = json.loads(out)
+    assert created["allowed_origins"] == ["https://www.shop.example", "*.shop.io"]
+    assert created["rate_limit_eps"] == 50 and created["effective_rate_limit_eps"] == 50
+    assert created["write_key"].startswith("wk_") and created["refused"]["rate_limited"] == {"requests": 0,
+                                                                                             "events": 0}
+    code, out, _ = run(capsys, "sources", "update", created["id"], "--rate-limit", "default", "--allowed-origins", "")
+    assert code == 0
+    updated = json.loads(out)
+    assert updated["rate_limit_eps"] is None and updated["allowed_origins"] == []
+    assert updated["effective_rate_limit_eps"] == get_settings().source_rate_limit_eps
+    code, out, _ = run(capsys, "sources", "update", created["id"], "--name", "Renamed")
+    assert code == 0 and json.loads(out)["name"] == "Renamed"
+    code, out, _ = run(capsys, "sources", "show", created["id"])
+    assert code == 0 and json.loads(out)["name"] == "Renamed"
+    code, out, _ = run(capsys, "sources", "list")
+    assert code == 0 and [s["id"] for s in json.loads(out)] == [created["id"]]
+
+
+def test_sources_invalid_settings_exit_2_with_one_message_per_field(r: fakeredis.FakeRedis,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "sources", "create", "Shop", "--allowed-origins", "nope,https://ok.example",
+                       "--rate-limit", "-3")
+    assert code == 2
+    assert [e["field"] for e in json.loads(out)["errors"]] == ["rate_limit_eps", "allowed_origins[0]"]
+    assert r.keys("*") == []
+    code, out, err = run(capsys, "sources", "update", "whatever")
+    assert code == 2 and "nothing to change" in err
+    code, out, err = run(capsys, "sources", "show", "nope")
+    assert code == 1 and "source nope does not exist" in err
+
+
+def test_sources_snippet_prints_both_setups_for_the_public_api_url(r: fakeredis.FakeRedis,
+                                                                    capsys: pytest.CaptureFixture[str],
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    code, out, _ = run(capsys, "sources", "create", "Shop")
+    source = json.loads(out)
+    code, out, _ = run(capsys, "sources", "snippet", source["id"], "--api-url", "https://collect.shop.example")
+    assert code == 0
+    assert out.count("<script src=") == 2 and out.count(source["write_key"]) == 3
+    assert '"apiHost": "collect.shop.example/v1"' in out and '"https://collect.shop.example"' in out
+    assert "serve /signal-sdk/analytics-next/bundles/" in out and "signal-s3 sdk-files DIR" in out
+
+    monkeypatch.setenv("SIGNAL_PUBLIC_API_URL", "https://events.shop.example/")
+    get_settings.cache_clear()
+    code, out, _ = run(capsys, "sources", "snippet", source["id"], "--sdk", "rudderstack", "--sdk-url",
+                       "https://static.shop.example/js")
+    assert code == 0 and "AnalyticsNext" not in out
+    assert '"https://events.shop.example", {' in out
+    assert '<script src="https://static.shop.example/js/rudderstack/rsa.js">' in out
+    code, _, err = run(capsys, "sources", "snippet", source["id"], "--api-url", "collect.shop.example")
+    assert code == 2 and "https://collect.example.com" in err
+
+
+def test_sdk_files_writes_the_pinned_files_and_reports_them(capsys: pytest.CaptureFixture[str],
+                                                             monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from workers import websdk
+
+    def install(dest: Path) -> dict[str, Path]:
+        return {p.key: dest / p.script for p in websdk.PACKAGES}
+
+    monkeypatch.setattr(websdk, "install", install)
+    code, out, _ = run(capsys, "sdk-files", str(tmp_path))
+    assert code == 0
+    shown = json.loads(out)
+    assert shown["analytics-next"]["package"] == "@segment/analytics-next@1.84.3"
+    assert shown["rudderstack"]["script"] == str(tmp_path / "rudderstack/rsa.js")
+    assert shown["rudderstack"]["integrity"].startswith("sha512-")
+
+    def offline(dest: Path) -> dict[str, Path]:
+        raise websdk.SdkFetchError("cannot download @segment/analytics-next@1.84.3: offline")
+
+    monkeypatch.setattr(websdk, "install", offline)
+    code, _, err = run(capsys, "sdk-files", str(tmp_path))
+    assert code == 1 and "offline" in err

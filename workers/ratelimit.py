@@ -11,7 +11,8 @@ Precision: the fleet never accepts more than the bucket grants (rate x time + bu
 last ``SLICE_TTL_S`` still hold). It may refuse a little early: tokens sitting in the slice of one process cannot be
 spent by another, so with N busy processes up to N slices (N x ``SLICE_S`` seconds of the rate) may be held while
 another process is refused; tokens of a slice that goes stale unspent are lost. A refused process refuses that
-source locally until the bucket will have refilled enough (the ``Retry-After`` it answers), without asking Redis.
+source locally until the bucket will have refilled enough (the ``Retry-After`` it answers), without asking Redis,
+unless what it still holds covers the request.
 
 Over the limit the whole request is refused (429): nothing is partly accepted, and nothing already accepted changes.
 """
@@ -83,11 +84,11 @@ class Limiter:
             held = self._slices.get(source_id)
             if held is None:
                 return None
-            if held.blocked_until > now:
-                return Decision(False, held.blocked_until - now)
             if held.expires_at > now and held.tokens >= events:
                 held.tokens -= events
                 return ALLOWED
+            if held.blocked_until > now:
+                return Decision(False, held.blocked_until - now)
         return None
 
     def take(self, source_id: str, events: int, rate_eps: int) -> Decision:
@@ -112,6 +113,7 @@ class Limiter:
                 return Decision(False, int(retry_after_ms) / 1000)
             held.tokens = (held.tokens if held.expires_at > now else 0) + int(granted) - need
             held.expires_at = now + SLICE_TTL_S
+            held.blocked_until = 0.0  # the bucket had tokens after all (a concurrent take was refused earlier)
             return ALLOWED
 
     def forget(self, source_id: str) -> None:

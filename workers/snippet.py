@@ -69,13 +69,25 @@ def _script_tag(base: str, path: str) -> str:
     return f'<script src="{html.escape(_join(base, path), quote=True)}"></script>'
 
 
-def analytics_next(write_key: str, *, api_url: str, sdk_base_url: str = DEFAULT_SDK_BASE_URL) -> str:
-    """analytics.js (``@segment/analytics-next``): ``window.analytics`` sends to ``api_url`` and records a page view."""
+def _merged(base: dict[str, Any], extra: dict[str, Any] | None) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in (extra or {}).items():
+        out[key] = _merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def analytics_next(write_key: str, *, api_url: str, sdk_base_url: str = DEFAULT_SDK_BASE_URL,
+                   options: dict[str, Any] | None = None) -> str:
+    """analytics.js (``@segment/analytics-next``): ``window.analytics`` sends to ``api_url`` and records a page view.
+
+    ``options`` are merged into the load options, e.g. ``{"integrations": {"Segment.io": {"deliveryStrategy":
+    {"strategy": "batching", "config": {"size": 10, "timeout": 5000}}}}}`` to send batches to ``/v1/b``."""
     api = urlsplit(check_api_url(api_url))
     base = check_sdk_base_url(sdk_base_url)
     segment_io = {"apiHost": f"{api.netloc}{api.path}/v1", "protocol": api.scheme}
     settings = {"writeKey": write_key, "cdnURL": base,
                 "cdnSettings": {"integrations": {"Segment.io": {"apiKey": write_key, **segment_io}}}}
+    load_options = _merged({"integrations": {"Segment.io": segment_io}}, options)
     package = websdk.ANALYTICS_NEXT
     return (
         f"<!-- Signal: analytics.js ({package.name} {package.version}, self-hosted) -->\n"
@@ -84,16 +96,19 @@ def analytics_next(write_key: str, *, api_url: str, sdk_base_url: str = DEFAULT_
         "<script>\n"
         "  window.analytics = AnalyticsNext.AnalyticsBrowser.load(\n"
         f"    {_js(settings)},\n"
-        f"    {_js({'integrations': {'Segment.io': segment_io}})});\n"
+        f"    {_js(load_options)});\n"
         "  analytics.page();\n"
         "</script>\n"
     )
 
 
 def rudderstack(write_key: str, *, api_url: str, sdk_base_url: str = DEFAULT_SDK_BASE_URL,
-                source_id: str = "signal") -> str:
+                source_id: str = "signal", options: dict[str, Any] | None = None) -> str:
     """RudderStack JS v3 (``@rudderstack/analytics-js``, bundled build): ``window.rudderanalytics`` sends to
-    ``api_url`` and records a page view."""
+    ``api_url`` and records a page view.
+
+    ``options`` are added to the load options, e.g. ``{"useBeacon": True}`` to send with ``navigator.sendBeacon``
+    to ``/beacon/v1/batch``."""
     api = check_api_url(api_url)
     base = check_sdk_base_url(sdk_base_url)
     source_config = {"source": {"id": source_id, "name": source_id, "workspaceId": "signal", "enabled": True,
@@ -109,9 +124,11 @@ def rudderstack(write_key: str, *, api_url: str, sdk_base_url: str = DEFAULT_SDK
         f"  rudderanalytics.load({_js(write_key)}, {_js(api)}, {{\n"
         f"    getSourceConfig: function () {{ return {_js(source_config)}; }},\n"
         "    loadIntegration: false,\n"
-        "    polyfillIfRequired: false\n"
-        "    // useBeacon: true  (send with navigator.sendBeacon to /beacon/v1/batch)\n"
-        "  });\n"
+        "    polyfillIfRequired: false"
+        + "".join(f",\n    {_js(key)}: {_js(value)}" for key, value in (options or {}).items())
+        + ("\n" if "useBeacon" in (options or {}) else
+           "\n    // useBeacon: true  (send with navigator.sendBeacon to /beacon/v1/batch)\n")
+        + "  });\n"
         "  rudderanalytics.page();\n"
         "</script>\n"
     )

@@ -8,7 +8,7 @@ import os
 import shutil
 import subprocess
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -17,80 +17,16 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 
-from tests.support.celery_fixtures import watch_process
+from tests.support.api import TOKEN, Api
+from tests.support.api import start_api_process as _start_api
 from tests.support.fleet import event_counts, read_objects
-from tests.support.processes import REPO_ROOT, ManagedProcess, free_port, venv_command, wait_until
+from tests.support.processes import REPO_ROOT, venv_command, wait_until
 from tests.support.s3_fixtures import unique_bucket
 from tests.support.seed import ACCESS_KEY_ID, BUCKET, INSTALL_BODY_TEXT, SECRET_ACCESS_KEY
 from workers.errors import HINTS
 
-TOKEN = "admin-" + uuid.uuid4().hex
 SEED_BODY = INSTALL_BODY_TEXT
 SEED_BUCKET = BUCKET
-
-
-class Api:
-    def __init__(self, process: ManagedProcess, base_url: str) -> None:
-        self.process = process
-        self.base_url = base_url
-        self.admin = httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60)
-        self.anon = httpx.Client(base_url=base_url, timeout=60)
-
-    def collector(self, write_key: str) -> httpx.Client:
-        return httpx.Client(base_url=self.base_url, auth=(write_key, ""), timeout=60)
-
-    def install(self, bucket: str, **body: Any) -> dict[str, Any]:
-        config = {"bucket": bucket, "region": "us-east-1", "access_key_id": ACCESS_KEY_ID,
-                  "secret_access_key": SECRET_ACCESS_KEY, "prefix": "events/", **body.pop("config", {})}
-        response = self.admin.post("/v1/admin/integration-catalog/amazon_s3/install",
-                                   json={"name": "S3", "config": config, **body})
-        assert response.status_code == 201, response.text
-        return response.json()
-
-    def source(self, name: str = "Website") -> dict[str, Any]:
-        response = self.admin.post("/v1/admin/sources", json={"name": name})
-        assert response.status_code == 201, response.text
-        return response.json()
-
-    def status(self, integration_id: str) -> dict[str, Any]:
-        return self.admin.get(f"/v1/admin/integrations/{integration_id}/status").json()
-
-    def close(self) -> None:
-        self.admin.close()
-        self.anon.close()
-
-
-def _start_api(request: pytest.FixtureRequest, env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
-               ) -> tuple[ManagedProcess, str]:
-    port = free_port()
-    full_env = {**os.environ, **env, "PYTHONPATH": str(REPO_ROOT)}
-    process = ManagedProcess([*venv_command("signal-s3"), "api", "--host", "127.0.0.1", "--port", str(port)],
-                             name=f"api-{port}", env=full_env, log_dir=tmp_path_factory.mktemp("api-logs"))
-    watch_process(request.node, process)
-    process.start()
-    base_url = f"http://127.0.0.1:{port}"
-
-    def ready() -> bool:
-        if not process.running():
-            raise AssertionError(f"the API exited: {process.describe()}")
-        try:
-            return httpx.get(f"{base_url}/openapi.json", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    wait_until(ready, 30, interval_s=0.1, message=lambda: f"the API did not answer: {process.describe()}")
-    return process, base_url
-
-
-@pytest.fixture
-def api(request: pytest.FixtureRequest, fleet: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
-    process, base_url = _start_api(request, {**fleet.env, "SIGNAL_ADMIN_TOKEN": TOKEN}, tmp_path_factory)
-    client = Api(process, base_url)
-    yield client
-    client.close()
-    process.stop(timeout=15)
-    assert TOKEN not in process.log_text()
-    assert SECRET_ACCESS_KEY not in process.log_text()
 
 
 def assert_no_secret(text: str) -> None:
@@ -353,7 +289,8 @@ def test_segment_calls_land_in_the_bucket_exactly_once(api: Api, make_bucket: Ca
         assert track["type"] == "track" and track["event"] == "Order Completed"
         assert track["anonymous_id"] == "anon-0" and track["user_id"] == "user-0"
         assert track["source_id"] == source["id"] and track["integration_id"] == iid
-        assert track["context"] == {"ip": "203.0.113.7", "library": {"name": "test"}}
+        assert track["context"] == {"ip": "203.0.113.7", "library": {"name": "test"},  # the client's own ip
+                                    "userAgent": f"python-httpx/{httpx.__version__}"}  # from User-Agent
         assert by_id[f"{run}-4"]["group_id"] == "g-1" and by_id[f"{run}-5"]["previous_id"] == "anon-5"
         assert "messageId" not in track and "anonymousId" not in track
 

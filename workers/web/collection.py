@@ -20,9 +20,10 @@ import asyncio
 import logging
 from typing import Any
 
-from fastapi import APIRouter, Query, Request, Security
+from fastapi import APIRouter, HTTPException, Query, Request, Security
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
+from starlette.requests import HTTPConnection
 
 from workers import clock, collect, sources
 from workers.web import cors
@@ -30,8 +31,18 @@ from workers.web.common import ApiError, State, json_response, read_body, state
 
 log = logging.getLogger(__name__)
 
-_basic = HTTPBasic(auto_error=False, scheme_name="writeKey",
-                   description="A source's write key as the Basic username, empty password")
+class _WriteKeyBasic(HTTPBasic):
+    """HTTP Basic for the write key: absent is None (the key may be elsewhere), malformed is a wrong key (401)."""
+
+    async def __call__(self, request: HTTPConnection) -> HTTPBasicCredentials | None:  # type: ignore[override]
+        try:
+            return await super().__call__(request)
+        except HTTPException:
+            raise _write_key_error() from None
+
+
+_basic = _WriteKeyBasic(auto_error=False, scheme_name="writeKey",
+                        description="A source's write key as the Basic username, empty password")
 
 # path -> the call type it takes (None: a batch)
 SHORT_PATHS: dict[str, str | None] = {"t": "track", "p": "page", "i": "identify", "g": "group", "a": "alias",

@@ -152,3 +152,12 @@ def test_the_script_refills_at_the_rate_and_never_backwards(r, clock):
     assert take(keys=[key], args=[10_500, 10, 20, 5, 5]) == [5, 0]
     assert take(keys=[key], args=[10_400, 10, 20, 1, 1]) == [0, 100]  # an earlier clock adds nothing
     assert take(keys=[key], args=[11_000, 10, 20, 2, 10]) == [5, 0]  # up to `want` of what is there
+
+
+def test_a_blocked_process_still_spends_what_its_slice_covers(r, clock):
+    lim = limiter(r, clock)
+    assert admit(lim, events=195, rate=100).allowed  # the bucket (200) keeps 5
+    assert admit(lim, events=1, rate=100).allowed  # takes those 5: holds 4
+    assert not admit(lim, events=5, rate=100).allowed  # more than it holds, and Redis has none: blocked
+    assert admit(lim, events=4, rate=100).allowed  # what it holds is still spent
+    assert not admit(lim, events=1, rate=100).allowed

@@ -66,3 +66,17 @@ def test_for_source_gives_both_snippets_and_what_to_serve():
     assert found[0].sdk_files.startswith("/signal-sdk/analytics-next/bundles/: index.js and its *.bundle.*.js")
     assert websdk.ANALYTICS_NEXT.version in found[0].sdk_files
     assert re.search(r"/signal-sdk/rudderstack/rsa\.js: .*@rudderstack/analytics-js@3\.34\.1", found[1].sdk_files)
+
+
+def test_the_public_api_url_setting_is_checked_and_defaults_to_the_api_address(monkeypatch):
+    from pydantic import ValidationError
+
+    from workers.settings import Settings
+
+    monkeypatch.setenv("SIGNAL_PUBLIC_API_URL", "")
+    assert Settings(api_host="127.0.0.1", api_port=9000).collection_url == "http://127.0.0.1:9000"
+    monkeypatch.setenv("SIGNAL_PUBLIC_API_URL", "https://collect.example.com/")
+    assert Settings().collection_url == "https://collect.example.com"
+    monkeypatch.setenv("SIGNAL_PUBLIC_API_URL", "collect.example.com")
+    with pytest.raises(ValidationError, match="https://collect.example.com"):
+        Settings()

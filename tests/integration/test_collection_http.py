@@ -126,6 +126,8 @@ def test_every_form_of_the_write_key_and_every_body_lands_in_the_canonical_envel
 
     events = stored(api, s3_admin, integration_id, bucket, 11)
     assert len(events) == 11  # /v1/m stored nothing
+    log = api.process.log_text()
+    assert "/beacon/v1/batch?writeKey=**** " in log and key not in log  # the access log hides the key
     for event in events.values():
         assert event["source_id"] == source["id"] and event["integration_id"] == integration_id
         assert "writeKey" not in event and "_metadata" not in event

@@ -108,3 +108,14 @@ def test_a_solo_worker_refuses_the_soft_shutdown_remap():
     assert shutdown_hazard("solo", "sigquit")
     assert shutdown_hazard(str(Solo), None) is None
     assert shutdown_hazard(str(Prefork), "SIGQUIT") is None
+
+
+def test_the_access_log_hides_write_keys_in_query_strings():
+    import logging
+
+    from workers.web.app import RedactWriteKeys
+
+    record = logging.LogRecord("uvicorn.access", logging.INFO, __file__, 1, '%s - "%s %s HTTP/%s" %d',
+                               ("127.0.0.1:5", "POST", "/beacon/v1/batch?writeKey=wk_secret&x=1", "1.1", 200), None)
+    assert RedactWriteKeys().filter(record) is True
+    assert record.getMessage() == '127.0.0.1:5 - "POST /beacon/v1/batch?writeKey=****&x=1 HTTP/1.1" 200'

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -15,6 +16,23 @@ from workers.web import admin, collection
 from workers.web.common import State, install_handlers
 
 log = logging.getLogger(__name__)
+_WRITE_KEY_IN_QUERY = re.compile(r"([?&]writeKey=)[^&\s]*")
+
+
+class RedactWriteKeys(logging.Filter):
+    """Beacons carry the write key in the query string: the access log shows ``writeKey=****`` instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and any(isinstance(a, str) and "writeKey=" in a for a in args):
+            record.args = tuple(_WRITE_KEY_IN_QUERY.sub(r"\1****", a) if isinstance(a, str) else a for a in args)
+        return True
+
+
+def _redact_access_log() -> None:
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, RedactWriteKeys) for f in access.filters):
+        access.addFilter(RedactWriteKeys())
 
 
 def create_app(settings: Settings | None = None, *, broker: Broker | None = None) -> FastAPI:
@@ -23,6 +41,7 @@ def create_app(settings: Settings | None = None, *, broker: Broker | None = None
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        _redact_access_log()  # after the server configured its logging
         yield
         await st.drain()  # nothing accepted stays behind in memory
         await asyncio.to_thread(st.close)

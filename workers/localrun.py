@@ -141,8 +141,8 @@ class SampleTraffic:
 
 DEMO_PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{title}</title><link rel="icon" href="data:,">
-{snippet}<style>body{{font:16px system-ui,sans-serif;margin:2rem auto;max-width:44rem}} button{{margin:.2rem;padding:.4rem .8rem}}
-pre{{background:#f4f4f4;padding:.6rem;min-height:4rem}}</style></head>
+{snippet}<style>body{{font:16px system-ui,sans-serif;margin:2rem auto;max-width:44rem}}
+button{{margin:.2rem;padding:.4rem .8rem}} pre{{background:#f4f4f4;padding:.6rem;min-height:4rem}}</style></head>
 <body><h1>{title}</h1>
 <p>This page sends its events with {sdk} to the collection API at <code>{api_url}</code> (another origin). A page view
 was sent when the page loaded; each button sends one more event. Watch them arrive in Live Events.</p>

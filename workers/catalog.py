@@ -9,13 +9,33 @@ from __future__ import annotations
 
 from typing import Any
 
-from workers.config import AWS_REGIONS, SSE_ALGORITHMS, STORAGE_CLASSES
+from workers import blueprint, object_keys
+from workers.config import (
+    AWS_REGIONS,
+    PARTITION_TIME_BOUND_S_DEFAULT,
+    PARTITION_TIMES,
+    SSE_ALGORITHMS,
+    STORAGE_CLASSES,
+)
 
 INTEGRATION_TYPE = "amazon_s3"
-DEFAULT_BLUEPRINT: dict[str, Any] = {"name": "default", "forward": "all_events"}
+DEFAULT_BLUEPRINT: dict[str, Any] = blueprint.DEFAULT.public()
 
+
+def _key_pattern(variant: str) -> str:
+    return f"<prefix>YYYY/MM/DD/HH/<batch-uuid>{object_keys.SUFFIXES[variant]}"
+
+
+# The output formats, chosen at install with "variant" (fixed for the integration's life).
 VARIANTS: tuple[dict[str, str], ...] = (
-    {"id": "default", "name": "Default", "description": "Gzipped NDJSON objects, one per batch"},
+    {"id": "default", "name": "NDJSON (gzip)",
+     "description": "Gzipped newline-delimited JSON, one canonical envelope per line: readable by any tool, "
+                    "queried in Athena with the OpenX JSON SerDe.",
+     "object_key_pattern": _key_pattern("default")},
+    {"id": "parquet", "name": "Parquet (zstd)",
+     "description": "Apache Parquet with a fixed column schema (timestamps typed, context / properties / traits as "
+                    "JSON text), zstd-compressed: smaller objects and faster, cheaper Athena scans.",
+     "object_key_pattern": _key_pattern("parquet")},
 )
 DELIVERY_MODES: tuple[str, ...] = ("server_side",)
 
@@ -51,7 +71,43 @@ FIELDS: tuple[dict[str, Any], ...] = (
      "description": "Cap on buffered and held bytes of this integration (default: the fleet's)."},
     {"name": "endpoint_url", "type": "string", "required": False, "advanced": True,
      "description": "S3-compatible endpoint (MinIO, R2, ...); leave empty for Amazon S3."},
+    {"name": "partition_time", "type": "select", "required": False, "allowed_values": list(PARTITION_TIMES),
+     "default": "received_at", "advanced": True,
+     "description": "Which hour (YYYY/MM/DD/HH of the key) an event is written under: received_at, when it "
+                    "arrived, or timestamp, when it happened (late events land in their own hour)."},
+    {"name": "partition_time_bound_s", "type": "integer", "required": False, "advanced": True,
+     "default": PARTITION_TIME_BOUND_S_DEFAULT,
+     "description": "With partition_time timestamp: an event whose timestamp is further than this from its "
+                    "arrival goes to the hour it arrived instead (and is counted)."},
 )
+
+# The blueprint's fields as a form shows them (flat names; ``blueprint.from_form`` / ``to_form`` convert).
+BLUEPRINT_FIELDS: tuple[dict[str, Any], ...] = (
+    {"name": "consent.require", "type": "list",
+     "description": "Consent categories that must all be granted (context.consent.<category> or "
+                    "context.consent.categoryPreferences.<category> is true or \"granted\"), e.g. analytics."},
+    {"name": "consent.missing", "type": "select", "allowed_values": ["deny", "allow"], "default": "deny",
+     "description": "An event without consent information for a category: deny (not delivered) or allow."},
+    {"name": "events.include", "type": "list",
+     "description": "Deliver only events whose type or event name is listed (exact, case-sensitive)."},
+    {"name": "events.exclude", "type": "list",
+     "description": "Never deliver events whose type or event name is listed (use include or exclude)."},
+    {"name": "drop_fields", "type": "list",
+     "description": "Dotted paths removed from every event, e.g. context.ip."},
+    {"name": "hash_fields", "type": "list",
+     "description": "Dotted paths replaced by an HMAC-SHA-256 under this integration's own secret key, e.g. "
+                    "user_id, traits.email: joins still work, values cannot be guessed from a dictionary."},
+)
+BLUEPRINT: dict[str, Any] = {
+    "description": (
+        "Which events this integration delivers and which fields it removes or hashes, applied before events are "
+        "buffered. The default blueprint forwards all events. Events a rule removes are counted, never delivered."
+    ),
+    "default": DEFAULT_BLUEPRINT,
+    "fields": list(BLUEPRINT_FIELDS),
+    "removal_reasons": list(blueprint.REASONS),
+    "protected_fields": sorted(blueprint.PROTECTED_FIELDS),
+}
 
 ENTRY: dict[str, Any] = {
     "id": INTEGRATION_TYPE,
@@ -64,7 +120,8 @@ ENTRY: dict[str, Any] = {
     "variants": list(VARIANTS),
     "delivery_modes": list(DELIVERY_MODES),
     "default_blueprint": DEFAULT_BLUEPRINT,
-    "object_key_pattern": "<prefix>YYYY/MM/DD/HH/<batch-uuid>.json.gz",
+    "blueprint": BLUEPRINT,
+    "object_key_pattern": _key_pattern("default"),
     "fields": list(FIELDS),
 }
 ENTRIES: tuple[dict[str, Any], ...] = (ENTRY,)
@@ -90,6 +147,10 @@ def variant_ids() -> tuple[str, ...]:
     return tuple(v["id"] for v in VARIANTS)
 
 
+def variant(variant_id: str) -> dict[str, str] | None:
+    return next((v for v in VARIANTS if v["id"] == variant_id), None)
+
+
 _JSON_TYPES = {"string": "string", "select": "string", "secret": "string", "integer": "integer", "number": "number"}
 
 
@@ -107,3 +168,36 @@ def config_schema(*, partial: bool) -> dict[str, Any]:
     if not partial:
         schema["required"] = [f["name"] for f in FIELDS if f["required"]]
     return schema
+
+
+def blueprint_schema() -> dict[str, Any]:
+    """The JSON Schema of a blueprint (OpenAPI bodies); ``workers.blueprint`` does the validation."""
+
+    def texts(description: str, *, min_items: int = 1) -> dict[str, Any]:
+        return {"type": "array", "items": {"type": "string", "minLength": 1}, "minItems": min_items,
+                "maxItems": blueprint.MAX_ENTRIES, "description": description}
+
+    described = {f["name"]: f["description"] for f in BLUEPRINT_FIELDS}
+    return {
+        "type": "object",
+        "description": BLUEPRINT["description"] + " Replaced as a whole; {} is the default.",
+        "additionalProperties": False,
+        "properties": {
+            "consent": {
+                "type": ["object", "null"], "additionalProperties": False, "required": ["require"],
+                "properties": {
+                    "require": texts(described["consent.require"]),
+                    "missing": {"type": "string", "enum": ["deny", "allow"], "default": "deny",
+                                "description": described["consent.missing"]},
+                },
+            },
+            "events": {
+                "type": ["object", "null"], "additionalProperties": False, "minProperties": 1, "maxProperties": 1,
+                "description": "Either include or exclude.",
+                "properties": {"include": texts(described["events.include"]),
+                               "exclude": texts(described["events.exclude"])},
+            },
+            "drop_fields": texts(described["drop_fields"], min_items=0),
+            "hash_fields": texts(described["hash_fields"], min_items=0),
+        },
+    }

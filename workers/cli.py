@@ -21,7 +21,8 @@ import redis
 from tqdm import tqdm
 
 from workers import athena, buffer, catalog, crypto, delivery, iam, manage, registry, sources, status
-from workers.config import ConfigError
+from workers.blueprint import parse_blueprint
+from workers.config import ConfigError, parse_config
 from workers.settings import get_settings
 
 INTEGRATION_TYPE = catalog.INTEGRATION_TYPE
@@ -110,7 +111,8 @@ def _install_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _update_arguments(parser: argparse.ArgumentParser) -> None:
     _integration_id(parser)
-    _file_option(parser, 'the new config: a config object or {"config": {...}}')
+    _file_option(parser, 'the new config and/or blueprint: a config object, or {"config": {...}, '
+                         '"blueprint": {...}} with either or both')
 
 
 def cmd_install(args: argparse.Namespace) -> int:
@@ -139,25 +141,38 @@ def cmd_show(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _config_of(document: Any) -> Any:
-    if isinstance(document, dict) and "config" in document:
-        others = sorted(str(key) for key in document if key != "config")
+_UPDATE_PARTS = ("config", "blueprint")
+
+
+def _parts_of(document: Any) -> dict[str, Any]:
+    """``{"config": ..., "blueprint": ...}`` (either or both) of an update document; a bare config object is the
+    config."""
+    if isinstance(document, dict) and any(part in document for part in _UPDATE_PARTS):
+        others = sorted(str(key) for key in document if key not in _UPDATE_PARTS)
         if others:
-            raise ConfigError(
-                [
-                    {
-                        "field": others[0],
-                        "message": 'update replaces only the config; give a config object or {"config": {...}}',
-                    }
-                ]
-            )
-        return document["config"]
-    return document
+            raise ConfigError([{"field": others[0], "message": "update replaces only the config and the blueprint; "
+                                'give a config object or {"config": {...}, "blueprint": {...}}'}])
+        return {part: document[part] for part in _UPDATE_PARTS if part in document}
+    return {"config": document}
 
 
 def cmd_update(args: argparse.Namespace) -> int:
-    config = _config_of(_read_json(args.file))
-    _print_json(registry.update_config(redis_client(), args.id, config).public())
+    parts = _parts_of(_read_json(args.file))
+    errors: list[dict[str, str]] = []
+    config = bp = None
+    if "config" in parts:
+        try:
+            config = parse_config(parts["config"], field_prefix="config")
+        except ConfigError as exc:
+            errors.extend(exc.errors)
+    if "blueprint" in parts:
+        try:
+            bp = parse_blueprint(parts["blueprint"], field_prefix="blueprint")
+        except ConfigError as exc:
+            errors.extend(exc.errors)
+    if errors:
+        raise ConfigError(errors)
+    _print_json(registry.update(redis_client(), args.id, config=config, blueprint=bp).public())
     return EXIT_OK
 
 
@@ -323,7 +338,8 @@ COMMANDS: dict[str, Command] = {
         ),
         Command("list", "list installed integrations", cmd_list),
         Command("show", "show one integration", cmd_show, _integration_id),
-        Command("update", "replace the config of an integration", cmd_update, _update_arguments),
+        Command("update", "replace the config and/or the blueprint of an integration", cmd_update,
+                _update_arguments),
         Command("enable", "enable an integration", cmd_enable, _integration_id),
         Command("disable", "disable an integration", cmd_disable, _integration_id),
         Command("status", "delivery status: buffered, delivered, retrying, held, last error", cmd_status,

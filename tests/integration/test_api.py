@@ -146,7 +146,7 @@ def test_the_seed_curl_installs_over_http_with_redacted_secrets(api: Api, s3_adm
     assert created["config"]["access_key_id"] == "****MPLE"
     assert created["config"]["secret_access_key"] == "****EKEY"
     assert created["config"]["server_side_encryption"] == "AES256"
-    assert created["blueprint"] == {"name": "default", "forward": "all_events"}
+    assert created["blueprint"] == {"consent": None, "events": None, "drop_fields": [], "hash_fields": []}
     assert created["source_id"] == "default"
 
     shown = api.admin.get(f"/v1/admin/integrations/{created['id']}")
@@ -161,7 +161,10 @@ def test_the_catalog_lists_amazon_s3_under_cloud_storage_with_its_fields(api: Ap
     assert response.status_code == 200
     (entry,) = response.json()["integrations"]
     assert entry["id"] == "amazon_s3" and entry["category"] == "Cloud Storage"
-    assert [v["id"] for v in entry["variants"]] == ["default"]
+    assert [v["id"] for v in entry["variants"]] == ["default", "parquet"]
+    assert all(v["description"] for v in entry["variants"])
+    assert entry["blueprint"]["default"] == {"consent": None, "events": None, "drop_fields": [], "hash_fields": []}
+    assert {f["name"] for f in entry["blueprint"]["fields"]} >= {"consent.require", "hash_fields"}
     fields = {f["name"]: f for f in entry["fields"]}
     assert fields["bucket"]["type"] == "string" and fields["bucket"]["required"] is True
     assert fields["region"]["type"] == "select" and "us-east-1" in fields["region"]["allowed_values"]

@@ -237,7 +237,8 @@ def _athena_arguments(parser: argparse.ArgumentParser) -> None:
 def cmd_athena_ddl(args: argparse.Namespace) -> int:
     integration = registry.get(redis_client(), args.id)
     try:
-        ddl = athena.athena_ddl(integration.id, integration.config, table=args.table, database=args.database)
+        ddl = athena.athena_ddl(integration.id, integration.config, table=args.table, database=args.database,
+                                variant=integration.variant)
     except ValueError as exc:
         return _fail(str(exc), EXIT_INVALID)
     sys.stdout.write(ddl.rstrip("\n") + "\n")

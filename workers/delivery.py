@@ -19,7 +19,7 @@ import redis
 
 from workers import buffer, clock, envelope, keys, registry, s3
 from workers.errors import Failure, PermanentError, TransientError, classify, hint_for
-from workers.object_keys import object_key
+from workers.object_keys import object_key, variant_of
 from workers.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -201,7 +201,7 @@ def upload(r: redis.Redis, integration_id: str, batch_id: str, *, settings: Sett
     if meta_hour is None:
         return UploadOutcome("skipped")
     c = buffer.claim(r, integration_id, batch_id, token=token, now_ms=now_ms, lease_ms=int(settings.lease_s * 1000),
-                     key=object_key(cfg.prefix, meta_hour, batch_id))
+                     key=object_key(cfg.prefix, meta_hour, batch_id, integ.variant))
     if c.state != "ok":
         return UploadOutcome("skipped")
     if c.claims > settings.max_worker_losses:
@@ -216,7 +216,8 @@ def upload(r: redis.Redis, integration_id: str, batch_id: str, *, settings: Sett
     lines = buffer.read_batch(r, integration_id, batch_id, settings.drain_chunk_events, c.events)
     started_s = time.perf_counter()
     try:
-        result = s3.put_object(cfg, c.key, lines, settings=settings)
+        # the key was fixed at the first uncertain attempt: write the format it names
+        result = s3.put_object(cfg, c.key, lines, settings=settings, variant=variant_of(c.key))
     except buffer.BatchVanished:
         return UploadOutcome("skipped")  # delivered by another uploader meanwhile: nothing was completed here
     except Exception as exc:  # classified below: nothing escapes unrecorded

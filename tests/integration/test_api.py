@@ -213,6 +213,45 @@ def test_install_refuses_bad_bodies_and_failed_bucket_checks_storing_nothing(api
     assert response.status_code == 422 and response.json()["errors"][0]["field"] == "source_id"
 
 
+def test_install_and_patch_a_variant_and_a_blueprint_over_http(api: Api, make_bucket: Callable,
+                                                               fleet: Any) -> None:
+    from workers import registry
+
+    wanted = {"consent": {"require": ["analytics"], "missing": "deny"}, "events": {"exclude": ["identify"]},
+              "drop_fields": ["context.ip"], "hash_fields": ["user_id", "traits.email"]}
+    created = api.install(make_bucket(), variant="parquet", blueprint=wanted)
+    assert created["variant"] == "parquet" and created["blueprint"] == wanted
+    base = f"/v1/admin/integrations/{created['id']}"
+    assert api.admin.get(base).json()["blueprint"] == wanted
+    key = registry.get(fleet.r, created["id"]).hash_key
+    assert key is not None
+
+    narrowed = {"consent": None, "events": {"include": ["track"]}, "drop_fields": [], "hash_fields": []}
+    response = api.admin.patch(base, json={"blueprint": {"events": {"include": ["track"]}}})
+    assert response.status_code == 200, response.text
+    assert response.json()["blueprint"] == narrowed and response.json()["config"] == created["config"]
+
+    response = api.admin.patch(base, json={"blueprint": {"consent": {"require": []}, "hash_fields": ["type"]},
+                                           "variant": "default"})
+    assert response.status_code == 422
+    errors = response.json()["errors"]
+    assert [e["field"] for e in errors] == ["variant", "blueprint.consent.require", "blueprint.hash_fields"]
+    assert all(e["message"] for e in errors)
+    assert api.admin.get(base).json()["blueprint"] == narrowed  # nothing changed
+
+    response = api.admin.post("/v1/admin/integration-catalog/amazon_s3/install",
+                              json={"name": "S3", "variant": "orc", "config": created["config"],
+                                    "blueprint": {"drop_fields": "context.ip"}})
+    assert response.status_code == 422
+    assert [e["field"] for e in response.json()["errors"]][:1] == ["variant"]
+    assert "blueprint.drop_fields" in [e["field"] for e in response.json()["errors"]]
+
+    every_text = api.admin.get(base).text + api.admin.get("/v1/admin/integrations").text
+    assert key.get_secret_value() not in every_text and "hash_key" not in every_text
+    schema = api.admin.get("/openapi.json").json()
+    assert "blueprint" in json.dumps(schema) and '"parquet"' in json.dumps(schema)
+
+
 # -- auth ---------------------------------------------------------------------------------------------------------
 
 

@@ -388,3 +388,17 @@ def test_athena_ddl_and_iam_policy_for_an_installed_integration(r, capsys):
     actions = {a for st in policy["Statement"] for a in st["Action"]}
     assert {"s3:PutObject", "s3:GetBucketLocation", "kms:GenerateDataKey"} <= actions
     assert "wJalrXUtnFEMI" not in ddl
+
+
+def test_athena_ddl_follows_the_integration_s_variant(r, capsys, seed_file):
+    body = json.loads(SEED_INSTALL_BODY)
+    seed_file.write_text(json.dumps({**body, "variant": "parquet"}))
+    created = install_seed(capsys, seed_file)
+    assert created["variant"] == "parquet"
+    assert cli.main(["athena-ddl", created["id"]]) == 0
+    ddl = capsys.readouterr().out
+    assert "STORED AS PARQUET" in ddl and "JsonSerDe" not in ddl and "`received_at`    timestamp" in ddl
+    seed_file.write_text(json.dumps(body))
+    plain = install_seed(capsys, seed_file)
+    assert cli.main(["athena-ddl", plain["id"]]) == 0
+    assert "JsonSerDe" in capsys.readouterr().out

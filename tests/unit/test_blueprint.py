@@ -320,6 +320,14 @@ def test_null_absent_and_unreachable_values_are_left_alone() -> None:
         assert r.apply(event) is event
 
 
+@pytest.mark.parametrize("length", [16, 32, 63, 64, 65, 200])
+def test_the_keyed_hash_is_standard_hmac_sha256_for_any_key_length(length: int) -> None:
+    key = bytes((i * 7 + 3) % 256 for i in range(length))
+    r = rules({"hash_fields": ["user_id"]}, key)
+    for value in ("", "ada@example.com", "é" * 100, "x" * 1000):
+        assert r.hash_value(value) == hmac.new(key, value.encode(), hashlib.sha256).hexdigest()
+
+
 def test_hash_fields_need_a_key() -> None:
     with pytest.raises(ValueError):
         compile_rules(parse_blueprint({"hash_fields": ["user_id"]}), None)

@@ -15,11 +15,11 @@ Columns, in the envelope's canonical order, one row per event:
 
 A missing field is null. Objects are zstd-compressed; low-cardinality columns are dictionary-encoded.
 
-Memory: lines arrive in chunks (``buffer.read_batch``); each chunk becomes one Arrow record batch (the parsed JSON of
-a chunk is dropped as soon as its columns are built). Record batches accumulate until ``row_group_events`` events or
-``row_group_bytes`` bytes of event JSON, then are written as one row group and freed; the bytes the writer produced
-are handed back to the caller (the uploader streams them into multipart parts). So a worker holds about one row
-group and one chunk, whatever the batch size.
+Memory: lines arrive in chunks (``buffer.read_batch``); every ``RECORD_BATCH_EVENTS`` lines of a chunk become one
+Arrow record batch (their parsed JSON is dropped as soon as the columns are built). Record batches accumulate until
+``row_group_events`` events or ``row_group_bytes`` bytes of event JSON, then are written as one row group and freed;
+the bytes the writer produced are handed back to the caller (the uploader streams them into multipart parts). So a
+worker holds about one row group and one chunk, whatever the batch size.
 """
 
 from __future__ import annotations
@@ -34,7 +34,9 @@ CONTENT_TYPE: Final = "application/vnd.apache.parquet"
 COMPRESSION: Final = "zstd"
 COMPRESSION_LEVEL: Final = 3
 ROW_GROUP_EVENTS: Final = 100_000
-ROW_GROUP_BYTES: Final = 64 * 1024 * 1024  # of event JSON (uncompressed, as buffered)
+ROW_GROUP_BYTES: Final = 32 * 1024 * 1024  # of event JSON (uncompressed, as buffered)
+# Lines turned into Arrow at a time: bounds the Python objects alive while a chunk is converted.
+RECORD_BATCH_EVENTS: Final = 2_048
 
 STRING_COLUMNS: tuple[str, ...] = (
     "event_id", "type", "event", "name", "anonymous_id", "user_id", "group_id", "previous_id",
@@ -110,7 +112,8 @@ def record_batch(lines: list[bytes]) -> pa.RecordBatch:
             append(get(name))
         for name, append in json_appends:
             value = get(name)
-            append(None if value is None else _dumps(value))
+            # decoded at once: orjson's output buffer is far larger than its text, keeping it would hold ~4 KiB
+            append(None if value is None else _dumps(value).decode("utf-8"))
         extras.append(None if envelope_keys.issuperset(event) else
                       {k: v for k, v in event.items() if k not in envelope_keys})
     arrays: dict[str, pa.Array] = {}
@@ -119,7 +122,7 @@ def record_batch(lines: list[bytes]) -> pa.RecordBatch:
     for name in TIME_COLUMNS:
         arrays[name] = _times(name, texts[name], extras)
     for name in JSON_COLUMNS:
-        arrays[name] = pa.array(jsons[name], pa.binary()).cast(pa.string())
+        arrays[name] = pa.array(jsons[name], pa.string())
     arrays[EXTRA_COLUMN] = pa.array([None if e is None else _json_text(e) for e in extras], pa.string())
     return pa.RecordBatch.from_arrays([arrays[name] for name in COLUMNS], schema=SCHEMA)
 
@@ -198,7 +201,8 @@ class ParquetEncoder:
         if not lines:
             return b""
         size = sum(map(len, lines)) + len(lines)
-        self._pending.append(record_batch(lines))
+        for start in range(0, len(lines), RECORD_BATCH_EVENTS):
+            self._pending.append(record_batch(lines[start:start + RECORD_BATCH_EVENTS]))
         self._pending_events += len(lines)
         self._pending_bytes += size
         self.events += len(lines)

@@ -25,6 +25,7 @@ SIZES = {
     "upload_repeats": 2 if QUICK else 3,
     "memory": 300_000 if QUICK else 1_300_000,
     "latency_s": 12.0 if QUICK else 30.0,
+    "blueprint": 20_000 if QUICK else 100_000,
 }
 FLUSH_INTERVAL_S = 5.0
 GIB = 1024**3
@@ -136,6 +137,11 @@ def run(stack: Any, results: dict[str, Any]) -> None:
     hour = flush.fill_open_buffer(r, iid, flines, n)
     results["drain_product"] = flush.product_drain(r, iid, hour, settings)
     drop_integration(r, iid)
+    step(f"flush: product seal + read_batch + ParquetEncoder of {n:,} events")
+    iid = integration(variant="parquet", **big)
+    hour = flush.fill_open_buffer(r, iid, flines, n)
+    results["drain_product_parquet"] = flush.product_drain(r, iid, hour, settings, variant="parquet")
+    drop_integration(r, iid)
 
     # -- flush: upload ------------------------------------------------------------------------------------------------
     n = SIZES["upload"]
@@ -151,7 +157,18 @@ def run(stack: Any, results: dict[str, Any]) -> None:
     iid = integration(**big)
     results["memory"] = flush.memory(stack, stack.env(), r, iid, bucket, flines, n, settings)
     drop_integration(r, iid)
+    step(f"memory: delivery.upload of one Parquet batch of {n:,} events in a fresh process")
+    iid = integration(variant="parquet", **big)
+    results["memory_parquet"] = flush.memory(stack, stack.env(), r, iid, bucket, flines, n, settings)
+    drop_integration(r, iid)
     r.execute_command("FLUSHDB")
+
+    # -- blueprint rules ----------------------------------------------------------------------------------------------
+    n = SIZES["blueprint"]
+    step(f"blueprint: Rules.apply vs envelope.prepare, {n:,} events")
+    from bench import blueprint as blueprint_bench
+
+    results["blueprint"] = blueprint_bench.run(n)
 
     # -- latency + cost -----------------------------------------------------------------------------------------------
     rate = results["ingest_product"]["events_per_s"] / 2
@@ -206,6 +223,14 @@ def table(res: dict[str, Any]) -> list[dict[str, Any]]:
         ratio = prod["events_per_s"] / raw["events_per_s"]
         row("flush drain+gzip events/s", f"{raw['events_per_s']:,.0f} LRANGE+isal", f"{prod['events_per_s']:,.0f}",
             f"{ratio:.2f} of raw", ">= 0.70 of raw", ratio >= 0.7)
+    if "drain_product_parquet" in res:
+        raw, prod = res["drain_raw"], res["drain_product_parquet"]
+        gz = res.get("drain_product", {}).get("compressed_bytes") or 0
+        row("flush drain+Parquet events/s", f"{raw['events_per_s']:,.0f} LRANGE+isal",
+            f"{prod['events_per_s']:,.0f}", f"{prod['events_per_s'] / raw['events_per_s']:.2f} of raw", "info", None)
+        if gz:
+            row("  Parquet object size vs gzip NDJSON", f"{gz / 1e6:.1f} MB gz", f"{prod['compressed_bytes'] / 1e6:.1f} MB",
+                f"{prod['compressed_bytes'] / gz:.2f}x gz", "info", None)
     if "upload" in res:
         u = res["upload"]
         ratio = u["s3_s"] / u["bare_put_s"]
@@ -219,6 +244,26 @@ def table(res: dict[str, Any]) -> list[dict[str, Any]]:
         m = res["memory"]
         row(f"flush peak RSS ({m['raw_bytes'] / 1e9:.2f} GB batch)", f"{m['baseline_hwm_mb']:.0f} MB at start",
             f"{m['peak_hwm_mb']:.0f} MB", f"{m['peak_hwm_mb']:.0f} MB", "<= 300 MB", m["peak_hwm_mb"] <= 300)
+    if "memory_parquet" in res:
+        m = res["memory_parquet"]
+        row(f"flush peak RSS, Parquet ({m['raw_bytes'] / 1e9:.2f} GB batch, {m['seconds']:.0f} s)",
+            f"{m['baseline_hwm_mb']:.0f} MB at start", f"{m['peak_hwm_mb']:.0f} MB", f"{m['peak_hwm_mb']:.0f} MB",
+            "<= 300 MB", m["peak_hwm_mb"] <= 300 and m["state"] == "delivered")
+    if "blueprint" in res:
+        b = res["blueprint"]
+        prep = f"{b['prepare_us_per_event']:.1f} us prepare"
+        if "ingest_product" in res and res["ingest_product"].get("worker_cpu_s"):
+            prod = res["ingest_product"]
+            path_us = prod["worker_cpu_s"] / prod["events"] * 1e6
+            ratio = b["rules_us_per_event"] / path_us
+            row("blueprint rules per event (consent+filter+drop+2 hashes)", f"{path_us:.1f} us ingest CPU/event",
+                f"{b['rules_us_per_event']:.2f} us", f"{ratio:.2f} of ingest", "<= 0.25 of ingest", ratio <= 0.25)
+        row("  the same vs envelope.prepare alone", prep, f"{b['rules_us_per_event']:.2f} us",
+            f"{b['rules_us_per_event'] / b['prepare_us_per_event']:.2f} of prepare", "info", None)
+        row("  consent + filter only", prep, f"{b['light_us_per_event']:.2f} us",
+            f"{b['light_us_per_event'] / b['prepare_us_per_event']:.2f} of prepare", "info", None)
+        row("  default blueprint (forward all events)", prep, f"{b['default_us_per_event']:.3f} us",
+            f"{b['default_us_per_event'] / b['prepare_us_per_event']:.3f} of prepare", "info", None)
     if "latency" in res:
         lt = res["latency"]
         limit = f"{FLUSH_INTERVAL_S:g} s interval"

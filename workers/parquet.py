@@ -34,7 +34,7 @@ CONTENT_TYPE: Final = "application/vnd.apache.parquet"
 COMPRESSION: Final = "zstd"
 COMPRESSION_LEVEL: Final = 3
 ROW_GROUP_EVENTS: Final = 100_000
-ROW_GROUP_BYTES: Final = 32 * 1024 * 1024  # of event JSON (uncompressed, as buffered)
+ROW_GROUP_BYTES: Final = 16 * 1024 * 1024  # of event JSON (uncompressed, as buffered)
 # Lines turned into Arrow at a time: bounds the Python objects alive while a chunk is converted.
 RECORD_BATCH_EVENTS: Final = 2_048
 

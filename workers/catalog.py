@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from workers import blueprint, object_keys
+from workers import blueprint, object_keys, rules
 from workers.config import (
     AWS_REGIONS,
     PARTITION_TIME_BOUND_S_DEFAULT,
@@ -105,7 +105,7 @@ BLUEPRINT: dict[str, Any] = {
     ),
     "default": DEFAULT_BLUEPRINT,
     "fields": list(BLUEPRINT_FIELDS),
-    "removal_reasons": list(blueprint.REASONS),
+    "removal_reasons": list(rules.REASONS),
     "protected_fields": sorted(blueprint.PROTECTED_FIELDS),
 }
 

@@ -40,7 +40,8 @@ from pydantic import SecretStr
 
 from workers import catalog, clock, crypto, keys
 from workers.blueprint import DEFAULT as DEFAULT_BLUEPRINT
-from workers.blueprint import Blueprint, Rules, compile_rules, new_hash_key, parse_blueprint
+from workers.blueprint import Blueprint, parse_blueprint
+from workers.rules import Rules, compile_rules, new_hash_key
 from workers.config import ConfigError, IntegrationConfig, parse_config
 from workers.db import text
 

@@ -181,7 +181,7 @@ def test_the_blueprint_is_stored_and_loaded(r: fakeredis.FakeRedis) -> None:
     event = {"type": "track", "event": "x", "user_id": "u-1", "context": {"ip": "203.0.113.7"}}
     out = rules.apply(event)
     assert isinstance(out, dict) and "ip" not in out["context"] and out["user_id"] != "u-1"
-    assert rules.apply({"type": "identify", "user_id": "u"}) == blueprint.FILTERED_OUT
+    assert rules.apply({"type": "identify", "user_id": "u"}) == "filtered_out"
 
 
 def test_the_hash_key_is_per_integration_encrypted_and_never_shown(r: fakeredis.FakeRedis) -> None:

@@ -229,8 +229,9 @@ def table(res: dict[str, Any]) -> list[dict[str, Any]]:
         row("flush drain+Parquet events/s", f"{raw['events_per_s']:,.0f} LRANGE+isal",
             f"{prod['events_per_s']:,.0f}", f"{prod['events_per_s'] / raw['events_per_s']:.2f} of raw", "info", None)
         if gz:
-            row("  Parquet object size vs gzip NDJSON", f"{gz / 1e6:.1f} MB gz", f"{prod['compressed_bytes'] / 1e6:.1f} MB",
-                f"{prod['compressed_bytes'] / gz:.2f}x gz", "info", None)
+            size = prod["compressed_bytes"]
+            row("  Parquet object size vs gzip NDJSON", f"{gz / 1e6:.1f} MB gz", f"{size / 1e6:.1f} MB",
+                f"{size / gz:.2f}x gz", "info", None)
     if "upload" in res:
         u = res["upload"]
         ratio = u["s3_s"] / u["bare_put_s"]

@@ -41,9 +41,9 @@ from pydantic import SecretStr
 from workers import catalog, clock, crypto, keys
 from workers.blueprint import DEFAULT as DEFAULT_BLUEPRINT
 from workers.blueprint import Blueprint, parse_blueprint
-from workers.rules import Rules, compile_rules, new_hash_key
 from workers.config import ConfigError, IntegrationConfig, parse_config
 from workers.db import text
+from workers.rules import Rules, compile_rules, new_hash_key
 
 VARIANTS: tuple[str, ...] = catalog.variant_ids()
 DELIVERY_MODES: tuple[str, ...] = catalog.DELIVERY_MODES

@@ -2,8 +2,8 @@
 
 ``put_object`` streams event lines through the variant's encoder (gzipped NDJSON or Parquet) and writes exactly one
 object: a single PutObject when the encoded body stays below ``multipart_threshold_bytes``, else a multipart upload
-(invisible until completed, so retrying the same key still yields one object). botocore errors are raised unchanged; ``workers.errors.classify``
-decides what they mean.
+(invisible until completed, so retrying the same key still yields one object). botocore errors are raised unchanged;
+``workers.errors.classify`` decides what they mean.
 
 botocore's S3 region redirector is removed from every client: a bucket in another region must surface as
 PermanentRedirect / AuthorizationHeaderMalformed (shown to the user with the region hint) instead of being followed

@@ -46,10 +46,11 @@ class Settings(BaseSettings):
     admin_token: SecretStr | None = None
     api_host: str = "127.0.0.1"
     api_port: int = Field(8084, ge=1, le=65535)
-    # Collection: events are coalesced per integration into one signal.ingest task of up to this many events,
-    # or after this many milliseconds, whichever comes first.
+    # Collection: events are coalesced per integration into signal.ingest tasks of up to this many events, published
+    # as soon as the integration's previous publish completed (what arrived meanwhile forms the next task).
     collect_batch_events: int = Field(500, ge=1, le=10_000)
-    collect_batch_ms: int = Field(50, ge=0, le=10_000)
+    # Optional linger: events that find the broker free wait up to this long for more (0: publish at once).
+    collect_batch_ms: int = Field(0, ge=0, le=10_000)
     # Largest request body, compressed and decompressed (Segment's limit for a batch request: 500 KB).
     api_max_body_bytes: int = Field(500 * 1024, ge=1024)
 

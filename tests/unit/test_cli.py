@@ -359,3 +359,21 @@ def test_athena_ddl_and_iam_policy_for_an_installed_integration(r, capsys):
     actions = {a for st in policy["Statement"] for a in st["Action"]}
     assert {"s3:PutObject", "s3:GetBucketLocation", "kms:GenerateDataKey"} <= actions
     assert "wJalrXUtnFEMI" not in ddl
+
+
+@pytest.mark.parametrize("given", ["0", "-1", "two"])
+def test_api_workers_must_be_a_positive_whole_number(capsys: pytest.CaptureFixture[str], given: str) -> None:
+    from workers import cli
+
+    assert cli.main(["api", "--workers", given]) == 2
+    assert "--workers" in capsys.readouterr().err
+
+
+def test_api_passes_the_number_of_processes_to_the_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    from workers import cli
+    from workers.web import app
+
+    seen: list[tuple] = []
+    monkeypatch.setattr(app, "serve", lambda host, port, workers: seen.append((host, port, workers)))
+    assert cli.main(["api", "--port", "9000", "--workers", "3"]) == 0
+    assert seen == [(None, 9000, 3)]

@@ -37,13 +37,24 @@ def create_app(settings: Settings | None = None, *, broker: Broker | None = None
     return app
 
 
-def serve(host: str | None = None, port: int | None = None) -> None:
-    """Run the API with uvicorn until SIGINT/SIGTERM (pending events are published before it exits)."""
-    import uvicorn
-
+def served_app() -> FastAPI:
+    """The app as each ``signal-s3 api`` process builds it (uvicorn's factory, also in every worker process)."""
     settings = get_settings()
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if settings.admin_token is None:
         log.warning("SIGNAL_ADMIN_TOKEN is not set: the admin routes answer 503")
-    uvicorn.run(create_app(settings), host=host or settings.api_host, port=port or settings.api_port,
-                log_level=settings.log_level.lower(), server_header=False, proxy_headers=False)
+    return create_app(settings)
+
+
+def serve(host: str | None = None, port: int | None = None, workers: int = 1) -> None:
+    """Run the API with uvicorn until SIGINT/SIGTERM (pending events are published before it exits).
+
+    ``workers`` > 1 starts that many processes on the same socket, sharing nothing but Redis (uvicorn's supervisor
+    replaces one that dies); each has its own broker connection and batcher.
+    """
+    import uvicorn
+
+    settings = get_settings()
+    uvicorn.run("workers.web.app:served_app", factory=True, workers=workers, host=host or settings.api_host,
+                port=port or settings.api_port, log_level=settings.log_level.lower(), server_header=False,
+                proxy_headers=False)

@@ -1,7 +1,8 @@
 -- wrk script of the HTTP phases (bench/http.py writes the environment):
 --   BENCH_PATH   request path (POST)        BENCH_BODY  file with the JSON body; every "@ID@" becomes a unique id
 --   BENCH_AUTH   Authorization header value  BENCH_TAG   prefix of the ids (unique per run)
---   BENCH_DELAY_MS  pause of each connection between its requests (0: as fast as answers come)
+--   BENCH_DELAY_MS  mean pause of each connection between its requests (0: as fast as answers come); each pause is
+--                   drawn at random (exponential), so the connections do not fire in step (Poisson arrivals)
 -- Prints one JSON line at the end: requests, duration, errors by kind and latency percentiles in microseconds.
 
 local threads = {}
@@ -13,6 +14,7 @@ function setup(thread)
 end
 
 function init(args)
+  math.randomseed(os.time() * 1000 + tid)
   local f = assert(io.open(os.getenv("BENCH_BODY"), "rb"))
   template = f:read("*a")
   f:close()
@@ -30,7 +32,7 @@ end
 
 if tonumber(os.getenv("BENCH_DELAY_MS") or "0") > 0 then
   function delay()
-    return delay_ms
+    return math.floor(-delay_ms * math.log(1 - math.random()))
   end
 end
 

@@ -249,7 +249,7 @@ def test_status_shows_buffered_delivered_retrying_held_and_the_last_error(fleet,
     page = console.page(f"/integrations/{iid}")
     stats = {s.find("h2").text: s.text for s in page.find_all("section", class_="stat")}
     assert stats["Buffered"].startswith("Buffered 3 events")
-    assert stats["Delivered"].startswith("Delivered 12 events in 1 objects")
+    assert stats["Delivered"].startswith("Delivered 12 events in 1 object")
     assert "s ago" in stats["Last success"] and "events/" in stats["Last success"]
     assert stats["Retrying"].startswith("Retrying 0") and stats["Held"].startswith("Held 0")
     assert not page.find_all(id="last-error")
@@ -262,7 +262,7 @@ def test_status_shows_buffered_delivered_retrying_held_and_the_last_error(fleet,
     assert error.find("h2").text == "Last error: NoSuchBucket"
     assert HINTS["NoSuchBucket"] in error.text and "UTC" in error.find("time").text
     held = {s.find("h2").text: s.text for s in panel.find_all("section", class_="stat")}["Held"]
-    assert held == "Held 1 batches · 3 events"
+    assert held == "Held 1 batch · 3 events"
 
 
 def test_live_events_show_each_events_state_object_key_and_error(fleet, console, make_bucket):
@@ -438,7 +438,7 @@ def test_fleet_shows_queue_depths_beat_totals_and_flower_when_configured(fleet, 
     assert page.by_id("queue-flush").find("p", class_="big").text == "1"
     assert page.by_id("beat").find("time").text in ("2 s ago", "3 s ago")
     assert page.by_id("buffered-total").find("p", class_="big").text == "8"
-    assert page.by_id("held-total").text.startswith("Held 6 events in 1 batches")
+    assert page.by_id("held-total").text.startswith("Held 6 events in 1 batch")
     assert "No worker answered" in page.text
     assert not page.find_all(id="flower-link")
     assert page.find("div", data_refresh="/fleet/panel")

@@ -94,10 +94,15 @@ def human_bytes(n: int | None) -> str:
     return f"{value:.1f} TiB"
 
 
+def plural(word: str, n: int | None, many: str | None = None) -> str:
+    """``word`` for one, its plural (``many``, or ``word`` + s) for any other count."""
+    return word if n == 1 else (many or word + "s")
+
+
 def _environment() -> Environment:
     env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(default=True),
                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
-    env.filters.update(when=when, ago=ago, bytes=human_bytes, number=lambda n: f"{int(n or 0):,}")
+    env.filters.update(when=when, ago=ago, bytes=human_bytes, plural=plural, number=lambda n: f"{int(n or 0):,}")
     return env
 
 

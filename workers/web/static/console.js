@@ -8,7 +8,7 @@
   "use strict";
 
   function signInAgain() {
-    window.location.assign("/signin?next=" + encodeURIComponent(window.location.pathname));
+    window.location.assign("/signin?next=" + encodeURIComponent(window.location.pathname).replace(/%2F/g, "/"));
   }
 
   function autoRefresh(el) {

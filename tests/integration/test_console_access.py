@@ -12,7 +12,6 @@ import time
 from typing import Any
 
 import httpx
-import pytest
 from pydantic import SecretStr
 
 from tests.integration.conftest import CONSOLE_TOKEN

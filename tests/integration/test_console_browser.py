@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from tests.integration.conftest import CONSOLE_TOKEN
-from tests.integration.test_console_pages import flush, ingest, install
+from tests.support.console import flush, ingest, install
 from tests.support.browser import PageErrors, screenshot
 from tests.support.fleet import make_events
 from tests.support.processes import free_port
@@ -84,6 +84,8 @@ def test_every_page_is_labelled_fits_the_screen_runs_without_errors_and_is_scree
         browser, console_url, populated, viewport):
     errors = PageErrors()
     page = new_page(browser, viewport, errors)
+    requested: list[str] = []
+    page.on("request", lambda req: requested.append(req.url))
     sign_in_with_the_keyboard(page, console_url)
     size = f"{viewport['width']}x{viewport['height']}"
     good, held = populated["good"], populated["held"]
@@ -111,6 +113,8 @@ def test_every_page_is_labelled_fits_the_screen_runs_without_errors_and_is_scree
     page.goto(console_url + "/signin")
     screenshot(page, f"console-signin-{size}")
     assert errors == []
+    assert [u for u in requested if not u.startswith(console_url + "/")] == []  # nothing from anywhere else
+    assert any(u.endswith("/static/console.js") for u in requested)
     page.context.close()
 
 

@@ -19,7 +19,6 @@ import pytest
 from tests.support.api import start_api
 from tests.support.browser import screenshot
 from tests.support.fleet import event_counts, read_objects
-from tests.support.processes import wait_until
 from tests.support.s3_fixtures import s3_client
 from tests.support.seed import ACCESS_KEY_ID, SECRET_ACCESS_KEY
 from workers.errors import HINTS

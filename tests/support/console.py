@@ -8,11 +8,17 @@ attributes and read as text.
 from __future__ import annotations
 
 import re
+import uuid
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from typing import Any
 
 import httpx
+
+from tests.support.seed import ACCESS_KEY_ID, SECRET_ACCESS_KEY
+from workers import delivery, manage
+from workers.errors import PermanentError
+from workers.settings import get_settings
 
 VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
 # Elements a browser shows on their own line (or cell): their text is separated from what is around it.
@@ -113,6 +119,16 @@ class _Builder(HTMLParser):
         self.stack[-1].children.append(data)
 
 
+def row_of(table: Element, text: str) -> Element:
+    rows = [tr for tr in table.find_all("tr") if text in tr.text]
+    assert rows, f"no row with {text!r} in {table.text}"
+    return rows[0]
+
+
+def cells(row: Element) -> list[str]:
+    return [td.text for td in row.find_all("td")]
+
+
 def parse(html: str) -> Element:
     builder = _Builder()
     builder.feed(html)
@@ -165,3 +181,30 @@ class ConsoleClient:
             form.setdefault("csrf_token", self.csrf())
         return self.http.post(path, data=form, follow_redirects=follow,
                               headers={"Origin": self.base_url, **(headers or {})})
+
+
+# -- arranging state in this process, through the same plain functions the fleet uses --------------------------------
+
+
+def install(fleet: Any, bucket: str, *, name: str = "Amazon S3", source_id: str | None = None, **config: Any) -> str:
+    body: dict[str, Any] = {"name": name, "verify": False, "config": {
+        "bucket": bucket, "region": "us-east-1", "access_key_id": ACCESS_KEY_ID,
+        "secret_access_key": SECRET_ACCESS_KEY, "prefix": "events/", **config}}
+    if source_id:
+        body["source_id"] = source_id
+    return manage.install_integration(fleet.r, body, settings=get_settings()).id
+
+
+def ingest(fleet: Any, iid: str, events: list[dict[str, Any]]) -> None:
+    delivery.ingest(fleet.r, iid, events, message_id=str(uuid.uuid4()), settings=get_settings())
+
+
+def flush(fleet: Any, iid: str) -> list[str]:
+    """Seal and upload now, in this process; returns the object keys written (a failure is recorded, not raised)."""
+    written = []
+    for batch_id in delivery.flush_now(fleet.r, iid, settings=get_settings()):
+        try:
+            written.append(delivery.upload(fleet.r, iid, batch_id, settings=get_settings()).key)
+        except PermanentError:
+            pass
+    return written

@@ -33,7 +33,7 @@ from workers.web.common import CONSOLE_DISABLED, ApiError, admin_enabled, read_b
 log = logging.getLogger(__name__)
 
 HERE = Path(__file__).parent
-CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 SECURITY_HEADERS = {
     "Content-Security-Policy": CSP,
@@ -160,7 +160,10 @@ async def read_form(request: Request) -> dict[str, str]:
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type != "application/x-www-form-urlencoded":
         raise Forbidden("the console accepts forms only (application/x-www-form-urlencoded)")
-    return forms.parse(await read_body(request, max_bytes=FORM_MAX_BYTES))
+    try:
+        return forms.parse(await read_body(request, max_bytes=FORM_MAX_BYTES))
+    except ValueError:  # more fields than any console form has
+        raise Forbidden("the form has too many fields; nothing was changed") from None
 
 
 async def posted(request: Request, current: session.Session = Depends(signed_in)) -> dict[str, str]:

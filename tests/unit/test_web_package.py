@@ -29,3 +29,22 @@ def test_templates_hold_no_inline_script_style_or_handler_and_fetch_nothing_from
         assert "http://" not in text and "https://" not in text and "//cdn" not in text, path.name
     css = (WEB / "static" / "console.css").read_text()
     assert "@import" not in css and "http" not in css
+
+
+def test_the_http_face_stays_one_small_module_per_face():
+    assert not (ROOT / "workers" / "api.py").exists()
+    for path in WEB.glob("*.py"):
+        assert len(path.read_text().splitlines()) <= 400, f"{path.name}: split it, one concept per module"
+
+
+def test_the_readme_shows_the_console_with_screenshots_that_exist():
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Console", 1)[1].split("\n## ", 1)[0]
+    for words in ("Sign in", "Integration Library", "Install Integration", "Live Events", "Dead letter", "Sources",
+                  "Fleet", "Query & access"):
+        assert words in section, words
+    images = [line.split("](", 1)[1].split(")", 1)[0] for line in section.splitlines() if line.startswith("![")]
+    images += [part.split('"', 1)[0] for part in section.split('<img src="')[1:]]
+    assert len(images) >= 2
+    for image in images:
+        assert (ROOT / image).is_file() and (ROOT / image).stat().st_size < 200_000, image

@@ -54,6 +54,14 @@ class Settings(BaseSettings):
     # Largest request body, compressed and decompressed (Segment's limit for a batch request: 500 KB).
     api_max_body_bytes: int = Field(500 * 1024, ge=1024)
 
+    # Web console (served by ``signal-s3 api`` at ``/``): sign-in lasts this long; this many failed sign-ins from one
+    # client within the window lock that client out until the window ends.
+    console_session_ttl_s: int = Field(8 * 3600, ge=60, le=7 * 24 * 3600)
+    console_signin_max_failures: int = Field(5, ge=1)
+    console_signin_window_s: int = Field(300, ge=1)
+    # Flower's address, linked from the console's Fleet page when set (e.g. http://127.0.0.1:5555).
+    flower_url: str | None = None
+
     @field_validator("retry_backoff_max_s")
     @classmethod
     def _backoff_below_visibility(cls, v: float, info):  # type: ignore[no-untyped-def]

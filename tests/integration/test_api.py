@@ -17,10 +17,9 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 
-from tests.support.celery_fixtures import watch_process
+from tests.support.api import start_api
 from tests.support.fleet import event_counts, read_objects
-from tests.support.processes import (REPO_ROOT, ManagedProcess, child_pids, free_port, pid_alive, venv_command,
-                                     wait_until)
+from tests.support.processes import REPO_ROOT, ManagedProcess, child_pids, pid_alive, venv_command, wait_until
 from tests.support.s3_fixtures import unique_bucket
 from tests.support.seed import ACCESS_KEY_ID, BUCKET, INSTALL_BODY_TEXT, SECRET_ACCESS_KEY
 from workers.errors import HINTS
@@ -61,32 +60,9 @@ class Api:
         self.anon.close()
 
 
-def _start_api(request: pytest.FixtureRequest, env: dict[str, str], tmp_path_factory: pytest.TempPathFactory,
-               *extra_args: str) -> tuple[ManagedProcess, str]:
-    port = free_port()
-    full_env = {**os.environ, **env, "PYTHONPATH": str(REPO_ROOT)}
-    process = ManagedProcess([*venv_command("signal-s3"), "api", "--host", "127.0.0.1", "--port", str(port),
-                              *extra_args],
-                             name=f"api-{port}", env=full_env, log_dir=tmp_path_factory.mktemp("api-logs"))
-    watch_process(request.node, process)
-    process.start()
-    base_url = f"http://127.0.0.1:{port}"
-
-    def ready() -> bool:
-        if not process.running():
-            raise AssertionError(f"the API exited: {process.describe()}")
-        try:
-            return httpx.get(f"{base_url}/openapi.json", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    wait_until(ready, 30, interval_s=0.1, message=lambda: f"the API did not answer: {process.describe()}")
-    return process, base_url
-
-
 @pytest.fixture
 def api(request: pytest.FixtureRequest, fleet: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
-    process, base_url = _start_api(request, {**fleet.env, "SIGNAL_ADMIN_TOKEN": TOKEN}, tmp_path_factory)
+    process, base_url = start_api(request, {**fleet.env, "SIGNAL_ADMIN_TOKEN": TOKEN}, tmp_path_factory)
     client = Api(process, base_url)
     yield client
     client.close()
@@ -237,7 +213,7 @@ def test_admin_token_and_write_keys_are_distinct_powers(api: Api) -> None:
 def test_admin_routes_answer_503_without_an_admin_token(request: pytest.FixtureRequest, fleet: Any,
                                                        tmp_path_factory: pytest.TempPathFactory) -> None:
     env = {k: v for k, v in fleet.env.items() if k != "SIGNAL_ADMIN_TOKEN"}
-    process, base_url = _start_api(request, env, tmp_path_factory)
+    process, base_url = start_api(request, env, tmp_path_factory)
     try:
         for headers in ({}, {"Authorization": "Bearer x"}, {"Authorization": "Bearer anything"}):
             response = httpx.get(f"{base_url}/v1/admin/integration-catalog", headers=headers)
@@ -496,7 +472,7 @@ def _fuzz(operation: Any, headers: dict[str, str]) -> Callable[[], None]:
 def test_several_api_processes_share_the_port_and_every_event_reaches_the_buffers(
         request: pytest.FixtureRequest, fleet: Any, tmp_path_factory: pytest.TempPathFactory, make_bucket: Callable,
         start_worker: Callable) -> None:
-    process, base_url = _start_api(request, {**fleet.env, "SIGNAL_ADMIN_TOKEN": TOKEN}, tmp_path_factory,
+    process, base_url = start_api(request, {**fleet.env, "SIGNAL_ADMIN_TOKEN": TOKEN}, tmp_path_factory,
                                    "--workers", "2")
     api = Api(process, base_url)
 

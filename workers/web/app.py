@@ -11,8 +11,9 @@ from fastapi import FastAPI
 
 from workers.broker import Broker
 from workers.settings import Settings, get_settings
-from workers.web import admin, collection
+from workers.web import admin, collection, console
 from workers.web.common import State, install_handlers
+from workers.web.pages import Static
 
 log = logging.getLogger(__name__)
 
@@ -28,12 +29,15 @@ def create_app(settings: Settings | None = None, *, broker: Broker | None = None
         await asyncio.to_thread(st.close)
 
     app = FastAPI(title="Signal S3 destination", version="0.1.0", lifespan=lifespan,
-                  description="Admin API of the Amazon S3 destination and Segment-compatible event collection.")
+                  description="Admin API of the Amazon S3 destination and Segment-compatible event collection. "
+                              "The web console is served at /.")
     app.state.signal = st
     install_handlers(app)
     app.include_router(admin.router())
     app.include_router(admin.metrics_router())
     app.include_router(collection.router())
+    app.include_router(console.router())
+    app.mount("/static", Static(), name="static")
     return app
 
 

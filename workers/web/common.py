@@ -172,6 +172,7 @@ def admin_enabled(settings: Settings) -> bool:
 
 
 ADMIN_DISABLED = "the admin API is disabled: set SIGNAL_ADMIN_TOKEN to enable it"
+CONSOLE_DISABLED = "the console is disabled: set SIGNAL_ADMIN_TOKEN to enable it (you sign in with that token)"
 
 
 def require_admin(request: Request,

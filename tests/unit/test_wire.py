@@ -36,6 +36,8 @@ def test_the_same_body_is_parsed_once_and_another_body_afresh():
 
 def test_ingest_messages_are_standard_zlib_any_consumer_reads_and_show_only_ids_and_counts():
     broker = Broker("memory://")
+    with Connection("memory://") as conn:
+        conn.default_channel.queue_purge("ingest")  # the in-memory transport is shared by every test of the process
     try:
         task_id = broker.ingest("int-1", EVENTS)
         with Connection("memory://") as conn:

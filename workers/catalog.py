@@ -40,43 +40,45 @@ VARIANTS: tuple[dict[str, str], ...] = (
 DELIVERY_MODES: tuple[str, ...] = ("server_side",)
 
 FIELDS: tuple[dict[str, Any], ...] = (
-    {"name": "bucket", "type": "string", "required": True, "aliases": ["bucket_name"],
+    {"name": "bucket", "label": "Bucket", "type": "string", "required": True, "aliases": ["bucket_name"],
      "description": "The S3 bucket name. Also accepts bucket_name."},
-    {"name": "region", "type": "select", "required": True, "allowed_values": sorted(AWS_REGIONS),
-     "description": "The AWS region of the bucket (e.g. us-east-1)."},
-    {"name": "access_key_id", "type": "secret", "required": True,
+    {"name": "region", "label": "Region", "type": "select", "required": True,
+     "allowed_values": sorted(AWS_REGIONS), "description": "The AWS region of the bucket (e.g. us-east-1)."},
+    {"name": "access_key_id", "label": "Access key ID", "type": "secret", "required": True,
      "description": "AWS access key ID with s3:PutObject on the bucket."},
-    {"name": "secret_access_key", "type": "secret", "required": True,
+    {"name": "secret_access_key", "label": "Secret access key", "type": "secret", "required": True,
      "description": "Secret access key matching the access key ID."},
-    {"name": "session_token", "type": "secret", "required": False,
+    {"name": "session_token", "label": "Session token", "type": "secret", "required": False,
      "description": "Optional STS session token for temporary credentials."},
-    {"name": "prefix", "type": "string", "required": False, "default": "",
+    {"name": "prefix", "label": "Prefix", "type": "string", "required": False, "default": "",
      "description": "Optional prefix (folder path) prepended to all object keys. Include a trailing slash "
                     "(e.g. events/)."},
-    {"name": "storage_class", "type": "select", "required": False, "allowed_values": list(STORAGE_CLASSES),
-     "default": "STANDARD",
+    {"name": "storage_class", "label": "Storage class", "type": "select", "required": False,
+     "allowed_values": list(STORAGE_CLASSES), "default": "STANDARD",
      "description": "Optional S3 storage class (e.g. STANDARD, STANDARD_IA, INTELLIGENT_TIERING). Defaults to "
                     "STANDARD."},
-    {"name": "server_side_encryption", "type": "select", "required": False,
+    {"name": "server_side_encryption", "label": "Server-side encryption", "type": "select", "required": False,
      "allowed_values": list(SSE_ALGORITHMS), "description": "Optional SSE algorithm: AES256 or aws:kms."},
-    {"name": "kms_key_id", "type": "string", "required": False, "required_when": {"server_side_encryption": "aws:kms"},
+    {"name": "kms_key_id", "label": "KMS key ID", "type": "string", "required": False,
+     "required_when": {"server_side_encryption": "aws:kms"},
      "description": "KMS key ARN \u2014 required when server_side_encryption is aws:kms."},
-    {"name": "batch_max_events", "type": "integer", "required": False, "default": 100_000, "advanced": True,
-     "description": "Most events in one object."},
-    {"name": "batch_max_bytes", "type": "integer", "required": False, "default": 64 * 1024 * 1024,
-     "advanced": True, "description": "Most uncompressed bytes in one object."},
-    {"name": "flush_interval_s", "type": "number", "required": False, "advanced": True,
+    {"name": "batch_max_events", "label": "Batch max events", "type": "integer", "required": False,
+     "default": 100_000, "advanced": True, "description": "Most events in one object."},
+    {"name": "batch_max_bytes", "label": "Batch max bytes", "type": "integer", "required": False,
+     "default": 64 * 1024 * 1024, "advanced": True, "description": "Most uncompressed bytes in one object."},
+    {"name": "flush_interval_s", "label": "Flush interval (seconds)", "type": "number", "required": False,
+     "advanced": True,
      "description": "How old a buffer gets before it is written (default: the fleet's flush interval)."},
-    {"name": "buffer_max_bytes", "type": "integer", "required": False, "advanced": True,
+    {"name": "buffer_max_bytes", "label": "Buffer max bytes", "type": "integer", "required": False, "advanced": True,
      "description": "Cap on buffered and held bytes of this integration (default: the fleet's)."},
-    {"name": "endpoint_url", "type": "string", "required": False, "advanced": True,
+    {"name": "endpoint_url", "label": "Endpoint URL", "type": "string", "required": False, "advanced": True,
      "description": "S3-compatible endpoint (MinIO, R2, ...); leave empty for Amazon S3."},
-    {"name": "partition_time", "type": "select", "required": False, "allowed_values": list(PARTITION_TIMES),
-     "default": "received_at", "advanced": True,
+    {"name": "partition_time", "label": "Partition time", "type": "select", "required": False,
+     "allowed_values": list(PARTITION_TIMES), "default": "received_at", "advanced": True,
      "description": "Which hour (YYYY/MM/DD/HH of the key) an event is written under: received_at, when it "
                     "arrived, or timestamp, when it happened (late events land in their own hour)."},
-    {"name": "partition_time_bound_s", "type": "integer", "required": False, "advanced": True,
-     "default": PARTITION_TIME_BOUND_S_DEFAULT,
+    {"name": "partition_time_bound_s", "label": "Partition time bound (seconds)", "type": "integer",
+     "required": False, "advanced": True, "default": PARTITION_TIME_BOUND_S_DEFAULT,
      "description": "With partition_time timestamp: an event whose timestamp is further than this from its "
                     "arrival goes to the hour it arrived instead (and is counted)."},
 )
@@ -133,6 +135,15 @@ def entries(category: str | None = None) -> list[dict[str, Any]]:
         return list(ENTRIES)
     wanted = category.strip().lower()
     return [e for e in ENTRIES if e["category"].lower() == wanted]
+
+
+def search(query: str = "", category: str | None = None) -> list[dict[str, Any]]:
+    """The entries of ``category`` (all when None or empty) whose name, category or description contains every word
+    of ``query`` (case-insensitive)."""
+    words = query.lower().split()
+    found = entries(category or None)
+    return [e for e in found
+            if all(w in f"{e['name']} {e['category']} {e['description']}".lower() for w in words)]
 
 
 def categories() -> list[str]:

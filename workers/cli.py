@@ -253,12 +253,24 @@ def cmd_iam_policy(args: argparse.Namespace) -> int:
 def _api_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", help="address to listen on (default SIGNAL_API_HOST, 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port (default SIGNAL_API_PORT, 8084)")
+    parser.add_argument("--workers", type=_positive_int, default=1, metavar="N",
+                        help="API processes sharing the port (default 1; about one per CPU)")
+
+
+def _positive_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {value!r}") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {number}")
+    return number
 
 
 def cmd_api(args: argparse.Namespace) -> int:
     from workers.web.app import serve
 
-    serve(args.host, args.port)
+    serve(args.host, args.port, args.workers)
     return EXIT_OK
 
 

@@ -352,6 +352,11 @@ class IntegrationConfig(BaseModel):
             raise _problem(_ALLOWED[info.field_name])
         return v
 
+    @field_validator("batch_max_events", "batch_max_bytes", mode="before")
+    @classmethod
+    def _none_is_default(cls, v: Any, info: Any) -> Any:
+        return cls.model_fields[info.field_name].default if v is None else v
+
     @field_validator("flush_interval_s", mode="before")
     @classmethod
     def _no_bool_for_float(cls, v: Any) -> Any:

@@ -77,7 +77,7 @@ def ingest(r: redis.Redis, integration_id: str, events: object, *, message_id: s
         seal_due_ms=now_ms + int(settings.lease_s * 1000),
         rejection_counts=Counter(rj.reason for rj in prepared.rejected),
         rejection_records=[orjson.dumps({"at_ms": now_ms, **rj}) for rj in rejected],
-        live_records=_live_records(prepared.lines_by_hour, now_ms),
+        live_records=_live_records(prepared.envelopes_by_hour, now_ms),
     )
     if result.duplicate:
         return IngestResult(0, [], duplicate=True)
@@ -108,16 +108,22 @@ def record_ingest_failure(r: redis.Redis, integration_id: str, events: object, e
     return n
 
 
-def _live_records(lines_by_hour: dict[str, list[bytes]], now_ms: int) -> dict[int, bytes]:
+def _live_records(envelopes_by_hour: dict[str, list[dict]], now_ms: int) -> dict[int, bytes]:
     """Trace records of the last accepted lines (the live events view), keyed by flattened position."""
-    flat = [(hour, line) for hour, lines in lines_by_hour.items() for line in lines]
+    total = sum(len(group) for group in envelopes_by_hour.values())
+    first = total - buffer.LIST_MAX
     out: dict[int, bytes] = {}
-    for pos in range(max(0, len(flat) - buffer.LIST_MAX), len(flat)):
-        hour, line = flat[pos]
-        e = orjson.loads(line)
-        record = {"event_id": e["event_id"], "type": e["type"], "event": e.get("event"),
-                  "received_at": e["received_at"], "at_ms": now_ms, "hour": hour}
-        out[pos] = orjson.dumps(record)[:-1] + b',"gen":'
+    pos = 0
+    for hour, group in envelopes_by_hour.items():
+        if pos + len(group) <= first:
+            pos += len(group)
+            continue
+        for e in group:
+            if pos >= first:
+                record = {"event_id": e["event_id"], "type": e["type"], "event": e.get("event"),
+                          "received_at": e["received_at"], "at_ms": now_ms, "hour": hour}
+                out[pos] = orjson.dumps(record)[:-1] + b',"gen":'
+            pos += 1
     return out
 
 

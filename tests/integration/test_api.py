@@ -17,9 +17,9 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 
-from tests.support.celery_fixtures import watch_process
+from tests.support.api import start_api
 from tests.support.fleet import event_counts, read_objects
-from tests.support.processes import REPO_ROOT, ManagedProcess, free_port, venv_command, wait_until
+from tests.support.processes import REPO_ROOT, ManagedProcess, child_pids, pid_alive, venv_command, wait_until
 from tests.support.s3_fixtures import unique_bucket
 from tests.support.seed import ACCESS_KEY_ID, BUCKET, INSTALL_BODY_TEXT, SECRET_ACCESS_KEY
 from workers.errors import HINTS
@@ -60,31 +60,9 @@ class Api:
         self.anon.close()
 
 
-def _start_api(request: pytest.FixtureRequest, env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
-               ) -> tuple[ManagedProcess, str]:
-    port = free_port()
-    full_env = {**os.environ, **env, "PYTHONPATH": str(REPO_ROOT)}
-    process = ManagedProcess([*venv_command("signal-s3"), "api", "--host", "127.0.0.1", "--port", str(port)],
-                             name=f"api-{port}", env=full_env, log_dir=tmp_path_factory.mktemp("api-logs"))
-    watch_process(request.node, process)
-    process.start()
-    base_url = f"http://127.0.0.1:{port}"
-
-    def ready() -> bool:
-        if not process.running():
-            raise AssertionError(f"the API exited: {process.describe()}")
-        try:
-            return httpx.get(f"{base_url}/openapi.json", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    wait_until(ready, 30, interval_s=0.1, message=lambda: f"the API did not answer: {process.describe()}")
-    return process, base_url
-
-
 @pytest.fixture
 def api(request: pytest.FixtureRequest, fleet: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
-    process, base_url = _start_api(request, {**fleet.env, "SIGNAL_ADMIN_TOKEN": TOKEN}, tmp_path_factory)
+    process, base_url = start_api(request, {**fleet.env, "SIGNAL_ADMIN_TOKEN": TOKEN}, tmp_path_factory)
     client = Api(process, base_url)
     yield client
     client.close()
@@ -277,7 +255,7 @@ def test_admin_token_and_write_keys_are_distinct_powers(api: Api) -> None:
 def test_admin_routes_answer_503_without_an_admin_token(request: pytest.FixtureRequest, fleet: Any,
                                                        tmp_path_factory: pytest.TempPathFactory) -> None:
     env = {k: v for k, v in fleet.env.items() if k != "SIGNAL_ADMIN_TOKEN"}
-    process, base_url = _start_api(request, env, tmp_path_factory)
+    process, base_url = start_api(request, env, tmp_path_factory)
     try:
         for headers in ({}, {"Authorization": "Bearer x"}, {"Authorization": "Bearer anything"}):
             response = httpx.get(f"{base_url}/v1/admin/integration-catalog", headers=headers)
@@ -531,3 +509,44 @@ def _fuzz(operation: Any, headers: dict[str, str]) -> Callable[[], None]:
         case.call_and_validate(headers=headers, checks=[not_a_server_error])
 
     return check
+
+
+def test_several_api_processes_share_the_port_and_every_event_reaches_the_buffers(
+        request: pytest.FixtureRequest, fleet: Any, tmp_path_factory: pytest.TempPathFactory, make_bucket: Callable,
+        start_worker: Callable) -> None:
+    process, base_url = start_api(request, {**fleet.env, "SIGNAL_ADMIN_TOKEN": TOKEN}, tmp_path_factory,
+                                   "--workers", "2")
+    api = Api(process, base_url)
+
+    def servers() -> list[int]:
+        found = []
+        for pid in child_pids(process.pid):
+            try:
+                cmdline = open(f"/proc/{pid}/cmdline", "rb").read().decode(errors="replace")
+            except OSError:
+                continue
+            if "spawn_main" in cmdline:
+                found.append(pid)
+        return found
+
+    wait_until(lambda: len(servers()) == 2, 30, message=lambda: f"API processes: {servers()}")
+    source = api.source("Website")
+    iid = api.install(make_bucket(), source_id=source["id"])["id"]
+    start_worker(queues="ingest")
+    run = uuid.uuid4().hex[:8]
+    calls = segment_calls(400, run)
+    sent = 0
+    for start in range(0, len(calls), 20):
+        with api.collector(source["write_key"]) as client:  # a new connection each time: either process takes it
+            response = client.post("/v1/batch", json={"batch": calls[start:start + 20]})
+            assert response.status_code == 200, response.text
+            sent += 20
+        if start == 200:
+            os.kill(servers()[0], 9)  # one process dies: the other keeps answering, and it is replaced
+    wait_until(lambda: api.status(iid)["ingested_events"] >= sent, 60, message=lambda: f"{api.status(iid)}")
+    assert api.status(iid)["ingested_events"] == sent
+    wait_until(lambda: len(servers()) == 2, 30, message=lambda: f"API processes: {servers()}")
+    workers = servers()
+    api.close()
+    assert process.stop(timeout=20) is not None
+    wait_until(lambda: not any(pid_alive(pid) for pid in workers), 20, message=lambda: "API processes left behind")

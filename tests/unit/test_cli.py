@@ -402,3 +402,21 @@ def test_athena_ddl_follows_the_integration_s_variant(r, capsys, seed_file):
     plain = install_seed(capsys, seed_file)
     assert cli.main(["athena-ddl", plain["id"]]) == 0
     assert "JsonSerDe" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("given", ["0", "-1", "two"])
+def test_api_workers_must_be_a_positive_whole_number(capsys: pytest.CaptureFixture[str], given: str) -> None:
+    from workers import cli
+
+    assert cli.main(["api", "--workers", given]) == 2
+    assert "--workers" in capsys.readouterr().err
+
+
+def test_api_passes_the_number_of_processes_to_the_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    from workers import cli
+    from workers.web import app
+
+    seen: list[tuple] = []
+    monkeypatch.setattr(app, "serve", lambda host, port, workers: seen.append((host, port, workers)))
+    assert cli.main(["api", "--port", "9000", "--workers", "3"]) == 0
+    assert seen == [(None, 9000, 3)]

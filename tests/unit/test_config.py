@@ -480,6 +480,12 @@ def test_an_empty_partition_time_is_the_default(value: Any) -> None:
     assert parse_config(with_(MINIMAL, partition_time=value)).partition_time == "received_at"
 
 
+def test_null_batch_limits_mean_their_defaults() -> None:
+    """A settings form (or a PATCH) that clears a batch limit gets the default back, not an error."""
+    config = parse_config(with_(MINIMAL, batch_max_events=None, batch_max_bytes=None))
+    assert (config.batch_max_events, config.batch_max_bytes) == (100_000, 64 * 1024 * 1024)
+
+
 # -- derived values ---------------------------------------------------------------------------------------------
 
 

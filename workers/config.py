@@ -352,7 +352,7 @@ class IntegrationConfig(BaseModel):
             raise _problem(_ALLOWED[info.field_name])
         return v
 
-    @field_validator("batch_max_events", "batch_max_bytes", mode="before")
+    @field_validator("batch_max_events", "batch_max_bytes", "partition_time_bound_s", mode="before")
     @classmethod
     def _none_is_default(cls, v: Any, info: Any) -> Any:
         return cls.model_fields[info.field_name].default if v is None else v

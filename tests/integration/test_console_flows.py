@@ -99,7 +99,7 @@ def test_quick_setup_from_the_library_to_a_delivered_test_event(running, page, p
     page.get_by_label("Secret access key (required)", exact=True).fill(SECRET_ACCESS_KEY)
     page.get_by_role("button", name="Install Integration").click()
     page.wait_for_url(re.compile(r"/integrations/[0-9a-f-]{36}$"))
-    expect(page.locator("#blueprint")).to_have_text("default: forwards all events")
+    expect(page.locator("#blueprint")).to_have_text("Forwards all events unchanged.")
     expect(page.get_by_role("status")).to_have_text("Amazon S3 installed with the default blueprint.")
     integration_url = page.url
     screenshot(page, "quick-setup-4-installed")

@@ -104,7 +104,8 @@ def test_the_install_form_is_built_from_the_catalog_field_schema(fleet, console)
     assert kms.get("value") == ""
     assert form.find(name="config.storage_class").find("option", selected="").text == "STANDARD"
     variants = form.find("select", name="variant")
-    assert [(o.get("value"), o.text) for o in variants.find_all("option")] == [("default", "Default")]
+    assert [(o.get("value"), o.text) for o in variants.find_all("option")] == [
+        ("default", "NDJSON (gzip)"), ("parquet", "Parquet (zstd)")]
     assert form.find("input", name="name").get("value") == "Amazon S3"
     assert [o.text for o in form.find("select", name="source_id").find_all("option")] == [
         "Default source (created on install)", "Website"]
@@ -117,13 +118,14 @@ def test_the_install_form_is_built_from_the_catalog_field_schema(fleet, console)
 
 def test_variants_and_fields_added_to_the_catalog_appear_in_the_form(console, monkeypatch):
     monkeypatch.setitem(catalog.ENTRY, "variants", [*catalog.VARIANTS, {
-        "id": "parquet", "name": "Parquet", "description": "Columnar Parquet objects"}])
+        "id": "orc", "name": "ORC", "description": "Columnar ORC objects"}])
     monkeypatch.setitem(catalog.ENTRY, "fields", [*catalog.FIELDS, {
         "name": "row_group_events", "label": "Row group events", "type": "integer", "required": False,
         "advanced": True, "description": "Events per Parquet row group."}])
     form = console.page("/integrations/library/amazon_s3/install").find("form", class_="form")
-    assert [o.text for o in form.find("select", name="variant").find_all("option")] == ["Default", "Parquet"]
-    assert "Parquet: Columnar Parquet objects." in form.text
+    assert [o.text for o in form.find("select", name="variant").find_all("option")] == [
+        "NDJSON (gzip)", "Parquet (zstd)", "ORC"]
+    assert "ORC: Columnar ORC objects." in form.text
     added = form.find("details").find("input", name="config.row_group_events")
     assert form.find("label", for_=added.get("id")).text == "Row group events"
 
@@ -194,7 +196,7 @@ def test_install_integration_lands_on_the_new_integration_with_its_default_bluep
     assert integ.config.secret_access_key.get_secret_value() == SECRET_ACCESS_KEY
     page = console.page(response.headers["location"])
     assert page.find("div", class_="notice").text == "Lake installed with the default blueprint."
-    assert page.by_id("blueprint").text == "default: forwards all events"
+    assert page.by_id("blueprint").text == "Forwards all events unchanged."
     assert page.find("h1").text == "Lake"
     assert f"s3://{bucket}/events/" in page.text and "Website" in page.text
 

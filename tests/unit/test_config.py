@@ -280,7 +280,7 @@ INVALID_ROWS: list[tuple[str, Any, str]] = [
     ("partition_time_bound_s", 366 * 24 * 3600 + 1, "partition_time_bound_s must be a whole number of seconds "
                                                     "from 60 to 31622400 (366 days) (got 31622401)"),
     *[("partition_time_bound_s", value, "partition_time_bound_s must be a whole number of seconds from 60 to "
-       "31622400 (366 days)") for value in ("7d", 3600.5, True, None)],
+       "31622400 (366 days)") for value in ("7d", 3600.5, True)],
 ]
 
 
@@ -480,10 +480,11 @@ def test_an_empty_partition_time_is_the_default(value: Any) -> None:
     assert parse_config(with_(MINIMAL, partition_time=value)).partition_time == "received_at"
 
 
-def test_null_batch_limits_mean_their_defaults() -> None:
-    """A settings form (or a PATCH) that clears a batch limit gets the default back, not an error."""
-    config = parse_config(with_(MINIMAL, batch_max_events=None, batch_max_bytes=None))
+def test_null_batch_limits_and_partition_bound_mean_their_defaults() -> None:
+    """A settings form (or a PATCH) that clears a batch limit or the partition bound gets the default back."""
+    config = parse_config(with_(MINIMAL, batch_max_events=None, batch_max_bytes=None, partition_time_bound_s=None))
     assert (config.batch_max_events, config.batch_max_bytes) == (100_000, 64 * 1024 * 1024)
+    assert config.partition_time_bound_s == 7 * 24 * 3600
 
 
 # -- derived values ---------------------------------------------------------------------------------------------

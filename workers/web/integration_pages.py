@@ -15,7 +15,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import Response
 
-from workers import athena, catalog, delivery, iam, manage, registry, sources, status
+from workers import athena, blueprint, catalog, delivery, iam, manage, registry, sources, status
 from workers.config import ConfigError
 from workers.web import forms
 from workers.web.common import ID_MAX_CHARS, state
@@ -44,7 +44,8 @@ def _page(request: Request, integ: registry.Integration, tab: str, template: str
     except sources.UnknownSource:
         source_name = integ.source_id
     return render(request, template, nav="integrations", tab=tab, tabs=TABS,
-                  integration=manage.view(integ), source_name=source_name, **context)
+                  integration=manage.view(integ), blueprint_rules=blueprint.describe(integ.blueprint),
+                  source_name=source_name, **context)
 
 
 def _status(r: Any, integration_id: str) -> dict[str, Any]:

@@ -10,11 +10,14 @@ from typing import Any
 
 from celery import Celery
 
+from workers import wire
+
 
 class Broker:
     """A small Celery producer; one per process (thread-safe for publishing)."""
 
     def __init__(self, redis_url: str, *, visibility_timeout_s: int = 300) -> None:
+        wire.install()
         self.app = Celery("signal-api", broker=redis_url, set_as_current=False)
         self.app.conf.update(task_serializer="json", accept_content=["json"], broker_connection_retry_on_startup=True,
                              broker_transport_options={"visibility_timeout": visibility_timeout_s})
@@ -22,6 +25,7 @@ class Broker:
     def ingest(self, integration_id: str, events: list[Any]) -> str:
         task_id = str(uuid.uuid4())
         self.app.send_task("signal.ingest", args=[integration_id, events], queue="ingest", task_id=task_id,
+                           compression=wire.INGEST_COMPRESSION,
                            argsrepr=repr((integration_id, f"<{len(events)} items>")), kwargsrepr="{}")
         return task_id
 

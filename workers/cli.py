@@ -22,7 +22,8 @@ from tqdm import tqdm
 
 from workers import (athena, buffer, catalog, crypto, delivery, iam, manage, registry, snippet, sources, status,
                      websdk)
-from workers.config import ConfigError
+from workers.blueprint import parse_blueprint
+from workers.config import ConfigError, parse_config
 from workers.settings import get_settings
 
 INTEGRATION_TYPE = catalog.INTEGRATION_TYPE
@@ -111,7 +112,8 @@ def _install_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _update_arguments(parser: argparse.ArgumentParser) -> None:
     _integration_id(parser)
-    _file_option(parser, 'the new config: a config object or {"config": {...}}')
+    _file_option(parser, 'the new config and/or blueprint: a config object, or {"config": {...}, '
+                         '"blueprint": {...}} with either or both')
 
 
 def cmd_install(args: argparse.Namespace) -> int:
@@ -140,25 +142,38 @@ def cmd_show(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _config_of(document: Any) -> Any:
-    if isinstance(document, dict) and "config" in document:
-        others = sorted(str(key) for key in document if key != "config")
+_UPDATE_PARTS = ("config", "blueprint")
+
+
+def _parts_of(document: Any) -> dict[str, Any]:
+    """``{"config": ..., "blueprint": ...}`` (either or both) of an update document; a bare config object is the
+    config."""
+    if isinstance(document, dict) and any(part in document for part in _UPDATE_PARTS):
+        others = sorted(str(key) for key in document if key not in _UPDATE_PARTS)
         if others:
-            raise ConfigError(
-                [
-                    {
-                        "field": others[0],
-                        "message": 'update replaces only the config; give a config object or {"config": {...}}',
-                    }
-                ]
-            )
-        return document["config"]
-    return document
+            raise ConfigError([{"field": others[0], "message": "update replaces only the config and the blueprint; "
+                                'give a config object or {"config": {...}, "blueprint": {...}}'}])
+        return {part: document[part] for part in _UPDATE_PARTS if part in document}
+    return {"config": document}
 
 
 def cmd_update(args: argparse.Namespace) -> int:
-    config = _config_of(_read_json(args.file))
-    _print_json(registry.update_config(redis_client(), args.id, config).public())
+    parts = _parts_of(_read_json(args.file))
+    errors: list[dict[str, str]] = []
+    config = bp = None
+    if "config" in parts:
+        try:
+            config = parse_config(parts["config"], field_prefix="config")
+        except ConfigError as exc:
+            errors.extend(exc.errors)
+    if "blueprint" in parts:
+        try:
+            bp = parse_blueprint(parts["blueprint"], field_prefix="blueprint")
+        except ConfigError as exc:
+            errors.extend(exc.errors)
+    if errors:
+        raise ConfigError(errors)
+    _print_json(registry.update(redis_client(), args.id, config=config, blueprint=bp).public())
     return EXIT_OK
 
 
@@ -223,7 +238,8 @@ def _athena_arguments(parser: argparse.ArgumentParser) -> None:
 def cmd_athena_ddl(args: argparse.Namespace) -> int:
     integration = registry.get(redis_client(), args.id)
     try:
-        ddl = athena.athena_ddl(integration.id, integration.config, table=args.table, database=args.database)
+        ddl = athena.athena_ddl(integration.id, integration.config, table=args.table, database=args.database,
+                                variant=integration.variant)
     except ValueError as exc:
         return _fail(str(exc), EXIT_INVALID)
     sys.stdout.write(ddl.rstrip("\n") + "\n")
@@ -238,12 +254,24 @@ def cmd_iam_policy(args: argparse.Namespace) -> int:
 def _api_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", help="address to listen on (default SIGNAL_API_HOST, 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port (default SIGNAL_API_PORT, 8084)")
+    parser.add_argument("--workers", type=_positive_int, default=1, metavar="N",
+                        help="API processes sharing the port (default 1; about one per CPU)")
+
+
+def _positive_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {value!r}") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {number}")
+    return number
 
 
 def cmd_api(args: argparse.Namespace) -> int:
     from workers.web.app import serve
 
-    serve(args.host, args.port)
+    serve(args.host, args.port, args.workers)
     return EXIT_OK
 
 
@@ -396,7 +424,8 @@ COMMANDS: dict[str, Command] = {
         ),
         Command("list", "list installed integrations", cmd_list),
         Command("show", "show one integration", cmd_show, _integration_id),
-        Command("update", "replace the config of an integration", cmd_update, _update_arguments),
+        Command("update", "replace the config and/or the blueprint of an integration", cmd_update,
+                _update_arguments),
         Command("enable", "enable an integration", cmd_enable, _integration_id),
         Command("disable", "disable an integration", cmd_disable, _integration_id),
         Command("status", "delivery status: buffered, delivered, retrying, held, last error", cmd_status,

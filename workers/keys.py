@@ -33,6 +33,11 @@ Per source ``S`` (hash tag ``{<source_id>}`` after ``sig:src:``, so a source nev
 Global:
   sig:sources                set     ids of every source
   sig:writekey:<sha256>      string  source id of a write key, found by the key's sha256 hex digest
+
+Fleet and console:
+  sig:beat:last_tick_ms              string  ms when signal.flush_due last ran (beat's tick, run by a flush worker)
+  sig:console:signin:<client>        string  failed console sign-ins of one client address in the current window
+  sig:console:revoked:<sha256>       string  a signed-out console session (sha256 of its CSRF token), until it expires
 """
 
 from __future__ import annotations
@@ -146,3 +151,14 @@ def source_stats(source_id: str) -> str:
 
 def write_key(digest: str) -> str:
     return f"{PREFIX}:writekey:{digest}"
+
+
+BEAT_LAST_TICK = f"{PREFIX}:beat:last_tick_ms"
+
+
+def signin_failures(client: str) -> str:
+    return f"{PREFIX}:console:signin:{client}"
+
+
+def revoked_session(digest: str) -> str:
+    return f"{PREFIX}:console:revoked:{digest}"

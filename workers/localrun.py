@@ -223,13 +223,25 @@ def poll_bucket(s3: Any, seen: dict[str, int]) -> None:
                 print(f"  s3://{BUCKET}/{obj['Key']}  {seen[obj['Key']]} events  {obj['Size']} bytes", flush=True)
 
 
+def banner(api: str, token: str, integration_id: str, *, token_generated: bool) -> str:
+    """Where the console and the admin API are and how to sign in. A generated development token is shown; a token
+    set in SIGNAL_ADMIN_TOKEN is not."""
+    shown = token if token_generated else "$SIGNAL_ADMIN_TOKEN"
+    how = f"sign in with the admin token {token}" if token_generated else "sign in with your SIGNAL_ADMIN_TOKEN"
+    return (f"console   {api}/  ({how})\n"
+            f"admin API {api}/v1/admin/\n"
+            f"  curl -H 'Authorization: Bearer {shown}' "
+            f"{api}/v1/admin/integrations/{integration_id}/live-events?limit=5")
+
+
 def run(procs: Processes, run_seconds: float | None) -> None:
     env = procs.env  # shared with every process started from here on
     if not env.get("SIGNAL_SECRET_KEY"):
         env["SIGNAL_SECRET_KEY"] = Fernet.generate_key().decode()
         print("development key generated; set SIGNAL_SECRET_KEY in production")
     env.setdefault("SIGNAL_FLUSH_INTERVAL_S", "5")
-    if not env.get("SIGNAL_ADMIN_TOKEN"):
+    token_generated = not env.get("SIGNAL_ADMIN_TOKEN")
+    if token_generated:
         env["SIGNAL_ADMIN_TOKEN"] = uuid.uuid4().hex
         print("development admin token generated; set SIGNAL_ADMIN_TOKEN in production")
     env.setdefault("SIGNAL_API_PORT", str(free_port()))
@@ -261,9 +273,7 @@ def run(procs: Processes, run_seconds: float | None) -> None:
 
     api = f"http://127.0.0.1:{env['SIGNAL_API_PORT']}"
     procs.start("api", [*tool("signal-s3"), "api"], lambda: procs.log_has("api", "Uvicorn running"), 30)
-    print(f"admin API {api}  (token: {env['SIGNAL_ADMIN_TOKEN']})\n"
-          f"  curl -H 'Authorization: Bearer {env['SIGNAL_ADMIN_TOKEN']}' "
-          f"{api}/v1/admin/integrations/{integration.id}/live-events?limit=5")
+    print(banner(api, env["SIGNAL_ADMIN_TOKEN"], integration.id, token_generated=token_generated))
     site = start_demo_site(procs, api)
     if site:
         print(f"demo website {site}  (open it: its buttons send page, track and identify events from your browser "

@@ -49,10 +49,11 @@ class Settings(BaseSettings):
     admin_token: SecretStr | None = None
     api_host: str = "127.0.0.1"
     api_port: int = Field(8084, ge=1, le=65535)
-    # Collection: events are coalesced per integration into one signal.ingest task of up to this many events,
-    # or after this many milliseconds, whichever comes first.
+    # Collection: events are coalesced per integration into signal.ingest tasks of up to this many events, published
+    # as soon as the integration's previous publish completed (what arrived meanwhile forms the next task).
     collect_batch_events: int = Field(500, ge=1, le=10_000)
-    collect_batch_ms: int = Field(50, ge=0, le=10_000)
+    # Optional linger: events that find the broker free wait up to this long for more (0: publish at once).
+    collect_batch_ms: int = Field(0, ge=0, le=10_000)
     # Largest request body, compressed and decompressed (Segment's limit for a batch request: 500 KB).
     api_max_body_bytes: int = Field(500 * 1024, ge=1024)
     # Events per second one source may send, shared by every API process (a source's own setting wins); 0: no limit.
@@ -61,6 +62,14 @@ class Settings(BaseSettings):
     trusted_proxies: Annotated[tuple[IpNetwork, ...], NoDecode] = ()
     # The collection API's address as websites reach it, for the snippets (default: http://SIGNAL_API_HOST:PORT).
     public_api_url: str | None = None
+
+    # Web console (served by ``signal-s3 api`` at ``/``): sign-in lasts this long; this many failed sign-ins from one
+    # client within the window lock that client out until the window ends.
+    console_session_ttl_s: int = Field(8 * 3600, ge=60, le=7 * 24 * 3600)
+    console_signin_max_failures: int = Field(5, ge=1)
+    console_signin_window_s: int = Field(300, ge=1)
+    # Flower's address, linked from the console's Fleet page when set (e.g. http://127.0.0.1:5555).
+    flower_url: str | None = None
 
     @field_validator("retry_backoff_max_s")
     @classmethod

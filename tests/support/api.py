@@ -3,13 +3,17 @@
 ``api`` is one API process on the fleet's Redis with the admin token ``TOKEN``; ``start_api(**env)`` starts more
 (another process of the same fleet, or one with other settings), each stopped after the test. Their logs are
 attached to a failed test's report, and checked for the admin token and AWS secrets when they stop.
+``start_api_process`` starts one with any environment and arguments; ``serve_in_thread`` serves an app object in a
+thread of the test process.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import httpx
@@ -58,11 +62,14 @@ class Api:
         self.anon.close()
 
 
-def start_api_process(request: pytest.FixtureRequest, env: dict[str, str],
-                      tmp_path_factory: pytest.TempPathFactory) -> tuple[ManagedProcess, str]:
+def start_api_process(request: pytest.FixtureRequest, env: dict[str, str], tmp_path_factory: pytest.TempPathFactory,
+                      *extra_args: str) -> tuple[ManagedProcess, str]:
+    """``signal-s3 api`` on a free loopback port with ``env`` (and ``extra_args``, e.g. ``--workers 2``); returns the
+    process and its base URL once it answers."""
     port = free_port()
     full_env = {**os.environ, **env, "PYTHONPATH": str(REPO_ROOT)}
-    process = ManagedProcess([*venv_command("signal-s3"), "api", "--host", "127.0.0.1", "--port", str(port)],
+    process = ManagedProcess([*venv_command("signal-s3"), "api", "--host", "127.0.0.1", "--port", str(port),
+                              *extra_args],
                              name=f"api-{port}", env=full_env, log_dir=tmp_path_factory.mktemp("api-logs"))
     watch_process(request.node, process)
     process.start()
@@ -108,3 +115,21 @@ def start_api(request: pytest.FixtureRequest, fleet: Any, tmp_path_factory: pyte
 @pytest.fixture
 def api(start_api: Callable[..., Api]) -> Api:
     return start_api()
+
+
+@contextmanager
+def serve_in_thread(app: Any) -> Iterator[str]:
+    """Serve an ASGI app with uvicorn on a free loopback port in a thread of this process; yields its base URL."""
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning",
+                                           lifespan="on"))
+    thread = threading.Thread(target=server.run, name="uvicorn-test", daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: server.started or not thread.is_alive(), 30, message="uvicorn did not start")
+        assert server.started, "uvicorn exited at start"
+        yield f"http://127.0.0.1:{server.config.port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)

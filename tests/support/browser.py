@@ -36,8 +36,8 @@ def chromium_path() -> str:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """One Chromium per test module. Not per session: Playwright's sync API keeps an asyncio loop running in the main
-    thread while it is open, and every later test that calls ``asyncio.run()`` would fail."""
+    """One Chromium per test module. Not per session: Playwright's sync API keeps an event loop running in the main
+    thread while it is open, and tests that call ``asyncio.run`` later in the session would fail."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:

@@ -76,18 +76,6 @@ def test_aws_libraries_never_log_below_info_even_when_the_worker_does():
         root.setLevel(old)
 
 
-def test_task_bodies_are_plain_json_read_and_written_by_orjson():
-    from kombu import serialization
-
-    body = [["int-1", [{"type": "track", "event": "é", "properties": {"n": 1.5}}]], {}, {"callbacks": None}]
-    content_type, encoding, payload = serialization.dumps(body, serializer="json")
-    assert (content_type, encoding) == ("application/json", "utf-8")
-    import json
-
-    assert json.loads(payload) == body  # any JSON producer reads it, and...
-    assert serialization.loads(json.dumps(body), content_type, encoding) == body  # ...we read any JSON producer's
-
-
 def test_ingest_retries_redis_blips_only():
     import redis
 

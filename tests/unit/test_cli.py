@@ -254,6 +254,35 @@ def test_update_with_other_install_fields_exit_2(
     assert "update replaces only the config" in errors[0]["message"]
 
 
+def test_update_the_blueprint_alone_or_with_the_config(
+    r: fakeredis.FakeRedis, capsys: pytest.CaptureFixture[str], seed_file: Path, tmp_path: Path
+) -> None:
+    created = install_seed(capsys, seed_file)
+    assert created["blueprint"] == {"consent": None, "events": None, "drop_fields": [], "hash_fields": []}
+    wanted = {"consent": {"require": ["analytics"], "missing": "deny"}, "events": {"exclude": ["identify"]},
+              "drop_fields": ["context.ip"], "hash_fields": ["user_id"]}
+    path = tmp_path / "update.json"
+    path.write_text(json.dumps({"blueprint": wanted}))
+    code, out, err = run(capsys, "update", created["id"], "--file", str(path))
+    assert code == 0, err
+    updated = json.loads(out)
+    assert updated["blueprint"] == wanted and updated["config"] == created["config"]
+    code, out, _ = run(capsys, "show", created["id"])
+    assert json.loads(out)["blueprint"] == wanted
+    key = registry.get(r, created["id"]).hash_key
+    assert key is not None and key.get_secret_value() not in out
+
+    path.write_text(json.dumps({"config": NEW_CONFIG, "blueprint": {}}))
+    code, out, _ = run(capsys, "update", created["id"], "--file", str(path))
+    assert code == 0
+    assert json.loads(out)["blueprint"]["consent"] is None and json.loads(out)["config"]["bucket"] == "other-bucket"
+
+    path.write_text(json.dumps({"config": dict(NEW_CONFIG, region="moon-1"), "blueprint": {"drop_fields": [""]}}))
+    code, out, _ = run(capsys, "update", created["id"], "--file", str(path))
+    assert code == 2
+    assert [e["field"] for e in json.loads(out)["errors"]] == ["config.region", "blueprint.drop_fields"]
+
+
 def test_update_unknown_exit_1(r: fakeredis.FakeRedis, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     path = tmp_path / "config.json"
     path.write_text(json.dumps(NEW_CONFIG))
@@ -442,3 +471,35 @@ def test_sdk_files_writes_the_pinned_files_and_reports_them(capsys: pytest.Captu
     monkeypatch.setattr(websdk, "install", offline)
     code, _, err = run(capsys, "sdk-files", str(tmp_path))
     assert code == 1 and "offline" in err
+
+
+def test_athena_ddl_follows_the_integration_s_variant(r, capsys, seed_file):
+    body = json.loads(SEED_INSTALL_BODY)
+    seed_file.write_text(json.dumps({**body, "variant": "parquet"}))
+    created = install_seed(capsys, seed_file)
+    assert created["variant"] == "parquet"
+    assert cli.main(["athena-ddl", created["id"]]) == 0
+    ddl = capsys.readouterr().out
+    assert "STORED AS PARQUET" in ddl and "JsonSerDe" not in ddl and "`received_at`    timestamp" in ddl
+    seed_file.write_text(json.dumps(body))
+    plain = install_seed(capsys, seed_file)
+    assert cli.main(["athena-ddl", plain["id"]]) == 0
+    assert "JsonSerDe" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("given", ["0", "-1", "two"])
+def test_api_workers_must_be_a_positive_whole_number(capsys: pytest.CaptureFixture[str], given: str) -> None:
+    from workers import cli
+
+    assert cli.main(["api", "--workers", given]) == 2
+    assert "--workers" in capsys.readouterr().err
+
+
+def test_api_passes_the_number_of_processes_to_the_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    from workers import cli
+    from workers.web import app
+
+    seen: list[tuple] = []
+    monkeypatch.setattr(app, "serve", lambda host, port, workers: seen.append((host, port, workers)))
+    assert cli.main(["api", "--port", "9000", "--workers", "3"]) == 0
+    assert seen == [(None, 9000, 3)]

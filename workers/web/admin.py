@@ -32,8 +32,11 @@ INSTALL_BODY = _body({
     "required": ["name", "config"],
     "properties": {
         "name": {"type": "string", "minLength": 1, "maxLength": registry.NAME_MAX_CHARS},
-        "variant": {"type": "string", "enum": list(registry.VARIANTS)},
+        "variant": {"type": "string", "enum": list(registry.VARIANTS),
+                    "description": "output format, fixed for the integration's life: "
+                                   + "; ".join(f"{v['id']}: {v['description']}" for v in catalog.VARIANTS)},
         "config": catalog.config_schema(partial=False),
+        "blueprint": catalog.blueprint_schema(),
         "delivery_mode": {"type": "string", "enum": list(registry.DELIVERY_MODES)},
         "enabled": {"type": "boolean"},
         "source_id": {"type": "string"},
@@ -45,6 +48,7 @@ PATCH_BODY = _body({
     "properties": {
         "name": {"type": "string", "minLength": 1, "maxLength": registry.NAME_MAX_CHARS},
         "config": catalog.config_schema(partial=True),
+        "blueprint": catalog.blueprint_schema(),
         "verify": {"type": "boolean"},
     },
 })

@@ -53,7 +53,7 @@ class State:
         entry = self._batchers.get(id(loop))
         if entry is None or entry[0] is not loop:
             batcher = Batcher(self.broker.ingest, max_events=self.settings.collect_batch_events,
-                              max_delay_s=self.settings.collect_batch_ms / 1000, executor=self.executor)
+                              linger_s=self.settings.collect_batch_ms / 1000, executor=self.executor)
             self._batchers = {k: v for k, v in self._batchers.items() if not v[0].is_closed()}
             self._batchers[id(loop)] = (loop, batcher)
             return batcher
@@ -189,6 +189,7 @@ def admin_enabled(settings: Settings) -> bool:
 
 
 ADMIN_DISABLED = "the admin API is disabled: set SIGNAL_ADMIN_TOKEN to enable it"
+CONSOLE_DISABLED = "the console is disabled: set SIGNAL_ADMIN_TOKEN to enable it (you sign in with that token)"
 
 
 def require_admin(request: Request,

@@ -18,7 +18,7 @@ from tests.support.fleet import make_events
 from tests.support.processes import wait_until
 from tests.support.s3_fixtures import unique_bucket
 from tests.support.seed import ACCESS_KEY_ID, SECRET_ACCESS_KEY, SESSION_TOKEN
-from workers import catalog, registry, sources
+from workers import catalog, registry, snippet, sources
 from workers import fleet as fleet_mod
 from workers.config import ConfigError
 from workers.errors import HINTS
@@ -221,6 +221,22 @@ def test_sources_create_a_source_and_show_its_write_key_to_copy(fleet, console):
     empty = parse(console.post("/sources", {"name": "  "}).text)
     assert empty.by_id("source-name-error").text == "Error: name must be a string of 1 to 200 characters"
     assert len(sources.list_all(fleet.r)) == 1
+
+
+def test_sources_show_the_website_snippets_and_the_collection_settings(fleet, console, console_settings):
+    source = sources.create(fleet.r, "Shop", allowed_origins=["https://www.shop.example"], rate_limit_eps=50)
+    card = console.page("/sources").by_id(f"source-{source.id}")
+    url = console_settings.collection_url
+    expected = snippet.for_source(source.id, source.write_key, api_url=url)
+    assert [d.find("summary").text for d in card.find_all("details", class_="snippet")] == [
+        sn.title for sn in expected]
+    for sn in expected:
+        shown = card.by_id(f"snippet-{sn.sdk}-{source.id}")
+        assert shown.text == " ".join(sn.html.split())  # the same text the CLI prints (the reader folds spaces)
+        assert card.find("button", data_copy=f"snippet-{sn.sdk}-{source.id}").text == f"Copy {sn.title} snippet"
+    assert url in card.text
+    facts = {dt.text: dt.find_next_sibling("dd").text for dt in card.find_all("dt")}
+    assert facts["Allowed origins"] == "https://www.shop.example" and facts["Rate limit"] == "50 events/s"
 
 
 def test_fleet_shows_queue_depths_beat_totals_and_flower_when_configured(fleet, console, console_settings,

@@ -18,7 +18,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import RedirectResponse, Response
 
-from workers import catalog, fleet, manage, registry, sources, status
+from workers import catalog, fleet, manage, registry, snippet, sources, status
 from workers.config import ConfigError
 from workers.web import forms, integration_pages, session
 from workers.web.common import admin_enabled, admin_token_matches, state
@@ -183,9 +183,11 @@ def _integrations_of(r: Any, source_id: str) -> list[registry.Integration]:
 
 
 def _sources_page(request: Request, *, error: ConfigError | None = None, name: str = "") -> Response:
-    r = state(request).r
-    listed = [{"source": s, "integrations": _integrations_of(r, s.id)} for s in sources.list_all(r)]
-    return render(request, "sources.html", nav="sources", listed=listed,
+    st = state(request)
+    r, url = st.r, st.settings.collection_url
+    listed = [{"source": s, "integrations": _integrations_of(r, s.id), "view": sources.view(r, s, st.settings),
+               "snippets": snippet.for_source(s.id, s.write_key, api_url=url)} for s in sources.list_all(r)]
+    return render(request, "sources.html", nav="sources", listed=listed, collection_url=url,
                   errors=forms.errors_by_field(error), name=name)
 
 

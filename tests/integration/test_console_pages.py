@@ -235,7 +235,7 @@ def test_sources_show_the_website_snippets_and_the_collection_settings(fleet, co
         assert shown.text == " ".join(sn.html.split())  # the same text the CLI prints (the reader folds spaces)
         assert card.find("button", data_copy=f"snippet-{sn.sdk}-{source.id}").text == f"Copy {sn.title} snippet"
     assert url in card.text
-    facts = {dt.text: dt.find_next_sibling("dd").text for dt in card.find_all("dt")}
+    facts = {d.find("dt").text: d.find("dd").text for d in card.find("dl", class_="facts").find_all("div")}
     assert facts["Allowed origins"] == "https://www.shop.example" and facts["Rate limit"] == "50 events/s"
 
 

@@ -8,7 +8,8 @@ PYTEST_ARGS ?=
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help install redis-bin rabbitmq-bin chromium-bin test unit integration run flower flower-auth bench lint clean
+.PHONY: help install redis-bin rabbitmq-bin chromium-bin wrk-bin test unit integration run flower flower-auth bench lint \
+	clean
 
 help:
 	@echo "make install      create $(VENV) and install the project with its test extras"
@@ -17,7 +18,7 @@ help:
 	@echo "make integration  tests/integration only (real redis-server, rabbitmq-server, moto_server, celery, chromium)"
 	@echo "make run          run the fleet locally against moto S3 (RUN_SECONDS=N to stop after N seconds)"
 	@echo "make flower       Flower on 127.0.0.1:\$${FLOWER_PORT:-5555}; requires FLOWER_BASIC_AUTH=user:password"
-	@echo "make bench        benchmarks"
+	@echo "make bench        benchmarks: the product next to this machine's limits (BENCH_QUICK=1: ~3 minutes)"
 	@echo "make lint         ruff, if installed in $(VENV)"
 	@echo "make clean        remove $(VENV) and caches"
 
@@ -105,7 +106,22 @@ flower-auth:
 	     exit 1;; \
 	esac
 
-bench: install
+# The bench loads the HTTP API with wrk on loopback.
+wrk-bin:
+	@if ! command -v wrk >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "wrk not found: installing Debian's wrk package"; \
+	    DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends wrk >/dev/null || exit 1; \
+	  else \
+	    echo "error: wrk is not on PATH. make bench loads the HTTP API with it." >&2; \
+	    echo "Install it, e.g. 'sudo apt-get install wrk' (Debian/Ubuntu) or 'brew install wrk' (macOS)," >&2; \
+	    echo "or run 'make bench' as root on Debian/Ubuntu to have it installed." >&2; \
+	    exit 1; \
+	  fi; \
+	fi
+
+bench: install redis-bin wrk-bin
 	$(PYTHON) -m bench
 
 lint: install

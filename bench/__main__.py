@@ -1,6 +1,6 @@
 """``python -m bench`` (``make bench``): measure the limit and the product side by side; print a table, write JSON.
 
-``BENCH_QUICK=1`` scales every phase down (~1 minute). ``BENCH_KEEP_LOGS=1`` keeps the process logs.
+``BENCH_QUICK=1`` scales every phase down (~3 minutes). ``BENCH_KEEP_LOGS=1`` keeps the process logs.
 """
 
 from __future__ import annotations
@@ -19,13 +19,16 @@ RESULTS = Path(__file__).resolve().parent / "results.json"
 
 SIZES = {
     # events per phase
-    "ingest": 60_000 if QUICK else 400_000,
+    "ingest": 50_000 if QUICK else 200_000,
     "drain": 200_000 if QUICK else 1_000_000,
     "upload": 30_000 if QUICK else 100_000,
     "upload_repeats": 2 if QUICK else 3,
     "memory": 300_000 if QUICK else 1_300_000,
-    "latency_s": 12.0 if QUICK else 30.0,
     "buffer_memory": 64 * 1024**2 if QUICK else 512 * 1024**2,  # bytes of event lines (bench/scale.py)
+    "blueprint": 20_000 if QUICK else 100_000,
+    # seconds per wrk run, and of the end-to-end soak
+    "http_s": 3.0 if QUICK else 10.0,
+    "soak_s": 15.0 if QUICK else 60.0,
 }
 FLUSH_INTERVAL_S = 5.0
 GIB = 1024**3
@@ -90,7 +93,7 @@ def run(stack: Any, results: dict[str, Any]) -> None:
     from workers.settings import get_settings
 
     get_settings.cache_clear()
-    from bench import flush, ingest, latency
+    from bench import flush, http, ingest, soak
     from bench.events import make_events
     from tests.support.fleet import install
     from tests.support.s3_fixtures import create_bucket
@@ -110,19 +113,21 @@ def run(stack: Any, results: dict[str, Any]) -> None:
     step(f"ingest: raw RPUSH of {n:,} events, 500 per call")
     results["ingest_raw"] = ingest.raw_rpush(r, lines, n)
     env = stack.env(SIGNAL_FLUSH_INTERVAL_S="3600", SIGNAL_BUFFER_MAX_BYTES=str(16 * GIB))
-    workers = ingest.INGEST_WORKERS
-    for topology, what in (("fleet", f"{workers} x -P solo -Q ingest + 1 x -Q flush -c 2 (idle)"),
-                           ("single", "1 x prefork -c 2 -Q ingest,flush")):
-        step(f"ingest: product, {n:,} events in signal.ingest tasks of 500, {what}")
+    for producer, what in (("api", "published as the API does (compressed)"),
+                           ("plain", "published by a plain Celery producer (uncompressed list)")):
+        step(f"ingest: one -P solo worker draining {n:,} events in tasks of 500, {what}")
         iid = integration(**big)
-        results[f"ingest_product{'' if topology == 'fleet' else '_single'}"] = ingest.product(
-            stack, env, r, iid, n, topology=topology)
+        results[f"ingest_drain_{producer}"] = ingest.drain(stack, env, r, iid, n, producer=producer)
         drop_integration(r, iid)
-    for topology, what in (("fleet", f"{workers} x -P solo"), ("single", "1 x prefork -c 2")):
-        step(f"ingest: naive Celery task (default JSON, RPUSH), {n:,} events, {what}")
-        results[f"ingest_naive{'' if topology == 'single' else '_fleet'}"] = ingest.naive(
-            stack, env, r, n, topology=topology)
     r.execute_command("FLUSHDB")  # broker leftovers (seen markers, kombu bindings)
+
+    # -- HTTP -------------------------------------------------------------------------------------------------------
+    step(f"http: bare ASGI vs the collection API, {http.CONNECTIONS} connections, {SIZES['http_s']:g} s per run "
+         "(track, batch of 20; half rate; lone client; 1 and 2 API processes)")
+    results["http"] = http.measure(stack, r, bucket, SIZES["http_s"])
+    step("http: one ingest worker puts every accepted event in its buffer")
+    http.check_buffers(stack, r, results["http"])
+    r.execute_command("FLUSHDB")
 
     # -- flush: drain + encode ----------------------------------------------------------------------------------------
     settings = get_settings()
@@ -136,6 +141,11 @@ def run(stack: Any, results: dict[str, Any]) -> None:
     iid = integration(**big)
     hour = flush.fill_open_buffer(r, iid, flines, n)
     results["drain_product"] = flush.product_drain(r, iid, hour, settings)
+    drop_integration(r, iid)
+    step(f"flush: product seal + read_batch + ParquetEncoder of {n:,} events")
+    iid = integration(variant="parquet", **big)
+    hour = flush.fill_open_buffer(r, iid, flines, n)
+    results["drain_product_parquet"] = flush.product_drain(r, iid, hour, settings, variant="parquet")
     drop_integration(r, iid)
 
     # -- flush: upload ------------------------------------------------------------------------------------------------
@@ -152,23 +162,33 @@ def run(stack: Any, results: dict[str, Any]) -> None:
     iid = integration(**big)
     results["memory"] = flush.memory(stack, stack.env(), r, iid, bucket, flines, n, settings)
     drop_integration(r, iid)
+    step(f"memory: delivery.upload of one Parquet batch of {n:,} events in a fresh process")
+    iid = integration(variant="parquet", **big)
+    results["memory_parquet"] = flush.memory(stack, stack.env(), r, iid, bucket, flines, n, settings)
+    drop_integration(r, iid)
     r.execute_command("FLUSHDB")
 
-    # -- latency + cost -----------------------------------------------------------------------------------------------
-    rate = results["ingest_product"]["events_per_s"] / 2
-    step(f"latency: {rate:,.0f} events/s for {SIZES['latency_s']:g} s, flush interval {FLUSH_INTERVAL_S:g} s, "
-         f"{ingest.INGEST_WORKERS} ingest (solo) + 1 flush (-c 2) workers + beat")
-    iid = integration()
-    env = stack.env(SIGNAL_FLUSH_INTERVAL_S=str(FLUSH_INTERVAL_S))
-    results["latency"] = latency.run(stack, env, r, iid, bucket, "events/", rate, SIZES["latency_s"],
-                                     FLUSH_INTERVAL_S)
-    drop_integration(r, iid)
+    # -- blueprint rules ----------------------------------------------------------------------------------------------
+    n = SIZES["blueprint"]
+    step(f"blueprint: Rules.apply vs envelope.prepare, {n:,} events")
+    from bench import blueprint as blueprint_bench
+
+    results["blueprint"] = blueprint_bench.run(n)
+
+    # -- end to end ---------------------------------------------------------------------------------------------
+    api_eps = results["http"]["runs"]["api1 /v1/batch"]["events_per_s"]
+    drain_eps = results["ingest_drain_api"]["events_per_s"]
+    rate = 0.5 * min(api_eps, drain_eps)
+    step(f"soak: {rate:,.0f} events/s over HTTP for {SIZES['soak_s']:g} s (1 API process, 1 solo ingest worker, "
+         f"1 flush worker -c 2, beat at {FLUSH_INTERVAL_S:g} s) until every event is in the bucket")
+    results["soak"] = soak.run(stack, r, bucket, duration_s=SIZES["soak_s"], interval_s=FLUSH_INTERVAL_S,
+                               rate_eps=rate)
     run_scale(stack, r, settings, results)
 
 
 def run_scale(stack: Any, r: Any, settings: Any, results: dict[str, Any]) -> None:
     """Outgrowing one machine (bench/scale.py): the tick with thousands of integrations, RabbitMQ + Redis Cluster."""
-    from bench import ingest, scale
+    from bench import scale
 
     r.execute_command("FLUSHDB")
     step(f"tick: flush_due with {', '.join(f'{n:,}' for n in scale.TICK_SIZES)} integrations, {scale.BUSY} busy, "
@@ -178,11 +198,9 @@ def run_scale(stack: Any, r: Any, settings: Any, results: dict[str, Any]) -> Non
     results["tick_cluster"] = scale.tick_on_cluster(stack, settings)
     step(f"memory: Redis used_memory per buffered byte, {SIZES['buffer_memory'] / 1e6:.0f} MB of events")
     results["memory_per_buffer"] = scale.memory(r, SIZES["buffer_memory"])
-    step(f"ingest: product on RabbitMQ quorum queues + Redis Cluster, {SIZES['ingest']:,} events, "
-         f"{ingest.INGEST_WORKERS} x -P solo")
+    step(f"ingest: product on RabbitMQ quorum queues + Redis Cluster, {SIZES['ingest']:,} events, 1 x -P solo")
     results["ingest_scaled"] = scale.ingest_scaled(
-        stack, stack.env(SIGNAL_FLUSH_INTERVAL_S="3600", SIGNAL_BUFFER_MAX_BYTES=str(16 * GIB)), SIZES["ingest"],
-        ingest.INGEST_WORKERS)
+        stack, stack.env(SIGNAL_FLUSH_INTERVAL_S="3600", SIGNAL_BUFFER_MAX_BYTES=str(16 * GIB)), SIZES["ingest"], 1)
 
 
 def step(text: str) -> None:
@@ -200,33 +218,63 @@ def table(res: dict[str, Any]) -> list[dict[str, Any]]:
         rows.append({"measure": name, "limit": limit, "product": product, "result": measured, "target": target,
                      "verdict": "info" if ok is None else verdict(ok)})
 
-    if "ingest_product" in res:
-        raw, prod = res["ingest_raw"], res["ingest_product"]
-        ratio = prod["events_per_s"] / raw["events_per_s"]
-        row(f"ingest events/s ({prod['ingest_processes']} solo ingest workers)",
-            f"{raw['events_per_s']:,.0f} raw RPUSH", f"{prod['events_per_s']:,.0f}", f"{ratio:.3f} of raw",
-            ">= 0.20 of raw",
-            ratio >= 0.20 and prod["complete"])
-    if "ingest_naive_fleet" in res and "ingest_product" in res:
-        nv, prod = res["ingest_naive_fleet"], res["ingest_product"]
-        row("  vs naive Celery task, same topology", f"{nv['events_per_s']:,.0f} naive",
-            f"{prod['events_per_s']:,.0f}", f"{prod['events_per_s'] / nv['events_per_s']:.2f}x naive", "reference",
-            None)
-    if "ingest_product_single" in res:
-        raw, single = res["ingest_raw"], res["ingest_product_single"]
-        row("ingest, 1 prefork -c 2 worker (make run)", f"{raw['events_per_s']:,.0f} raw RPUSH",
-            f"{single['events_per_s']:,.0f}", f"{single['events_per_s'] / raw['events_per_s']:.3f} of raw", "info",
-            None)
-    if "ingest_naive" in res and "ingest_product_single" in res:
-        nv, single = res["ingest_naive"], res["ingest_product_single"]
-        row("  vs naive Celery task, prefork -c 2", f"{nv['events_per_s']:,.0f} naive",
-            f"{single['events_per_s']:,.0f}", f"{single['events_per_s'] / nv['events_per_s']:.2f}x naive",
-            "reference", None)
+    if "ingest_drain_api" in res:
+        raw, d = res["ingest_raw"], res["ingest_drain_api"]
+        ratio = d["events_per_s"] / raw["events_per_s"]
+        row("ingest: 1 solo worker drains a prefilled queue (tasks of 500, as the API publishes)",
+            f"{raw['events_per_s']:,.0f} ev/s raw RPUSH", f"{d['events_per_s']:,.0f} ev/s", f"{ratio:.3f} of raw",
+            ">= 0.25 of raw", ratio >= 0.25 and d["complete"])
+        row("  its own CPU per event", "", f"{d['worker_cpu_us_per_event']:.1f} us",
+            f"Redis {d['redis_cpu_us_per_event']:.1f} us", "<= 10 us", d["worker_cpu_us_per_event"] <= 10)
+    if "ingest_drain_plain" in res:
+        raw, d = res["ingest_raw"], res["ingest_drain_plain"]
+        row("  the same from a plain producer (uncompressed list of events)", f"{raw['events_per_s']:,.0f} ev/s",
+            f"{d['events_per_s']:,.0f} ev/s", f"{d['worker_cpu_us_per_event']:.1f} us CPU/event", "info", None)
+    runs = res.get("http", {}).get("runs", {})
+    for path, target in (("/v1/track", 0.5), ("/v1/batch", 0.3)):
+        bare, api = runs.get(f"bare {path}"), runs.get(f"api1 {path}")
+        if not bare or not api:
+            continue
+        ratio = api["req_per_s"] / bare["req_per_s"]
+        clean = api["errors"] == 0 and api.get("every_event_buffered", False)
+        row(f"POST {path}{' (20 events)' if path == '/v1/batch' else ''}, {api['connections']} connections, "
+            "1 API process", f"{bare['req_per_s']:,.0f} req/s bare ASGI", f"{api['req_per_s']:,.0f} req/s",
+            f"{ratio:.2f} of bare", f">= {target} of bare, all 200, all buffered", ratio >= target and clean)
+        if not clean:
+            row("  answered / buffered", "", f"{api['errors']} errors",
+                f"{api.get('buffered_events_of_source', 0):,} of {api['requests'] * api['events_per_request']:,}",
+                "all", False)
+        half = runs.get(f"api1 {path} half rate")
+        bare_half = runs.get(f"bare {path} half rate")
+        if half:
+            limit = (f"bare at half its rate: {bare_half['p99_us'] / 1000:.1f} ms" if bare_half else "")
+            row(f"  p99 latency at half that rate ({half['req_per_s']:,.0f} req/s)", limit,
+                f"{half['p99_us'] / 1000:.1f} ms", f"p50 {half['p50_us'] / 1000:.1f} ms", "p99 <= 25 ms",
+                half["p99_us"] <= 25_000 and half["errors"] == 0)
+        lone = runs.get(f"api1 {path} lone client")
+        if lone:
+            row("  a lone client sending back to back", "", f"{lone['p50_us'] / 1000:.1f} ms p50",
+                f"p99 {lone['p99_us'] / 1000:.1f} ms, {lone['req_per_s']:,.0f} req/s", "p50 <= 5 ms",
+                lone["p50_us"] <= 5_000 and lone["errors"] == 0)
+        two = runs.get(f"api2 {path}")
+        if two:
+            row("  2 API processes (--workers 2)", f"{api['req_per_s']:,.0f} req/s with 1",
+                f"{two['req_per_s']:,.0f} req/s", f"{two['req_per_s'] / api['req_per_s']:.2f}x",
+                "info", None)
     if "drain_product" in res:
         raw, prod = res["drain_raw"], res["drain_product"]
         ratio = prod["events_per_s"] / raw["events_per_s"]
         row("flush drain+gzip events/s", f"{raw['events_per_s']:,.0f} LRANGE+isal", f"{prod['events_per_s']:,.0f}",
             f"{ratio:.2f} of raw", ">= 0.70 of raw", ratio >= 0.7)
+    if "drain_product_parquet" in res:
+        raw, prod = res["drain_raw"], res["drain_product_parquet"]
+        gz = res.get("drain_product", {}).get("compressed_bytes") or 0
+        row("flush drain+Parquet events/s", f"{raw['events_per_s']:,.0f} LRANGE+isal",
+            f"{prod['events_per_s']:,.0f}", f"{prod['events_per_s'] / raw['events_per_s']:.2f} of raw", "info", None)
+        if gz:
+            size = prod["compressed_bytes"]
+            row("  Parquet object size vs gzip NDJSON", f"{gz / 1e6:.1f} MB gz", f"{size / 1e6:.1f} MB",
+                f"{size / gz:.2f}x gz", "info", None)
     if "upload" in res:
         u = res["upload"]
         ratio = u["s3_s"] / u["bare_put_s"]
@@ -240,17 +288,37 @@ def table(res: dict[str, Any]) -> list[dict[str, Any]]:
         m = res["memory"]
         row(f"flush peak RSS ({m['raw_bytes'] / 1e9:.2f} GB batch)", f"{m['baseline_hwm_mb']:.0f} MB at start",
             f"{m['peak_hwm_mb']:.0f} MB", f"{m['peak_hwm_mb']:.0f} MB", "<= 300 MB", m["peak_hwm_mb"] <= 300)
-    if "latency" in res:
-        lt = res["latency"]
-        limit = f"{FLUSH_INTERVAL_S:g} s interval"
-        row(f"latency p50 @ {lt['rate_eps_sent']:,.0f} ev/s", limit, f"{lt['p50_s']:.2f} s", f"{lt['p50_s']:.2f} s",
-            "info", None)
-        row(f"latency p99 @ {lt['rate_eps_sent']:,.0f} ev/s", limit, f"{lt['p99_s']:.2f} s", f"{lt['p99_s']:.2f} s",
-            f"<= {FLUSH_INTERVAL_S + 2:g} s", lt["p99_s"] <= FLUSH_INTERVAL_S + 2
-            and lt["delivered_events"] == lt["events"])
-        floor = 1e6 / (lt["rate_eps_sent"] * FLUSH_INTERVAL_S)
-        row("PUTs per 1M events", f"{floor:,.0f} (1 per interval)", f"{lt['puts_per_million']:,.0f}",
-            f"{lt['objects']} objects / {lt['events']:,} events", "info", None)
+    if "memory_parquet" in res:
+        m = res["memory_parquet"]
+        row(f"flush peak RSS, Parquet ({m['raw_bytes'] / 1e9:.2f} GB batch, {m['seconds']:.0f} s)",
+            f"{m['baseline_hwm_mb']:.0f} MB at start", f"{m['peak_hwm_mb']:.0f} MB", f"{m['peak_hwm_mb']:.0f} MB",
+            "<= 300 MB", m["peak_hwm_mb"] <= 300 and m["state"] == "delivered")
+    if "blueprint" in res:
+        b = res["blueprint"]
+        prep = f"{b['prepare_us_per_event']:.1f} us prepare"
+        if "ingest_drain_api" in res:
+            path_us = res["ingest_drain_api"]["worker_cpu_us_per_event"]
+            ratio = b["rules_us_per_event"] / path_us
+            row("blueprint rules per event (consent+filter+drop+2 hashes)", f"{path_us:.1f} us ingest CPU/event",
+                f"{b['rules_us_per_event']:.2f} us", f"{ratio:.2f} of ingest", "<= 0.25 of ingest", ratio <= 0.25)
+        row("  the same vs envelope.prepare alone", prep, f"{b['rules_us_per_event']:.2f} us",
+            f"{b['rules_us_per_event'] / b['prepare_us_per_event']:.2f} of prepare", "info", None)
+        row("  consent + filter only", prep, f"{b['light_us_per_event']:.2f} us",
+            f"{b['light_us_per_event'] / b['prepare_us_per_event']:.2f} of prepare", "info", None)
+        row("  default blueprint (forward all events)", prep, f"{b['default_us_per_event']:.3f} us",
+            f"{b['default_us_per_event'] / b['prepare_us_per_event']:.3f} of prepare", "info", None)
+    if "soak" in res:
+        sk = res["soak"]
+        row(f"soak {sk['duration_s']:.0f} s: HTTP -> objects, sustained", f"{sk['rate_eps_target']:,.0f} ev/s asked",
+            f"{sk['events_per_s']:,.0f} ev/s", f"{sk['objects']} objects", "info", None)
+        row(f"  event -> object latency p50 / p99 ({sk['interval_s']:g} s flush interval)", "",
+            f"{sk['p50_s']:.2f} s / {sk['p99_s']:.2f} s", f"max {sk['max_s']:.2f} s",
+            f"p99 <= {sk['interval_s'] + 2:g} s", sk["p99_s"] <= sk["interval_s"] + 2)
+        row("  every event delivered exactly once", f"{sk['events_answered']:,} answered",
+            f"{sk['unique_events']:,} in objects", f"{sk['duplicates']} duplicates", "exactly once",
+            sk["exactly_once"])
+        cost = ", ".join(f"{kind} {v:.3f}" for kind, v in sk["cpu_s_per_1000_events"].items())
+        row("  CPU seconds per 1,000 events", "", cost, "", "info", None)
     from bench import scale
 
     for measure in scale.rows(res, 60.0):

@@ -64,3 +64,19 @@ def make_events(n: int, *, seed: int = 7, tag: str = "e") -> list[dict[str, Any]
 def with_ids(template: list[dict[str, Any]], tag: str) -> list[dict[str, Any]]:
     """Shallow copies of ``template`` with fresh ``event_id``s ``<tag>-<i>``."""
     return [{**e, "event_id": f"{tag}-{i}"} for i, e in enumerate(template)]
+
+
+ID_MARK = "@ID@"  # replaced per request by the load generator (bench/wrk.lua) with a unique request id
+
+_SEGMENT_NAMES = {"event_id": "messageId", "anonymous_id": "anonymousId", "user_id": "userId"}
+
+
+def segment_calls(n: int, *, seed: int = 7) -> list[dict[str, Any]]:
+    """``n`` realistic calls as a website sends them to the collection API (Segment's camelCase fields), with
+    ``messageId`` ``@ID@-<i>``: unique once the load generator puts a request id in place of ``@ID@``."""
+    calls = []
+    for i, e in enumerate(make_events(n, seed=seed)):
+        call = {_SEGMENT_NAMES.get(k, k): v for k, v in e.items() if k != "sent_at"}
+        call["messageId"] = f"{ID_MARK}-{i}"
+        calls.append(call)
+    return calls

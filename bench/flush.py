@@ -76,20 +76,21 @@ def raw_drain(r: redis.Redis, key: str) -> dict[str, float]:
     return {"events": events, "seconds": elapsed, "events_per_s": events / elapsed, "compressed_bytes": out}
 
 
-def product_drain(r: redis.Redis, iid: str, hour: str, settings: Settings) -> dict[str, float]:
-    """seal + buffer.read_batch + encoding.GzipNdjson, in process, no upload."""
+def product_drain(r: redis.Redis, iid: str, hour: str, settings: Settings, variant: str = "default"
+                  ) -> dict[str, float]:
+    """seal + buffer.read_batch + the variant's encoder (GzipNdjson, ParquetEncoder), in process, no upload."""
+    enc = encoding.encoder_for(variant)  # pyarrow is imported outside the timed part, as in a warm worker
     t0 = time.perf_counter()
     now_ms = clock.now_ms()
     batch_id = buffer.seal(r, iid, hour, now_ms=now_ms, seal_due_ms=now_ms + int(settings.lease_s * 1000))
     assert batch_id
-    enc = encoding.GzipNdjson()
     out = 0
     for lines in read_batch(r, iid, batch_id, settings.drain_chunk_events):
         out += len(enc.write(lines))
     out += len(enc.finish())
     elapsed = time.perf_counter() - t0
     return {"events": enc.events, "seconds": elapsed, "events_per_s": enc.events / elapsed,
-            "compressed_bytes": out, "batch_id": batch_id}
+            "compressed_bytes": out, "raw_bytes": enc.raw_bytes, "batch_id": batch_id, "variant": variant}
 
 
 def seal_batch(r: redis.Redis, iid: str, lines: list[bytes], total: int, settings: Settings) -> str:
@@ -149,7 +150,8 @@ def upload_vs_put(stack: Stack, r: redis.Redis, iid: str, bucket: str, lines: li
 
 def memory(stack: Stack, env: dict[str, str], r: redis.Redis, iid: str, bucket: str, lines: list[bytes],
            events: int, settings: Settings) -> dict[str, Any]:
-    """Peak RSS (VmHWM) of a fresh process running ``delivery.upload`` of one ~1 GB batch."""
+    """Peak RSS (VmHWM) of a fresh process running ``delivery.upload`` of one ~1 GB batch (in the integration's
+    variant: gzipped NDJSON or Parquet)."""
     batch_id = seal_batch(r, iid, lines, events, settings)
     raw_bytes = int(r.hget(keys.batch_meta(iid, batch_id), "bytes") or 0)
     proc = subprocess.run([sys.executable, "-m", "bench.memchild", iid, batch_id], env=env, cwd=REPO_ROOT,
@@ -162,5 +164,5 @@ def memory(stack: Stack, env: dict[str, str], r: redis.Redis, iid: str, bucket: 
     head = s3.head_object(Bucket=bucket, Key=res["key"])
     s3.delete_object(Bucket=bucket, Key=res["key"])
     return {"events": events, "raw_bytes": raw_bytes, "object_bytes": head["ContentLength"],
-            "prefix": cfg.prefix, **res}
+            "prefix": cfg.prefix, "variant": registry.get(r, iid).variant, **res}
 

@@ -12,11 +12,32 @@ from typing import Any
 
 from cryptography.fernet import Fernet
 
-from tests.support.processes import CeleryBeat, CeleryWorker, ManagedProcess, RedisServer
+from tests.support.processes import CeleryBeat, CeleryWorker, ManagedProcess, RedisServer, child_pids
 from tests.support.s3_fixtures import MotoServer, s3_client
 
 ACCESS_KEY_ID = "testing"
 SECRET_ACCESS_KEY = "testing"
+
+
+def cpu_s(pids: list[int]) -> float:
+    """User + system CPU seconds used so far by these processes (Linux /proc; 0 where unreadable)."""
+    total = 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+    return total
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and all its descendants."""
+    out = [pid]
+    for child in child_pids(pid):
+        out.extend(process_tree(child))
+    return out
 
 
 class Stack:

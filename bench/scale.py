@@ -7,7 +7,7 @@ Redis memory per buffered byte; the figures behind the README's capacity table.
   the index. The limit is the flush interval: a tick must finish well inside it.
 * ``ingest_scaled``: ``signal.ingest`` tasks of 500 events through a private RabbitMQ node (quorum queues, publisher
   confirms) to one ``-P solo`` worker per CPU writing to the Redis Cluster; compared with one Redis as broker and store
-  (``ingest_product`` of the same run).
+  (``ingest_drain_api`` of the same run).
 * ``memory``: Redis ``used_memory`` per byte of buffered event lines.
 """
 
@@ -178,7 +178,7 @@ def rows(res: dict[str, Any], interval_s: float) -> list[tuple[str, str, str, st
                     large["check_tick_s"] < interval_s))
     if "ingest_scaled" in res:
         scaled = res["ingest_scaled"]
-        one = res.get("ingest_product", {}).get("events_per_s")
+        one = res.get("ingest_drain_api", {}).get("events_per_s")
         out.append((f"ingest events/s on RabbitMQ + Redis Cluster ({scaled['ingest_processes']} solo workers)",
                     f"{one:,.0f} on one Redis" if one else "", f"{scaled['events_per_s']:,.0f}",
                     f"{scaled['events_per_s'] / one:.2f} of one Redis" if one else "", "info", None))

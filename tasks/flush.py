@@ -6,7 +6,7 @@ import logging
 
 from celery import Task
 
-from workers import delivery, topology
+from workers import clock, delivery, fleet, topology
 from workers.app import app
 from workers.db import redis_client
 from workers.errors import PermanentError, TransientError
@@ -18,7 +18,9 @@ settings = get_settings()
 
 @app.task(name="signal.flush_due", ignore_result=True)
 def flush_due() -> int:
-    work = delivery.flush_due(redis_client(), settings=get_settings())
+    r = redis_client()
+    fleet.record_tick(r, clock.now_ms())  # the console's Fleet page shows when beat last ticked
+    work = delivery.flush_due(r, settings=get_settings())
     for integration_id, batch_id in work:
         upload.apply_async((integration_id, batch_id))
         log.info("dispatched upload integration=%s batch=%s", integration_id, batch_id,

@@ -10,6 +10,8 @@ pytest_plugins = [
     "tests.support.s3_fixtures",
     "tests.support.celery_fixtures",
     "tests.support.browser",
+    "tests.support.api",
+    "tests.support.website",
 ]
 
 INTEGRATION_DIR = Path(__file__).parent / "integration"

@@ -12,8 +12,6 @@ import logging
 import os
 import sys
 
-import orjson
-
 from celery import Celery, bootsteps
 from celery._state import get_current_task
 from celery.signals import (
@@ -26,18 +24,15 @@ from celery.signals import (
     worker_ready,
 )
 from celery.utils.log import get_multiprocessing_logger
-from kombu import serialization
 
-from workers import logs, topology
+from workers import logs, topology, wire
 from workers.db import eviction_warnings, redis_client
 from workers.settings import get_settings
 
 settings = get_settings()
 
-# The same JSON on the wire, parsed by orjson: kombu's default decoder calls a Python hook for every object
-# (~5 per event), the largest single cost of a 500-event ingest task. Producers need no change.
-serialization.register("json", orjson.dumps, orjson.loads, content_type="application/json",
-                       content_encoding="utf-8")
+# JSON by orjson, each body parsed once, compressed ingest bodies read by isal (workers/wire.py).
+wire.install()
 
 app = Celery("signal", include=["tasks.ingest", "tasks.flush"])
 app.conf.update(

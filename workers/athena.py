@@ -1,16 +1,20 @@
 """The Athena table over an integration's objects: ``CREATE EXTERNAL TABLE`` with partition projection.
 
-Objects live at ``<prefix>YYYY/MM/DD/HH/<batch-uuid>.json.gz`` (``workers.object_keys``), one canonical envelope per
-line. The table reads them with the OpenX JSON SerDe and projects the four date components of the key as the
-partitions ``year``/``month``/``day``/``hour``, so no crawler or ``MSCK REPAIR`` is ever needed.
+Objects live at ``<prefix>YYYY/MM/DD/HH/<batch-uuid><suffix>`` (``workers.object_keys``). For the ``default``
+variant (``.json.gz``, one canonical envelope per line) the table reads them with the OpenX JSON SerDe; for the
+``parquet`` variant (``.parquet``, ``workers.parquet``) it is ``STORED AS PARQUET`` with the Parquet schema's
+columns. Both project the four date components of the key as the partitions ``year``/``month``/``day``/``hour``, so
+no crawler or ``MSCK REPAIR`` is ever needed.
 
 Choices:
 - ``context``, ``properties`` and ``traits`` are ``string`` columns holding the raw JSON object. Their shape differs
   per event and per source; a ``struct`` would fix one shape (and silently null out the rest) and a ``map`` would
   fix one value type. Query them with ``json_extract_scalar(properties, '$.revenue')``.
-- Timestamps are ``string`` (ISO-8601 ``YYYY-MM-DDTHH:MM:SS.mmmZ``); ``from_iso8601_timestamp(\\`timestamp\\`)``
-  turns them into values.
-- No compression property: Athena reads gzip text by the ``.gz`` extension every object has.
+- JSON variant: timestamps are ``string`` (ISO-8601 ``YYYY-MM-DDTHH:MM:SS.mmmZ``);
+  ``from_iso8601_timestamp(\\`timestamp\\`)`` turns them into values. Parquet variant: they are ``timestamp``
+  columns (UTC, millisecond precision, which Athena reads), and ``extra`` holds any other top-level fields as JSON.
+- No compression property: Athena reads gzip text by the ``.gz`` extension every object has, and Parquet files
+  name their own codec (zstd).
 - Integer projection (digits 4/2/2/2) rather than one ``date`` column, so queries filter on plain strings
   (``WHERE year = '2026' AND month = '05'``). Day 31 of a short month projects to a prefix with no objects, which
   costs one empty listing, nothing more. Always filter on ``year`` (and better ``month``/``day``) to keep the number of
@@ -43,6 +47,21 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("source_id", "string"),
     ("integration_id", "string"),
 )
+
+# The Parquet variant's columns (workers.parquet.SCHEMA, kept free of pyarrow here), in order.
+_PARQUET_TIMES = ("timestamp", "received_at", "sent_at")
+PARQUET_COLUMNS: tuple[tuple[str, str], ...] = tuple(
+    (name, "timestamp" if name in _PARQUET_TIMES else kind) for name, kind in COLUMNS
+) + (("extra", "string"),)
+COLUMNS_BY_VARIANT: dict[str, tuple[tuple[str, str], ...]] = {"default": COLUMNS, "parquet": PARQUET_COLUMNS}
+_STORAGE_BY_VARIANT: dict[str, str] = {
+    "default": (
+        f"ROW FORMAT SERDE '{SERDE}'\n"
+        "STORED AS INPUTFORMAT 'org.apache.hadoop.mapred.TextInputFormat'\n"
+        "OUTPUTFORMAT 'org.apache.hadoop.hive.ql.io.HiveIgnoreKeyTextOutputFormat'\n"
+    ),
+    "parquet": "STORED AS PARQUET\n",
+}
 
 # (name, digits, first, last) of each partition component of the key ``YYYY/MM/DD/HH``.
 YEAR_MIN = 2020
@@ -89,8 +108,10 @@ def location_template(cfg: _Destination) -> str:
     return f"{location(cfg)}{components}/"
 
 
-def athena_ddl(integration_id: str, cfg: _Destination, *, table: str | None = None, database: str = "default") -> str:
-    """The ``CREATE EXTERNAL TABLE IF NOT EXISTS`` statement for the objects of one integration.
+def athena_ddl(integration_id: str, cfg: _Destination, *, table: str | None = None, database: str = "default",
+               variant: str = "default") -> str:
+    """The ``CREATE EXTERNAL TABLE IF NOT EXISTS`` statement for the objects of one integration, in its variant's
+    format (``default``: gzipped NDJSON, ``parquet``).
 
     ``table`` defaults to ``default_table_name(integration_id)``; ``table`` and ``database`` must be Athena names
     (lowercase letters, digits, underscores). ValueError for a name or location that cannot be expressed.
@@ -98,9 +119,12 @@ def athena_ddl(integration_id: str, cfg: _Destination, *, table: str | None = No
     table_name = default_table_name(integration_id) if table is None else table
     _check_name(table_name, "table")
     _check_name(database, "database")
+    if variant not in COLUMNS_BY_VARIANT:
+        raise ValueError(f"variant must be one of {', '.join(COLUMNS_BY_VARIANT)}, got {variant!r}")
+    table_columns = COLUMNS_BY_VARIANT[variant]
 
-    width = max(len(name) for name, _ in COLUMNS) + 2
-    columns = ",\n".join(f"  {_quote(name):<{width}} {kind}" for name, kind in COLUMNS)
+    width = max(len(name) for name, _ in table_columns) + 2
+    columns = ",\n".join(f"  {_quote(name):<{width}} {kind}" for name, kind in table_columns)
     partitions = ",\n".join(f"  {_quote(name)} string" for name, *_ in PARTITIONS)
 
     properties: list[tuple[str, str]] = [("projection.enabled", "true")]
@@ -120,9 +144,7 @@ def athena_ddl(integration_id: str, cfg: _Destination, *, table: str | None = No
         "PARTITIONED BY (\n"
         f"{partitions}\n"
         ")\n"
-        f"ROW FORMAT SERDE '{SERDE}'\n"
-        "STORED AS INPUTFORMAT 'org.apache.hadoop.mapred.TextInputFormat'\n"
-        "OUTPUTFORMAT 'org.apache.hadoop.hive.ql.io.HiveIgnoreKeyTextOutputFormat'\n"
+        f"{_STORAGE_BY_VARIANT[variant]}"
         f"LOCATION '{location(cfg)}'\n"
         "TBLPROPERTIES (\n"
         f"{tblproperties}\n"

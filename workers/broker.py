@@ -16,7 +16,7 @@ from amqp.exceptions import AMQPError
 from celery import Celery
 from kombu.exceptions import KombuError
 
-from workers import topology
+from workers import topology, wire
 from workers.settings import Settings
 
 # A down broker is reported within a few seconds instead of holding the caller: connect timeout x attempts.
@@ -33,23 +33,25 @@ class Broker:
     """A small Celery producer; one per process (thread-safe for publishing)."""
 
     def __init__(self, settings: Settings) -> None:
+        wire.install()
         self.app = Celery("signal-api", set_as_current=False)
         self.app.conf.update(**topology.celery_config(settings), broker_connection_timeout=CONNECT_TIMEOUT_S)
 
-    def _send(self, name: str, args: list[Any], queue: str, task_id: str, argsrepr: str) -> None:
+    def _send(self, name: str, args: list[Any], queue: str, task_id: str, argsrepr: str,
+              compression: str | None = None) -> None:
         try:
             # mandatory: a message no queue takes (a queue deleted while this process runs, whose declaration kombu
             # remembers) comes back as an error instead of being confirmed and dropped
             self.app.send_task(name, args=args, queue=queue, task_id=task_id, argsrepr=argsrepr, kwargsrepr="{}",
                                retry=True, retry_policy=PUBLISH_RETRY, confirm_timeout=CONFIRM_TIMEOUT_S,
-                               mandatory=True)
+                               mandatory=True, compression=compression)
         except (KombuError, AMQPError, OSError, redis.RedisError) as exc:
             raise BrokerUnavailable(f"the broker did not take {name}: {type(exc).__name__}") from None
 
     def ingest(self, integration_id: str, events: list[Any]) -> str:
         task_id = str(uuid.uuid4())
         self._send("signal.ingest", [integration_id, events], "ingest", task_id,
-                   repr((integration_id, f"<{len(events)} items>")))
+                   repr((integration_id, f"<{len(events)} items>")), compression=wire.INGEST_COMPRESSION)
         return task_id
 
     def upload(self, integration_id: str, batch_id: str) -> None:

@@ -75,7 +75,7 @@ class AppendResult:
 
 
 def _ids_needed(lines: Sequence[bytes], max_events: int, max_bytes: int) -> int:
-    total = sum(len(line) for line in lines)
+    total = sum(map(len, lines))
     return min(len(lines) + 1, 2 + len(lines) // max_events + (2 * total) // max_bytes)
 
 

@@ -20,9 +20,11 @@ import redis
 from kombu.exceptions import OperationalError
 from tqdm import tqdm
 
-from workers import athena, buffer, catalog, crypto, db, delivery, iam, manage, registry, sources, status, topology
+from workers import (athena, buffer, catalog, crypto, db, delivery, iam, manage, registry, snippet, sources, status,
+                     topology, websdk)
+from workers.blueprint import parse_blueprint
 from workers.broker import BrokerUnavailable
-from workers.config import ConfigError
+from workers.config import ConfigError, parse_config
 from workers.settings import get_settings
 
 INTEGRATION_TYPE = catalog.INTEGRATION_TYPE
@@ -111,7 +113,8 @@ def _install_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _update_arguments(parser: argparse.ArgumentParser) -> None:
     _integration_id(parser)
-    _file_option(parser, 'the new config: a config object or {"config": {...}}')
+    _file_option(parser, 'the new config and/or blueprint: a config object, or {"config": {...}, '
+                         '"blueprint": {...}} with either or both')
 
 
 def cmd_install(args: argparse.Namespace) -> int:
@@ -140,25 +143,38 @@ def cmd_show(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _config_of(document: Any) -> Any:
-    if isinstance(document, dict) and "config" in document:
-        others = sorted(str(key) for key in document if key != "config")
+_UPDATE_PARTS = ("config", "blueprint")
+
+
+def _parts_of(document: Any) -> dict[str, Any]:
+    """``{"config": ..., "blueprint": ...}`` (either or both) of an update document; a bare config object is the
+    config."""
+    if isinstance(document, dict) and any(part in document for part in _UPDATE_PARTS):
+        others = sorted(str(key) for key in document if key not in _UPDATE_PARTS)
         if others:
-            raise ConfigError(
-                [
-                    {
-                        "field": others[0],
-                        "message": 'update replaces only the config; give a config object or {"config": {...}}',
-                    }
-                ]
-            )
-        return document["config"]
-    return document
+            raise ConfigError([{"field": others[0], "message": "update replaces only the config and the blueprint; "
+                                'give a config object or {"config": {...}, "blueprint": {...}}'}])
+        return {part: document[part] for part in _UPDATE_PARTS if part in document}
+    return {"config": document}
 
 
 def cmd_update(args: argparse.Namespace) -> int:
-    config = _config_of(_read_json(args.file))
-    _print_json(registry.update_config(redis_client(), args.id, config).public())
+    parts = _parts_of(_read_json(args.file))
+    errors: list[dict[str, str]] = []
+    config = bp = None
+    if "config" in parts:
+        try:
+            config = parse_config(parts["config"], field_prefix="config")
+        except ConfigError as exc:
+            errors.extend(exc.errors)
+    if "blueprint" in parts:
+        try:
+            bp = parse_blueprint(parts["blueprint"], field_prefix="blueprint")
+        except ConfigError as exc:
+            errors.extend(exc.errors)
+    if errors:
+        raise ConfigError(errors)
+    _print_json(registry.update(redis_client(), args.id, config=config, blueprint=bp).public())
     return EXIT_OK
 
 
@@ -223,7 +239,8 @@ def _athena_arguments(parser: argparse.ArgumentParser) -> None:
 def cmd_athena_ddl(args: argparse.Namespace) -> int:
     integration = registry.get(redis_client(), args.id)
     try:
-        ddl = athena.athena_ddl(integration.id, integration.config, table=args.table, database=args.database)
+        ddl = athena.athena_ddl(integration.id, integration.config, table=args.table, database=args.database,
+                                variant=integration.variant)
     except ValueError as exc:
         return _fail(str(exc), EXIT_INVALID)
     sys.stdout.write(ddl.rstrip("\n") + "\n")
@@ -238,12 +255,24 @@ def cmd_iam_policy(args: argparse.Namespace) -> int:
 def _api_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", help="address to listen on (default SIGNAL_API_HOST, 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port (default SIGNAL_API_PORT, 8084)")
+    parser.add_argument("--workers", type=_positive_int, default=1, metavar="N",
+                        help="API processes sharing the port (default 1; about one per CPU)")
+
+
+def _positive_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {value!r}") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {number}")
+    return number
 
 
 def cmd_api(args: argparse.Namespace) -> int:
     from workers.web.app import serve
 
-    serve(args.host, args.port)
+    serve(args.host, args.port, args.workers)
     return EXIT_OK
 
 
@@ -277,7 +306,8 @@ def cmd_queues(args: argparse.Namespace) -> int:
 
 def _copy_store_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--from", dest="source", required=True, metavar="REDIS_URL",
-                        help="the Redis the stopped fleet used (its SIGNAL_REDIS_URL); the copy goes to SIGNAL_REDIS_URL")
+                        help="the Redis the stopped fleet used (its SIGNAL_REDIS_URL); the copy goes to "
+                             "SIGNAL_REDIS_URL")
 
 
 def cmd_copy_store(args: argparse.Namespace) -> int:
@@ -294,19 +324,91 @@ def cmd_copy_store(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _source_settings_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--allowed-origins", metavar="LIST",
+                        help="comma-separated origins that may send from a browser (https://www.example.com, "
+                             "*.example.com); '' allows any")
+    parser.add_argument("--rate-limit", metavar="EPS",
+                        help="events per second for this source; 0: no limit; 'default': SIGNAL_SOURCE_RATE_LIMIT_EPS")
+
+
 def _sources_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     create = sub.add_parser("create", help="create a source and print its write key")
     create.add_argument("name", help="source name")
-    sub.add_parser("list", help="list sources with their write keys and integrations")
+    _source_settings_options(create)
+    sub.add_parser("list", help="list sources with their write keys, settings and integrations")
+    show = sub.add_parser("show", help="show one source with its settings and refused requests")
+    show.add_argument("id", help="source id")
+    update = sub.add_parser("update", help="change a source's name, allowed origins or rate limit")
+    update.add_argument("id", help="source id")
+    update.add_argument("--name", help="new name")
+    _source_settings_options(update)
+    snippet_parser = sub.add_parser("snippet", help="print the <script> setup that sends a website's events to this "
+                                                    "source (analytics.js and RudderStack JS)")
+    snippet_parser.add_argument("id", help="source id")
+    snippet_parser.add_argument("--api-url", help="the collection API's public address (default "
+                                                  "SIGNAL_PUBLIC_API_URL, else http://SIGNAL_API_HOST:SIGNAL_API_PORT)")
+    snippet_parser.add_argument("--sdk-url", default=snippet.DEFAULT_SDK_BASE_URL,
+                                help="where the site serves the files of `signal-s3 sdk-files` (default "
+                                     f"{snippet.DEFAULT_SDK_BASE_URL})")
+    snippet_parser.add_argument("--sdk", choices=["analytics-next", "rudderstack"], help="only this SDK's snippet")
+
+
+def _settings_body(args: argparse.Namespace) -> dict[str, Any]:
+    body: dict[str, Any] = {}
+    if getattr(args, "name", None) is not None and args.action == "update":
+        body["name"] = args.name
+    if args.allowed_origins is not None:
+        body["allowed_origins"] = [o.strip() for o in args.allowed_origins.split(",") if o.strip()]
+    if args.rate_limit is not None:
+        text = args.rate_limit.strip()
+        body["rate_limit_eps"] = None if text == "default" else int(text) if text.isdigit() else text
+    return body
 
 
 def cmd_sources(args: argparse.Namespace) -> int:
     r = redis_client()
+    settings = get_settings()
     if args.action == "create":
-        _print_json(sources.create(r, args.name).public())
-        return EXIT_OK
-    _print_json([{**s.public(), "integrations": sources.integration_ids(r, s.id)} for s in sources.list_all(r)])
+        source = sources.create_from(r, {"name": args.name, **_settings_body(args)})
+        _print_json(sources.view(r, source, settings))
+    elif args.action == "list":
+        _print_json([sources.view(r, s, settings) for s in sources.list_all(r)])
+    elif args.action == "show":
+        _print_json(sources.view(r, sources.get(r, args.id), settings))
+    elif args.action == "update":
+        body = _settings_body(args)
+        if not body:
+            return _fail("nothing to change: give --name, --allowed-origins or --rate-limit", EXIT_INVALID)
+        _print_json(sources.view(r, sources.update(r, args.id, body), settings))
+    else:
+        source = sources.get(r, args.id)
+        try:
+            found = snippet.for_source(source.id, source.write_key, api_url=args.api_url or settings.collection_url,
+                                       sdk_base_url=args.sdk_url)
+        except ValueError as exc:
+            return _fail(str(exc), EXIT_INVALID)
+        for item in found:
+            if args.sdk in (None, item.sdk):
+                sys.stdout.write(f"<!-- {item.title}: serve {item.sdk_files} "
+                                 "(`signal-s3 sdk-files DIR` writes them) -->\n" + item.html + "\n")
+    return EXIT_OK
+
+
+def _sdk_files_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("dir", help="directory the website serves at the snippet's --sdk-url (e.g. its /signal-sdk)")
+
+
+def cmd_sdk_files(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    try:
+        written = websdk.install(Path(args.dir))
+    except websdk.SdkFetchError as exc:
+        return _fail(str(exc), EXIT_FAILED)
+    _print_json({package.key: {"package": f"{package.name}@{package.version}", "integrity": package.integrity,
+                               "script": str(written[package.key])} for package in websdk.PACKAGES})
     return EXIT_OK
 
 
@@ -352,7 +454,8 @@ COMMANDS: dict[str, Command] = {
         ),
         Command("list", "list installed integrations", cmd_list),
         Command("show", "show one integration", cmd_show, _integration_id),
-        Command("update", "replace the config of an integration", cmd_update, _update_arguments),
+        Command("update", "replace the config and/or the blueprint of an integration", cmd_update,
+                _update_arguments),
         Command("enable", "enable an integration", cmd_enable, _integration_id),
         Command("disable", "disable an integration", cmd_disable, _integration_id),
         Command("status", "delivery status: buffered, delivered, retrying, held, last error", cmd_status,
@@ -371,8 +474,10 @@ COMMANDS: dict[str, Command] = {
                 cmd_queues),
         Command("copy-store", "copy the store of a drained, stopped fleet into SIGNAL_REDIS_URL (e.g. a Redis Cluster)",
                 cmd_copy_store, _copy_store_arguments),
-        Command("sources", "create or list sources (each with the write key its events are sent with)", cmd_sources,
-                _sources_arguments),
+        Command("sources", "create, list, show or change sources (each with the write key its events are sent with) "
+                "and print a website's snippet", cmd_sources, _sources_arguments),
+        Command("sdk-files", "write the pinned browser SDK files (analytics.js, RudderStack JS) for a website to serve",
+                cmd_sdk_files, _sdk_files_arguments),
         Command("api", "run the HTTP API (admin routes and Segment-compatible collection)", cmd_api, _api_arguments),
         Command("metrics", "serve the fleet's Prometheus metrics over HTTP (/metrics)", cmd_metrics,
                 _metrics_arguments),
@@ -408,7 +513,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         _print_json({"errors": exc.errors})
         return EXIT_INVALID
-    except registry.UnknownIntegration as exc:
+    except (registry.UnknownIntegration, sources.UnknownSource) as exc:
         return _fail(str(exc), EXIT_FAILED)
     except (crypto.SecretKeyMissing, crypto.SecretKeyInvalid, crypto.SecretKeyMismatch) as exc:
         return _fail(str(exc), EXIT_FAILED)

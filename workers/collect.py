@@ -8,16 +8,24 @@ bad event alone, with a reason, and counts it.
 Mapping (Segment -> canonical; a canonical snake_case name is accepted when the camelCase one is absent):
   messageId -> event_id (a uuid4 when absent, so every integration stores the same id), type (the path's type for
   /v1/track etc.), anonymousId -> anonymous_id, userId -> user_id, groupId -> group_id, previousId -> previous_id,
-  timestamp, sentAt -> sent_at (else the batch's sentAt), receivedAt -> received_at (else the time the API received
-  the request), context (the batch's context merged under it), properties, traits, event, name. ``source_id`` is
-  always the authenticated source; ``writeKey`` and any ``integration_id`` are dropped; other top-level fields are
-  kept as they are.
+  timestamp (else RudderStack's originalTimestamp, which then is not kept twice), sentAt -> sent_at (else the batch's
+  sentAt), receivedAt -> received_at (else the time the API received the request), context (the batch's context
+  merged under it; ``context.ip`` from the connection and ``context.userAgent`` from the User-Agent header when the
+  client sent none, as Segment does), properties, traits, event, name. ``source_id`` is always the authenticated
+  source; ``writeKey``, the SDKs' internal ``_metadata`` and any ``integration_id`` are dropped; other top-level
+  fields are kept as they are.
+
+The write key may also travel in the body (``writeKey``: analytics.js puts it in every call and in its batches);
+``body_write_key`` finds it. ``client_ip`` says which address a request comes from, believing X-Forwarded-For only
+from trusted proxies.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import uuid
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,7 +53,8 @@ FIELD_MAP: dict[str, str] = {
 CANONICAL_FIELDS: frozenset[str] = frozenset(FIELD_MAP.values())
 # Never taken from the client: stamped by the API (source_id) or by ingest (integration_id), or a credential.
 DROPPED_FIELDS: frozenset[str] = frozenset({"writeKey", "write_key", "integration_id", "integrationId", "source_id",
-                                            "sourceId"})
+                                            "sourceId", "_metadata"})
+ORIGINAL_TIMESTAMP = "originalTimestamp"  # RudderStack's client-side time of the call
 
 
 class MalformedRequest(ValueError):
@@ -123,7 +132,8 @@ def read_calls(document: Any, event_type: str | None, *, event_max_bytes: int) -
 
 
 def to_envelope(message: Any, *, source_id: str, received_at: str, event_type: str | None = None,
-                batch_context: dict[str, Any] | None = None, batch_sent_at: Any = None) -> Any:
+                batch_context: dict[str, Any] | None = None, batch_sent_at: Any = None,
+                client_ip: str | None = None, user_agent: str | None = None) -> Any:
     """The canonical envelope of one Segment call; anything but an object is passed on for ingest to reject."""
     if not isinstance(message, dict):
         return message
@@ -136,6 +146,8 @@ def to_envelope(message: Any, *, source_id: str, received_at: str, event_type: s
     for name, value in message.items():
         if name not in FIELD_MAP and name not in CANONICAL_FIELDS and name not in DROPPED_FIELDS:
             out[name] = value
+    if out.get("timestamp") is None and out.get(ORIGINAL_TIMESTAMP) is not None:
+        out["timestamp"] = out.pop(ORIGINAL_TIMESTAMP)
     if event_type is not None:
         out["type"] = event_type
     if out.get("event_id") is None:
@@ -144,16 +156,80 @@ def to_envelope(message: Any, *, source_id: str, received_at: str, event_type: s
         out["received_at"] = received_at
     if out.get("sent_at") is None and batch_sent_at is not None:
         out["sent_at"] = batch_sent_at
+    context = out.get("context")
     if batch_context:
-        own = out.get("context")
-        if own is None:
-            out["context"] = dict(batch_context)
-        elif isinstance(own, dict):
-            out["context"] = {**batch_context, **own}
+        if context is None:
+            context = out["context"] = dict(batch_context)
+        elif isinstance(context, dict):
+            context = out["context"] = {**batch_context, **context}
+    if client_ip or user_agent:
+        if context is None:
+            context = out["context"] = {}
+        if isinstance(context, dict):
+            if client_ip and not context.get("ip"):
+                context["ip"] = client_ip
+            if user_agent and not context.get("userAgent"):
+                context["userAgent"] = user_agent
     out["source_id"] = source_id
     return out
 
 
-def envelopes(calls: Calls, *, source_id: str, received_at: str, event_type: str | None) -> list[Any]:
+def envelopes(calls: Calls, *, source_id: str, received_at: str, event_type: str | None,
+              client_ip: str | None = None, user_agent: str | None = None) -> list[Any]:
     return [to_envelope(m, source_id=source_id, received_at=received_at, event_type=event_type,
-                        batch_context=calls.context, batch_sent_at=calls.sent_at) for m in calls.messages]
+                        batch_context=calls.context, batch_sent_at=calls.sent_at, client_ip=client_ip,
+                        user_agent=user_agent) for m in calls.messages]
+
+
+def body_write_key(document: Any) -> str | None:
+    """The write key a body carries: its own ``writeKey`` (a single call, or analytics.js' batch), else the first
+    call's in a batch. None when there is none."""
+    if not isinstance(document, dict):
+        return None
+    key = document.get("writeKey")
+    if key is None and isinstance(document.get("batch"), list) and document["batch"]:
+        first = document["batch"][0]
+        key = first.get("writeKey") if isinstance(first, dict) else None
+    return key if isinstance(key, str) and key else None
+
+
+# -- the client ---------------------------------------------------------------------------------------------------
+
+IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    text = text.strip()
+    if text.startswith("[") and "]" in text:  # [v6]:port
+        text = text[1:text.index("]")]
+    elif text.count(":") == 1:  # v4:port
+        text = text.split(":", 1)[0]
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    mapped = getattr(address, "ipv4_mapped", None)
+    return mapped or address
+
+
+def _trusted(address: ipaddress.IPv4Address | ipaddress.IPv6Address, proxies: Sequence[IpNetwork]) -> bool:
+    return any(address.version == net.version and address in net for net in proxies)
+
+
+def client_ip(peer: str | None, forwarded_for: str | None, trusted_proxies: Sequence[IpNetwork]) -> str | None:
+    """The address a request comes from: the connection's peer, unless the peer is a trusted proxy; then the
+    X-Forwarded-For entries are read from the right (the nearest hop) and the first one that is not a trusted proxy
+    is the client. Anything unparsable stops the walk at the last address believed."""
+    address = _address(peer) if peer else None
+    if address is None:
+        return peer or None
+    if not forwarded_for or not trusted_proxies or not _trusted(address, trusted_proxies):
+        return str(address)
+    for hop in reversed(forwarded_for.split(",")):
+        found = _address(hop)
+        if found is None:
+            break
+        address = found
+        if not _trusted(address, trusted_proxies):
+            break
+    return str(address)

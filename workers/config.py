@@ -97,6 +97,10 @@ BATCH_MAX_BYTES_MAX = 5 * GIB
 FLUSH_INTERVAL_S_MIN = 1.0
 FLUSH_INTERVAL_S_MAX = 3600.0
 PREFIX_MAX_CHARS = 900
+PARTITION_TIMES: tuple[str, ...] = ("received_at", "timestamp")
+PARTITION_TIME_BOUND_S_DEFAULT = 7 * 24 * 3600
+PARTITION_TIME_BOUND_S_MIN = 60
+PARTITION_TIME_BOUND_S_MAX = 366 * 24 * 3600
 KMS_KEY_ID_MAX_CHARS = 2048
 
 _BUCKET_CHARS = re.compile(r"^[a-z0-9.-]+$")
@@ -128,6 +132,14 @@ _ALLOWED: dict[str, str] = {
         "buffer_max_bytes must be a positive whole number of bytes, or omitted to use the fleet default"
     ),
     "endpoint_url": "endpoint_url must be an http:// or https:// URL, or omitted for Amazon S3",
+    "partition_time": (
+        "partition_time must be received_at (the hour the event arrived) or timestamp (the hour the event says "
+        "it happened)"
+    ),
+    "partition_time_bound_s": (
+        f"partition_time_bound_s must be a whole number of seconds from {PARTITION_TIME_BOUND_S_MIN} to "
+        f"{PARTITION_TIME_BOUND_S_MAX} (366 days)"
+    ),
 }
 
 
@@ -232,6 +244,8 @@ class IntegrationConfig(BaseModel):
     flush_interval_s: float | None = None
     buffer_max_bytes: int | None = None
     endpoint_url: str | None = None
+    partition_time: str = "received_at"
+    partition_time_bound_s: int = PARTITION_TIME_BOUND_S_DEFAULT
 
     # -- per-field rules -------------------------------------------------------------------------------------
 
@@ -314,12 +328,34 @@ class IntegrationConfig(BaseModel):
             )
         return v
 
-    @field_validator("batch_max_events", "batch_max_bytes", "buffer_max_bytes", mode="before")
+    @field_validator("partition_time", mode="before")
+    @classmethod
+    def _check_partition_time(cls, v: Any) -> Any:
+        if v is None or v == "":
+            return "received_at"
+        if v not in PARTITION_TIMES:
+            raise _problem(_ALLOWED["partition_time"])
+        return v
+
+    @field_validator("partition_time_bound_s")
+    @classmethod
+    def _check_partition_time_bound_s(cls, v: int) -> int:
+        if not PARTITION_TIME_BOUND_S_MIN <= v <= PARTITION_TIME_BOUND_S_MAX:
+            raise _problem(_ALLOWED["partition_time_bound_s"] + f" (got {v})")
+        return v
+
+    @field_validator("batch_max_events", "batch_max_bytes", "buffer_max_bytes", "partition_time_bound_s",
+                     mode="before")
     @classmethod
     def _no_bool_for_int(cls, v: Any, info: Any) -> Any:
         if isinstance(v, bool):
             raise _problem(_ALLOWED[info.field_name])
         return v
+
+    @field_validator("batch_max_events", "batch_max_bytes", "partition_time_bound_s", mode="before")
+    @classmethod
+    def _none_is_default(cls, v: Any, info: Any) -> Any:
+        return cls.model_fields[info.field_name].default if v is None else v
 
     @field_validator("flush_interval_s", mode="before")
     @classmethod

@@ -20,7 +20,7 @@ import redis
 from workers import buffer, clock, due, envelope, keys, registry, s3
 from workers.db import text
 from workers.errors import Failure, PermanentError, TransientError, classify, hint_for
-from workers.object_keys import object_key
+from workers.object_keys import object_key, variant_of
 from workers.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -78,7 +78,7 @@ def ingest(r: redis.Redis, integration_id: str, events: object, *, message_id: s
         seal_due_ms=now_ms + int(settings.lease_s * 1000),
         rejection_counts=Counter(rj.reason for rj in prepared.rejected),
         rejection_records=[orjson.dumps({"at_ms": now_ms, **rj}) for rj in rejected],
-        live_records=_live_records(prepared.lines_by_hour, now_ms),
+        live_records=_live_records(prepared.envelopes_by_hour, now_ms),
         min_replicas=settings.redis_min_replicas,
         replicas_timeout_ms=settings.redis_min_replicas_timeout_ms,
     )
@@ -128,16 +128,22 @@ def record_ingest_failure(r: redis.Redis, integration_id: str, events: object, e
     return n
 
 
-def _live_records(lines_by_hour: dict[str, list[bytes]], now_ms: int) -> dict[int, bytes]:
+def _live_records(envelopes_by_hour: dict[str, list[dict]], now_ms: int) -> dict[int, bytes]:
     """Trace records of the last accepted lines (the live events view), keyed by flattened position."""
-    flat = [(hour, line) for hour, lines in lines_by_hour.items() for line in lines]
+    total = sum(len(group) for group in envelopes_by_hour.values())
+    first = total - buffer.LIST_MAX
     out: dict[int, bytes] = {}
-    for pos in range(max(0, len(flat) - buffer.LIST_MAX), len(flat)):
-        hour, line = flat[pos]
-        e = orjson.loads(line)
-        record = {"event_id": e["event_id"], "type": e["type"], "event": e.get("event"),
-                  "received_at": e["received_at"], "at_ms": now_ms, "hour": hour}
-        out[pos] = orjson.dumps(record)[:-1] + b',"gen":'
+    pos = 0
+    for hour, group in envelopes_by_hour.items():
+        if pos + len(group) <= first:
+            pos += len(group)
+            continue
+        for e in group:
+            if pos >= first:
+                record = {"event_id": e["event_id"], "type": e["type"], "event": e.get("event"),
+                          "received_at": e["received_at"], "at_ms": now_ms, "hour": hour}
+                out[pos] = orjson.dumps(record)[:-1] + b',"gen":'
+            pos += 1
     return out
 
 
@@ -263,7 +269,7 @@ def upload(r: redis.Redis, integration_id: str, batch_id: str, *, settings: Sett
     if meta_hour is None:
         return UploadOutcome("skipped")
     c = buffer.claim(r, integration_id, batch_id, token=token, now_ms=now_ms, lease_ms=int(settings.lease_s * 1000),
-                     key=object_key(cfg.prefix, meta_hour, batch_id))
+                     key=object_key(cfg.prefix, meta_hour, batch_id, integ.variant))
     if c.state != "ok":
         return UploadOutcome("skipped")
     if c.claims > settings.max_worker_losses:
@@ -278,7 +284,8 @@ def upload(r: redis.Redis, integration_id: str, batch_id: str, *, settings: Sett
     lines = buffer.read_batch(r, integration_id, batch_id, settings.drain_chunk_events, c.events)
     started_s = time.perf_counter()
     try:
-        result = s3.put_object(cfg, c.key, lines, settings=settings)
+        # the key was fixed at the first uncertain attempt: write the format it names
+        result = s3.put_object(cfg, c.key, lines, settings=settings, variant=variant_of(c.key))
     except buffer.BatchVanished:
         return UploadOutcome("skipped")  # delivered by another uploader meanwhile: nothing was completed here
     except Exception as exc:  # classified below: nothing escapes unrecorded

@@ -1,16 +1,45 @@
-"""NDJSON + gzip: the body of every object, one event per line, newline-terminated, compressed with isal.
+"""Object bodies: one streaming encoder per variant. ``default``: NDJSON + gzip, one event per line,
+newline-terminated, compressed with isal; ``parquet``: see ``workers.parquet``.
 
-The output is a standard single-member gzip stream (readable by ``gzip.decompress``, ``zcat``, Athena, Spark).
+The gzip output is a standard single-member gzip stream (readable by ``gzip.decompress``, ``zcat``, Athena, Spark).
+Every encoder takes the batch's lines in chunks (``write``), then ``finish`` once; the concatenation of everything
+they return is the object.
 """
 
 from __future__ import annotations
 
 import gzip
+from typing import Final, Protocol
 
 from isal import isal_zlib
 
 ISAL_LEVEL = 1
 _GZIP_WBITS = 31  # gzip container, 32 KiB window
+NDJSON_CONTENT_TYPE: Final = "application/x-ndjson"
+
+
+class Encoder(Protocol):
+    """What the uploader needs of an encoder (``GzipNdjson``, ``workers.parquet.ParquetEncoder``)."""
+
+    content_type: str
+    events: int
+    raw_bytes: int
+    compressed_bytes: int
+
+    def write(self, lines: list[bytes]) -> bytes: ...
+
+    def finish(self) -> bytes: ...
+
+
+def encoder_for(variant: str) -> Encoder:
+    """A fresh encoder for an integration variant (its object key's suffix names the same variant)."""
+    if variant == "default":
+        return GzipNdjson()
+    if variant == "parquet":
+        from workers.parquet import ParquetEncoder  # pyarrow is loaded only by processes that write Parquet
+
+        return ParquetEncoder()
+    raise ValueError(f"no encoder for variant {variant!r}")
 
 
 class GzipNdjson:
@@ -21,6 +50,7 @@ class GzipNdjson:
     """
 
     __slots__ = ("_compressor", "_finished", "events", "raw_bytes", "compressed_bytes")
+    content_type = NDJSON_CONTENT_TYPE
 
     def __init__(self) -> None:
         self._compressor = isal_zlib.compressobj(level=ISAL_LEVEL, wbits=_GZIP_WBITS)

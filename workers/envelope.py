@@ -17,6 +17,11 @@ Rules:
 
 A canonical field whose value is ``null`` is treated as absent (and left out of the line). Unknown top-level keys are
 kept, after the canonical ones, in their original order.
+
+Cost: this is the ingest worker's per-event work next to parsing the message. A well-formed event takes a one-pass
+path (``_fast_envelope``: about 40k CPU instructions per realistic event with its serialisation, against 72k for the
+full check); anything unusual goes through ``_envelope``, which names the broken rule. ``prepare``'s loop is the one
+place where each event of an integration passes as a parsed object.
 """
 
 from __future__ import annotations
@@ -122,6 +127,8 @@ class Prepared:
     lines_by_hour: dict[str, list[bytes]] = field(default_factory=dict)
     # the caller's index of each line, in the same grouping and order as ``lines_by_hour``
     indexes_by_hour: dict[str, list[int]] = field(default_factory=dict)
+    # the envelope (a dict) each line was serialised from, in the same grouping and order
+    envelopes_by_hour: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     rejected: list[Rejection] = field(default_factory=list)
     accepted: int = 0
 
@@ -155,20 +162,31 @@ def prepare(
     prepared = Prepared()
     lines_by_hour = prepared.lines_by_hour
     indexes_by_hour = prepared.indexes_by_hour
+    envelopes_by_hour = prepared.envelopes_by_hour
     rejected = prepared.rejected
+    times: set[str] = set()  # canonical date-times already checked in this call
     accepted = 0
 
     for index, event in enumerate(events):
-        if not isinstance(event, dict):
-            rejected.append(
-                Rejection(index, NOT_AN_OBJECT, f"event must be a JSON object, got {_json_type(event)}", None)
-            )
-            continue
-        try:
-            envelope, hour = _envelope(event, integration_id, default_received_at, default_hour)
-        except _Invalid as invalid:
-            rejected.append(Rejection(index, invalid.reason, invalid.detail, _client_event_id(event)))
-            continue
+        if type(event) is not dict:
+            if not isinstance(event, dict):
+                rejected.append(
+                    Rejection(index, NOT_AN_OBJECT, f"event must be a JSON object, got {_json_type(event)}", None)
+                )
+                continue
+            built = None
+        else:
+            try:
+                built = _fast_envelope(event, integration_id, default_received_at, default_hour, times)
+            except TypeError:  # an unhashable value where a string belongs: the full check explains it
+                built = None
+        if built is None:
+            try:
+                built = _envelope(event, integration_id, default_received_at, default_hour)
+            except _Invalid as invalid:
+                rejected.append(Rejection(index, invalid.reason, invalid.detail, _client_event_id(event)))
+                continue
+        envelope, hour = built
         try:
             line = _dumps(envelope)
         except _JSONEncodeError as error:
@@ -195,13 +213,114 @@ def prepare(
         if bucket is None:
             lines_by_hour[hour] = [line]
             indexes_by_hour[hour] = [index]
+            envelopes_by_hour[hour] = [envelope]
         else:
             bucket.append(line)
             indexes_by_hour[hour].append(index)
+            envelopes_by_hour[hour].append(envelope)
         accepted += 1
 
     prepared.accepted = accepted
     return prepared
+
+
+def _fast_envelope(
+    event: dict[Any, Any], integration_id: str, default_received_at: str, default_hour: str,
+    times: set[str],
+) -> tuple[dict[Any, Any], str] | None:
+    """The envelope and hour of an event that passes every rule, built in one pass; None for anything unusual
+    (a rule broken, a timestamp not in the canonical form): ``_envelope`` then decides and explains.
+
+    Same result as ``_envelope`` for the events it accepts, at about half the cost (this runs once per event on
+    the ingest path). ``times`` holds the canonical date-times already checked in this call (a request's events share
+    their ``received_at`` and usually their ``sent_at``); the hour of a canonical ``received_at`` is read from it.
+    """
+    get = event.get
+    event_type = get("type")
+    if type(event_type) is not str or event_type not in EVENT_TYPES:
+        return None
+    event_id = get("event_id")
+    event_name = get("event")
+    name = get("name")
+    anonymous_id = get("anonymous_id")
+    user_id = get("user_id")
+    group_id = get("group_id")
+    previous_id = get("previous_id")
+    source_id = get("source_id")
+    for value in (event_id, user_id, anonymous_id, source_id, event_name, name, group_id, previous_id):
+        if value is not None and (type(value) is not str or len(value) > FIELD_MAX_CHARS):
+            return None
+    if not (user_id or anonymous_id) or (event_type == "track" and not event_name):
+        return None
+    context = get("context")
+    properties = get("properties")
+    traits = get("traits")
+    for value in (context, properties, traits):
+        if value is not None and type(value) is not dict:
+            return None
+    if event_id is None:
+        event_id = _new_event_id()
+    elif not event_id:
+        return None
+
+    envelope: dict[Any, Any] = {"event_id": event_id, "type": event_type}
+    if event_name is not None:
+        envelope["event"] = event_name
+    if name is not None:
+        envelope["name"] = name
+    if anonymous_id is not None:
+        envelope["anonymous_id"] = anonymous_id
+    if user_id is not None:
+        envelope["user_id"] = user_id
+    if group_id is not None:
+        envelope["group_id"] = group_id
+    if previous_id is not None:
+        envelope["previous_id"] = previous_id
+    timestamp = get("timestamp")
+    if timestamp is not None:
+        if timestamp not in times and not _canonical_time(timestamp, times):
+            return None
+        envelope["timestamp"] = timestamp
+    received_at = get("received_at")
+    if received_at is None:
+        envelope["received_at"] = default_received_at
+        hour = default_hour
+    else:
+        if received_at not in times and not _canonical_time(received_at, times):
+            return None
+        envelope["received_at"] = received_at
+        hour = received_at[0:4] + received_at[5:7] + received_at[8:10] + received_at[11:13]
+    sent_at = get("sent_at")
+    if sent_at is not None:
+        if sent_at not in times and not _canonical_time(sent_at, times):
+            return None
+        envelope["sent_at"] = sent_at
+    if context is not None:
+        envelope["context"] = context
+    if properties is not None:
+        envelope["properties"] = properties
+    if traits is not None:
+        envelope["traits"] = traits
+    if source_id is not None:
+        envelope["source_id"] = source_id
+    envelope["integration_id"] = integration_id
+    if not _CANONICAL_KEYS.issuperset(event):
+        for key in event:
+            if key not in _CANONICAL_KEYS:
+                envelope[key] = event[key]
+    return envelope, hour
+
+
+def _canonical_time(value: Any, times: set[str]) -> bool:
+    """Whether ``value`` is a valid date-time already in the canonical form (remembered in ``times``)."""
+    if type(value) is not str or _CANONICAL_DATETIME_RE.fullmatch(value) is None:
+        return False
+    try:
+        datetime.fromisoformat(value)
+    except ValueError:
+        return False
+    times.add(value)
+    return True
 
 
 def _envelope(

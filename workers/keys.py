@@ -31,9 +31,16 @@ Global:
 Per source ``S`` (hash tag ``{<source_id>}`` after ``sig:src:``, so a source never shares a key with an integration):
   sig:src:{S}:source         string  the source record (JSON; write key encrypted)
   sig:src:{S}:integrations   set     ids of the integrations that receive the source's events (routing index)
+  sig:src:{S}:rate           hash    the source's shared token bucket (tokens, ms of the last refill; expires)
+  sig:src:{S}:stats          hash    refused collection requests and events by reason (<reason>:requests / :events)
 Global:
   sig:sources                set     ids of every source
   sig:writekey:<sha256>      string  source id of a write key, found by the key's sha256 hex digest
+
+Fleet and console:
+  sig:beat:last_tick_ms              string  ms when signal.flush_due last ran (beat's tick, run by a flush worker)
+  sig:console:signin:<client>        string  failed console sign-ins of one client address in the current window
+  sig:console:revoked:<sha256>       string  a signed-out console session (sha256 of its CSRF token), until it expires
 """
 
 from __future__ import annotations
@@ -140,5 +147,24 @@ def source_integrations(source_id: str) -> str:
     return f"{source_tag(source_id)}:integrations"
 
 
+def source_rate(source_id: str) -> str:
+    return f"{source_tag(source_id)}:rate"
+
+
+def source_stats(source_id: str) -> str:
+    return f"{source_tag(source_id)}:stats"
+
+
 def write_key(digest: str) -> str:
     return f"{PREFIX}:writekey:{digest}"
+
+
+BEAT_LAST_TICK = f"{PREFIX}:beat:last_tick_ms"
+
+
+def signin_failures(client: str) -> str:
+    return f"{PREFIX}:console:signin:{client}"
+
+
+def revoked_session(digest: str) -> str:
+    return f"{PREFIX}:console:revoked:{digest}"

@@ -1,7 +1,12 @@
-"""Run the fleet on this machine: redis-server, moto S3, one worker, one beat, and a stream of sample events.
+"""Run the fleet on this machine: redis-server, moto S3, one worker, one beat, the HTTP API, a demo website, and a
+stream of sample events.
 
 ``make run``; stops on Ctrl-C, or after ``RUN_SECONDS`` seconds when set. Every server binds 127.0.0.1; objects land
 in the moto bucket ``signal-demo-events`` under ``events/``. With ``SIGNAL_REDIS_URL`` set, that Redis is used.
+
+The demo website (static pages on http://localhost:<port>, another origin than the API on 127.0.0.1) loads the real
+SDKs (``workers.websdk``, fetched from the npm registry and checked) with the default source's snippet
+(``workers.snippet``): its buttons send page, track and identify events from the browser through the collection API.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ import boto3
 from botocore.config import Config
 from cryptography.fernet import Fernet
 
-from workers import clock
+from workers import clock, snippet, websdk
 
 BUCKET = "signal-demo-events"
 REGION = "us-east-1"
@@ -134,6 +139,64 @@ class SampleTraffic:
         return [self.event() for _ in range(self.rng.randint(80, 120))]
 
 
+DEMO_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title><link rel="icon" href="data:,">
+{snippet}<style>body{{font:16px system-ui,sans-serif;margin:2rem auto;max-width:44rem}}
+button{{margin:.2rem;padding:.4rem .8rem}} pre{{background:#f4f4f4;padding:.6rem;min-height:4rem}}</style></head>
+<body><h1>{title}</h1>
+<p>This page sends its events with {sdk} to the collection API at <code>{api_url}</code> (another origin). A page view
+was sent when the page loaded; each button sends one more event. Watch them arrive in Live Events.</p>
+<p><button data-track="Product Viewed">View product</button><button data-track="Product Added">Add to cart</button>
+<button data-track="Order Completed">Complete order</button><button id="identify">Sign in as demo-user</button></p>
+<p>Other SDK: <a href="{other}">{other_name}</a></p><pre id="sent">page</pre>
+<script>
+  var sdk = {sdk_object};
+  function sent(text) {{ document.getElementById("sent").textContent += "\\n" + text; }}
+  document.querySelectorAll("[data-track]").forEach(function (button) {{
+    button.addEventListener("click", function () {{
+      var name = button.getAttribute("data-track");
+      sdk().track(name, {{product_id: "sku-1042", price: 42.5, currency: "EUR"}});
+      sent("track " + name);
+    }});
+  }});
+  document.getElementById("identify").addEventListener("click", function () {{
+    sdk().identify("demo-user", {{plan: "pro"}});
+    sent("identify demo-user");
+  }});
+</script></body></html>
+"""
+
+
+def write_demo_site(site: Path, write_key: str, api_url: str, cache_dir: Path | None = None) -> None:
+    """The demo website: index.html (analytics.js) and rudderstack.html, with the SDK files under /signal-sdk."""
+    websdk.install(site / "signal-sdk", cache_dir=cache_dir)
+    pages = [("index.html", "analytics.js (analytics-next)", "window.analytics",
+              snippet.analytics_next(write_key, api_url=api_url)),
+             ("rudderstack.html", "RudderStack JS v3", "window.rudderanalytics",
+              snippet.rudderstack(write_key, api_url=api_url))]
+    for (name, sdk, sdk_object, html), (other, other_name, _, _) in zip(pages, reversed(pages)):
+        (site / name).write_text(DEMO_PAGE.format(
+            title=f"Signal demo shop: {sdk}", snippet=html, sdk=sdk, api_url=api_url, other=other,
+            other_name=other_name, sdk_object=f"function () {{ return {sdk_object}; }}"))
+
+
+def start_demo_site(procs: Processes, api_url: str) -> str | None:
+    """Serve the demo website on http://localhost:<port>; its address, or None when the SDKs cannot be fetched."""
+    from workers import sources
+    from workers.db import redis_client
+
+    site = procs.log_dir / "demo-site"
+    try:
+        write_demo_site(site, sources.ensure_default(redis_client()).write_key, api_url)
+    except websdk.SdkFetchError as exc:
+        print(f"no demo website: {exc}")
+        return None
+    port = free_port()
+    procs.start("demo-site", [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1", "--directory",
+                              str(site)], lambda: procs.log_has("demo-site", "Serving HTTP"), 15)
+    return f"http://localhost:{port}/"
+
+
 def start_servers(procs: Processes) -> str:
     """Start Redis (unless SIGNAL_REDIS_URL is set) and moto; return the S3 endpoint URL."""
     if not procs.env.get("SIGNAL_REDIS_URL"):
@@ -160,13 +223,25 @@ def poll_bucket(s3: Any, seen: dict[str, int]) -> None:
                 print(f"  s3://{BUCKET}/{obj['Key']}  {seen[obj['Key']]} events  {obj['Size']} bytes", flush=True)
 
 
+def banner(api: str, token: str, integration_id: str, *, token_generated: bool) -> str:
+    """Where the console and the admin API are and how to sign in. A generated development token is shown; a token
+    set in SIGNAL_ADMIN_TOKEN is not."""
+    shown = token if token_generated else "$SIGNAL_ADMIN_TOKEN"
+    how = f"sign in with the admin token {token}" if token_generated else "sign in with your SIGNAL_ADMIN_TOKEN"
+    return (f"console   {api}/  ({how})\n"
+            f"admin API {api}/v1/admin/\n"
+            f"  curl -H 'Authorization: Bearer {shown}' "
+            f"{api}/v1/admin/integrations/{integration_id}/live-events?limit=5")
+
+
 def run(procs: Processes, run_seconds: float | None) -> None:
     env = procs.env  # shared with every process started from here on
     if not env.get("SIGNAL_SECRET_KEY"):
         env["SIGNAL_SECRET_KEY"] = Fernet.generate_key().decode()
         print("development key generated; set SIGNAL_SECRET_KEY in production")
     env.setdefault("SIGNAL_FLUSH_INTERVAL_S", "5")
-    if not env.get("SIGNAL_ADMIN_TOKEN"):
+    token_generated = not env.get("SIGNAL_ADMIN_TOKEN")
+    if token_generated:
         env["SIGNAL_ADMIN_TOKEN"] = uuid.uuid4().hex
         print("development admin token generated; set SIGNAL_ADMIN_TOKEN in production")
     env.setdefault("SIGNAL_API_PORT", str(free_port()))
@@ -198,9 +273,11 @@ def run(procs: Processes, run_seconds: float | None) -> None:
 
     api = f"http://127.0.0.1:{env['SIGNAL_API_PORT']}"
     procs.start("api", [*tool("signal-s3"), "api"], lambda: procs.log_has("api", "Uvicorn running"), 30)
-    print(f"admin API {api}  (token: {env['SIGNAL_ADMIN_TOKEN']})\n"
-          f"  curl -H 'Authorization: Bearer {env['SIGNAL_ADMIN_TOKEN']}' "
-          f"{api}/v1/admin/integrations/{integration.id}/live-events?limit=5")
+    print(banner(api, env["SIGNAL_ADMIN_TOKEN"], integration.id, token_generated=token_generated))
+    site = start_demo_site(procs, api)
+    if site:
+        print(f"demo website {site}  (open it: its buttons send page, track and identify events from your browser "
+              "through the collection API)")
 
     flush_interval_s = float(env["SIGNAL_FLUSH_INTERVAL_S"])
     print(f"redis {env['SIGNAL_REDIS_URL']}  s3 {endpoint}  integration {integration.id}  "

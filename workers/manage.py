@@ -16,6 +16,7 @@ from typing import Any
 import redis
 
 from workers import buffer, catalog, delivery, keys, registry, s3, sources, status
+from workers.blueprint import parse_blueprint
 from workers.broker import Broker
 from workers.config import ConfigError, IntegrationConfig, parse_config
 from workers.errors import Failure
@@ -46,8 +47,8 @@ class NotEmpty(Exception):
 
 
 def view(integ: registry.Integration) -> dict[str, Any]:
-    """What every face shows of an integration: the public record (secrets redacted), its type and blueprint."""
-    return {**integ.public(), "type": catalog.INTEGRATION_TYPE, "blueprint": catalog.DEFAULT_BLUEPRINT}
+    """What every face shows of an integration: the public record (secrets redacted, its blueprint) and its type."""
+    return {**integ.public(), "type": catalog.INTEGRATION_TYPE}
 
 
 def _check_bucket(config: IntegrationConfig, settings: Settings) -> None:
@@ -91,17 +92,21 @@ def merged_config(current: IntegrationConfig, patch: Any) -> dict[str, Any]:
     return merged
 
 
+UPDATE_FIELDS: tuple[str, ...] = ("config", "name", "blueprint")
+
+
 def update_integration(r: redis.Redis, integration_id: str, body: Any, *, settings: Settings
                        ) -> registry.Integration:
-    """Apply ``{"config": {...partial...}, "name": ..., "verify": bool}``: every wrong field is reported at once,
-    the merged config is validated like an install and its bucket checked (unless ``"verify": false``)."""
+    """Apply ``{"config": {...partial...}, "name": ..., "blueprint": {...whole...}, "verify": bool}``: every wrong
+    field is reported at once, the merged config is validated like an install and its bucket checked (unless
+    ``"verify": false``); a blueprint replaces the current one (``{}``: forward all events)."""
     current = registry.get(r, integration_id)
     body, verify = registry.pop_verify(body)
     if not isinstance(body, dict):
-        raise ConfigError([{"field": "body", "message": 'the body must be {"config": {...}, "name": "..."}'}])
+        raise ConfigError([{"field": "body", "message": 'the body must be {"config": {...}, "name": "...", '
+                                                        '"blueprint": {...}}'}])
     errors: list[dict[str, str]] = [
-        {"field": str(k), "message": f"{k} cannot be changed here; the fields are config, name and verify"}
-        for k in body if k not in ("config", "name")
+        {"field": str(k), "message": _not_updatable(str(k))} for k in body if k not in UPDATE_FIELDS
     ]
     name = None
     if "name" in body:
@@ -115,11 +120,24 @@ def update_integration(r: redis.Redis, integration_id: str, body: Any, *, settin
             config = parse_config(merged_config(current.config, body["config"]), field_prefix="config")
         except ConfigError as exc:
             errors.extend(exc.errors)
+    new_blueprint = None
+    if "blueprint" in body:
+        try:
+            new_blueprint = parse_blueprint(body["blueprint"], field_prefix="blueprint")
+        except ConfigError as exc:
+            errors.extend(exc.errors)
     if errors:
         raise ConfigError(errors)
     if config is not None and verify:
         _check_bucket(config, settings)
-    return registry.update(r, integration_id, config=config, name=name)
+    return registry.update(r, integration_id, config=config, name=name, blueprint=new_blueprint)
+
+
+def _not_updatable(field: str) -> str:
+    if field == "variant":
+        return ("variant cannot be changed after install: objects in one format per prefix keep the Athena table "
+                "valid; install a new integration with another prefix for the other format")
+    return f"{field} cannot be changed here; the fields are {', '.join(UPDATE_FIELDS)} and verify"
 
 
 def counts(r: redis.Redis, integration_id: str) -> dict[str, int]:

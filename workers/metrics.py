@@ -8,6 +8,9 @@ nothing lost when a worker restarts; any process that can reach Redis serves the
 Histograms are kept the same way: one hash per integration of cumulative bucket counters ``le:<bound_s>`` plus
 ``count`` and ``sum_us`` (microseconds, so sums stay exact integers), incremented by ack.lua once per delivered batch.
 
+Collection's refusals per source (over the rate limit, from an origin the source does not allow) are counted the
+same way, in ``sig:src:{S}:stats`` (``workers.sources.Refusals``).
+
 Served by ``signal-s3 metrics`` (HTTP, with this process's metrics) and ``render`` (for the admin API's /metrics).
 """
 
@@ -25,7 +28,7 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
-from workers import keys, registry
+from workers import keys, registry, sources
 from workers.db import text
 
 # Upload of one batch (single PUT or multipart), seconds.
@@ -108,6 +111,24 @@ def read(r: redis.Redis) -> list[IntegrationCounters]:
     ]
 
 
+def read_refusals(r: redis.Redis) -> dict[str, dict[str, dict[str, int]]]:
+    """Refused collection requests and events of every source, by reason."""
+    return sources.refusals(r, sorted(text(m) for m in r.smembers(keys.SOURCES)))
+
+
+def refusal_families(refused: dict[str, dict[str, dict[str, int]]]) -> list[Metric]:
+    labels = ["source_id", "reason"]
+    requests = CounterMetricFamily("signal_collect_refused_requests", "Collection requests refused per source: "
+                                   "rate_limited (429) or origin_not_allowed (403).", labels=labels)
+    events = CounterMetricFamily("signal_collect_refused_events", "Events in the collection requests refused per "
+                                 "source, by reason.", labels=labels)
+    for source_id, reasons in sorted(refused.items()):
+        for reason, counts in sorted(reasons.items()):
+            requests.add_metric([source_id, reason], counts["requests"])
+            events.add_metric([source_id, reason], counts["events"])
+    return [requests, events]
+
+
 def families(rows: Iterable[IntegrationCounters]) -> list[Metric]:
     """The metric families of the fleet, one labelled series per integration (and reason / error code)."""
     iid = ["integration_id"]
@@ -167,6 +188,7 @@ class FleetCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         yield from families(read(self._r))
+        yield from refusal_families(read_refusals(self._r))
 
 
 def fleet_registry(r: redis.Redis, *, process_metrics: bool = False) -> CollectorRegistry:

@@ -1,17 +1,23 @@
-"""Object keys: ``<prefix>YYYY/MM/DD/HH/<batch-uuid>.json.gz`` (Athena partition projection on date components)."""
+"""Object keys: ``<prefix>YYYY/MM/DD/HH/<batch-uuid><suffix>`` (Athena partition projection on date components).
+
+The suffix names the object's format, one per variant: ``.json.gz`` (gzipped NDJSON, the default) or ``.parquet``.
+A batch's key, suffix included, is fixed when it is first claimed; the uploader writes the format its key names.
+"""
 
 from __future__ import annotations
 
 import re
 from datetime import datetime
 
-OBJECT_SUFFIX = ".json.gz"
+SUFFIXES: dict[str, str] = {"default": ".json.gz", "parquet": ".parquet"}
+OBJECT_SUFFIX = SUFFIXES["default"]
 
 _HOUR_RE = re.compile(r"[0-9]{10}")
 _BATCH_ID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _KEY_TAIL_RE = re.compile(
     r"([0-9]{4})/([0-9]{2})/([0-9]{2})/([0-9]{2})/"
-    r"([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})" + re.escape(OBJECT_SUFFIX)
+    r"([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})"
+    r"(" + "|".join(re.escape(suffix) for suffix in SUFFIXES.values()) + ")"
 )
 
 
@@ -21,24 +27,40 @@ def hour_path(hour: str) -> str:
     return f"{hour[0:4]}/{hour[4:6]}/{hour[6:8]}/{hour[8:10]}"
 
 
-def object_key(prefix: str, hour: str, batch_id: str) -> str:
+def object_key(prefix: str, hour: str, batch_id: str, variant: str = "default") -> str:
     """The key of a batch: ``prefix`` is used as given (a folder prefix ends with ``/``)."""
     if not isinstance(prefix, str):
         raise ValueError("prefix must be a string")
     _check_batch_id(batch_id)
-    return f"{prefix}{hour_path(hour)}/{batch_id}{OBJECT_SUFFIX}"
+    return f"{prefix}{hour_path(hour)}/{batch_id}{suffix(variant)}"
+
+
+def suffix(variant: str) -> str:
+    try:
+        return SUFFIXES[variant]
+    except (KeyError, TypeError):
+        raise ValueError(f"variant must be one of {', '.join(SUFFIXES)}, got {variant!r}") from None
+
+
+def variant_of(key: str) -> str:
+    """The variant (format) an object key names by its suffix; ValueError for any other key."""
+    for variant, end in SUFFIXES.items():
+        if isinstance(key, str) and key.endswith(end):
+            return variant
+    raise ValueError(f"object key {key!r} ends with none of {', '.join(SUFFIXES.values())}")
 
 
 def parse_object_key(prefix: str, key: str) -> tuple[str, str]:
-    """``(hour, batch_id)`` of a key made by ``object_key(prefix, ...)``; ValueError otherwise."""
+    """``(hour, batch_id)`` of a key made by ``object_key(prefix, ...)`` (any variant); ValueError otherwise."""
     if not isinstance(prefix, str) or not isinstance(key, str):
         raise ValueError("prefix and key must be strings")
     if not key.startswith(prefix):
         raise ValueError(f"object key {key!r} does not start with the prefix {prefix!r}")
     match = _KEY_TAIL_RE.fullmatch(key, len(prefix))
     if match is None:
-        raise ValueError(f"object key {key!r} is not <prefix>YYYY/MM/DD/HH/<batch-uuid>{OBJECT_SUFFIX}")
-    year, month, day, hh, batch_id = match.groups()
+        raise ValueError(f"object key {key!r} is not <prefix>YYYY/MM/DD/HH/<batch-uuid> followed by "
+                         f"{' or '.join(SUFFIXES.values())}")
+    year, month, day, hh, batch_id, _ = match.groups()
     hour = f"{year}{month}{day}{hh}"
     _check_hour(hour)
     return hour, batch_id

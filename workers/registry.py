@@ -6,9 +6,14 @@ Record layout (times in ms since the epoch, UTC)::
     {"id": ..., "name": ..., "variant": "default", "delivery_mode": "server_side", "enabled": true,
      "source_id": null, "created_at_ms": ..., "updated_at_ms": ...,
      "config": {<every non-secret IntegrationConfig field>},
-     "secrets": {"access_key_id": <Fernet token>, "secret_access_key": <Fernet token>, ...}}
+     "blueprint": {<Blueprint.public()>},
+     "secrets": {"access_key_id": <Fernet token>, "secret_access_key": <Fernet token>, ...,
+                 "hash_key": <Fernet token>}}
 
 Secrets are encrypted with ``workers.crypto`` before they reach Redis and decrypted only when a record is loaded.
+``hash_key`` is the integration's own HMAC key for the blueprint's ``hash_fields``: generated at install, kept for
+the integration's life (so hashes stay joinable when the blueprint changes), never shown. A record written before
+blueprints existed has neither: it loads with the default blueprint and gets its key on its next write.
 The record and the index live in different hash slots, so they are never written in one transaction: a record is
 written before its id enters the index and leaves the index before the record is deleted. The same holds for the
 routing index of its source (``keys.source_integrations``), which lists the integrations that receive a source's
@@ -21,6 +26,7 @@ An install or update body may carry ``"verify": true|false`` (whether the caller
 from __future__ import annotations
 
 import dataclasses
+import functools
 import threading
 import time
 import uuid
@@ -30,16 +36,23 @@ from typing import Any
 
 import orjson
 import redis
+from pydantic import SecretStr
 
 from workers import catalog, clock, crypto, keys
+from workers.blueprint import DEFAULT as DEFAULT_BLUEPRINT
+from workers.blueprint import Blueprint, parse_blueprint
 from workers.config import ConfigError, IntegrationConfig, parse_config
 from workers.db import text
+from workers.rules import Rules, compile_rules, new_hash_key
 
 VARIANTS: tuple[str, ...] = catalog.variant_ids()
 DELIVERY_MODES: tuple[str, ...] = catalog.DELIVERY_MODES
 NAME_MAX_CHARS = 200
 SOURCE_ID_MAX_CHARS = 200
-INSTALL_FIELDS: tuple[str, ...] = ("name", "variant", "config", "delivery_mode", "enabled", "source_id")
+INSTALL_FIELDS: tuple[str, ...] = (
+    "name", "variant", "config", "blueprint", "delivery_mode", "enabled", "source_id",
+)
+HASH_KEY_SECRET = "hash_key"
 
 # ``get`` runs for every ingested batch of events: keep loaded integrations this long in this process.
 GET_CACHE_TTL_S = 1.0
@@ -64,9 +77,17 @@ class Integration:
     created_at: datetime
     updated_at: datetime
     source_id: str | None
+    blueprint: Blueprint = DEFAULT_BLUEPRINT
+    hash_key: SecretStr | None = None  # hex; the HMAC key of the blueprint's hash_fields
+
+    @functools.cached_property
+    def rules(self) -> Rules | None:
+        """The compiled blueprint for the ingest path; None when it forwards all events (nothing to apply)."""
+        key = bytes.fromhex(self.hash_key.get_secret_value()) if self.hash_key is not None else None
+        return compile_rules(self.blueprint, key)
 
     def public(self) -> dict[str, Any]:
-        """JSON-able view with secrets redacted and ISO-8601 UTC times."""
+        """JSON-able view with secrets redacted (the hash key is left out entirely) and ISO-8601 UTC times."""
         return {
             "id": self.id,
             "name": self.name,
@@ -77,6 +98,7 @@ class Integration:
             "created_at": clock.iso(self.created_at),
             "updated_at": clock.iso(self.updated_at),
             "config": self.config.public_dict(),
+            "blueprint": self.blueprint.public(),
         }
 
     def __repr__(self) -> str:
@@ -135,6 +157,8 @@ def _record(integration: Integration) -> bytes:
         secret = getattr(config, name)
         if secret is not None:
             secrets[name] = crypto.encrypt(secret.get_secret_value())
+    if integration.hash_key is not None:
+        secrets[HASH_KEY_SECRET] = crypto.encrypt(integration.hash_key.get_secret_value())
     return orjson.dumps(
         {
             "id": integration.id,
@@ -146,6 +170,7 @@ def _record(integration: Integration) -> bytes:
             "created_at_ms": clock.to_ms(integration.created_at),
             "updated_at_ms": clock.to_ms(integration.updated_at),
             "config": public_part,
+            "blueprint": integration.blueprint.public(),
             "secrets": secrets,
         }
     )
@@ -154,7 +179,9 @@ def _record(integration: Integration) -> bytes:
 def _load(raw: bytes | str) -> Integration:
     data = orjson.loads(raw)
     config_data = dict(data["config"])
-    for name, token in data.get("secrets", {}).items():
+    secrets = dict(data.get("secrets", {}))
+    hash_key_token = secrets.pop(HASH_KEY_SECRET, None)
+    for name, token in secrets.items():
         config_data[name] = crypto.decrypt(token)
     return Integration(
         id=data["id"],
@@ -166,6 +193,8 @@ def _load(raw: bytes | str) -> Integration:
         created_at=clock.from_ms(data["created_at_ms"]),
         updated_at=clock.from_ms(data["updated_at_ms"]),
         source_id=data.get("source_id"),
+        blueprint=Blueprint.model_validate(data["blueprint"]) if data.get("blueprint") else DEFAULT_BLUEPRINT,
+        hash_key=SecretStr(crypto.decrypt(hash_key_token)) if hash_key_token else None,
     )
 
 
@@ -247,6 +276,12 @@ def validate_install(body: Any) -> dict[str, Any]:
         except ConfigError as exc:
             errors.extend(exc.errors)
 
+    blueprint = DEFAULT_BLUEPRINT
+    try:
+        blueprint = parse_blueprint(body.get("blueprint"), field_prefix="blueprint")
+    except ConfigError as exc:
+        errors.extend(exc.errors)
+
     delivery_mode = body.get("delivery_mode", "server_side")
     if delivery_mode not in DELIVERY_MODES:
         errors.append(
@@ -267,6 +302,7 @@ def validate_install(body: Any) -> dict[str, Any]:
         "name": name,
         "variant": variant,
         "config": config,
+        "blueprint": blueprint,
         "delivery_mode": delivery_mode,
         "enabled": enabled,
         "source_id": source_id,
@@ -284,6 +320,7 @@ def install(r: redis.Redis, body: dict[str, Any]) -> Integration:
         id=str(uuid.uuid4()),
         created_at=created_at,
         updated_at=created_at,
+        hash_key=SecretStr(new_hash_key()),
         **fields,
     )
     record = _record(integration)
@@ -332,6 +369,8 @@ def _mutate(r: redis.Redis, integration_id: str, change: Callable[[Integration],
                     if raw is None:
                         raise UnknownIntegration(integration_id)
                     updated = change(_load(raw))
+                    if updated.hash_key is None:  # a record from before blueprints: give it its key now
+                        updated = dataclasses.replace(updated, hash_key=SecretStr(new_hash_key()))
                     record = _record(updated)
                     pipe.multi()
                     pipe.set(key, record)
@@ -355,14 +394,18 @@ def update_config(r: redis.Redis, integration_id: str, config: dict[str, Any]) -
 
 
 def update(
-    r: redis.Redis, integration_id: str, *, config: IntegrationConfig | None = None, name: str | None = None
+    r: redis.Redis, integration_id: str, *, config: IntegrationConfig | None = None, name: str | None = None,
+    blueprint: Blueprint | None = None,
 ) -> Integration:
-    """Replace the config and/or the name of an integration (both already validated) in one atomic change."""
+    """Replace the config, the name and/or the blueprint of an integration (already validated) in one atomic
+    change. The hash key stays: hashes written before and after a change still join."""
     changes: dict[str, Any] = {}
     if config is not None:
         changes["config"] = config
     if name is not None:
         changes["name"] = check_name(name)
+    if blueprint is not None:
+        changes["blueprint"] = blueprint
 
     def change(current: Integration) -> Integration:
         return _replace(current, **changes)

@@ -1,9 +1,9 @@
 """The one service that talks to S3: a per-process client cache, the object upload and the bucket check.
 
-``put_object`` streams NDJSON lines through the gzip encoder and writes exactly one object: a single PutObject when
-the compressed body stays below ``multipart_threshold_bytes``, else a multipart upload (invisible until completed, so
-retrying the same key still yields one object). botocore errors are raised unchanged; ``workers.errors.classify``
-decides what they mean.
+``put_object`` streams event lines through the variant's encoder (gzipped NDJSON or Parquet) and writes exactly one
+object: a single PutObject when the encoded body stays below ``multipart_threshold_bytes``, else a multipart upload
+(invisible until completed, so retrying the same key still yields one object). botocore errors are raised unchanged;
+``workers.errors.classify`` decides what they mean.
 
 botocore's S3 region redirector is removed from every client: a bucket in another region must surface as
 PermanentRedirect / AuthorizationHeaderMalformed (shown to the user with the region hint) instead of being followed
@@ -26,14 +26,13 @@ import botocore.session
 import botocore.utils
 from botocore.config import Config
 
-from workers.encoding import GzipNdjson
+from workers.encoding import encoder_for
 from workers.errors import AUTH_CODES, HINTS, Failure, classify
 from workers.settings import Settings, get_settings
 
 if TYPE_CHECKING:
     from pydantic import SecretStr
 
-CONTENT_TYPE: Final = "application/x-ndjson"
 CLIENT_CACHE_SIZE: Final = 64
 MAX_POOL_CONNECTIONS: Final = 10
 
@@ -229,12 +228,12 @@ def part_bytes_for(part_number: int, base_part_bytes: int) -> int:
     return min(size, MAX_PART_BYTES)
 
 
-def object_params(cfg: S3Config, key: str) -> dict[str, Any]:
+def object_params(cfg: S3Config, key: str, content_type: str) -> dict[str, Any]:
     """Parameters shared by PutObject and CreateMultipartUpload."""
     params: dict[str, Any] = {
         "Bucket": cfg.bucket,
         "Key": key,
-        "ContentType": CONTENT_TYPE,
+        "ContentType": content_type,
         "StorageClass": cfg.storage_class,
     }
     if cfg.server_side_encryption:
@@ -245,7 +244,8 @@ def object_params(cfg: S3Config, key: str) -> dict[str, Any]:
 
 
 class _MultipartUpload:
-    def __init__(self, client: Any, cfg: S3Config, key: str, base_part_bytes: int, stopwatch: _Stopwatch) -> None:
+    def __init__(self, client: Any, cfg: S3Config, key: str, content_type: str, base_part_bytes: int,
+                 stopwatch: _Stopwatch) -> None:
         self._client = client
         self._stopwatch = stopwatch
         self._bucket = cfg.bucket
@@ -253,7 +253,7 @@ class _MultipartUpload:
         self._base_part_bytes = base_part_bytes
         self._parts: list[dict[str, Any]] = []
         with stopwatch:
-            response = client.create_multipart_upload(**object_params(cfg, key))
+            response = client.create_multipart_upload(**object_params(cfg, key, content_type))
         self._upload_id: str = response["UploadId"]
 
     @property
@@ -300,14 +300,17 @@ class _MultipartUpload:
             pass
 
 
-def put_object(cfg: S3Config, key: str, chunks: Iterable[list[bytes]], *, settings: Settings) -> UploadResult:
-    """Write the NDJSON lines of ``chunks`` as one gzipped object at ``key`` (overwriting any object there).
+def put_object(cfg: S3Config, key: str, chunks: Iterable[list[bytes]], *, settings: Settings,
+               variant: str = "default") -> UploadResult:
+    """Write the event lines of ``chunks`` as one object at ``key`` in the variant's format (overwriting any object
+    there): gzipped NDJSON (``default``) or Parquet.
 
-    Memory stays bounded to about one part (or the multipart threshold, whichever is larger) plus one encoded chunk.
-    Raises ValueError for an object without events; botocore errors propagate unchanged.
+    Memory stays bounded to about one part (or the multipart threshold, whichever is larger) plus what the encoder
+    holds (one chunk; for Parquet one row group). Raises ValueError for an object without events; botocore errors
+    propagate unchanged.
     """
     client = client_for(cfg, settings=settings)
-    encoder = GzipNdjson()
+    encoder = encoder_for(variant)
     buffer = bytearray()
     stopwatch = _Stopwatch()
     upload: _MultipartUpload | None = None
@@ -315,7 +318,8 @@ def put_object(cfg: S3Config, key: str, chunks: Iterable[list[bytes]], *, settin
         for lines in chunks:
             buffer += encoder.write(lines)
             if upload is None and len(buffer) >= settings.multipart_threshold_bytes:
-                upload = _MultipartUpload(client, cfg, key, settings.multipart_part_bytes, stopwatch)
+                upload = _MultipartUpload(client, cfg, key, encoder.content_type, settings.multipart_part_bytes,
+                                          stopwatch)
             if upload is not None:
                 upload.send_full_parts(buffer)
         buffer += encoder.finish()
@@ -326,12 +330,14 @@ def put_object(cfg: S3Config, key: str, chunks: Iterable[list[bytes]], *, settin
             buffer.clear()
             md5 = content_md5(body)
             with stopwatch:
-                response = client.put_object(**object_params(cfg, key), Body=body, ContentMD5=md5)
+                response = client.put_object(**object_params(cfg, key, encoder.content_type), Body=body,
+                                             ContentMD5=md5)
             etag = str(response.get("ETag", ""))
             parts = 0
         else:
             if upload is None:
-                upload = _MultipartUpload(client, cfg, key, settings.multipart_part_bytes, stopwatch)
+                upload = _MultipartUpload(client, cfg, key, encoder.content_type, settings.multipart_part_bytes,
+                                          stopwatch)
             upload.send_full_parts(buffer)
             upload.send_rest(buffer)
             etag = upload.complete()

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import ipaddress
 from functools import lru_cache
-from typing import Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 AMQP_SCHEMES = ("amqp", "amqps", "pyamqp")
@@ -61,12 +64,27 @@ class Settings(BaseSettings):
     admin_token: SecretStr | None = None
     api_host: str = "127.0.0.1"
     api_port: int = Field(8084, ge=1, le=65535)
-    # Collection: events are coalesced per integration into one signal.ingest task of up to this many events,
-    # or after this many milliseconds, whichever comes first.
+    # Collection: events are coalesced per integration into signal.ingest tasks of up to this many events, published
+    # as soon as the integration's previous publish completed (what arrived meanwhile forms the next task).
     collect_batch_events: int = Field(500, ge=1, le=10_000)
-    collect_batch_ms: int = Field(50, ge=0, le=10_000)
+    # Optional linger: events that find the broker free wait up to this long for more (0: publish at once).
+    collect_batch_ms: int = Field(0, ge=0, le=10_000)
     # Largest request body, compressed and decompressed (Segment's limit for a batch request: 500 KB).
     api_max_body_bytes: int = Field(500 * 1024, ge=1024)
+    # Events per second one source may send, shared by every API process (a source's own setting wins); 0: no limit.
+    source_rate_limit_eps: int = Field(1000, ge=0, le=1_000_000)
+    # Proxies whose X-Forwarded-For is believed (comma-separated IPs or CIDRs); others' connection address is used.
+    trusted_proxies: Annotated[tuple[IpNetwork, ...], NoDecode] = ()
+    # The collection API's address as websites reach it, for the snippets (default: http://SIGNAL_API_HOST:PORT).
+    public_api_url: str | None = None
+
+    # Web console (served by ``signal-s3 api`` at ``/``): sign-in lasts this long; this many failed sign-ins from one
+    # client within the window lock that client out until the window ends.
+    console_session_ttl_s: int = Field(8 * 3600, ge=60, le=7 * 24 * 3600)
+    console_signin_max_failures: int = Field(5, ge=1)
+    console_signin_window_s: int = Field(300, ge=1)
+    # Flower's address, linked from the console's Fleet page when set (e.g. http://127.0.0.1:5555).
+    flower_url: str | None = None
 
     @field_validator("retry_backoff_max_s")
     @classmethod
@@ -75,6 +93,34 @@ class Settings(BaseSettings):
         if v >= vt:
             raise ValueError(f"must stay below SIGNAL_VISIBILITY_TIMEOUT_S ({vt}s), or tasks run twice")
         return v
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _proxy_networks(cls, v: Any) -> Any:
+        items = v.split(",") if isinstance(v, str) else v
+        out = []
+        for item in items or ():
+            if isinstance(item, str) and not item.strip():
+                continue
+            try:
+                out.append(ipaddress.ip_network(item.strip() if isinstance(item, str) else item, strict=False))
+            except ValueError:
+                raise ValueError(f"{item!r} is not an IP address or CIDR network (e.g. 10.0.0.0/8)") from None
+        return tuple(out)
+
+    @field_validator("public_api_url")
+    @classmethod
+    def _public_api_url(cls, v: str | None) -> str | None:
+        if v is None or not v.strip():
+            return None
+        from workers.snippet import check_api_url
+
+        return check_api_url(v)
+
+    @property
+    def collection_url(self) -> str:
+        """Where websites send events: ``SIGNAL_PUBLIC_API_URL``, else the API's own address."""
+        return self.public_api_url or f"http://{self.api_host}:{self.api_port}"
 
     @property
     def celery_broker_url(self) -> str:
@@ -90,7 +136,8 @@ class Settings(BaseSettings):
             return self
         if urlsplit(self.celery_broker_url).scheme in ("redis", "rediss", "redis+socket"):
             raise ValueError("SIGNAL_REDIS_CLUSTER=true needs SIGNAL_BROKER_URL set to another broker (e.g. "
-                             "amqp://user:password@rabbitmq:5672/): Celery's Redis transport cannot use a Redis Cluster")
+                             "amqp://user:password@rabbitmq:5672/): Celery's Redis transport cannot use a Redis "
+                             "Cluster")
         if urlsplit(self.redis_url).path not in ("", "/", "/0"):
             raise ValueError("SIGNAL_REDIS_URL of a Redis Cluster must use database 0 (a cluster has no other)")
         return self

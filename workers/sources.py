@@ -8,6 +8,11 @@ and never logged (``Source`` has no write key in its repr).
 Collection routes a source's events to each enabled integration in ``keys.source_integrations(id)``, an index that
 ``workers.registry`` keeps when integrations are installed or deleted. The source ``default`` is created on demand
 for integrations installed without a ``source_id``.
+
+Settings of a source (``create`` / ``update``, validated with one message per wrong field): ``allowed_origins``
+(``workers.origins``; empty: any website) and ``rate_limit_eps`` (events per second, ``workers.ratelimit``; null: the
+fleet's ``SIGNAL_SOURCE_RATE_LIMIT_EPS``, 0: no limit). Requests collection refuses for a source (over its rate
+limit, from an origin it does not allow) are counted per reason in ``keys.source_stats(id)`` (``Refusals``).
 """
 
 from __future__ import annotations
@@ -24,13 +29,17 @@ from typing import Any
 import orjson
 import redis
 
-from workers import clock, crypto, keys, registry
+from workers import clock, crypto, keys, origins, registry
 from workers.config import ConfigError
 from workers.db import text
+from workers.settings import Settings
 
 DEFAULT_SOURCE_ID = "default"
 DEFAULT_SOURCE_NAME = "Default source"
 NAME_MAX_CHARS = 200
+RATE_LIMIT_MAX_EPS = 1_000_000
+FIELDS = ("name", "allowed_origins", "rate_limit_eps")
+_WATCH_ATTEMPTS = 10
 WRITE_KEY_PREFIX = "wk_"
 WRITE_KEY_RANDOM_BYTES = 24
 
@@ -52,10 +61,16 @@ class Source:
     name: str
     write_key: str
     created_at: datetime
+    allowed_origins: tuple[str, ...] = ()
+    rate_limit_eps: int | None = None  # None: the fleet's default
 
     def public(self) -> dict[str, Any]:
         """JSON-able view, write key included (it authorises sending events to this source only)."""
-        return {"id": self.id, "name": self.name, "write_key": self.write_key, "created_at": clock.iso(self.created_at)}
+        return {"id": self.id, "name": self.name, "write_key": self.write_key, "created_at": clock.iso(self.created_at),
+                "allowed_origins": list(self.allowed_origins), "rate_limit_eps": self.rate_limit_eps}
+
+    def effective_rate_limit_eps(self, settings: Settings) -> int:
+        return settings.source_rate_limit_eps if self.rate_limit_eps is None else self.rate_limit_eps
 
     def __repr__(self) -> str:
         return f"Source(id={self.id!r}, name={self.name!r})"
@@ -77,28 +92,70 @@ def check_name(value: Any) -> str:
     return value.strip()
 
 
+def check_rate_limit(value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= RATE_LIMIT_MAX_EPS:
+        raise ConfigError([{"field": "rate_limit_eps", "message": (
+            f"rate_limit_eps must be a whole number of events per second from 0 (no limit) to {RATE_LIMIT_MAX_EPS}, "
+            "or null for the fleet's default (SIGNAL_SOURCE_RATE_LIMIT_EPS)")}])
+    return value
+
+
+def validate(body: Any, *, creating: bool) -> dict[str, Any]:
+    """The fields of a create or update body, checked: every wrong or unknown field is reported at once."""
+    if not isinstance(body, dict):
+        raise ConfigError([{"field": "body", "message": 'the body must be an object such as {"name": "Website", '
+                                                        '"allowed_origins": [], "rate_limit_eps": null}'}])
+    errors = [{"field": str(k), "message": f"{k} is not a source field; the fields are {', '.join(FIELDS)}"}
+              for k in body if k not in FIELDS]
+    out: dict[str, Any] = {}
+    if creating and "name" not in body:
+        errors.append({"field": "name", "message": "name is required"})
+    for field, check in (("name", check_name), ("rate_limit_eps", check_rate_limit)):
+        if field in body:
+            try:
+                out[field] = check(body[field])
+            except ConfigError as exc:
+                errors.extend(exc.errors)
+    if "allowed_origins" in body:
+        entries, wrong = origins.check([] if body["allowed_origins"] is None else body["allowed_origins"])
+        out["allowed_origins"] = tuple(entries)
+        errors.extend(wrong)
+    if errors:
+        raise ConfigError(errors)
+    return out
+
+
 def _record(source: Source) -> bytes:
     return orjson.dumps({
         "id": source.id,
         "name": source.name,
         "write_key": crypto.encrypt(source.write_key),
         "created_at_ms": clock.to_ms(source.created_at),
+        "allowed_origins": list(source.allowed_origins),
+        "rate_limit_eps": source.rate_limit_eps,
     })
 
 
 def _load(raw: bytes | str) -> Source:
     data = orjson.loads(raw)
     return Source(id=data["id"], name=data["name"], write_key=crypto.decrypt(data["write_key"]),
-                  created_at=clock.from_ms(data["created_at_ms"]))
+                  created_at=clock.from_ms(data["created_at_ms"]),
+                  allowed_origins=tuple(data.get("allowed_origins") or ()), rate_limit_eps=data.get("rate_limit_eps"))
 
 
 # -- operations -------------------------------------------------------------------------------------------------
 
 
-def create(r: redis.Redis, name: Any, *, source_id: str | None = None) -> Source:
+def create(r: redis.Redis, name: Any, *, source_id: str | None = None, allowed_origins: Any = None,
+           rate_limit_eps: Any = None) -> Source:
     """A new source with a fresh write key. With ``source_id`` given and taken, the existing source is returned."""
-    source = Source(id=source_id or uuid.uuid4().hex, name=check_name(name), write_key=new_write_key(),
-                    created_at=clock.from_ms(clock.now_ms()))
+    body: dict[str, Any] = {"name": name, "allowed_origins": allowed_origins, "rate_limit_eps": rate_limit_eps}
+    fields = validate(body, creating=True)
+    source = Source(id=source_id or uuid.uuid4().hex, name=fields["name"], write_key=new_write_key(),
+                    created_at=clock.from_ms(clock.now_ms()), allowed_origins=fields["allowed_origins"],
+                    rate_limit_eps=fields["rate_limit_eps"])
     if not r.set(keys.source(source.id), _record(source), nx=True):
         return get(r, source.id)
     r.set(keys.write_key(write_key_digest(source.write_key)), source.id)
@@ -111,6 +168,36 @@ def get(r: redis.Redis, source_id: str) -> Source:
     if raw is None:
         raise UnknownSource(source_id)
     return _load(raw)
+
+
+def create_from(r: redis.Redis, body: Any) -> Source:
+    """Create a source from ``{"name", "allowed_origins"?, "rate_limit_eps"?}`` (the admin API's and CLI's body)."""
+    fields = validate(body, creating=True)
+    return create(r, fields["name"], allowed_origins=list(fields.get("allowed_origins", ())),
+                  rate_limit_eps=fields.get("rate_limit_eps"))
+
+
+def update(r: redis.Redis, source_id: str, body: Any) -> Source:
+    """Change some of ``name``, ``allowed_origins`` (null or [] allows any origin) and ``rate_limit_eps`` (null: the
+    fleet's default). Every wrong field is reported at once and nothing changes then. API processes see the change
+    within ``ROUTES_CACHE_TTL_S``."""
+    fields = validate(body, creating=False)
+    key = keys.source(source_id)
+    for _ in range(_WATCH_ATTEMPTS):
+        with r.pipeline(transaction=True) as pipe:
+            try:
+                pipe.watch(key)
+                raw = pipe.get(key)
+                if raw is None:
+                    raise UnknownSource(source_id)
+                updated = dataclasses.replace(_load(raw), **fields)
+                pipe.multi()
+                pipe.set(key, _record(updated))
+                pipe.execute()
+                return updated
+            except redis.WatchError:
+                continue
+    raise RuntimeError(f"source {source_id} kept changing while it was being updated; try again")
 
 
 def ensure_default(r: redis.Redis) -> Source:
@@ -152,6 +239,88 @@ def enabled_integrations(r: redis.Redis, source_id: str) -> list[str]:
         except registry.UnknownIntegration:
             continue
     return out
+
+
+# -- what collection needs to know about a source, and what it refused ------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Route:
+    """A source as one collection request sees it: who may send, how fast, and where its events go."""
+
+    source_id: str
+    origins: origins.OriginPolicy
+    rate_limit_eps: int
+    integration_ids: tuple[str, ...]
+
+
+def route(r: redis.Redis, source_id: str, settings: Settings) -> Route:
+    source = get(r, source_id)
+    return Route(source.id, origins.OriginPolicy(source.allowed_origins), source.effective_rate_limit_eps(settings),
+                 tuple(enabled_integrations(r, source_id)))
+
+
+RATE_LIMITED = "rate_limited"
+ORIGIN_NOT_ALLOWED = "origin_not_allowed"
+REFUSAL_REASONS = (RATE_LIMITED, ORIGIN_NOT_ALLOWED)
+
+
+def refusals(r: redis.Redis, source_ids: list[str]) -> dict[str, dict[str, dict[str, int]]]:
+    """Requests and events refused per source and reason: ``{source_id: {reason: {"requests", "events"}}}``."""
+    pipe = r.pipeline(transaction=False)
+    for source_id in source_ids:
+        pipe.hgetall(keys.source_stats(source_id))
+    out = {}
+    for source_id, raw in zip(source_ids, pipe.execute()):
+        counts = {text(k): int(v) for k, v in raw.items()}
+        out[source_id] = {reason: {"requests": counts.get(f"{reason}:requests", 0),
+                                   "events": counts.get(f"{reason}:events", 0)} for reason in REFUSAL_REASONS}
+    return out
+
+
+def view(r: redis.Redis, source: Source, settings: Settings) -> dict[str, Any]:
+    """What every face shows of one source: its settings, where its events go, and what collection refused."""
+    return {**source.public(), "effective_rate_limit_eps": source.effective_rate_limit_eps(settings),
+            "integrations": integration_ids(r, source.id), "refused": refusals(r, [source.id])[source.id]}
+
+
+class Refusals:
+    """Refusals counted in one API process and added to Redis in one round trip by ``flush`` (the API flushes about
+    once a second while there are any), so a flood of refused requests costs no Redis call per request."""
+
+    def __init__(self) -> None:
+        self._pending: dict[tuple[str, str], list[int]] = {}
+        self._flush_due = False
+        self._lock = threading.Lock()
+
+    def add(self, source_id: str, reason: str, events: int) -> bool:
+        """Count one refused request; True when no flush is due yet (the caller schedules one)."""
+        with self._lock:
+            counts = self._pending.setdefault((source_id, reason), [0, 0])
+            counts[0] += 1
+            counts[1] += events
+            schedule, self._flush_due = not self._flush_due, True
+            return schedule
+
+    def flush(self, r: redis.Redis) -> None:
+        with self._lock:
+            pending, self._pending, self._flush_due = self._pending, {}, False
+        if not pending:
+            return
+        pipe = r.pipeline(transaction=False)
+        for (source_id, reason), (requests, events) in pending.items():
+            pipe.hincrby(keys.source_stats(source_id), f"{reason}:requests", requests)
+            if events:
+                pipe.hincrby(keys.source_stats(source_id), f"{reason}:events", events)
+        try:
+            pipe.execute()
+        except redis.RedisError:
+            with self._lock:  # counted at the next flush instead
+                for key, (requests, events) in pending.items():
+                    counts = self._pending.setdefault(key, [0, 0])
+                    counts[0] += requests
+                    counts[1] += events
+            raise
 
 
 # -- per-process caches for collection ---------------------------------------------------------------------------

@@ -58,6 +58,20 @@ def integration_status(r: redis.Redis, integration_id: str) -> dict[str, Any]:
     }
 
 
+def current_error(st: dict[str, Any]) -> dict[str, Any] | None:
+    """The last error of an ``integration_status`` while it still matters: batches are held or retrying, or nothing
+    was delivered since it happened. None once a later delivery (or a replay) put things right."""
+    error = st["last_error"]
+    if error is None:
+        return None
+    if st["dead_letter_batches"] or st["retrying_batches"]:
+        return error
+    success = st["last_success_at"]
+    if success is None or (error["at"] is not None and error["at"] >= success):
+        return error
+    return None
+
+
 def live_events(r: redis.Redis, integration_id: str, limit: int = 50) -> list[dict[str, Any]]:
     """The most recent accepted events, newest first, each with its delivery state:
     ``buffered`` (waiting for its flush), ``uploading`` / ``retrying`` (sealed into a batch on its way, with the last

@@ -72,3 +72,38 @@ def proxied(fleet: Fleet, fault_proxy: Any) -> Fleet:
 
 
 Waiter = Callable[..., None]
+
+
+# -- the web console, served in this process (uvicorn in a thread) against the fleet's Redis and moto -----------------
+
+CONSOLE_TOKEN = "console-token-0123456789abcdef"
+
+
+@pytest.fixture
+def console_settings(fleet: Fleet, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The settings of a console app: the fleet's, with an admin token."""
+    monkeypatch.setenv("SIGNAL_ADMIN_TOKEN", CONSOLE_TOKEN)
+    from workers.settings import get_settings
+
+    get_settings.cache_clear()
+    return get_settings()
+
+
+@pytest.fixture
+def console_url(console_settings: Any) -> Iterator[str]:
+    from tests.support.api import serve_in_thread
+    from workers.web.app import create_app
+
+    with serve_in_thread(create_app(console_settings)) as base_url:
+        yield base_url
+
+
+@pytest.fixture
+def console(console_url: str) -> Iterator[Any]:
+    """A signed-in ``ConsoleClient``."""
+    from tests.support.console import ConsoleClient
+
+    client = ConsoleClient(console_url)
+    assert client.sign_in(CONSOLE_TOKEN).status_code == 303
+    yield client
+    client.close()

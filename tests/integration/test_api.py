@@ -8,7 +8,7 @@ import os
 import shutil
 import subprocess
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -17,80 +17,15 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 
-from tests.support.celery_fixtures import watch_process
+from tests.support.api import TOKEN, Api, start_api_process
 from tests.support.fleet import event_counts, read_objects
-from tests.support.processes import REPO_ROOT, ManagedProcess, free_port, venv_command, wait_until
+from tests.support.processes import REPO_ROOT, child_pids, pid_alive, venv_command, wait_until
 from tests.support.s3_fixtures import unique_bucket
 from tests.support.seed import ACCESS_KEY_ID, BUCKET, INSTALL_BODY_TEXT, SECRET_ACCESS_KEY
 from workers.errors import HINTS
 
-TOKEN = "admin-" + uuid.uuid4().hex
 SEED_BODY = INSTALL_BODY_TEXT
 SEED_BUCKET = BUCKET
-
-
-class Api:
-    def __init__(self, process: ManagedProcess, base_url: str) -> None:
-        self.process = process
-        self.base_url = base_url
-        self.admin = httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60)
-        self.anon = httpx.Client(base_url=base_url, timeout=60)
-
-    def collector(self, write_key: str) -> httpx.Client:
-        return httpx.Client(base_url=self.base_url, auth=(write_key, ""), timeout=60)
-
-    def install(self, bucket: str, **body: Any) -> dict[str, Any]:
-        config = {"bucket": bucket, "region": "us-east-1", "access_key_id": ACCESS_KEY_ID,
-                  "secret_access_key": SECRET_ACCESS_KEY, "prefix": "events/", **body.pop("config", {})}
-        response = self.admin.post("/v1/admin/integration-catalog/amazon_s3/install",
-                                   json={"name": "S3", "config": config, **body})
-        assert response.status_code == 201, response.text
-        return response.json()
-
-    def source(self, name: str = "Website") -> dict[str, Any]:
-        response = self.admin.post("/v1/admin/sources", json={"name": name})
-        assert response.status_code == 201, response.text
-        return response.json()
-
-    def status(self, integration_id: str) -> dict[str, Any]:
-        return self.admin.get(f"/v1/admin/integrations/{integration_id}/status").json()
-
-    def close(self) -> None:
-        self.admin.close()
-        self.anon.close()
-
-
-def _start_api(request: pytest.FixtureRequest, env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
-               ) -> tuple[ManagedProcess, str]:
-    port = free_port()
-    full_env = {**os.environ, **env, "PYTHONPATH": str(REPO_ROOT)}
-    process = ManagedProcess([*venv_command("signal-s3"), "api", "--host", "127.0.0.1", "--port", str(port)],
-                             name=f"api-{port}", env=full_env, log_dir=tmp_path_factory.mktemp("api-logs"))
-    watch_process(request.node, process)
-    process.start()
-    base_url = f"http://127.0.0.1:{port}"
-
-    def ready() -> bool:
-        if not process.running():
-            raise AssertionError(f"the API exited: {process.describe()}")
-        try:
-            return httpx.get(f"{base_url}/openapi.json", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    wait_until(ready, 30, interval_s=0.1, message=lambda: f"the API did not answer: {process.describe()}")
-    return process, base_url
-
-
-@pytest.fixture
-def api(request: pytest.FixtureRequest, fleet: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
-    process, base_url = _start_api(request, {**fleet.env, "SIGNAL_ADMIN_TOKEN": TOKEN}, tmp_path_factory)
-    client = Api(process, base_url)
-    yield client
-    client.close()
-    process.stop(timeout=15)
-    assert TOKEN not in process.log_text()
-    assert SECRET_ACCESS_KEY not in process.log_text()
 
 
 def assert_no_secret(text: str) -> None:
@@ -146,7 +81,7 @@ def test_the_seed_curl_installs_over_http_with_redacted_secrets(api: Api, s3_adm
     assert created["config"]["access_key_id"] == "****MPLE"
     assert created["config"]["secret_access_key"] == "****EKEY"
     assert created["config"]["server_side_encryption"] == "AES256"
-    assert created["blueprint"] == {"name": "default", "forward": "all_events"}
+    assert created["blueprint"] == {"consent": None, "events": None, "drop_fields": [], "hash_fields": []}
     assert created["source_id"] == "default"
 
     shown = api.admin.get(f"/v1/admin/integrations/{created['id']}")
@@ -161,7 +96,10 @@ def test_the_catalog_lists_amazon_s3_under_cloud_storage_with_its_fields(api: Ap
     assert response.status_code == 200
     (entry,) = response.json()["integrations"]
     assert entry["id"] == "amazon_s3" and entry["category"] == "Cloud Storage"
-    assert [v["id"] for v in entry["variants"]] == ["default"]
+    assert [v["id"] for v in entry["variants"]] == ["default", "parquet"]
+    assert all(v["description"] for v in entry["variants"])
+    assert entry["blueprint"]["default"] == {"consent": None, "events": None, "drop_fields": [], "hash_fields": []}
+    assert {f["name"] for f in entry["blueprint"]["fields"]} >= {"consent.require", "hash_fields"}
     fields = {f["name"]: f for f in entry["fields"]}
     assert fields["bucket"]["type"] == "string" and fields["bucket"]["required"] is True
     assert fields["region"]["type"] == "select" and "us-east-1" in fields["region"]["allowed_values"]
@@ -210,6 +148,45 @@ def test_install_refuses_bad_bodies_and_failed_bucket_checks_storing_nothing(api
     assert response.status_code == 422 and response.json()["errors"][0]["field"] == "source_id"
 
 
+def test_install_and_patch_a_variant_and_a_blueprint_over_http(api: Api, make_bucket: Callable,
+                                                               fleet: Any) -> None:
+    from workers import registry
+
+    wanted = {"consent": {"require": ["analytics"], "missing": "deny"}, "events": {"exclude": ["identify"]},
+              "drop_fields": ["context.ip"], "hash_fields": ["user_id", "traits.email"]}
+    created = api.install(make_bucket(), variant="parquet", blueprint=wanted)
+    assert created["variant"] == "parquet" and created["blueprint"] == wanted
+    base = f"/v1/admin/integrations/{created['id']}"
+    assert api.admin.get(base).json()["blueprint"] == wanted
+    key = registry.get(fleet.r, created["id"]).hash_key
+    assert key is not None
+
+    narrowed = {"consent": None, "events": {"include": ["track"]}, "drop_fields": [], "hash_fields": []}
+    response = api.admin.patch(base, json={"blueprint": {"events": {"include": ["track"]}}})
+    assert response.status_code == 200, response.text
+    assert response.json()["blueprint"] == narrowed and response.json()["config"] == created["config"]
+
+    response = api.admin.patch(base, json={"blueprint": {"consent": {"require": []}, "hash_fields": ["type"]},
+                                           "variant": "default"})
+    assert response.status_code == 422
+    errors = response.json()["errors"]
+    assert [e["field"] for e in errors] == ["variant", "blueprint.consent.require", "blueprint.hash_fields"]
+    assert all(e["message"] for e in errors)
+    assert api.admin.get(base).json()["blueprint"] == narrowed  # nothing changed
+
+    response = api.admin.post("/v1/admin/integration-catalog/amazon_s3/install",
+                              json={"name": "S3", "variant": "orc", "config": created["config"],
+                                    "blueprint": {"drop_fields": "context.ip"}})
+    assert response.status_code == 422
+    assert [e["field"] for e in response.json()["errors"]][:1] == ["variant"]
+    assert "blueprint.drop_fields" in [e["field"] for e in response.json()["errors"]]
+
+    every_text = api.admin.get(base).text + api.admin.get("/v1/admin/integrations").text
+    assert key.get_secret_value() not in every_text and "hash_key" not in every_text
+    schema = api.admin.get("/openapi.json").json()
+    assert "blueprint" in json.dumps(schema) and '"parquet"' in json.dumps(schema)
+
+
 # -- auth ---------------------------------------------------------------------------------------------------------
 
 
@@ -235,7 +212,7 @@ def test_admin_token_and_write_keys_are_distinct_powers(api: Api) -> None:
 def test_admin_routes_answer_503_without_an_admin_token(request: pytest.FixtureRequest, fleet: Any,
                                                        tmp_path_factory: pytest.TempPathFactory) -> None:
     env = {k: v for k, v in fleet.env.items() if k != "SIGNAL_ADMIN_TOKEN"}
-    process, base_url = _start_api(request, env, tmp_path_factory)
+    process, base_url = start_api_process(request, env, tmp_path_factory)
     try:
         for headers in ({}, {"Authorization": "Bearer x"}, {"Authorization": "Bearer anything"}):
             response = httpx.get(f"{base_url}/v1/admin/integration-catalog", headers=headers)
@@ -353,7 +330,8 @@ def test_segment_calls_land_in_the_bucket_exactly_once(api: Api, make_bucket: Ca
         assert track["type"] == "track" and track["event"] == "Order Completed"
         assert track["anonymous_id"] == "anon-0" and track["user_id"] == "user-0"
         assert track["source_id"] == source["id"] and track["integration_id"] == iid
-        assert track["context"] == {"ip": "203.0.113.7", "library": {"name": "test"}}
+        assert track["context"] == {"ip": "203.0.113.7", "library": {"name": "test"},  # the client's own ip
+                                    "userAgent": f"python-httpx/{httpx.__version__}"}  # from User-Agent
         assert by_id[f"{run}-4"]["group_id"] == "g-1" and by_id[f"{run}-5"]["previous_id"] == "anon-5"
         assert "messageId" not in track and "anonymousId" not in track
 
@@ -489,3 +467,44 @@ def _fuzz(operation: Any, headers: dict[str, str]) -> Callable[[], None]:
         case.call_and_validate(headers=headers, checks=[not_a_server_error])
 
     return check
+
+
+def test_several_api_processes_share_the_port_and_every_event_reaches_the_buffers(
+        request: pytest.FixtureRequest, fleet: Any, tmp_path_factory: pytest.TempPathFactory, make_bucket: Callable,
+        start_worker: Callable) -> None:
+    process, base_url = start_api_process(request, {**fleet.env, "SIGNAL_ADMIN_TOKEN": TOKEN}, tmp_path_factory,
+                                   "--workers", "2")
+    api = Api(process, base_url)
+
+    def servers() -> list[int]:
+        found = []
+        for pid in child_pids(process.pid):
+            try:
+                cmdline = open(f"/proc/{pid}/cmdline", "rb").read().decode(errors="replace")
+            except OSError:
+                continue
+            if "spawn_main" in cmdline:
+                found.append(pid)
+        return found
+
+    wait_until(lambda: len(servers()) == 2, 30, message=lambda: f"API processes: {servers()}")
+    source = api.source("Website")
+    iid = api.install(make_bucket(), source_id=source["id"])["id"]
+    start_worker(queues="ingest")
+    run = uuid.uuid4().hex[:8]
+    calls = segment_calls(400, run)
+    sent = 0
+    for start in range(0, len(calls), 20):
+        with api.collector(source["write_key"]) as client:  # a new connection each time: either process takes it
+            response = client.post("/v1/batch", json={"batch": calls[start:start + 20]})
+            assert response.status_code == 200, response.text
+            sent += 20
+        if start == 200:
+            os.kill(servers()[0], 9)  # one process dies: the other keeps answering, and it is replaced
+    wait_until(lambda: api.status(iid)["ingested_events"] >= sent, 60, message=lambda: f"{api.status(iid)}")
+    assert api.status(iid)["ingested_events"] == sent
+    wait_until(lambda: len(servers()) == 2, 30, message=lambda: f"API processes: {servers()}")
+    workers = servers()
+    api.close()
+    assert process.stop(timeout=20) is not None
+    wait_until(lambda: not any(pid_alive(pid) for pid in workers), 20, message=lambda: "API processes left behind")

@@ -13,6 +13,7 @@ from typing import Any
 
 import botocore.exceptions
 import botocore.utils
+import orjson
 import pytest
 from botocore.stub import Stubber
 from pydantic import SecretStr
@@ -214,6 +215,71 @@ def test_single_put_carries_the_md5_of_its_body(fault_proxy: FaultProxy, make_bu
     assert put.body_bytes == result.compressed_bytes
     assert put.headers["content-md5"] == put.body_md5
     assert put.headers["content-type"] == "application/x-ndjson"
+
+
+# --- Parquet variant ------------------------------------------------------------------------------------------------
+
+
+def parquet_lines(count: int, *, noise_bytes: int = 0) -> list[bytes]:
+    noise = base64.b64encode(os.urandom(count * noise_bytes * 3 // 4 + 3)) if noise_bytes else b""
+    return [b'{"event_id":"e-%d","type":"track","event":"order_completed","anonymous_id":"a-%d",'
+            b'"received_at":"2026-05-12T10:00:00.000Z","properties":{"n":"%s"},"integration_id":"i"}'
+            % (i, i % 7, noise[i * noise_bytes:(i + 1) * noise_bytes]) for i in range(count)]
+
+
+def read_parquet(admin: Any, bucket: str, key: str) -> list[dict[str, Any]]:
+    import io
+
+    import pyarrow.parquet as pq
+
+    return pq.read_table(io.BytesIO(admin.get_object(Bucket=bucket, Key=key)["Body"].read())).to_pylist()
+
+
+def test_parquet_variant_single_put_with_its_settings_and_md5(fault_proxy: FaultProxy, s3_admin: Any,
+                                                              make_bucket: Callable[..., str]) -> None:
+    bucket = make_bucket()
+    cfg = make_cfg(fault_proxy.endpoint_url, bucket, storage_class="STANDARD_IA", server_side_encryption="aws:kms",
+                   kms_key_id=KMS_KEY_ARN)
+    lines = parquet_lines(2_500)
+    key = "events/2026/05/12/10/batch-1.parquet"
+    result = s3.put_object(cfg, key, in_chunks(lines, 1_000), settings=fast_settings(), variant="parquet")
+    assert result.parts == 0 and result.events == 2_500
+    assert result.raw_bytes == sum(len(line) + 1 for line in lines)
+    head = s3_admin.head_object(Bucket=bucket, Key=key)
+    assert head["ContentLength"] == result.compressed_bytes and head["ETag"] == result.etag
+    assert head["ContentType"] == "application/vnd.apache.parquet"
+    assert head["StorageClass"] == "STANDARD_IA" and head["SSEKMSKeyId"] == KMS_KEY_ARN
+    (put,) = [seen for seen in fault_proxy.seen if seen.method == "PUT"]
+    assert put.headers["content-md5"] == put.body_md5 and put.headers["content-type"] == head["ContentType"]
+    rows = read_parquet(s3_admin, bucket, key)
+    assert [r["event_id"] for r in rows] == [f"e-{i}" for i in range(2_500)]
+    assert {r["properties"] for r in rows} == {'{"n":""}'}
+    assert keys_in(s3_admin, bucket) == [key]
+
+
+def test_parquet_variant_large_batch_goes_multipart_and_reads_back_row_by_row(
+    fault_proxy: FaultProxy, s3_admin: Any, make_bucket: Callable[..., str]
+) -> None:
+    bucket = make_bucket()
+    cfg = make_cfg(fault_proxy.endpoint_url, bucket)
+    lines = parquet_lines(12_000, noise_bytes=1_500)  # base64 noise: zstd keeps ~3/4 of it
+    key = "events/2026/05/12/10/big.parquet"
+    result = s3.put_object(cfg, key, in_chunks(lines, 1_000), settings=fast_settings(**MULTIPART),
+                           variant="parquet")
+    assert result.compressed_bytes > 10 * MiB
+    assert result.parts == -(-result.compressed_bytes // (5 * MiB))
+    head = s3_admin.head_object(Bucket=bucket, Key=key)
+    assert head["ContentLength"] == result.compressed_bytes
+    assert head["ContentType"] == "application/vnd.apache.parquet"
+    uploads = [seen for seen in fault_proxy.seen if seen.method == "PUT" and "partNumber=" in seen.target]
+    assert len(uploads) == result.parts and all(seen.headers["content-md5"] == seen.body_md5 for seen in uploads)
+    rows = read_parquet(s3_admin, bucket, key)
+    assert len(rows) == len(lines)
+    for line, row in zip(lines, rows, strict=True):
+        event = orjson.loads(line)
+        assert row["event_id"] == event["event_id"] and row["anonymous_id"] == event["anonymous_id"]
+        assert orjson.loads(row["properties"]) == event["properties"]
+    assert keys_in(s3_admin, bucket) == [key]
 
 
 def test_failed_multipart_upload_is_aborted_and_leaves_nothing(

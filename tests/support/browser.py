@@ -1,7 +1,7 @@
 """pytest plugin: a real Chromium (Debian's package, driven by Playwright) for tests of what a person sees or a
 website sends. Never a downloaded browser; never skipped: without Chromium the browser tests fail with a clear message.
 
-``browser`` is one Chromium per test session; ``page`` is a fresh context and page per test that records every
+``browser`` is one Chromium per test module; ``page`` is a fresh context and page per test that records every
 console error and uncaught page error (``page_errors``), so a test can assert that a page runs cleanly.
 ``screenshot(page, name)`` saves a PNG under ``SIGNAL_SCREENSHOT_DIR`` (default ``.artifacts/screenshots``).
 """
@@ -34,8 +34,10 @@ def chromium_path() -> str:
     return path
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    """One Chromium per test module. Not per session: Playwright's sync API keeps an event loop running in the main
+    thread while it is open, and tests that call ``asyncio.run`` later in the session would fail."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import io
 import re
 import uuid
 from collections import Counter
@@ -13,7 +14,7 @@ import orjson
 from celery import Celery
 
 from tests.support.processes import wait_until
-from workers import buffer, keys, registry, topology
+from workers import buffer, clock, keys, registry, topology
 from workers.settings import Settings
 
 KEY_PATTERN = re.compile(
@@ -22,10 +23,12 @@ KEY_PATTERN = re.compile(
 )
 
 
-def install(r, bucket: str, *, endpoint_url: str | None = None, **config) -> str:
+def install(r, bucket: str, *, endpoint_url: str | None = None, variant: str = "default",
+            blueprint: dict | None = None, **config) -> str:
     body = {
         "name": "Amazon S3",
-        "variant": "default",
+        "variant": variant,
+        **({"blueprint": blueprint} if blueprint is not None else {}),
         "delivery_mode": "server_side",
         "config": {
             "bucket": bucket,
@@ -80,14 +83,42 @@ def make_events(n: int, *, start: int = 0, run: str | None = None) -> list[dict]
 
 
 def read_objects(s3, bucket: str, prefix: str = "") -> dict[str, list[dict]]:
-    """Every object under ``prefix``: key -> its events, decoded with the standard library's gzip."""
+    """Every object under ``prefix``: key -> its events. ``.json.gz`` objects are decoded with the standard library's
+    gzip; ``.parquet`` objects with pyarrow, each row turned back into the envelope it was written from."""
     out: dict[str, list[dict]] = {}
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         for obj in page.get("Contents", []):
             body = s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read()
+            if obj["Key"].endswith(".parquet"):
+                out[obj["Key"]] = [envelope_of(row) for row in parquet_rows(body)]
+                continue
             text = gzip.decompress(body)
             assert text.endswith(b"\n"), f"{obj['Key']} is not newline-terminated"
             out[obj["Key"]] = [orjson.loads(line) for line in text.split(b"\n")[:-1]]
+    return out
+
+
+def parquet_rows(body: bytes) -> list[dict[str, Any]]:
+    """The rows of a Parquet object as pyarrow reads them (times are aware datetimes, JSON columns are text)."""
+    import pyarrow.parquet as pq
+
+    return pq.read_table(io.BytesIO(body)).to_pylist()
+
+
+def envelope_of(row: dict[str, Any]) -> dict[str, Any]:
+    """The envelope a Parquet row holds: null columns left out, times as ISO text, JSON columns and extra parsed."""
+    out: dict[str, Any] = {}
+    for name, value in row.items():
+        if value is None:
+            continue
+        if name in ("timestamp", "received_at", "sent_at"):
+            out[name] = clock.iso(value)
+        elif name in ("context", "properties", "traits"):
+            out[name] = orjson.loads(value)
+        elif name == "extra":
+            out.update(orjson.loads(value))
+        else:
+            out[name] = value
     return out
 
 

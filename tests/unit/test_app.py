@@ -76,18 +76,6 @@ def test_aws_libraries_never_log_below_info_even_when_the_worker_does():
         root.setLevel(old)
 
 
-def test_task_bodies_are_plain_json_read_and_written_by_orjson():
-    from kombu import serialization
-
-    body = [["int-1", [{"type": "track", "event": "é", "properties": {"n": 1.5}}]], {}, {"callbacks": None}]
-    content_type, encoding, payload = serialization.dumps(body, serializer="json")
-    assert (content_type, encoding) == ("application/json", "utf-8")
-    import json
-
-    assert json.loads(payload) == body  # any JSON producer reads it, and...
-    assert serialization.loads(json.dumps(body), content_type, encoding) == body  # ...we read any JSON producer's
-
-
 def test_ingest_retries_redis_blips_only():
     import redis
     from redis.exceptions import ClusterDownError, OutOfMemoryError, SlotNotCoveredError, TryAgainError
@@ -114,3 +102,14 @@ def test_a_solo_worker_refuses_the_soft_shutdown_remap():
     assert shutdown_hazard("solo", "sigquit")
     assert shutdown_hazard(str(Solo), None) is None
     assert shutdown_hazard(str(Prefork), "SIGQUIT") is None
+
+
+def test_the_access_log_hides_write_keys_in_query_strings():
+    import logging
+
+    from workers.web.app import RedactWriteKeys
+
+    record = logging.LogRecord("uvicorn.access", logging.INFO, __file__, 1, '%s - "%s %s HTTP/%s" %d',
+                               ("127.0.0.1:5", "POST", "/beacon/v1/batch?writeKey=wk_secret&x=1", "1.1", 200), None)
+    assert RedactWriteKeys().filter(record) is True
+    assert record.getMessage() == '127.0.0.1:5 - "POST /beacon/v1/batch?writeKey=****&x=1 HTTP/1.1" 200'

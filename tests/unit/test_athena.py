@@ -73,6 +73,21 @@ def test_ddl_with_a_prefix() -> None:
     assert athena_ddl(INTEGRATION_ID, Destination()) == EXPECTED_WITH_PREFIX
 
 
+def test_parquet_ddl_reads_the_parquet_schema() -> None:
+    ddl = athena_ddl(INTEGRATION_ID, Destination(), variant="parquet")
+    head, tail = EXPECTED_WITH_PREFIX.split("PARTITIONED BY")
+    assert ddl.startswith(head.replace(
+        "  `timestamp`      string,", "  `timestamp`      timestamp,").replace(
+        "  `received_at`    string,", "  `received_at`    timestamp,").replace(
+        "  `sent_at`        string,", "  `sent_at`        timestamp,").replace(
+        "  `integration_id` string\n", "  `integration_id` string,\n  `extra`          string\n"))
+    assert "STORED AS PARQUET\nLOCATION 's3://datafly-events-production/events/'\n" in ddl
+    assert "SERDE" not in ddl and "INPUTFORMAT" not in ddl
+    assert ddl.endswith(tail.split("LOCATION", 1)[1])  # the same location and partition projection
+    with pytest.raises(ValueError, match="variant"):
+        athena_ddl(INTEGRATION_ID, Destination(), variant="orc")
+
+
 def test_ddl_without_a_prefix_points_at_the_bucket_root() -> None:
     ddl = athena_ddl(INTEGRATION_ID, Destination(prefix=""))
     assert "LOCATION 's3://datafly-events-production/'\n" in ddl
@@ -143,14 +158,15 @@ def fill(template: str, year: str, month: str, day: str, hour: str) -> str:
 
 @pytest.mark.parametrize("prefix", ["", "events/", "a/b/c/", "with space/"])
 @pytest.mark.parametrize("hour", ["2026112509", "2026010100", "2099123123", "2020022923"])
-def test_location_template_matches_the_object_key_layout(prefix: str, hour: str) -> None:
+@pytest.mark.parametrize(("variant", "suffix"), [("default", ".json.gz"), ("parquet", ".parquet")])
+def test_location_template_matches_the_object_key_layout(prefix: str, hour: str, variant: str, suffix: str) -> None:
     cfg = Destination(prefix=prefix)
     batch_id = str(uuid.uuid4())
     year, month, day, hh = hour[0:4], hour[4:6], hour[6:8], hour[8:10]
     folder = fill(location_template(cfg), year, month, day, hh)
-    url = f"s3://{cfg.bucket}/{object_key(prefix, hour, batch_id)}"
+    url = f"s3://{cfg.bucket}/{object_key(prefix, hour, batch_id, variant)}"
     assert url.startswith(folder)
-    assert url[len(folder):] == f"{batch_id}.json.gz"
+    assert url[len(folder):] == f"{batch_id}{suffix}"
 
 
 def test_projection_ranges_cover_every_component_of_a_key() -> None:

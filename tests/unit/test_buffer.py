@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import fakeredis
 import pytest
 
@@ -210,6 +212,10 @@ def test_every_script_starts_with_its_lua_flags_line():
         first = buffer._source(name).splitlines()[0]
         assert first.startswith("#!lua"), name
         assert "allow-cross-slot-keys" not in first and "no-cluster" not in first, name
+    for path in (Path(buffer.__file__).parent / "lua").glob("*.lua"):  # scripts of other modules too
+        if path.name != "_lib.lua":
+            first = path.read_text().splitlines()[0]
+            assert first.startswith("#!lua") and "allow-cross-slot-keys" not in first, path.name
     # a full Redis (noeviction) refuses new events whole, and still drains: sealing, claiming, acking free memory
     assert buffer._source("append").splitlines()[0] == "#!lua"
     for name in ("seal", "claim", "ack", "fail", "hold", "release"):

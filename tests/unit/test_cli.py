@@ -254,6 +254,35 @@ def test_update_with_other_install_fields_exit_2(
     assert "update replaces only the config" in errors[0]["message"]
 
 
+def test_update_the_blueprint_alone_or_with_the_config(
+    r: fakeredis.FakeRedis, capsys: pytest.CaptureFixture[str], seed_file: Path, tmp_path: Path
+) -> None:
+    created = install_seed(capsys, seed_file)
+    assert created["blueprint"] == {"consent": None, "events": None, "drop_fields": [], "hash_fields": []}
+    wanted = {"consent": {"require": ["analytics"], "missing": "deny"}, "events": {"exclude": ["identify"]},
+              "drop_fields": ["context.ip"], "hash_fields": ["user_id"]}
+    path = tmp_path / "update.json"
+    path.write_text(json.dumps({"blueprint": wanted}))
+    code, out, err = run(capsys, "update", created["id"], "--file", str(path))
+    assert code == 0, err
+    updated = json.loads(out)
+    assert updated["blueprint"] == wanted and updated["config"] == created["config"]
+    code, out, _ = run(capsys, "show", created["id"])
+    assert json.loads(out)["blueprint"] == wanted
+    key = registry.get(r, created["id"]).hash_key
+    assert key is not None and key.get_secret_value() not in out
+
+    path.write_text(json.dumps({"config": NEW_CONFIG, "blueprint": {}}))
+    code, out, _ = run(capsys, "update", created["id"], "--file", str(path))
+    assert code == 0
+    assert json.loads(out)["blueprint"]["consent"] is None and json.loads(out)["config"]["bucket"] == "other-bucket"
+
+    path.write_text(json.dumps({"config": dict(NEW_CONFIG, region="moon-1"), "blueprint": {"drop_fields": [""]}}))
+    code, out, _ = run(capsys, "update", created["id"], "--file", str(path))
+    assert code == 2
+    assert [e["field"] for e in json.loads(out)["errors"]] == ["config.region", "blueprint.drop_fields"]
+
+
 def test_update_unknown_exit_1(r: fakeredis.FakeRedis, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     path = tmp_path / "config.json"
     path.write_text(json.dumps(NEW_CONFIG))
@@ -359,3 +388,118 @@ def test_athena_ddl_and_iam_policy_for_an_installed_integration(r, capsys):
     actions = {a for st in policy["Statement"] for a in st["Action"]}
     assert {"s3:PutObject", "s3:GetBucketLocation", "kms:GenerateDataKey"} <= actions
     assert "wJalrXUtnFEMI" not in ddl
+
+
+# -- sources ------------------------------------------------------------------------------------------------------
+
+
+def test_sources_create_update_show_and_list(r: fakeredis.FakeRedis, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "sources", "create", "Shop", "--allowed-origins", "https://www.shop.example, *.shop.io",
+                       "--rate-limit", "50")
+    assert code == 0
+    created = json.loads(out)
+    assert created["allowed_origins"] == ["https://www.shop.example", "*.shop.io"]
+    assert created["rate_limit_eps"] == 50 and created["effective_rate_limit_eps"] == 50
+    assert created["write_key"].startswith("wk_") and created["refused"]["rate_limited"] == {"requests": 0,
+                                                                                             "events": 0}
+    code, out, _ = run(capsys, "sources", "update", created["id"], "--rate-limit", "default", "--allowed-origins", "")
+    assert code == 0
+    updated = json.loads(out)
+    assert updated["rate_limit_eps"] is None and updated["allowed_origins"] == []
+    assert updated["effective_rate_limit_eps"] == get_settings().source_rate_limit_eps
+    code, out, _ = run(capsys, "sources", "update", created["id"], "--name", "Renamed")
+    assert code == 0 and json.loads(out)["name"] == "Renamed"
+    code, out, _ = run(capsys, "sources", "show", created["id"])
+    assert code == 0 and json.loads(out)["name"] == "Renamed"
+    code, out, _ = run(capsys, "sources", "list")
+    assert code == 0 and [s["id"] for s in json.loads(out)] == [created["id"]]
+
+
+def test_sources_invalid_settings_exit_2_with_one_message_per_field(r: fakeredis.FakeRedis,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "sources", "create", "Shop", "--allowed-origins", "nope,https://ok.example",
+                       "--rate-limit", "-3")
+    assert code == 2
+    assert [e["field"] for e in json.loads(out)["errors"]] == ["rate_limit_eps", "allowed_origins[0]"]
+    assert r.keys("*") == []
+    code, out, err = run(capsys, "sources", "update", "whatever")
+    assert code == 2 and "nothing to change" in err
+    code, out, err = run(capsys, "sources", "show", "nope")
+    assert code == 1 and "source nope does not exist" in err
+
+
+def test_sources_snippet_prints_both_setups_for_the_public_api_url(r: fakeredis.FakeRedis,
+                                                                    capsys: pytest.CaptureFixture[str],
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    code, out, _ = run(capsys, "sources", "create", "Shop")
+    source = json.loads(out)
+    code, out, _ = run(capsys, "sources", "snippet", source["id"], "--api-url", "https://collect.shop.example")
+    assert code == 0
+    assert out.count("<script src=") == 2 and out.count(source["write_key"]) == 3
+    assert '"apiHost": "collect.shop.example/v1"' in out and '"https://collect.shop.example"' in out
+    assert "serve /signal-sdk/analytics-next/bundles/" in out and "signal-s3 sdk-files DIR" in out
+
+    monkeypatch.setenv("SIGNAL_PUBLIC_API_URL", "https://events.shop.example/")
+    get_settings.cache_clear()
+    code, out, _ = run(capsys, "sources", "snippet", source["id"], "--sdk", "rudderstack", "--sdk-url",
+                       "https://static.shop.example/js")
+    assert code == 0 and "AnalyticsNext" not in out
+    assert '"https://events.shop.example", {' in out
+    assert '<script src="https://static.shop.example/js/rudderstack/rsa.js">' in out
+    code, _, err = run(capsys, "sources", "snippet", source["id"], "--api-url", "collect.shop.example")
+    assert code == 2 and "https://collect.example.com" in err
+
+
+def test_sdk_files_writes_the_pinned_files_and_reports_them(capsys: pytest.CaptureFixture[str],
+                                                             monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from workers import websdk
+
+    def install(dest: Path) -> dict[str, Path]:
+        return {p.key: dest / p.script for p in websdk.PACKAGES}
+
+    monkeypatch.setattr(websdk, "install", install)
+    code, out, _ = run(capsys, "sdk-files", str(tmp_path))
+    assert code == 0
+    shown = json.loads(out)
+    assert shown["analytics-next"]["package"] == "@segment/analytics-next@1.84.3"
+    assert shown["rudderstack"]["script"] == str(tmp_path / "rudderstack/rsa.js")
+    assert shown["rudderstack"]["integrity"].startswith("sha512-")
+
+    def offline(dest: Path) -> dict[str, Path]:
+        raise websdk.SdkFetchError("cannot download @segment/analytics-next@1.84.3: offline")
+
+    monkeypatch.setattr(websdk, "install", offline)
+    code, _, err = run(capsys, "sdk-files", str(tmp_path))
+    assert code == 1 and "offline" in err
+
+
+def test_athena_ddl_follows_the_integration_s_variant(r, capsys, seed_file):
+    body = json.loads(SEED_INSTALL_BODY)
+    seed_file.write_text(json.dumps({**body, "variant": "parquet"}))
+    created = install_seed(capsys, seed_file)
+    assert created["variant"] == "parquet"
+    assert cli.main(["athena-ddl", created["id"]]) == 0
+    ddl = capsys.readouterr().out
+    assert "STORED AS PARQUET" in ddl and "JsonSerDe" not in ddl and "`received_at`    timestamp" in ddl
+    seed_file.write_text(json.dumps(body))
+    plain = install_seed(capsys, seed_file)
+    assert cli.main(["athena-ddl", plain["id"]]) == 0
+    assert "JsonSerDe" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("given", ["0", "-1", "two"])
+def test_api_workers_must_be_a_positive_whole_number(capsys: pytest.CaptureFixture[str], given: str) -> None:
+    from workers import cli
+
+    assert cli.main(["api", "--workers", given]) == 2
+    assert "--workers" in capsys.readouterr().err
+
+
+def test_api_passes_the_number_of_processes_to_the_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    from workers import cli
+    from workers.web import app
+
+    seen: list[tuple] = []
+    monkeypatch.setattr(app, "serve", lambda host, port, workers: seen.append((host, port, workers)))
+    assert cli.main(["api", "--port", "9000", "--workers", "3"]) == 0
+    assert seen == [(None, 9000, 3)]

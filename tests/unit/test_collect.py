@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import ipaddress
 
 import orjson
 import pytest
@@ -122,3 +123,99 @@ def test_gunzip_round_trip_and_bomb_refused_without_expanding_it():
     with pytest.raises(collect.MalformedRequest) as info:
         collect.gunzip(gzip.compress(b"x" * 1000)[:-12], max_bytes=10_000)
     assert info.value.reason == "invalid_gzip"
+
+
+# -- what browsers' SDKs send --------------------------------------------------------------------------------------
+
+
+def test_rudderstack_original_timestamp_becomes_the_timestamp_when_there_is_none():
+    out = collect.to_envelope({"type": "track", "event": "e", "anonymousId": "a",
+                               "originalTimestamp": "2026-05-12T09:59:58.123Z"}, source_id="s", received_at=NOW)
+    assert out["timestamp"] == "2026-05-12T09:59:58.123Z" and "originalTimestamp" not in out
+    out = collect.to_envelope({"type": "track", "event": "e", "anonymousId": "a", "timestamp": "2026-05-12T09:00:00Z",
+                               "originalTimestamp": "2026-05-12T08:00:00Z"}, source_id="s", received_at=NOW)
+    assert out["timestamp"] == "2026-05-12T09:00:00Z" and out["originalTimestamp"] == "2026-05-12T08:00:00Z"
+
+
+def test_sdk_internal_fields_are_not_stored():
+    out = collect.to_envelope({"type": "page", "anonymousId": "a", "writeKey": "wk_1",
+                               "_metadata": {"bundled": ["Segment.io"]}, "channel": "web"},
+                              source_id="s", received_at=NOW)
+    assert "_metadata" not in out and "writeKey" not in out
+    assert out["channel"] == "web"
+
+
+def test_ip_and_user_agent_come_from_the_request_when_the_client_sent_none():
+    def envelope(context):
+        call = {"type": "track", "event": "e", "anonymousId": "a"}
+        if context is not None:
+            call["context"] = context
+        return collect.to_envelope(call, source_id="s", received_at=NOW, client_ip="198.51.100.9",
+                                   user_agent="Mozilla/5.0 (X11)")
+
+    assert envelope(None)["context"] == {"ip": "198.51.100.9", "userAgent": "Mozilla/5.0 (X11)"}
+    assert envelope({"locale": "de-DE"})["context"] == {"locale": "de-DE", "ip": "198.51.100.9",
+                                                        "userAgent": "Mozilla/5.0 (X11)"}
+    assert envelope({"ip": "203.0.113.7", "userAgent": "Own/1.0"})["context"] == {"ip": "203.0.113.7",
+                                                                                  "userAgent": "Own/1.0"}
+    assert envelope("not an object")["context"] == "not an object"  # left for ingest to reject
+
+
+def test_the_batch_context_ip_counts_as_sent_by_the_client():
+    calls = collect.read_calls({"batch": [{"type": "track", "event": "e", "userId": "u"}],
+                                "context": {"ip": "203.0.113.1"}}, None, event_max_bytes=1024)
+    (event,) = collect.envelopes(calls, source_id="s", received_at=NOW, event_type=None, client_ip="10.0.0.1",
+                                 user_agent=None)
+    assert event["context"] == {"ip": "203.0.113.1"}
+
+
+@pytest.mark.parametrize(("document", "key"), [
+    ({"writeKey": "wk_1", "event": "e"}, "wk_1"),  # analytics.js single call
+    ({"writeKey": "wk_2", "batch": [], "sentAt": NOW}, "wk_2"),  # analytics.js batching
+    ({"batch": [{"writeKey": "wk_3"}, {"writeKey": "wk_x"}]}, "wk_3"),
+    ({"batch": [{"type": "track"}]}, None),
+    ({"writeKey": ""}, None),
+    ({"writeKey": 3}, None),
+    ([], None),
+    ({"batch": ["x"]}, None),
+])
+def test_the_write_key_of_a_body(document, key):
+    assert collect.body_write_key(document) == key
+
+
+PROXIES = [ipaddress.ip_network("10.0.0.0/8"), ipaddress.ip_network("fd00::/8")]
+
+
+@pytest.mark.parametrize(("peer", "forwarded", "client"), [
+    ("203.0.113.5", None, "203.0.113.5"),
+    ("203.0.113.5", "198.51.100.1", "203.0.113.5"),  # not a trusted proxy: its header is not believed
+    ("10.0.0.2", "198.51.100.1", "198.51.100.1"),
+    ("10.0.0.2", "192.0.2.99, 198.51.100.1, 10.1.1.1", "198.51.100.1"),  # the first untrusted hop from the right
+    ("10.0.0.2", "10.9.9.9, 10.1.1.1", "10.9.9.9"),  # all trusted: the farthest one
+    ("10.0.0.2", "garbage, 198.51.100.1", "198.51.100.1"),
+    ("10.0.0.2", "198.51.100.1, garbage", "10.0.0.2"),  # stops at what it cannot read
+    ("10.0.0.2", "198.51.100.1:4711", "198.51.100.1"),
+    ("10.0.0.2", "[2001:db8::1]:4711", "2001:db8::1"),
+    ("fd00::1", "2001:db8::7", "2001:db8::7"),
+    ("::ffff:10.0.0.2", "198.51.100.1", "198.51.100.1"),
+    (None, "198.51.100.1", None),
+])
+def test_client_ip_believes_x_forwarded_for_only_from_trusted_proxies(peer, forwarded, client):
+    assert collect.client_ip(peer, forwarded, PROXIES) == client
+    if peer is not None and ":" not in peer:
+        assert collect.client_ip(peer, forwarded, []) == peer  # without trusted proxies: always the peer
+
+
+def test_trusted_proxies_setting_takes_a_comma_separated_list_and_refuses_nonsense(monkeypatch):
+    from pydantic import ValidationError
+
+    from workers.settings import Settings
+
+    monkeypatch.setenv("SIGNAL_TRUSTED_PROXIES", "10.0.0.0/8, 192.168.1.7,fd00::/8")
+    assert [str(n) for n in Settings().trusted_proxies] == ["10.0.0.0/8", "192.168.1.7/32", "fd00::/8"]
+    monkeypatch.setenv("SIGNAL_TRUSTED_PROXIES", "")
+    assert Settings().trusted_proxies == ()
+    monkeypatch.setenv("SIGNAL_TRUSTED_PROXIES", "10.0.0.0/8,proxy.local")
+    with pytest.raises(ValidationError) as info:
+        Settings()
+    assert "'proxy.local' is not an IP address or CIDR network" in str(info.value)

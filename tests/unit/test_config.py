@@ -82,6 +82,8 @@ def test_defaults() -> None:
     assert config.buffer_max_bytes is None
     assert config.endpoint_url is None
     assert config.is_custom_endpoint is False
+    assert config.partition_time == "received_at"
+    assert config.partition_time_bound_s == 7 * 24 * 3600
 
 
 def test_bucket_name_is_accepted_as_alias_and_serialises_as_bucket() -> None:
@@ -143,6 +145,10 @@ VALID_ROWS: list[tuple[str, Any]] = [
     ("endpoint_url", None),
     ("server_side_encryption", None),
     ("server_side_encryption", "AES256"),
+    ("partition_time", "received_at"),
+    ("partition_time", "timestamp"),
+    ("partition_time_bound_s", 60),
+    ("partition_time_bound_s", 366 * 24 * 3600),
 ] + [("storage_class", storage_class) for storage_class in STORAGE_CLASSES]
 
 
@@ -266,6 +272,15 @@ INVALID_ROWS: list[tuple[str, Any, str]] = [
         "endpoint_url must not contain credentials; use access_key_id and secret_access_key",
     ),
     ("endpoint_url", "http://example.com:notaport", "endpoint_url must be a valid http:// or https:// URL"),
+    # partition time
+    *[("partition_time", value, "partition_time must be received_at (the hour the event arrived) or timestamp "
+       "(the hour the event says it happened)") for value in ("event_time", "Timestamp", 1, True, ["timestamp"])],
+    ("partition_time_bound_s", 59, "partition_time_bound_s must be a whole number of seconds from 60 to 31622400 "
+                                   "(366 days) (got 59)"),
+    ("partition_time_bound_s", 366 * 24 * 3600 + 1, "partition_time_bound_s must be a whole number of seconds "
+                                                    "from 60 to 31622400 (366 days) (got 31622401)"),
+    *[("partition_time_bound_s", value, "partition_time_bound_s must be a whole number of seconds from 60 to "
+       "31622400 (366 days)") for value in ("7d", 3600.5, True)],
 ]
 
 
@@ -458,6 +473,18 @@ def test_surrounding_whitespace_of_keys_is_dropped() -> None:
 @pytest.mark.parametrize("field", ["session_token", "server_side_encryption", "kms_key_id", "endpoint_url"])
 def test_empty_optional_values_mean_not_set(field: str) -> None:
     assert getattr(parse_config(with_(MINIMAL, **{field: ""})), field) is None
+
+
+@pytest.mark.parametrize("value", ["", None])
+def test_an_empty_partition_time_is_the_default(value: Any) -> None:
+    assert parse_config(with_(MINIMAL, partition_time=value)).partition_time == "received_at"
+
+
+def test_null_batch_limits_and_partition_bound_mean_their_defaults() -> None:
+    """A settings form (or a PATCH) that clears a batch limit or the partition bound gets the default back."""
+    config = parse_config(with_(MINIMAL, batch_max_events=None, batch_max_bytes=None, partition_time_bound_s=None))
+    assert (config.batch_max_events, config.batch_max_bytes) == (100_000, 64 * 1024 * 1024)
+    assert config.partition_time_bound_s == 7 * 24 * 3600
 
 
 # -- derived values ---------------------------------------------------------------------------------------------

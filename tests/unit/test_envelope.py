@@ -551,3 +551,59 @@ def test_indexes_by_hour_follow_lines_by_hour():
     p = prepare(events, "i", received_at=datetime(2026, 11, 25, 12, tzinfo=UTC), event_max_bytes=32768)
     assert p.indexes_by_hour == {"2026112510": [0, 3], "2026112511": [2]}
     assert [len(v) for v in p.lines_by_hour.values()] == [2, 1]
+
+
+# --- the one-pass path agrees with the full check ---------------------------------------------------------------
+
+
+def _varied_events() -> list[Any]:
+    from bench.events import make_events
+
+    base = make_events(40, seed=3)
+    odd: list[Any] = [
+        track(timestamp="2026-05-12T10:00:00Z"),  # valid, not canonical: normalised by the full check
+        track(received_at="2026-05-12T12:00:00+02:00"),
+        track(received_at="2026-05-12T09:00:00.000Z", sent_at="2026-05-12T09:00:01.000Z"),
+        track(sent_at="2026-13-12T09:00:01.000Z"),  # canonical shape, impossible month
+        track(timestamp=["not", "hashable"]),
+        track(type=["track"]),
+        track(user_id={"id": 1}),
+        track(event=""),
+        track(anonymous_id="", user_id=None),
+        track(event_id=""),
+        track(context=[1]),
+        track(properties=None, traits=None, context=None),
+        track(name="x" * 1025),
+        track(zz_extra=1, integration_id="someone", aa={"b": True}),
+        {"type": "alias", "user_id": "u", "previous_id": "p", "source_id": "s"},
+        "not an object",
+    ]
+    return [*base, *odd, *(dict(e, event_id=f"x-{i}") for i, e in enumerate(base[:5]))]
+
+
+def test_the_one_pass_path_builds_exactly_what_the_full_check_builds() -> None:
+    from workers.envelope import _envelope, _fast_envelope
+
+    events = [e if not isinstance(e, dict) or "event_id" in e else {**e, "event_id": f"id-{i}"}
+              for i, e in enumerate(_varied_events())]
+    fast_accepted = 0
+    for event in events:
+        if not isinstance(event, dict):
+            continue
+        try:
+            fast = _fast_envelope(event, "int-1", RECEIVED_AT_ISO, HOUR, set())
+        except TypeError:
+            fast = None
+        if fast is None:
+            continue
+        fast_accepted += 1
+        full = _envelope(event, "int-1", RECEIVED_AT_ISO, HOUR)
+        assert orjson.dumps(fast[0]) == orjson.dumps(full[0]) and fast[1] == full[1]
+    assert fast_accepted >= 40  # the realistic events all take the one-pass path
+    # and the whole call gives the same lines and rejections as one event at a time
+    together = run(events)
+    one_by_one = [run([e]) for e in events]
+    assert together.accepted == sum(p.accepted for p in one_by_one)
+    assert [r.reason for r in together.rejected] == [r.reason for p in one_by_one for r in p.rejected]
+    lines = sorted(line for group in together.lines_by_hour.values() for line in group)
+    assert lines == sorted(line for p in one_by_one for group in p.lines_by_hour.values() for line in group)

@@ -87,3 +87,45 @@ def test_validation_errors_come_before_the_bucket_check(r, bucket_ok):
                                    settings=get_settings())
     assert [e["field"] for e in info.value.errors] == ["config.region"]
     assert bucket_ok == []
+
+
+# -- update: config, name, blueprint --------------------------------------------------------------------------------
+
+BLUEPRINT = {"consent": {"require": ["analytics"], "missing": "deny"}, "events": None,
+             "drop_fields": ["context.ip"], "hash_fields": ["traits.email"]}
+
+
+def test_view_shows_the_integration_s_own_blueprint(r, bucket_ok):
+    plain = manage.install_integration(r, dict(BODY), settings=get_settings())
+    assert manage.view(plain)["blueprint"] == {"consent": None, "events": None, "drop_fields": [],
+                                               "hash_fields": []}
+    shaped = manage.install_integration(r, {**BODY, "blueprint": BLUEPRINT}, settings=get_settings())
+    shown = manage.view(registry.get(r, shaped.id))
+    assert shown["blueprint"] == BLUEPRINT and shown["type"] == "amazon_s3"
+    assert "hash_key" not in str(shown) and shaped.hash_key.get_secret_value() not in str(shown)
+
+
+def test_patching_the_blueprint_replaces_it_without_a_bucket_check(r, bucket_ok):
+    integ = manage.install_integration(r, dict(BODY), settings=get_settings())
+    checked = list(bucket_ok)
+    updated = manage.update_integration(r, integ.id, {"blueprint": BLUEPRINT}, settings=get_settings())
+    assert updated.public()["blueprint"] == BLUEPRINT
+    assert bucket_ok == checked  # the bucket did not change: not checked again
+    assert updated.config == integ.config and updated.name == integ.name
+    narrowed = manage.update_integration(r, integ.id, {"blueprint": {"events": {"include": ["track"]}}},
+                                         settings=get_settings())
+    assert narrowed.public()["blueprint"] == {"consent": None, "events": {"include": ["track"]},
+                                              "drop_fields": [], "hash_fields": []}  # replaced as a whole
+    reset = manage.update_integration(r, integ.id, {"blueprint": {}}, settings=get_settings())
+    assert reset.blueprint.is_default and reset.rules is None
+
+
+def test_every_wrong_field_of_a_patch_is_reported_and_nothing_changes(r, bucket_ok):
+    integ = manage.install_integration(r, {**BODY, "blueprint": BLUEPRINT}, settings=get_settings())
+    with pytest.raises(ConfigError) as info:
+        manage.update_integration(r, integ.id, {"name": "", "config": {"region": "moon-1"},
+                                                "blueprint": {"hash_fields": ["event_id"]}, "variant": "parquet"},
+                                  settings=get_settings())
+    assert [e["field"] for e in info.value.errors] == ["variant", "name", "config.region", "blueprint.hash_fields"]
+    assert info.value.errors[0]["message"].startswith("variant cannot be changed after install")
+    assert registry.get(r, integ.id) == integ

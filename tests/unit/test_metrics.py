@@ -162,3 +162,20 @@ def test_registering_the_collector_does_not_touch_redis():
 def test_histogram_bucket_fields_match_the_lua_arguments():
     args = buffer.histogram_buckets((0.5, 1, 300))
     assert args == [3, "le:0.5", 500_000, "le:1", 1_000_000, "le:300", 300_000_000]
+
+
+def test_collection_refusals_are_counted_per_source_and_reason(r):
+    from workers import sources
+
+    r.sadd(keys.SOURCES, "src-1", "src-2")
+    counter = sources.Refusals()
+    for _ in range(3):
+        counter.add("src-1", sources.RATE_LIMITED, 10)
+    counter.add("src-2", sources.ORIGIN_NOT_ALLOWED, 0)
+    counter.flush(r)
+    samples, _ = scrape(r)
+    assert value(samples, "signal_collect_refused_requests_total", source_id="src-1", reason="rate_limited") == 3
+    assert value(samples, "signal_collect_refused_events_total", source_id="src-1", reason="rate_limited") == 30
+    assert value(samples, "signal_collect_refused_requests_total", source_id="src-2",
+                 reason="origin_not_allowed") == 1
+    assert value(samples, "signal_collect_refused_requests_total", source_id="src-2", reason="rate_limited") == 0

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from workers.clock import hour_of
-from workers.object_keys import hour_path, object_key, parse_object_key
+from workers.object_keys import SUFFIXES, hour_path, object_key, parse_object_key, variant_of
 
 BATCH_ID = "0b6f5a4e-2d1c-4f3e-9a8b-7c6d5e4f3a2b"
 
@@ -81,6 +81,21 @@ def test_object_key_with_and_without_prefix(prefix: str, key: str) -> None:
     assert parse_object_key(prefix, key) == ("2026051210", BATCH_ID)
 
 
+def test_the_suffix_names_the_variant() -> None:
+    assert object_key("events/", "2026051210", BATCH_ID, "parquet") == f"events/2026/05/12/10/{BATCH_ID}.parquet"
+    assert object_key("events/", "2026051210", BATCH_ID, "default") == object_key("events/", "2026051210", BATCH_ID)
+    for variant in SUFFIXES:
+        key = object_key("p/", "2026051210", BATCH_ID, variant)
+        assert variant_of(key) == variant
+        assert parse_object_key("p/", key) == ("2026051210", BATCH_ID)
+    for bad in ("orc", None, ""):
+        with pytest.raises(ValueError, match="variant"):
+            object_key("events/", "2026051210", BATCH_ID, bad)  # type: ignore[arg-type]
+    for key in (f"{BATCH_ID}.json", f"{BATCH_ID}.parquet.tmp", "", None):
+        with pytest.raises(ValueError):
+            variant_of(key)  # type: ignore[arg-type]
+
+
 def test_round_trip_with_random_batch_ids() -> None:
     for hour in ("2025123123", "2026010100", "2026051210"):
         batch_id = str(uuid.uuid4())
@@ -116,6 +131,8 @@ def test_non_canonical_batch_ids_are_refused(batch_id: Any) -> None:
         ("", f"events/2026/05/12/10/{BATCH_ID}.json.gz"),  # unexpected prefix
         ("events/", f"events/2026/05/12/10/{BATCH_ID}.json"),  # wrong suffix
         ("events/", f"events/2026/05/12/10/{BATCH_ID}.json.gz.tmp"),
+        ("events/", f"events/2026/05/12/10/{BATCH_ID}.parquet.gz"),
+        ("events/", f"events/2026/05/12/10/{BATCH_ID}.json.parquet"),
         ("events/", f"events/2026/05/12/{BATCH_ID}.json.gz"),  # missing hour
         ("events/", f"events/2026/05/12/24/{BATCH_ID}.json.gz"),  # impossible hour
         ("events/", f"events/2026/02/30/10/{BATCH_ID}.json.gz"),  # impossible date

@@ -9,7 +9,7 @@ import orjson
 import pytest
 
 from tests.support.seed import ACCESS_KEY_ID, SECRET_ACCESS_KEY, SESSION_TOKEN, install_body
-from workers import clock, crypto, keys, registry
+from workers import blueprint, clock, crypto, keys, registry
 from workers.config import ConfigError
 from workers.settings import get_settings
 
@@ -101,7 +101,7 @@ def test_secrets_are_encrypted_in_redis(r: fakeredis.FakeRedis) -> None:
             {k: v for k, v in SEED_BODY.items() if k != "config"},
             [{"field": "config", "message": "config is required"}],
         ),
-        (body(variant="eu"), [{"field": "variant", "message": "variant must be one of default"}]),
+        (body(variant="eu"), [{"field": "variant", "message": "variant must be one of default, parquet"}]),
         (
             body(delivery_mode="client_side"),
             [{"field": "delivery_mode", "message": "delivery_mode must be one of server_side"}],
@@ -117,7 +117,7 @@ def test_secrets_are_encrypted_in_redis(r: fakeredis.FakeRedis) -> None:
                 {
                     "field": "token",
                     "message": "token is not a known install field; allowed fields are name, variant, config, "
-                    "delivery_mode, enabled, source_id",
+                    "blueprint, delivery_mode, enabled, source_id",
                 }
             ],
         ),
@@ -133,12 +133,97 @@ def test_invalid_body_stores_nothing(r: fakeredis.FakeRedis, bad_body: Any, expe
 
 
 def test_all_body_errors_are_collected_with_field_paths(r: fakeredis.FakeRedis) -> None:
-    bad = body(name="", variant="x", config=dict(SEED_BODY["config"], region="moon-1", prefix="/p/"))
+    bad = body(name="", variant="x", config=dict(SEED_BODY["config"], region="moon-1", prefix="/p/"),
+               blueprint={"consent": {"require": []}, "drop_fields": "context.ip"})
     with pytest.raises(ConfigError) as caught:
         registry.install(r, bad)
-    assert [e["field"] for e in caught.value.errors] == ["name", "variant", "config.region", "config.prefix"]
+    assert [e["field"] for e in caught.value.errors] == ["name", "variant", "config.region", "config.prefix",
+                                                         "blueprint.consent.require", "blueprint.drop_fields"]
     assert stored_keys(r) == []
     assert SECRET_ACCESS_KEY not in str(caught.value)
+
+
+# -- variants and blueprints -------------------------------------------------------------------------------------
+
+BLUEPRINT = {"consent": {"require": ["analytics"], "missing": "allow"}, "events": {"exclude": ["identify"]},
+             "drop_fields": ["context.ip"], "hash_fields": ["user_id", "traits.email"]}
+
+
+def test_the_variants_follow_the_catalog(r: fakeredis.FakeRedis) -> None:
+    from workers import catalog, object_keys
+
+    assert registry.VARIANTS == catalog.variant_ids() == ("default", "parquet")
+    assert set(registry.VARIANTS) == set(object_keys.SUFFIXES)
+    assert registry.install(r, body(variant="parquet")).variant == "parquet"
+    registry.clear_cache()
+    assert [i.variant for i in registry.list_all(r)] == ["parquet"]
+
+
+def test_an_install_without_blueprint_gets_the_default(r: fakeredis.FakeRedis) -> None:
+    for installed in (registry.install(r, SEED_BODY), registry.install(r, body(blueprint=None)),
+                      registry.install(r, body(blueprint={}))):
+        assert installed.blueprint == blueprint.DEFAULT
+        assert installed.rules is None  # forwarding all events: nothing to apply
+        assert installed.public()["blueprint"] == {"consent": None, "events": None, "drop_fields": [],
+                                                   "hash_fields": []}
+        assert installed.hash_key is not None  # ready for a later blueprint with hash_fields
+
+
+def test_the_blueprint_is_stored_and_loaded(r: fakeredis.FakeRedis) -> None:
+    installed = registry.install(r, body(blueprint=BLUEPRINT))
+    registry.clear_cache()
+    loaded = registry.get(r, installed.id)
+    assert loaded == installed
+    assert loaded.public()["blueprint"] == BLUEPRINT
+    assert orjson.loads(r.get(keys.integration(installed.id)))["blueprint"] == BLUEPRINT
+    rules = loaded.rules
+    assert rules is not None and loaded.rules is rules  # compiled once per loaded record
+    event = {"type": "track", "event": "x", "user_id": "u-1", "context": {"ip": "203.0.113.7"}}
+    out = rules.apply(event)
+    assert isinstance(out, dict) and "ip" not in out["context"] and out["user_id"] != "u-1"
+    assert rules.apply({"type": "identify", "user_id": "u"}) == "filtered_out"
+
+
+def test_the_hash_key_is_per_integration_encrypted_and_never_shown(r: fakeredis.FakeRedis) -> None:
+    a = registry.install(r, body(blueprint=BLUEPRINT))
+    b = registry.install(r, body(blueprint=BLUEPRINT))
+    assert a.hash_key is not None and b.hash_key is not None
+    key_a = a.hash_key.get_secret_value()
+    assert len(bytes.fromhex(key_a)) == 32 and key_a != b.hash_key.get_secret_value()
+    raw = r.get(keys.integration(a.id))
+    assert key_a.encode() not in raw
+    record = orjson.loads(raw)
+    assert crypto.decrypt(record["secrets"]["hash_key"]) == key_a
+    for text in (repr(a), str(a), orjson.dumps(a.public()).decode(), repr(a.rules), repr(a.hash_key)):
+        assert key_a not in text
+    event = {"type": "track", "event": "x", "user_id": "u-1"}
+    assert a.rules.apply(event)["user_id"] != b.rules.apply(event)["user_id"]  # type: ignore[union-attr,index]
+
+
+def test_changing_the_blueprint_keeps_the_hash_key(r: fakeredis.FakeRedis) -> None:
+    installed = registry.install(r, SEED_BODY)
+    updated = registry.update(r, installed.id, blueprint=blueprint.parse_blueprint(BLUEPRINT))
+    assert updated.blueprint.hash_fields == ("user_id", "traits.email")
+    assert updated.hash_key == installed.hash_key
+    registry.clear_cache()
+    assert registry.get(r, installed.id).hash_key == installed.hash_key
+    reset = registry.update(r, installed.id, blueprint=blueprint.DEFAULT)
+    assert reset.blueprint.is_default and reset.hash_key == installed.hash_key
+
+
+def test_a_record_from_before_blueprints_loads_with_the_default_and_gets_a_key_when_written(
+    r: fakeredis.FakeRedis,
+) -> None:
+    installed = registry.install(r, SEED_BODY)
+    record = orjson.loads(r.get(keys.integration(installed.id)))
+    del record["blueprint"], record["secrets"]["hash_key"]
+    r.set(keys.integration(installed.id), orjson.dumps(record))
+    registry.clear_cache()
+    old = registry.get(r, installed.id)
+    assert old.blueprint == blueprint.DEFAULT and old.hash_key is None and old.rules is None
+    assert registry.reencrypt(r) == 1
+    registry.clear_cache()
+    assert registry.get(r, installed.id).hash_key is not None
 
 
 def test_install_without_secret_key_stores_nothing(r: fakeredis.FakeRedis, monkeypatch: pytest.MonkeyPatch) -> None:

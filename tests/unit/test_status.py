@@ -30,3 +30,14 @@ def test_status_counts_batches_in_flight_retrying_and_held():
     [view] = status.dead_letter(r, iid)
     assert (view["batch_id"], view["code"], view["hint"], view["events"]) == (held, "AccessDenied", "h", 1)
     assert r.exists(keys.batch(iid, in_flight))
+
+
+def test_the_last_error_counts_while_batches_wait_or_nothing_was_delivered_since():
+    base = {"last_error": {"code": "AccessDenied", "at": "2026-01-01T10:00:00.000Z"}, "dead_letter_batches": 0,
+            "retrying_batches": 0, "last_success_at": None}
+    assert status.current_error(base)["code"] == "AccessDenied"
+    assert status.current_error({**base, "last_success_at": "2026-01-01T09:00:00.000Z"})
+    assert status.current_error({**base, "last_success_at": "2026-01-01T11:00:00.000Z"}) is None
+    assert status.current_error({**base, "last_success_at": "2026-01-01T11:00:00.000Z", "dead_letter_batches": 1})
+    assert status.current_error({**base, "last_success_at": "2026-01-01T11:00:00.000Z", "retrying_batches": 2})
+    assert status.current_error({**base, "last_error": None}) is None

@@ -14,7 +14,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 
-from workers import catalog, delivery, manage, metrics, registry, sources, status
+from workers import catalog, delivery, manage, metrics, origins, registry, sources, status
 from workers.config import ConfigError
 from workers.web.common import ID_MAX_CHARS, ApiError, json_response, read_json, require_admin, state
 
@@ -32,8 +32,11 @@ INSTALL_BODY = _body({
     "required": ["name", "config"],
     "properties": {
         "name": {"type": "string", "minLength": 1, "maxLength": registry.NAME_MAX_CHARS},
-        "variant": {"type": "string", "enum": list(registry.VARIANTS)},
+        "variant": {"type": "string", "enum": list(registry.VARIANTS),
+                    "description": "output format, fixed for the integration's life: "
+                                   + "; ".join(f"{v['id']}: {v['description']}" for v in catalog.VARIANTS)},
         "config": catalog.config_schema(partial=False),
+        "blueprint": catalog.blueprint_schema(),
         "delivery_mode": {"type": "string", "enum": list(registry.DELIVERY_MODES)},
         "enabled": {"type": "boolean"},
         "source_id": {"type": "string"},
@@ -45,11 +48,21 @@ PATCH_BODY = _body({
     "properties": {
         "name": {"type": "string", "minLength": 1, "maxLength": registry.NAME_MAX_CHARS},
         "config": catalog.config_schema(partial=True),
+        "blueprint": catalog.blueprint_schema(),
         "verify": {"type": "boolean"},
     },
 })
-SOURCE_BODY = _body({"type": "object", "required": ["name"],
-                     "properties": {"name": {"type": "string", "minLength": 1, "maxLength": sources.NAME_MAX_CHARS}}})
+_SOURCE_FIELDS: dict[str, Any] = {
+    "name": {"type": "string", "minLength": 1, "maxLength": sources.NAME_MAX_CHARS},
+    "allowed_origins": {"type": ["array", "null"], "items": {"type": "string"}, "maxItems": origins.MAX_ENTRIES,
+                        "description": "origins that may send events from a browser: https://www.example.com or "
+                                       "*.example.com; empty: any"},
+    "rate_limit_eps": {"type": ["integer", "null"], "minimum": 0, "maximum": sources.RATE_LIMIT_MAX_EPS,
+                       "description": "events per second; null: SIGNAL_SOURCE_RATE_LIMIT_EPS, 0: no limit"},
+}
+SOURCE_BODY = _body({"type": "object", "required": ["name"], "properties": _SOURCE_FIELDS})
+SOURCE_PATCH_BODY = _body({"type": "object", "properties": _SOURCE_FIELDS})
+SourceId = Path(..., min_length=1, max_length=ID_MAX_CHARS)
 REPLAY_BODY = _body({"type": "object", "properties": {"batch_id": {"type": "string"}}}, required=False)
 
 IntegrationId = Path(..., min_length=1, max_length=ID_MAX_CHARS)
@@ -153,30 +166,29 @@ def router() -> APIRouter:
     @admin.post("/sources", status_code=201, openapi_extra=SOURCE_BODY)
     async def create_source(request: Request) -> JSONResponse:
         body = await read_json(request)
-        if not isinstance(body, dict):
-            raise ConfigError([{"field": "body", "message": 'the body must be {"name": "..."}'}])
-        unknown = sorted(str(k) for k in body if k != "name")
-        if unknown:
-            raise ConfigError([{"field": k, "message": f"{k} is not a known field; the only field is name"}
-                               for k in unknown])
-        if "name" not in body:
-            raise ConfigError([{"field": "name", "message": "name is required"}])
-        source = await asyncio.to_thread(sources.create, state(request).r, body["name"])
+        st = state(request)
+        source = await asyncio.to_thread(sources.create_from, st.r, body)
         log.info("created source=%s", source.id)
-        return json_response(201, source.public())
+        return json_response(201, sources.view(st.r, source, st.settings))
 
     @admin.get("/sources")
     def list_sources(request: Request) -> dict[str, Any]:
-        r = state(request).r
-        return {"sources": [{**s.public(), "integrations": sources.integration_ids(r, s.id)}
-                            for s in sources.list_all(r)]}
+        st = state(request)
+        return {"sources": [sources.view(st.r, s, st.settings) for s in sources.list_all(st.r)]}
 
     @admin.get("/sources/{source_id}")
-    def get_source(request: Request, source_id: str = Path(..., min_length=1, max_length=ID_MAX_CHARS)
-                   ) -> dict[str, Any]:
-        r = state(request).r
-        source = sources.get(r, source_id)
-        return {**source.public(), "integrations": sources.integration_ids(r, source.id)}
+    def get_source(request: Request, source_id: str = SourceId) -> dict[str, Any]:
+        st = state(request)
+        return sources.view(st.r, sources.get(st.r, source_id), st.settings)
+
+    @admin.patch("/sources/{source_id}", openapi_extra=SOURCE_PATCH_BODY)
+    async def patch_source(request: Request, source_id: str = SourceId) -> dict[str, Any]:
+        body = await read_json(request)
+        st = state(request)
+        source = await asyncio.to_thread(sources.update, st.r, source_id, body)
+        st.routes.clear()  # this process applies it at once; the others within sources.ROUTES_CACHE_TTL_S
+        log.info("updated source=%s fields=%s", source.id, ",".join(sorted(body)))
+        return sources.view(st.r, source, st.settings)
 
     return admin
 

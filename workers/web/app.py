@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -11,10 +12,28 @@ from fastapi import FastAPI
 
 from workers.broker import Broker
 from workers.settings import Settings, get_settings
-from workers.web import admin, collection
+from workers.web import admin, collection, console
 from workers.web.common import State, install_handlers
+from workers.web.pages import Static
 
 log = logging.getLogger(__name__)
+_WRITE_KEY_IN_QUERY = re.compile(r"([?&]writeKey=)[^&\s]*")
+
+
+class RedactWriteKeys(logging.Filter):
+    """Beacons carry the write key in the query string: the access log shows ``writeKey=****`` instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and any(isinstance(a, str) and "writeKey=" in a for a in args):
+            record.args = tuple(_WRITE_KEY_IN_QUERY.sub(r"\1****", a) if isinstance(a, str) else a for a in args)
+        return True
+
+
+def _redact_access_log() -> None:
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, RedactWriteKeys) for f in access.filters):
+        access.addFilter(RedactWriteKeys())
 
 
 def create_app(settings: Settings | None = None, *, broker: Broker | None = None) -> FastAPI:
@@ -23,27 +42,42 @@ def create_app(settings: Settings | None = None, *, broker: Broker | None = None
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        _redact_access_log()  # after the server configured its logging
         yield
         await st.drain()  # nothing accepted stays behind in memory
         await asyncio.to_thread(st.close)
 
     app = FastAPI(title="Signal S3 destination", version="0.1.0", lifespan=lifespan,
-                  description="Admin API of the Amazon S3 destination and Segment-compatible event collection.")
+                  description="Admin API of the Amazon S3 destination and Segment-compatible event collection. "
+                              "The web console is served at /.")
     app.state.signal = st
     install_handlers(app)
     app.include_router(admin.router())
     app.include_router(admin.metrics_router())
     app.include_router(collection.router())
+    app.include_router(console.router())
+    app.mount("/static", Static(), name="static")
     return app
 
 
-def serve(host: str | None = None, port: int | None = None) -> None:
-    """Run the API with uvicorn until SIGINT/SIGTERM (pending events are published before it exits)."""
-    import uvicorn
-
+def served_app() -> FastAPI:
+    """The app as each ``signal-s3 api`` process builds it (uvicorn's factory, also in every worker process)."""
     settings = get_settings()
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if settings.admin_token is None:
         log.warning("SIGNAL_ADMIN_TOKEN is not set: the admin routes answer 503")
-    uvicorn.run(create_app(settings), host=host or settings.api_host, port=port or settings.api_port,
-                log_level=settings.log_level.lower(), server_header=False, proxy_headers=False)
+    return create_app(settings)
+
+
+def serve(host: str | None = None, port: int | None = None, workers: int = 1) -> None:
+    """Run the API with uvicorn until SIGINT/SIGTERM (pending events are published before it exits).
+
+    ``workers`` > 1 starts that many processes on the same socket, sharing nothing but Redis (uvicorn's supervisor
+    replaces one that dies); each has its own broker connection and batcher.
+    """
+    import uvicorn
+
+    settings = get_settings()
+    uvicorn.run("workers.web.app:served_app", factory=True, workers=workers, host=host or settings.api_host,
+                port=port or settings.api_port, log_level=settings.log_level.lower(), server_header=False,
+                proxy_headers=False)

@@ -20,7 +20,7 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from workers import collect, crypto, db, manage, registry, sources
+from workers import collect, crypto, db, manage, ratelimit, registry, sources
 from workers.broker import Broker, BrokerUnavailable
 from workers.config import ConfigError
 from workers.settings import Settings
@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 ID_MAX_CHARS = 200
 BROKER_UNAVAILABLE = "the message broker is unavailable: nothing was queued; retry the request"
 PUBLISH_THREADS = 8
+REFUSALS_FLUSH_S = 1.0  # refused requests reach the source's counters in Redis within about this long
 
 
 class State:
@@ -43,6 +44,8 @@ class State:
         self.executor = ThreadPoolExecutor(max_workers=PUBLISH_THREADS, thread_name_prefix="publish")
         self.write_keys = sources.TtlCache(sources.WRITE_KEY_CACHE_TTL_S)
         self.routes = sources.TtlCache(sources.ROUTES_CACHE_TTL_S)
+        self.limiter = ratelimit.Limiter(self.r)
+        self.refusals = sources.Refusals()
         self._batchers: dict[int, tuple[asyncio.AbstractEventLoop, Batcher]] = {}
 
     def batcher(self) -> Batcher:
@@ -51,11 +54,24 @@ class State:
         entry = self._batchers.get(id(loop))
         if entry is None or entry[0] is not loop:
             batcher = Batcher(self.broker.ingest, max_events=self.settings.collect_batch_events,
-                              max_delay_s=self.settings.collect_batch_ms / 1000, executor=self.executor)
+                              linger_s=self.settings.collect_batch_ms / 1000, executor=self.executor)
             self._batchers = {k: v for k, v in self._batchers.items() if not v[0].is_closed()}
             self._batchers[id(loop)] = (loop, batcher)
             return batcher
         return entry[1]
+
+    def refuse(self, source_id: str, reason: str, events: int) -> None:
+        """Count a refused request of a source; the counts go to Redis in one round trip about a second later."""
+        if self.refusals.add(source_id, reason, events):
+            loop = asyncio.get_running_loop()
+            loop.call_later(REFUSALS_FLUSH_S, loop.run_in_executor, self.executor, self.flush_refusals)
+
+    def flush_refusals(self) -> None:
+        try:
+            self.refusals.flush(self.r)
+        except redis.RedisError as exc:
+            log.warning("could not count refused requests yet (%s); they are kept for the next flush",
+                        type(exc).__name__)
 
     async def drain(self) -> None:
         loop = asyncio.get_running_loop()
@@ -64,6 +80,7 @@ class State:
             await entry[1].drain()
 
     def close(self) -> None:
+        self.flush_refusals()
         self.executor.shutdown(wait=True)
         self.broker.close()
         self.r.close()
@@ -179,6 +196,7 @@ def admin_enabled(settings: Settings) -> bool:
 
 
 ADMIN_DISABLED = "the admin API is disabled: set SIGNAL_ADMIN_TOKEN to enable it"
+CONSOLE_DISABLED = "the console is disabled: set SIGNAL_ADMIN_TOKEN to enable it (you sign in with that token)"
 
 
 def require_admin(request: Request,

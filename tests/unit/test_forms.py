@@ -1,0 +1,103 @@
+"""The console's forms are the catalog's field schema drawn as inputs, and turn back into the admin API's bodies."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from tests.support.seed import ACCESS_KEY_ID, SECRET_ACCESS_KEY
+from workers import catalog, registry
+from workers.config import ConfigError
+from workers.web import forms
+
+
+@pytest.fixture
+def entry() -> dict:
+    return copy.deepcopy(catalog.ENTRY)
+
+
+def test_every_catalog_field_becomes_an_input_named_by_its_error_path(entry):
+    fields = {f.name: f for f in forms.config_fields(entry, {}, {})}
+    assert list(fields) == [f"config.{f['name']}" for f in catalog.FIELDS]
+    region = fields["config.region"]
+    assert region.kind == "select" and region.required and region.label == "Region"
+    assert [v for v, _ in region.options] == ["", *sorted(catalog.FIELDS[1]["allowed_values"])]
+    assert fields["config.storage_class"].value == "STANDARD"  # the catalog's default is preselected
+    assert fields["config.server_side_encryption"].options[0] == ("", "None")
+    assert fields["config.secret_access_key"].kind == "password"
+    assert fields["config.kms_key_id"].show_when == ("config.server_side_encryption", "aws:kms")
+    assert [n for n, f in fields.items() if f.advanced] == [
+        "config.batch_max_events", "config.batch_max_bytes", "config.flush_interval_s", "config.buffer_max_bytes",
+        "config.endpoint_url", "config.partition_time", "config.partition_time_bound_s"]
+    assert fields["config.batch_max_events"].kind == "number" and fields["config.batch_max_events"].value == "100000"
+    assert fields["config.bucket"].description == catalog.FIELDS[0]["description"]
+
+
+def test_a_field_or_variant_added_to_the_catalog_needs_no_other_change(entry):
+    entry["fields"].append({"name": "compression_level", "label": "Compression level", "type": "select",
+                            "required": False, "allowed_values": ["1", "6"], "description": "gzip level"})
+    entry["variants"].append({"id": "orc", "name": "ORC", "description": "Columnar objects"})
+    (added,) = [f for f in forms.config_fields(entry, {}, {}) if f.name == "config.compression_level"]
+    assert added.kind == "select" and [v for v, _ in added.options] == ["", "1", "6"]
+    variant = forms.head_fields(entry, [], {}, {})[1]
+    assert variant.options == tuple((v["id"], v["name"]) for v in entry["variants"])
+    assert variant.options[-1] == ("orc", "ORC") and "ORC: Columnar objects." in variant.description
+    body = forms.install_body(entry, {"name": "x", "variant": "orc", "config.compression_level": "6"})
+    assert body["variant"] == "orc" and body["config"]["compression_level"] == "6"
+
+
+def test_secrets_are_never_echoed_and_a_settings_form_shows_them_redacted(entry):
+    typed = {"config.secret_access_key": SECRET_ACCESS_KEY, "config.bucket": "typed-bucket"}
+    fields = {f.name: f for f in forms.config_fields(entry, typed, {})}
+    assert fields["config.secret_access_key"].value == "" and fields["config.bucket"].value == "typed-bucket"
+    current = {"bucket": "b", "access_key_id": "****MPLE", "secret_access_key": "****EKEY", "session_token": None,
+               "batch_max_events": 500, "flush_interval_s": 2.5}
+    fields = {f.name: f for f in forms.config_fields(entry, {}, {}, current=current)}
+    secret = fields["config.secret_access_key"]
+    assert (secret.value, secret.current, secret.required, secret.clearable) == ("", "****EKEY", False, False)
+    assert fields["config.session_token"].current is None and not fields["config.session_token"].clearable
+    assert fields["config.batch_max_events"].value == "500" and fields["config.flush_interval_s"].value == "2.5"
+    assert fields["config.bucket"].required
+
+
+def test_an_install_form_becomes_the_apis_install_body(entry):
+    form = {"csrf_token": "t", "name": "Lake", "variant": "default", "source_id": "", "config.bucket": " lake ",
+            "config.region": "us-east-1", "config.access_key_id": ACCESS_KEY_ID,
+            "config.secret_access_key": SECRET_ACCESS_KEY, "config.prefix": "", "config.batch_max_events": "500",
+            "config.server_side_encryption": ""}
+    body = forms.install_body(entry, form)
+    assert body == {"name": "Lake", "variant": "default", "config": {
+        "bucket": "lake", "region": "us-east-1", "access_key_id": ACCESS_KEY_ID,
+        "secret_access_key": SECRET_ACCESS_KEY, "batch_max_events": "500"}}
+    fields = registry.validate_install(body)
+    assert fields["config"].batch_max_events == 500 and fields["source_id"] is None
+    assert forms.install_body(entry, {**form, forms.SKIP_CHECK: "1", "source_id": "s1"}) == {
+        **body, "verify": False, "source_id": "s1"}
+
+
+def test_a_settings_form_keeps_blank_secrets_and_clears_blank_settings(entry):
+    body = forms.update_body(entry, {"name": "Lake", "config.bucket": "lake", "config.secret_access_key": "",
+                                     "config.access_key_id": "AKIANEW", "config.session_token.remove": "1",
+                                     "config.prefix": "", "config.batch_max_events": ""})
+    config = body["config"]
+    assert "secret_access_key" not in config and config["access_key_id"] == "AKIANEW"
+    assert config["session_token"] is None and config["prefix"] is None and config["batch_max_events"] is None
+    assert body["name"] == "Lake" and "verify" not in body
+
+
+def test_errors_are_found_by_their_field_path_and_forms_parse_like_browsers_send_them():
+    error = ConfigError([{"field": "config.region", "message": "a"}, {"field": "config.region", "message": "b"},
+                         {"field": "name", "message": "c"}])
+    assert forms.errors_by_field(error) == {"config.region": "a", "name": "c"}
+    assert forms.errors_by_field(None) == {}
+    assert forms.parse(b"name=Web+site&config.prefix=events%2F&empty=&name=Last") == {
+        "name": "Last", "config.prefix": "events/", "empty": ""}
+    assert forms.Field("config.access_key_id", "Access key ID", "password").id == "field-config-access-key-id"
+
+
+def test_the_library_search_matches_every_word_in_name_category_or_description():
+    assert [e["id"] for e in catalog.search("")] == ["amazon_s3"]
+    assert [e["id"] for e in catalog.search("athena BUCKET", "cloud storage")] == ["amazon_s3"]
+    assert catalog.search("s3 bigquery") == [] and catalog.search("", "Analytics") == []
+    assert catalog.categories() == ["Cloud Storage"]

@@ -1,0 +1,81 @@
+"""The partition hour of an event: its arrival hour, or its own timestamp's hour within a bound."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from workers.clock import hour_of, iso
+from workers.config import parse_config
+from workers.partitions import PartitionHour, partition_hour, partition_hour_of
+
+DAY_S = 24 * 3600
+RECEIVED = "2026-05-12T10:30:00.000Z"
+
+
+def cfg(partition_time: str = "timestamp", bound_s: int = 7 * DAY_S) -> SimpleNamespace:
+    return SimpleNamespace(partition_time=partition_time, partition_time_bound_s=bound_s)
+
+
+def event(timestamp: str | None = None, received_at: str = RECEIVED) -> dict[str, str]:
+    e = {"event_id": "e-1", "type": "track", "received_at": received_at}
+    if timestamp is not None:
+        e["timestamp"] = timestamp
+    return e
+
+
+def test_received_at_is_the_default_and_ignores_the_timestamp() -> None:
+    config = parse_config({"bucket": "my-bucket", "region": "us-east-1", "access_key_id": "a",
+                           "secret_access_key": "b"})
+    assert partition_hour(event("2026-05-01T03:00:00.000Z"), config) == PartitionHour("2026051210", False)
+    assert partition_hour(event("1999-01-01T00:00:00.000Z"), cfg("received_at")) == ("2026051210", False)
+
+
+@pytest.mark.parametrize(
+    ("timestamp", "expected"),
+    [
+        ("2026-05-12T10:29:59.999Z", ("2026051210", False)),
+        ("2026-05-11T23:59:59.999Z", ("2026051123", False)),  # a late event lands in the hour it happened
+        ("2026-05-05T10:30:00.000Z", ("2026050510", False)),  # exactly 7 days before: inside
+        ("2026-05-05T10:29:59.999Z", ("2026051210", True)),  # just outside: the received hour, counted
+        ("2026-05-19T10:30:00.000Z", ("2026051910", False)),  # ahead by the bound: inside
+        ("2026-05-19T10:30:00.001Z", ("2026051210", True)),
+        ("1970-01-01T00:00:00.000Z", ("2026051210", True)),
+        ("2026-05-12T12:30:00+02:00", ("2026051210", False)),  # other offsets count in UTC
+    ],
+)
+def test_timestamp_within_the_bound(timestamp: str, expected: tuple[str, bool]) -> None:
+    assert partition_hour(event(timestamp), cfg()) == expected
+
+
+def test_an_event_without_timestamp_uses_its_received_hour_uncounted() -> None:
+    assert partition_hour(event(), cfg()) == ("2026051210", False)
+
+
+def test_the_bound_is_configurable() -> None:
+    assert partition_hour(event("2026-05-12T09:59:00.000Z"), cfg(bound_s=3600)) == ("2026051209", False)
+    assert partition_hour(event("2026-05-12T09:29:59.000Z"), cfg(bound_s=3600)) == ("2026051210", True)
+
+
+def test_bad_input_is_a_value_error() -> None:
+    with pytest.raises(ValueError):
+        partition_hour_of("yesterday", None, partition_time="received_at", bound_s=60)
+    with pytest.raises(ValueError):
+        partition_hour_of(RECEIVED, RECEIVED, partition_time="event_time", bound_s=60)
+
+
+@settings(max_examples=300, deadline=None)
+@given(received=st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(UTC)),
+       offset_s=st.integers(-30 * DAY_S, 30 * DAY_S), bound_s=st.integers(60, 14 * DAY_S))
+def test_agrees_with_the_clock(received: datetime, offset_s: int, bound_s: int) -> None:
+    received = received.replace(microsecond=received.microsecond // 1000 * 1000)
+    happened = received + timedelta(seconds=offset_s)
+    got = partition_hour_of(iso(received), iso(happened), partition_time="timestamp", bound_s=bound_s)
+    inside = abs(offset_s) <= bound_s
+    assert got == (hour_of(happened if inside else received), not inside)
+    assert partition_hour_of(iso(received), iso(happened), partition_time="received_at",
+                             bound_s=bound_s) == (hour_of(received), False)

@@ -1,0 +1,160 @@
+"""The console's install and settings forms, built from the catalog's field schema (``workers.catalog``).
+
+A form field is named by the path the API's validation errors use (``name``, ``source_id``, ``config.region``), so
+each ``ConfigError`` message lands next to its input without translation. Forms turn into the same bodies the admin
+API takes (install, PATCH); validation happens once, in ``workers.config`` / ``workers.registry``. Secrets are never
+echoed: their inputs are always empty, a settings form shows their redacted value (``****`` + last 4) instead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl
+
+from workers.config import ConfigError
+from workers.sources import DEFAULT_SOURCE_ID, DEFAULT_SOURCE_NAME
+
+FORM_MAX_FIELDS = 200
+SKIP_CHECK = "skip_bucket_check"
+
+
+@dataclass(frozen=True)
+class Field:
+    """One input as a template draws it."""
+
+    name: str  # the form field name, also the error path
+    label: str
+    kind: str  # text | number | password | select
+    description: str = ""
+    required: bool = False
+    options: tuple[tuple[str, str], ...] = ()  # (value, label) of a select
+    value: str = ""
+    error: str | None = None
+    current: str | None = None  # a secret's redacted current value
+    clearable: bool = False  # an optional secret that is set: offer to remove it
+    advanced: bool = False
+    show_when: tuple[str, str] | None = None  # (form field name, value) that asks for this field
+
+    @property
+    def id(self) -> str:
+        return "field-" + self.name.replace(".", "-").replace("_", "-")
+
+
+def parse(body: bytes) -> dict[str, str]:
+    """An ``application/x-www-form-urlencoded`` body as a dict (the last value of a repeated name wins)."""
+    return dict(parse_qsl(body.decode("utf-8", errors="replace"), keep_blank_values=True,
+                          max_num_fields=FORM_MAX_FIELDS))
+
+
+def errors_by_field(error: ConfigError | None) -> dict[str, str]:
+    """The first message for each field path of a ``ConfigError``."""
+    out: dict[str, str] = {}
+    for e in error.errors if error is not None else ():
+        out.setdefault(e["field"], e["message"])
+    return out
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def config_fields(entry: dict[str, Any], values: dict[str, str], errors: dict[str, str], *,
+                  current: dict[str, Any] | None = None) -> list[Field]:
+    """The inputs of an entry's config. ``values`` are what was typed (form names); ``current`` is the public config
+    of an installed integration (a settings form: secrets redacted, blank keeps them)."""
+    out = []
+    for f in entry["fields"]:
+        name = f"config.{f['name']}"
+        kind = {"select": "select", "secret": "password", "integer": "number", "number": "number"}.get(
+            f["type"], "text")
+        options: tuple[tuple[str, str], ...] = ()
+        if f["type"] == "select":
+            blank = (("", "Choose\u2026"),) if f["required"] else (("", "Default" if "default" in f else "None"),)
+            options = blank + tuple((v, v) for v in f["allowed_values"])
+        if name in values:
+            value = values[name]
+        elif current is not None:
+            value = _text(current.get(f["name"]))
+        else:
+            value = _text(f.get("default"))
+        redacted = None
+        if f["type"] == "secret":
+            value = ""  # never echoed
+            redacted = current.get(f["name"]) if current is not None else None
+        when = f.get("required_when")
+        out.append(Field(
+            name=name, label=f.get("label") or f["name"], kind=kind, description=f["description"],
+            required=f["required"] and not (current is not None and f["type"] == "secret"), options=options,
+            value=value, error=errors.get(name), current=redacted,
+            clearable=redacted is not None and not f["required"], advanced=bool(f.get("advanced")),
+            show_when=(f"config.{next(iter(when))}", next(iter(when.values()))) if when else None,
+        ))
+    return out
+
+
+def name_field(form: dict[str, str], errors: dict[str, str]) -> Field:
+    return Field("name", "Name", "text", "How this integration is shown in the console.", True,
+                 value=form.get("name", ""), error=errors.get("name"))
+
+
+def head_fields(entry: dict[str, Any], source_list: list[Any], form: dict[str, str], errors: dict[str, str]
+                ) -> list[Field]:
+    """The inputs of an install form above the config: name, variant and source."""
+    variants = tuple((v["id"], v["name"]) for v in entry["variants"])
+    source_options = tuple((s.id, s.name) for s in source_list)
+    default_source = DEFAULT_SOURCE_ID
+    if not any(s_id == DEFAULT_SOURCE_ID for s_id, _ in source_options):
+        source_options = (("", f"{DEFAULT_SOURCE_NAME} (created on install)"),) + source_options
+        default_source = ""
+    return [
+        name_field(form, errors),
+        Field("variant", "Variant", "select",
+              " ".join(f"{v['name']}: {v['description']}." for v in entry["variants"]), True, options=variants,
+              value=form.get("variant", variants[0][0]), error=errors.get("variant")),
+        Field("source_id", "Source", "select",
+              "Where its events come from: every event sent with this source's write key is delivered here.",
+              False, options=source_options, value=form.get("source_id", default_source),
+              error=errors.get("source_id")),
+    ]
+
+
+def install_body(entry: dict[str, Any], form: dict[str, str]) -> dict[str, Any]:
+    """The admin API's install body of a submitted install form. Blank inputs are left out (defaults apply)."""
+    config: dict[str, Any] = {}
+    for f in entry["fields"]:
+        raw = form.get(f"config.{f['name']}", "")
+        if raw.strip():
+            config[f["name"]] = raw if f["type"] == "secret" else raw.strip()
+    body: dict[str, Any] = {"name": form.get("name", ""), "config": config}
+    if form.get("variant"):
+        body["variant"] = form["variant"]
+    if form.get("source_id"):
+        body["source_id"] = form["source_id"]
+    if form.get(SKIP_CHECK):
+        body["verify"] = False
+    return body
+
+
+def update_body(entry: dict[str, Any], form: dict[str, str]) -> dict[str, Any]:
+    """The admin API's PATCH body of a submitted settings form: a blank secret keeps its value (unless removal was
+    asked for), a blank setting is cleared (its default applies)."""
+    config: dict[str, Any] = {}
+    for f in entry["fields"]:
+        name = f"config.{f['name']}"
+        raw = form.get(name, "")
+        if f["type"] == "secret":
+            if raw.strip():
+                config[f["name"]] = raw
+            elif form.get(f"{name}.remove"):
+                config[f["name"]] = None
+        else:
+            config[f["name"]] = raw.strip() or None
+    body: dict[str, Any] = {"name": form.get("name", ""), "config": config}
+    if form.get(SKIP_CHECK):
+        body["verify"] = False
+    return body

@@ -1,0 +1,207 @@
+"""The console's pages of one installed integration, one tab each, and their actions.
+
+Status (``status.integration_status``), Live Events (``status.live_events``, refreshed in place, and the test event
+of ``manage.run_test_event``), Dead letter (``status.dead_letter`` and ``delivery.replay``), Settings
+(``manage.update_integration``, enable / disable, ``manage.delete_integration``), Query & access (``athena.athena_ddl``,
+``iam.iam_policy``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from fastapi import APIRouter, Depends, Path, Request
+from fastapi.responses import Response
+
+from workers import athena, blueprint, catalog, delivery, iam, manage, registry, sources, status
+from workers.config import ConfigError
+from workers.web import forms
+from workers.web.common import ID_MAX_CHARS, state
+from workers.web.pages import fragment, posted, redirect, render, signed_in
+
+log = logging.getLogger(__name__)
+
+TABS: tuple[tuple[str, str, str], ...] = (
+    ("status", "Status", ""),
+    ("live", "Live Events", "/live"),
+    ("dead-letter", "Dead letter", "/dead-letter"),
+    ("settings", "Settings", "/settings"),
+    ("query", "Query & access", "/query"),
+)
+LIVE_LIMIT = 50
+FLASH_LIST_MAX = 10  # batches listed in a replay's outcome (the counts are always complete)
+
+SIGNED_IN = [Depends(signed_in)]
+IntegrationId = Path(..., min_length=1, max_length=ID_MAX_CHARS)
+
+
+def _page(request: Request, integ: registry.Integration, tab: str, template: str, **context: Any) -> Response:
+    r = state(request).r
+    try:
+        source_name = sources.get(r, integ.source_id).name if integ.source_id else None
+    except sources.UnknownSource:
+        source_name = integ.source_id
+    return render(request, template, nav="integrations", tab=tab, tabs=TABS,
+                  integration=manage.view(integ), blueprint_rules=blueprint.describe(integ.blueprint),
+                  source_name=source_name, **context)
+
+
+def _status(r: Any, integration_id: str) -> dict[str, Any]:
+    st = status.integration_status(r, integration_id)
+    return {"status": st, "error": status.current_error(st)}
+
+
+def _settings_page(request: Request, integ: registry.Integration, form: dict[str, str] | None = None, *,
+                   error: ConfigError | None = None, failure: Any = None) -> Response:
+    entry = catalog.find(catalog.INTEGRATION_TYPE)
+    assert entry is not None
+    errors = forms.errors_by_field(error)
+    form = form if form is not None else {"name": integ.name}
+    name = forms.name_field(form, errors)
+    fields = forms.config_fields(entry, form, errors, current=integ.config.public_dict())
+    shown = {f.name for f in fields} | {"name"}
+    return _page(request, integ, "settings", "integration_settings.html", name_field=name,
+                 fields=fields, form=form, errors=errors,
+                 other_errors=[(k, v) for k, v in errors.items() if k not in shown], failure=failure,
+                 skip_check_name=forms.SKIP_CHECK)
+
+
+def _delete_page(request: Request, integ: registry.Integration, *, refused: str | None = None,
+                 flush: bool = False) -> Response:
+    return _page(request, integ, "settings", "integration_delete.html",
+                 counts=manage.counts(state(request).r, integ.id), refused=refused, flush=flush)
+
+
+def _test_outcome(code: int, body: dict[str, Any]) -> dict[str, Any]:
+    if code == 200:
+        return {"kind": "test", "ok": True, "event_id": body["event_id"], "bucket": body["bucket"],
+                "object_key": body.get("object_key"), "elapsed_ms": body.get("elapsed_ms")}
+    return {"kind": "test", "ok": False, "event_id": body.get("event_id"), "code": body.get("code") or body["error"],
+            "message": body.get("message"), "hint": body.get("hint")}
+
+
+def _replay_outcome(summary: dict[str, Any]) -> dict[str, Any]:
+    failing = summary["still_failing"]
+    return {"kind": "replay", "delivered": len(summary["delivered"]),
+            "delivered_ids": summary["delivered"][:FLASH_LIST_MAX], "already": len(summary["already_delivered"]),
+            "failing": failing[:FLASH_LIST_MAX], "failing_count": len(failing)}
+
+
+def add_routes(out: APIRouter) -> None:
+    base = "/integrations/{integration_id}"
+
+    @out.get(base, dependencies=SIGNED_IN)
+    def status_tab(request: Request, integration_id: str = IntegrationId) -> Response:
+        r = state(request).r
+        integ = registry.get(r, integration_id)
+        return _page(request, integ, "status", "integration_status.html", **_status(r, integ.id))
+
+    @out.get(base + "/status/panel", dependencies=SIGNED_IN)
+    def status_panel(request: Request, integration_id: str = IntegrationId) -> Response:
+        r = state(request).r
+        return fragment(request, "_status_panel.html", **_status(r, registry.get(r, integration_id).id))
+
+    @out.get(base + "/live", dependencies=SIGNED_IN)
+    def live_tab(request: Request, integration_id: str = IntegrationId) -> Response:
+        r = state(request).r
+        integ = registry.get(r, integration_id)
+        return _page(request, integ, "live", "integration_live.html",
+                     events=status.live_events(r, integ.id, limit=LIVE_LIMIT))
+
+    @out.get(base + "/live/rows", dependencies=SIGNED_IN)
+    def live_rows(request: Request, integration_id: str = IntegrationId) -> Response:
+        return fragment(request, "_live_rows.html",
+                        events=status.live_events(state(request).r, integration_id, limit=LIVE_LIMIT))
+
+    @out.post(base + "/test-event")
+    def send_test_event(request: Request, integration_id: str = IntegrationId,
+                        _: dict[str, str] = Depends(posted)) -> Response:
+        st = state(request)
+        code, body = manage.run_test_event(st.r, st.broker, integration_id, settings=st.settings)
+        return redirect(request, f"/integrations/{integration_id}/live", _test_outcome(code, body))
+
+    @out.get(base + "/dead-letter", dependencies=SIGNED_IN)
+    def dead_letter_tab(request: Request, integration_id: str = IntegrationId) -> Response:
+        r = state(request).r
+        integ = registry.get(r, integration_id)
+        return _page(request, integ, "dead-letter", "integration_dead_letter.html",
+                     batches=status.dead_letter(r, integ.id))
+
+    @out.post(base + "/dead-letter/replay")
+    def replay(request: Request, integration_id: str = IntegrationId,
+               form: dict[str, str] = Depends(posted)) -> Response:
+        st = state(request)
+        registry.get(st.r, integration_id)
+        target = f"/integrations/{integration_id}/dead-letter"
+        try:
+            report = delivery.replay(st.r, integration_id, settings=st.settings,
+                                     batch_id=form.get("batch_id") or None)
+        except registry.UnknownIntegration:
+            raise
+        except LookupError as exc:
+            return redirect(request, target, {"kind": "error", "text": str(exc)})
+        return redirect(request, target, _replay_outcome(report.summary()))
+
+    @out.get(base + "/settings", dependencies=SIGNED_IN)
+    def settings_tab(request: Request, integration_id: str = IntegrationId) -> Response:
+        return _settings_page(request, registry.get(state(request).r, integration_id))
+
+    @out.post(base + "/settings")
+    def save_settings(request: Request, integration_id: str = IntegrationId,
+                      form: dict[str, str] = Depends(posted)) -> Response:
+        st = state(request)
+        integ = registry.get(st.r, integration_id)
+        entry = catalog.find(catalog.INTEGRATION_TYPE)
+        assert entry is not None
+        try:
+            manage.update_integration(st.r, integ.id, forms.update_body(entry, form), settings=st.settings)
+        except ConfigError as exc:
+            return _settings_page(request, integ, form, error=exc)
+        except manage.BucketCheckFailed as exc:
+            return _settings_page(request, integ, form, failure=exc.failure)
+        log.info("updated integration=%s (console)", integ.id)
+        return redirect(request, f"/integrations/{integ.id}/settings", {"kind": "ok", "text": "Settings saved."})
+
+    def set_enabled(request: Request, integration_id: str, enabled: bool) -> Response:
+        integ = registry.set_enabled(state(request).r, integration_id, enabled)
+        text = f"{integ.name} is {'enabled: it receives events' if enabled else 'disabled: it receives no events'}."
+        return redirect(request, f"/integrations/{integ.id}/settings", {"kind": "ok", "text": text})
+
+    @out.post(base + "/enable")
+    def enable(request: Request, integration_id: str = IntegrationId,
+               _: dict[str, str] = Depends(posted)) -> Response:
+        return set_enabled(request, integration_id, True)
+
+    @out.post(base + "/disable")
+    def disable(request: Request, integration_id: str = IntegrationId,
+                _: dict[str, str] = Depends(posted)) -> Response:
+        return set_enabled(request, integration_id, False)
+
+    @out.get(base + "/delete", dependencies=SIGNED_IN)
+    def confirm_delete(request: Request, integration_id: str = IntegrationId) -> Response:
+        return _delete_page(request, registry.get(state(request).r, integration_id))
+
+    @out.post(base + "/delete")
+    def delete(request: Request, integration_id: str = IntegrationId,
+               form: dict[str, str] = Depends(posted)) -> Response:
+        st = state(request)
+        integ = registry.get(st.r, integration_id)
+        flush = form.get("flush") == "1"
+        try:
+            manage.delete_integration(st.r, st.broker, integ.id, settings=st.settings, flush=flush)
+        except manage.NotEmpty as exc:
+            return _delete_page(request, integ, refused=exc.message, flush=flush)
+        log.info("deleted integration=%s (console)", integ.id)
+        return redirect(request, "/integrations", {"kind": "ok", "text": f"{integ.name} was deleted."})
+
+    @out.get(base + "/query", dependencies=SIGNED_IN)
+    def query_tab(request: Request, integration_id: str = IntegrationId) -> Response:
+        integ = registry.get(state(request).r, integration_id)
+        try:
+            ddl, ddl_error = athena.athena_ddl(integ.id, integ.config), None
+        except ValueError as exc:
+            ddl, ddl_error = None, str(exc)
+        policy = json.dumps(iam.iam_policy(integ.config), indent=2)
+        return _page(request, integ, "query", "integration_query.html", ddl=ddl, ddl_error=ddl_error, policy=policy)

@@ -1,0 +1,135 @@
+/* Signal console: small enhancements over server-rendered pages; every page also works without this file.
+   - [data-refresh="<url>"][data-refresh-s="<seconds>"]: the element's content is fetched again every few seconds
+   - [data-copy="<element id>"]: a button that copies that element's text
+   - [data-show-when="<field name>"][data-show-value="<value>"]: a field shown when another field has that value
+   - form[data-busy="<label>"]: its button says what is happening and cannot be pressed twice
+   - form[data-autosubmit]: its selects submit the form when changed */
+(function () {
+  "use strict";
+
+  function signInAgain() {
+    window.location.assign("/signin?next=" + encodeURIComponent(window.location.pathname).replace(/%2F/g, "/"));
+  }
+
+  function autoRefresh(el) {
+    var url = el.getAttribute("data-refresh");
+    var seconds = Math.max(1, Number(el.getAttribute("data-refresh-s")) || 5);
+    var busy = false;
+    window.setInterval(function () {
+      if (busy || document.hidden) {
+        return;
+      }
+      busy = true;
+      fetch(url, { credentials: "same-origin", cache: "no-store", headers: { "X-Console-Fragment": "1" } })
+        .then(function (response) {
+          if (response.status === 401) {
+            signInAgain();
+            return null;
+          }
+          if (!response.ok) {
+            throw new Error("HTTP " + response.status);
+          }
+          return response.text();
+        })
+        .then(function (html) {
+          if (html !== null) {
+            el.innerHTML = html;
+            el.removeAttribute("data-stale");
+          }
+        })
+        .catch(function () {
+          el.setAttribute("data-stale", "true");
+        })
+        .then(function () {
+          busy = false;
+        });
+    }, seconds * 1000);
+  }
+
+  function copyText(button) {
+    var target = document.getElementById(button.getAttribute("data-copy"));
+    if (!target) {
+      return;
+    }
+    var text = target.textContent.trim();
+    var label = button.getAttribute("data-label") || button.textContent;
+    button.setAttribute("data-label", label);
+    function done() {
+      button.textContent = "Copied";
+      window.setTimeout(function () { button.textContent = label; }, 2000);
+    }
+    function fallback() {
+      var range = document.createRange();
+      range.selectNodeContents(target);
+      var selection = window.getSelection();
+      selection.removeAllRanges();
+      selection.addRange(range);
+      try {
+        document.execCommand("copy");
+        done();
+      } catch (e) {
+        button.textContent = "Select and copy";
+      }
+    }
+    if (navigator.clipboard && window.isSecureContext) {
+      navigator.clipboard.writeText(text).then(done, fallback);
+    } else {
+      fallback();
+    }
+  }
+
+  function showWhen(row) {
+    var form = row.closest("form");
+    var control = form && form.elements.namedItem(row.getAttribute("data-show-when"));
+    var input = row.querySelector("input, select");
+    if (!control || !input) {
+      return;
+    }
+    function update() {
+      var wanted = control.value === row.getAttribute("data-show-value");
+      row.hidden = !(wanted || input.value !== "" || row.classList.contains("invalid"));
+    }
+    control.addEventListener("change", update);
+    update();
+  }
+
+  function busyForm(form) {
+    form.addEventListener("submit", function (event) {
+      var button = form.querySelector("button[type=submit]");
+      if (form.getAttribute("aria-busy") === "true") {
+        event.preventDefault();
+        return;
+      }
+      form.setAttribute("aria-busy", "true");
+      if (button) {
+        button.textContent = form.getAttribute("data-busy");
+        button.disabled = true;
+      }
+    });
+  }
+
+  function autoSubmit(form) {
+    form.querySelectorAll("select").forEach(function (select) {
+      select.addEventListener("change", function () {
+        form.requestSubmit();
+      });
+    });
+  }
+
+  document.addEventListener("DOMContentLoaded", function () {
+    document.querySelectorAll("[data-refresh]").forEach(autoRefresh);
+    document.querySelectorAll("[data-show-when]").forEach(showWhen);
+    document.querySelectorAll("form[data-busy]").forEach(busyForm);
+    document.querySelectorAll("form[data-autosubmit]").forEach(autoSubmit);
+    document.addEventListener("click", function (event) {
+      var button = event.target.closest("button[data-copy]");
+      if (button) {
+        copyText(button);
+      }
+    });
+    var summary = document.getElementById("error-summary");
+    if (summary) {
+      summary.focus();
+    }
+  });
+})();

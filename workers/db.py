@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import redis
 from redis.cluster import RedisCluster
@@ -19,6 +20,7 @@ from redis.exceptions import ClusterDownError, OutOfMemoryError, SlotNotCoveredE
 from workers.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 _clients: dict[tuple[int, str, bool], Any] = {}
 
 # Redis errors worth retrying a task for: the connection, a cluster between a master's loss and its replica's
@@ -31,6 +33,27 @@ TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
 def text(value: bytes | str) -> str:
     """A Redis reply as text (clients return bytes: buffered event lines must stay bytes)."""
     return value.decode() if isinstance(value, bytes) else value
+
+
+WATCH_ATTEMPTS = 16
+
+
+def rewrite(r: Any, key: str, change: Callable[[bytes | None], tuple[T, bytes]], *, what: str) -> T:
+    """Replace the value at ``key`` atomically: ``change(current raw value or None)`` returns (result, new value),
+    written only if nobody changed the key meanwhile (optimistic WATCH, retried). ``change`` raises to write nothing.
+    Returns the result of the ``change`` that was written."""
+    for _ in range(WATCH_ATTEMPTS):
+        with r.pipeline(transaction=True) as pipe:
+            try:
+                pipe.watch(key)
+                result, value = change(pipe.get(key))
+                pipe.multi()
+                pipe.set(key, value)
+                pipe.execute()
+                return result
+            except redis.WatchError:
+                continue
+    raise RuntimeError(f"{what} kept changing while it was being updated; try again")
 
 
 def connect(settings: Settings | None = None, url: str | None = None) -> redis.Redis:

@@ -42,7 +42,7 @@ from workers import catalog, clock, crypto, keys
 from workers.blueprint import DEFAULT as DEFAULT_BLUEPRINT
 from workers.blueprint import Blueprint, parse_blueprint
 from workers.config import ConfigError, IntegrationConfig, parse_config
-from workers.db import text
+from workers.db import rewrite, text
 from workers.rules import Rules, compile_rules, new_hash_key
 
 VARIANTS: tuple[str, ...] = catalog.variant_ids()
@@ -57,7 +57,6 @@ HASH_KEY_SECRET = "hash_key"
 # ``get`` runs for every ingested batch of events: keep loaded integrations this long in this process.
 GET_CACHE_TTL_S = 1.0
 _GET_CACHE_MAX_ENTRIES = 4096
-_WATCH_ATTEMPTS = 16
 
 
 class UnknownIntegration(LookupError):
@@ -359,26 +358,17 @@ def list_all(r: redis.Redis) -> list[Integration]:
 
 def _mutate(r: redis.Redis, integration_id: str, change: Callable[[Integration], Integration]) -> Integration:
     """Read, change and write one record atomically (optimistic WATCH on the record key)."""
-    key = keys.integration(integration_id)
+
+    def rewritten(raw: bytes | None) -> tuple[Integration, bytes]:
+        if raw is None:
+            raise UnknownIntegration(integration_id)
+        updated = change(_load(raw))
+        if updated.hash_key is None:  # a record from before blueprints: give it its key now
+            updated = dataclasses.replace(updated, hash_key=SecretStr(new_hash_key()))
+        return updated, _record(updated)
+
     try:
-        for _ in range(_WATCH_ATTEMPTS):
-            with r.pipeline(transaction=True) as pipe:
-                try:
-                    pipe.watch(key)
-                    raw = pipe.get(key)
-                    if raw is None:
-                        raise UnknownIntegration(integration_id)
-                    updated = change(_load(raw))
-                    if updated.hash_key is None:  # a record from before blueprints: give it its key now
-                        updated = dataclasses.replace(updated, hash_key=SecretStr(new_hash_key()))
-                    record = _record(updated)
-                    pipe.multi()
-                    pipe.set(key, record)
-                    pipe.execute()
-                    return updated
-                except redis.WatchError:
-                    continue
-        raise RuntimeError(f"integration {integration_id} kept changing while it was being updated; try again")
+        return rewrite(r, keys.integration(integration_id), rewritten, what=f"integration {integration_id}")
     finally:
         invalidate(integration_id)
 

@@ -31,7 +31,7 @@ import redis
 
 from workers import clock, crypto, keys, origins, registry
 from workers.config import ConfigError
-from workers.db import text
+from workers.db import rewrite, text
 from workers.settings import Settings
 
 DEFAULT_SOURCE_ID = "default"
@@ -39,7 +39,6 @@ DEFAULT_SOURCE_NAME = "Default source"
 NAME_MAX_CHARS = 200
 RATE_LIMIT_MAX_EPS = 1_000_000
 FIELDS = ("name", "allowed_origins", "rate_limit_eps")
-_WATCH_ATTEMPTS = 10
 WRITE_KEY_PREFIX = "wk_"
 WRITE_KEY_RANDOM_BYTES = 24
 
@@ -182,22 +181,14 @@ def update(r: redis.Redis, source_id: str, body: Any) -> Source:
     fleet's default). Every wrong field is reported at once and nothing changes then. API processes see the change
     within ``ROUTES_CACHE_TTL_S``."""
     fields = validate(body, creating=False)
-    key = keys.source(source_id)
-    for _ in range(_WATCH_ATTEMPTS):
-        with r.pipeline(transaction=True) as pipe:
-            try:
-                pipe.watch(key)
-                raw = pipe.get(key)
-                if raw is None:
-                    raise UnknownSource(source_id)
-                updated = dataclasses.replace(_load(raw), **fields)
-                pipe.multi()
-                pipe.set(key, _record(updated))
-                pipe.execute()
-                return updated
-            except redis.WatchError:
-                continue
-    raise RuntimeError(f"source {source_id} kept changing while it was being updated; try again")
+
+    def rewritten(raw: bytes | None) -> tuple[Source, bytes]:
+        if raw is None:
+            raise UnknownSource(source_id)
+        updated = dataclasses.replace(_load(raw), **fields)
+        return updated, _record(updated)
+
+    return rewrite(r, keys.source(source_id), rewritten, what=f"source {source_id}")
 
 
 def ensure_default(r: redis.Redis) -> Source:

@@ -22,9 +22,8 @@ from tqdm import tqdm
 
 from workers import (athena, buffer, catalog, crypto, db, delivery, iam, manage, registry, snippet, sources, status,
                      topology, websdk)
-from workers.blueprint import parse_blueprint
 from workers.broker import BrokerUnavailable
-from workers.config import ConfigError, parse_config
+from workers.config import ConfigError
 from workers.settings import get_settings
 
 INTEGRATION_TYPE = catalog.INTEGRATION_TYPE
@@ -159,22 +158,10 @@ def _parts_of(document: Any) -> dict[str, Any]:
 
 
 def cmd_update(args: argparse.Namespace) -> int:
-    parts = _parts_of(_read_json(args.file))
-    errors: list[dict[str, str]] = []
-    config = bp = None
-    if "config" in parts:
-        try:
-            config = parse_config(parts["config"], field_prefix="config")
-        except ConfigError as exc:
-            errors.extend(exc.errors)
-    if "blueprint" in parts:
-        try:
-            bp = parse_blueprint(parts["blueprint"], field_prefix="blueprint")
-        except ConfigError as exc:
-            errors.extend(exc.errors)
-    if errors:
-        raise ConfigError(errors)
-    _print_json(registry.update(redis_client(), args.id, config=config, blueprint=bp).public())
+    """The config replaces the whole config (not merged, unlike the API's PATCH); the bucket is not checked."""
+    body = {**_parts_of(_read_json(args.file)), "verify": False}
+    _print_json(manage.update_integration(redis_client(), args.id, body, settings=get_settings(), merge=False)
+                .public())
     return EXIT_OK
 
 

@@ -95,11 +95,12 @@ def merged_config(current: IntegrationConfig, patch: Any) -> dict[str, Any]:
 UPDATE_FIELDS: tuple[str, ...] = ("config", "name", "blueprint")
 
 
-def update_integration(r: redis.Redis, integration_id: str, body: Any, *, settings: Settings
-                       ) -> registry.Integration:
+def update_integration(r: redis.Redis, integration_id: str, body: Any, *, settings: Settings,
+                       merge: bool = True) -> registry.Integration:
     """Apply ``{"config": {...partial...}, "name": ..., "blueprint": {...whole...}, "verify": bool}``: every wrong
     field is reported at once, the merged config is validated like an install and its bucket checked (unless
-    ``"verify": false``); a blueprint replaces the current one (``{}``: forward all events)."""
+    ``"verify": false``); a blueprint replaces the current one (``{}``: forward all events). With ``merge=False``
+    the config given replaces the whole config (``signal-s3 update``)."""
     current = registry.get(r, integration_id)
     body, verify = registry.pop_verify(body)
     if not isinstance(body, dict):
@@ -117,7 +118,8 @@ def update_integration(r: redis.Redis, integration_id: str, body: Any, *, settin
     config = None
     if "config" in body:
         try:
-            config = parse_config(merged_config(current.config, body["config"]), field_prefix="config")
+            given = merged_config(current.config, body["config"]) if merge else body["config"]
+            config = parse_config(given, field_prefix="config")
         except ConfigError as exc:
             errors.extend(exc.errors)
     new_blueprint = None

@@ -1,6 +1,7 @@
 """``python -m bench`` (``make bench``): measure the limit and the product side by side; print a table, write JSON.
 
-``BENCH_QUICK=1`` scales every phase down (~3 minutes). ``BENCH_KEEP_LOGS=1`` keeps the process logs.
+``BENCH_QUICK=1`` scales every phase down (~3 minutes). ``BENCH_ONLY=http`` runs the HTTP phases alone.
+``BENCH_KEEP_LOGS=1`` keeps the process logs.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 QUICK = os.environ.get("BENCH_QUICK") == "1"
+ONLY = os.environ.get("BENCH_ONLY", "")
 RESULTS = Path(__file__).resolve().parent / "results.json"
 
 SIZES = {
@@ -93,7 +95,7 @@ def run(stack: Any, results: dict[str, Any]) -> None:
     from workers.settings import get_settings
 
     get_settings.cache_clear()
-    from bench import flush, http, ingest, soak
+    from bench import flush, ingest, soak
     from bench.events import make_events
     from tests.support.fleet import install
     from tests.support.s3_fixtures import create_bucket
@@ -106,6 +108,10 @@ def run(stack: Any, results: dict[str, Any]) -> None:
 
     def integration(**config: Any) -> str:
         return install(r, bucket, endpoint_url=stack.moto.endpoint, **config)
+
+    if ONLY == "http":
+        http_phases(stack, r, bucket, results)
+        return
 
     # -- ingest ---------------------------------------------------------------------------------------------------
     n = SIZES["ingest"]
@@ -122,11 +128,7 @@ def run(stack: Any, results: dict[str, Any]) -> None:
     r.execute_command("FLUSHDB")  # broker leftovers (seen markers, kombu bindings)
 
     # -- HTTP -------------------------------------------------------------------------------------------------------
-    step(f"http: bare ASGI vs the collection API, {http.CONNECTIONS} connections, {SIZES['http_s']:g} s per run "
-         "(track, batch of 20; half rate; lone client; 1 and 2 API processes)")
-    results["http"] = http.measure(stack, r, bucket, SIZES["http_s"])
-    step("http: one ingest worker puts every accepted event in its buffer")
-    http.check_buffers(stack, r, results["http"])
+    http_phases(stack, r, bucket, results)
     r.execute_command("FLUSHDB")
 
     # -- flush: drain + encode ----------------------------------------------------------------------------------------
@@ -184,6 +186,16 @@ def run(stack: Any, results: dict[str, Any]) -> None:
     results["soak"] = soak.run(stack, r, bucket, duration_s=SIZES["soak_s"], interval_s=FLUSH_INTERVAL_S,
                                rate_eps=rate)
     run_scale(stack, r, settings, results)
+
+
+def http_phases(stack: Any, r: Any, bucket: str, results: dict[str, Any]) -> None:
+    from bench import http
+
+    step(f"http: bare ASGI vs the collection API, {http.CONNECTIONS} connections, {SIZES['http_s']:g} s per run "
+         "(track, batch of 20; half rate; lone client; 1 and 2 API processes)")
+    results["http"] = http.measure(stack, r, bucket, SIZES["http_s"])
+    step("http: one ingest worker puts every accepted event in its buffer")
+    http.check_buffers(stack, r, results["http"])
 
 
 def run_scale(stack: Any, r: Any, settings: Any, results: dict[str, Any]) -> None:

@@ -7,6 +7,7 @@ import logging
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 
@@ -36,7 +37,21 @@ def _redact_access_log() -> None:
         access.addFilter(RedactWriteKeys())
 
 
-def create_app(settings: Settings | None = None, *, broker: Broker | None = None) -> FastAPI:
+class Api(FastAPI):
+    """The FastAPI app, with the collection routes' POST and OPTIONS sent straight to their plain ASGI endpoint
+    (``collection.Endpoint``) and everything else (admin API, console, docs, other methods) to FastAPI."""
+
+    collection: collection.Endpoint
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and self.collection.takes(scope):
+            scope["app"] = self  # its errors are rendered by this app's exception handlers
+            await self.collection(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
+
+
+def create_app(settings: Settings | None = None, *, broker: Broker | None = None) -> Api:
     settings = settings or get_settings()
     st = State(settings, broker)
 
@@ -47,10 +62,11 @@ def create_app(settings: Settings | None = None, *, broker: Broker | None = None
         await st.drain()  # nothing accepted stays behind in memory
         await asyncio.to_thread(st.close)
 
-    app = FastAPI(title="Signal S3 destination", version="0.1.0", lifespan=lifespan,
+    app = Api(title="Signal S3 destination", version="0.1.0", lifespan=lifespan,
                   description="Admin API of the Amazon S3 destination and Segment-compatible event collection. "
                               "The web console is served at /.")
     app.state.signal = st
+    app.collection = collection.Endpoint(st)
     install_handlers(app)
     app.include_router(admin.router())
     app.include_router(admin.metrics_router())
@@ -60,7 +76,7 @@ def create_app(settings: Settings | None = None, *, broker: Broker | None = None
     return app
 
 
-def served_app() -> FastAPI:
+def served_app() -> Api:
     """The app as each ``signal-s3 api`` process builds it (uvicorn's factory, also in every worker process)."""
     settings = get_settings()
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -11,44 +11,47 @@ allow is 403 without CORS grant, and one over the source's rate limit is 429 wit
 source). Each request's events go to every enabled integration of the source, as ``signal.ingest`` tasks; the answer
 is 200 only once they are on the broker (503 when they could not be published: the client retries).
 
-CORS: ``workers.web.cors`` (these routes only).
+``Endpoint`` serves POST and OPTIONS of these paths as a plain ASGI app, in front of FastAPI (``workers.web.app``):
+they are most of the API's requests, and FastAPI's routing, dependency solving and request objects cost several
+times what collecting an event does. ``router()`` declares the same routes in FastAPI for the OpenAPI document and
+for every other method (405). Errors are rendered by the app's exception handlers, so their bodies are those of
+every other route. CORS: ``workers.web.cors`` (these routes only).
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from typing import Any
+from urllib.parse import parse_qsl
 
-from fastapi import APIRouter, HTTPException, Query, Request, Security
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Query, Security
+from fastapi.exceptions import RequestValidationError
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
-from starlette.requests import HTTPConnection
+from starlette.requests import ClientDisconnect, Request
 
 from workers import clock, collect, sources
 from workers.web import cors
-from workers.web.common import BROKER_UNAVAILABLE, ApiError, State, json_response, read_body, state
+from workers.web.common import BROKER_UNAVAILABLE, ApiError, State, collect_body
 
 log = logging.getLogger(__name__)
 
-class _WriteKeyBasic(HTTPBasic):
-    """HTTP Basic for the write key: absent is None (the key may be elsewhere), malformed is a wrong key (401)."""
-
-    async def __call__(self, request: HTTPConnection) -> HTTPBasicCredentials | None:  # type: ignore[override]
-        try:
-            return await super().__call__(request)
-        except HTTPException:
-            raise _write_key_error() from None
-
-
-_basic = _WriteKeyBasic(auto_error=False, scheme_name="writeKey",
-                        description="A source's write key as the Basic username, empty password")
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 # path -> the call type it takes (None: a batch)
 SHORT_PATHS: dict[str, str | None] = {"t": "track", "p": "page", "i": "identify", "g": "group", "a": "alias",
                                       "s": "screen", "b": None}
 BEACON_PATH = "/beacon/v1/batch"
 METRICS_PATH = "/v1/m"
+# every collection path -> the call type it takes (None: a batch); METRICS_PATH is answered without reading
+PATHS: dict[str, str | None] = {"/v1/batch": None, **{f"/v1/{t}": t for t in collect.EVENT_TYPES},
+                                **{f"/v1/{short}": t for short, t in SHORT_PATHS.items()}, BEACON_PATH: None}
+WRITE_KEY_QUERY_MAX_CHARS = 500
 
 _CALL_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -80,8 +83,9 @@ BATCH_BODY = _body({
         "writeKey": {"type": "string"},
     },
 })
-WriteKeyQuery = Query(None, alias="writeKey", max_length=500,
-                      description="the write key, for clients that cannot set headers (beacons)")
+
+_OK_BODY = b'{"success":true}'
+_OK_HEADERS = [(b"content-length", str(len(_OK_BODY)).encode()), (b"content-type", b"application/json")]
 
 
 def _write_key_error() -> ApiError:
@@ -89,6 +93,43 @@ def _write_key_error() -> ApiError:
                      "password, the writeKey query parameter, or writeKey in the body)", success=False)
     error.headers["WWW-Authenticate"] = 'Basic realm="signal"'
     return error
+
+
+class _OriginNotAllowed(ApiError):
+    """403 for an origin the source does not allow: answered without any CORS grant."""
+
+
+def basic_username(authorization: bytes | None) -> str | None:
+    """The username of an ``Authorization: Basic`` header, read as FastAPI's ``HTTPBasic`` reads it: None when there
+    is no Basic header (the key may be elsewhere), 401 when it is malformed."""
+    if not authorization:
+        return None
+    scheme, _, param = authorization.decode("latin-1").partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        data = base64.b64decode(param.strip()).decode("ascii")
+    except (ValueError, UnicodeDecodeError, binascii.Error):
+        raise _write_key_error() from None
+    username, separator, _ = data.partition(":")
+    if not separator:
+        raise _write_key_error()
+    return username
+
+
+def query_write_key(query_string: bytes) -> str | None:
+    """The ``writeKey`` query parameter (the last one, as FastAPI reads a repeated parameter); 422 when too long."""
+    if b"writeKey" not in query_string:
+        return None
+    found = None
+    for name, value in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True):
+        if name == "writeKey":
+            found = value
+    if found is not None and len(found) > WRITE_KEY_QUERY_MAX_CHARS:
+        raise RequestValidationError([{
+            "type": "string_too_long", "loc": ("query", "writeKey"), "input": None,
+            "msg": f"String should have at most {WRITE_KEY_QUERY_MAX_CHARS} characters"}])
+    return found
 
 
 async def _source_of(st: State, write_key: str | None) -> str:
@@ -129,64 +170,140 @@ async def _admit(st: State, route: sources.Route, events: int) -> None:
     raise error
 
 
-async def _handle(request: Request, credentials: HTTPBasicCredentials | None, query_key: str | None,
-                  event_type: str | None) -> JSONResponse:
-    st = state(request)
-    header_key = credentials.username if credentials is not None else None
+async def _chunks(receive: Receive) -> AsyncIterator[bytes]:
+    """The request body as it arrives (what Starlette's ``Request.stream`` yields)."""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        yield message.get("body", b"")
+        if not message.get("more_body", False):
+            return
+
+
+async def collect_request(st: State, scope: Scope, receive: Receive, headers: dict[bytes, bytes],
+                          event_type: str | None) -> None:
+    """Take one request's events: on the broker when this returns; raises what the client is answered otherwise."""
+    header_key = basic_username(headers.get(b"authorization"))
+    query_key = query_write_key(scope.get("query_string", b""))
     source_id = await _source_of(st, header_key or query_key) if header_key or query_key else None
-    document = collect.parse_json(await read_body(request, max_bytes=st.settings.api_max_body_bytes))
+    body = await collect_body(_chunks(receive), _text(headers.get(b"content-encoding")),
+                              _text(headers.get(b"content-length")), max_bytes=st.settings.api_max_body_bytes)
+    document = collect.parse_json(body)
     if source_id is None:
         source_id = await _source_of(st, collect.body_write_key(document))
     route = await _route_of(st, source_id)
-    origin = request.headers.get("origin")
+    origin = _text(headers.get(b"origin"))
     if origin is not None and not route.origins.allows(origin):
-        cors.deny(request)
         st.refuse(source_id, sources.ORIGIN_NOT_ALLOWED, 0)
-        raise ApiError(403, "origin_not_allowed", f"this source does not accept events from {origin[:200]}; add it "
-                       "to the source's allowed_origins", success=False)
+        raise _OriginNotAllowed(403, "origin_not_allowed", f"this source does not accept events from {origin[:200]}; "
+                                "add it to the source's allowed_origins", success=False)
     calls = collect.read_calls(document, event_type, event_max_bytes=st.settings.event_max_bytes)
     await _admit(st, route, len(calls.messages))
-    client = request.client
+    client = scope.get("client")
     events = collect.envelopes(
         calls, source_id=source_id, received_at=clock.iso(clock.now()), event_type=event_type,
-        client_ip=collect.client_ip(client.host if client else None, request.headers.get("x-forwarded-for"),
+        client_ip=collect.client_ip(client[0] if client else None, _text(headers.get(b"x-forwarded-for")),
                                     st.settings.trusted_proxies),
-        user_agent=request.headers.get("user-agent"))
+        user_agent=_text(headers.get(b"user-agent")))
     if events and route.integration_ids:
         batcher = st.batcher()
         try:
-            await asyncio.gather(*(batcher.submit(iid, events) for iid in route.integration_ids))
+            if len(route.integration_ids) == 1:
+                await batcher.submit(route.integration_ids[0], events)
+            else:
+                await asyncio.gather(*(batcher.submit(iid, events) for iid in route.integration_ids))
         except Exception as exc:  # noqa: BLE001 - the broker could not take the events: the client retries
             log.error("could not publish %d events of source=%s: %s", len(events), source_id, type(exc).__name__)
             error = ApiError(503, "broker_unavailable", BROKER_UNAVAILABLE, success=False)
             error.headers["Retry-After"] = "5"
             raise error from None
-    return json_response(200, {"success": True})
+
+
+def _route_path(scope: Scope) -> str:
+    """The path the routes are matched against: the request's, less the root path it was mounted at (as Starlette's
+    router reads it)."""
+    path: str = scope["path"]
+    root = scope.get("root_path")
+    if root and path.startswith(root) and path[len(root):len(root) + 1] == "/":
+        return path[len(root):]
+    return path
+
+
+def _text(value: bytes | None) -> str | None:
+    return value.decode("latin-1") if value is not None else None
+
+
+class Endpoint:
+    """POST and OPTIONS of the collection paths, as a plain ASGI app (``route`` says which requests it takes)."""
+
+    def __init__(self, st: State) -> None:
+        self.st = st
+
+    @staticmethod
+    def takes(scope: Scope) -> bool:
+        """Whether this request is one of ours: POST or OPTIONS of exactly a collection path (no trailing slash).
+        Anything else goes to FastAPI."""
+        path = _route_path(scope)
+        return (path in PATHS or path == METRICS_PATH) and scope["method"] in ("POST", "OPTIONS")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = dict(reversed(scope["headers"]))  # the first of a repeated header, as Starlette's Headers.get
+        origin = headers.get(b"origin")
+        if scope["method"] == "OPTIONS":
+            await send({"type": "http.response.start", "status": 204,
+                        "headers": cors.preflight(origin, headers.get(b"access-control-request-headers"))})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        path = _route_path(scope)
+        try:
+            if path != METRICS_PATH:
+                await collect_request(self.st, scope, receive, headers, PATHS[path])
+        except ClientDisconnect:
+            return  # nobody to answer
+        except Exception as exc:  # noqa: BLE001 - answered as every route answers it
+            await self._answer_error(scope, receive, send, exc, origin)
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": _OK_HEADERS + cors.grant(origin)})
+        await send({"type": "http.response.body", "body": _OK_BODY})
+
+    @staticmethod
+    async def _answer_error(scope: Scope, receive: Receive, send: Send, exc: Exception, origin: bytes | None) -> None:
+        """The app's own answer to ``exc`` (its exception handlers, most specific class first), granted CORS unless
+        the origin was refused."""
+        request = Request(scope, receive)
+        handlers = request.app.exception_handlers
+        handler = next(handlers[cls] for cls in type(exc).__mro__ if cls in handlers)
+        response = await handler(request, exc)
+        if not isinstance(exc, _OriginNotAllowed):
+            response.raw_headers.extend(cors.grant(origin))
+        await response(scope, receive, send)
+
+
+# -- the same routes for FastAPI: the OpenAPI document, and 405 for other methods ---------------------------------
+
+_basic = HTTPBasic(auto_error=False, scheme_name="writeKey",
+                   description="A source's write key as the Basic username, empty password")
+WriteKeyQuery = Query(None, alias="writeKey", max_length=WRITE_KEY_QUERY_MAX_CHARS,
+                      description="the write key, for clients that cannot set headers (beacons)")
+
+
+async def _served_by_endpoint(credentials: HTTPBasicCredentials | None = Security(_basic),
+                              write_key: str | None = WriteKeyQuery) -> None:
+    # declares a collection route's parameters (no docstring: it would become the OpenAPI description)
+    raise RuntimeError("collection requests are served by workers.web.collection.Endpoint")
+
+
+async def _metrics() -> None:
+    """analytics.js' own metrics: accepted and dropped (nothing of the site's events is in them)."""
+    raise RuntimeError("collection requests are served by workers.web.collection.Endpoint")
 
 
 def router() -> APIRouter:
-    out = APIRouter(tags=["collect"], route_class=cors.CorsRoute)
-
-    def collect_route(path: str, event_type: str | None, *, in_schema: bool = True) -> None:
-        async def call(request: Request, credentials: HTTPBasicCredentials | None = Security(_basic),
-                       write_key: str | None = WriteKeyQuery) -> JSONResponse:
-            return await _handle(request, credentials, write_key, event_type)
-
-        out.add_api_route(path, call, methods=["POST"], name=path, include_in_schema=in_schema,
+    out = APIRouter(tags=["collect"])
+    for path, event_type in PATHS.items():
+        in_schema = path == "/v1/batch" or path.removeprefix("/v1/") in collect.EVENT_TYPES
+        out.add_api_route(path, _served_by_endpoint, methods=["POST"], name=path, include_in_schema=in_schema,
                           openapi_extra=BATCH_BODY if event_type is None else CALL_BODY)
-        out.add_api_route(path, cors.preflight, methods=["OPTIONS"], include_in_schema=False)
-
-    collect_route("/v1/batch", None)
-    for event_type in collect.EVENT_TYPES:
-        collect_route(f"/v1/{event_type}", event_type)
-    for short, event_type in SHORT_PATHS.items():
-        collect_route(f"/v1/{short}", event_type, in_schema=False)
-    collect_route(BEACON_PATH, None, in_schema=False)
-
-    @out.post(METRICS_PATH, include_in_schema=False)
-    async def sdk_metrics() -> JSONResponse:
-        """analytics.js' own metrics: accepted and dropped (nothing of the site's events is in them)."""
-        return json_response(200, {"success": True})
-
-    out.add_api_route(METRICS_PATH, cors.preflight, methods=["OPTIONS"], include_in_schema=False)
+    out.add_api_route(METRICS_PATH, _metrics, methods=["POST"], include_in_schema=False)
     return out

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -215,22 +216,30 @@ def require_admin(request: Request,
 
 async def read_body(request: Request, *, max_bytes: int) -> bytes:
     """The request body, refused (413) as soon as it exceeds ``max_bytes``, compressed or decompressed."""
-    encoding = request.headers.get("content-encoding", "identity").strip().lower()
+    return await collect_body(request.stream(), request.headers.get("content-encoding"),
+                              request.headers.get("content-length"), max_bytes=max_bytes)
+
+
+async def collect_body(chunks: AsyncIterator[bytes], content_encoding: str | None, content_length: str | None, *,
+                       max_bytes: int) -> bytes:
+    """A body from its chunks and its Content-Encoding and Content-Length headers: 415 for an encoding other than
+    gzip, 413 as soon as it exceeds ``max_bytes`` (announced, received or decompressed)."""
+    encoding = (content_encoding or "identity").strip().lower()
     if encoding not in ("", "identity", "gzip"):
         raise ApiError(415, "unsupported_encoding", "Content-Encoding must be gzip or absent")
     too_large = collect.MalformedRequest("body_too_large", f"the request body is over the limit of {max_bytes} bytes",
                                          status=413)
-    length = request.headers.get("content-length", "")
+    length = content_length or ""
     if length.isdigit() and int(length) > max_bytes:
         raise too_large
-    data = bytearray()
-    async for chunk in request.stream():
+    data = b""
+    async for chunk in chunks:
         data += chunk
         if len(data) > max_bytes:
             raise too_large
     if encoding == "gzip":
-        return collect.gunzip(bytes(data), max_bytes=max_bytes)
-    return bytes(data)
+        return collect.gunzip(data, max_bytes=max_bytes)
+    return data
 
 
 async def read_json(request: Request, *, optional: bool = False) -> Any:

@@ -319,3 +319,74 @@ def test_x_forwarded_for_is_believed_only_from_trusted_proxies(
     assert events["direct"]["context"]["ip"] == "127.0.0.1"  # the header of an untrusted peer is ignored
     assert events["proxied"]["context"]["ip"] == "198.51.100.7"  # the first hop left of the trusted proxies
     assert events["own"]["context"]["ip"] == "203.0.113.9"  # the client's own value is kept
+
+
+# -- the collection endpoint in front of FastAPI: what it does not take, and the answers it gives -------------------
+
+
+def test_other_methods_and_neighbouring_paths_are_answered_by_fastapi_as_before(api: Api) -> None:
+    for method in ("GET", "HEAD", "PUT", "DELETE", "PATCH"):
+        for path in ("/v1/track", "/v1/b", "/beacon/v1/batch", "/v1/m"):
+            response = api.anon.request(method, path, headers={"Origin": ORIGIN})
+            assert response.status_code == 405, (method, path, response.text)
+            assert response.headers["allow"] == "POST"
+            assert "access-control-allow-origin" not in response.headers
+            if method != "HEAD":
+                assert response.json() == {"error": "method_not_allowed", "message": "Method Not Allowed"}
+    moved = api.anon.post("/v1/track/", json={"event": "e"}, follow_redirects=False)
+    assert moved.status_code == 307 and moved.headers["location"].endswith("/v1/track")
+    for path in ("/v1/trackx", "/v1/Track", "/beacon/v1/batchx"):
+        response = api.anon.post(path, json={"event": "e"})
+        assert response.status_code == 404 and response.json() == {"error": "not_found", "message": "Not Found"}
+    schema = api.anon.get("/openapi.json").json()
+    for path in ("/v1/batch", "/v1/track", "/v1/page", "/v1/identify", "/v1/group", "/v1/alias", "/v1/screen"):
+        operation = schema["paths"][path]["post"]
+        assert operation["tags"] == ["collect"] and operation["security"] == [{"writeKey": []}], path
+        assert [(p["name"], p["in"]) for p in operation["parameters"]] == [("writeKey", "query")], path
+        body = operation["requestBody"]["content"]
+        assert set(body) == {"application/json", "text/plain"}, path
+        assert ("batch" in body["application/json"]["schema"]["properties"]) == (path == "/v1/batch")
+    for hidden in ("/v1/t", "/v1/b", "/beacon/v1/batch", "/v1/m"):
+        assert hidden not in schema["paths"]
+    assert schema["components"]["securitySchemes"]["writeKey"]["scheme"] == "basic"
+
+
+def test_collection_errors_keep_their_json_bodies_and_stay_readable_by_the_page(api: Api) -> None:
+    key = api.source()["write_key"]
+    browser = {"Origin": ORIGIN, **basic(key)}
+    track = orjson.dumps({"event": "e", "anonymousId": "a"})
+    cases: list[tuple[str, dict[str, str], bytes, int, dict[str, Any]]] = [
+        (f"/v1/track?writeKey={'x' * 501}", {"Origin": ORIGIN}, track, 422,
+         {"error": "invalid", "message": "invalid request parameters",
+          "errors": [{"field": "writeKey", "message": "writeKey: String should have at most 500 characters"}]}),
+        ("/v1/track", {**browser, "Content-Encoding": "br"}, track, 415,
+         {"error": "unsupported_encoding", "message": "Content-Encoding must be gzip or absent"}),
+        ("/v1/track", {**browser, "Content-Encoding": "gzip"}, b"not gzip", 400,
+         {"success": False, "error": "invalid_gzip", "message": "the body is not valid gzip (Content-Encoding: gzip)"}),
+        ("/v1/track", {**browser, "Content-Encoding": "gzip"}, gzip.compress(b" " * 600_000), 413,
+         {"success": False, "error": "body_too_large",
+          "message": "the decompressed body is over the limit of 512000 bytes"}),
+        ("/v1/track", browser, b" ", 400,
+         {"success": False, "error": "empty_body", "message": "the request body is empty; send a JSON object"}),
+        ("/v1/track", browser, b"[1]", 400,
+         {"success": False, "error": "not_an_object", "message": "the request body must be a JSON object"}),
+        ("/v1/batch", browser, b'{"batch": 3}', 400,
+         {"success": False, "error": "invalid_batch", "message": "batch must be a list of calls"}),
+        ("/v1/track", {"Origin": ORIGIN, **basic("wk_wrong")}, track, 401,
+         {"error": "unauthorized", "success": False, "message": "a valid write key is required (HTTP Basic username "
+          "with an empty password, the writeKey query parameter, or writeKey in the body)"}),
+    ]
+    for path, headers, body, status, expected in cases:
+        response = api.anon.post(path, headers=headers, content=body)
+        assert response.status_code == status, (path, headers, response.text)
+        assert response.json() == expected
+        assert response.headers["content-type"] == "application/json"
+        assert response.headers["access-control-allow-origin"] == ORIGIN, (path, headers)
+    unauthorized = api.anon.post("/v1/track", headers=basic("wk_wrong"), content=track)
+    assert unauthorized.headers["www-authenticate"] == 'Basic realm="signal"'
+    # a repeated writeKey parameter: the last one counts, as FastAPI reads a query parameter
+    assert api.anon.post(f"/v1/track?writeKey=wk_wrong&writeKey={key}", content=track).status_code == 200
+    assert api.anon.post(f"/v1/track?writeKey={key}&writeKey=wk_wrong", content=track).status_code == 401
+    metrics = api.anon.post("/v1/m", headers={"Origin": ORIGIN}, content=b"anything")
+    assert metrics.status_code == 200 and metrics.json() == {"success": True}
+    assert metrics.headers["access-control-allow-origin"] == ORIGIN

@@ -1,5 +1,6 @@
-"""The HTTP limit: a bare ASGI app on the same uvicorn that reads the whole body and answers 200 like the collection
-API does (``{"success": true}``), with no authentication, parsing or publishing. ``uvicorn bench.bare:app``."""
+"""The HTTP limit: a bare ASGI app on the same server stack as the API (uvicorn with its ``SERVER_OPTIONS``: uvloop,
+httptools) that reads the whole body and answers 200 like the collection API does (``{"success": true}``), with no
+authentication, parsing or publishing. ``uvicorn bench.bare:app``."""
 
 from __future__ import annotations
 

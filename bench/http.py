@@ -1,4 +1,4 @@
-"""The front door: the collection API next to a bare ASGI app on the same uvicorn, loaded by ``wrk`` on loopback.
+"""The front door: the collection API next to a bare ASGI app on the same server stack, loaded by ``wrk`` on loopback.
 
 Every run is bounded (``wrk -d``), binds 127.0.0.1 only and stops its servers by PID. Each measured run of the API
 gets its own source and integration, so what it accepted can be checked in the buffers afterwards (no ingest worker
@@ -25,6 +25,7 @@ from bench.events import segment_calls
 from bench.procs import Stack, cpu_s, process_tree
 from tests.support.processes import ManagedProcess, free_port, venv_command, wait_until
 from workers import keys, registry, sources
+from workers.web.app import SERVER_OPTIONS
 
 WRK_SCRIPT = Path(__file__).resolve().parent / "wrk.lua"
 BATCH_EVENTS = 20
@@ -68,8 +69,10 @@ class Server:
         self.port = free_port()
         self.bare = bare
         if bare:
+            # the same server stack as `signal-s3 api` (SERVER_OPTIONS: event loop, HTTP parser)
             args = [*venv_command("python"), "-m", "uvicorn", "bench.bare:app", "--host", "127.0.0.1", "--port",
-                    str(self.port), "--log-level", "warning", "--no-server-header", "--no-proxy-headers"]
+                    str(self.port), "--log-level", "warning", "--no-server-header", "--no-proxy-headers",
+                    "--loop", SERVER_OPTIONS["loop"], "--http", SERVER_OPTIONS["http"]]
         else:
             args = [*venv_command("signal-s3"), "api", "--host", "127.0.0.1", "--port", str(self.port),
                     "--workers", str(workers)]

@@ -22,6 +22,7 @@ from trusted proxies.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import uuid
 import zlib
@@ -216,10 +217,19 @@ def _trusted(address: ipaddress.IPv4Address | ipaddress.IPv6Address, proxies: Se
     return any(address.version == net.version and address in net for net in proxies)
 
 
+@functools.lru_cache(maxsize=4096)
+def _peer(peer: str) -> str:
+    """A connection's peer address as ``client_ip`` writes it (parsed once per address, not once per request)."""
+    address = _address(peer)
+    return str(address) if address is not None else peer
+
+
 def client_ip(peer: str | None, forwarded_for: str | None, trusted_proxies: Sequence[IpNetwork]) -> str | None:
     """The address a request comes from: the connection's peer, unless the peer is a trusted proxy; then the
     X-Forwarded-For entries are read from the right (the nearest hop) and the first one that is not a trusted proxy
     is the client. Anything unparsable stops the walk at the last address believed."""
+    if peer and (not forwarded_for or not trusted_proxies):
+        return _peer(peer)
     address = _address(peer) if peer else None
     if address is None:
         return peer or None

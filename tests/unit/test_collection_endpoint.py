@@ -96,3 +96,38 @@ def test_cors_headers() -> None:
     for odd in (None, b"", b"x;y", b"a" * 2001):
         assert dict(cors.preflight(None, odd))[b"access-control-allow-headers"] == cors.DEFAULT_ALLOW_HEADERS.encode()
     assert b"access-control-allow-origin" not in dict(cors.preflight(None, None))
+
+
+def test_requests_that_miss_the_cache_together_share_one_lookup() -> None:
+    import asyncio
+    import threading
+    import types
+
+    calls: list[str] = []
+    release = threading.Event()
+
+    def look_up(source_id: str) -> str:
+        calls.append(source_id)
+        release.wait(5)
+        if source_id == "gone":
+            raise LookupError(source_id)
+        return f"route of {source_id}"
+
+    async def main() -> None:
+        st: Any = types.SimpleNamespace(lookups={})
+        many = [asyncio.ensure_future(collection._lookup(st, ("route", "s1"), look_up, "s1")) for _ in range(50)]
+        other = asyncio.ensure_future(collection._lookup(st, ("route", "s2"), look_up, "s2"))
+        failing = [asyncio.ensure_future(collection._lookup(st, ("route", "gone"), look_up, "gone")) for _ in range(3)]
+        await asyncio.sleep(0.05)
+        release.set()
+        assert await asyncio.gather(*many) == ["route of s1"] * 50
+        assert await other == "route of s2"
+        for waiting in failing:  # the error reaches every request that waited for it
+            with pytest.raises(LookupError):
+                await waiting
+        assert sorted(calls) == ["gone", "s1", "s2"]
+        assert st.lookups == {}  # nothing kept: the next miss looks up again
+        assert await collection._lookup(st, ("route", "s1"), look_up, "s1") == "route of s1"
+        assert len(calls) == 4
+
+    asyncio.run(main())

@@ -138,7 +138,7 @@ async def _source_of(st: State, write_key: str | None) -> str:
     digest = sources.write_key_digest(write_key)
     source_id = st.write_keys.get(digest)
     if source_id is None:
-        source_id = await asyncio.to_thread(sources.source_for_write_key, st.r, write_key)
+        source_id = await _lookup(st, ("write_key", digest), sources.source_for_write_key, st.r, write_key)
         if source_id is None:
             raise _write_key_error()
         st.write_keys.put(digest, source_id)
@@ -149,11 +149,28 @@ async def _route_of(st: State, source_id: str) -> sources.Route:
     found = st.routes.get(source_id)
     if found is None:
         try:
-            found = await asyncio.to_thread(sources.route, st.r, source_id, st.settings)
+            found = await _lookup(st, ("route", source_id), sources.route, st.r, source_id, st.settings)
         except sources.UnknownSource:
             raise _write_key_error() from None
         st.routes.put(source_id, found)
     return found  # type: ignore[no-any-return]
+
+
+async def _lookup(st: State, key: tuple[str, str], function: Callable[..., Any], *args: Any) -> Any:
+    """``function(*args)`` in a thread, once for every request of this event loop that asks for ``key`` meanwhile:
+    when a cached entry expires under load, the requests waiting for it share one Redis lookup (its answer or its
+    error) instead of each making its own."""
+    loop = asyncio.get_running_loop()
+    pending = st.lookups.get(key)
+    if pending is None or pending.get_loop() is not loop:
+        pending = st.lookups[key] = asyncio.ensure_future(asyncio.to_thread(function, *args))
+
+        def forget(done: asyncio.Future[Any]) -> None:
+            if st.lookups.get(key) is done:
+                del st.lookups[key]
+
+        pending.add_done_callback(forget)
+    return await asyncio.shield(pending)
 
 
 async def _admit(st: State, route: sources.Route, events: int) -> None:

@@ -45,6 +45,7 @@ class State:
         self.executor = ThreadPoolExecutor(max_workers=PUBLISH_THREADS, thread_name_prefix="publish")
         self.write_keys = sources.TtlCache(sources.WRITE_KEY_CACHE_TTL_S)
         self.routes = sources.TtlCache(sources.ROUTES_CACHE_TTL_S)
+        self.lookups: dict[tuple[str, str], asyncio.Future[Any]] = {}  # collection's cache misses being looked up
         self.limiter = ratelimit.Limiter(self.r)
         self.refusals = sources.Refusals()
         self._batchers: dict[int, tuple[asyncio.AbstractEventLoop, Batcher]] = {}

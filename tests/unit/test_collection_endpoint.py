@@ -131,3 +131,18 @@ def test_requests_that_miss_the_cache_together_share_one_lookup() -> None:
         assert len(calls) == 4
 
     asyncio.run(main())
+
+
+def test_each_api_process_collects_cyclic_garbage_less_often(monkeypatch: pytest.MonkeyPatch) -> None:
+    import gc
+
+    from workers.web import app
+
+    before = gc.get_threshold()
+    monkeypatch.setattr(app, "create_app", lambda settings: "app")
+    try:
+        assert app.served_app() == "app"
+        assert gc.get_threshold() == app.GC_THRESHOLDS
+        assert app.GC_THRESHOLDS[0] >= 10 * 700  # CPython's default first threshold
+    finally:
+        gc.set_threshold(*before)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import re
 from collections.abc import AsyncIterator
@@ -22,6 +23,11 @@ log = logging.getLogger(__name__)
 # instead of asyncio's pure-Python event loop and h11's pure-Python parser. The bench's bare ASGI app runs on the same.
 SERVER_OPTIONS: dict[str, Any] = {"loop": "uvloop", "http": "httptools", "server_header": False,
                                   "proxy_headers": False}
+# A /v1/batch request of 20 events allocates ~2,000 short-lived objects (the parsed JSON, the envelopes), all freed by
+# reference counting. With CPython's default first threshold (700 allocations) the cyclic collector ran every
+# request or two and a full collection of the whole process every ~70,000 allocations: about a third of the CPU of a
+# batch request. The API's garbage has no cycles, so it runs far less often.
+GC_THRESHOLDS = (10_000, 10, 10)
 _WRITE_KEY_IN_QUERY = re.compile(r"([?&]writeKey=)[^&\s]*")
 
 
@@ -86,6 +92,7 @@ def served_app() -> Api:
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if settings.admin_token is None:
         log.warning("SIGNAL_ADMIN_TOKEN is not set: the admin routes answer 503")
+    gc.set_threshold(*GC_THRESHOLDS)
     return create_app(settings)
 
 

@@ -76,7 +76,10 @@ class Batcher:
             waits.append(batch.future)
         self._schedule(integration_id, lane)
         # shielded: a request that goes away must not cancel a batch other requests wait on
-        await asyncio.gather(*(asyncio.shield(w) for w in waits))
+        if len(waits) == 1:  # nearly always: the request's events fit in one batch
+            await asyncio.shield(waits[0])
+        else:
+            await asyncio.gather(*(asyncio.shield(w) for w in waits))
 
     def _schedule(self, integration_id: str, lane: _Lane) -> None:
         """Publish the lane's oldest batch soon, unless one is in flight (its completion does it)."""

@@ -273,6 +273,13 @@ def table(res: dict[str, Any]) -> list[dict[str, Any]]:
             row("  2 API processes (--workers 2)", f"{api['req_per_s']:,.0f} req/s with 1",
                 f"{two['req_per_s']:,.0f} req/s", f"{two['req_per_s'] / api['req_per_s']:.2f}x",
                 "info", None)
+            for runs_of, res_ in ((1, api), (2, two)):
+                if "redis_cpu_s" in res_:
+                    # where the machine's CPUs went: what is left for a second API process
+                    busy = {k: res_[f"{k}_cpu_s"] / res_["seconds"] for k in ("api", "wrk", "redis")}
+                    row(f"    CPUs busy with {runs_of} API process{'es' if runs_of > 1 else ''}",
+                        f"of {os.cpu_count()}", f"API {busy['api']:.2f}",
+                        f"wrk {busy['wrk']:.2f}, Redis {busy['redis']:.2f}", "info", None)
     if "drain_product" in res:
         raw, prod = res["drain_raw"], res["drain_product"]
         ratio = prod["events_per_s"] / raw["events_per_s"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import resource
 import shutil
 import subprocess
 import tempfile
@@ -131,9 +132,11 @@ def run_wrk(url: str, path: str, bodies: Bodies, auth: str, *, connections: int,
     env = {**os.environ, "BENCH_PATH": path, "BENCH_BODY": str(body), "BENCH_AUTH": auth,
            "BENCH_TAG": uuid.uuid4().hex[:10], "BENCH_DELAY_MS": f"{delay_ms:.3f}"}
     threads = max(1, min(threads, connections))
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     out = subprocess.run([ensure_wrk(), "-t", str(threads), "-c", str(connections), "-d", f"{duration_s:g}s",
                           "--timeout", "10s", "-s", str(WRK_SCRIPT), url + path], env=env, capture_output=True,
                          text=True, timeout=duration_s + 60, check=False)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     line = next((ln for ln in out.stdout.splitlines() if ln.startswith("BENCH_RESULT ")), None)
     if line is None:
         raise RuntimeError(f"wrk gave no result (exit {out.returncode}): {out.stdout[-800:]} {out.stderr[-800:]}")
@@ -142,7 +145,8 @@ def run_wrk(url: str, path: str, bodies: Bodies, auth: str, *, connections: int,
     res.update(path=path, connections=connections, delay_ms=delay_ms, seconds=seconds,
                req_per_s=res["requests"] / seconds, events_per_request=per_request,
                events_per_s=res["requests"] * per_request / seconds,
-               errors=res["connect"] + res["read"] + res["write"] + res["status"] + res["timeout"])
+               errors=res["connect"] + res["read"] + res["write"] + res["status"] + res["timeout"],
+               wrk_cpu_s=after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
     return res
 
 
@@ -172,9 +176,10 @@ def measure(stack: Stack, r: redis.Redis, bucket: str, duration_s: float) -> dic
                 warm_up, _ = write_source(r, bucket, stack.moto.endpoint, f"warm-up {workers} {path}")
                 run_wrk(api.url, path, bodies, warm_up, connections=CONNECTIONS, duration_s=1)
                 auth, iid = write_source(r, bucket, stack.moto.endpoint, f"bench {workers} {path}")
-                cpu0 = cpu_s(api.pids())
+                cpu0, redis0 = cpu_s(api.pids()), cpu_s([stack.redis.pid])
                 res = run_wrk(api.url, path, bodies, auth, connections=CONNECTIONS, duration_s=duration_s)
                 res["api_cpu_s"] = cpu_s(api.pids()) - cpu0
+                res["redis_cpu_s"] = cpu_s([stack.redis.pid]) - redis0
                 res["integration_id"] = iid
                 runs[f"api{workers} {path}"] = res
                 if workers == 1:

@@ -61,3 +61,28 @@ def test_compressed_bodies_of_other_producers_are_read():
     stdlib = zlib.compress(body, 6)
     assert compression.decompress(stdlib, "application/x-gzip") == body
     assert zlib.decompress(compression.compress(body, "zlib")[0]) == body
+
+
+def test_a_redis_channel_keeps_one_producer_client_per_connection_pool():
+    import types
+
+    from kombu.transport import redis as kombu_redis
+
+    from workers.broker import reuse_redis_clients
+
+    reuse_redis_clients()
+    reuse_redis_clients()  # idempotent: not wrapped twice
+    made: list[dict] = []
+
+    def client(**kwargs):
+        made.append(kwargs)
+        return object()
+
+    channel = types.SimpleNamespace(pool=types.SimpleNamespace(connection_kwargs={}), Client=client,
+                                    async_pool=types.SimpleNamespace(connection_kwargs={}))
+    create = kombu_redis.Channel._create_client
+    first = create(channel, False)
+    assert create(channel) is first and create(channel, False) is first and len(made) == 1
+    assert create(channel, True) is not create(channel, True)  # the consumer's clients stay kombu's own
+    channel.pool = types.SimpleNamespace(connection_kwargs={})  # a new pool after a reconnection: a new client
+    assert create(channel) is not first and len(made) == 4

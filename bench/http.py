@@ -151,8 +151,8 @@ def run_wrk(url: str, path: str, bodies: Bodies, auth: str, *, connections: int,
 
 
 def measure(stack: Stack, r: redis.Redis, bucket: str, duration_s: float) -> dict[str, Any]:
-    """Bare ASGI vs the API at 64 connections (track, batch), p99 at half the API's max rate, a lone client,
-    and 1 vs 2 API processes. Returns every run; ``check_buffers`` completes them."""
+    """Bare ASGI vs the API at 64 connections (track, batch; two runs of each, taking turns), p99 at half the API's
+    max rate, a lone client, and 1 vs 2 API processes. Returns every run; ``check_buffers`` completes them."""
     ensure_wrk()
     bodies = Bodies()
     out: dict[str, Any] = {"connections": CONNECTIONS, "duration_s": duration_s, "batch_events": BATCH_EVENTS,
@@ -161,44 +161,77 @@ def measure(stack: Stack, r: redis.Redis, bucket: str, duration_s: float) -> dic
     env = stack.env()
     try:
         bare = Server(stack, env, bare=True).start()
+        api = Server(stack, env, bare=False).start()
         for path in ("/v1/track", "/v1/batch"):
             run_wrk(bare.url, path, bodies, "Basic eDo=", connections=CONNECTIONS, duration_s=1)  # warm-up
-            res = runs[f"bare {path}"] = run_wrk(bare.url, path, bodies, "Basic eDo=", connections=CONNECTIONS,
-                                                 duration_s=duration_s)
+            warm_up, _ = write_source(r, bucket, stack.moto.endpoint, f"warm-up 1 {path}")
+            run_wrk(api.url, path, bodies, warm_up, connections=CONNECTIONS, duration_s=1)
+            auth, iid = write_source(r, bucket, stack.moto.endpoint, f"bench 1 {path}")
+            # the limit and the product take turns (bare, API, API, bare): a change of the machine's load during
+            # the runs weighs on both alike
+            turns: dict[str, list[dict[str, Any]]] = {"bare": [], "api": []}
+            for which in ("bare", "api", "api", "bare"):
+                if which == "bare":
+                    turns["bare"].append(run_wrk(bare.url, path, bodies, "Basic eDo=", connections=CONNECTIONS,
+                                                 duration_s=duration_s))
+                else:
+                    turns["api"].append(api_run(stack, api, path, bodies, auth, duration_s))
+            res = runs[f"bare {path}"] = combined(turns["bare"])
             # the limit's own tail at half its maximum rate: what the machine's scheduling costs everybody
             runs[f"bare {path} half rate"] = run_wrk(bare.url, path, bodies, "Basic eDo=", connections=CONNECTIONS,
                                                      duration_s=duration_s,
                                                      delay_ms=CONNECTIONS / (res["req_per_s"] / 2) * 1000)
+            res = runs[f"api1 {path}"] = combined(turns["api"])
+            res["integration_id"] = iid
+            # p99 at half the maximum rate: each connection pauses at random so that together they send about half,
+            # as independent clients would
+            half = res["req_per_s"] / 2
+            paced = run_wrk(api.url, path, bodies, auth, connections=CONNECTIONS, duration_s=duration_s,
+                            delay_ms=CONNECTIONS / half * 1000)
+            paced["target_req_per_s"] = half
+            paced["integration_id"] = iid
+            runs[f"api1 {path} half rate"] = paced
+            lone = run_wrk(api.url, path, bodies, auth, connections=1, threads=1, duration_s=min(duration_s, 5))
+            lone["integration_id"] = iid
+            runs[f"api1 {path} lone client"] = lone
         bare.stop()
-        for workers in (1, 2):
-            api = Server(stack, env, bare=False, workers=workers).start()
-            for path in ("/v1/track", "/v1/batch"):
-                warm_up, _ = write_source(r, bucket, stack.moto.endpoint, f"warm-up {workers} {path}")
-                run_wrk(api.url, path, bodies, warm_up, connections=CONNECTIONS, duration_s=1)
-                auth, iid = write_source(r, bucket, stack.moto.endpoint, f"bench {workers} {path}")
-                cpu0, redis0 = cpu_s(api.pids()), cpu_s([stack.redis.pid])
-                res = run_wrk(api.url, path, bodies, auth, connections=CONNECTIONS, duration_s=duration_s)
-                res["api_cpu_s"] = cpu_s(api.pids()) - cpu0
-                res["redis_cpu_s"] = cpu_s([stack.redis.pid]) - redis0
-                res["integration_id"] = iid
-                runs[f"api{workers} {path}"] = res
-                if workers == 1:
-                    # p99 at half the maximum rate: each connection pauses at random so that together they send
-                    # about half, as independent clients would
-                    half = res["req_per_s"] / 2
-                    delay_ms = CONNECTIONS / half * 1000
-                    paced = run_wrk(api.url, path, bodies, auth, connections=CONNECTIONS, duration_s=duration_s,
-                                    delay_ms=delay_ms)
-                    paced["target_req_per_s"] = half
-                    paced["integration_id"] = iid
-                    runs[f"api1 {path} half rate"] = paced
-                    lone = run_wrk(api.url, path, bodies, auth, connections=1, threads=1,
-                                   duration_s=min(duration_s, 5))
-                    lone["integration_id"] = iid
-                    runs[f"api1 {path} lone client"] = lone
-            api.stop()
+        api.stop()
+        api = Server(stack, env, bare=False, workers=2).start()
+        for path in ("/v1/track", "/v1/batch"):
+            warm_up, _ = write_source(r, bucket, stack.moto.endpoint, f"warm-up 2 {path}")
+            run_wrk(api.url, path, bodies, warm_up, connections=CONNECTIONS, duration_s=1)
+            auth, iid = write_source(r, bucket, stack.moto.endpoint, f"bench 2 {path}")
+            res = runs[f"api2 {path}"] = api_run(stack, api, path, bodies, auth, duration_s)
+            res["integration_id"] = iid
+        api.stop()
     finally:
         bodies.remove()
+    return out
+
+
+def api_run(stack: Stack, api: Server, path: str, bodies: Bodies, auth: str, duration_s: float) -> dict[str, Any]:
+    """One run against the API, with the CPU its processes and Redis used meanwhile."""
+    cpu0, redis0 = cpu_s(api.pids()), cpu_s([stack.redis.pid])
+    res = run_wrk(api.url, path, bodies, auth, connections=CONNECTIONS, duration_s=duration_s)
+    res["api_cpu_s"] = cpu_s(api.pids()) - cpu0
+    res["redis_cpu_s"] = cpu_s([stack.redis.pid]) - redis0
+    return res
+
+
+def combined(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """Runs of the same load as one: counts and CPU added up, rates over the total time, the worst percentiles."""
+    out = dict(results[0])
+    for key in ("requests", "duration_us", "connect", "read", "write", "status", "timeout", "errors", "wrk_cpu_s",
+                "api_cpu_s", "redis_cpu_s"):
+        if key in out:
+            out[key] = sum(res[key] for res in results)
+    for key in ("p50_us", "p90_us", "p99_us", "max_us"):
+        out[key] = max(res[key] for res in results)
+    out["mean_us"] = sum(res["mean_us"] * res["requests"] for res in results) / max(1, out["requests"])
+    out["seconds"] = out["duration_us"] / 1e6
+    out["req_per_s"] = out["requests"] / out["seconds"]
+    out["events_per_s"] = out["req_per_s"] * out["events_per_request"]
+    out["turns_req_per_s"] = [round(res["req_per_s"]) for res in results]
     return out
 
 

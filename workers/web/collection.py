@@ -252,7 +252,7 @@ def _text(value: bytes | None) -> str | None:
 
 
 class Endpoint:
-    """POST and OPTIONS of the collection paths, as a plain ASGI app (``route`` says which requests it takes)."""
+    """POST and OPTIONS of the collection paths, as a plain ASGI app (``takes`` says which requests are its own)."""
 
     def __init__(self, st: State) -> None:
         self.st = st

@@ -110,9 +110,9 @@ def decode(message: object) -> Message:
         idx = indexes[hour]
         if len(hour) != 10 or not (hour.isascii() and hour.isdigit()):
             raise BadMessage(f"hour {hour[:20]!r} is not YYYYMMDDHH")
-        if type(text) is not str or not text.startswith("{") or not text.endswith("}") or "\n\n" in text:
+        lines = text.encode().split(b"\n") if type(text) is str and text.startswith("{") and text.endswith("}") else []
+        if not lines or not all(lines):
             raise BadMessage(f"hours[{hour!r}] must be non-empty lines of JSON objects")
-        lines = text.encode().split(b"\n")
         if type(idx) is not list or len(idx) != len(lines) or not all(type(i) is int for i in idx):
             raise BadMessage(f"hours[{hour!r}] has {len(lines)} lines: indexes[{hour!r}] must list as many integers")
         lines_by_hour[hour] = lines

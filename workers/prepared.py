@@ -100,7 +100,7 @@ def decode(message: object) -> Message:
         missing, unknown = sorted(_KEYS - names), sorted(map(str, names - _KEYS))
         raise BadMessage(f"missing keys {missing}, unknown keys {unknown}")
     if message["v"] != VERSION:
-        raise BadMessage(f"version {message['v']!r} (upgrade the ingest workers before the producers)")
+        raise BadMessage(f"version {repr(message['v'])[:20]} (upgrade the ingest workers before the producers)")
     hours, indexes = message["hours"], message["indexes"]
     if not isinstance(hours, dict) or not isinstance(indexes, dict) or set(hours) != set(indexes):
         raise BadMessage("hours and indexes must be objects with the same hours")

@@ -63,7 +63,7 @@ def prepare(r: redis.Redis, integration_id: str, events: object, *, settings: Se
 def ingest(r: redis.Redis, integration_id: str, events: object, *, message_id: str, settings: Settings) -> IngestResult:
     """Validate ``events`` and append the valid ones to the integration's hourly buffers, once per message: ``prepare``
     here, then the same ``append`` as a prepared message."""
-    message = prepared.decode(prepared.encode(prepare(r, integration_id, events, settings=settings)))
+    message = prepared.message(prepare(r, integration_id, events, settings=settings))
     return append(r, integration_id, message, message_id=message_id, settings=settings)
 
 

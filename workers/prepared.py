@@ -67,6 +67,13 @@ def encode(prepared: Prepared) -> dict[str, Any]:
     }
 
 
+def message(prepared: Prepared) -> Message:
+    """What ``decode(encode(prepared))`` gives, without the round trip through text (a worker that prepares)."""
+    live = [(pos, hour, event_id, type_, event, received_at)
+            for pos, hour, event_id, type_, event, received_at in _live(prepared.envelopes_by_hour)]
+    return Message(prepared.lines_by_hour, prepared.indexes_by_hour, list(prepared.rejected), live)
+
+
 def describe(message: object) -> str:
     """What Flower and the broker show of an encoded message (``argsrepr``): counts, never payloads."""
     try:

@@ -53,6 +53,11 @@ def test_a_prepared_message_decodes_to_the_lines_indexes_and_rejections_prepare_
                             (2, "2026112714", "e2", "track", "Order Completed", "2026-11-27T14:59:59.000Z")]
 
 
+def test_a_worker_that_prepares_gets_the_message_the_wire_would_give():
+    p = envelope.prepare(MIXED, "int-1", received_at=NOW, event_max_bytes=32 * 1024)
+    assert prepared.message(p) == prepared.decode(wire_round_trip(prepared.encode(p)))
+
+
 def test_a_message_with_nothing_accepted_carries_its_rejections():
     p = envelope.prepare([1, 2], "int-1", received_at=NOW, event_max_bytes=32 * 1024)
     encoded = prepared.encode(p)

@@ -113,7 +113,7 @@ def run(stack: Any, results: dict[str, Any]) -> None:
     step(f"ingest: raw RPUSH of {n:,} events, 500 per call")
     results["ingest_raw"] = ingest.raw_rpush(r, lines, n)
     env = stack.env(SIGNAL_FLUSH_INTERVAL_S="3600", SIGNAL_BUFFER_MAX_BYTES=str(16 * GIB))
-    for producer, what in (("api", "published as the API does (compressed)"),
+    for producer, what in (("api", "published as the API does (prepared: signal.append, compressed)"),
                            ("plain", "published by a plain Celery producer (uncompressed list)")):
         step(f"ingest: one -P solo worker draining {n:,} events in tasks of 500, {what}")
         iid = integration(**big)

@@ -41,16 +41,21 @@ class IngestResult:
     rejected: list[dict[str, object]] = field(default_factory=list)
     duplicate: bool = False
     sealed: list[str] = field(default_factory=list)
+    removed: dict[str, int] = field(default_factory=dict)  # events the blueprint removed, by reason
+    partition_fallback: int = 0
 
     def summary(self) -> dict[str, object]:
-        return {"accepted": self.accepted, "rejected": self.rejected, "duplicate": self.duplicate}
+        return {"accepted": self.accepted, "rejected": self.rejected, "duplicate": self.duplicate,
+                "removed": self.removed, "partition_fallback": self.partition_fallback}
 
 
 def ingest(r: redis.Redis, integration_id: str, events: object, *, message_id: str, settings: Settings) -> IngestResult:
     """Validate ``events`` and append the valid ones to the integration's hourly buffers, once per message.
 
     Raises UnknownIntegration / IntegrationDisabled (nothing buffered). Invalid events are rejected one by one,
-    with a reason, and counted; so are events over the integration's buffer cap (reason ``buffer_full``).
+    with a reason, and counted; so are events over the integration's buffer cap (reason ``buffer_full``). The
+    integration's blueprint runs on the valid events: the ones it removes are counted by reason (not errors) and
+    shown in Live Events as ``filtered``; the config's ``partition_time`` picks each event's hour.
     """
     integ = registry.get(r, integration_id)
     if not integ.enabled:
@@ -60,7 +65,9 @@ def ingest(r: redis.Redis, integration_id: str, events: object, *, message_id: s
     cfg = integ.config
     now = clock.now()
     now_ms = clock.to_ms(now)
-    prepared = envelope.prepare(events, integration_id, received_at=now, event_max_bytes=settings.event_max_bytes)
+    prepared = envelope.prepare(events, integration_id, received_at=now, event_max_bytes=settings.event_max_bytes,
+                                rules=integ.rules, partition=cfg)
+    removed_counts = Counter(rm.reason for rm in prepared.removed)
     rejected = [
         {"index": rj.index, "reason": rj.reason, "detail": rj.detail, "event_id": rj.event_id}
         for rj in prepared.rejected
@@ -79,6 +86,9 @@ def ingest(r: redis.Redis, integration_id: str, events: object, *, message_id: s
         rejection_counts=Counter(rj.reason for rj in prepared.rejected),
         rejection_records=[orjson.dumps({"at_ms": now_ms, **rj}) for rj in rejected],
         live_records=_live_records(prepared.envelopes_by_hour, now_ms),
+        removed_counts=removed_counts,
+        removed_records=_removed_records(prepared.removed, now_ms),
+        partition_fallback=prepared.partition_fallback,
         min_replicas=settings.redis_min_replicas,
         replicas_timeout_ms=settings.redis_min_replicas_timeout_ms,
     )
@@ -95,7 +105,8 @@ def ingest(r: redis.Redis, integration_id: str, events: object, *, message_id: s
                 "index": indexes[pos], "reason": "buffer_full", "event_id": orjson.loads(lines[pos])["event_id"],
                 "detail": "the integration's buffer is full (buffer_max_bytes): delivery is failing or too slow",
             })
-    return IngestResult(result.accepted, rejected, sealed=result.sealed)
+    return IngestResult(result.accepted, rejected, sealed=result.sealed, removed=dict(removed_counts),
+                        partition_fallback=prepared.partition_fallback)
 
 
 def _tell_due_index(r: redis.Redis, integration_id: str, result: buffer.AppendResult, *, now_ms: int,
@@ -145,6 +156,16 @@ def _live_records(envelopes_by_hour: dict[str, list[dict]], now_ms: int) -> dict
                 out[pos] = orjson.dumps(record)[:-1] + b',"gen":'
             pos += 1
     return out
+
+
+def _removed_records(removed: list[envelope.Removed], now_ms: int) -> list[bytes]:
+    """Live events records (state ``filtered``, with the reason) of the last events the blueprint removed."""
+    return [
+        orjson.dumps({"event_id": rm.envelope["event_id"], "type": rm.envelope["type"],
+                      "event": rm.envelope.get("event"), "received_at": rm.envelope["received_at"], "at_ms": now_ms,
+                      "state": "filtered", "reason": rm.reason})
+        for rm in removed[-buffer.LIST_MAX:]
+    ]
 
 
 # -- flush ------------------------------------------------------------------------------------------------------------

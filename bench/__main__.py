@@ -170,7 +170,7 @@ def run(stack: Any, results: dict[str, Any]) -> None:
 
     # -- blueprint rules ----------------------------------------------------------------------------------------------
     n = SIZES["blueprint"]
-    step(f"blueprint: Rules.apply vs envelope.prepare, {n:,} events")
+    step(f"blueprint: envelope.prepare with rules / partition_time vs alone, {n:,} events")
     from bench import blueprint as blueprint_bench
 
     results["blueprint"] = blueprint_bench.run(n)
@@ -305,8 +305,10 @@ def table(res: dict[str, Any]) -> list[dict[str, Any]]:
             f"{b['rules_us_per_event'] / b['prepare_us_per_event']:.2f} of prepare", "info", None)
         row("  consent + filter only", prep, f"{b['light_us_per_event']:.2f} us",
             f"{b['light_us_per_event'] / b['prepare_us_per_event']:.2f} of prepare", "info", None)
-        row("  default blueprint (forward all events)", prep, f"{b['default_us_per_event']:.3f} us",
-            f"{b['default_us_per_event'] / b['prepare_us_per_event']:.3f} of prepare", "info", None)
+        row("  default blueprint, received_at (forward all events)", prep, f"{b['default_us_per_event']:+.3f} us",
+            f"{b['default_us_per_event'] / b['prepare_us_per_event']:+.3f} of prepare", "info", None)
+        row("  partition_time timestamp, no rules", prep, f"{b['timestamp_us_per_event']:.2f} us",
+            f"{b['timestamp_us_per_event'] / b['prepare_us_per_event']:.2f} of prepare", "info", None)
     if "soak" in res:
         sk = res["soak"]
         row(f"soak {sk['duration_s']:.0f} s: HTTP -> objects, sustained", f"{sk['rate_eps_target']:,.0f} ev/s asked",

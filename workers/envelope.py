@@ -194,8 +194,9 @@ def prepare(
     envelopes_by_hour = prepared.envelopes_by_hour
     rejected = prepared.rejected
     removed = prepared.removed
-    by_timestamp = partition is not None and partition.partition_time == partitions.TIMESTAMP
-    bound_s = partition.partition_time_bound_s if partition is not None else 0
+    by_timestamp = None
+    if partition is not None and partition.partition_time == partitions.TIMESTAMP:
+        by_timestamp = partitions.TimestampHours(partition.partition_time_bound_s)
     partition_fallback = 0
     times: set[str] = set()  # canonical date-times already checked in this call
     accepted = 0
@@ -254,11 +255,10 @@ def prepare(
                 )
             )
             continue
-        if by_timestamp:
+        if by_timestamp is not None:
             timestamp = envelope.get("timestamp")
             if timestamp is not None:
-                hour, outside = partitions.partition_hour_of(
-                    envelope["received_at"], timestamp, partition_time=partitions.TIMESTAMP, bound_s=bound_s)
+                hour, outside = by_timestamp.hour(envelope["received_at"], timestamp)
                 partition_fallback += outside
         bucket = lines_by_hour.get(hour)
         if bucket is None:

@@ -168,8 +168,9 @@ def _integration_routes(out: APIRouter) -> None:
         log.info("installed integration=%s source=%s bucket=%s (console)", integ.id, integ.source_id,
                  integ.config.bucket)
         return redirect(request, f"/integrations/{integ.id}",
-                        {"kind": "ok", "text": f"{integ.name} installed. Blueprint: "
-                                                + " ".join(blueprint.describe(integ.blueprint))})
+                        {"kind": "ok", "text": f"{integ.name} installed with the default blueprint."
+                         if integ.blueprint.is_default else
+                         f"{integ.name} installed. Blueprint: " + " ".join(blueprint.describe(integ.blueprint))})
 
 
 # -- sources ------------------------------------------------------------------------------------------------------

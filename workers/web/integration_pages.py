@@ -79,6 +79,9 @@ def _test_outcome(code: int, body: dict[str, Any]) -> dict[str, Any]:
     if code == 200:
         return {"kind": "test", "ok": True, "event_id": body["event_id"], "bucket": body["bucket"],
                 "object_key": body.get("object_key"), "elapsed_ms": body.get("elapsed_ms")}
+    if body.get("state") == "filtered":
+        return {"kind": "test", "ok": False, "filtered": True, "event_id": body["event_id"], "code": body["reason"],
+                "message": body["message"], "hint": body["hint"]}
     return {"kind": "test", "ok": False, "event_id": body.get("event_id"), "code": body.get("code") or body["error"],
             "message": body.get("message"), "hint": body.get("hint")}
 

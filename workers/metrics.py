@@ -182,8 +182,8 @@ def families(rows: Iterable[IntegrationCounters]) -> list[Metric]:
         dead_events.add_metric(label, row.dead_letter_events)
         upload.add_metric(label, row.upload.prometheus_buckets(UPLOAD_BUCKETS_S), row.upload.sum_us / 1e6)
         latency.add_metric(label, row.latency.prometheus_buckets(LATENCY_BUCKETS_S), row.latency.sum_us / 1e6)
-    return [ingested, rejected, removed, fallback, buffered_events, buffered_bytes, objects, events, nbytes, failures, retries,
-            dead_batches, dead_events, upload, latency]
+    return [ingested, rejected, removed, fallback, buffered_events, buffered_bytes, objects, events, nbytes, failures,
+            retries, dead_batches, dead_events, upload, latency]
 
 
 class FleetCollector(Collector):

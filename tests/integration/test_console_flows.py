@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import os
 import re
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -21,6 +22,9 @@ from tests.support.browser import screenshot
 from tests.support.fleet import event_counts, read_objects
 from tests.support.s3_fixtures import s3_client
 from tests.support.seed import ACCESS_KEY_ID, SECRET_ACCESS_KEY
+from workers import registry
+from workers.blueprint import parse_blueprint
+from workers.config import ConfigError
 from workers.errors import HINTS
 
 TOKEN = "flows-" + uuid.uuid4().hex
@@ -235,9 +239,6 @@ def test_a_wrong_secret_is_shown_fixed_in_settings_and_replayed_exactly_once(
 
 def test_a_blueprint_set_at_install_and_changed_in_settings_decides_what_is_delivered(
         running, page, page_errors, make_bucket, s3_admin):
-    from workers.blueprint import parse_blueprint
-    from workers.config import ConfigError
-
     base_url, bucket = running, make_bucket()
     sign_in(page, base_url)
     page.goto(base_url + "/integrations/library/amazon_s3/install")
@@ -318,13 +319,10 @@ def test_a_blueprint_set_at_install_and_changed_in_settings_decides_what_is_deli
     page.get_by_label("Required consent categories", exact=True).fill("")
     page.get_by_role("button", name="Save settings").click()
     expect(page.get_by_role("status")).to_have_text("Settings saved.")
-    after = "Removes events whose type or event name is Refused. Replaces traits.email with a keyed hash (HMAC-SHA-256)."
+    after = ("Removes events whose type or event name is Refused. Replaces traits.email with a keyed hash "
+             "(HMAC-SHA-256).")
     expect(page.locator("#blueprint")).to_have_text(after)
     expect(page.locator("#blueprint-summary")).to_have_text("Now: " + after)
-
-    import time
-
-    from workers import registry
 
     time.sleep(registry.GET_CACHE_TTL_S + 0.2)  # the worker's copy of the integration is this old at most
     send_events(base_url, write_key, [

@@ -224,7 +224,7 @@ def prepare(
         if rules is not None:
             try:
                 kept = rules.apply(envelope)
-            except _JSONEncodeError as error:  # a value to hash that has no JSON text (an integer over 64 bits)
+            except (_JSONEncodeError, UnicodeEncodeError) as error:  # a value to hash with no JSON or UTF-8 text
                 rejected.append(Rejection(index, NOT_SERIALIZABLE,
                                           f"event cannot be serialised as JSON: {_short(str(error))}",
                                           envelope["event_id"]))

@@ -97,9 +97,11 @@ def test_the_size_limit_applies_to_the_line_after_the_rules() -> None:
 
 
 def test_a_value_to_hash_without_json_text_rejects_that_event_only() -> None:
-    prepared = run([track(event_id="huge", properties={"n": 2**70}), track(event_id="fine", properties={"n": 1})],
+    prepared = run([track(event_id="huge", properties={"n": 2**70}), track(event_id="fine", properties={"n": 1}),
+                    track(event_id="surrogate", properties={"n": "\ud800"})],
                    rules=rules({"hash_fields": ["properties.n"]}))
-    assert [(r.index, r.reason, r.event_id) for r in prepared.rejected] == [(0, NOT_SERIALIZABLE, "huge")]
+    assert [(r.index, r.reason, r.event_id) for r in prepared.rejected] == [
+        (0, NOT_SERIALIZABLE, "huge"), (2, NOT_SERIALIZABLE, "surrogate")]
     assert [x["event_id"] for x in lines(prepared)[HOUR]] == ["fine"]
 
 

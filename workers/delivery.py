@@ -41,15 +41,20 @@ class IngestResult:
     rejected: list[dict[str, object]] = field(default_factory=list)
     duplicate: bool = False
     sealed: list[str] = field(default_factory=list)
+    removed: dict[str, int] = field(default_factory=dict)  # events the blueprint removed, by reason
+    partition_fallback: int = 0
 
     def summary(self) -> dict[str, object]:
-        return {"accepted": self.accepted, "rejected": self.rejected, "duplicate": self.duplicate}
+        return {"accepted": self.accepted, "rejected": self.rejected, "duplicate": self.duplicate,
+                "removed": self.removed, "partition_fallback": self.partition_fallback}
 
 
 def prepare(r: redis.Redis, integration_id: str, events: object, *, settings: Settings) -> envelope.Prepared:
     """Validate, stamp and serialise ``events`` for one integration: the half of ingest a producer can run.
 
-    Raises UnknownIntegration / IntegrationDisabled, and TypeError when ``events`` is not a list. The integration is
+    Raises UnknownIntegration / IntegrationDisabled, and TypeError when ``events`` is not a list. Invalid events are
+    rejected one by one, with a reason; the integration's blueprint runs on the valid ones (those it removes are
+    reported by reason, not as errors) and the config's ``partition_time`` picks each event's hour. The integration is
     read through the registry's per-process cache, so its config may be up to ``registry.GET_CACHE_TTL_S`` old.
     """
     integ = registry.get(r, integration_id)
@@ -57,7 +62,8 @@ def prepare(r: redis.Redis, integration_id: str, events: object, *, settings: Se
         raise IntegrationDisabled(integration_id)
     if not isinstance(events, list):
         raise TypeError("events must be a list of event objects")
-    return envelope.prepare(events, integration_id, received_at=clock.now(), event_max_bytes=settings.event_max_bytes)
+    return envelope.prepare(events, integration_id, received_at=clock.now(), event_max_bytes=settings.event_max_bytes,
+                            rules=integ.rules, partition=integ.config)
 
 
 def ingest(r: redis.Redis, integration_id: str, events: object, *, message_id: str, settings: Settings) -> IngestResult:
@@ -97,6 +103,9 @@ def append(r: redis.Redis, integration_id: str, message: prepared.Message, *, me
         rejection_counts=Counter(rj.reason for rj in message.rejected),
         rejection_records=[orjson.dumps({"at_ms": now_ms, **rj}) for rj in rejected],
         live_records=_live_records(message.live, now_ms),
+        removed_counts=message.removed,
+        removed_records=_removed_records(message.removed_live, now_ms),
+        partition_fallback=message.partition_fallback,
         min_replicas=settings.redis_min_replicas,
         replicas_timeout_ms=settings.redis_min_replicas_timeout_ms,
     )
@@ -113,7 +122,8 @@ def append(r: redis.Redis, integration_id: str, message: prepared.Message, *, me
                 "index": indexes[pos], "reason": "buffer_full", "event_id": orjson.loads(lines[pos])["event_id"],
                 "detail": "the integration's buffer is full (buffer_max_bytes): delivery is failing or too slow",
             })
-    return IngestResult(result.accepted, rejected, sealed=result.sealed)
+    return IngestResult(result.accepted, rejected, sealed=result.sealed, removed=dict(message.removed),
+                        partition_fallback=message.partition_fallback)
 
 
 def _tell_due_index(r: redis.Redis, integration_id: str, result: buffer.AppendResult, *, now_ms: int,
@@ -157,6 +167,15 @@ def _live_records(live: list[tuple[int, str, str, str, str | None, str]], now_ms
                            "at_ms": now_ms, "hour": hour})[:-1] + b',"gen":'
         for pos, hour, event_id, type_, event, received_at in live
     }
+
+
+def _removed_records(removed_live: list[tuple[str, str, str | None, str, str]], now_ms: int) -> list[bytes]:
+    """Live events records (state ``filtered``, with the reason) of the last events the blueprint removed."""
+    return [
+        orjson.dumps({"event_id": event_id, "type": type_, "event": event, "received_at": received_at,
+                      "at_ms": now_ms, "state": "filtered", "reason": reason})
+        for event_id, type_, event, received_at, reason in removed_live
+    ]
 
 
 # -- flush ------------------------------------------------------------------------------------------------------------

@@ -12,7 +12,10 @@ Version 1, a JSON object::
      "hours": {"2026112715": "<line>\\n<line>..."},   accepted lines of each YYYYMMDDHH hour as one NDJSON text
      "indexes": {"2026112715": [0, 1, ...]},         the producer's index of each line, same grouping and order
      "rejected": [[index, reason, detail, event_id], ...],
-     "live": [[position, hour, event_id, type, event, received_at], ...]}   the last LIST_MAX accepted lines
+     "live": [[position, hour, event_id, type, event, received_at], ...],   the last LIST_MAX accepted lines
+     "removed": {"consent_denied": 3, ...},          events the blueprint removed, by reason
+     "removed_live": [[event_id, type, event, received_at, reason], ...],   the last LIST_MAX of them
+     "fallback": 0}                                  lines partitioned by received hour (timestamp out of bound)
 
 A line is one compact JSON object, which never holds a raw newline (JSON escapes it), so the text splits back into
 the very lines ``prepare`` serialised. ``position`` counts lines over all hours in the order of ``hours``.
@@ -27,7 +30,7 @@ from workers.buffer import LIST_MAX
 from workers.envelope import Prepared, Rejection
 
 VERSION = 1
-_KEYS = frozenset({"v", "hours", "indexes", "rejected", "live"})
+_KEYS = frozenset({"v", "hours", "indexes", "rejected", "live", "removed", "removed_live", "fallback"})
 
 
 class BadMessage(ValueError):
@@ -45,6 +48,9 @@ class Message:
     indexes_by_hour: dict[str, list[int]]
     rejected: list[Rejection]
     live: list[tuple[int, str, str, str, str | None, str]]  # (position, hour, event_id, type, event, received_at)
+    removed: dict[str, int]  # events the blueprint removed, by reason
+    removed_live: list[tuple[str, str, str | None, str, str]]  # (event_id, type, event, received_at, reason)
+    partition_fallback: int  # events partitioned by their received hour, their timestamp out of bound
 
     @property
     def accepted(self) -> int:
@@ -52,8 +58,8 @@ class Message:
 
     @property
     def events(self) -> int:
-        """Events the producer was given: accepted or rejected."""
-        return self.accepted + len(self.rejected)
+        """Events the producer was given: accepted, rejected or removed."""
+        return self.accepted + len(self.rejected) + sum(self.removed.values())
 
 
 def encode(prepared: Prepared) -> dict[str, Any]:
@@ -64,6 +70,9 @@ def encode(prepared: Prepared) -> dict[str, Any]:
         "indexes": prepared.indexes_by_hour,
         "rejected": [list(rj) for rj in prepared.rejected],
         "live": _live(prepared.envelopes_by_hour),
+        "removed": _removed_counts(prepared),
+        "removed_live": _removed_live(prepared),
+        "fallback": prepared.partition_fallback,
     }
 
 
@@ -71,7 +80,9 @@ def message(prepared: Prepared) -> Message:
     """What ``decode(encode(prepared))`` gives, without the round trip through text (a worker that prepares)."""
     live = [(pos, hour, event_id, type_, event, received_at)
             for pos, hour, event_id, type_, event, received_at in _live(prepared.envelopes_by_hour)]
-    return Message(prepared.lines_by_hour, prepared.indexes_by_hour, list(prepared.rejected), live)
+    return Message(prepared.lines_by_hour, prepared.indexes_by_hour, list(prepared.rejected), live,
+                   _removed_counts(prepared), [tuple(e) for e in _removed_live(prepared)],
+                   prepared.partition_fallback)
 
 
 def describe(message: object) -> str:
@@ -79,16 +90,18 @@ def describe(message: object) -> str:
     try:
         accepted = sum(len(i) for i in message["indexes"].values())  # type: ignore[index]
         rejected = len(message["rejected"])  # type: ignore[index]
+        removed = sum(message.get("removed", {}).values())  # type: ignore[union-attr]
     except (TypeError, KeyError, AttributeError):
         return f"<{type(message).__name__}>"
-    return f"<{accepted + rejected} events: {accepted} prepared, {rejected} rejected>"
+    return f"<{accepted + rejected + removed} events: {accepted} prepared, {rejected} rejected, {removed} removed>"
 
 
 def count(message: object) -> int:
     """How many events an encoded message speaks for, as far as it can be read (at least 1): what a message that
     cannot be appended is counted as."""
     try:
-        n = sum(len(i) for i in message["indexes"].values()) + len(message["rejected"])  # type: ignore[index]
+        n = (sum(len(i) for i in message["indexes"].values()) + len(message["rejected"])  # type: ignore[index]
+             + sum(message.get("removed", {}).values()))  # type: ignore[union-attr]
     except (TypeError, KeyError, AttributeError):
         return 1
     return max(n, 1)
@@ -130,7 +143,17 @@ def decode(message: object) -> Message:
     live = message["live"]
     if not isinstance(live, list) or not all(_is_live(e, total, hours) for e in live):
         raise BadMessage(f"live must list [position below {total}, hour, event_id, type, event, received_at] items")
-    return Message(lines_by_hour, indexes, [Rejection(*rj) for rj in rejected], [tuple(e) for e in live])
+    removed = message["removed"]
+    if not isinstance(removed, dict) or not all(type(n) is int and n > 0 for n in removed.values()):
+        raise BadMessage("removed must map each reason to a positive count")
+    removed_live = message["removed_live"]
+    if not isinstance(removed_live, list) or not all(_is_removed_live(e, removed) for e in removed_live):
+        raise BadMessage("removed_live must list [event_id, type, event, received_at, reason counted in removed]")
+    fallback = message["fallback"]
+    if type(fallback) is not int or not 0 <= fallback <= total:
+        raise BadMessage(f"fallback must be a count of the message's lines (0 to {total})")
+    return Message(lines_by_hour, indexes, [Rejection(*rj) for rj in rejected], [tuple(e) for e in live],
+                   removed, [tuple(e) for e in removed_live], fallback)
 
 
 def _is_rejection(item: object) -> bool:
@@ -142,6 +165,24 @@ def _is_live(item: object, total: int, hours: dict[str, Any]) -> bool:
     return (type(item) is list and len(item) == 6 and type(item[0]) is int and 0 <= item[0] < total
             and item[1] in hours and type(item[2]) is str and type(item[3]) is str
             and (item[4] is None or type(item[4]) is str) and type(item[5]) is str)
+
+
+def _is_removed_live(item: object, removed: dict[str, int]) -> bool:
+    return (type(item) is list and len(item) == 5 and type(item[0]) is str and type(item[1]) is str
+            and (item[2] is None or type(item[2]) is str) and type(item[3]) is str and item[4] in removed)
+
+
+def _removed_counts(prepared: Prepared) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for rm in prepared.removed:
+        counts[rm.reason] = counts.get(rm.reason, 0) + 1
+    return counts
+
+
+def _removed_live(prepared: Prepared) -> list[list[Any]]:
+    """The last ``LIST_MAX`` events the blueprint removed, as Live Events shows them (state ``filtered``)."""
+    return [[rm.envelope["event_id"], rm.envelope["type"], rm.envelope.get("event"), rm.envelope["received_at"],
+             rm.reason] for rm in prepared.removed[-LIST_MAX:]]
 
 
 def _live(envelopes_by_hour: dict[str, list[dict[str, Any]]]) -> list[list[Any]]:

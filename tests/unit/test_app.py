@@ -63,7 +63,7 @@ def test_published_task_arguments_show_ids_and_counts_only():
                "rejected": [[1, "invalid_type", "type is required", None]], "live": []}
     headers = {"argsrepr": "...", "kwargsrepr": "{}"}
     _hide_arguments(body=(["int-1", message], {}, {}), headers=headers)
-    assert headers["argsrepr"] == "('int-1', '<2 events: 1 prepared, 1 rejected>')"
+    assert headers["argsrepr"] == "('int-1', '<2 events: 1 prepared, 1 rejected, 0 removed>')"
     _hide_arguments(body=(["int-1", {"user_id": "alice@example.com"}], {}, {}), headers=headers)
     assert headers["argsrepr"] == "('int-1', '<dict>')"
 

@@ -63,12 +63,12 @@ def test_a_message_with_nothing_accepted_carries_its_rejections():
     encoded = prepared.encode(p)
     message = prepared.decode(wire_round_trip(encoded))
     assert (message.accepted, message.events, message.live) == (0, 2, [])
-    assert prepared.describe(encoded) == "<2 events: 0 prepared, 2 rejected>"
+    assert prepared.describe(encoded) == "<2 events: 0 prepared, 2 rejected, 0 removed>"
 
 
 def test_the_description_and_count_are_numbers_only():
     encoded = prepared.encode(envelope.prepare(MIXED, "int-1", received_at=NOW, event_max_bytes=32 * 1024))
-    assert prepared.describe(encoded) == "<5 events: 3 prepared, 2 rejected>"
+    assert prepared.describe(encoded) == "<5 events: 3 prepared, 2 rejected, 0 removed>"
     assert prepared.count(encoded) == 5
     assert prepared.count("garbage") == prepared.count({"indexes": 3}) == 1
 
@@ -116,6 +116,10 @@ def broken(change) -> dict:
     (broken(lambda m: m["rejected"].append([1, "x"])), "rejected must list [index, reason, detail, event_id"),
     (broken(lambda m: m["live"][0].__setitem__(0, 3)), "live must list [position below 3"),
     (broken(lambda m: m["live"][0].__setitem__(1, "2026010100")), "live must list"),
+    (broken(lambda m: m.update(removed={"consent_denied": 0})), "removed must map each reason to a positive count"),
+    (broken(lambda m: m["removed_live"].append(["e9", "track", None, "2026-11-27T15:30:00.000Z", "filtered_out"])),
+     "removed_live must list [event_id, type, event, received_at, reason counted in removed]"),
+    (broken(lambda m: m.update(fallback=4)), "fallback must be a count of the message's lines (0 to 3)"),
 ])
 def test_a_message_of_another_form_is_refused_with_what_is_wrong(message, problem):
     with pytest.raises(prepared.BadMessage) as caught:
@@ -214,7 +218,7 @@ def test_the_api_publishes_prepared_events_that_show_only_ids_and_counts(r):
         broker.close()
     headers = raw["headers"]
     assert headers["id"] == task_id and headers["task"] == "signal.append"
-    assert headers["argsrepr"] == f"('{iid}', '<5 events: 3 prepared, 2 rejected>')"
+    assert headers["argsrepr"] == f"('{iid}', '<5 events: 3 prepared, 2 rejected, 0 removed>')"
     assert "Order Completed" not in json.dumps(headers) and "note" not in json.dumps(headers)
     args = json.loads(zlib.decompress(base64.b64decode(raw["body"])))[0]  # stdlib zlib + json read it
     assert args[0] == iid

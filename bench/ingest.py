@@ -39,18 +39,19 @@ def raw_rpush(r: redis.Redis, lines: list[bytes], total: int) -> dict[str, float
 
 def drain(stack: Stack, env: dict[str, str], r: redis.Redis, iid: str, total: int, *,
           producer: str = "api") -> dict[str, Any]:
-    """``total`` events in ``signal.ingest`` tasks of 500, published before any worker runs, then drained by one
-    ``-P solo`` ingest worker; timed from the moment the queue appears to the last event in its buffer.
+    """``total`` events in tasks of 500, published before any worker runs, then drained by one ``-P solo`` ingest
+    worker; timed from the moment the queue appears to the last event in its buffer.
 
-    ``producer="api"``: published as the API does (``Broker.ingest``: compressed); ``"plain"``: as a producer that
-    sends an uncompressed list of event objects with Celery's defaults.
+    ``producer="api"``: published as the API does (``Broker.publish``: prepared here, ``signal.append``,
+    compressed); ``"plain"``: as a producer that sends ``signal.ingest`` with an uncompressed list of event objects
+    and Celery's defaults (the worker prepares them).
     """
     events = make_events(BATCH, seed=11)
     broker = Broker(Settings(redis_url=stack.redis.url))
     t0 = time.perf_counter()
     for _ in range(total // BATCH):
         if producer == "api":
-            broker.ingest(iid, events)
+            broker.publish(iid, events)
         else:
             broker.app.send_task("signal.ingest", args=[iid, events], queue="ingest")
     publish_s = time.perf_counter() - t0

@@ -1,37 +1,57 @@
-"""``signal.ingest(integration_id, events)``: validate and buffer a list of canonical envelopes."""
+"""``signal.append(integration_id, prepared)`` appends events a producer prepared (the API's form);
+``signal.ingest(integration_id, events)`` validates and buffers a list of event objects (any other producer)."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from celery import Task
 
 from tasks.flush import upload
-from workers import delivery, registry
+from workers import delivery, prepared, registry
 from workers.app import app
 from workers.db import TRANSIENT_ERRORS, redis_client
 from workers.settings import get_settings
 
 log = logging.getLogger(__name__)
 
-
 # A Redis blip, a cluster failover or an append not yet on enough replicas is retried: the append is atomic and
 # de-duplicated by message id, so a retry never doubles events.
-@app.task(name="signal.ingest", bind=True, acks_late=True, ignore_result=True,
-          autoretry_for=TRANSIENT_ERRORS, retry_backoff=True, retry_backoff_max=60,
-          retry_jitter=True, max_retries=20)
+RETRY = {"bind": True, "acks_late": True, "ignore_result": True, "autoretry_for": TRANSIENT_ERRORS,
+         "retry_backoff": True, "retry_backoff_max": 60, "retry_jitter": True, "max_retries": 20}
+
+
+@app.task(name="signal.append", **RETRY)
+def append(self: Task, integration_id: str, message: object) -> dict[str, object]:
+    def work() -> delivery.IngestResult:
+        return delivery.append(redis_client(), integration_id, prepared.decode(message),
+                               message_id=self.request.id or "", settings=get_settings())
+
+    return _run(integration_id, work, prepared.count(message), message)
+
+
+@app.task(name="signal.ingest", **RETRY)
 def ingest(self: Task, integration_id: str, events: list) -> dict[str, object]:
+    def work() -> delivery.IngestResult:
+        return delivery.ingest(redis_client(), integration_id, events, message_id=self.request.id or "",
+                               settings=get_settings())
+
+    return _run(integration_id, work, len(events) if isinstance(events, list) else 1, events)
+
+
+def _run(integration_id: str, work: Callable[[], delivery.IngestResult], n: int, payload: object) -> dict[str, object]:
+    """Run one ingest, dispatch what it sealed, and make every outcome visible for the integration."""
     try:
-        result = delivery.ingest(redis_client(), integration_id, events, message_id=self.request.id or "",
-                                 settings=get_settings())
+        result = work()
     except (registry.UnknownIntegration, delivery.IntegrationDisabled) as exc:
-        log.error("ingest refused: %s", exc, extra={"integration_id": integration_id, "events": len(events)})
+        log.error("ingest refused: %s", exc, extra={"integration_id": integration_id, "events": n})
         return {"accepted": 0, "error": str(exc)}
     except TRANSIENT_ERRORS:
         raise  # retried: the append is atomic and de-duplicated
     except Exception as exc:
         # the message is acked after a failure (Redis has no dead-letter queue): make it visible per integration
-        n = delivery.record_ingest_failure(redis_client(), integration_id, events, exc)
+        n = delivery.record_ingest_failure(redis_client(), integration_id, payload, exc, n=n)
         log.exception("ingest failed for %d events of integration=%s", n, integration_id,
                       extra={"integration_id": integration_id, "events": n})
         raise
@@ -39,8 +59,7 @@ def ingest(self: Task, integration_id: str, events: list) -> dict[str, object]:
         upload.apply_async((integration_id, batch_id))
     if result.rejected:
         reasons = sorted({str(r["reason"]) for r in result.rejected})
-        log.warning("integration=%s rejected %d of %d events: %s", integration_id, len(result.rejected), len(events),
+        log.warning("integration=%s rejected %d of %d events: %s", integration_id, len(result.rejected), n,
                     ", ".join(reasons),
                     extra={"integration_id": integration_id, "events": len(result.rejected), "reasons": reasons})
     return result.summary()
-

@@ -25,7 +25,7 @@ from celery.signals import (
 )
 from celery.utils.log import get_multiprocessing_logger
 
-from workers import logs, topology, wire
+from workers import logs, prepared, topology, wire
 from workers.db import eviction_warnings, redis_client
 from workers.settings import get_settings
 
@@ -45,6 +45,7 @@ app.conf.update(
     worker_prefetch_multiplier=1,
     task_routes={
         "signal.ingest": {"queue": "ingest"},
+        "signal.append": {"queue": "ingest"},
         "signal.upload": {"queue": "flush"},
         "signal.flush_due": {"queue": "flush"},
     },
@@ -112,7 +113,8 @@ def _hide_arguments(body: object = None, headers: dict | None = None, **_: objec
         return
     args = body[0] if isinstance(body, tuple) and body and isinstance(body[0], list | tuple) else []
     headers["argsrepr"] = repr(tuple(a if isinstance(a, str) else f"<{len(a)} items>" if isinstance(a, list)
-                                     else type(a).__name__ for a in args))
+                                     else prepared.describe(a) if isinstance(a, dict) else type(a).__name__
+                                     for a in args))
     headers["kwargsrepr"] = "{}"
 
 

@@ -94,10 +94,16 @@ def append(
     rejection_counts: Mapping[str, int] | None = None,
     rejection_records: Sequence[bytes] = (),
     live_records: Mapping[int, bytes] | None = None,
+    removed_counts: Mapping[str, int] | None = None,
+    removed_records: Sequence[bytes] = (),
+    partition_fallback: int = 0,
     min_replicas: int = 0,
     replicas_timeout_ms: int = 1000,
 ) -> AppendResult:
-    """Append event lines to their hourly buffers, once per ``message_id``, atomically with the rejection counts.
+    """Append event lines to their hourly buffers, once per ``message_id``, atomically with the counts: rejections
+    (``rejected:<reason>``), events the blueprint removed (``removed:<reason>``, with their complete live records
+    ``removed_records``) and events partitioned by received hour for being outside the partition bound
+    (``partition_fallback``).
 
     ``live_records`` maps positions in the flattened lines to a JSON object missing its closing generation
     (``b'{..., "gen":'``): the script completes it with the generation of the buffer the line went into.
@@ -110,16 +116,21 @@ def append(
     args: list[object] = [
         now_ms, seen_ttl_ms, cap_bytes, batch_max_events, batch_max_bytes, seal_due_ms, LIST_MAX, *_prefixes(iid),
     ]
-    counts = rejection_counts or {}
+    counts = [(f"rejected:{reason}", n) for reason, n in (rejection_counts or {}).items()]
+    counts += [(f"removed:{reason}", n) for reason, n in (removed_counts or {}).items()]
+    if partition_fallback:
+        counts.append((keys.STAT_PARTITION_FALLBACK, partition_fallback))
     args.append(len(counts))
-    for reason, count in counts.items():
-        args += [reason, count]
+    for stat, count in counts:
+        args += [stat, count]
     args.append(len(rejection_records))
     args += rejection_records
     live = live_records or {}
     args.append(len(live))
     for position, record in live.items():
         args += [position + 1, record]
+    args.append(len(removed_records))
+    args += removed_records
     args.append(len(lines_by_hour))
     for hour, lines in lines_by_hour.items():
         n_ids = _ids_needed(lines, batch_max_events, batch_max_bytes)

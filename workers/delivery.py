@@ -17,7 +17,7 @@ from typing import NoReturn
 import orjson
 import redis
 
-from workers import buffer, clock, due, envelope, keys, registry, s3
+from workers import buffer, clock, due, envelope, keys, prepared, registry, s3
 from workers.db import text
 from workers.errors import Failure, PermanentError, TransientError, classify, hint_for
 from workers.object_keys import object_key, variant_of
@@ -41,34 +41,58 @@ class IngestResult:
     rejected: list[dict[str, object]] = field(default_factory=list)
     duplicate: bool = False
     sealed: list[str] = field(default_factory=list)
+    removed: dict[str, int] = field(default_factory=dict)  # events the blueprint removed, by reason
+    partition_fallback: int = 0
 
     def summary(self) -> dict[str, object]:
-        return {"accepted": self.accepted, "rejected": self.rejected, "duplicate": self.duplicate}
+        return {"accepted": self.accepted, "rejected": self.rejected, "duplicate": self.duplicate,
+                "removed": self.removed, "partition_fallback": self.partition_fallback}
 
 
-def ingest(r: redis.Redis, integration_id: str, events: object, *, message_id: str, settings: Settings) -> IngestResult:
-    """Validate ``events`` and append the valid ones to the integration's hourly buffers, once per message.
+def prepare(r: redis.Redis, integration_id: str, events: object, *, settings: Settings) -> envelope.Prepared:
+    """Validate, stamp and serialise ``events`` for one integration: the half of ingest a producer can run.
 
-    Raises UnknownIntegration / IntegrationDisabled (nothing buffered). Invalid events are rejected one by one,
-    with a reason, and counted; so are events over the integration's buffer cap (reason ``buffer_full``).
+    Raises UnknownIntegration / IntegrationDisabled, and TypeError when ``events`` is not a list. Invalid events are
+    rejected one by one, with a reason; the integration's blueprint runs on the valid ones (those it removes are
+    reported by reason, not as errors) and the config's ``partition_time`` picks each event's hour. The integration is
+    read through the registry's per-process cache, so its config may be up to ``registry.GET_CACHE_TTL_S`` old.
     """
     integ = registry.get(r, integration_id)
     if not integ.enabled:
         raise IntegrationDisabled(integration_id)
     if not isinstance(events, list):
         raise TypeError("events must be a list of event objects")
+    return envelope.prepare(events, integration_id, received_at=clock.now(), event_max_bytes=settings.event_max_bytes,
+                            rules=integ.rules, partition=integ.config)
+
+
+def ingest(r: redis.Redis, integration_id: str, events: object, *, message_id: str, settings: Settings) -> IngestResult:
+    """Validate ``events`` and append the valid ones to the integration's hourly buffers, once per message: ``prepare``
+    here, then the same ``append`` as a prepared message."""
+    message = prepared.message(prepare(r, integration_id, events, settings=settings))
+    return append(r, integration_id, message, message_id=message_id, settings=settings)
+
+
+def append(r: redis.Redis, integration_id: str, message: prepared.Message, *, message_id: str,
+           settings: Settings) -> IngestResult:
+    """Append a prepared message's lines to the integration's hourly buffers, once per message, with its rejections.
+
+    Raises UnknownIntegration / IntegrationDisabled (nothing buffered). The rejections ``prepare`` made are counted
+    with the append; lines over the integration's buffer cap are refused one by one (reason ``buffer_full``).
+    """
+    integ = registry.get(r, integration_id)
+    if not integ.enabled:
+        raise IntegrationDisabled(integration_id)
     cfg = integ.config
-    now = clock.now()
-    now_ms = clock.to_ms(now)
-    prepared = envelope.prepare(events, integration_id, received_at=now, event_max_bytes=settings.event_max_bytes)
+    now_ms = clock.now_ms()
     rejected = [
         {"index": rj.index, "reason": rj.reason, "detail": rj.detail, "event_id": rj.event_id}
-        for rj in prepared.rejected
+        for rj in message.rejected
     ]
     result = buffer.append(
         r,
         integration_id,
-        prepared.lines_by_hour,
+        message.lines_by_hour,
         message_id=message_id,
         now_ms=now_ms,
         seen_ttl_ms=settings.ingest_dedup_ttl_s * 1000,
@@ -76,9 +100,12 @@ def ingest(r: redis.Redis, integration_id: str, events: object, *, message_id: s
         batch_max_events=cfg.batch_max_events,
         batch_max_bytes=cfg.batch_max_bytes,
         seal_due_ms=now_ms + int(settings.lease_s * 1000),
-        rejection_counts=Counter(rj.reason for rj in prepared.rejected),
+        rejection_counts=Counter(rj.reason for rj in message.rejected),
         rejection_records=[orjson.dumps({"at_ms": now_ms, **rj}) for rj in rejected],
-        live_records=_live_records(prepared.envelopes_by_hour, now_ms),
+        live_records=_live_records(message.live, now_ms),
+        removed_counts=message.removed,
+        removed_records=_removed_records(message.removed_live, now_ms),
+        partition_fallback=message.partition_fallback,
         min_replicas=settings.redis_min_replicas,
         replicas_timeout_ms=settings.redis_min_replicas_timeout_ms,
     )
@@ -87,15 +114,16 @@ def ingest(r: redis.Redis, integration_id: str, events: object, *, message_id: s
     if result.duplicate:
         return IngestResult(0, [], duplicate=True)
     if result.refused_positions:
-        # lines went in grouped by hour: map their positions back to the caller's indexes
-        indexes = [i for idx in prepared.indexes_by_hour.values() for i in idx]
-        lines = [line for group in prepared.lines_by_hour.values() for line in group]
+        # lines went in grouped by hour: map their positions back to the producer's indexes
+        indexes = [i for idx in message.indexes_by_hour.values() for i in idx]
+        lines = [line for group in message.lines_by_hour.values() for line in group]
         for pos in result.refused_positions:
             rejected.append({
                 "index": indexes[pos], "reason": "buffer_full", "event_id": orjson.loads(lines[pos])["event_id"],
                 "detail": "the integration's buffer is full (buffer_max_bytes): delivery is failing or too slow",
             })
-    return IngestResult(result.accepted, rejected, sealed=result.sealed)
+    return IngestResult(result.accepted, rejected, sealed=result.sealed, removed=dict(message.removed),
+                        partition_fallback=message.partition_fallback)
 
 
 def _tell_due_index(r: redis.Redis, integration_id: str, result: buffer.AppendResult, *, now_ms: int,
@@ -113,10 +141,13 @@ def _tell_due_index(r: redis.Redis, integration_id: str, result: buffer.AppendRe
         due.lower(r, integration_id, min(due_at))
 
 
-def record_ingest_failure(r: redis.Redis, integration_id: str, events: object, exc: BaseException) -> int:
+def record_ingest_failure(r: redis.Redis, integration_id: str, events: object, exc: BaseException, *,
+                          n: int | None = None) -> int:
     """Count the events of a message whose ingest failed unexpectedly (nothing was appended), so the integration's
-    status shows them as rejected (reason ``ingest_failed``) with the error, instead of only a worker log line."""
-    n = len(events) if isinstance(events, list) else 1
+    status shows them as rejected (reason ``ingest_failed``) with the error, instead of only a worker log line.
+    ``n`` is their number when ``events`` is not the list of them (a prepared message)."""
+    if n is None:
+        n = len(events) if isinstance(events, list) else 1
     detail = f"ingest failed before buffering: {type(exc).__name__}: {str(exc)[:200]}"
     record = orjson.dumps({"at_ms": clock.now_ms(), "index": None, "reason": "ingest_failed", "detail": detail,
                            "event_id": None, "events": n})
@@ -128,23 +159,23 @@ def record_ingest_failure(r: redis.Redis, integration_id: str, events: object, e
     return n
 
 
-def _live_records(envelopes_by_hour: dict[str, list[dict]], now_ms: int) -> dict[int, bytes]:
-    """Trace records of the last accepted lines (the live events view), keyed by flattened position."""
-    total = sum(len(group) for group in envelopes_by_hour.values())
-    first = total - buffer.LIST_MAX
-    out: dict[int, bytes] = {}
-    pos = 0
-    for hour, group in envelopes_by_hour.items():
-        if pos + len(group) <= first:
-            pos += len(group)
-            continue
-        for e in group:
-            if pos >= first:
-                record = {"event_id": e["event_id"], "type": e["type"], "event": e.get("event"),
-                          "received_at": e["received_at"], "at_ms": now_ms, "hour": hour}
-                out[pos] = orjson.dumps(record)[:-1] + b',"gen":'
-            pos += 1
-    return out
+def _live_records(live: list[tuple[int, str, str, str, str | None, str]], now_ms: int) -> dict[int, bytes]:
+    """Trace records of the last accepted lines (the live events view), keyed by flattened position, each missing
+    the generation the append script completes it with."""
+    return {
+        pos: orjson.dumps({"event_id": event_id, "type": type_, "event": event, "received_at": received_at,
+                           "at_ms": now_ms, "hour": hour})[:-1] + b',"gen":'
+        for pos, hour, event_id, type_, event, received_at in live
+    }
+
+
+def _removed_records(removed_live: list[tuple[str, str, str | None, str, str]], now_ms: int) -> list[bytes]:
+    """Live events records (state ``filtered``, with the reason) of the last events the blueprint removed."""
+    return [
+        orjson.dumps({"event_id": event_id, "type": type_, "event": event, "received_at": received_at,
+                      "at_ms": now_ms, "state": "filtered", "reason": reason})
+        for event_id, type_, event, received_at, reason in removed_live
+    ]
 
 
 # -- flush ------------------------------------------------------------------------------------------------------------

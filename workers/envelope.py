@@ -5,6 +5,11 @@ stamps ``received_at`` / ``event_id`` / ``integration_id``, serialises each acce
 canonical key order and groups the lines by the UTC hour of the event's ``received_at``. A bad event is reported as a
 ``Rejection`` and never affects the others.
 
+With the integration's compiled blueprint (``rules``), each valid stamped event then passes ``Rules.apply``: a
+removed event is reported as ``Removed`` (not an error), a changed one is serialised as changed. With
+``partition_time`` ``timestamp`` (``partition``), an accepted event is grouped by the hour of its own timestamp
+(``workers.partitions``), and events outside the bound are counted in ``partition_fallback``.
+
 Rules:
 - each event is a JSON object with ``type`` in track/page/screen/identify/group/alias;
 - ``event`` (non-empty string) is required for ``track``;
@@ -30,11 +35,15 @@ import os
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import orjson
 
+from workers import partitions
 from workers.clock import hour_of, iso
+
+if TYPE_CHECKING:
+    from workers.rules import Rules
 
 EVENT_TYPES: frozenset[str] = frozenset({"track", "page", "screen", "identify", "group", "alias"})
 FIELD_MAX_CHARS = 1024
@@ -120,9 +129,19 @@ class Rejection(NamedTuple):
     event_id: str | None
 
 
+class Removed(NamedTuple):
+    """A valid event the integration's blueprint removed (not an error): ``reason`` is ``filtered_out`` or
+    ``consent_denied``; ``envelope`` is the stamped event as it arrived."""
+
+    index: int
+    reason: str
+    envelope: dict[str, Any]
+
+
 @dataclass(slots=True)
 class Prepared:
-    """Accepted lines (compact JSON, no newline) grouped by ``YYYYMMDDHH`` hour, plus the rejections."""
+    """Accepted lines (compact JSON, no newline) grouped by ``YYYYMMDDHH`` hour, plus the rejections, the events the
+    blueprint removed and how many events fell outside ``partition_time_bound_s`` (partitioned by received hour)."""
 
     lines_by_hour: dict[str, list[bytes]] = field(default_factory=dict)
     # the caller's index of each line, in the same grouping and order as ``lines_by_hour``
@@ -130,7 +149,9 @@ class Prepared:
     # the envelope (a dict) each line was serialised from, in the same grouping and order
     envelopes_by_hour: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     rejected: list[Rejection] = field(default_factory=list)
+    removed: list[Removed] = field(default_factory=list)
     accepted: int = 0
+    partition_fallback: int = 0
 
 
 class _Invalid(Exception):
@@ -146,8 +167,16 @@ def prepare(
     *,
     received_at: datetime,
     event_max_bytes: int,
+    rules: Rules | None = None,
+    partition: partitions.PartitionConfig | None = None,
 ) -> Prepared:
-    """Validate, stamp and serialise ``events``; ``received_at`` (aware) stamps every event that has none."""
+    """Validate, stamp and serialise ``events``; ``received_at`` (aware) stamps every event that has none.
+
+    ``rules`` (the integration's compiled blueprint, None for the default one) run on each valid, stamped event: an
+    event they remove goes to ``removed`` with its reason, a changed one is serialised as changed. With a
+    ``partition`` config whose ``partition_time`` is ``timestamp``, an event's hour is that of its timestamp (within
+    the bound; ``partition_fallback`` counts those outside it). Neither costs anything when not asked for.
+    """
     if not isinstance(integration_id, str) or not integration_id:
         raise ValueError("integration_id must be a non-empty string")
     if received_at.tzinfo is None or received_at.utcoffset() is None:
@@ -164,6 +193,11 @@ def prepare(
     indexes_by_hour = prepared.indexes_by_hour
     envelopes_by_hour = prepared.envelopes_by_hour
     rejected = prepared.rejected
+    removed = prepared.removed
+    by_timestamp = None
+    if partition is not None and partition.partition_time == partitions.TIMESTAMP:
+        by_timestamp = partitions.TimestampHours(partition.partition_time_bound_s)
+    partition_fallback = 0
     times: set[str] = set()  # canonical date-times already checked in this call
     accepted = 0
 
@@ -187,6 +221,18 @@ def prepare(
                 rejected.append(Rejection(index, invalid.reason, invalid.detail, _client_event_id(event)))
                 continue
         envelope, hour = built
+        if rules is not None:
+            try:
+                kept = rules.apply(envelope)
+            except (_JSONEncodeError, UnicodeEncodeError) as error:  # a value to hash with no JSON or UTF-8 text
+                rejected.append(Rejection(index, NOT_SERIALIZABLE,
+                                          f"event cannot be serialised as JSON: {_short(str(error))}",
+                                          envelope["event_id"]))
+                continue
+            if type(kept) is str:
+                removed.append(Removed(index, kept, envelope))
+                continue
+            envelope = kept  # type: ignore[assignment]
         try:
             line = _dumps(envelope)
         except _JSONEncodeError as error:
@@ -209,6 +255,11 @@ def prepare(
                 )
             )
             continue
+        if by_timestamp is not None:
+            timestamp = envelope.get("timestamp")
+            if timestamp is not None:
+                hour, outside = by_timestamp.hour(envelope["received_at"], timestamp)
+                partition_fallback += outside
         bucket = lines_by_hour.get(hour)
         if bucket is None:
             lines_by_hour[hour] = [line]
@@ -221,6 +272,7 @@ def prepare(
         accepted += 1
 
     prepared.accepted = accepted
+    prepared.partition_fallback = partition_fallback
     return prepared
 
 

@@ -12,11 +12,13 @@ Per integration ``I``:
   sig:{I}:meta:<id>          hash    batch metadata (hour, events, bytes, state, attempts, lease, errors)
   sig:{I}:pending            zset    batch id -> ms when it may next be (re)claimed (lease expiry / retry due)
   sig:{I}:dead               zset    dead-letter index: batch id -> ms it was held
-  sig:{I}:stats              hash    counters (buffered / delivered / rejected by reason ...)
+  sig:{I}:stats              hash    counters (buffered / delivered / rejected:<reason> / removed:<reason> /
+                                     partition_fallback ...)
   sig:{I}:status             hash    last success and last error (code, message, hint, time)
   sig:{I}:seen:<message id>  string  ingest de-duplication marker for a delivered message
   sig:{I}:rejections         list    most recent rejected events with their reasons (capped)
-  sig:{I}:live               list    most recent accepted events: id, type, hour, buffer generation (capped)
+  sig:{I}:live               list    most recent accepted events: id, type, hour, buffer generation; and events the
+                                     blueprint removed: state filtered, reason (capped)
   sig:{I}:gen:<hour>         string  generation of the open buffer of that hour (+1 at every seal; expires)
   sig:{I}:sealed:<hour>:<g>  string  batch id that generation <g> of the hour's buffer was sealed into (expires)
   sig:{I}:delivered:<id>     string  object key a delivered batch was written to (expires)
@@ -50,6 +52,9 @@ INTEGRATIONS = f"{PREFIX}:integrations"
 DUE = f"{PREFIX}:{{due}}:index"  # one hash tag: the index and its versions are updated by one script
 DUE_VERSIONS = f"{PREFIX}:{{due}}:versions"
 DUE_CHECKED = f"{PREFIX}:due:checked"
+# stats field: events of a partition_time timestamp integration whose timestamp was outside partition_time_bound_s,
+# partitioned by their received hour instead
+STAT_PARTITION_FALLBACK = "partition_fallback"
 
 
 def tag(integration_id: str) -> str:

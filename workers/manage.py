@@ -16,7 +16,7 @@ from typing import Any
 import redis
 
 from workers import buffer, catalog, delivery, keys, registry, s3, sources, status
-from workers.blueprint import parse_blueprint
+from workers.blueprint import describe, parse_blueprint
 from workers.broker import Broker
 from workers.config import ConfigError, IntegrationConfig, parse_config
 from workers.errors import Failure
@@ -194,7 +194,9 @@ def run_test_event(r: redis.Redis, broker: Broker, integration_id: str, *, setti
     """Send one test track event through the real path (ingest task, seal, upload task) and wait for its outcome.
 
     Returns (HTTP status, body): 200 delivered with the object key, 424 failed with code/message/hint, 409 when the
-    integration is disabled, 504 with the state reached when ``timeout_s`` ran out.
+    integration is disabled or when its blueprint removed the test event (``"state": "filtered"`` with the
+    ``reason`` and what the blueprint does: nothing was written to S3), 504 with the state reached when
+    ``timeout_s`` ran out.
     """
     integ = registry.get(r, integration_id)
     if not integ.enabled:
@@ -218,6 +220,8 @@ def run_test_event(r: redis.Redis, broker: Broker, integration_id: str, *, setti
                     broker.upload(integration_id, batch_id)
                 flushed = True
                 continue
+            if state == "filtered":
+                return 409, _filtered_test_event(integ, event_id, found["reason"])
             if state == "delivered":
                 return 200, {"event_id": event_id, "state": "delivered", "bucket": integ.config.bucket,
                              "object_key": found.get("object_key"), "batch_id": found.get("batch_id"),
@@ -235,3 +239,22 @@ def run_test_event(r: redis.Redis, broker: Broker, integration_id: str, *, setti
                 body["code"] = found["code"]
             return 504, body
         time.sleep(POLL_INTERVAL_S)
+
+
+_FILTERED_WHY = {
+    "consent_denied": "the blueprint requires consent the test event does not carry (it has no consent information)",
+    "filtered_out": "the blueprint's events rule does not deliver a track event named \"Signal Test Event\"",
+}
+
+
+def _filtered_test_event(integ: registry.Integration, event_id: str, reason: str) -> dict[str, Any]:
+    """The answer when the integration's blueprint removed the test event: it reached the ingest path and was counted
+    under ``removed_events``, but nothing went to S3, so the bucket was not tested."""
+    why = _FILTERED_WHY.get(reason, "the blueprint removed it")
+    return {
+        "error": "filtered", "event_id": event_id, "state": "filtered", "reason": reason, "code": reason,
+        "message": f"the test event was removed by the integration's blueprint ({reason}): {why}; nothing was "
+                   "written to S3, so the bucket was not tested",
+        "hint": "Blueprint: " + " ".join(describe(integ.blueprint)) + " To test the bucket, send an event the "
+                "blueprint delivers, or test while the blueprint forwards all events.",
+    }

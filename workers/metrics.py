@@ -135,6 +135,12 @@ def families(rows: Iterable[IntegrationCounters]) -> list[Metric]:
     ingested = CounterMetricFamily("signal_events_ingested", "Events accepted into the buffers.", labels=iid)
     rejected = CounterMetricFamily("signal_events_rejected", "Events rejected, by reason.",
                                    labels=[*iid, "reason"])
+    removed = CounterMetricFamily("signal_events_removed", "Valid events the integration's blueprint removed "
+                                  "(never written to S3), by reason: filtered_out, consent_denied.",
+                                  labels=[*iid, "reason"])
+    fallback = CounterMetricFamily("signal_events_partition_fallback", "Events of a partition_time timestamp "
+                                   "integration whose timestamp was outside partition_time_bound_s, partitioned by "
+                                   "their received hour.", labels=iid)
     buffered_events = GaugeMetricFamily("signal_events_buffered",
                                         "Accepted events not yet delivered (open buffers and sealed batches).",
                                         labels=iid)
@@ -161,6 +167,9 @@ def families(rows: Iterable[IntegrationCounters]) -> list[Metric]:
         ingested.add_metric(label, row.stats.get("ingested_events", 0))
         for reason, count in sorted(row.by_prefix("rejected:").items()):
             rejected.add_metric([*label, reason], count)
+        for reason, count in sorted(row.by_prefix("removed:").items()):
+            removed.add_metric([*label, reason], count)
+        fallback.add_metric(label, row.stats.get(keys.STAT_PARTITION_FALLBACK, 0))
         buffered_events.add_metric(label, row.stats.get("buffered_events", 0))
         buffered_bytes.add_metric(label, row.stats.get("buffered_bytes", 0))
         objects.add_metric(label, row.stats.get("delivered_objects", 0))
@@ -173,8 +182,8 @@ def families(rows: Iterable[IntegrationCounters]) -> list[Metric]:
         dead_events.add_metric(label, row.dead_letter_events)
         upload.add_metric(label, row.upload.prometheus_buckets(UPLOAD_BUCKETS_S), row.upload.sum_us / 1e6)
         latency.add_metric(label, row.latency.prometheus_buckets(LATENCY_BUCKETS_S), row.latency.sum_us / 1e6)
-    return [ingested, rejected, buffered_events, buffered_bytes, objects, events, nbytes, failures, retries,
-            dead_batches, dead_events, upload, latency]
+    return [ingested, rejected, removed, fallback, buffered_events, buffered_bytes, objects, events, nbytes, failures,
+            retries, dead_batches, dead_events, upload, latency]
 
 
 class FleetCollector(Collector):

@@ -43,6 +43,8 @@ def integration_status(r: redis.Redis, integration_id: str) -> dict[str, Any]:
         "buffered_bytes": stats.get("buffered_bytes", 0),
         "ingested_events": stats.get("ingested_events", 0),
         "rejected_events": {k.split(":", 1)[1]: v for k, v in stats.items() if k.startswith("rejected:")},
+        "removed_events": {k.split(":", 1)[1]: v for k, v in stats.items() if k.startswith("removed:")},
+        "partition_fallback_events": stats.get(keys.STAT_PARTITION_FALLBACK, 0),
         "delivered_objects": stats.get("delivered_objects", 0),
         "delivered_events": stats.get("delivered_events", 0),
         "delivered_bytes": stats.get("delivered_bytes", 0),
@@ -73,16 +75,22 @@ def current_error(st: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def live_events(r: redis.Redis, integration_id: str, limit: int = 50) -> list[dict[str, Any]]:
-    """The most recent accepted events, newest first, each with its delivery state:
+    """The most recent valid events, newest first, each with its delivery state:
     ``buffered`` (waiting for its flush), ``uploading`` / ``retrying`` (sealed into a batch on its way, with the last
-    error code when retrying), ``delivered`` (with the object key) or ``failed`` (held in the dead-letter store, with
-    the error code and hint)."""
+    error code when retrying), ``delivered`` (with the object key), ``failed`` (held in the dead-letter store, with
+    the error code and hint) or ``filtered`` (removed by the integration's blueprint, with the ``reason``:
+    ``filtered_out`` or ``consent_denied``; it never reaches S3)."""
     registry.get(r, integration_id)
     records = [orjson.loads(x) for x in r.lrange(keys.live(integration_id), 0, max(limit, 1) - 1)]
     pipe = r.pipeline(transaction=False)
     for rec in records:
-        pipe.get(keys.sealed(integration_id, rec["hour"], rec["gen"]))
-    batch_ids = [text(b) if b else None for b in pipe.execute()]
+        if "hour" in rec:
+            pipe.get(keys.sealed(integration_id, rec["hour"], rec["gen"]))
+    sealed = iter(pipe.execute())
+    batch_ids: list[str | None] = []
+    for rec in records:
+        b = next(sealed) if "hour" in rec else None  # a filtered event has no buffer to trace
+        batch_ids.append(text(b) if b else None)
     for b in batch_ids:
         if b:
             pipe.get(keys.delivered(integration_id, b))
@@ -94,7 +102,9 @@ def live_events(r: redis.Redis, integration_id: str, limit: int = 50) -> list[di
             "event_id": rec["event_id"], "type": rec["type"], "event": rec.get("event"),
             "received_at": rec["received_at"], "batch_id": b, "state": "buffered",
         }
-        if b:
+        if rec.get("state") == "filtered":
+            view.update(state="filtered", reason=rec["reason"])
+        elif b:
             delivered_key = next(traced)
             state, code, hint, key = (text(v) if v is not None else None for v in next(traced))
             if delivered_key:

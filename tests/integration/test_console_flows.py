@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import os
 import re
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -21,6 +22,9 @@ from tests.support.browser import screenshot
 from tests.support.fleet import event_counts, read_objects
 from tests.support.s3_fixtures import s3_client
 from tests.support.seed import ACCESS_KEY_ID, SECRET_ACCESS_KEY
+from workers import registry
+from workers.blueprint import parse_blueprint
+from workers.config import ConfigError
 from workers.errors import HINTS
 
 TOKEN = "flows-" + uuid.uuid4().hex
@@ -231,3 +235,104 @@ def test_a_wrong_secret_is_shown_fixed_in_settings_and_replayed_exactly_once(
     log = process.log_text()
     assert wrong_secret not in log and moto_iam.limited.secret_access_key not in log and TOKEN not in log
     assert HINTS["SignatureDoesNotMatch"] == SIGNATURE_HINT
+
+
+def test_a_blueprint_set_at_install_and_changed_in_settings_decides_what_is_delivered(
+        running, page, page_errors, make_bucket, s3_admin):
+    base_url, bucket = running, make_bucket()
+    sign_in(page, base_url)
+    page.goto(base_url + "/integrations/library/amazon_s3/install")
+    section = page.locator("#blueprint-section")
+    expect(section).not_to_have_attribute("open", "")  # folded: the default forwards all events
+    page.get_by_label("Bucket (required)", exact=True).fill(bucket)
+    page.get_by_label("Region (required)", exact=True).select_option("us-east-1")
+    page.get_by_label("Access key ID (required)", exact=True).fill(ACCESS_KEY_ID)
+    page.get_by_label("Secret access key (required)", exact=True).fill(SECRET_ACCESS_KEY)
+    section.locator("summary").click()
+    page.get_by_label("Required consent categories", exact=True).fill("analytics")
+    page.get_by_label("Fields to hash", exact=True).fill("event_id, traits.email")
+    page.get_by_role("button", name="Install Integration").click()
+
+    with pytest.raises(ConfigError) as api_error:  # what the API's 422 says for the same blueprint
+        parse_blueprint({"consent": {"require": ["analytics"]}, "hash_fields": ["event_id", "traits.email"]})
+    [expected] = [e["message"] for e in api_error.value.errors if e["field"] == "blueprint.hash_fields"]
+    expect(page.locator("#field-blueprint-hash-fields-error")).to_have_text("Error: " + expected)
+    expect(page.locator("#blueprint-section")).to_have_attribute("open", "")
+    expect(page.get_by_label("Fields to hash", exact=True)).to_have_value("event_id, traits.email")
+    expect(page.get_by_label("Required consent categories", exact=True)).to_have_value("analytics")
+    screenshot(page, "blueprint-1-error-next-to-its-field")
+
+    page.get_by_label("Fields to hash", exact=True).fill("traits.email")
+    page.get_by_label("Access key ID (required)", exact=True).fill(ACCESS_KEY_ID)
+    page.get_by_label("Secret access key (required)", exact=True).fill(SECRET_ACCESS_KEY)
+    page.get_by_role("button", name="Install Integration").click()
+    page.wait_for_url(re.compile(r"/integrations/[0-9a-f-]{36}$"))
+    integration_url = page.url
+    rules = ("Delivers an event only when consent is granted for analytics; an event without consent information is "
+             "not delivered. Replaces traits.email with a keyed hash (HMAC-SHA-256).")
+    expect(page.locator("#blueprint")).to_have_text(rules)
+    expect(page.get_by_role("status")).to_have_text("Amazon S3 installed. Blueprint: " + rules)
+
+    write_key = httpx.get(f"{base_url}/v1/admin/sources/default",
+                          headers={"Authorization": f"Bearer {TOKEN}"}).json()["write_key"]
+    run = uuid.uuid4().hex[:8]
+    send_events(base_url, write_key, [
+        {"type": "track", "event": "Granted", "messageId": f"{run}-granted", "userId": "u1",
+         "context": {"consent": {"categoryPreferences": {"analytics": True}}}, "traits": {"email": "a@example.com"}},
+        {"type": "track", "event": "Refused", "messageId": f"{run}-denied", "userId": "u2",
+         "context": {"consent": {"analytics": False}}},
+        {"type": "track", "event": "Unknown", "messageId": f"{run}-unknown", "userId": "u3"},
+    ])
+    page.get_by_role("link", name="Live Events").click()
+    rows = page.locator("#live-events tbody tr")
+    expect(rows.filter(has_text="Granted").locator(".badge")).to_have_text("delivered", timeout=EXPECT_S)
+    for name in ("Refused", "Unknown"):
+        expect(rows.filter(has_text=name).locator(".badge")).to_have_text("filtered")
+        expect(rows.filter(has_text=name)).to_contain_text("consent_denied removed by the blueprint, not delivered")
+    page.evaluate("window.signalNoReload = true")
+    page.get_by_role("button", name="Send test event").click()
+    outcome = page.locator("#test-outcome")
+    expect(outcome).to_contain_text("Test event removed by the blueprint: consent_denied", timeout=EXPECT_S)
+    expect(outcome).to_contain_text("nothing was written to S3")
+    expect(outcome).to_contain_text("Blueprint: Delivers an event only when consent is granted for analytics")
+    screenshot(page, "blueprint-2-live-events-filtered")
+
+    page.get_by_role("link", name="Status").click()
+    removed = page.locator("#removed-events")
+    expect(removed).to_contain_text("consent_denied")
+    expect(removed.locator("td.num")).to_have_text("3")  # two events and the test event
+
+    page.goto(integration_url + "/settings")
+    expect(page.locator("#blueprint-summary")).to_have_text("Now: " + rules)
+    page.locator("#blueprint-section summary").click()
+    expect(page.get_by_label("Required consent categories", exact=True)).to_have_value("analytics")
+    expect(page.get_by_label("Fields to hash", exact=True)).to_have_value("traits.email")
+    page.get_by_label("Only these events", exact=True).fill("Checkout")
+    page.get_by_label("All events except", exact=True).fill("Refused")
+    page.get_by_role("button", name="Save settings").click()
+    with pytest.raises(ConfigError) as api_error:
+        parse_blueprint({"events": {"include": ["Checkout"], "exclude": ["Refused"]}})
+    expect(page.locator("#field-blueprint-events-include-error")).to_have_text(
+        "Error: " + api_error.value.errors[0]["message"])
+    screenshot(page, "blueprint-3-settings-error")
+    page.get_by_label("Only these events", exact=True).fill("")
+    page.get_by_label("Required consent categories", exact=True).fill("")
+    page.get_by_role("button", name="Save settings").click()
+    expect(page.get_by_role("status")).to_have_text("Settings saved.")
+    after = ("Removes events whose type or event name is Refused. Replaces traits.email with a keyed hash "
+             "(HMAC-SHA-256).")
+    expect(page.locator("#blueprint")).to_have_text(after)
+    expect(page.locator("#blueprint-summary")).to_have_text("Now: " + after)
+
+    time.sleep(registry.GET_CACHE_TTL_S + 0.2)  # the worker's copy of the integration is this old at most
+    send_events(base_url, write_key, [
+        {"type": "track", "event": "Refused", "messageId": f"{run}-denied-2", "userId": "u2"},
+        {"type": "track", "event": "Unknown", "messageId": f"{run}-unknown-2", "userId": "u3"},
+    ])
+    page.get_by_role("link", name="Live Events").click()
+    expect(rows.filter(has_text="Unknown").first.locator(".badge")).to_have_text("delivered", timeout=EXPECT_S)
+    expect(rows.filter(has_text="Refused").first).to_contain_text("filtered_out")
+    screenshot(page, "blueprint-4-settings-changed")
+    counts = event_counts(read_objects(s3_admin, bucket))
+    assert set(counts) == {f"{run}-granted", f"{run}-unknown-2"} and set(counts.values()) == {1}
+    assert page_errors == []

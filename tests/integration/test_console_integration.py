@@ -14,6 +14,7 @@ from tests.support.fleet import event_counts, make_events, read_objects
 from tests.support.s3_fixtures import unique_bucket
 from tests.support.seed import SECRET_ACCESS_KEY, SESSION_TOKEN
 from workers import athena, iam, registry
+from workers.blueprint import parse_blueprint
 from workers.errors import HINTS
 
 
@@ -40,6 +41,33 @@ def test_status_shows_buffered_delivered_retrying_held_and_the_last_error(fleet,
     assert HINTS["NoSuchBucket"] in error.text and "UTC" in error.find("time").text
     held = {s.find("h2").text: s.text for s in panel.find_all("section", class_="stat")}["Held"]
     assert held == "Held 1 batch · 3 events"
+
+
+def test_status_and_live_events_show_what_the_blueprint_removed_and_the_partition_fallbacks(fleet, console,
+                                                                                             make_bucket):
+    iid = install(fleet, make_bucket(), partition_time="timestamp", partition_time_bound_s=3600)
+    registry.update(fleet.r, iid, blueprint=parse_blueprint({"events": {"exclude": ["identify"]},
+                                                              "consent": {"require": ["analytics"]}}))
+    registry.invalidate(iid)
+    ok = {"consent": {"analytics": True}}
+    ingest(fleet, iid, [
+        {"event_id": "kept", "type": "track", "event": "Buy", "user_id": "u", "context": ok},
+        {"event_id": "far", "type": "track", "event": "Buy", "user_id": "u", "context": ok,
+         "timestamp": "2020-01-01T00:00:00Z"},
+        {"event_id": "who", "type": "identify", "user_id": "u", "context": ok},
+        {"event_id": "no-consent", "type": "page", "user_id": "u"},
+    ])
+    panel = console.page(f"/integrations/{iid}/status/panel")
+    removed = panel.by_id("removed-events")
+    assert [cells(tr) for tr in removed.find("tbody").find_all("tr")] == [["consent_denied", "1"],
+                                                                          ["filtered_out", "1"]]
+    assert "Not errors" in removed.text
+    assert panel.by_id("partition-fallback").find("p", class_="big").text == "1"
+    table = console.page(f"/integrations/{iid}/live").by_id("live-events")
+    assert cells(row_of(table, "who"))[4:] == ["filtered", "filtered_out removed by the blueprint, not delivered"]
+    assert cells(row_of(table, "no-consent"))[4:] == [
+        "filtered", "consent_denied removed by the blueprint, not delivered"]
+    assert cells(row_of(table, "far"))[4] == "buffered"
 
 
 def test_live_events_show_each_events_state_object_key_and_error(fleet, console, make_bucket):

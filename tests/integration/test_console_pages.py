@@ -199,6 +199,8 @@ def test_install_integration_lands_on_the_new_integration_with_its_default_bluep
     assert page.by_id("blueprint").text == "Forwards all events unchanged."
     assert page.find("h1").text == "Lake"
     assert f"s3://{bucket}/events/" in page.text and "Website" in page.text
+    facts = {d.find("dt").text: d.find("dd").text for d in page.find("dl", class_="facts").find_all("div")}
+    assert facts["Variant"] == "NDJSON (gzip)"  # the catalog's name of the variant, not its id
 
 
 # -- Sources and Fleet ------------------------------------------------------------------------------------------------

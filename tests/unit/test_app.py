@@ -18,7 +18,7 @@ def test_celery_is_configured_for_idempotent_at_least_once_work():
     assert {q.name for q in conf.task_queues} == {"ingest", "flush"}
     assert all(isinstance(q, Queue) for q in conf.task_queues)
     routes = conf.task_routes
-    assert routes["signal.ingest"]["queue"] == "ingest"
+    assert routes["signal.ingest"]["queue"] == routes["signal.append"]["queue"] == "ingest"
     assert routes["signal.upload"]["queue"] == "flush"
     assert routes["signal.flush_due"]["queue"] == "flush"
     settings = get_settings()
@@ -58,6 +58,14 @@ def test_published_task_arguments_show_ids_and_counts_only():
     _hide_arguments(body=body, headers=headers)
     assert headers["argsrepr"] == "('int-1', '<2 items>')"
     assert "alice" not in headers["argsrepr"]
+    # signal.append's prepared message (as a retry re-publishes it) and any other object: counts or a type name
+    message = {"v": 1, "hours": {"2026112715": '{"user_id":"alice@example.com"}'}, "indexes": {"2026112715": [0]},
+               "rejected": [[1, "invalid_type", "type is required", None]], "live": []}
+    headers = {"argsrepr": "...", "kwargsrepr": "{}"}
+    _hide_arguments(body=(["int-1", message], {}, {}), headers=headers)
+    assert headers["argsrepr"] == "('int-1', '<2 events: 1 prepared, 1 rejected, 0 removed>')"
+    _hide_arguments(body=(["int-1", {"user_id": "alice@example.com"}], {}, {}), headers=headers)
+    assert headers["argsrepr"] == "('int-1', '<dict>')"
 
 
 def test_aws_libraries_never_log_below_info_even_when_the_worker_does():

@@ -101,3 +101,56 @@ def test_the_library_search_matches_every_word_in_name_category_or_description()
     assert [e["id"] for e in catalog.search("athena BUCKET", "cloud storage")] == ["amazon_s3"]
     assert catalog.search("s3 bigquery") == [] and catalog.search("", "Analytics") == []
     assert catalog.categories() == ["Cloud Storage"]
+
+
+# -- blueprint ----------------------------------------------------------------------------------------------------
+
+
+def test_blueprint_inputs_are_the_catalogs_named_by_their_error_paths_default_forward_all():
+    fields = forms.blueprint_fields({}, {})
+    assert [f.name for f in fields] == [f"blueprint.{f['name']}" for f in catalog.BLUEPRINT_FIELDS]
+    by_name = {f.name: f for f in fields}
+    assert by_name["blueprint.consent.missing"].kind == "select"
+    assert by_name["blueprint.consent.missing"].value == "deny"
+    assert [v for v, _ in by_name["blueprint.consent.missing"].options] == ["deny", "allow"]
+    assert all(f.value == "" for n, f in by_name.items() if n != "blueprint.consent.missing")
+    assert forms.install_body(catalog.ENTRY, {"name": "x", "blueprint.consent.missing": "deny"}).get(
+        "blueprint") is None  # nothing typed: the default blueprint
+
+
+def test_a_blueprint_form_becomes_the_apis_blueprint_and_a_stored_one_prefills_it():
+    from workers.blueprint import parse_blueprint
+
+    form = {"name": "x", "blueprint.consent.require": "analytics, ads", "blueprint.consent.missing": "allow",
+            "blueprint.events.exclude": "identify\nHeartbeat", "blueprint.drop_fields": "context.ip",
+            "blueprint.hash_fields": "user_id, traits.email", "blueprint.events.include": ""}
+    expected = {"consent": {"require": ["analytics", "ads"], "missing": "allow"},
+                "events": {"exclude": ["identify", "Heartbeat"]}, "drop_fields": ["context.ip"],
+                "hash_fields": ["user_id", "traits.email"]}
+    assert forms.install_body(catalog.ENTRY, form)["blueprint"] == expected
+    assert forms.update_body(catalog.ENTRY, form)["blueprint"] == expected
+    stored = {f.name: f.value for f in forms.blueprint_fields({"name": "x"}, {}, current=parse_blueprint(expected))}
+    assert stored["blueprint.consent.require"] == "analytics, ads"
+    assert stored["blueprint.events.exclude"] == "identify, Heartbeat"
+    assert stored["blueprint.consent.missing"] == "allow"
+    # a settings form with every field blank forwards all events again; one without blueprint inputs changes nothing
+    blank = {n: "" for n in stored}
+    assert forms.update_body(catalog.ENTRY, {"name": "x", **blank})["blueprint"] == {}
+    assert "blueprint" not in forms.update_body(catalog.ENTRY, {"name": "x"})
+
+
+def test_blueprint_errors_land_next_to_their_inputs_with_the_apis_messages():
+    from workers.blueprint import parse_blueprint
+
+    form = {"blueprint.events.include": "track", "blueprint.events.exclude": "identify",
+            "blueprint.hash_fields": "event_id"}
+    with pytest.raises(ConfigError) as raised:
+        parse_blueprint(forms.install_body(catalog.ENTRY, form)["blueprint"])
+    errors = forms.errors_by_field(raised.value)
+    fields = {f.name: f for f in forms.blueprint_fields(form, errors)}
+    assert fields["blueprint.events.include"].error == errors["blueprint.events"]
+    assert "either include or exclude" in fields["blueprint.events.include"].error
+    assert fields["blueprint.hash_fields"].error == errors["blueprint.hash_fields"]
+    assert "event_id is needed to deliver" in fields["blueprint.hash_fields"].error
+    assert fields["blueprint.events.include"].value == "track"  # what was typed stays
+    assert forms.blueprint_shown(list(fields.values()), errors) >= set(errors)

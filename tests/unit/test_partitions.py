@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from workers.clock import hour_of, iso
 from workers.config import parse_config
-from workers.partitions import PartitionHour, partition_hour, partition_hour_of
+from workers.partitions import PartitionHour, TimestampHours, partition_hour, partition_hour_of
 
 DAY_S = 24 * 3600
 RECEIVED = "2026-05-12T10:30:00.000Z"
@@ -79,3 +79,42 @@ def test_agrees_with_the_clock(received: datetime, offset_s: int, bound_s: int) 
     assert got == (hour_of(happened if inside else received), not inside)
     assert partition_hour_of(iso(received), iso(happened), partition_time="received_at",
                              bound_s=bound_s) == (hour_of(received), False)
+
+
+# -- TimestampHours: the ingest path's shortcut for canonical texts ---------------------------------------------------
+
+_MOMENTS = st.datetimes(min_value=datetime(1000, 1, 1), max_value=datetime(9999, 12, 31, 23, 59, 59),
+                         timezones=st.just(UTC))
+
+
+def _text(moment: datetime) -> str:
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@given(received=_MOMENTS, offset_ms=st.integers(-40 * 86_400_000, 40 * 86_400_000),
+        bound_s=st.sampled_from([60, 3600, 86_400, 7 * 86_400, 31_622_400]))
+def test_timestamp_hours_agree_with_partition_hour_of(received: datetime, offset_ms: int, bound_s: int) -> None:
+    received_at = _text(received)
+    try:
+        timestamp = _text(datetime.fromisoformat(received_at) + timedelta(milliseconds=offset_ms))
+    except OverflowError:
+        return
+    if timestamp[0] == "0" or len(timestamp) != 24:
+        return  # the envelope refuses years before 1000
+    expected = partition_hour_of(received_at, timestamp, partition_time="timestamp", bound_s=bound_s)
+    hours = TimestampHours(bound_s)
+    assert hours.hour(received_at, timestamp) == expected
+    assert hours.hour(received_at, timestamp) == expected  # from the remembered window
+
+
+def test_timestamp_hours_at_the_exact_bound_and_the_ends_of_time() -> None:
+    hours = TimestampHours(3600)
+    received_at = "2026-05-12T10:30:15.123Z"
+    assert hours.hour(received_at, "2026-05-12T09:30:15.123Z") == ("2026051209", False)
+    assert hours.hour(received_at, "2026-05-12T09:30:15.122Z") == ("2026051210", True)
+    assert hours.hour(received_at, "2026-05-12T11:30:15.123Z") == ("2026051211", False)
+    assert hours.hour(received_at, "2026-05-12T11:30:15.124Z") == ("2026051210", True)
+    assert TimestampHours(86_400).hour("9999-12-31T23:00:00.000Z", "9999-12-31T23:59:59.999Z") == (
+        "9999123123", False)
+    assert TimestampHours(86_400).hour("1000-01-01T00:30:00.000Z", "1000-01-01T00:00:00.000Z") == (
+        "1000010100", False)

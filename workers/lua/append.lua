@@ -6,8 +6,9 @@
 -- KEYS[7] live (list)
 -- ARGV: now_ms, seen_ttl_ms, cap_bytes, batch_max_events, batch_max_bytes, seal_due_ms, list_max,
 --       the prefixes of _lib.lua (buffer, batch, meta, gen, sealed, delivered, trace_ttl_ms),
---       n_reasons, (reason, count) * n_reasons, n_records, record * n_records,
+--       n_counts, (stats field, count) * n_counts, n_records, record * n_records,
 --       n_live, (position, record-without-its-closing-generation) * n_live,
+--       n_removed, live record of an event the blueprint removed * n_removed,
 --       n_groups, then per group: hour, n_ids, batch_id * n_ids, n_lines, line * n_lines
 -- A buffer that would pass batch_max_events / batch_max_bytes is sealed first (with the group's next batch id),
 -- so no object ever exceeds the limits (a single line larger than batch_max_bytes makes a batch of its own).
@@ -31,9 +32,9 @@ local p = prefixes(8)
 local open_key, openbytes_key, stats_key, pending_key = KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 
 local i = 15
-local n_reasons = tonumber(ARGV[i]); i = i + 1
-for _ = 1, n_reasons do
-  redis.call('HINCRBY', stats_key, 'rejected:' .. ARGV[i], ARGV[i + 1])
+local n_counts = tonumber(ARGV[i]); i = i + 1
+for _ = 1, n_counts do
+  redis.call('HINCRBY', stats_key, ARGV[i], ARGV[i + 1])
   i = i + 2
 end
 local n_records = tonumber(ARGV[i]); i = i + 1
@@ -47,6 +48,11 @@ local n_live = tonumber(ARGV[i]); i = i + 1
 for _ = 1, n_live do
   live[tonumber(ARGV[i])] = ARGV[i + 1]
   i = i + 2
+end
+local n_removed = tonumber(ARGV[i]); i = i + 1
+for _ = 1, n_removed do
+  redis.call('LPUSH', KEYS[7], ARGV[i])
+  i = i + 1
 end
 
 local buffered = tonumber(redis.call('HGET', stats_key, 'buffered_bytes') or '0')
@@ -117,7 +123,7 @@ if accepted > 0 then
   redis.call('HINCRBY', stats_key, 'buffered_events', accepted)
   redis.call('HINCRBY', stats_key, 'ingested_events', accepted)
 end
-if n_live > 0 then redis.call('LTRIM', KEYS[7], 0, list_max - 1) end
+if n_live + n_removed > 0 then redis.call('LTRIM', KEYS[7], 0, list_max - 1) end
 if #refused > 0 then
   redis.call('HINCRBY', stats_key, 'rejected:buffer_full', #refused)
 end

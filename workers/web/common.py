@@ -41,7 +41,7 @@ class State:
     def __init__(self, settings: Settings, broker: Broker | None) -> None:
         self.settings = settings
         self.r = db.connect(settings)
-        self.broker = broker or Broker(settings)
+        self.broker = broker or Broker(settings, self.r)
         self.executor = ThreadPoolExecutor(max_workers=PUBLISH_THREADS, thread_name_prefix="publish")
         self.write_keys = sources.TtlCache(sources.WRITE_KEY_CACHE_TTL_S)
         self.routes = sources.TtlCache(sources.ROUTES_CACHE_TTL_S)
@@ -55,7 +55,7 @@ class State:
         loop = asyncio.get_running_loop()
         entry = self._batchers.get(id(loop))
         if entry is None or entry[0] is not loop:
-            batcher = Batcher(self.broker.ingest, max_events=self.settings.collect_batch_events,
+            batcher = Batcher(self.broker.publish, max_events=self.settings.collect_batch_events,
                               linger_s=self.settings.collect_batch_ms / 1000, executor=self.executor)
             self._batchers = {k: v for k, v in self._batchers.items() if not v[0].is_closed()}
             self._batchers[id(loop)] = (loop, batcher)

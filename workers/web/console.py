@@ -18,7 +18,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import RedirectResponse, Response
 
-from workers import catalog, fleet, manage, registry, snippet, sources, status
+from workers import blueprint, catalog, fleet, manage, registry, snippet, sources, status
 from workers.config import ConfigError
 from workers.web import forms, integration_pages, session
 from workers.web.common import admin_enabled, admin_token_matches, state
@@ -128,11 +128,13 @@ def _install_page(request: Request, entry: dict[str, Any], form: dict[str, str],
     errors = forms.errors_by_field(error)
     head = forms.head_fields(entry, sources.list_all(state(request).r), form, errors)
     fields = forms.config_fields(entry, form, errors)
-    shown = {f.name for f in head + fields}
+    bp_fields = forms.blueprint_fields(form, errors)
+    shown = {f.name for f in head + fields} | forms.blueprint_shown(bp_fields, errors)
     return render(
         request, "install.html", nav="integrations", entry=entry, head_fields=head,
-        fields=fields, form=form, errors=errors, other_errors=[(k, v) for k, v in errors.items() if k not in shown],
-        failure=failure, skip_check_name=forms.SKIP_CHECK)
+        fields=fields, blueprint_fields=bp_fields, form=form, errors=errors,
+        other_errors=[(k, v) for k, v in errors.items() if k not in shown], failure=failure,
+        skip_check_name=forms.SKIP_CHECK)
 
 
 def _integration_routes(out: APIRouter) -> None:
@@ -166,7 +168,9 @@ def _integration_routes(out: APIRouter) -> None:
         log.info("installed integration=%s source=%s bucket=%s (console)", integ.id, integ.source_id,
                  integ.config.bucket)
         return redirect(request, f"/integrations/{integ.id}",
-                        {"kind": "ok", "text": f"{integ.name} installed with the default blueprint."})
+                        {"kind": "ok", "text": f"{integ.name} installed with the default blueprint."
+                         if integ.blueprint.is_default else
+                         f"{integ.name} installed. Blueprint: " + " ".join(blueprint.describe(integ.blueprint))})
 
 
 # -- sources ------------------------------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """The console's install and settings forms, built from the catalog's field schema (``workers.catalog``).
 
-A form field is named by the path the API's validation errors use (``name``, ``source_id``, ``config.region``), so
+A form field is named by the path the API's validation errors use (``name``, ``source_id``, ``config.region``,
+``blueprint.consent.require``), so
 each ``ConfigError`` message lands next to its input without translation. Forms turn into the same bodies the admin
 API takes (install, PATCH); validation happens once, in ``workers.config`` / ``workers.registry``. Secrets are never
 echoed: their inputs are always empty, a settings form shows their redacted value (``****`` + last 4) instead.
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
+from workers import blueprint, catalog
 from workers.config import ConfigError
 from workers.sources import DEFAULT_SOURCE_ID, DEFAULT_SOURCE_NAME
 
@@ -53,6 +55,56 @@ def errors_by_field(error: ConfigError | None) -> dict[str, str]:
     for e in error.errors if error is not None else ():
         out.setdefault(e["field"], e["message"])
     return out
+
+
+BLUEPRINT_PREFIX = "blueprint."
+_BLUEPRINT_LABELS = {
+    "consent.require": "Required consent categories",
+    "consent.missing": "Events without consent information",
+    "events.include": "Only these events",
+    "events.exclude": "All events except",
+    "drop_fields": "Fields to remove",
+    "hash_fields": "Fields to hash",
+}
+
+
+def blueprint_fields(form: dict[str, str], errors: dict[str, str], *,
+                     current: blueprint.Blueprint | None = None) -> list[Field]:
+    """The inputs of a blueprint (``catalog.BLUEPRINT_FIELDS``), named ``blueprint.<field>`` like the API's errors.
+    A submitted form shows what was typed; otherwise the ``current`` blueprint (a settings form), else the default.
+    An error of a whole section (``blueprint.events``: include and exclude both given) shows on its first input."""
+    typed = any(k.startswith(BLUEPRINT_PREFIX) for k in form)
+    stored = blueprint.to_form(current if current is not None else blueprint.DEFAULT)
+    names = [BLUEPRINT_PREFIX + f["name"] for f in catalog.BLUEPRINT_FIELDS]
+    placed = dict(errors)
+    for key, message in errors.items():
+        if key.startswith("blueprint") and key not in names:
+            first = next((n for n in names if n.startswith(key + ".")), names[0])
+            placed.setdefault(first, message)
+    out = []
+    for f, name in zip(catalog.BLUEPRINT_FIELDS, names):
+        options: tuple[tuple[str, str], ...] = ()
+        if f["type"] == "select":
+            options = tuple((v, v) for v in f["allowed_values"])
+        value = form.get(name, "") if typed else stored.get(f["name"], "")
+        out.append(Field(name=name, label=_BLUEPRINT_LABELS.get(f["name"], f["name"]),
+                         kind="select" if f["type"] == "select" else "text",
+                         description=f["description"] + (" Comma-separated." if f["type"] == "list" else ""),
+                         options=options, value=value or _text(f.get("default")), error=placed.get(name)))
+    return out
+
+
+def blueprint_shown(fields: list[Field], errors: dict[str, str]) -> set[str]:
+    """The error paths the blueprint inputs show (their own, and a section's on its first input)."""
+    names = {f.name for f in fields}
+    return names | {k for k in errors if k.startswith("blueprint") and k not in names}
+
+
+def blueprint_body(form: dict[str, str]) -> dict[str, Any] | None:
+    """The blueprint of a submitted form (``blueprint.from_form``; ``{}`` forwards all events), or None when the form
+    has no blueprint inputs (nothing to change)."""
+    values = {k[len(BLUEPRINT_PREFIX):]: v for k, v in form.items() if k.startswith(BLUEPRINT_PREFIX)}
+    return blueprint.from_form(values) if values else None
 
 
 def _text(value: Any) -> str:
@@ -135,6 +187,9 @@ def install_body(entry: dict[str, Any], form: dict[str, str]) -> dict[str, Any]:
         body["variant"] = form["variant"]
     if form.get("source_id"):
         body["source_id"] = form["source_id"]
+    bp = blueprint_body(form)
+    if bp:
+        body["blueprint"] = bp
     if form.get(SKIP_CHECK):
         body["verify"] = False
     return body
@@ -155,6 +210,9 @@ def update_body(entry: dict[str, Any], form: dict[str, str]) -> dict[str, Any]:
         else:
             config[f["name"]] = raw.strip() or None
     body: dict[str, Any] = {"name": form.get("name", ""), "config": config}
+    bp = blueprint_body(form)
+    if bp is not None:
+        body["blueprint"] = bp  # the form shows the whole blueprint: it replaces the current one, as in the API
     if form.get(SKIP_CHECK):
         body["verify"] = False
     return body

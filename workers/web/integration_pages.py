@@ -61,9 +61,10 @@ def _settings_page(request: Request, integ: registry.Integration, form: dict[str
     form = form if form is not None else {"name": integ.name}
     name = forms.name_field(form, errors)
     fields = forms.config_fields(entry, form, errors, current=integ.config.public_dict())
-    shown = {f.name for f in fields} | {"name"}
+    bp_fields = forms.blueprint_fields(form, errors, current=integ.blueprint)
+    shown = {f.name for f in fields} | {"name"} | forms.blueprint_shown(bp_fields, errors)
     return _page(request, integ, "settings", "integration_settings.html", name_field=name,
-                 fields=fields, form=form, errors=errors,
+                 fields=fields, blueprint_fields=bp_fields, form=form, errors=errors,
                  other_errors=[(k, v) for k, v in errors.items() if k not in shown], failure=failure,
                  skip_check_name=forms.SKIP_CHECK)
 
@@ -78,6 +79,9 @@ def _test_outcome(code: int, body: dict[str, Any]) -> dict[str, Any]:
     if code == 200:
         return {"kind": "test", "ok": True, "event_id": body["event_id"], "bucket": body["bucket"],
                 "object_key": body.get("object_key"), "elapsed_ms": body.get("elapsed_ms")}
+    if body.get("state") == "filtered":
+        return {"kind": "test", "ok": False, "filtered": True, "event_id": body["event_id"], "code": body["reason"],
+                "message": body["message"], "hint": body["hint"]}
     return {"kind": "test", "ok": False, "event_id": body.get("event_id"), "code": body.get("code") or body["error"],
             "message": body.get("message"), "hint": body.get("hint")}
 

@@ -26,7 +26,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
-from workers import crypto, registry, sources
+from workers import catalog, crypto, registry, sources
 from workers.web import forms, session
 from workers.web.common import CONSOLE_DISABLED, ApiError, admin_enabled, read_body, state
 
@@ -99,10 +99,17 @@ def plural(word: str, n: int | None, many: str | None = None) -> str:
     return word if n == 1 else (many or word + "s")
 
 
+def variant_name(variant_id: str) -> str:
+    """A variant as the catalog names it (``NDJSON (gzip)``), else its id."""
+    found = catalog.variant(variant_id)
+    return found["name"] if found else variant_id
+
+
 def _environment() -> Environment:
     env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(default=True),
                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
-    env.filters.update(when=when, ago=ago, bytes=human_bytes, plural=plural, number=lambda n: f"{int(n or 0):,}")
+    env.filters.update(when=when, ago=ago, bytes=human_bytes, plural=plural, number=lambda n: f"{int(n or 0):,}",
+                       variant_name=variant_name)
     return env
 
 

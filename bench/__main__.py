@@ -172,7 +172,7 @@ def run(stack: Any, results: dict[str, Any]) -> None:
 
     # -- blueprint rules ----------------------------------------------------------------------------------------------
     n = SIZES["blueprint"]
-    step(f"blueprint: envelope.prepare with rules / partition_time vs alone, {n:,} events")
+    step(f"blueprint: prepared.prepare with rules / partition_time vs alone, {n:,} events")
     from bench import blueprint as blueprint_bench
 
     results["blueprint"] = blueprint_bench.run(n)
@@ -322,7 +322,7 @@ def table(res: dict[str, Any]) -> list[dict[str, Any]]:
             row("blueprint rules per event (consent+filter+drop+2 hashes)",
                 f"{path_us:.1f} us prepare + append CPU/event",
                 f"{b['rules_us_per_event']:.2f} us", f"{ratio:.2f} of ingest", "<= 0.25 of ingest", ratio <= 0.25)
-        row("  the same vs envelope.prepare alone", prep, f"{b['rules_us_per_event']:.2f} us",
+        row("  the same vs prepared.prepare alone", prep, f"{b['rules_us_per_event']:.2f} us",
             f"{b['rules_us_per_event'] / b['prepare_us_per_event']:.2f} of prepare", "info", None)
         row("  consent + filter only", prep, f"{b['light_us_per_event']:.2f} us",
             f"{b['light_us_per_event'] / b['prepare_us_per_event']:.2f} of prepare", "info", None)

@@ -1,4 +1,4 @@
-"""Blueprint rules and partition_time on the ingest path: what ``envelope.prepare`` costs per event with them,
+"""Blueprint rules and partition_time on the ingest path: what ``prepared.prepare`` costs per event with them,
 against ``prepare`` alone (validate, stamp, serialise), in the same run.
 
 The table sets the difference against what the ingest path already costs per event (the product's ingest worker CPU
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bench.events import make_events
-from workers import blueprint, clock, envelope, rules
+from workers import blueprint, clock, prepared, rules
 
 # Every kind of rule at once, letting every event through (consent information is missing and allowed), so the
 # drop and the two hashes run on each event: the costliest blueprint per delivered event.
@@ -58,7 +58,7 @@ def run(n: int) -> dict[str, Any]:
     def prepare(rules_: rules.Rules | None = None, partition: _Partition | None = None) -> Callable[[], None]:
         def go() -> None:
             for i in range(0, n, CHUNK):
-                envelope.prepare(events[i:i + CHUNK], "bench", received_at=now, event_max_bytes=32 * 1024,
+                prepared.prepare(events[i:i + CHUNK], "bench", received_at=now, event_max_bytes=32 * 1024,
                                  rules=rules_, partition=partition)
         return go
 
@@ -67,7 +67,7 @@ def run(n: int) -> dict[str, Any]:
     light = rules.compile_rules(blueprint.parse_blueprint(LIGHT), key)
     assert full is not None and light is not None
     default = rules.compile_rules(blueprint.DEFAULT, None)
-    kept = envelope.prepare(events, "bench", received_at=now, event_max_bytes=32 * 1024, rules=full).accepted
+    kept = prepared.prepare(events, "bench", received_at=now, event_max_bytes=32 * 1024, rules=full).accepted
     best = _best_s({"prepare": prepare(), "full": prepare(full), "light": prepare(light),
                     "default": prepare(default, _Partition("received_at")),
                     "timestamp": prepare(None, _Partition("timestamp"))})

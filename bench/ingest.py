@@ -10,7 +10,7 @@ import redis
 
 from bench.events import make_events
 from bench.procs import Stack, cpu_s
-from workers import clock, envelope, keys
+from workers import clock, keys, prepared
 from workers.broker import Broker
 from workers.settings import Settings
 
@@ -20,7 +20,7 @@ TIMEOUT_S = 300.0
 
 def serialized_lines(template: list[dict[str, Any]]) -> list[bytes]:
     """The product's stored lines for ``template`` (what the raw RPUSH writes)."""
-    p = envelope.prepare(template, "bench", received_at=clock.now(), event_max_bytes=32 * 1024)
+    p = prepared.prepare(template, "bench", received_at=clock.now(), event_max_bytes=32 * 1024)
     return [line for group in p.lines_by_hour.values() for line in group]
 
 

@@ -20,7 +20,7 @@ from amqp.exceptions import AMQPError
 from celery import Celery
 from kombu.exceptions import KombuError
 
-from workers import db, delivery, envelope, prepared, registry, topology, wire
+from workers import db, delivery, prepared, registry, topology, wire
 from workers.settings import Settings
 
 # A down broker is reported within a few seconds instead of holding the caller: connect timeout x attempts.
@@ -97,7 +97,7 @@ class Broker:
             return self.ingest(integration_id, events)
         return self.append(integration_id, p)
 
-    def append(self, integration_id: str, events: envelope.Prepared) -> str:
+    def append(self, integration_id: str, events: prepared.Prepared) -> str:
         """Send prepared events as ``signal.append``; returns the task id (the message id the append is
         de-duplicated by)."""
         message = prepared.encode(events)

@@ -17,7 +17,7 @@ from typing import NoReturn
 import orjson
 import redis
 
-from workers import buffer, clock, due, envelope, keys, prepared, registry, s3
+from workers import buffer, clock, due, keys, prepared, registry, s3
 from workers.db import text
 from workers.errors import Failure, PermanentError, TransientError, classify, hint_for
 from workers.object_keys import object_key, variant_of
@@ -49,7 +49,7 @@ class IngestResult:
                 "removed": self.removed, "partition_fallback": self.partition_fallback}
 
 
-def prepare(r: redis.Redis, integration_id: str, events: object, *, settings: Settings) -> envelope.Prepared:
+def prepare(r: redis.Redis, integration_id: str, events: object, *, settings: Settings) -> prepared.Prepared:
     """Validate, stamp and serialise ``events`` for one integration: the half of ingest a producer can run.
 
     Raises UnknownIntegration / IntegrationDisabled, and TypeError when ``events`` is not a list. Invalid events are
@@ -62,7 +62,7 @@ def prepare(r: redis.Redis, integration_id: str, events: object, *, settings: Se
         raise IntegrationDisabled(integration_id)
     if not isinstance(events, list):
         raise TypeError("events must be a list of event objects")
-    return envelope.prepare(events, integration_id, received_at=clock.now(), event_max_bytes=settings.event_max_bytes,
+    return prepared.prepare(events, integration_id, received_at=clock.now(), event_max_bytes=settings.event_max_bytes,
                             rules=integ.rules, partition=integ.config)
 
 

@@ -1,14 +1,10 @@
-"""The canonical event envelope: validation, stamping and serialisation to one compact JSON line per event.
+"""The canonical event envelope: the rules one incoming event must pass and the envelope it becomes.
 
-``prepare`` checks a list of incoming events with plain dict checks (this runs once per event on the ingest path),
-stamps ``received_at`` / ``event_id`` / ``integration_id``, serialises each accepted event with orjson in the
-canonical key order and groups the lines by the UTC hour of the event's ``received_at``. A bad event is reported as a
-``Rejection`` and never affects the others.
-
-With the integration's compiled blueprint (``rules``), each valid stamped event then passes ``Rules.apply``: a
-removed event is reported as ``Removed`` (not an error), a changed one is serialised as changed. With
-``partition_time`` ``timestamp`` (``partition``), an accepted event is grouped by the hour of its own timestamp
-(``workers.partitions``), and events outside the bound are counted in ``partition_fallback``.
+``check`` takes one incoming event (a parsed JSON value) with plain dict checks, stamps ``received_at`` /
+``event_id`` / ``integration_id`` and returns the envelope, in the canonical key order, with the UTC hour of its
+``received_at``; a broken rule raises ``Invalid`` with a stable reason code and a message naming what is wrong.
+``workers.prepared.prepare`` runs it over a message's events (with the blueprint, the partition hour and the
+serialisation).
 
 Rules:
 - each event is a JSON object with ``type`` in track/page/screen/identify/group/alias;
@@ -18,32 +14,24 @@ Rules:
 - ``context`` / ``properties`` / ``traits`` are JSON objects;
 - ``timestamp`` / ``sent_at`` / ``received_at`` are ISO-8601 date-times with a date and a time (naive ones are UTC),
   rewritten as ``YYYY-MM-DDTHH:MM:SS.mmmZ``;
-- the serialised line is at most ``event_max_bytes`` bytes.
+- the serialised line is at most ``event_max_bytes`` bytes (checked by ``prepare``, after the blueprint).
 
 A canonical field whose value is ``null`` is treated as absent (and left out of the line). Unknown top-level keys are
 kept, after the canonical ones, in their original order.
 
-Cost: this is the ingest worker's per-event work next to parsing the message. A well-formed event takes a one-pass
-path (``_fast_envelope``: about 40k CPU instructions per realistic event with its serialisation, against 72k for the
-full check); anything unusual goes through ``_envelope``, which names the broken rule. ``prepare``'s loop is the one
-place where each event of an integration passes as a parsed object.
+Cost: this runs once per event where events enter. A well-formed event takes a one-pass path (``_fast_envelope``:
+about 40k CPU instructions per realistic event with its serialisation, against 72k for the full check); anything
+unusual goes through ``_envelope``, which names the broken rule.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any
 
-import orjson
-
-from workers import partitions
 from workers.clock import hour_of, iso
-
-if TYPE_CHECKING:
-    from workers.rules import Rules
 
 EVENT_TYPES: frozenset[str] = frozenset({"track", "page", "screen", "identify", "group", "alias"})
 FIELD_MAX_CHARS = 1024
@@ -113,167 +101,40 @@ _DATETIME_RE = re.compile(
 )
 # Already in the canonical form: only the ranges remain to be checked.
 _CANONICAL_DATETIME_RE = re.compile(r"[1-9]\d{3}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z", re.ASCII)
-_MIN_YEAR = 1000  # hour partitions and ISO strings need a four-digit year
+MIN_YEAR = 1000  # hour partitions and ISO strings need a four-digit year
 _DETAIL_VALUE_CHARS = 40
 
-_dumps = orjson.dumps
-_JSONEncodeError = orjson.JSONEncodeError
 
 
-class Rejection(NamedTuple):
-    """Why the event at ``index`` of the input was not accepted."""
+class Invalid(Exception):
+    """The event breaks a rule: ``reason`` is its stable code, ``detail`` says what is wrong."""
 
-    index: int
-    reason: str
-    detail: str
-    event_id: str | None
-
-
-class Removed(NamedTuple):
-    """A valid event the integration's blueprint removed (not an error): ``reason`` is ``filtered_out`` or
-    ``consent_denied``; ``envelope`` is the stamped event as it arrived."""
-
-    index: int
-    reason: str
-    envelope: dict[str, Any]
-
-
-@dataclass(slots=True)
-class Prepared:
-    """Accepted lines (compact JSON, no newline) grouped by ``YYYYMMDDHH`` hour, plus the rejections, the events the
-    blueprint removed and how many events fell outside ``partition_time_bound_s`` (partitioned by received hour)."""
-
-    lines_by_hour: dict[str, list[bytes]] = field(default_factory=dict)
-    # the caller's index of each line, in the same grouping and order as ``lines_by_hour``
-    indexes_by_hour: dict[str, list[int]] = field(default_factory=dict)
-    # the envelope (a dict) each line was serialised from, in the same grouping and order
-    envelopes_by_hour: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-    rejected: list[Rejection] = field(default_factory=list)
-    removed: list[Removed] = field(default_factory=list)
-    accepted: int = 0
-    partition_fallback: int = 0
-
-
-class _Invalid(Exception):
     def __init__(self, reason: str, detail: str) -> None:
         super().__init__(detail)
         self.reason = reason
         self.detail = detail
 
 
-def prepare(
-    events: list[Any],
-    integration_id: str,
-    *,
-    received_at: datetime,
-    event_max_bytes: int,
-    rules: Rules | None = None,
-    partition: partitions.PartitionConfig | None = None,
-) -> Prepared:
-    """Validate, stamp and serialise ``events``; ``received_at`` (aware) stamps every event that has none.
+def check(event: Any, integration_id: str, default_received_at: str, default_hour: str,
+          times: set[str]) -> tuple[dict[str, Any], str]:
+    """The stamped envelope of one incoming event and the hour of its ``received_at``; raises ``Invalid``.
 
-    ``rules`` (the integration's compiled blueprint, None for the default one) run on each valid, stamped event: an
-    event they remove goes to ``removed`` with its reason, a changed one is serialised as changed. With a
-    ``partition`` config whose ``partition_time`` is ``timestamp``, an event's hour is that of its timestamp (within
-    the bound; ``partition_fallback`` counts those outside it). Neither costs anything when not asked for.
+    ``default_received_at`` (canonical text) and ``default_hour`` stamp an event that has none; ``times`` holds the
+    canonical date-times already checked by the caller's earlier calls (events of one request share them). A
+    well-formed event takes the one-pass path; anything unusual the full check, which names the broken rule.
     """
-    if not isinstance(integration_id, str) or not integration_id:
-        raise ValueError("integration_id must be a non-empty string")
-    if received_at.tzinfo is None or received_at.utcoffset() is None:
-        raise ValueError("received_at must be an aware datetime")
-    if received_at.astimezone(UTC).year < _MIN_YEAR:
-        raise ValueError("received_at must have a four-digit year")
-    if event_max_bytes <= 0:
-        raise ValueError("event_max_bytes must be positive")
-
-    default_received_at = iso(received_at)
-    default_hour = hour_of(received_at)
-    prepared = Prepared()
-    lines_by_hour = prepared.lines_by_hour
-    indexes_by_hour = prepared.indexes_by_hour
-    envelopes_by_hour = prepared.envelopes_by_hour
-    rejected = prepared.rejected
-    removed = prepared.removed
-    by_timestamp = None
-    if partition is not None and partition.partition_time == partitions.TIMESTAMP:
-        by_timestamp = partitions.TimestampHours(partition.partition_time_bound_s)
-    partition_fallback = 0
-    times: set[str] = set()  # canonical date-times already checked in this call
-    accepted = 0
-
-    for index, event in enumerate(events):
-        if type(event) is not dict:
-            if not isinstance(event, dict):
-                rejected.append(
-                    Rejection(index, NOT_AN_OBJECT, f"event must be a JSON object, got {_json_type(event)}", None)
-                )
-                continue
-            built = None
-        else:
-            try:
-                built = _fast_envelope(event, integration_id, default_received_at, default_hour, times)
-            except TypeError:  # an unhashable value where a string belongs: the full check explains it
-                built = None
-        if built is None:
-            try:
-                built = _envelope(event, integration_id, default_received_at, default_hour)
-            except _Invalid as invalid:
-                rejected.append(Rejection(index, invalid.reason, invalid.detail, _client_event_id(event)))
-                continue
-        envelope, hour = built
-        if rules is not None:
-            try:
-                kept = rules.apply(envelope)
-            except (_JSONEncodeError, UnicodeEncodeError) as error:  # a value to hash with no JSON or UTF-8 text
-                rejected.append(Rejection(index, NOT_SERIALIZABLE,
-                                          f"event cannot be serialised as JSON: {_short(str(error))}",
-                                          envelope["event_id"]))
-                continue
-            if type(kept) is str:
-                removed.append(Removed(index, kept, envelope))
-                continue
-            envelope = kept  # type: ignore[assignment]
+    if type(event) is not dict:
+        if not isinstance(event, dict):
+            raise Invalid(NOT_AN_OBJECT, f"event must be a JSON object, got {json_type(event)}")
+        built = None
+    else:
         try:
-            line = _dumps(envelope)
-        except _JSONEncodeError as error:
-            rejected.append(
-                Rejection(
-                    index,
-                    NOT_SERIALIZABLE,
-                    f"event cannot be serialised as JSON: {_short(str(error))}",
-                    envelope["event_id"],
-                )
-            )
-            continue
-        if len(line) > event_max_bytes:
-            rejected.append(
-                Rejection(
-                    index,
-                    TOO_LARGE,
-                    f"event is {len(line)} bytes as JSON, over the limit of {event_max_bytes} bytes",
-                    envelope["event_id"],
-                )
-            )
-            continue
-        if by_timestamp is not None:
-            timestamp = envelope.get("timestamp")
-            if timestamp is not None:
-                hour, outside = by_timestamp.hour(envelope["received_at"], timestamp)
-                partition_fallback += outside
-        bucket = lines_by_hour.get(hour)
-        if bucket is None:
-            lines_by_hour[hour] = [line]
-            indexes_by_hour[hour] = [index]
-            envelopes_by_hour[hour] = [envelope]
-        else:
-            bucket.append(line)
-            indexes_by_hour[hour].append(index)
-            envelopes_by_hour[hour].append(envelope)
-        accepted += 1
-
-    prepared.accepted = accepted
-    prepared.partition_fallback = partition_fallback
-    return prepared
+            built = _fast_envelope(event, integration_id, default_received_at, default_hour, times)
+        except TypeError:  # an unhashable value where a string belongs: the full check explains it
+            built = None
+    if built is None:
+        built = _envelope(event, integration_id, default_received_at, default_hour)
+    return built
 
 
 def _fast_envelope(
@@ -378,14 +239,14 @@ def _canonical_time(value: Any, times: set[str]) -> bool:
 def _envelope(
     event: dict[Any, Any], integration_id: str, default_received_at: str, default_hour: str
 ) -> tuple[dict[Any, Any], str]:
-    """The canonical envelope of a valid event and its hour; raises ``_Invalid``."""
+    """The canonical envelope of a valid event and its hour; raises ``Invalid``."""
     get = event.get
 
     event_type = get("type")
     if not isinstance(event_type, str) or event_type not in EVENT_TYPES:
         if event_type is None:
-            raise _Invalid(INVALID_TYPE, "type is required (one of alias, group, identify, page, screen, track)")
-        raise _Invalid(
+            raise Invalid(INVALID_TYPE, "type is required (one of alias, group, identify, page, screen, track)")
+        raise Invalid(
             INVALID_TYPE,
             f"type {_short_value(event_type)} is not one of alias, group, identify, page, screen, track",
         )
@@ -394,28 +255,28 @@ def _envelope(
         value = get(name)
         if value is not None:
             if not isinstance(value, str):
-                raise _Invalid(INVALID_FIELD, f"{name} must be a string, got {_json_type(value)}")
+                raise Invalid(INVALID_FIELD, f"{name} must be a string, got {json_type(value)}")
             if len(value) > FIELD_MAX_CHARS:
-                raise _Invalid(
+                raise Invalid(
                     INVALID_FIELD, f"{name} is {len(value)} characters long, over the limit of {FIELD_MAX_CHARS}"
                 )
 
     if event_type == "track" and not get("event"):
-        raise _Invalid(MISSING_EVENT, "event (a non-empty string) is required for a track call")
+        raise Invalid(MISSING_EVENT, "event (a non-empty string) is required for a track call")
 
     if not get("user_id") and not get("anonymous_id"):
-        raise _Invalid(MISSING_IDENTITY, "user_id or anonymous_id (a non-empty string) is required")
+        raise Invalid(MISSING_IDENTITY, "user_id or anonymous_id (a non-empty string) is required")
 
     for name in OBJECT_FIELDS:
         value = get(name)
         if value is not None and not isinstance(value, dict):
-            raise _Invalid(INVALID_FIELD, f"{name} must be a JSON object, got {_json_type(value)}")
+            raise Invalid(INVALID_FIELD, f"{name} must be a JSON object, got {json_type(value)}")
 
     event_id = get("event_id")
     if event_id is None:
         event_id = _new_event_id()
     elif not event_id:
-        raise _Invalid(INVALID_FIELD, "event_id must not be empty")
+        raise Invalid(INVALID_FIELD, "event_id must not be empty")
 
     envelope: dict[Any, Any] = {"event_id": event_id, "type": event_type}
     for name in _PASS_THROUGH_HEAD:
@@ -452,17 +313,17 @@ def _envelope(
 
 
 def _normalise_timestamp(name: str, value: Any) -> tuple[str, datetime]:
-    """``(YYYY-MM-DDTHH:MM:SS.mmmZ, aware UTC datetime)`` of an ISO-8601 date-time; raises ``_Invalid``."""
+    """``(YYYY-MM-DDTHH:MM:SS.mmmZ, aware UTC datetime)`` of an ISO-8601 date-time; raises ``Invalid``."""
     if not isinstance(value, str):
-        raise _Invalid(INVALID_TIMESTAMP, f"{name} must be an ISO-8601 date-time string, got {_json_type(value)}")
+        raise Invalid(INVALID_TIMESTAMP, f"{name} must be an ISO-8601 date-time string, got {json_type(value)}")
     if _CANONICAL_DATETIME_RE.fullmatch(value) is not None:
         try:
             return value, datetime.fromisoformat(value)
         except ValueError as error:
             detail = f"{name} {_short_value(value)} is not a valid date-time: {error}"
-            raise _Invalid(INVALID_TIMESTAMP, detail) from None
+            raise Invalid(INVALID_TIMESTAMP, detail) from None
     if _DATETIME_RE.fullmatch(value) is None:
-        raise _Invalid(
+        raise Invalid(
             INVALID_TIMESTAMP,
             f"{name} {_short_value(value)} is not an ISO-8601 date-time with a date and a time "
             "(e.g. 2026-05-12T10:00:00Z)",
@@ -475,9 +336,9 @@ def _normalise_timestamp(name: str, value: Any) -> tuple[str, datetime]:
             parsed = parsed.astimezone(UTC)
     except (ValueError, OverflowError) as error:
         detail = f"{name} {_short_value(value)} is not a valid date-time: {error}"
-        raise _Invalid(INVALID_TIMESTAMP, detail) from None
-    if parsed.year < _MIN_YEAR:
-        raise _Invalid(INVALID_TIMESTAMP, f"{name} {_short_value(value)} is before the year {_MIN_YEAR}")
+        raise Invalid(INVALID_TIMESTAMP, detail) from None
+    if parsed.year < MIN_YEAR:
+        raise Invalid(INVALID_TIMESTAMP, f"{name} {_short_value(value)} is before the year {MIN_YEAR}")
     return iso(parsed), parsed
 
 
@@ -490,14 +351,14 @@ def _new_event_id() -> str:
     return f"{digits[:8]}-{digits[8:12]}-{digits[12:16]}-{digits[16:20]}-{digits[20:]}"
 
 
-def _client_event_id(event: dict[Any, Any]) -> str | None:
+def client_event_id(event: dict[Any, Any]) -> str | None:
     event_id = event.get("event_id")
     if isinstance(event_id, str) and 0 < len(event_id) <= FIELD_MAX_CHARS:
         return event_id
     return None
 
 
-def _json_type(value: Any) -> str:
+def json_type(value: Any) -> str:
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -513,7 +374,7 @@ def _json_type(value: Any) -> str:
     return f"a {type(value).__name__}"
 
 
-def _short(text: str) -> str:
+def short(text: str) -> str:
     if len(text) <= _DETAIL_VALUE_CHARS * 2:
         return text
     return text[: _DETAIL_VALUE_CHARS * 2] + "..."
@@ -528,4 +389,4 @@ def _short_value(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, (int, float)):
         return repr(value)[:_DETAIL_VALUE_CHARS]
-    return _json_type(value)
+    return json_type(value)

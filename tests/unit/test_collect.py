@@ -8,7 +8,7 @@ import ipaddress
 import orjson
 import pytest
 
-from workers import collect, envelope
+from workers import collect, prepared
 
 NOW = "2026-05-12T10:00:00.000Z"
 
@@ -35,10 +35,10 @@ def test_the_mapped_envelope_passes_ingest_validation():
     events = collect.envelopes(calls, source_id="src", received_at=NOW, event_type=None)
     from datetime import UTC, datetime
 
-    prepared = envelope.prepare(events, "iid", received_at=datetime(2026, 5, 12, 10, tzinfo=UTC),
-                                event_max_bytes=32 * 1024)
-    assert prepared.accepted == 2 and prepared.rejected == []
-    lines = [orjson.loads(line) for lines in prepared.lines_by_hour.values() for line in lines]
+    result = prepared.prepare(events, "iid", received_at=datetime(2026, 5, 12, 10, tzinfo=UTC),
+                              event_max_bytes=32 * 1024)
+    assert result.accepted == 2 and result.rejected == []
+    lines = [orjson.loads(line) for lines in result.lines_by_hour.values() for line in lines]
     assert {e["source_id"] for e in lines} == {"src"}
     assert lines[1]["event_id"] == "m"
 

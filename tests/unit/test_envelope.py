@@ -12,7 +12,8 @@ from typing import Any
 import orjson
 import pytest
 
-from workers.envelope import CANONICAL_ORDER, REASONS, Prepared, Rejection, prepare
+from workers.envelope import CANONICAL_ORDER, REASONS
+from workers.prepared import Prepared, Rejection, prepare
 
 RECEIVED_AT = datetime(2026, 5, 12, 10, 30, 15, 123456, tzinfo=UTC)
 RECEIVED_AT_ISO = "2026-05-12T10:30:15.123Z"
@@ -540,7 +541,7 @@ def test_rejection_is_immutable() -> None:
 def test_indexes_by_hour_follow_lines_by_hour():
     from datetime import UTC, datetime
 
-    from workers.envelope import prepare
+    from workers.prepared import prepare
 
     events = [
         {"type": "track", "event": "a", "user_id": "u", "received_at": "2026-11-25T10:59:59Z"},

@@ -12,7 +12,8 @@ import orjson
 import pytest
 
 from workers.blueprint import parse_blueprint
-from workers.envelope import MISSING_IDENTITY, NOT_SERIALIZABLE, TOO_LARGE, Prepared, Removed, prepare
+from workers.envelope import MISSING_IDENTITY, NOT_SERIALIZABLE, TOO_LARGE
+from workers.prepared import Prepared, Removed, prepare
 from workers.rules import CONSENT_DENIED, FILTERED_OUT, Rules, compile_rules
 
 RECEIVED_AT = datetime(2026, 5, 12, 10, 30, 15, 123456, tzinfo=UTC)

@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from workers import athena, clock, encoding, envelope, parquet
+from workers import athena, clock, encoding, parquet, prepared
 from workers.parquet import COLUMNS, SCHEMA, ParquetEncoder
 
 
@@ -35,10 +35,10 @@ def envelopes(n: int, *, start: int = 0) -> list[bytes]:
         if i % 5 == 0:
             e["campaign_code"] = f"c-{i}"  # not part of the envelope: kept in extra
         events.append(e)
-    prepared = envelope.prepare(events, "integ-1", received_at=datetime(2026, 5, 12, 10, 30, tzinfo=UTC),
-                                event_max_bytes=32 * 1024)
-    assert not prepared.rejected
-    return [line for lines in prepared.lines_by_hour.values() for line in lines]
+    result = prepared.prepare(events, "integ-1", received_at=datetime(2026, 5, 12, 10, 30, tzinfo=UTC),
+                              event_max_bytes=32 * 1024)
+    assert not result.rejected
+    return [line for lines in result.lines_by_hour.values() for line in lines]
 
 
 def as_row(line: bytes) -> dict[str, Any]:

@@ -12,7 +12,7 @@ import orjson
 import pytest
 from kombu import Connection
 
-from workers import buffer, delivery, envelope, keys, prepared, registry
+from workers import buffer, delivery, keys, prepared, registry
 from workers.broker import Broker
 from workers.settings import Settings
 
@@ -40,7 +40,7 @@ def wire_round_trip(message: dict) -> object:
 
 
 def test_a_prepared_message_decodes_to_the_lines_indexes_and_rejections_prepare_made():
-    p = envelope.prepare(MIXED, "int-1", received_at=NOW, event_max_bytes=32 * 1024)
+    p = prepared.prepare(MIXED, "int-1", received_at=NOW, event_max_bytes=32 * 1024)
     message = prepared.decode(wire_round_trip(prepared.encode(p)))
     assert message.lines_by_hour == p.lines_by_hour  # byte for byte, newlines inside events included
     assert message.indexes_by_hour == p.indexes_by_hour == {"2026112715": [0, 4], "2026112714": [2]}
@@ -54,12 +54,12 @@ def test_a_prepared_message_decodes_to_the_lines_indexes_and_rejections_prepare_
 
 
 def test_a_worker_that_prepares_gets_the_message_the_wire_would_give():
-    p = envelope.prepare(MIXED, "int-1", received_at=NOW, event_max_bytes=32 * 1024)
+    p = prepared.prepare(MIXED, "int-1", received_at=NOW, event_max_bytes=32 * 1024)
     assert prepared.message(p) == prepared.decode(wire_round_trip(prepared.encode(p)))
 
 
 def test_a_message_with_nothing_accepted_carries_its_rejections():
-    p = envelope.prepare([1, 2], "int-1", received_at=NOW, event_max_bytes=32 * 1024)
+    p = prepared.prepare([1, 2], "int-1", received_at=NOW, event_max_bytes=32 * 1024)
     encoded = prepared.encode(p)
     message = prepared.decode(wire_round_trip(encoded))
     assert (message.accepted, message.events, message.live) == (0, 2, [])
@@ -67,7 +67,7 @@ def test_a_message_with_nothing_accepted_carries_its_rejections():
 
 
 def test_the_description_and_count_are_numbers_only():
-    encoded = prepared.encode(envelope.prepare(MIXED, "int-1", received_at=NOW, event_max_bytes=32 * 1024))
+    encoded = prepared.encode(prepared.prepare(MIXED, "int-1", received_at=NOW, event_max_bytes=32 * 1024))
     assert prepared.describe(encoded) == "<5 events: 3 prepared, 2 rejected, 0 removed>"
     assert prepared.count(encoded) == 5
     assert prepared.count("garbage") == prepared.count({"indexes": 3}) == 1
@@ -76,20 +76,20 @@ def test_the_description_and_count_are_numbers_only():
 def test_live_events_are_the_last_accepted_lines_in_the_order_they_are_appended():
     old = [event(i, received_at="2026-11-27T14:00:00.000Z") for i in range(30)]
     new = [event(i) for i in range(30, 150)]
-    p = envelope.prepare(old + new, "int-1", received_at=NOW, event_max_bytes=32 * 1024)
+    p = prepared.prepare(old + new, "int-1", received_at=NOW, event_max_bytes=32 * 1024)
     message = prepared.decode(wire_round_trip(prepared.encode(p)))
     records = delivery._live_records(message.live, 1234)
     assert sorted(records) == list(range(150 - buffer.LIST_MAX, 150))
     first = orjson.loads(records[150 - buffer.LIST_MAX] + b"0}")
     assert first == {"event_id": f"e{150 - buffer.LIST_MAX}", "type": "track", "event": "Order Completed",
                      "received_at": "2026-11-27T15:30:00.000Z", "at_ms": 1234, "hour": "2026112715", "gen": 0}
-    small = prepared.encode(envelope.prepare([old[0], new[0]], "int-1", received_at=NOW, event_max_bytes=1 << 15))
+    small = prepared.encode(prepared.prepare([old[0], new[0]], "int-1", received_at=NOW, event_max_bytes=1 << 15))
     live = delivery._live_records(prepared.decode(small).live, 1)
     assert [orjson.loads(live[p] + b"0}")["hour"] for p in (0, 1)] == ["2026112714", "2026112715"]
 
 
 def good() -> dict:
-    return wire_round_trip(prepared.encode(envelope.prepare(MIXED, "int-1", received_at=NOW,
+    return wire_round_trip(prepared.encode(prepared.prepare(MIXED, "int-1", received_at=NOW,
                                                             event_max_bytes=32 * 1024)))
 
 

@@ -19,7 +19,7 @@ SEED_INSTALL_BODY = INSTALL_BODY_TEXT
 @pytest.fixture
 def r(monkeypatch: pytest.MonkeyPatch) -> fakeredis.FakeRedis:
     client = fakeredis.FakeRedis()
-    monkeypatch.setattr(cli, "redis_client", lambda: client)
+    monkeypatch.setattr(cli.common, "redis_client", lambda: client)
     # No S3 here: the bucket check of install passes (tests/unit/test_sources.py covers its failures).
     monkeypatch.setattr("workers.s3.verify_bucket", lambda cfg, settings=None: None)
     return client

@@ -121,3 +121,23 @@ def test_the_access_log_hides_write_keys_in_query_strings():
                                ("127.0.0.1:5", "POST", "/beacon/v1/batch?writeKey=wk_secret&x=1", "1.1", 200), None)
     assert RedactWriteKeys().filter(record) is True
     assert record.getMessage() == '127.0.0.1:5 - "POST /beacon/v1/batch?writeKey=****&x=1 HTTP/1.1" 200'
+
+
+def test_the_api_writes_no_access_log_unless_asked(monkeypatch):
+    import uvicorn
+
+    from workers.settings import get_settings
+    from workers.web import app
+
+    runs: list[dict] = []
+    monkeypatch.setattr(uvicorn, "run", lambda target, **options: runs.append(options))
+    for value, expected in ((None, False), ("true", True)):
+        if value is None:
+            monkeypatch.delenv("SIGNAL_API_ACCESS_LOG", raising=False)
+        else:
+            monkeypatch.setenv("SIGNAL_API_ACCESS_LOG", value)
+        get_settings.cache_clear()
+        app.serve(port=9001)
+        assert runs[-1]["access_log"] is expected
+        assert (runs[-1]["loop"], runs[-1]["http"]) == ("uvloop", "httptools")
+    get_settings.cache_clear()

@@ -106,4 +106,5 @@ def serve(host: str | None = None, port: int | None = None, workers: int = 1) ->
 
     settings = get_settings()
     uvicorn.run("workers.web.app:served_app", factory=True, workers=workers, host=host or settings.api_host,
-                port=port or settings.api_port, log_level=settings.log_level.lower(), **SERVER_OPTIONS)
+                port=port or settings.api_port, log_level=settings.log_level.lower(),
+                access_log=settings.api_access_log, **SERVER_OPTIONS)

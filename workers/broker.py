@@ -74,13 +74,13 @@ class Broker:
         self.app.conf.update(**topology.celery_config(settings), broker_connection_timeout=CONNECT_TIMEOUT_S)
 
     def _send(self, name: str, args: list[Any], queue: str, task_id: str, argsrepr: str,
-              compression: str | None = None) -> None:
+              compression: str | None = None, serializer: str | None = None) -> None:
         try:
             # mandatory: a message no queue takes (a queue deleted while this process runs, whose declaration kombu
             # remembers) comes back as an error instead of being confirmed and dropped
             self.app.send_task(name, args=args, queue=queue, task_id=task_id, argsrepr=argsrepr, kwargsrepr="{}",
                                retry=True, retry_policy=PUBLISH_RETRY, confirm_timeout=CONFIRM_TIMEOUT_S,
-                               mandatory=True, compression=compression)
+                               mandatory=True, compression=compression, serializer=serializer)
         except (KombuError, AMQPError, OSError, redis.RedisError) as exc:
             raise BrokerUnavailable(f"the broker did not take {name}: {type(exc).__name__}") from None
 
@@ -103,7 +103,8 @@ class Broker:
         message = prepared.encode(events)
         task_id = str(uuid.uuid4())
         self._send("signal.append", [integration_id, message], "ingest", task_id,
-                   repr((integration_id, prepared.describe(message))), compression=wire.INGEST_COMPRESSION)
+                   repr((integration_id, prepared.describe(message))), compression=wire.INGEST_COMPRESSION,
+                   serializer=wire.PREPARED)
         return task_id
 
     def ingest(self, integration_id: str, events: list[Any]) -> str:

@@ -29,31 +29,6 @@ CONFIRM_TIMEOUT_S = 10.0
 PUBLISH_RETRY = {"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 1.0}
 
 
-def reuse_redis_clients() -> None:
-    """kombu's Redis transport builds a new redis-py client for every command a producer sends (``conn_or_acquire``),
-    and a client's constructor registers ~170 response callbacks: a third of the CPU of publishing a task. Each
-    channel keeps one client per connection pool instead (redis-py clients are thread-safe; the connections stay in
-    the channel's pool). The consumer's clients (``asynchronous``) are kombu's own, as before. Idempotent."""
-    from kombu.transport import redis as kombu_redis
-
-    channel = kombu_redis.Channel
-    if getattr(channel, "_signal_reuses_clients", False):
-        return
-    create = channel._create_client
-
-    def _create_client(self: Any, asynchronous: bool = False) -> Any:
-        if asynchronous:
-            return create(self, asynchronous)
-        pool = self.pool
-        cached = self.__dict__.get("_signal_client")
-        if cached is None or cached[0] is not pool:
-            cached = self.__dict__["_signal_client"] = (pool, create(self, False))
-        return cached[1]
-
-    channel._create_client = _create_client
-    channel._signal_reuses_clients = True
-
-
 class BrokerUnavailable(Exception):
     """The broker did not take (or confirm) a message: it was not queued. Retry later."""
 
@@ -65,7 +40,6 @@ class Broker:
         """``r``: the Redis store ``publish`` reads integrations from (a client of ``settings`` made when first
         needed, and closed by ``close``, when None)."""
         wire.install()
-        reuse_redis_clients()
         self.settings = settings
         self._r = r
         self._own_r: redis.Redis | None = None

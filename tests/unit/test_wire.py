@@ -66,12 +66,12 @@ def test_compressed_bodies_of_other_producers_are_read():
     assert zlib.decompress(compression.compress(body, "zlib")[0]) == body
 
 
-def test_a_redis_channel_keeps_one_producer_client_per_connection_pool():
+def test_a_redis_channel_keeps_one_client_per_connection_pool_in_producers_and_consumers():
     import types
 
     from kombu.transport import redis as kombu_redis
 
-    from workers.broker import reuse_redis_clients
+    from workers.wire import reuse_redis_clients
 
     reuse_redis_clients()
     reuse_redis_clients()  # idempotent: not wrapped twice
@@ -166,3 +166,4 @@ def test_only_signal_append_bodies_are_written_in_that_form():
     wire.install()
     with pytest.raises(EncodeError, match="signal.append"):
         serialization.dumps([["int-1", ["events"]], {}, {}], serializer=wire.PREPARED)
+

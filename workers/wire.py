@@ -39,7 +39,7 @@ COMPRESSION_LEVEL = 1  # isal: ~1.5 GB/s, ratio ~8 on event batches (level 2 is 
 
 
 class _DecodeOnce:
-    """A decoder (``orjson.loads`` by default) that returns its previous result when given the very same bytes object again.
+    """A decoder (``orjson.loads`` by default) that returns its previous result for the very same bytes object.
 
     Keeps a strong reference to the last body, so an identity match can only be that body (never a new object
     at a reused address). Bodies are immutable, and Celery only reads the first result before handing the second

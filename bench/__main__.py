@@ -1,6 +1,7 @@
 """``python -m bench`` (``make bench``): measure the limit and the product side by side; print a table, write JSON.
 
-``BENCH_QUICK=1`` scales every phase down (~3 minutes). ``BENCH_ONLY=http`` runs the HTTP phases alone.
+``BENCH_QUICK=1`` scales every phase down (~3 minutes). ``BENCH_ONLY=http`` runs the HTTP phases alone,
+``BENCH_ONLY=ingest`` the ingest phases (raw RPUSH and the drains) alone.
 ``BENCH_KEEP_LOGS=1`` keeps the process logs.
 """
 
@@ -126,6 +127,8 @@ def run(stack: Any, results: dict[str, Any]) -> None:
         results[f"ingest_drain_{producer}"] = ingest.drain(stack, env, r, iid, n, producer=producer)
         drop_integration(r, iid)
     r.execute_command("FLUSHDB")  # broker leftovers (seen markers, kombu bindings)
+    if ONLY == "ingest":
+        return
 
     # -- HTTP -------------------------------------------------------------------------------------------------------
     http_phases(stack, r, bucket, results)

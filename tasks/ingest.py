@@ -9,7 +9,7 @@ from collections.abc import Callable
 from celery import Task
 
 from tasks.flush import upload
-from workers import delivery, prepared, registry
+from workers import delivery, prepared, registry, wire
 from workers.app import app
 from workers.db import TRANSIENT_ERRORS, redis_client
 from workers.settings import get_settings
@@ -22,7 +22,7 @@ RETRY = {"bind": True, "acks_late": True, "ignore_result": True, "autoretry_for"
          "retry_backoff": True, "retry_backoff_max": 60, "retry_jitter": True, "max_retries": 20}
 
 
-@app.task(name="signal.append", **RETRY)
+@app.task(name="signal.append", serializer=wire.PREPARED, **RETRY)  # a retry is sent in the same form
 def append(self: Task, integration_id: str, message: object) -> dict[str, object]:
     def work() -> delivery.IngestResult:
         return delivery.append(redis_client(), integration_id, prepared.decode(message),

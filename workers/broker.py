@@ -29,31 +29,6 @@ CONFIRM_TIMEOUT_S = 10.0
 PUBLISH_RETRY = {"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 1.0}
 
 
-def reuse_redis_clients() -> None:
-    """kombu's Redis transport builds a new redis-py client for every command a producer sends (``conn_or_acquire``),
-    and a client's constructor registers ~170 response callbacks: a third of the CPU of publishing a task. Each
-    channel keeps one client per connection pool instead (redis-py clients are thread-safe; the connections stay in
-    the channel's pool). The consumer's clients (``asynchronous``) are kombu's own, as before. Idempotent."""
-    from kombu.transport import redis as kombu_redis
-
-    channel = kombu_redis.Channel
-    if getattr(channel, "_signal_reuses_clients", False):
-        return
-    create = channel._create_client
-
-    def _create_client(self: Any, asynchronous: bool = False) -> Any:
-        if asynchronous:
-            return create(self, asynchronous)
-        pool = self.pool
-        cached = self.__dict__.get("_signal_client")
-        if cached is None or cached[0] is not pool:
-            cached = self.__dict__["_signal_client"] = (pool, create(self, False))
-        return cached[1]
-
-    channel._create_client = _create_client
-    channel._signal_reuses_clients = True
-
-
 class BrokerUnavailable(Exception):
     """The broker did not take (or confirm) a message: it was not queued. Retry later."""
 
@@ -65,7 +40,6 @@ class Broker:
         """``r``: the Redis store ``publish`` reads integrations from (a client of ``settings`` made when first
         needed, and closed by ``close``, when None)."""
         wire.install()
-        reuse_redis_clients()
         self.settings = settings
         self._r = r
         self._own_r: redis.Redis | None = None
@@ -74,13 +48,13 @@ class Broker:
         self.app.conf.update(**topology.celery_config(settings), broker_connection_timeout=CONNECT_TIMEOUT_S)
 
     def _send(self, name: str, args: list[Any], queue: str, task_id: str, argsrepr: str,
-              compression: str | None = None) -> None:
+              compression: str | None = None, serializer: str | None = None) -> None:
         try:
             # mandatory: a message no queue takes (a queue deleted while this process runs, whose declaration kombu
             # remembers) comes back as an error instead of being confirmed and dropped
             self.app.send_task(name, args=args, queue=queue, task_id=task_id, argsrepr=argsrepr, kwargsrepr="{}",
                                retry=True, retry_policy=PUBLISH_RETRY, confirm_timeout=CONFIRM_TIMEOUT_S,
-                               mandatory=True, compression=compression)
+                               mandatory=True, compression=compression, serializer=serializer)
         except (KombuError, AMQPError, OSError, redis.RedisError) as exc:
             raise BrokerUnavailable(f"the broker did not take {name}: {type(exc).__name__}") from None
 
@@ -103,7 +77,8 @@ class Broker:
         message = prepared.encode(events)
         task_id = str(uuid.uuid4())
         self._send("signal.append", [integration_id, message], "ingest", task_id,
-                   repr((integration_id, prepared.describe(message))), compression=wire.INGEST_COMPRESSION)
+                   repr((integration_id, prepared.describe(message))), compression=wire.INGEST_COMPRESSION,
+                   serializer=wire.PREPARED)
         return task_id
 
     def ingest(self, integration_id: str, events: list[Any]) -> str:

@@ -267,7 +267,8 @@ def count(message: object) -> int:
 def decode(message: object) -> Message:
     """The ``Message`` an encoded prepared message holds; ``BadMessage`` names what is wrong with anything else.
 
-    Checks the structure and every count (lines against indexes, positions of live lines), not each line's JSON:
+    Each hour's text may be str (JSON) or bytes (``workers.wire``'s ``signal-prepared`` body). Checks the structure
+    and every count (lines against indexes, positions of live lines), not each line's JSON:
     lines come from ``prepare`` in a producer of the fleet.
     """
     if not isinstance(message, dict):
@@ -287,7 +288,9 @@ def decode(message: object) -> Message:
         idx = indexes[hour]
         if len(hour) != 10 or not (hour.isascii() and hour.isdigit()):
             raise BadMessage(f"hour {hour[:20]!r} is not YYYYMMDDHH")
-        lines = text.encode().split(b"\n") if type(text) is str and text.startswith("{") and text.endswith("}") else []
+        if type(text) is str:
+            text = text.encode()  # JSON (any producer): the wire form gives bytes (workers.wire.load_prepared)
+        lines = text.split(b"\n") if type(text) is bytes and text[:1] == b"{" and text[-1:] == b"}" else []
         if not lines or not all(lines):
             raise BadMessage(f"hours[{hour!r}] must be non-empty lines of JSON objects")
         if type(idx) is not list or len(idx) != len(lines) or not all(type(i) is int for i in idx):

@@ -24,6 +24,7 @@ from kombu.transport.native_delayed_delivery import (
     declare_native_delayed_delivery_exchanges_and_queues,
 )
 
+from workers import wire
 from workers.settings import Settings
 
 QUEUE_NAMES = ("ingest", "flush")
@@ -65,7 +66,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_queues": task_queues(settings),
         "task_default_queue": "ingest",
         "task_serializer": "json",
-        "accept_content": ["json"],
+        "accept_content": ["json", wire.PREPARED_CONTENT_TYPE],
     }
     if settings.broker_is_amqp:
         config.update(

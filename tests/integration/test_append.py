@@ -13,7 +13,7 @@ import pytest
 
 from tests.support.fleet import Bucket, assert_exactly_once, chunks, make_events, run_id
 from tests.support.processes import wait_until
-from workers import buffer, clock, keys, prepared, registry, status
+from workers import buffer, clock, keys, prepared, registry, status, wire
 from workers.broker import Broker
 from workers.settings import get_settings
 
@@ -62,8 +62,9 @@ def test_a_prepared_message_delivered_twice_is_appended_once(fleet, producer, ma
     events = make_events(500, run=run_id("twice"))
     message = prepared.encode(prepared.prepare(events + BAD, iid, received_at=clock.now(), event_max_bytes=32768))
     task_id = str(uuid.uuid4())
-    for _ in range(2):  # the same message twice, as a redelivery after a lost acknowledgement looks
-        producer.app.send_task("signal.append", args=[iid, message], queue="ingest", task_id=task_id)
+    for serializer in ("json", wire.PREPARED):  # the same message twice (a redelivery), in either form
+        producer.app.send_task("signal.append", args=[iid, message], queue="ingest", task_id=task_id,
+                               serializer=serializer)
     wait_until(lambda: len(runs(worker, task_id)) == 2, 30, message=lambda: worker.log_tail())
 
     assert sum("'duplicate': True" in run for run in runs(worker, task_id)) == 1, runs(worker, task_id)
@@ -85,13 +86,14 @@ def test_a_disabled_integration_is_refused_whichever_form_its_events_come_in(fle
     assert fleet.stats(iid).get("ingested_events", 0) == 0
 
 
+@pytest.mark.parametrize("serializer", ["json", wire.PREPARED])
 def test_a_malformed_prepared_message_is_counted_with_its_error_and_buffers_nothing(fleet, producer, make_bucket,
-                                                                                   start_worker):
+                                                                                   start_worker, serializer):
     iid = fleet.install(make_bucket())
     message = prepared.encode(prepared.prepare(make_events(10), iid, received_at=clock.now(), event_max_bytes=32768))
     message["indexes"] = {hour: idx[:-1] for hour, idx in message["indexes"].items()}  # one line without its index
     worker = start_worker()
-    producer.app.send_task("signal.append", args=[iid, message], queue="ingest")
+    producer.app.send_task("signal.append", args=[iid, message], queue="ingest", serializer=serializer)
     wait_until(lambda: fleet.stats(iid).get("rejected:ingest_failed"), 30, message=lambda: worker.log_tail())
     assert fleet.stats(iid)["rejected:ingest_failed"] == 9
     latest = orjson.loads(fleet.r.lindex(keys.rejections(iid), 0))

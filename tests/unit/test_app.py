@@ -10,7 +10,10 @@ from workers.settings import Settings, get_settings
 
 def test_celery_is_configured_for_idempotent_at_least_once_work():
     conf = app.conf
-    assert conf.task_serializer == "json" and conf.accept_content == ["json"]
+    assert conf.task_serializer == "json" and conf.accept_content == ["json", "application/x-signal-prepared"]
+    from tasks.ingest import append
+
+    assert append.serializer == "signal-prepared"  # its retries keep the lines as bytes
     assert conf.task_acks_late is True
     assert conf.task_reject_on_worker_lost is True
     assert conf.worker_prefetch_multiplier == 1

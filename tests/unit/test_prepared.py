@@ -12,7 +12,7 @@ import orjson
 import pytest
 from kombu import Connection
 
-from workers import buffer, delivery, keys, prepared, registry
+from workers import buffer, delivery, keys, prepared, registry, wire
 from workers.broker import Broker
 from workers.settings import Settings
 
@@ -220,9 +220,15 @@ def test_the_api_publishes_prepared_events_that_show_only_ids_and_counts(r):
     assert headers["id"] == task_id and headers["task"] == "signal.append"
     assert headers["argsrepr"] == f"('{iid}', '<5 events: 3 prepared, 2 rejected, 0 removed>')"
     assert "Order Completed" not in json.dumps(headers) and "note" not in json.dumps(headers)
-    args = json.loads(zlib.decompress(base64.b64decode(raw["body"])))[0]  # stdlib zlib + json read it
+    assert raw["content-type"] == "application/x-signal-prepared" and raw["content-encoding"] == "binary"
+    body = zlib.decompress(base64.b64decode(raw["body"]))  # stdlib zlib reads it
+    header, _, texts = body.partition(b"\n")  # a JSON header, then the lines as they are stored
+    args = wire.load_prepared(body)[0]
     assert args[0] == iid
     message = prepared.decode(args[1])
+    texts_by_hour = {hour: b"\n".join(lines) for hour, lines in message.lines_by_hour.items()}
+    assert b"".join(texts_by_hour.values()) == texts and b'line\\nbreak \\"quoted\\"' in texts  # as stored
+    assert json.loads(header)[0][1]["hours"] == {hour: len(text) for hour, text in texts_by_hour.items()}
     assert sorted(orjson.loads(x)["event_id"] for xs in message.lines_by_hour.values() for x in xs) == [
         "e0", "e2", "e4"]
     assert legacy["headers"]["id"] == unknown_id and legacy["headers"]["task"] == "signal.ingest"

@@ -6,7 +6,10 @@ import base64
 import json
 import zlib
 
+import orjson
+import pytest
 from kombu import Connection, compression, serialization
+from kombu.exceptions import DecodeError, EncodeError
 
 from workers import wire
 from workers.broker import Broker
@@ -63,12 +66,12 @@ def test_compressed_bodies_of_other_producers_are_read():
     assert zlib.decompress(compression.compress(body, "zlib")[0]) == body
 
 
-def test_a_redis_channel_keeps_one_producer_client_per_connection_pool():
+def test_a_redis_channel_keeps_one_client_per_connection_pool_in_producers_and_consumers():
     import types
 
     from kombu.transport import redis as kombu_redis
 
-    from workers.broker import reuse_redis_clients
+    from workers.wire import reuse_redis_clients
 
     reuse_redis_clients()
     reuse_redis_clients()  # idempotent: not wrapped twice
@@ -86,3 +89,99 @@ def test_a_redis_channel_keeps_one_producer_client_per_connection_pool():
     assert create(channel, True) is not create(channel, True)  # the consumer's clients stay kombu's own
     channel.pool = types.SimpleNamespace(connection_kwargs={})  # a new pool after a reconnection: a new client
     assert create(channel) is not first and len(made) == 4
+
+
+# -- signal.append's own form: the lines as raw bytes -----------------------------------------------------------------
+
+
+def prepared_message() -> dict:
+    from datetime import UTC, datetime
+
+    from workers import prepared
+
+    events = [{"event_id": f"e{i}", "type": "track", "event": "é\n\"x\"", "anonymous_id": "a",
+               "received_at": f"2026-11-27T1{4 + i % 2}:00:00.000Z"} for i in range(5)] + ["not an object"]
+    return prepared.encode(prepared.prepare(events, "int-1", received_at=datetime(2026, 11, 27, 15, tzinfo=UTC),
+                                            event_max_bytes=32768))
+
+
+def test_a_prepared_message_round_trips_with_its_lines_as_the_bytes_prepare_made():
+    from workers import prepared
+
+    wire.install()
+    message = prepared_message()
+    body = [["int-1", message], {}, {"callbacks": None, "errbacks": None, "chain": None, "chord": None}]
+    content_type, encoding, payload = serialization.dumps(body, serializer=wire.PREPARED)
+    assert (content_type, encoding) == ("application/x-signal-prepared", "binary")
+    assert b"\\u" not in payload and '"é\\n\\"x\\""'.encode() in payload  # each line once, not escaped again
+    args, kwargs, embed = serialization.loads(payload, content_type, encoding, accept=[content_type])
+    assert (args[0], kwargs, embed) == ("int-1", {}, body[2])
+    assert all(type(text) is bytes for text in args[1]["hours"].values())
+    assert prepared.decode(args[1]) == prepared.decode(orjson.loads(orjson.dumps(message)))  # what JSON gives
+    assert len(args[1]["hours"]) == 2 and prepared.decode(args[1]).accepted == 5
+    # a retry sends the decoded arguments (texts as bytes) again, in the same form
+    assert serialization.dumps([args, kwargs, embed], serializer=wire.PREPARED)[2] == payload
+
+
+def test_json_signal_append_messages_of_any_producer_are_still_read():
+    from workers import prepared
+
+    wire.install()
+    message = prepared_message()
+    args = serialization.loads(json.dumps([["int-1", message], {}, {}]), "application/json", "utf-8")[0]
+    assert prepared.decode(args[1]) == prepared.decode(serialization.loads(
+        serialization.dumps([["int-1", message], {}, {}], serializer=wire.PREPARED)[2],
+        wire.PREPARED_CONTENT_TYPE, "binary")[0][1])
+
+
+@pytest.mark.parametrize("payload", [b"not json\n{}", b'{"a": 1}\n', b'[["int-1"], {}, {}]\n',
+                                     b'[["int-1", {"hours": []}], {}, {}]\n', b'[["int-1", {}], {}, {}]'])
+def test_a_body_without_a_readable_header_is_a_clear_decode_error(payload):
+    wire.install()
+    with pytest.raises(DecodeError, match="signal-prepared"):
+        serialization.loads(payload, wire.PREPARED_CONTENT_TYPE, "binary")
+
+
+@pytest.mark.parametrize("cut", [-1, 1])
+def test_lines_that_do_not_match_their_lengths_make_a_message_that_is_refused_and_counted(cut):
+    import fakeredis
+
+    from workers import delivery, keys, prepared
+
+    wire.install()
+    message = prepared_message()
+    payload = serialization.dumps([["int-1", message], {}, {}], serializer=wire.PREPARED)[2]
+    payload = payload[:cut] if cut < 0 else payload + b"x" * cut  # truncated, or bytes after the last line
+    args = serialization.loads(payload, wire.PREPARED_CONTENT_TYPE, "binary")[0]
+    assert args[1]["hours"] == dict.fromkeys(message["hours"])
+    with pytest.raises(prepared.BadMessage, match="must be non-empty lines") as caught:
+        prepared.decode(args[1])
+    r = fakeredis.FakeRedis()  # what tasks/ingest.py does with it: counted as ingest_failed, with the error
+    assert delivery.record_ingest_failure(r, "int-1", args[1], caught.value, n=prepared.count(args[1])) == 6
+    assert r.hget(keys.stats("int-1"), "rejected:ingest_failed") == b"6"
+    assert "BadMessage" in orjson.loads(r.lindex(keys.rejections("int-1"), 0))["detail"]
+
+
+def test_only_signal_append_bodies_are_written_in_that_form():
+    wire.install()
+    with pytest.raises(EncodeError, match="signal.append"):
+        serialization.dumps([["int-1", ["events"]], {}, {}], serializer=wire.PREPARED)
+
+
+def test_redis_envelopes_of_plain_json_are_written_by_orjson_and_anything_else_by_kombu():
+    import datetime
+    import uuid
+
+    from kombu.transport import redis as kombu_redis
+    from kombu.utils.json import dumps as kombu_dumps
+    from kombu.utils.json import loads as kombu_loads
+
+    wire.install()
+    envelope = {"body": "eJzLSM3JyQcABiwCFQ==", "headers": {"id": "x", "retries": 0, "timelimit": [None, 1.5],
+                                                          "argsrepr": "('é', '<3 items>')", "ok": True}}
+    written = kombu_redis.dumps([envelope, "", "ingest"])
+    assert written == orjson.dumps([envelope, "", "ingest"])
+    assert kombu_loads(written) == [envelope, "", "ingest"]  # kombu reads it as its own
+    for odd in ({"eta": datetime.datetime(2026, 11, 27, 15, tzinfo=datetime.UTC)}, {"id": uuid.uuid4()},
+                {"x": float("nan")}, {"n": 1 << 70}, {1: "int key"}):
+        assert kombu_redis.dumps(odd) == kombu_dumps(odd)  # kombu's own encoding, as before

@@ -114,7 +114,8 @@ def start_api(request: pytest.FixtureRequest, fleet: Any, tmp_path_factory: pyte
 
 @pytest.fixture
 def api(start_api: Callable[..., Api]) -> Api:
-    return start_api()
+    # with the access log (off by default), so that the checks of what a log never holds see every request line
+    return start_api(SIGNAL_API_ACCESS_LOG="true")
 
 
 @contextmanager

@@ -40,6 +40,7 @@ class Broker:
         """``r``: the Redis store ``publish`` reads integrations from (a client of ``settings`` made when first
         needed, and closed by ``close``, when None)."""
         wire.install()
+        wire.reuse_redis_clients()
         self.settings = settings
         self._r = r
         self._own_r: redis.Redis | None = None

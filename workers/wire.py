@@ -22,7 +22,6 @@ the codecs in kombu once per process. The bytes on the wire stay standard, so an
 
 from __future__ import annotations
 
-import math
 from functools import partial
 from typing import Any
 
@@ -117,12 +116,11 @@ _installed = False
 
 
 def reuse_redis_clients() -> None:
-    """kombu's Redis transport builds a new redis-py client for every command it sends (``conn_or_acquire``): a
-    producer's publish, and a consumer's bookkeeping of each message it takes (the unacked hash and index, then the
-    ack); a client's constructor registers ~170 response callbacks: a third of the CPU of publishing a task. Each
+    """kombu's Redis transport builds a new redis-py client for every command a producer sends (``conn_or_acquire``),
+    and a client's constructor registers ~170 response callbacks: a third of the CPU of publishing a task. Each
     channel keeps one client per connection pool instead (redis-py clients are thread-safe; the connections stay in
-    the channel's pool, which redis-py resets in a forked child). The consumer's clients (``asynchronous``: BRPOP)
-    are kombu's own, as before. Idempotent."""
+    the channel's pool). Called by the API's producer (``Broker``) only: workers keep kombu's own clients for the
+    bookkeeping of the messages they take. Idempotent."""
     from kombu.transport import redis as kombu_redis
 
     channel = kombu_redis.Channel
@@ -143,49 +141,11 @@ def reuse_redis_clients() -> None:
     channel._signal_reuses_clients = True
 
 
-def _plain(obj: object) -> bool:
-    """Whether ``obj`` is made of exact JSON types only (a subclass or another type may have a kombu encoding of its
-    own; a float that is not finite has no JSON form), so orjson writes what kombu's JSON would mean."""
-    t = type(obj)
-    if t is dict:
-        return all(type(k) is str and _plain(v) for k, v in obj.items())  # type: ignore[attr-defined]
-    if t is list or t is tuple:
-        return all(map(_plain, obj))  # type: ignore[call-overload]
-    if t is float:
-        return math.isfinite(obj)  # type: ignore[arg-type]
-    return t is str or t is int or t is bool or obj is None
-
-
-def fast_redis_envelopes() -> None:
-    """kombu's Redis transport writes each message as JSON with the standard library's encoder: on its way to the
-    queue and again, by the worker that takes it, into the unacked hash (~4.4k instructions per event of escaping
-    the base64 body). Envelopes of plain JSON types are written by orjson instead (the same JSON, read by kombu as
-    before); anything else goes to kombu's encoder as before. Idempotent."""
-    from kombu.transport import redis as kombu_redis
-
-    if getattr(kombu_redis, "_signal_fast_envelopes", False):
-        return
-    fallback = kombu_redis.dumps
-
-    def dumps_envelope(obj: Any) -> Any:
-        if _plain(obj):
-            try:
-                return orjson.dumps(obj)
-            except orjson.JSONEncodeError:  # an integer beyond 64 bits
-                pass
-        return fallback(obj)
-
-    kombu_redis.dumps = dumps_envelope
-    kombu_redis._signal_fast_envelopes = True
-
-
 def install() -> None:
-    """Register the codecs in kombu and let its Redis channels reuse their clients (idempotent)."""
+    """Register the codecs in kombu (idempotent)."""
     global _installed
     if _installed:
         return
-    reuse_redis_clients()
-    fast_redis_envelopes()
     serialization.register("json", dumps, loads, content_type=JSON_CONTENT_TYPE, content_encoding="utf-8")
     serialization.register(PREPARED, dump_prepared, _DecodeOnce(load_prepared), content_type=PREPARED_CONTENT_TYPE,
                            content_encoding="binary")

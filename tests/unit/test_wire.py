@@ -66,7 +66,7 @@ def test_compressed_bodies_of_other_producers_are_read():
     assert zlib.decompress(compression.compress(body, "zlib")[0]) == body
 
 
-def test_a_redis_channel_keeps_one_client_per_connection_pool_in_producers_and_consumers():
+def test_a_producers_redis_channel_keeps_one_client_per_connection_pool():
     import types
 
     from kombu.transport import redis as kombu_redis
@@ -166,22 +166,3 @@ def test_only_signal_append_bodies_are_written_in_that_form():
     wire.install()
     with pytest.raises(EncodeError, match="signal.append"):
         serialization.dumps([["int-1", ["events"]], {}, {}], serializer=wire.PREPARED)
-
-
-def test_redis_envelopes_of_plain_json_are_written_by_orjson_and_anything_else_by_kombu():
-    import datetime
-    import uuid
-
-    from kombu.transport import redis as kombu_redis
-    from kombu.utils.json import dumps as kombu_dumps
-    from kombu.utils.json import loads as kombu_loads
-
-    wire.install()
-    envelope = {"body": "eJzLSM3JyQcABiwCFQ==", "headers": {"id": "x", "retries": 0, "timelimit": [None, 1.5],
-                                                          "argsrepr": "('é', '<3 items>')", "ok": True}}
-    written = kombu_redis.dumps([envelope, "", "ingest"])
-    assert written == orjson.dumps([envelope, "", "ingest"])
-    assert kombu_loads(written) == [envelope, "", "ingest"]  # kombu reads it as its own
-    for odd in ({"eta": datetime.datetime(2026, 11, 27, 15, tzinfo=datetime.UTC)}, {"id": uuid.uuid4()},
-                {"x": float("nan")}, {"n": 1 << 70}, {1: "int key"}):
-        assert kombu_redis.dumps(odd) == kombu_dumps(odd)  # kombu's own encoding, as before

@@ -154,6 +154,11 @@ def name_field(form: dict[str, str], errors: dict[str, str]) -> Field:
                  value=form.get("name", ""), error=errors.get("name"))
 
 
+def _sentence(text: str) -> str:
+    """``text`` ending with one full stop (catalog descriptions may or may not end with one)."""
+    return text if text.endswith(".") else text + "."
+
+
 def head_fields(entry: dict[str, Any], source_list: list[Any], form: dict[str, str], errors: dict[str, str]
                 ) -> list[Field]:
     """The inputs of an install form above the config: name, variant and source."""
@@ -166,7 +171,8 @@ def head_fields(entry: dict[str, Any], source_list: list[Any], form: dict[str, s
     return [
         name_field(form, errors),
         Field("variant", "Variant", "select",
-              " ".join(f"{v['name']}: {v['description']}." for v in entry["variants"]), True, options=variants,
+              " ".join(f"{v['name']}: {_sentence(v['description'])}" for v in entry["variants"]), True,
+              options=variants,
               value=form.get("variant", variants[0][0]), error=errors.get("variant")),
         Field("source_id", "Source", "select",
               "Where its events come from: every event sent with this source's write key is delivered here.",

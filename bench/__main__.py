@@ -53,7 +53,7 @@ def machine() -> dict[str, Any]:
 
 def drop_integration(r: Any, iid: str) -> None:
     """Every key of one integration (a bench-only cleanup; the product never scans the keyspace)."""
-    from workers import keys
+    from workers.store import keys
 
     batch: list[bytes] = []
     for k in r.scan_iter(match=f"{keys.tag(iid)}:*", count=1000):

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from bench.events import make_events
-from workers import blueprint, clock, prepared, rules
+from workers import clock
+from workers.events import blueprint, prepared, rules
 
 # Every kind of rule at once, letting every event through (consent information is missing and allowed), so the
 # drop and the two hashes run on each event: the costliest blueprint per delivered event.

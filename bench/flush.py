@@ -16,7 +16,11 @@ from isal import isal_zlib
 
 from bench.procs import Stack
 from tests.support.processes import REPO_ROOT
-from workers import buffer, clock, delivery, encoding, keys, registry, s3
+from workers import clock
+from workers.integrations import registry
+from workers.pipeline import delivery
+from workers.sink import ndjson, s3
+from workers.store import buffer, keys
 from workers.settings import Settings
 
 CHUNK = 10_000
@@ -79,7 +83,7 @@ def raw_drain(r: redis.Redis, key: str) -> dict[str, float]:
 def product_drain(r: redis.Redis, iid: str, hour: str, settings: Settings, variant: str = "default"
                   ) -> dict[str, float]:
     """seal + buffer.read_batch + the variant's encoder (GzipNdjson, ParquetEncoder), in process, no upload."""
-    enc = encoding.encoder_for(variant)  # pyarrow is imported outside the timed part, as in a warm worker
+    enc = ndjson.encoder_for(variant)  # pyarrow is imported outside the timed part, as in a warm worker
     t0 = time.perf_counter()
     now_ms = clock.now_ms()
     batch_id = buffer.seal(r, iid, hour, now_ms=now_ms, seal_due_ms=now_ms + int(settings.lease_s * 1000))

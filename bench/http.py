@@ -25,7 +25,8 @@ import redis
 from bench.events import segment_calls
 from bench.procs import Stack, cpu_s, process_tree
 from tests.support.processes import ManagedProcess, free_port, venv_command, wait_until
-from workers import keys, registry, sources
+from workers.integrations import registry, sources
+from workers.store import keys
 from workers.web.app import SERVER_OPTIONS
 
 WRK_SCRIPT = Path(__file__).resolve().parent / "wrk.lua"

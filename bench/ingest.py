@@ -10,8 +10,10 @@ import redis
 
 from bench.events import make_events
 from bench.procs import Stack, cpu_s
-from workers import clock, keys, prepared
-from workers.broker import Broker
+from workers import clock
+from workers.events import prepared
+from workers.store import keys
+from workers.queue.producer import Broker
 from workers.settings import Settings
 
 BATCH = 500

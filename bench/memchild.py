@@ -18,8 +18,8 @@ def vm(field: str) -> int:
 
 def main() -> None:
     iid, batch_id = sys.argv[1], sys.argv[2]
-    from workers import delivery
-    from workers.db import redis_client
+    from workers.pipeline import delivery
+    from workers.store.db import redis_client
     from workers.settings import get_settings
 
     r = redis_client()

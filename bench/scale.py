@@ -25,7 +25,10 @@ from bench.procs import Stack
 from tests.support.fleet import Sender, install
 from tests.support.processes import CeleryWorker
 from tests.support.scaled import RabbitMQNode, RedisClusterServers
-from workers import buffer, clock, delivery, due, keys, registry
+from workers import clock
+from workers.integrations import registry
+from workers.pipeline import delivery
+from workers.store import buffer, due, keys
 from workers.settings import Settings
 
 BUSY = 50

@@ -17,7 +17,7 @@ import redis
 
 from bench.http import BATCH_EVENTS, Bodies, Server, run_wrk, write_source
 from bench.procs import Stack, cpu_s, process_tree
-from workers import keys
+from workers.store import keys
 
 CONNECTIONS = 16
 POLL_S = 0.5

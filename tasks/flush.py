@@ -6,9 +6,12 @@ import logging
 
 from celery import Task
 
-from workers import clock, delivery, fleet, topology
+from workers import clock
+from workers.observe import fleet
+from workers.pipeline import delivery
+from workers.queue import topology
 from workers.app import app
-from workers.db import redis_client
+from workers.store.db import redis_client
 from workers.errors import PermanentError, TransientError
 from workers.settings import get_settings
 

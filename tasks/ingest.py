@@ -9,9 +9,12 @@ from collections.abc import Callable
 from celery import Task
 
 from tasks.flush import upload
-from workers import delivery, prepared, registry, wire
+from workers.events import prepared
+from workers.integrations import registry
+from workers.pipeline import delivery
+from workers.queue import wire
 from workers.app import app
-from workers.db import TRANSIENT_ERRORS, redis_client
+from workers.store.db import TRANSIENT_ERRORS, redis_client
 from workers.settings import get_settings
 
 log = logging.getLogger(__name__)

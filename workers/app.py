@@ -3,7 +3,7 @@
 Configured for at-least-once delivery of task messages made harmless by idempotent tasks: JSON only, late acks,
 one reserved message at a time, requeue on worker loss. The broker's side (Redis lists with a visibility timeout
 above every retry countdown, or RabbitMQ quorum queues with publisher confirms and a delivery limit) is in
-``workers/topology.py``.
+``workers/queue/topology.py``.
 """
 
 from __future__ import annotations
@@ -25,13 +25,15 @@ from celery.signals import (
 )
 from celery.utils.log import get_multiprocessing_logger
 
-from workers import logs, prepared, topology, wire
-from workers.db import eviction_warnings, redis_client
+from workers.events import prepared
+from workers.observe import logs
+from workers.queue import topology, wire
+from workers.store.db import eviction_warnings, redis_client
 from workers.settings import get_settings
 
 settings = get_settings()
 
-# JSON by orjson, each body parsed once, compressed ingest bodies read by isal (workers/wire.py).
+# JSON by orjson, each body parsed once, compressed ingest bodies read by isal (workers/queue/wire.py).
 wire.install()
 
 app = Celery("signal", include=["tasks.ingest", "tasks.flush"])
@@ -90,7 +92,7 @@ def _declare_queues_first(**_: object) -> None:
             topology.declare(conn, settings)
             topology.declare_delayed_delivery(conn, settings)
     except Exception as exc:  # noqa: BLE001 - the consumer's own step declares them once the broker is reachable
-        logging.getLogger("workers.broker").warning("could not declare the queues yet: %s", exc)
+        logging.getLogger("workers.queue.producer").warning("could not declare the queues yet: %s", exc)
 
 
 class DeclareQueues(bootsteps.StartStopStep):

@@ -5,8 +5,8 @@ stream of sample events.
 in the moto bucket ``signal-demo-events`` under ``events/``. With ``SIGNAL_REDIS_URL`` set, that Redis is used.
 
 The demo website (static pages on http://localhost:<port>, another origin than the API on 127.0.0.1) loads the real
-SDKs (``workers.websdk``, fetched from the npm registry and checked) with the default source's snippet
-(``workers.snippet``): its buttons send page, track and identify events from the browser through the collection API.
+SDKs (``workers.websites.sdk``, fetched from the npm registry and checked) with the default source's snippet
+(``workers.websites.snippet``): its buttons send page, track and identify events from the browser through the collection API.
 """
 
 from __future__ import annotations
@@ -31,7 +31,8 @@ import boto3
 from botocore.config import Config
 from cryptography.fernet import Fernet
 
-from workers import clock, snippet, websdk
+from workers import clock
+from workers.websites import sdk, snippet
 
 BUCKET = "signal-demo-events"
 REGION = "us-east-1"
@@ -169,26 +170,26 @@ was sent when the page loaded; each button sends one more event. Watch them arri
 
 def write_demo_site(site: Path, write_key: str, api_url: str, cache_dir: Path | None = None) -> None:
     """The demo website: index.html (analytics.js) and rudderstack.html, with the SDK files under /signal-sdk."""
-    websdk.install(site / "signal-sdk", cache_dir=cache_dir)
+    sdk.install(site / "signal-sdk", cache_dir=cache_dir)
     pages = [("index.html", "analytics.js (analytics-next)", "window.analytics",
               snippet.analytics_next(write_key, api_url=api_url)),
              ("rudderstack.html", "RudderStack JS v3", "window.rudderanalytics",
               snippet.rudderstack(write_key, api_url=api_url))]
-    for (name, sdk, sdk_object, html), (other, other_name, _, _) in zip(pages, reversed(pages)):
+    for (name, sdk_name, sdk_object, html), (other, other_name, _, _) in zip(pages, reversed(pages), strict=True):
         (site / name).write_text(DEMO_PAGE.format(
-            title=f"Signal demo shop: {sdk}", snippet=html, sdk=sdk, api_url=api_url, other=other,
+            title=f"Signal demo shop: {sdk_name}", snippet=html, sdk=sdk_name, api_url=api_url, other=other,
             other_name=other_name, sdk_object=f"function () {{ return {sdk_object}; }}"))
 
 
 def start_demo_site(procs: Processes, api_url: str) -> str | None:
     """Serve the demo website on http://localhost:<port>; its address, or None when the SDKs cannot be fetched."""
-    from workers import sources
-    from workers.db import redis_client
+    from workers.integrations import sources
+    from workers.store.db import redis_client
 
     site = procs.log_dir / "demo-site"
     try:
         write_demo_site(site, sources.ensure_default(redis_client()).write_key, api_url)
-    except websdk.SdkFetchError as exc:
+    except sdk.SdkFetchError as exc:
         print(f"no demo website: {exc}")
         return None
     port = free_port()
@@ -253,9 +254,9 @@ def run(procs: Processes, run_seconds: float | None) -> None:
                       aws_secret_access_key="localrun", config=checksums)
     s3.create_bucket(Bucket=BUCKET)
 
-    from workers import manage  # after os.environ is complete: settings are read on import
+    from workers.integrations import manage  # after os.environ is complete: settings are read on import
     from workers.app import app
-    from workers.db import redis_client
+    from workers.store.db import redis_client
     from workers.settings import get_settings
 
     # the same path as the seed's install call: validated, bucket checked, joins the default source

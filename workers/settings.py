@@ -57,7 +57,7 @@ class Settings(BaseSettings):
     drain_chunk_events: int = Field(10_000, gt=0)
 
     log_level: str = "INFO"
-    # Worker and beat logs: ``json`` (one JSON object per line, workers/logs.py) or ``text`` (Celery's own format).
+    # Worker and beat logs: ``json`` (one JSON object per line, workers/observe/logs.py) or ``text`` (Celery's own format).
     log_format: Literal["json", "text"] = "json"
 
     # HTTP API (``signal-s3 api``): admin routes need this bearer token; without it they answer 503.
@@ -116,7 +116,7 @@ class Settings(BaseSettings):
     def _public_api_url(cls, v: str | None) -> str | None:
         if v is None or not v.strip():
             return None
-        from workers.snippet import check_api_url
+        from workers.websites.snippet import check_api_url
 
         return check_api_url(v)
 

@@ -37,7 +37,7 @@ class Fleet:
         return install(self.r, bucket, **config)
 
     def stats(self, integration_id: str) -> dict[str, int]:
-        from workers import keys
+        from workers.store import keys
 
         return {k.decode(): int(v) for k, v in self.r.hgetall(keys.stats(integration_id)).items()}
 

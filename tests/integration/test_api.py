@@ -150,7 +150,7 @@ def test_install_refuses_bad_bodies_and_failed_bucket_checks_storing_nothing(api
 
 def test_install_and_patch_a_variant_and_a_blueprint_over_http(api: Api, make_bucket: Callable,
                                                                fleet: Any) -> None:
-    from workers import registry
+    from workers.integrations import registry
 
     wanted = {"consent": {"require": ["analytics"], "missing": "deny"}, "events": {"exclude": ["identify"]},
               "drop_fields": ["context.ip"], "hash_fields": ["user_id", "traits.email"]}
@@ -439,7 +439,7 @@ def test_no_operation_answers_a_server_error(fleet: Any) -> None:
     valid and invalid data); none may answer 5xx."""
     import base64
 
-    from workers import sources
+    from workers.integrations import sources
     from workers.web.app import create_app
     from workers.settings import Settings
 

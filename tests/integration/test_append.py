@@ -13,8 +13,12 @@ import pytest
 
 from tests.support.fleet import Bucket, assert_exactly_once, chunks, make_events, run_id
 from tests.support.processes import wait_until
-from workers import buffer, clock, keys, prepared, registry, status, wire
-from workers.broker import Broker
+from workers import clock
+from workers.events import prepared
+from workers.integrations import registry, status
+from workers.queue import wire
+from workers.store import buffer, keys
+from workers.queue.producer import Broker
 from workers.settings import get_settings
 
 BAD = [{"type": "explode", "user_id": "u"}, "not an object", {"type": "page", "anonymous_id": "a", "timestamp": "x"}]

@@ -11,7 +11,7 @@ import pyarrow.json as pajson
 
 from tests.support.fleet import chunks, event_counts, make_events, read_objects
 from tests.support.s3_fixtures import TEST_ACCESS_KEY_ID, TEST_SECRET_ACCESS_KEY
-from workers import athena
+from workers.sink import athena
 
 PREFIX = "events/"
 COLUMNS = ("event_id", "type", "received_at", "integration_id")

@@ -21,7 +21,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.support.api import Api
 from tests.support.fleet import read_objects
 from tests.support.processes import REPO_ROOT, venv_command, wait_until
-from workers import clock, metrics, registry, status
+from workers import clock
+from workers.integrations import registry, status
+from workers.observe import metrics
 
 
 def run_id() -> str:

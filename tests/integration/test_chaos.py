@@ -23,7 +23,7 @@ import pytest
 from tests.support.faultproxy import Fault, Plan, fail_first, random_faults
 from tests.support.fleet import Bucket, assert_exactly_once, chunks, make_events, run_id
 from tests.support.processes import wait_until
-from workers import buffer, db, keys
+from workers.store import buffer, db, keys
 
 TASK_EVENTS = 500
 # A worker of these tests may be interrupted any number of times: a batch it was uploading is not poison.
@@ -140,7 +140,7 @@ def test_chaos_kills_and_s3_faults_lose_and_duplicate_nothing(proxied, fault_pro
 
 
 def test_two_beats_and_concurrent_flushes_deliver_each_event_once(fleet, make_bucket, start_worker, start_beat):
-    from workers import delivery
+    from workers.pipeline import delivery
     from workers.errors import PermanentError, TransientError
     from workers.settings import get_settings
 
@@ -238,8 +238,8 @@ def test_an_ingest_message_delivered_twice_is_appended_once(fleet, make_bucket, 
 DYING_CONSUMER = """
 import os, sys
 from kombu import Connection
-from workers import delivery
-from workers.db import redis_client
+from workers.pipeline import delivery
+from workers.store.db import redis_client
 from workers.settings import get_settings
 from workers.app import app  # registers the JSON serializer the fleet uses
 

@@ -20,7 +20,8 @@ import pytest
 from tests.support.api import Api
 from tests.support.fleet import read_objects
 from tests.support.processes import wait_until
-from workers import clock, keys, ratelimit
+from workers import clock
+from workers.store import keys, ratelimit
 
 ORIGIN = "https://www.shop.example"
 PREFLIGHT = {"Origin": ORIGIN, "Access-Control-Request-Method": "POST",

@@ -17,7 +17,8 @@ from pydantic import SecretStr
 from tests.integration.conftest import CONSOLE_TOKEN
 from tests.support.api import serve_in_thread
 from tests.support.console import ConsoleClient, parse
-from workers import keys, registry, sources
+from workers.integrations import registry, sources
+from workers.store import keys
 from workers.web import console as console_module
 from workers.web import session
 from workers.web.app import create_app
@@ -28,7 +29,7 @@ SEED_CONFIG = {"bucket": "datafly-events-production", "region": "us-east-1",
 
 
 def install(fleet: Any, name: str = "Amazon S3") -> str:
-    from workers import manage
+    from workers.integrations import manage
 
     return manage.install_integration(fleet.r, {"name": name, "config": dict(SEED_CONFIG), "verify": False},
                                       settings=_settings()).id

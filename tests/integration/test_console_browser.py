@@ -21,7 +21,7 @@ from tests.support.browser import PageErrors, screenshot
 from tests.support.fleet import make_events
 from tests.support.processes import free_port
 from tests.support.s3_fixtures import unique_bucket
-from workers import registry, sources
+from workers.integrations import registry, sources
 
 PHONE = {"width": 390, "height": 844}
 DESKTOP = {"width": 1280, "height": 800}

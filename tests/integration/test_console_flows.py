@@ -22,9 +22,9 @@ from tests.support.browser import screenshot
 from tests.support.fleet import event_counts, read_objects
 from tests.support.s3_fixtures import s3_client
 from tests.support.seed import ACCESS_KEY_ID, SECRET_ACCESS_KEY
-from workers import registry
-from workers.blueprint import parse_blueprint
-from workers.config import ConfigError
+from workers.integrations import registry
+from workers.events.blueprint import parse_blueprint
+from workers.integrations.config import ConfigError
 from workers.errors import HINTS
 
 TOKEN = "flows-" + uuid.uuid4().hex

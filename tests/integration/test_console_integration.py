@@ -13,8 +13,9 @@ from tests.support.console import cells, flush, ingest, install, parse, row_of
 from tests.support.fleet import event_counts, make_events, read_objects
 from tests.support.s3_fixtures import unique_bucket
 from tests.support.seed import SECRET_ACCESS_KEY, SESSION_TOKEN
-from workers import athena, iam, registry
-from workers.blueprint import parse_blueprint
+from workers.integrations import registry
+from workers.sink import athena, iam
+from workers.events.blueprint import parse_blueprint
 from workers.errors import HINTS
 
 

@@ -18,9 +18,10 @@ from tests.support.fleet import make_events
 from tests.support.processes import wait_until
 from tests.support.s3_fixtures import unique_bucket
 from tests.support.seed import ACCESS_KEY_ID, SECRET_ACCESS_KEY, SESSION_TOKEN
-from workers import catalog, registry, snippet, sources
-from workers import fleet as fleet_mod
-from workers.config import ConfigError
+from workers.integrations import catalog, registry, sources
+from workers.websites import snippet
+from workers.observe import fleet as fleet_mod
+from workers.integrations.config import ConfigError
 from workers.errors import HINTS
 
 # -- Integrations: Installed and the Integration Library -------------------------------------------------------------
@@ -243,7 +244,7 @@ def test_sources_show_the_website_snippets_and_the_collection_settings(fleet, co
 
 def test_fleet_shows_queue_depths_beat_totals_and_flower_when_configured(fleet, console, console_settings,
                                                                          console_url, make_bucket):
-    from workers.broker import Broker
+    from workers.queue.producer import Broker
     from workers.settings import Settings
 
     broker = Broker(Settings(redis_url=fleet.env["SIGNAL_REDIS_URL"]))

@@ -27,7 +27,8 @@ from tests.support.faultproxy import Fault
 from tests.support.fleet import event_counts, make_events, read_objects
 from tests.support.processes import REPO_ROOT, ManagedProcess, RedisServer, venv_command, wait_until
 from tests.support.s3_fixtures import s3_client
-from workers import buffer, keys, registry
+from workers.integrations import registry
+from workers.store import buffer, keys
 
 # The Troubleshooting table of the destination's user documentation, verbatim.
 SEED_HINTS = {

@@ -9,7 +9,7 @@ import orjson
 from tests.support.fleet import make_events, read_objects
 from tests.support.processes import wait_until
 from tests.support.s3_fixtures import s3_client
-from workers import buffer
+from workers.store import buffer
 
 WRONG_SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYzzzzWRONGKEY"
 SESSION_TOKEN = "FwoGZXIvYXdzEJr//////////wEaDOjNBOGUSSESSIONTOKENEXAMPLEuKXe3AZ1m7r4xGb8ahSYNtWpZQcG"
@@ -56,7 +56,7 @@ def test_logs_are_json_lines_with_context_and_hold_no_secret(fleet, moto_iam, st
     assert sorted(r["key"] for r in delivered) == sorted(objects)
     assert sum(r["events"] for r in delivered) == len(events)
     for r in delivered:
-        assert r["level"] == "INFO" and r["logger"] == "workers.delivery"
+        assert r["level"] == "INFO" and r["logger"] == "workers.pipeline.delivery"
         assert r["batch_id"] in r["key"] and r["task_name"] == "signal.upload" and r["task_id"]
         assert r["message"].startswith(f"delivered integration={good} batch={r['batch_id']}")
     for iid, events_held in ((wrong_secret, 10), (bad_token, 7)):

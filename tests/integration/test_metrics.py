@@ -9,7 +9,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.fleet import chunks, make_events, read_objects
 from tests.support.processes import ManagedProcess, _merged_env, free_port, venv_command, wait_until
-from workers import buffer
+from workers.store import buffer
 
 
 def scrape(url: str) -> dict[tuple[str, tuple], float] | None:

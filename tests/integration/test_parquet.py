@@ -19,7 +19,9 @@ import pyarrow.parquet as pq
 from tests.support.fleet import chunks, duplicates, event_counts, make_events, parquet_rows, read_objects
 from tests.support.processes import wait_until
 from tests.support.s3_fixtures import TEST_ACCESS_KEY_ID, TEST_SECRET_ACCESS_KEY
-from workers import athena, keys, parquet, status
+from workers.integrations import status
+from workers.sink import athena, parquet
+from workers.store import keys
 
 KEY_PATTERN = re.compile(
     r"^events/(\d{4})/(\d{2})/(\d{2})/(\d{2})/[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"

@@ -10,7 +10,8 @@ import pytest
 
 from tests.support.fleet import chunks, duplicates, event_counts, make_events, read_objects
 from tests.support.processes import wait_until
-from workers import buffer, keys, status
+from workers.integrations import status
+from workers.store import buffer, keys
 
 KEY_PATTERN = re.compile(
     r"^events/(\d{4})/(\d{2})/(\d{2})/(\d{2})/[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}\.json\.gz$"
@@ -93,7 +94,7 @@ def test_batch_max_bytes_bounds_every_object(fleet, make_bucket, start_worker, s
 
 
 def test_unknown_or_disabled_integration_buffers_nothing(fleet, make_bucket, start_worker):
-    from workers import registry
+    from workers.integrations import registry
 
     bucket = make_bucket()
     iid = fleet.install(bucket)

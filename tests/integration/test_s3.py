@@ -1,4 +1,4 @@
-"""workers.s3 against a real moto_server over HTTP, with a fault proxy for what moto does not emulate."""
+"""workers.sink.s3 against a real moto_server over HTTP, with a fault proxy for what moto does not emulate."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from tests.support.s3_fixtures import (
     MotoServer,
     s3_client,
 )
-from workers import s3
+from workers.sink import s3
 from workers.errors import HINTS, classify
 from workers.settings import Settings
 

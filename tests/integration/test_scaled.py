@@ -24,7 +24,10 @@ import redis
 from tests.support.fleet import Bucket, assert_exactly_once, chunks, make_events, run_id
 from tests.support.processes import free_port, wait_until
 from tests.support.scaled import wait_for_master
-from workers import buffer, db, delivery, keys, registry, status, topology
+from workers.integrations import registry, status
+from workers.pipeline import delivery
+from workers.queue import topology
+from workers.store import buffer, db, keys, scripts
 
 SCALED = pytest.mark.parametrize("topology", ["scaled"], indirect=True)
 BOTH = pytest.mark.parametrize("topology", ["redis", "scaled"], indirect=True)
@@ -55,7 +58,7 @@ def send_until_taken(sender: Any, iid: str, events: list[dict], task_id: str, re
 @SCALED
 def test_a_broker_restart_during_ingest_loses_and_duplicates_nothing(fleet, rabbitmq, make_bucket, start_worker,
                                                                      start_beat):
-    from workers.broker import Broker, BrokerUnavailable
+    from workers.queue.producer import Broker, BrokerUnavailable
 
     bucket = Bucket(fleet.s3, make_bucket())
     iid = fleet.install(bucket.name)
@@ -138,7 +141,7 @@ def test_a_message_no_queue_takes_is_an_error_not_a_silent_drop(fleet):
     confirmed publish to it would vanish. The producer publishes as mandatory, so it comes back as an error."""
     from kombu import Connection
 
-    from workers.broker import Broker, BrokerUnavailable
+    from workers.queue.producer import Broker, BrokerUnavailable
 
     broker = Broker(settings_now())
     broker.ingest("i", make_events(1))
@@ -156,7 +159,7 @@ def test_the_api_answers_503_when_the_broker_is_down(fleet, scheme):
 
     import httpx
 
-    from workers import sources
+    from workers.integrations import sources
     from workers.settings import Settings
     from workers.web.app import create_app
 
@@ -187,8 +190,8 @@ def test_the_api_answers_503_when_the_broker_is_down(fleet, scheme):
 def test_a_redis_master_failover_during_ingest(fleet, cluster, make_bucket, start_worker, min_replicas):
     """The integration's master dies while its replica lags behind (paused). Without SIGNAL_REDIS_MIN_REPLICAS the
     events acknowledged during the lag are lost, exactly those and no others; with it, none. Never a duplicate."""
-    from workers import manage
-    from workers.broker import Broker
+    from workers.integrations import manage
+    from workers.queue.producer import Broker
 
     bucket = Bucket(fleet.s3, make_bucket())
     # nothing flushes on its own: the test seals at chosen moments, so what was lost is known exactly
@@ -338,7 +341,7 @@ def test_a_script_is_refused_any_key_outside_its_slot_every_time(redis_client):
     args = ["2026112509", "b-1", 1, 2, *buffer._prefixes(other)]
     for _ in range(3):
         with pytest.raises(redis.ResponseError, match="same slot"):
-            buffer.scripts(r).seal(keys=script_keys, args=args, client=r)
+            scripts.SCRIPTS.seal(keys=script_keys, args=args, client=r)
     without_flags_line = buffer._source("seal").partition("\n")[2]
     assert r.eval(without_flags_line, len(script_keys), *script_keys, *args) == 0
 
@@ -347,7 +350,8 @@ def test_a_script_is_refused_any_key_outside_its_slot_every_time(redis_client):
 def test_what_spans_integrations_works_across_the_clusters_nodes(fleet):
     """Registry (with its WATCH/MULTI updates), sources, status, metrics and the tick, over integrations on every
     master."""
-    from workers import metrics, sources
+    from workers.integrations import sources
+    from workers.observe import metrics
 
     settings = settings_now()
     r = fleet.r
@@ -439,7 +443,8 @@ def test_a_drained_fleets_store_moves_to_the_cluster_whole(fleet, redis_server, 
     """``signal-s3 copy-store``: registry, sources, buffered and held events, counters and traces move from one Redis
     to the cluster as they are, and the new fleet carries on from there. Refused while broker messages remain."""
     from tests.support.fleet import install
-    from workers import cli, sources
+    from workers import cli
+    from workers.integrations import sources
     from workers.settings import Settings
 
     settings = settings_now()

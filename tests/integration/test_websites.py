@@ -13,7 +13,7 @@ from tests.support.api import Api
 from tests.support.fleet import read_objects
 from tests.support.processes import wait_until
 from tests.support.website import Visit, Website, visit
-from workers import snippet
+from workers.websites import snippet
 
 WAIT_S = 60
 

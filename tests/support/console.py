@@ -16,7 +16,8 @@ from typing import Any
 import httpx
 
 from tests.support.seed import ACCESS_KEY_ID, SECRET_ACCESS_KEY
-from workers import delivery, manage
+from workers.integrations import manage
+from workers.pipeline import delivery
 from workers.errors import PermanentError
 from workers.settings import get_settings
 

@@ -14,7 +14,10 @@ import orjson
 from celery import Celery
 
 from tests.support.processes import wait_until
-from workers import buffer, clock, keys, registry, topology
+from workers import clock
+from workers.integrations import registry
+from workers.queue import topology
+from workers.store import buffer, keys
 from workers.settings import Settings
 
 KEY_PATTERN = re.compile(

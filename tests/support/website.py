@@ -1,6 +1,6 @@
 """pytest plugin: a website on another origin than the API, loading the real browser SDKs.
 
-``sdk_files`` is the SDK directory laid out by ``workers.websdk`` from the pinned npm tarballs (downloaded once into
+``sdk_files`` is the SDK directory laid out by ``workers.websites.sdk`` from the pinned npm tarballs (downloaded once into
 ``~/.cache/signal-s3/npm``, checked against their sha512; never in git). ``website`` is a tiny static server on
 ``http://localhost:<port>`` (the API runs on ``http://127.0.0.1:<port>``: another origin) serving that directory at
 ``/signal-sdk`` and the pages a test writes. ``visit(browser, url)`` opens a page in a fresh browser context that
@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from workers import websdk
+from workers.websites import sdk
 
 LOCAL = re.compile(r"^(https?|wss?)://(127\.0\.0\.1|localhost)(:\d+)?(/|$)")
 PAGE = """<!doctype html>
@@ -41,8 +41,8 @@ def sdk_files(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The pinned SDK files (fails, never skips, when the registry cannot be reached)."""
     dest = tmp_path_factory.mktemp("signal-sdk")
     try:
-        websdk.install(dest)
-    except websdk.SdkFetchError as exc:
+        sdk.install(dest)
+    except sdk.SdkFetchError as exc:
         pytest.fail(f"the browser SDKs could not be fetched from the npm registry: {exc}", pytrace=False)
     return dest
 

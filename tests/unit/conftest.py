@@ -6,7 +6,8 @@ from typing import Any
 import pytest
 from fakeredis.commands_mixins.scripting_mixin import ScriptingCommandsMixin
 
-from workers import crypto, registry
+from workers import crypto
+from workers.integrations import registry
 from workers.settings import get_settings
 
 

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 
 import pytest
 
-from workers.athena import COLUMNS, athena_ddl, default_table_name, location_template
-from workers.envelope import CANONICAL_ORDER
-from workers.object_keys import object_key
+from workers.sink.athena import COLUMNS, athena_ddl, default_table_name, location_template
+from workers.events.envelope import CANONICAL_ORDER
+from workers.sink.object_keys import object_key
 
 INTEGRATION_ID = "3F2a9c1e-7b4d-4e8f-a1b2-c3d4e5f6a7b8"
 

@@ -8,9 +8,9 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from workers import blueprint, rules
-from workers.blueprint import DEFAULT, PROTECTED_FIELDS, Blueprint, parse_blueprint
-from workers.config import ConfigError
+from workers.events import blueprint, rules
+from workers.events.blueprint import DEFAULT, PROTECTED_FIELDS, Blueprint, parse_blueprint
+from workers.integrations.config import ConfigError
 
 
 def errors_of(data: Any) -> list[dict[str, str]]:

@@ -7,7 +7,7 @@ from pathlib import Path
 import fakeredis
 import pytest
 
-from workers import buffer, keys
+from workers.store import buffer, keys, scripts
 
 IID = "int-1"
 HOUR = "2026112509"
@@ -192,7 +192,7 @@ def test_live_records_trace_each_event_to_its_batch(r):
 
 
 def test_flush_now_seals_every_open_buffer_of_one_integration(r):
-    from workers.delivery import flush_now
+    from workers.pipeline.delivery import flush_now
     from workers.settings import Settings
 
     append(r, lines(2), hour="2026112509", message_id="a")
@@ -202,24 +202,33 @@ def test_flush_now_seals_every_open_buffer_of_one_integration(r):
     assert buffer.open_buffers(r, [IID]) == {}
 
 
+def test_scripts_hold_no_client_and_load_themselves_on_each_server():
+    """No per-client registry to grow or leak: a script names its client at every call, and a server that does not
+    know it yet (a new server, a restart) gets it on first use."""
+    for name in scripts.NAMES:
+        assert getattr(scripts.SCRIPTS, name).registered_client is None
+    one, other = fakeredis.FakeRedis(server=fakeredis.FakeServer()), fakeredis.FakeRedis(server=fakeredis.FakeServer())
+    for r in (one, other):
+        assert scripts.SCRIPTS.lower(keys=["due", "versions"], args=["i", 5], client=r) == 1
+        assert r.zscore("due", "i") == 5
+
+
 # -- every script, as Redis Cluster runs it ----------------------------------------------------------------------------
 
 
 def test_every_script_starts_with_its_lua_flags_line():
     """With ``#!lua`` first, Redis Cluster refuses a key outside the slot of the declared keys every time, not only
     when that other slot happens to live on another node."""
-    for name in buffer.SCRIPT_NAMES:
-        first = buffer._source(name).splitlines()[0]
+    for name in scripts.NAMES:
+        first = scripts.source(name).splitlines()[0]
         assert first.startswith("#!lua"), name
         assert "allow-cross-slot-keys" not in first and "no-cluster" not in first, name
-    for path in (Path(buffer.__file__).parent / "lua").glob("*.lua"):  # scripts of other modules too
-        if path.name != "_lib.lua":
-            first = path.read_text().splitlines()[0]
-            assert first.startswith("#!lua") and "allow-cross-slot-keys" not in first, path.name
+    on_disk = {path.stem for path in (Path(scripts.__file__).parent / "lua").glob("*.lua")}
+    assert on_disk == {*scripts.NAMES, "_lib"}
     # a full Redis (noeviction) refuses new events whole, and still drains: sealing, claiming, acking free memory
-    assert buffer._source("append").splitlines()[0] == "#!lua"
+    assert scripts.source("append").splitlines()[0] == "#!lua"
     for name in ("seal", "claim", "ack", "fail", "hold", "release"):
-        assert buffer._source(name).splitlines()[0] == "#!lua flags=allow-oom", name
+        assert scripts.source(name).splitlines()[0] == "#!lua flags=allow-oom", name
 
 
 def test_an_append_says_when_it_opened_a_buffer(r):
@@ -233,7 +242,7 @@ def test_an_append_says_when_it_opened_a_buffer(r):
 
 
 def seal_with(r, batch_id):
-    return buffer.scripts(r).seal(keys=[keys.open_index(IID), keys.open_bytes(IID), keys.pending(IID)],
+    return scripts.SCRIPTS.seal(keys=[keys.open_index(IID), keys.open_bytes(IID), keys.pending(IID)],
                                   args=[HOUR, batch_id, T0, T0 + 10, *buffer._prefixes(IID)], client=r)
 
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import jsonschema
 import pytest
 
-from workers import blueprint, catalog, object_keys, registry
-from workers.config import IntegrationConfig
+from workers.events import blueprint
+from workers.integrations import catalog, registry
+from workers.sink import object_keys
+from workers.integrations.config import IntegrationConfig
 
 
 def test_variants_have_names_descriptions_and_key_patterns() -> None:

@@ -10,7 +10,8 @@ import pytest
 from cryptography.fernet import Fernet
 
 from tests.support.seed import ACCESS_KEY_ID, INSTALL_BODY_TEXT, SECRET_ACCESS_KEY
-from workers import cli, crypto, registry
+from workers import cli, crypto
+from workers.integrations import registry
 from workers.settings import get_settings
 
 SEED_INSTALL_BODY = INSTALL_BODY_TEXT
@@ -21,7 +22,7 @@ def r(monkeypatch: pytest.MonkeyPatch) -> fakeredis.FakeRedis:
     client = fakeredis.FakeRedis()
     monkeypatch.setattr(cli.common, "redis_client", lambda: client)
     # No S3 here: the bucket check of install passes (tests/unit/test_sources.py covers its failures).
-    monkeypatch.setattr("workers.s3.verify_bucket", lambda cfg, settings=None: None)
+    monkeypatch.setattr("workers.sink.s3.verify_bucket", lambda cfg, settings=None: None)
     return client
 
 
@@ -374,7 +375,7 @@ def test_unreachable_redis_exit_1_without_password(
 def test_athena_ddl_and_iam_policy_for_an_installed_integration(r, capsys):
     import orjson as _orjson
 
-    from workers import registry as _registry
+    from workers.integrations import registry as _registry
 
     integ = _registry.install(r, {"name": "S3", "config": {
         "bucket": "datafly-events-production", "region": "eu-west-1", "access_key_id": "AKIAIOSFODNN7EXAMPLE",
@@ -452,12 +453,12 @@ def test_sources_snippet_prints_both_setups_for_the_public_api_url(r: fakeredis.
 
 def test_sdk_files_writes_the_pinned_files_and_reports_them(capsys: pytest.CaptureFixture[str],
                                                              monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from workers import websdk
+    from workers.websites import sdk
 
     def install(dest: Path) -> dict[str, Path]:
-        return {p.key: dest / p.script for p in websdk.PACKAGES}
+        return {p.key: dest / p.script for p in sdk.PACKAGES}
 
-    monkeypatch.setattr(websdk, "install", install)
+    monkeypatch.setattr(sdk, "install", install)
     code, out, _ = run(capsys, "sdk-files", str(tmp_path))
     assert code == 0
     shown = json.loads(out)
@@ -466,9 +467,9 @@ def test_sdk_files_writes_the_pinned_files_and_reports_them(capsys: pytest.Captu
     assert shown["rudderstack"]["integrity"].startswith("sha512-")
 
     def offline(dest: Path) -> dict[str, Path]:
-        raise websdk.SdkFetchError("cannot download @segment/analytics-next@1.84.3: offline")
+        raise sdk.SdkFetchError("cannot download @segment/analytics-next@1.84.3: offline")
 
-    monkeypatch.setattr(websdk, "install", offline)
+    monkeypatch.setattr(sdk, "install", offline)
     code, _, err = run(capsys, "sdk-files", str(tmp_path))
     assert code == 1 and "offline" in err
 

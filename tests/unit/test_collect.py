@@ -8,7 +8,7 @@ import ipaddress
 import orjson
 import pytest
 
-from workers import collect, prepared
+from workers.events import prepared, segment
 
 NOW = "2026-05-12T10:00:00.000Z"
 
@@ -20,7 +20,7 @@ def test_every_segment_field_maps_to_its_canonical_name():
         "context": {"ip": "203.0.113.7"}, "properties": {"revenue": 9.5}, "traits": {"plan": "pro"},
         "name": "n", "groupId": "g-1", "previousId": "p-1",
     }
-    out = collect.to_envelope(call, source_id="src", received_at=NOW)
+    out = segment.to_envelope(call, source_id="src", received_at=NOW)
     assert out == {
         "type": "track", "event_id": "m-1", "anonymous_id": "a-1", "user_id": "u-1", "event": "Order Completed",
         "timestamp": "2026-05-12T09:59:58Z", "sent_at": "2026-05-12T09:59:59Z", "received_at": "2026-05-12T10:00:00Z",
@@ -30,9 +30,9 @@ def test_every_segment_field_maps_to_its_canonical_name():
 
 
 def test_the_mapped_envelope_passes_ingest_validation():
-    calls = collect.Calls([{"type": "identify", "userId": "u", "traits": {"a": 1}},
+    calls = segment.Calls([{"type": "identify", "userId": "u", "traits": {"a": 1}},
                            {"type": "track", "anonymousId": "a", "event": "x", "messageId": "m"}])
-    events = collect.envelopes(calls, source_id="src", received_at=NOW, event_type=None)
+    events = segment.envelopes(calls, source_id="src", received_at=NOW, event_type=None)
     from datetime import UTC, datetime
 
     result = prepared.prepare(events, "iid", received_at=datetime(2026, 5, 12, 10, tzinfo=UTC),
@@ -44,7 +44,7 @@ def test_the_mapped_envelope_passes_ingest_validation():
 
 
 def test_missing_message_id_gets_one_uuid_shared_by_every_integration():
-    out = collect.to_envelope({"type": "page", "anonymousId": "a"}, source_id="s", received_at=NOW)
+    out = segment.to_envelope({"type": "page", "anonymousId": "a"}, source_id="s", received_at=NOW)
     assert len(out["event_id"]) == 36
     assert out["received_at"] == NOW
 
@@ -52,7 +52,7 @@ def test_missing_message_id_gets_one_uuid_shared_by_every_integration():
 def test_path_type_wins_and_server_fields_cannot_be_forged():
     call = {"type": "alias", "userId": "u", "writeKey": "wk_secret", "integration_id": "other", "source_id": "evil",
             "sourceId": "evil", "integrations": {"All": True}}
-    out = collect.to_envelope(call, source_id="mine", received_at=NOW, event_type="track")
+    out = segment.to_envelope(call, source_id="mine", received_at=NOW, event_type="track")
     assert out["type"] == "track"
     assert out["source_id"] == "mine"
     assert "writeKey" not in out and "integration_id" not in out and "sourceId" not in out
@@ -60,7 +60,7 @@ def test_path_type_wins_and_server_fields_cannot_be_forged():
 
 
 def test_snake_case_is_accepted_when_camel_case_is_absent_and_camel_case_wins():
-    out = collect.to_envelope({"type": "track", "event": "e", "user_id": "snake", "anonymous_id": "x",
+    out = segment.to_envelope({"type": "track", "event": "e", "user_id": "snake", "anonymous_id": "x",
                                "anonymousId": "camel"}, source_id="s", received_at=NOW)
     assert out["user_id"] == "snake"
     assert out["anonymous_id"] == "camel"
@@ -71,8 +71,8 @@ def test_batch_context_and_sent_at_apply_to_each_call_without_overriding_its_own
                           {"type": "track", "event": "b", "userId": "u", "sentAt": "2026-05-12T09:00:00Z"}],
                 "context": {"ip": "9.9.9.9", "library": {"name": "analytics-python"}},
                 "sentAt": "2026-05-12T08:00:00Z"}
-    calls = collect.read_calls(document, None, event_max_bytes=32 * 1024)
-    first, second = collect.envelopes(calls, source_id="s", received_at=NOW, event_type=None)
+    calls = segment.read_calls(document, None, event_max_bytes=32 * 1024)
+    first, second = segment.envelopes(calls, source_id="s", received_at=NOW, event_type=None)
     assert first["context"] == {"ip": "1.1.1.1", "library": {"name": "analytics-python"}}
     assert first["sent_at"] == "2026-05-12T08:00:00Z"
     assert second["context"] == {"ip": "9.9.9.9", "library": {"name": "analytics-python"}}
@@ -80,8 +80,8 @@ def test_batch_context_and_sent_at_apply_to_each_call_without_overriding_its_own
 
 
 def test_non_objects_in_a_batch_are_passed_on_for_ingest_to_reject():
-    calls = collect.read_calls({"batch": ["nope", 3]}, None, event_max_bytes=1024)
-    assert collect.envelopes(calls, source_id="s", received_at=NOW, event_type=None) == ["nope", 3]
+    calls = segment.read_calls({"batch": ["nope", 3]}, None, event_max_bytes=1024)
+    assert segment.envelopes(calls, source_id="s", received_at=NOW, event_type=None) == ["nope", 3]
 
 
 @pytest.mark.parametrize(
@@ -90,38 +90,38 @@ def test_non_objects_in_a_batch_are_passed_on_for_ingest_to_reject():
      ("track", "track", "not_an_object")],
 )
 def test_malformed_requests_are_refused_with_a_reason(document, event_type, reason):
-    with pytest.raises(collect.MalformedRequest) as info:
-        collect.read_calls(document, event_type, event_max_bytes=1024)
+    with pytest.raises(segment.MalformedRequest) as info:
+        segment.read_calls(document, event_type, event_max_bytes=1024)
     assert info.value.reason == reason and info.value.status == 400
 
 
 def test_a_call_over_the_per_event_limit_refuses_the_request_naming_it():
     big = {"type": "track", "event": "e", "userId": "u", "properties": {"blob": "x" * 2000}}
-    with pytest.raises(collect.MalformedRequest) as info:
-        collect.read_calls({"batch": [{"type": "page", "userId": "u"}, big]}, None, event_max_bytes=1024)
+    with pytest.raises(segment.MalformedRequest) as info:
+        segment.read_calls({"batch": [{"type": "page", "userId": "u"}, big]}, None, event_max_bytes=1024)
     assert info.value.reason == "event_too_large" and info.value.status == 400
     assert "call 1" in info.value.message
 
 
 def test_parse_json_refuses_empty_and_invalid_bodies():
     for body, reason in ((b"", "empty_body"), (b"{nope", "invalid_json")):
-        with pytest.raises(collect.MalformedRequest) as info:
-            collect.parse_json(body)
+        with pytest.raises(segment.MalformedRequest) as info:
+            segment.parse_json(body)
         assert info.value.reason == reason
 
 
 def test_gunzip_round_trip_and_bomb_refused_without_expanding_it():
-    assert collect.gunzip(gzip.compress(b'{"a":1}'), max_bytes=100) == b'{"a":1}'
+    assert segment.gunzip(gzip.compress(b'{"a":1}'), max_bytes=100) == b'{"a":1}'
     bomb = gzip.compress(b"\0" * 50_000_000)
     assert len(bomb) < 100_000
-    with pytest.raises(collect.MalformedRequest) as info:
-        collect.gunzip(bomb, max_bytes=500 * 1024)
+    with pytest.raises(segment.MalformedRequest) as info:
+        segment.gunzip(bomb, max_bytes=500 * 1024)
     assert info.value.status == 413 and info.value.reason == "body_too_large"
-    with pytest.raises(collect.MalformedRequest) as info:
-        collect.gunzip(b"not gzip at all", max_bytes=100)
+    with pytest.raises(segment.MalformedRequest) as info:
+        segment.gunzip(b"not gzip at all", max_bytes=100)
     assert info.value.reason == "invalid_gzip"
-    with pytest.raises(collect.MalformedRequest) as info:
-        collect.gunzip(gzip.compress(b"x" * 1000)[:-12], max_bytes=10_000)
+    with pytest.raises(segment.MalformedRequest) as info:
+        segment.gunzip(gzip.compress(b"x" * 1000)[:-12], max_bytes=10_000)
     assert info.value.reason == "invalid_gzip"
 
 
@@ -129,16 +129,16 @@ def test_gunzip_round_trip_and_bomb_refused_without_expanding_it():
 
 
 def test_rudderstack_original_timestamp_becomes_the_timestamp_when_there_is_none():
-    out = collect.to_envelope({"type": "track", "event": "e", "anonymousId": "a",
+    out = segment.to_envelope({"type": "track", "event": "e", "anonymousId": "a",
                                "originalTimestamp": "2026-05-12T09:59:58.123Z"}, source_id="s", received_at=NOW)
     assert out["timestamp"] == "2026-05-12T09:59:58.123Z" and "originalTimestamp" not in out
-    out = collect.to_envelope({"type": "track", "event": "e", "anonymousId": "a", "timestamp": "2026-05-12T09:00:00Z",
+    out = segment.to_envelope({"type": "track", "event": "e", "anonymousId": "a", "timestamp": "2026-05-12T09:00:00Z",
                                "originalTimestamp": "2026-05-12T08:00:00Z"}, source_id="s", received_at=NOW)
     assert out["timestamp"] == "2026-05-12T09:00:00Z" and out["originalTimestamp"] == "2026-05-12T08:00:00Z"
 
 
 def test_sdk_internal_fields_are_not_stored():
-    out = collect.to_envelope({"type": "page", "anonymousId": "a", "writeKey": "wk_1",
+    out = segment.to_envelope({"type": "page", "anonymousId": "a", "writeKey": "wk_1",
                                "_metadata": {"bundled": ["Segment.io"]}, "channel": "web"},
                               source_id="s", received_at=NOW)
     assert "_metadata" not in out and "writeKey" not in out
@@ -150,7 +150,7 @@ def test_ip_and_user_agent_come_from_the_request_when_the_client_sent_none():
         call = {"type": "track", "event": "e", "anonymousId": "a"}
         if context is not None:
             call["context"] = context
-        return collect.to_envelope(call, source_id="s", received_at=NOW, client_ip="198.51.100.9",
+        return segment.to_envelope(call, source_id="s", received_at=NOW, client_ip="198.51.100.9",
                                    user_agent="Mozilla/5.0 (X11)")
 
     assert envelope(None)["context"] == {"ip": "198.51.100.9", "userAgent": "Mozilla/5.0 (X11)"}
@@ -162,9 +162,9 @@ def test_ip_and_user_agent_come_from_the_request_when_the_client_sent_none():
 
 
 def test_the_batch_context_ip_counts_as_sent_by_the_client():
-    calls = collect.read_calls({"batch": [{"type": "track", "event": "e", "userId": "u"}],
+    calls = segment.read_calls({"batch": [{"type": "track", "event": "e", "userId": "u"}],
                                 "context": {"ip": "203.0.113.1"}}, None, event_max_bytes=1024)
-    (event,) = collect.envelopes(calls, source_id="s", received_at=NOW, event_type=None, client_ip="10.0.0.1",
+    (event,) = segment.envelopes(calls, source_id="s", received_at=NOW, event_type=None, client_ip="10.0.0.1",
                                  user_agent=None)
     assert event["context"] == {"ip": "203.0.113.1"}
 
@@ -180,7 +180,7 @@ def test_the_batch_context_ip_counts_as_sent_by_the_client():
     ({"batch": ["x"]}, None),
 ])
 def test_the_write_key_of_a_body(document, key):
-    assert collect.body_write_key(document) == key
+    assert segment.body_write_key(document) == key
 
 
 PROXIES = [ipaddress.ip_network("10.0.0.0/8"), ipaddress.ip_network("fd00::/8")]
@@ -201,9 +201,9 @@ PROXIES = [ipaddress.ip_network("10.0.0.0/8"), ipaddress.ip_network("fd00::/8")]
     (None, "198.51.100.1", None),
 ])
 def test_client_ip_believes_x_forwarded_for_only_from_trusted_proxies(peer, forwarded, client):
-    assert collect.client_ip(peer, forwarded, PROXIES) == client
+    assert segment.client_ip(peer, forwarded, PROXIES) == client
     if peer is not None and ":" not in peer:
-        assert collect.client_ip(peer, forwarded, []) == peer  # without trusted proxies: always the peer
+        assert segment.client_ip(peer, forwarded, []) == peer  # without trusted proxies: always the peer
 
 
 def test_trusted_proxies_setting_takes_a_comma_separated_list_and_refuses_nonsense(monkeypatch):

@@ -6,7 +6,7 @@ import pytest
 from pydantic import SecretStr
 
 from tests.support.seed import ACCESS_KEY_ID, SECRET_ACCESS_KEY, SESSION_TOKEN, seed_config
-from workers.config import (
+from workers.integrations.config import (
     AWS_REGIONS,
     STORAGE_CLASSES,
     ConfigError,

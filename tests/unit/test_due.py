@@ -9,7 +9,10 @@ from datetime import UTC, datetime
 import fakeredis
 import pytest
 
-from workers import buffer, clock, delivery, due, keys, registry
+from workers import clock
+from workers.integrations import registry
+from workers.pipeline import delivery
+from workers.store import buffer, due, keys
 from workers.settings import Settings
 
 T0 = 1_764_061_200_000  # 2025-11-25 09:00 UTC

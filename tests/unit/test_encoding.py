@@ -11,7 +11,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from workers.encoding import ISAL_LEVEL, GzipNdjson, decode, encode
+from workers.sink.ndjson import ISAL_LEVEL, GzipNdjson, decode, encode
 
 
 def lines_of(count: int, start: int = 0) -> list[bytes]:

@@ -12,8 +12,8 @@ from typing import Any
 import orjson
 import pytest
 
-from workers.envelope import CANONICAL_ORDER, REASONS
-from workers.prepared import Prepared, Rejection, prepare
+from workers.events.envelope import CANONICAL_ORDER, REASONS
+from workers.events.prepared import Prepared, Rejection, prepare
 
 RECEIVED_AT = datetime(2026, 5, 12, 10, 30, 15, 123456, tzinfo=UTC)
 RECEIVED_AT_ISO = "2026-05-12T10:30:15.123Z"
@@ -541,7 +541,7 @@ def test_rejection_is_immutable() -> None:
 def test_indexes_by_hour_follow_lines_by_hour():
     from datetime import UTC, datetime
 
-    from workers.prepared import prepare
+    from workers.events.prepared import prepare
 
     events = [
         {"type": "track", "event": "a", "user_id": "u", "received_at": "2026-11-25T10:59:59Z"},
@@ -583,7 +583,7 @@ def _varied_events() -> list[Any]:
 
 
 def test_the_one_pass_path_builds_exactly_what_the_full_check_builds() -> None:
-    from workers.envelope import _envelope, _fast_envelope
+    from workers.events.envelope import _envelope, _fast_envelope
 
     events = [e if not isinstance(e, dict) or "event_id" in e else {**e, "event_id": f"id-{i}"}
               for i, e in enumerate(_varied_events())]

@@ -11,10 +11,10 @@ from typing import Any
 import orjson
 import pytest
 
-from workers.blueprint import parse_blueprint
-from workers.envelope import MISSING_IDENTITY, NOT_SERIALIZABLE, TOO_LARGE
-from workers.prepared import Prepared, Removed, prepare
-from workers.rules import CONSENT_DENIED, FILTERED_OUT, Rules, compile_rules
+from workers.events.blueprint import parse_blueprint
+from workers.events.envelope import MISSING_IDENTITY, NOT_SERIALIZABLE, TOO_LARGE
+from workers.events.prepared import Prepared, Removed, prepare
+from workers.events.rules import CONSENT_DENIED, FILTERED_OUT, Rules, compile_rules
 
 RECEIVED_AT = datetime(2026, 5, 12, 10, 30, 15, 123456, tzinfo=UTC)
 RECEIVED_AT_ISO = "2026-05-12T10:30:15.123Z"

@@ -6,7 +6,9 @@ import fakeredis
 from celery import Celery
 
 from tests.support.seed import install_body
-from workers import buffer, fleet, keys, registry
+from workers.integrations import registry
+from workers.observe import fleet
+from workers.store import buffer, keys
 from workers.settings import Settings
 
 T0 = 1_764_061_200_000

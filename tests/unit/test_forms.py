@@ -7,8 +7,8 @@ import copy
 import pytest
 
 from tests.support.seed import ACCESS_KEY_ID, SECRET_ACCESS_KEY
-from workers import catalog, registry
-from workers.config import ConfigError
+from workers.integrations import catalog, registry
+from workers.integrations.config import ConfigError
 from workers.web import forms
 
 
@@ -119,7 +119,7 @@ def test_blueprint_inputs_are_the_catalogs_named_by_their_error_paths_default_fo
 
 
 def test_a_blueprint_form_becomes_the_apis_blueprint_and_a_stored_one_prefills_it():
-    from workers.blueprint import parse_blueprint
+    from workers.events.blueprint import parse_blueprint
 
     form = {"name": "x", "blueprint.consent.require": "analytics, ads", "blueprint.consent.missing": "allow",
             "blueprint.events.exclude": "identify\nHeartbeat", "blueprint.drop_fields": "context.ip",
@@ -140,7 +140,7 @@ def test_a_blueprint_form_becomes_the_apis_blueprint_and_a_stored_one_prefills_i
 
 
 def test_blueprint_errors_land_next_to_their_inputs_with_the_apis_messages():
-    from workers.blueprint import parse_blueprint
+    from workers.events.blueprint import parse_blueprint
 
     form = {"blueprint.events.include": "track", "blueprint.events.exclude": "identify",
             "blueprint.hash_fields": "event_id"}

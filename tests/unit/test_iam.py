@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from workers.config import parse_config
-from workers.iam import escape_resource, iam_policy, partition_of
+from workers.integrations.config import parse_config
+from workers.sink.iam import escape_resource, iam_policy, partition_of
 
 KEY_ARN = "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"
 

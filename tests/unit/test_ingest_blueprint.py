@@ -9,7 +9,10 @@ import orjson
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.seed import install_body
-from workers import buffer, delivery, keys, metrics, registry, status
+from workers.integrations import registry, status
+from workers.observe import metrics
+from workers.pipeline import delivery
+from workers.store import buffer, keys
 from workers.settings import get_settings
 
 
@@ -100,7 +103,7 @@ def test_the_default_blueprint_and_received_at_partitioning_change_nothing() -> 
 
 def test_a_message_prepared_by_the_api_carries_the_blueprint_and_partition_results_to_the_append() -> None:
     """The API prepares (rules and partition hours applied there) and the worker appends what the wire carried."""
-    from workers import prepared
+    from workers.events import prepared
 
     r = fakeredis.FakeRedis()
     iid = install(r, {"consent": {"require": ["analytics"]}}, partition_time="timestamp",

@@ -8,7 +8,7 @@ import logging
 import orjson
 import pytest
 
-from workers import logs
+from workers.observe import logs
 
 
 def capture(formatter: logging.Formatter) -> tuple[logging.Logger, io.StringIO]:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import fakeredis
 import pytest
 
-from workers import manage, registry, s3, sources
-from workers.config import ConfigError
+from workers.integrations import manage, registry, sources
+from workers.sink import s3
+from workers.integrations.config import ConfigError
 from workers.errors import HINTS, Failure
 from workers.settings import get_settings
 

@@ -7,7 +7,8 @@ import pytest
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 
-from workers import buffer, keys, metrics
+from workers.observe import metrics
+from workers.store import buffer, histograms, keys
 
 A, B = "int-a", "int-b"
 HOUR = "2026112509"
@@ -160,12 +161,12 @@ def test_registering_the_collector_does_not_touch_redis():
 
 
 def test_histogram_bucket_fields_match_the_lua_arguments():
-    args = buffer.histogram_buckets((0.5, 1, 300))
+    args = histograms.lua_buckets((0.5, 1, 300))
     assert args == [3, "le:0.5", 500_000, "le:1", 1_000_000, "le:300", 300_000_000]
 
 
 def test_collection_refusals_are_counted_per_source_and_reason(r):
-    from workers import sources
+    from workers.integrations import sources
 
     r.sadd(keys.SOURCES, "src-1", "src-2")
     counter = sources.Refusals()

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from workers.clock import hour_of
-from workers.object_keys import SUFFIXES, hour_path, object_key, parse_object_key, variant_of
+from workers.sink.object_keys import SUFFIXES, hour_path, object_key, parse_object_key, variant_of
 
 BATCH_ID = "0b6f5a4e-2d1c-4f3e-9a8b-7c6d5e4f3a2b"
 

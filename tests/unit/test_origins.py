@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from workers import origins
+from workers.integrations import origins
 
 
 @pytest.mark.parametrize(("entry", "normalised"), [

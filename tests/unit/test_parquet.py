@@ -11,8 +11,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from workers import athena, clock, encoding, parquet, prepared
-from workers.parquet import COLUMNS, SCHEMA, ParquetEncoder
+from workers import clock
+from workers.events import prepared
+from workers.sink import athena, ndjson, parquet
+from workers.sink.parquet import COLUMNS, SCHEMA, ParquetEncoder
 
 
 def envelopes(n: int, *, start: int = 0) -> list[bytes]:
@@ -157,12 +159,12 @@ def test_write_and_finish_misuse() -> None:
 
 
 def test_encoders_per_variant() -> None:
-    gz = encoding.encoder_for("default")
-    pqt = encoding.encoder_for("parquet")
-    assert isinstance(gz, encoding.GzipNdjson) and gz.content_type == "application/x-ndjson"
+    gz = ndjson.encoder_for("default")
+    pqt = ndjson.encoder_for("parquet")
+    assert isinstance(gz, ndjson.GzipNdjson) and gz.content_type == "application/x-ndjson"
     assert isinstance(pqt, ParquetEncoder) and pqt.content_type == "application/vnd.apache.parquet"
     with pytest.raises(ValueError):
-        encoding.encoder_for("orc")
+        ndjson.encoder_for("orc")
 
 
 def test_decode_reads_what_encode_wrote() -> None:

@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from workers.clock import hour_of, iso
-from workers.config import parse_config
-from workers.partitions import PartitionHour, TimestampHours, partition_hour, partition_hour_of
+from workers.integrations.config import parse_config
+from workers.events.partition_time import PartitionHour, TimestampHours, partition_hour, partition_hour_of
 
 DAY_S = 24 * 3600
 RECEIVED = "2026-05-12T10:30:00.000Z"

@@ -12,8 +12,12 @@ import orjson
 import pytest
 from kombu import Connection
 
-from workers import buffer, delivery, keys, prepared, registry, wire
-from workers.broker import Broker
+from workers.events import prepared
+from workers.integrations import registry
+from workers.pipeline import delivery
+from workers.queue import wire
+from workers.store import buffer, keys
+from workers.queue.producer import Broker
 from workers.settings import Settings
 
 NOW = datetime(2026, 11, 27, 15, 30, tzinfo=UTC)

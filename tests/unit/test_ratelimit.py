@@ -5,7 +5,7 @@ from __future__ import annotations
 import fakeredis
 import pytest
 
-from workers import keys, ratelimit
+from workers.store import keys, ratelimit
 
 
 class Clock:

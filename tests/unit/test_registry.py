@@ -9,8 +9,11 @@ import orjson
 import pytest
 
 from tests.support.seed import ACCESS_KEY_ID, SECRET_ACCESS_KEY, SESSION_TOKEN, install_body
-from workers import blueprint, clock, crypto, keys, registry
-from workers.config import ConfigError
+from workers import clock, crypto
+from workers.events import blueprint
+from workers.integrations import registry
+from workers.store import keys
+from workers.integrations.config import ConfigError
 from workers.settings import get_settings
 
 # The documented install request body.
@@ -150,7 +153,8 @@ BLUEPRINT = {"consent": {"require": ["analytics"], "missing": "allow"}, "events"
 
 
 def test_the_variants_follow_the_catalog(r: fakeredis.FakeRedis) -> None:
-    from workers import catalog, object_keys
+    from workers.integrations import catalog
+    from workers.sink import object_keys
 
     assert registry.VARIANTS == catalog.variant_ids() == ("default", "parquet")
     assert set(registry.VARIANTS) == set(object_keys.SUFFIXES)

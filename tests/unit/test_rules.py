@@ -13,9 +13,9 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from workers import rules as rules_module
-from workers.blueprint import PROTECTED_FIELDS, parse_blueprint
-from workers.rules import CONSENT_DENIED, FILTERED_OUT, Rules, compile_rules
+from workers.events import rules as rules_module
+from workers.events.blueprint import PROTECTED_FIELDS, parse_blueprint
+from workers.events.rules import CONSENT_DENIED, FILTERED_OUT, Rules, compile_rules
 
 KEY = bytes(range(32))
 OTHER_KEY = bytes(range(1, 33))

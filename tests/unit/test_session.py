@@ -10,7 +10,8 @@ from fastapi import Request
 from fastapi.responses import Response
 from pydantic import SecretStr
 
-from workers import crypto, keys
+from workers import crypto
+from workers.store import keys
 from workers.settings import Settings
 from workers.web import session
 

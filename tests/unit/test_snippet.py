@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from workers import snippet, websdk
+from workers.websites import sdk, snippet
 
 WK = "wk_Abc-123_xyz"
 
@@ -64,7 +64,7 @@ def test_for_source_gives_both_snippets_and_what_to_serve():
     assert [s.sdk for s in found] == ["analytics-next", "rudderstack"]
     assert all(WK in s.html for s in found)
     assert found[0].sdk_files.startswith("/signal-sdk/analytics-next/bundles/: index.js and its *.bundle.*.js")
-    assert websdk.ANALYTICS_NEXT.version in found[0].sdk_files
+    assert sdk.ANALYTICS_NEXT.version in found[0].sdk_files
     assert re.search(r"/signal-sdk/rudderstack/rsa\.js: .*@rudderstack/analytics-js@3\.34\.1", found[1].sdk_files)
 
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import fakeredis
 import pytest
 
-from workers import keys, sources
-from workers.config import ConfigError
+from workers.integrations import sources
+from workers.store import keys
+from workers.integrations.config import ConfigError
 from workers.settings import Settings
 
 
@@ -123,7 +124,7 @@ def test_every_wrong_field_gets_one_message_and_nothing_changes(r):
 
 
 def test_route_carries_the_policy_the_effective_limit_and_the_enabled_integrations(r):
-    from workers import registry
+    from workers.integrations import registry
 
     source = sources.create_from(r, {"name": "Shop", "allowed_origins": ["*.example.com"]})
     on = registry.install(r, _install_body(source.id)).id

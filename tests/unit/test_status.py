@@ -5,7 +5,8 @@ from __future__ import annotations
 import fakeredis
 
 from tests.support.seed import install_body
-from workers import buffer, keys, registry, status
+from workers.integrations import registry, status
+from workers.store import buffer, keys
 
 T0 = 1_764_061_200_000
 HOUR = "2026112509"

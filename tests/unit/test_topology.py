@@ -8,8 +8,8 @@ import pytest
 from pydantic import ValidationError
 
 from tests.support.processes import free_port
-from workers import topology
-from workers.broker import Broker, BrokerUnavailable
+from workers.queue import topology
+from workers.queue.producer import Broker, BrokerUnavailable
 from workers.settings import Settings
 
 RABBIT = "amqp://signal:secret@rabbitmq:5672/"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from workers import websdk
+from workers.websites import sdk
 
 
 def make_tarball(files: dict[str, bytes]) -> bytes:
@@ -33,7 +33,7 @@ TARBALL = make_tarball({
     "package/dist/umd/sub/x.bundle.y.js": b"nested",
     "package/dist/umd/../../../evil.bundle.x.js": b"escape",
 })
-FAKE = websdk.Package(key="fake", name="@scope/fake", version="1.2.3", integrity=websdk.integrity_of(TARBALL),
+FAKE = sdk.Package(key="fake", name="@scope/fake", version="1.2.3", integrity=sdk.integrity_of(TARBALL),
                       files=(("package/dist/umd/index.js", "fake/bundles"),
                              ("package/dist/umd/*.bundle.*.js", "fake/bundles")),
                       script="fake/bundles/index.js")
@@ -71,30 +71,30 @@ def registry(monkeypatch: pytest.MonkeyPatch) -> Iterator[Registry]:
 
 def test_downloads_once_checks_and_lays_out_only_the_browser_files(registry: Registry, tmp_path: Path) -> None:
     cache = tmp_path / "cache"
-    scripts = websdk.install(tmp_path / "sdk", (FAKE,), cache_dir=cache)
+    scripts = sdk.install(tmp_path / "sdk", (FAKE,), cache_dir=cache)
     assert scripts == {"fake": tmp_path / "sdk" / "fake/bundles/index.js"}
     assert registry.paths == ["/@scope/fake/-/fake-1.2.3.tgz"]  # npm's tarball path
     files = sorted(str(p.relative_to(tmp_path / "sdk")) for p in (tmp_path / "sdk").rglob("*") if p.is_file())
     assert files == ["fake/bundles/42.bundle.abc.js", "fake/bundles/index.js"]  # no map, nothing nested or outside
     assert not (tmp_path / "evil.bundle.x.js").exists()
-    websdk.install(tmp_path / "again", (FAKE,), cache_dir=cache)
+    sdk.install(tmp_path / "again", (FAKE,), cache_dir=cache)
     assert len(registry.paths) == 1  # from the cache
 
 
 def test_a_tarball_that_is_not_the_pinned_one_is_refused_and_not_cached(registry: Registry, tmp_path: Path) -> None:
     registry.body = make_tarball({"package/dist/umd/index.js": b"window.Tampered = 1;"})
-    with pytest.raises(websdk.SdkFetchError, match="does not match the pinned integrity"):
-        websdk.install(tmp_path / "sdk", (FAKE,), cache_dir=tmp_path / "cache")
+    with pytest.raises(sdk.SdkFetchError, match="does not match the pinned integrity"):
+        sdk.install(tmp_path / "sdk", (FAKE,), cache_dir=tmp_path / "cache")
     assert not (tmp_path / "sdk").exists()
     assert not list((tmp_path / "cache").glob("*"))
 
 
 def test_a_corrupt_cache_entry_is_fetched_again(registry: Registry, tmp_path: Path) -> None:
     cache = tmp_path / "cache"
-    websdk.tarball(FAKE, cache)
+    sdk.tarball(FAKE, cache)
     (entry,) = cache.glob("*.tgz")
     entry.write_bytes(b"garbage")
-    assert websdk.tarball(FAKE, cache) == TARBALL
+    assert sdk.tarball(FAKE, cache) == TARBALL
     assert len(registry.paths) == 2 and entry.read_bytes() == TARBALL
 
 
@@ -102,15 +102,15 @@ def test_an_unreachable_registry_is_a_clear_error(monkeypatch: pytest.MonkeyPatc
     from tests.support.processes import free_port
 
     monkeypatch.setenv("npm_config_registry", f"http://127.0.0.1:{free_port()}")
-    with pytest.raises(websdk.SdkFetchError, match=r"cannot download @scope/fake@1.2.3 from http://127\.0\.0\.1"):
-        websdk.tarball(FAKE, tmp_path)
+    with pytest.raises(sdk.SdkFetchError, match=r"cannot download @scope/fake@1.2.3 from http://127\.0\.0\.1"):
+        sdk.tarball(FAKE, tmp_path)
 
 
 def test_the_real_packages_are_pinned_exactly(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("npm_config_registry", raising=False)
-    for package in websdk.PACKAGES:
+    for package in sdk.PACKAGES:
         assert package.version.count(".") == 2 and package.version.replace(".", "").isdigit()
         assert package.integrity.startswith("sha512-") and len(package.integrity) == 95
-    assert websdk.RUDDERSTACK.tarball_url == (
+    assert sdk.RUDDERSTACK.tarball_url == (
         "https://registry.npmjs.org/@rudderstack/analytics-js/-/analytics-js-3.34.1.tgz")
-    assert [p.key for p in websdk.PACKAGES] == ["analytics-next", "rudderstack"]
+    assert [p.key for p in sdk.PACKAGES] == ["analytics-next", "rudderstack"]

@@ -11,8 +11,8 @@ import pytest
 from kombu import Connection, compression, serialization
 from kombu.exceptions import DecodeError, EncodeError
 
-from workers import wire
-from workers.broker import Broker
+from workers.queue import wire
+from workers.queue.producer import Broker
 from workers.settings import Settings
 
 EVENTS = [{"type": "track", "event": "é", "anonymous_id": "a", "properties": {"n": 1.5}}] * 3
@@ -71,7 +71,7 @@ def test_a_producers_redis_channel_keeps_one_client_per_connection_pool():
 
     from kombu.transport import redis as kombu_redis
 
-    from workers.wire import reuse_redis_clients
+    from workers.queue.wire import reuse_redis_clients
 
     reuse_redis_clients()
     reuse_redis_clients()  # idempotent: not wrapped twice
@@ -97,7 +97,7 @@ def test_a_producers_redis_channel_keeps_one_client_per_connection_pool():
 def prepared_message() -> dict:
     from datetime import UTC, datetime
 
-    from workers import prepared
+    from workers.events import prepared
 
     events = [{"event_id": f"e{i}", "type": "track", "event": "é\n\"x\"", "anonymous_id": "a",
                "received_at": f"2026-11-27T1{4 + i % 2}:00:00.000Z"} for i in range(5)] + ["not an object"]
@@ -106,7 +106,7 @@ def prepared_message() -> dict:
 
 
 def test_a_prepared_message_round_trips_with_its_lines_as_the_bytes_prepare_made():
-    from workers import prepared
+    from workers.events import prepared
 
     wire.install()
     message = prepared_message()
@@ -124,7 +124,7 @@ def test_a_prepared_message_round_trips_with_its_lines_as_the_bytes_prepare_made
 
 
 def test_json_signal_append_messages_of_any_producer_are_still_read():
-    from workers import prepared
+    from workers.events import prepared
 
     wire.install()
     message = prepared_message()
@@ -146,7 +146,9 @@ def test_a_body_without_a_readable_header_is_a_clear_decode_error(payload):
 def test_lines_that_do_not_match_their_lengths_make_a_message_that_is_refused_and_counted(cut):
     import fakeredis
 
-    from workers import delivery, keys, prepared
+    from workers.events import prepared
+    from workers.pipeline import delivery
+    from workers.store import keys
 
     wire.install()
     message = prepared_message()

@@ -14,8 +14,9 @@ import sys
 
 import redis
 
-from workers import crypto, registry
-from workers.broker import BrokerUnavailable
+from workers import crypto
+from workers.integrations import registry
+from workers.queue.producer import BrokerUnavailable
 from workers.cli import fleet, integrations, sources
 from workers.cli.common import (
     EXIT_FAILED,
@@ -26,9 +27,9 @@ from workers.cli.common import (
     print_json,
     redis_location,
 )
-from workers.config import ConfigError
+from workers.integrations.config import ConfigError
 from workers.settings import get_settings
-from workers.sources import UnknownSource
+from workers.integrations.sources import UnknownSource
 
 COMMANDS: dict[str, Command] = {
     command.name: command for command in (*integrations.COMMANDS, *sources.COMMANDS, *fleet.COMMANDS)

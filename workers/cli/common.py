@@ -12,7 +12,8 @@ from urllib.parse import urlsplit
 import orjson
 import redis
 
-from workers import catalog, db
+from workers.integrations import catalog
+from workers.store import db
 from workers.settings import get_settings
 
 INTEGRATION_TYPE = catalog.INTEGRATION_TYPE

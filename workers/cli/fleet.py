@@ -8,7 +8,9 @@ import sys
 import redis
 from kombu.exceptions import OperationalError
 
-from workers import crypto, registry, topology
+from workers import crypto
+from workers.integrations import registry
+from workers.queue import topology
 from workers.cli import common
 from workers.cli.common import EXIT_FAILED, EXIT_OK, Command, fail, print_json
 from workers.settings import get_settings
@@ -54,7 +56,7 @@ def _copy_store_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_copy_store(args: argparse.Namespace) -> int:
-    from workers import migrate
+    from workers.store import migrate
 
     source = redis.Redis.from_url(args.source)
     try:
@@ -79,7 +81,7 @@ def cmd_reencrypt(args: argparse.Namespace) -> int:
 
 
 def _metrics_arguments(parser: argparse.ArgumentParser) -> None:
-    from workers import metrics
+    from workers.observe import metrics
 
     parser.add_argument("--host", default=metrics.DEFAULT_HOST,
                         help=f"address to bind (default {metrics.DEFAULT_HOST})")
@@ -88,7 +90,7 @@ def _metrics_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_metrics(args: argparse.Namespace) -> int:
-    from workers import metrics
+    from workers.observe import metrics
 
     def ready(url: str) -> None:
         sys.stderr.write(f"signal-s3: serving Prometheus metrics on {url}\n")

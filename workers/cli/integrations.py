@@ -9,7 +9,10 @@ from typing import Any
 
 from tqdm import tqdm
 
-from workers import athena, buffer, delivery, iam, manage, registry, status
+from workers.integrations import manage, registry, status
+from workers.pipeline import delivery
+from workers.sink import athena, iam
+from workers.store import buffer
 from workers.cli import common
 from workers.cli.common import (
     EXIT_FAILED,
@@ -23,7 +26,7 @@ from workers.cli.common import (
     print_json,
     read_json,
 )
-from workers.config import ConfigError
+from workers.integrations.config import ConfigError
 from workers.settings import get_settings
 
 
@@ -167,7 +170,7 @@ def _test_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_test(args: argparse.Namespace) -> int:
-    from workers.broker import Broker
+    from workers.queue.producer import Broker
 
     settings = get_settings()
     broker = Broker(settings)

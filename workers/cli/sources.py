@@ -6,7 +6,8 @@ import argparse
 import sys
 from typing import Any
 
-from workers import snippet, sources, websdk
+from workers.integrations import sources
+from workers.websites import sdk, snippet
 from workers.cli import common
 from workers.cli.common import (
     EXIT_FAILED,
@@ -99,11 +100,11 @@ def cmd_sdk_files(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     try:
-        written = websdk.install(Path(args.dir))
-    except websdk.SdkFetchError as exc:
+        written = sdk.install(Path(args.dir))
+    except sdk.SdkFetchError as exc:
         return fail(str(exc), EXIT_FAILED)
     print_json({package.key: {"package": f"{package.name}@{package.version}", "integrity": package.integrity,
-                               "script": str(written[package.key])} for package in websdk.PACKAGES})
+                               "script": str(written[package.key])} for package in sdk.PACKAGES})
     return EXIT_OK
 
 

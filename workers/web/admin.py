@@ -1,6 +1,6 @@
 """The admin API, ``/v1/admin/...`` and ``/metrics``, behind the admin token (``Authorization: Bearer``).
 
-Routes are thin: each calls one plain function (``workers.manage``, ``registry``, ``status``, ``delivery``,
+Routes are thin: each calls one plain function (``workers.integrations.manage``, ``registry``, ``status``, ``delivery``,
 ``sources``) that the console and the CLI call too. A failed bucket check on install or update answers **424** with the
 seed's troubleshooting row (``code``, ``message``, ``hint``); nothing is stored.
 """
@@ -14,8 +14,10 @@ from typing import Any
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 
-from workers import catalog, delivery, manage, metrics, origins, registry, sources, status
-from workers.config import ConfigError
+from workers.integrations import catalog, manage, origins, registry, sources, status
+from workers.observe import metrics
+from workers.pipeline import delivery
+from workers.integrations.config import ConfigError
 from workers.web.common import ID_MAX_CHARS, ApiError, json_response, read_json, require_admin, state
 
 log = logging.getLogger(__name__)

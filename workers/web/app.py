@@ -12,7 +12,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from workers.broker import Broker
+from workers.queue.producer import Broker
 from workers.settings import Settings, get_settings
 from workers.web import admin, collection, console
 from workers.web.common import State, install_handlers

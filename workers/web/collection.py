@@ -33,7 +33,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
 from starlette.requests import ClientDisconnect, Request
 
-from workers import clock, collect, sources
+from workers import clock
+from workers.events import segment
+from workers.integrations import sources
 from workers.web import cors
 from workers.web.common import BROKER_UNAVAILABLE, ApiError, State, collect_body
 
@@ -49,7 +51,7 @@ SHORT_PATHS: dict[str, str | None] = {"t": "track", "p": "page", "i": "identify"
 BEACON_PATH = "/beacon/v1/batch"
 METRICS_PATH = "/v1/m"
 # every collection path -> the call type it takes (None: a batch); METRICS_PATH is answered without reading
-PATHS: dict[str, str | None] = {"/v1/batch": None, **{f"/v1/{t}": t for t in collect.EVENT_TYPES},
+PATHS: dict[str, str | None] = {"/v1/batch": None, **{f"/v1/{t}": t for t in segment.EVENT_TYPES},
                                 **{f"/v1/{short}": t for short, t in SHORT_PATHS.items()}, BEACON_PATH: None}
 WRITE_KEY_QUERY_MAX_CHARS = 500
 
@@ -77,7 +79,7 @@ BATCH_BODY = _body({
     "required": ["batch"],
     "properties": {
         "batch": {"type": "array", "items": {**_CALL_SCHEMA, "properties": {
-            **_CALL_SCHEMA["properties"], "type": {"type": "string", "enum": list(collect.EVENT_TYPES)}}}},
+            **_CALL_SCHEMA["properties"], "type": {"type": "string", "enum": list(segment.EVENT_TYPES)}}}},
         "context": {"type": "object"},
         "sentAt": {"type": "string", "format": "date-time"},
         "writeKey": {"type": "string"},
@@ -206,21 +208,21 @@ async def collect_request(st: State, scope: Scope, receive: Receive, headers: di
     source_id = await _source_of(st, header_key or query_key) if header_key or query_key else None
     body = await collect_body(_chunks(receive), _text(headers.get(b"content-encoding")),
                               _text(headers.get(b"content-length")), max_bytes=st.settings.api_max_body_bytes)
-    document = collect.parse_json(body)
+    document = segment.parse_json(body)
     if source_id is None:
-        source_id = await _source_of(st, collect.body_write_key(document))
+        source_id = await _source_of(st, segment.body_write_key(document))
     route = await _route_of(st, source_id)
     origin = _text(headers.get(b"origin"))
     if origin is not None and not route.origins.allows(origin):
         st.refuse(source_id, sources.ORIGIN_NOT_ALLOWED, 0)
         raise _OriginNotAllowed(403, "origin_not_allowed", f"this source does not accept events from {origin[:200]}; "
                                 "add it to the source's allowed_origins", success=False)
-    calls = collect.read_calls(document, event_type, event_max_bytes=st.settings.event_max_bytes)
+    calls = segment.read_calls(document, event_type, event_max_bytes=st.settings.event_max_bytes)
     await _admit(st, route, len(calls.messages))
     client = scope.get("client")
-    events = collect.envelopes(
+    events = segment.envelopes(
         calls, source_id=source_id, received_at=clock.iso(clock.now()), event_type=event_type,
-        client_ip=collect.client_ip(client[0] if client else None, _text(headers.get(b"x-forwarded-for")),
+        client_ip=segment.client_ip(client[0] if client else None, _text(headers.get(b"x-forwarded-for")),
                                     st.settings.trusted_proxies),
         user_agent=_text(headers.get(b"user-agent")))
     if events and route.integration_ids:
@@ -319,7 +321,7 @@ async def _metrics() -> None:
 def router() -> APIRouter:
     out = APIRouter(tags=["collect"])
     for path, event_type in PATHS.items():
-        in_schema = path == "/v1/batch" or path.removeprefix("/v1/") in collect.EVENT_TYPES
+        in_schema = path == "/v1/batch" or path.removeprefix("/v1/") in segment.EVENT_TYPES
         out.add_api_route(path, _served_by_endpoint, methods=["POST"], name=path, include_in_schema=in_schema,
                           openapi_extra=BATCH_BODY if event_type is None else CALL_BODY)
     out.add_api_route(METRICS_PATH, _metrics, methods=["POST"], include_in_schema=False)

@@ -21,9 +21,12 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from workers import collect, crypto, db, manage, ratelimit, registry, sources
-from workers.broker import Broker, BrokerUnavailable
-from workers.config import ConfigError
+from workers import crypto
+from workers.events import segment
+from workers.integrations import manage, registry, sources
+from workers.store import db, ratelimit
+from workers.queue.producer import Broker, BrokerUnavailable
+from workers.integrations.config import ConfigError
 from workers.settings import Settings
 from workers.web.batcher import Batcher
 
@@ -128,8 +131,8 @@ def install_handlers(app: FastAPI) -> None:
     async def not_empty(_: Request, exc: manage.NotEmpty) -> JSONResponse:
         return json_response(409, {"error": "not_empty", "message": exc.message, **exc.counts})
 
-    @app.exception_handler(collect.MalformedRequest)
-    async def malformed(_: Request, exc: collect.MalformedRequest) -> JSONResponse:
+    @app.exception_handler(segment.MalformedRequest)
+    async def malformed(_: Request, exc: segment.MalformedRequest) -> JSONResponse:
         return json_response(exc.status, {"success": False, "error": exc.reason, "message": exc.message})
 
     @app.exception_handler(registry.UnknownIntegration)
@@ -228,7 +231,7 @@ async def collect_body(chunks: AsyncIterator[bytes], content_encoding: str | Non
     encoding = (content_encoding or "identity").strip().lower()
     if encoding not in ("", "identity", "gzip"):
         raise ApiError(415, "unsupported_encoding", "Content-Encoding must be gzip or absent")
-    too_large = collect.MalformedRequest("body_too_large", f"the request body is over the limit of {max_bytes} bytes",
+    too_large = segment.MalformedRequest("body_too_large", f"the request body is over the limit of {max_bytes} bytes",
                                          status=413)
     length = content_length or ""
     if length.isdigit() and int(length) > max_bytes:
@@ -239,7 +242,7 @@ async def collect_body(chunks: AsyncIterator[bytes], content_encoding: str | Non
         if len(data) > max_bytes:
             raise too_large
     if encoding == "gzip":
-        return collect.gunzip(data, max_bytes=max_bytes)
+        return segment.gunzip(data, max_bytes=max_bytes)
     return data
 
 
@@ -248,6 +251,6 @@ async def read_json(request: Request, *, optional: bool = False) -> Any:
     if optional and not body.strip():
         return {}
     try:
-        return collect.parse_json(body)
-    except collect.MalformedRequest as exc:
+        return segment.parse_json(body)
+    except segment.MalformedRequest as exc:
         raise ApiError(400, exc.reason, exc.message) from None

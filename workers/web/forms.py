@@ -1,9 +1,9 @@
-"""The console's install and settings forms, built from the catalog's field schema (``workers.catalog``).
+"""The console's install and settings forms, built from the catalog's field schema (``workers.integrations.catalog``).
 
 A form field is named by the path the API's validation errors use (``name``, ``source_id``, ``config.region``,
 ``blueprint.consent.require``), so
 each ``ConfigError`` message lands next to its input without translation. Forms turn into the same bodies the admin
-API takes (install, PATCH); validation happens once, in ``workers.config`` / ``workers.registry``. Secrets are never
+API takes (install, PATCH); validation happens once, in ``workers.integrations.config`` / ``workers.integrations.registry``. Secrets are never
 echoed: their inputs are always empty, a settings form shows their redacted value (``****`` + last 4) instead.
 """
 
@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
-from workers import blueprint, catalog
-from workers.config import ConfigError
-from workers.sources import DEFAULT_SOURCE_ID, DEFAULT_SOURCE_NAME
+from workers.events import blueprint
+from workers.integrations import catalog
+from workers.integrations.config import ConfigError
+from workers.integrations.sources import DEFAULT_SOURCE_ID, DEFAULT_SOURCE_NAME
 
 FORM_MAX_FIELDS = 200
 SKIP_CHECK = "skip_bucket_check"

@@ -15,8 +15,11 @@ from typing import Any
 from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import Response
 
-from workers import athena, blueprint, catalog, delivery, iam, manage, registry, sources, status
-from workers.config import ConfigError
+from workers.events import blueprint
+from workers.integrations import catalog, manage, registry, sources, status
+from workers.pipeline import delivery
+from workers.sink import athena, iam
+from workers.integrations.config import ConfigError
 from workers.web import forms
 from workers.web.common import ID_MAX_CHARS, state
 from workers.web.pages import fragment, posted, redirect, render, signed_in

@@ -26,7 +26,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
-from workers import catalog, crypto, registry, sources
+from workers import crypto
+from workers.integrations import catalog, registry, sources
 from workers.web import forms, session
 from workers.web.common import CONSOLE_DISABLED, ApiError, admin_enabled, read_body, state
 

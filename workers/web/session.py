@@ -29,7 +29,8 @@ import redis
 from fastapi import Request
 from fastapi.responses import Response
 
-from workers import crypto, keys
+from workers import crypto
+from workers.store import keys
 from workers.settings import Settings
 
 COOKIE = "signal_session"

@@ -1,0 +1,263 @@
+"""Managing integrations: the operations the HTTP API, the console and the CLI share, each written once.
+
+Install (validate, check the bucket, join a source), update (merge a partial config, validate, check the bucket),
+delete (refused while events are buffered or held; optionally deliver them first), and the test event, which sends
+one event through the real path and waits for its outcome. Each raises a domain error the faces render their own
+way: ``ConfigError`` (one message per wrong field), ``BucketCheckFailed`` (the seed's troubleshooting row),
+``NotEmpty`` (the counts that block a delete).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+import redis
+
+from workers.integrations import catalog, registry, sources, status
+from workers.pipeline import delivery
+from workers.sink import s3
+from workers.store import buffer, keys
+from workers.events.blueprint import describe, parse_blueprint
+from workers.queue.producer import Broker
+from workers.integrations.config import ConfigError, IntegrationConfig, parse_config
+from workers.errors import Failure
+from workers.settings import Settings
+
+TEST_EVENT_TIMEOUT_S = 30.0
+FLUSH_TIMEOUT_S = 30.0
+POLL_INTERVAL_S = 0.1
+
+
+class BucketCheckFailed(Exception):
+    """The bucket check (GetBucketLocation) failed: nothing was stored. ``failure`` says why, with the hint."""
+
+    def __init__(self, failure: Failure) -> None:
+        super().__init__(f"{failure.code}: {failure.message}")
+        self.failure = failure
+
+
+class NotEmpty(Exception):
+    """A delete was refused: events are still ``held``, ``buffered``, or were not delivered in time (``timeout``).
+    ``counts`` says how many."""
+
+    def __init__(self, kind: str, message: str, counts: dict[str, int]) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+        self.counts = counts
+
+
+def view(integ: registry.Integration) -> dict[str, Any]:
+    """What every face shows of an integration: the public record (secrets redacted, its blueprint) and its type."""
+    return {**integ.public(), "type": catalog.INTEGRATION_TYPE}
+
+
+def _check_bucket(config: IntegrationConfig, settings: Settings) -> None:
+    failure = s3.verify_bucket(config, settings=settings)
+    if failure is not None:
+        raise BucketCheckFailed(failure)
+
+
+# -- install / update / delete ------------------------------------------------------------------------------------
+
+
+def install_integration(r: redis.Redis, body: Any, *, settings: Settings) -> registry.Integration:
+    """Validate an install body, check the bucket unless ``"verify": false``, and store the integration in its
+    source (``source_id``, or the default source, created on demand).
+
+    Raises ``ConfigError`` (one entry per wrong field, ``source_id`` naming an unknown source) or
+    ``BucketCheckFailed``; nothing is stored then.
+    """
+    body, verify = registry.pop_verify(body)
+    fields = registry.validate_install(body)
+    source_id = fields["source_id"]
+    if source_id is not None and not r.exists(keys.source(source_id)):
+        raise ConfigError([{"field": "source_id", "message": f"source {source_id} does not exist; create it first"}])
+    if verify:
+        _check_bucket(fields["config"], settings)
+    if source_id is None:
+        body = {**body, "source_id": sources.ensure_default(r).id}
+    return registry.install(r, body)
+
+
+def merged_config(current: IntegrationConfig, patch: Any) -> dict[str, Any]:
+    """The current config (secrets in clear, for validation only) with ``patch`` applied; ``None`` clears a field."""
+    if not isinstance(patch, dict):
+        raise ConfigError([{"field": "config", "message": "config must be an object of settings"}])
+    merged: dict[str, Any] = {}
+    for name, value in current.model_dump(mode="python").items():
+        merged[name] = value.get_secret_value() if hasattr(value, "get_secret_value") else value
+    if "bucket_name" in patch:
+        merged.pop("bucket", None)
+    merged.update(patch)
+    return merged
+
+
+UPDATE_FIELDS: tuple[str, ...] = ("config", "name", "blueprint")
+
+
+def update_integration(r: redis.Redis, integration_id: str, body: Any, *, settings: Settings,
+                       merge: bool = True) -> registry.Integration:
+    """Apply ``{"config": {...partial...}, "name": ..., "blueprint": {...whole...}, "verify": bool}``: every wrong
+    field is reported at once, the merged config is validated like an install and its bucket checked (unless
+    ``"verify": false``); a blueprint replaces the current one (``{}``: forward all events). With ``merge=False``
+    the config given replaces the whole config (``signal-s3 update``)."""
+    current = registry.get(r, integration_id)
+    body, verify = registry.pop_verify(body)
+    if not isinstance(body, dict):
+        raise ConfigError([{"field": "body", "message": 'the body must be {"config": {...}, "name": "...", '
+                                                        '"blueprint": {...}}'}])
+    errors: list[dict[str, str]] = [
+        {"field": str(k), "message": _not_updatable(str(k))} for k in body if k not in UPDATE_FIELDS
+    ]
+    name = None
+    if "name" in body:
+        try:
+            name = registry.check_name(body["name"])
+        except ConfigError as exc:
+            errors.extend(exc.errors)
+    config = None
+    if "config" in body:
+        try:
+            given = merged_config(current.config, body["config"]) if merge else body["config"]
+            config = parse_config(given, field_prefix="config")
+        except ConfigError as exc:
+            errors.extend(exc.errors)
+    new_blueprint = None
+    if "blueprint" in body:
+        try:
+            new_blueprint = parse_blueprint(body["blueprint"], field_prefix="blueprint")
+        except ConfigError as exc:
+            errors.extend(exc.errors)
+    if errors:
+        raise ConfigError(errors)
+    if config is not None and verify:
+        _check_bucket(config, settings)
+    return registry.update(r, integration_id, config=config, name=name, blueprint=new_blueprint)
+
+
+def _not_updatable(field: str) -> str:
+    if field == "variant":
+        return ("variant cannot be changed after install: objects in one format per prefix keep the Athena table "
+                "valid; install a new integration with another prefix for the other format")
+    return f"{field} cannot be changed here; the fields are {', '.join(UPDATE_FIELDS)} and verify"
+
+
+def counts(r: redis.Redis, integration_id: str) -> dict[str, int]:
+    """What blocks a delete: buffered events (held ones included) and held batches."""
+    st = status.integration_status(r, integration_id)
+    return {"buffered_events": st["buffered_events"], "dead_letter_events": st["dead_letter_events"],
+            "dead_letter_batches": st["dead_letter_batches"]}
+
+
+def delete_integration(r: redis.Redis, broker: Broker, integration_id: str, *, settings: Settings,
+                       flush: bool = False, timeout_s: float = FLUSH_TIMEOUT_S) -> None:
+    """Delete an integration. Held events always block it (replay them first); buffered events block it unless
+    ``flush``: then it is disabled, its buffers are sealed and uploaded, and it is deleted once they are delivered
+    (re-enabled and refused if they are not delivered within ``timeout_s``)."""
+    integ = registry.get(r, integration_id)
+    found = counts(r, integration_id)
+    if found["dead_letter_events"]:
+        raise NotEmpty("held", f"{found['dead_letter_events']} events are held in the dead-letter store; fix the "
+                       "cause and replay them before deleting the integration", found)
+    if found["buffered_events"] and not flush:
+        raise NotEmpty("buffered", f"{found['buffered_events']} events are buffered and not yet delivered; "
+                       "delete with ?flush=true to deliver them first", found)
+    if found["buffered_events"]:
+        registry.set_enabled(r, integration_id, False)  # no new events while it drains
+        found = flush_and_wait(r, broker, integration_id, settings=settings, timeout_s=timeout_s)
+        if found["buffered_events"]:
+            if integ.enabled:
+                registry.set_enabled(r, integration_id, True)
+            raise NotEmpty("timeout", f"{found['buffered_events']} events were still not delivered after "
+                           f"{timeout_s:g}s; see the status and try again", found)
+    registry.delete(r, integration_id)
+
+
+def flush_and_wait(r: redis.Redis, broker: Broker, integration_id: str, *, settings: Settings,
+                   timeout_s: float) -> dict[str, int]:
+    """Seal and dispatch every buffer of an integration, then wait until only held events (if any) remain."""
+    for batch_id in delivery.flush_now(r, integration_id, settings=settings):
+        broker.upload(integration_id, batch_id)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        found = counts(r, integration_id)
+        if found["buffered_events"] <= found["dead_letter_events"] or time.monotonic() >= deadline:
+            return found
+        time.sleep(POLL_INTERVAL_S)
+
+
+# -- test event ---------------------------------------------------------------------------------------------------
+
+
+def run_test_event(r: redis.Redis, broker: Broker, integration_id: str, *, settings: Settings,
+                   timeout_s: float = TEST_EVENT_TIMEOUT_S) -> tuple[int, dict[str, Any]]:
+    """Send one test track event through the real path (ingest task, seal, upload task) and wait for its outcome.
+
+    Returns (HTTP status, body): 200 delivered with the object key, 424 failed with code/message/hint, 409 when the
+    integration is disabled or when its blueprint removed the test event (``"state": "filtered"`` with the
+    ``reason`` and what the blueprint does: nothing was written to S3), 504 with the state reached when
+    ``timeout_s`` ran out.
+    """
+    integ = registry.get(r, integration_id)
+    if not integ.enabled:
+        return 409, {"error": "disabled", "message": f"integration {integration_id} is disabled; enable it first"}
+    event_id = f"test-{uuid.uuid4()}"
+    event = {"event_id": event_id, "type": "track", "event": "Signal Test Event", "anonymous_id": "signal-test-event",
+             "properties": {"test": True}, "context": {"library": {"name": "signal-s3", "test_event": True}}}
+    if integ.source_id:
+        event["source_id"] = integ.source_id
+    started = time.monotonic()
+    broker.ingest(integration_id, [event])
+    deadline = started + timeout_s
+    state, flushed, found = "queued", False, None
+    while True:
+        found = next((v for v in status.live_events(r, integration_id, limit=buffer.LIST_MAX)
+                      if v["event_id"] == event_id), None)
+        if found is not None:
+            state = found["state"]
+            if state == "buffered" and not flushed:
+                for batch_id in delivery.flush_now(r, integration_id, settings=settings):
+                    broker.upload(integration_id, batch_id)
+                flushed = True
+                continue
+            if state == "filtered":
+                return 409, _filtered_test_event(integ, event_id, found["reason"])
+            if state == "delivered":
+                return 200, {"event_id": event_id, "state": "delivered", "bucket": integ.config.bucket,
+                             "object_key": found.get("object_key"), "batch_id": found.get("batch_id"),
+                             "elapsed_ms": int((time.monotonic() - started) * 1000)}
+            if state == "failed":
+                meta = buffer.batch_meta(r, integration_id, found["batch_id"])
+                return 424, {"error": "delivery_failed", "event_id": event_id, "state": "failed",
+                             "code": found.get("code"), "message": meta.get("error_message") or "delivery failed",
+                             "hint": found.get("hint"), "batch_id": found.get("batch_id")}
+        if time.monotonic() >= deadline:
+            body = {"error": "timeout", "event_id": event_id, "state": state,
+                    "message": f"the test event was not delivered within {timeout_s:g}s (last state: {state}); "
+                               "are the workers running?"}
+            if found is not None and found.get("code"):
+                body["code"] = found["code"]
+            return 504, body
+        time.sleep(POLL_INTERVAL_S)
+
+
+_FILTERED_WHY = {
+    "consent_denied": "the blueprint requires consent the test event does not carry (it has no consent information)",
+    "filtered_out": "the blueprint's events rule does not deliver a track event named \"Signal Test Event\"",
+}
+
+
+def _filtered_test_event(integ: registry.Integration, event_id: str, reason: str) -> dict[str, Any]:
+    """The answer when the integration's blueprint removed the test event: it reached the ingest path and was counted
+    under ``removed_events``, but nothing went to S3, so the bucket was not tested."""
+    why = _FILTERED_WHY.get(reason, "the blueprint removed it")
+    return {
+        "error": "filtered", "event_id": event_id, "state": "filtered", "reason": reason, "code": reason,
+        "message": f"the test event was removed by the integration's blueprint ({reason}): {why}; nothing was "
+                   "written to S3, so the bucket was not tested",
+        "hint": "Blueprint: " + " ".join(describe(integ.blueprint)) + " To test the bucket, send an event the "
+                "blueprint delivers, or test while the blueprint forwards all events.",
+    }

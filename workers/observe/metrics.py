@@ -1,0 +1,219 @@
+"""Prometheus metrics of the fleet, read from Redis at scrape time.
+
+Every counter already lives in Redis, per integration, updated by the Lua scripts that change the state it counts
+(``sig:{I}:stats``, the dead-letter zset and its batch metadata, the two histogram hashes ``sig:{I}:hist:*``). A
+scrape reads them, so each worker process of each host is counted exactly once, with no multiprocess directory and
+nothing lost when a worker restarts; any process that can reach Redis serves the same numbers.
+
+Histograms are kept the same way: one hash per integration of cumulative bucket counters ``le:<bound_s>`` plus
+``count`` and ``sum_us`` (microseconds, so sums stay exact integers), incremented by ack.lua once per delivered batch.
+
+Collection's refusals per source (over the rate limit, from an origin the source does not allow) are counted the
+same way, in ``sig:src:{S}:stats`` (``workers.integrations.sources.Refusals``).
+
+Served by ``signal-s3 metrics`` (HTTP, with this process's metrics) and ``render`` (for the admin API's /metrics).
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+import redis
+from prometheus_client import CollectorRegistry, ProcessCollector, start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
+
+from workers.integrations import registry, sources
+from workers.store import keys
+from workers.store.db import text
+from workers.store.histograms import LATENCY_BUCKETS_S, UPLOAD_BUCKETS_S, Histogram
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 9108
+_CHUNK = 1000  # held batches read per pipeline round trip
+
+
+def prometheus_buckets(h: Histogram, bounds_s: Sequence[float]) -> list[tuple[str, float]]:
+    """A stored histogram as prometheus_client's buckets: cumulative counts per bound, then +Inf."""
+    return [*((floatToGoString(b), n) for b, n in h.cumulative(bounds_s)), ("+Inf", h.count)]
+
+
+@dataclass(frozen=True)
+class IntegrationCounters:
+    """One integration's numbers as stored in Redis."""
+
+    integration_id: str
+    stats: dict[str, int] = field(default_factory=dict)
+    dead_letter_batches: int = 0
+    dead_letter_events: int = 0
+    upload: Histogram = Histogram({}, 0, 0)
+    latency: Histogram = Histogram({}, 0, 0)
+
+    def by_prefix(self, prefix: str) -> dict[str, int]:
+        return {k[len(prefix):]: v for k, v in self.stats.items() if k.startswith(prefix)}
+
+
+def read(r: redis.Redis) -> list[IntegrationCounters]:
+    """Every installed integration's counters, in two pipelined round trips (plus one per 1000 held batches)."""
+    iids = sorted(registry.ids(r))
+    pipe = r.pipeline(transaction=False)
+    for iid in iids:
+        pipe.hgetall(keys.stats(iid))
+        pipe.zrange(keys.dead(iid), 0, -1)
+        pipe.hgetall(keys.hist_upload(iid))
+        pipe.hgetall(keys.hist_latency(iid))
+    replies = pipe.execute()
+    rows = []
+    held: list[tuple[int, str]] = []  # (row index, batch id)
+    for n, iid in enumerate(iids):
+        stats_raw, dead, upload, latency = replies[4 * n: 4 * n + 4]
+        rows.append(IntegrationCounters(
+            iid, {text(k): int(v) for k, v in stats_raw.items()}, len(dead), 0,
+            Histogram.from_hash(upload), Histogram.from_hash(latency),
+        ))
+        held += [(n, text(b)) for b in dead]
+    events = [0] * len(rows)
+    for start in range(0, len(held), _CHUNK):
+        chunk = held[start:start + _CHUNK]
+        for n, batch_id in chunk:
+            pipe.hget(keys.batch_meta(rows[n].integration_id, batch_id), "events")
+        for (n, _), v in zip(chunk, pipe.execute()):
+            events[n] += int(v or 0)
+    return [
+        IntegrationCounters(row.integration_id, row.stats, row.dead_letter_batches, events[n], row.upload, row.latency)
+        for n, row in enumerate(rows)
+    ]
+
+
+def read_refusals(r: redis.Redis) -> dict[str, dict[str, dict[str, int]]]:
+    """Refused collection requests and events of every source, by reason."""
+    return sources.refusals(r, sorted(text(m) for m in r.smembers(keys.SOURCES)))
+
+
+def refusal_families(refused: dict[str, dict[str, dict[str, int]]]) -> list[Metric]:
+    labels = ["source_id", "reason"]
+    requests = CounterMetricFamily("signal_collect_refused_requests", "Collection requests refused per source: "
+                                   "rate_limited (429) or origin_not_allowed (403).", labels=labels)
+    events = CounterMetricFamily("signal_collect_refused_events", "Events in the collection requests refused per "
+                                 "source, by reason.", labels=labels)
+    for source_id, reasons in sorted(refused.items()):
+        for reason, counts in sorted(reasons.items()):
+            requests.add_metric([source_id, reason], counts["requests"])
+            events.add_metric([source_id, reason], counts["events"])
+    return [requests, events]
+
+
+def families(rows: Iterable[IntegrationCounters]) -> list[Metric]:
+    """The metric families of the fleet, one labelled series per integration (and reason / error code)."""
+    iid = ["integration_id"]
+    ingested = CounterMetricFamily("signal_events_ingested", "Events accepted into the buffers.", labels=iid)
+    rejected = CounterMetricFamily("signal_events_rejected", "Events rejected, by reason.",
+                                   labels=[*iid, "reason"])
+    removed = CounterMetricFamily("signal_events_removed", "Valid events the integration's blueprint removed "
+                                  "(never written to S3), by reason: filtered_out, consent_denied.",
+                                  labels=[*iid, "reason"])
+    fallback = CounterMetricFamily("signal_events_partition_fallback", "Events of a partition_time timestamp "
+                                   "integration whose timestamp was outside partition_time_bound_s, partitioned by "
+                                   "their received hour.", labels=iid)
+    buffered_events = GaugeMetricFamily("signal_events_buffered",
+                                        "Accepted events not yet delivered (open buffers and sealed batches).",
+                                        labels=iid)
+    buffered_bytes = GaugeMetricFamily("signal_bytes_buffered", "Bytes of the events counted in "
+                                       "signal_events_buffered (uncompressed JSON lines).", labels=iid)
+    objects = CounterMetricFamily("signal_objects_delivered", "Objects written to S3.", labels=iid)
+    events = CounterMetricFamily("signal_events_delivered", "Events written to S3.", labels=iid)
+    nbytes = CounterMetricFamily("signal_bytes_delivered", "Bytes written to S3 (gzipped object sizes).",
+                                 labels=iid)
+    failures = CounterMetricFamily("signal_upload_failures", "Failed upload attempts, by AWS error code.",
+                                   labels=[*iid, "code"])
+    retries = CounterMetricFamily("signal_upload_retries", "Upload attempts that failed transiently and are "
+                                  "retried.", labels=iid)
+    dead_batches = GaugeMetricFamily("signal_dead_letter_batches", "Batches held in the dead-letter store.",
+                                     labels=iid)
+    dead_events = GaugeMetricFamily("signal_dead_letter_events", "Events in the batches held in the dead-letter "
+                                    "store.", labels=iid)
+    upload = HistogramMetricFamily("signal_upload_duration_seconds", "Duration of the successful upload attempt "
+                                   "of each delivered batch.", labels=iid)
+    latency = HistogramMetricFamily("signal_event_to_object_latency_seconds", "From the append of a batch's first "
+                                    "event to its object confirmed by S3.", labels=iid)
+    for row in rows:
+        label = [row.integration_id]
+        ingested.add_metric(label, row.stats.get("ingested_events", 0))
+        for reason, count in sorted(row.by_prefix("rejected:").items()):
+            rejected.add_metric([*label, reason], count)
+        for reason, count in sorted(row.by_prefix("removed:").items()):
+            removed.add_metric([*label, reason], count)
+        fallback.add_metric(label, row.stats.get(keys.STAT_PARTITION_FALLBACK, 0))
+        buffered_events.add_metric(label, row.stats.get("buffered_events", 0))
+        buffered_bytes.add_metric(label, row.stats.get("buffered_bytes", 0))
+        objects.add_metric(label, row.stats.get("delivered_objects", 0))
+        events.add_metric(label, row.stats.get("delivered_events", 0))
+        nbytes.add_metric(label, row.stats.get("delivered_bytes", 0))
+        for code, count in sorted(row.by_prefix("failures:").items()):
+            failures.add_metric([*label, code], count)
+        retries.add_metric(label, row.stats.get("retries", 0))
+        dead_batches.add_metric(label, row.dead_letter_batches)
+        dead_events.add_metric(label, row.dead_letter_events)
+        upload.add_metric(label, prometheus_buckets(row.upload, UPLOAD_BUCKETS_S), row.upload.sum_us / 1e6)
+        latency.add_metric(label, prometheus_buckets(row.latency, LATENCY_BUCKETS_S), row.latency.sum_us / 1e6)
+    return [ingested, rejected, removed, fallback, buffered_events, buffered_bytes, objects, events, nbytes, failures,
+            retries, dead_batches, dead_events, upload, latency]
+
+
+class FleetCollector(Collector):
+    """A prometheus_client collector reading the fleet's counters from Redis at every scrape."""
+
+    def __init__(self, r: redis.Redis) -> None:
+        self._r = r
+
+    def describe(self) -> list[Metric]:
+        return []  # registering must not touch Redis
+
+    def collect(self) -> Iterator[Metric]:
+        yield from families(read(self._r))
+        yield from refusal_families(read_refusals(self._r))
+
+
+def fleet_registry(r: redis.Redis, *, process_metrics: bool = False) -> CollectorRegistry:
+    """A registry holding only the fleet's metrics (and this process's, when asked)."""
+    reg = CollectorRegistry(auto_describe=False)
+    reg.register(FleetCollector(r))
+    if process_metrics:
+        ProcessCollector(registry=reg)
+    return reg
+
+
+def render(r: redis.Redis, accept: str | None = None) -> tuple[bytes, str]:
+    """The fleet's metrics as an HTTP body and its Content-Type, for GET /metrics.
+
+    ``accept`` is the request's Accept header (OpenMetrics when asked for, else the Prometheus text format). Any
+    replica serves the same numbers: the process's own metrics are left out.
+    """
+    encoder, content_type = choose_encoder(accept or "")
+    return encoder(fleet_registry(r)), content_type
+
+
+def serve(r: redis.Redis, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
+          on_ready: Callable[[str], None] | None = None) -> None:
+    """Serve the fleet's and this process's metrics over HTTP until SIGTERM or SIGINT (``signal-s3 metrics``).
+
+    ``on_ready`` gets the URL once the port is bound; OSError when it cannot be bound.
+    """
+    server, thread = start_http_server(port, addr=host, registry=fleet_registry(r, process_metrics=True))
+    stop = threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+    if on_ready is not None:
+        on_ready(f"http://{host}:{server.server_port}/metrics")
+    try:
+        stop.wait()
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)

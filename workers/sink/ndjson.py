@@ -1,0 +1,100 @@
+"""Object bodies: one streaming encoder per variant. ``default``: NDJSON + gzip, one event per line,
+newline-terminated, compressed with isal; ``parquet``: see ``workers.sink.parquet``.
+
+The gzip output is a standard single-member gzip stream (readable by ``gzip.decompress``, ``zcat``, Athena, Spark).
+Every encoder takes the batch's lines in chunks (``write``), then ``finish`` once; the concatenation of everything
+they return is the object.
+"""
+
+from __future__ import annotations
+
+import gzip
+from typing import Final, Protocol
+
+from isal import isal_zlib
+
+ISAL_LEVEL = 1
+_GZIP_WBITS = 31  # gzip container, 32 KiB window
+NDJSON_CONTENT_TYPE: Final = "application/x-ndjson"
+
+
+class Encoder(Protocol):
+    """What the uploader needs of an encoder (``GzipNdjson``, ``workers.sink.parquet.ParquetEncoder``)."""
+
+    content_type: str
+    events: int
+    raw_bytes: int
+    compressed_bytes: int
+
+    def write(self, lines: list[bytes]) -> bytes: ...
+
+    def finish(self) -> bytes: ...
+
+
+def encoder_for(variant: str) -> Encoder:
+    """A fresh encoder for an integration variant (its object key's suffix names the same variant)."""
+    if variant == "default":
+        return GzipNdjson()
+    if variant == "parquet":
+        from workers.sink.parquet import ParquetEncoder  # pyarrow is loaded only by processes that write Parquet
+
+        return ParquetEncoder()
+    raise ValueError(f"no encoder for variant {variant!r}")
+
+
+class GzipNdjson:
+    """Streaming compressor: ``write`` lines in chunks, then ``finish`` once; concatenate everything returned.
+
+    ``events`` counts lines written, ``raw_bytes`` the uncompressed NDJSON bytes, ``compressed_bytes`` the bytes
+    returned so far (the full object size after ``finish``).
+    """
+
+    __slots__ = ("_compressor", "_finished", "events", "raw_bytes", "compressed_bytes")
+    content_type = NDJSON_CONTENT_TYPE
+
+    def __init__(self) -> None:
+        self._compressor = isal_zlib.compressobj(level=ISAL_LEVEL, wbits=_GZIP_WBITS)
+        self._finished = False
+        self.events = 0
+        self.raw_bytes = 0
+        self.compressed_bytes = 0
+
+    def write(self, lines: list[bytes]) -> bytes:
+        """Compress ``lines`` (compact JSON without newlines); returns the compressed bytes available so far."""
+        if self._finished:
+            raise ValueError("write after finish")
+        if not lines:
+            return b""
+        data = b"\n".join(lines) + b"\n"
+        if data.count(b"\n") != len(lines) or b"" in lines:
+            raise ValueError("every line must be non-empty and contain no newline")
+        compressed = self._compressor.compress(data)
+        self.events += len(lines)
+        self.raw_bytes += len(data)
+        self.compressed_bytes += len(compressed)
+        return compressed
+
+    def finish(self) -> bytes:
+        """The remaining compressed bytes and the gzip trailer; the compressor cannot be used afterwards."""
+        if self._finished:
+            raise ValueError("finish called twice")
+        self._finished = True
+        tail = self._compressor.flush()
+        self.compressed_bytes += len(tail)
+        return tail
+
+
+def encode(lines: list[bytes]) -> bytes:
+    """One gzip NDJSON object holding ``lines``."""
+    compressor = GzipNdjson()
+    return compressor.write(lines) + compressor.finish()
+
+
+def decode(blob: bytes) -> list[bytes]:
+    """The lines of a gzip NDJSON object (stdlib gzip, independent of the encoder)."""
+    data = gzip.decompress(blob)
+    if not data:
+        return []
+    if not data.endswith(b"\n"):
+        raise ValueError("NDJSON body is not newline-terminated")
+    return data[:-1].split(b"\n")

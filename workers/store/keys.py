@@ -1,0 +1,175 @@
+"""Every Redis key name of the fleet.
+
+All keys of one integration carry the Redis Cluster hash tag ``{<integration_id>}`` so one Lua script or RENAME
+may touch any of them. Buffer hours are ``YYYYMMDDHH`` (UTC); batch ids are uuid4 strings.
+
+Per integration ``I``:
+  sig:{I}:integration        string  the registry record (JSON; secrets encrypted)
+  sig:{I}:buf:<hour>         list    open buffer: one compact JSON line per event
+  sig:{I}:open               zset    index of open buffers: hour -> ms of first append
+  sig:{I}:openbytes          hash    hour -> bytes in that open buffer
+  sig:{I}:batch:<id>         list    sealed batch, immutable once sealed
+  sig:{I}:meta:<id>          hash    batch metadata (hour, events, bytes, state, attempts, lease, errors)
+  sig:{I}:pending            zset    batch id -> ms when it may next be (re)claimed (lease expiry / retry due)
+  sig:{I}:dead               zset    dead-letter index: batch id -> ms it was held
+  sig:{I}:stats              hash    counters (buffered / delivered / rejected:<reason> / removed:<reason> /
+                                     partition_fallback ...)
+  sig:{I}:status             hash    last success and last error (code, message, hint, time)
+  sig:{I}:seen:<message id>  string  ingest de-duplication marker for a delivered message
+  sig:{I}:rejections         list    most recent rejected events with their reasons (capped)
+  sig:{I}:live               list    most recent accepted events: id, type, hour, buffer generation; and events the
+                                     blueprint removed: state filtered, reason (capped)
+  sig:{I}:gen:<hour>         string  generation of the open buffer of that hour (+1 at every seal; expires)
+  sig:{I}:sealed:<hour>:<g>  string  batch id that generation <g> of the hour's buffer was sealed into (expires)
+  sig:{I}:delivered:<id>     string  object key a delivered batch was written to (expires)
+  sig:{I}:hist:upload_s      hash    upload duration histogram: cumulative le:<bound_s> counters, count, sum_us
+  sig:{I}:hist:latency_s     hash    event-to-object latency histogram (first append -> ack), same fields
+Global:
+  sig:integrations           set     ids of every installed integration
+  sig:{due}:index            zset    due index: integration id -> ms when the tick must next look at it (workers/store/due.py)
+  sig:{due}:versions         hash    due index: integration id -> number of writes that lowered its time
+  sig:due:checked            string  set while the due index was checked against every integration recently (expires)
+
+Per source ``S`` (hash tag ``{<source_id>}`` after ``sig:src:``, so a source never shares a key with an integration):
+  sig:src:{S}:source         string  the source record (JSON; write key encrypted)
+  sig:src:{S}:integrations   set     ids of the integrations that receive the source's events (routing index)
+  sig:src:{S}:rate           hash    the source's shared token bucket (tokens, ms of the last refill; expires)
+  sig:src:{S}:stats          hash    refused collection requests and events by reason (<reason>:requests / :events)
+Global:
+  sig:sources                set     ids of every source
+  sig:writekey:<sha256>      string  source id of a write key, found by the key's sha256 hex digest
+
+Fleet and console:
+  sig:beat:last_tick_ms              string  ms when signal.flush_due last ran (beat's tick, run by a flush worker)
+  sig:console:signin:<client>        string  failed console sign-ins of one client address in the current window
+  sig:console:revoked:<sha256>       string  a signed-out console session (sha256 of its CSRF token), until it expires
+"""
+
+from __future__ import annotations
+
+PREFIX = "sig"
+INTEGRATIONS = f"{PREFIX}:integrations"
+DUE = f"{PREFIX}:{{due}}:index"  # one hash tag: the index and its versions are updated by one script
+DUE_VERSIONS = f"{PREFIX}:{{due}}:versions"
+DUE_CHECKED = f"{PREFIX}:due:checked"
+# stats field: events of a partition_time timestamp integration whose timestamp was outside partition_time_bound_s,
+# partitioned by their received hour instead
+STAT_PARTITION_FALLBACK = "partition_fallback"
+
+
+def tag(integration_id: str) -> str:
+    return f"{PREFIX}:{{{integration_id}}}"
+
+
+def integration(integration_id: str) -> str:
+    return f"{tag(integration_id)}:integration"
+
+
+def buffer(integration_id: str, hour: str) -> str:
+    return f"{tag(integration_id)}:buf:{hour}"
+
+
+def buffer_prefix(integration_id: str) -> str:
+    return f"{tag(integration_id)}:buf:"
+
+
+def open_index(integration_id: str) -> str:
+    return f"{tag(integration_id)}:open"
+
+
+def open_bytes(integration_id: str) -> str:
+    return f"{tag(integration_id)}:openbytes"
+
+
+def batch(integration_id: str, batch_id: str) -> str:
+    return f"{tag(integration_id)}:batch:{batch_id}"
+
+
+def batch_meta(integration_id: str, batch_id: str) -> str:
+    return f"{tag(integration_id)}:meta:{batch_id}"
+
+
+def pending(integration_id: str) -> str:
+    return f"{tag(integration_id)}:pending"
+
+
+def dead(integration_id: str) -> str:
+    return f"{tag(integration_id)}:dead"
+
+
+def stats(integration_id: str) -> str:
+    return f"{tag(integration_id)}:stats"
+
+
+def status(integration_id: str) -> str:
+    return f"{tag(integration_id)}:status"
+
+
+def seen(integration_id: str, message_id: str) -> str:
+    return f"{tag(integration_id)}:seen:{message_id}"
+
+
+def rejections(integration_id: str) -> str:
+    return f"{tag(integration_id)}:rejections"
+
+
+def live(integration_id: str) -> str:
+    return f"{tag(integration_id)}:live"
+
+
+def generation(integration_id: str, hour: str) -> str:
+    return f"{tag(integration_id)}:gen:{hour}"
+
+
+def sealed(integration_id: str, hour: str, generation: int | str) -> str:
+    return f"{tag(integration_id)}:sealed:{hour}:{generation}"
+
+
+def delivered(integration_id: str, batch_id: str) -> str:
+    return f"{tag(integration_id)}:delivered:{batch_id}"
+
+
+def hist_upload(integration_id: str) -> str:
+    return f"{tag(integration_id)}:hist:upload_s"
+
+
+def hist_latency(integration_id: str) -> str:
+    return f"{tag(integration_id)}:hist:latency_s"
+
+
+SOURCES = f"{PREFIX}:sources"
+
+
+def source_tag(source_id: str) -> str:
+    return f"{PREFIX}:src:{{{source_id}}}"
+
+
+def source(source_id: str) -> str:
+    return f"{source_tag(source_id)}:source"
+
+
+def source_integrations(source_id: str) -> str:
+    return f"{source_tag(source_id)}:integrations"
+
+
+def source_rate(source_id: str) -> str:
+    return f"{source_tag(source_id)}:rate"
+
+
+def source_stats(source_id: str) -> str:
+    return f"{source_tag(source_id)}:stats"
+
+
+def write_key(digest: str) -> str:
+    return f"{PREFIX}:writekey:{digest}"
+
+
+BEAT_LAST_TICK = f"{PREFIX}:beat:last_tick_ms"
+
+
+def signin_failures(client: str) -> str:
+    return f"{PREFIX}:console:signin:{client}"
+
+
+def revoked_session(digest: str) -> str:
+    return f"{PREFIX}:console:revoked:{digest}"

@@ -155,7 +155,7 @@ def run(stack: Any, results: dict[str, Any]) -> None:
 
     # -- flush: upload ------------------------------------------------------------------------------------------------
     n = SIZES["upload"]
-    step(f"flush: product s3.put_object / delivery.upload vs bare put_object, {n:,} events x "
+    step(f"flush: product s3.put_object / upload.upload vs bare put_object, {n:,} events x "
          f"{SIZES['upload_repeats']}")
     iid = integration(**big)
     results["upload"] = flush.upload_vs_put(stack, r, iid, bucket, flines, n, settings, SIZES["upload_repeats"])
@@ -163,11 +163,11 @@ def run(stack: Any, results: dict[str, Any]) -> None:
 
     # -- memory -------------------------------------------------------------------------------------------------------
     n = SIZES["memory"]
-    step(f"memory: delivery.upload of one batch of {n:,} events in a fresh process")
+    step(f"memory: upload.upload of one batch of {n:,} events in a fresh process")
     iid = integration(**big)
     results["memory"] = flush.memory(stack, stack.env(), r, iid, bucket, flines, n, settings)
     drop_integration(r, iid)
-    step(f"memory: delivery.upload of one Parquet batch of {n:,} events in a fresh process")
+    step(f"memory: upload.upload of one Parquet batch of {n:,} events in a fresh process")
     iid = integration(variant="parquet", **big)
     results["memory_parquet"] = flush.memory(stack, stack.env(), r, iid, bucket, flines, n, settings)
     drop_integration(r, iid)
@@ -304,7 +304,7 @@ def table(res: dict[str, Any]) -> list[dict[str, Any]]:
             f"{u['bare_put_s']:.3f} s bare PUT", f"{u['s3_s']:.3f} s", f"{ratio:.2f}x bare", "<= 1.2x",
             ratio <= 1.2)
         full = u["product_s"] / u["bare_put_s"]
-        row("  full delivery.upload (claim+drain+gzip+PUT+ack)", f"{u['bare_put_s']:.3f} s bare PUT",
+        row("  full upload.upload (claim+drain+gzip+PUT+ack)", f"{u['bare_put_s']:.3f} s bare PUT",
             f"{u['product_s']:.3f} s", f"{full:.1f}x bare", "info", None)
     if "memory" in res:
         m = res["memory"]

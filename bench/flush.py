@@ -18,7 +18,7 @@ from bench.procs import Stack
 from tests.support.processes import REPO_ROOT
 from workers import clock
 from workers.integrations import registry
-from workers.pipeline import delivery
+from workers.pipeline import upload
 from workers.sink import ndjson, s3
 from workers.store import buffer, keys
 from workers.settings import Settings
@@ -54,7 +54,7 @@ def fill_open_buffer(r: redis.Redis, iid: str, lines: list[bytes], total: int) -
 
 
 def read_batch(r: redis.Redis, iid: str, batch_id: str, chunk_events: int) -> Any:
-    """``buffer.read_batch`` as ``delivery.upload`` calls it (with the sealed event count when it takes one)."""
+    """``buffer.read_batch`` as ``upload.upload`` calls it (with the sealed event count when it takes one)."""
     if "expected_events" in inspect.signature(buffer.read_batch).parameters:
         events = int(r.hget(keys.batch_meta(iid, batch_id), "events") or 0)
         return buffer.read_batch(r, iid, batch_id, chunk_events, events)
@@ -110,7 +110,7 @@ def upload_vs_put(stack: Stack, r: redis.Redis, iid: str, bucket: str, lines: li
     """The product's S3 requests for one sealed batch vs a bare boto3 put_object of the same compressed bytes.
 
     Per repeat, on one sealed batch: ``s3.put_object`` of its lines (drain + gzip + PUT; ``UploadResult.s3_s`` is the
-    time inside S3 requests), then the full ``delivery.upload`` (claim, drain, gzip, PUT, ack), then a bare PUT of the
+    time inside S3 requests), then the full ``upload.upload`` (claim, drain, gzip, PUT, ack), then a bare PUT of the
     delivered object's bytes with a plain boto3 client. The product's client is warmed first, as a worker's cached
     client is.
     """
@@ -119,7 +119,7 @@ def upload_vs_put(stack: Stack, r: redis.Redis, iid: str, bucket: str, lines: li
     s3.client_for(cfg, settings=settings).head_bucket(Bucket=bucket)
     s3_s: list[float] = []  # UploadResult.s3_s: time in S3 requests
     put_object_s: list[float] = []  # s3.put_object wall time: drain + gzip + Content-MD5 + S3 requests
-    product_s: list[float] = []  # delivery.upload wall time
+    product_s: list[float] = []  # upload.upload wall time
     bare_s: list[float] = []
     size = 0
     parts = 0
@@ -134,7 +134,7 @@ def upload_vs_put(stack: Stack, r: redis.Redis, iid: str, bucket: str, lines: li
         parts = result.parts
         s3_admin.delete_object(Bucket=bucket, Key=probe_key)
         t0 = time.perf_counter()
-        outcome = delivery.upload(r, iid, batch_id, settings=settings)
+        outcome = upload.upload(r, iid, batch_id, settings=settings)
         product_s.append(time.perf_counter() - t0)
         assert outcome.state == "delivered", outcome
         body = s3_admin.get_object(Bucket=bucket, Key=outcome.key)["Body"].read()
@@ -154,7 +154,7 @@ def upload_vs_put(stack: Stack, r: redis.Redis, iid: str, bucket: str, lines: li
 
 def memory(stack: Stack, env: dict[str, str], r: redis.Redis, iid: str, bucket: str, lines: list[bytes],
            events: int, settings: Settings) -> dict[str, Any]:
-    """Peak RSS (VmHWM) of a fresh process running ``delivery.upload`` of one ~1 GB batch (in the integration's
+    """Peak RSS (VmHWM) of a fresh process running ``upload.upload`` of one ~1 GB batch (in the integration's
     variant: gzipped NDJSON or Parquet)."""
     batch_id = seal_batch(r, iid, lines, events, settings)
     raw_bytes = int(r.hget(keys.batch_meta(iid, batch_id), "bytes") or 0)

@@ -18,7 +18,7 @@ def vm(field: str) -> int:
 
 def main() -> None:
     iid, batch_id = sys.argv[1], sys.argv[2]
-    from workers.pipeline import delivery
+    from workers.pipeline import upload
     from workers.store.db import redis_client
     from workers.settings import get_settings
 
@@ -26,7 +26,7 @@ def main() -> None:
     r.ping()
     baseline_kib = vm("VmHWM")
     t0 = time.perf_counter()
-    outcome = delivery.upload(r, iid, batch_id, settings=get_settings())
+    outcome = upload.upload(r, iid, batch_id, settings=get_settings())
     elapsed = time.perf_counter() - t0
     print(json.dumps({"state": outcome.state, "key": outcome.key, "seconds": elapsed,
                       "baseline_hwm_mb": baseline_kib / 1024, "peak_hwm_mb": vm("VmHWM") / 1024}))

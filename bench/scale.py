@@ -1,7 +1,7 @@
 """Outgrowing one machine: the flush tick with thousands of integrations, ingest on RabbitMQ + Redis Cluster, and
 Redis memory per buffered byte; the figures behind the README's capacity table.
 
-* ``tick``: ``delivery.flush_due`` in process with 1,000 and 10,000 installed integrations of which ``BUSY`` have
+* ``tick``: ``flush.flush_due`` in process with 1,000 and 10,000 installed integrations of which ``BUSY`` have
   something due, on one Redis and on a three-master Redis Cluster. A regular tick reads the integrations the due index
   names; the check tick (once every ``due.CHECK_EVERY_S``) also reads every installed one, as every tick did before
   the index. The limit is the flush interval: a tick must finish well inside it.
@@ -27,7 +27,7 @@ from tests.support.processes import CeleryWorker
 from tests.support.scaled import RabbitMQNode, RedisClusterServers
 from workers import clock
 from workers.integrations import registry
-from workers.pipeline import delivery
+from workers.pipeline import flush, ingest
 from workers.store import buffer, due, keys
 from workers.settings import Settings
 
@@ -55,7 +55,7 @@ def tick(r: Any, settings: Settings, sizes: tuple[int, ...] = TICK_SIZES) -> dic
         nonlocal round_no
         round_no += 1
         for iid in busy:
-            delivery.ingest(r, iid, events, message_id=f"{iid}-{round_no}", settings=settings)
+            ingest.ingest(r, iid, events, message_id=f"{iid}-{round_no}", settings=settings)
         registry.clear_cache()  # a flush worker ticks once a minute: its cache of integrations has expired
 
     for size in sizes:
@@ -64,15 +64,15 @@ def tick(r: Any, settings: Settings, sizes: tuple[int, ...] = TICK_SIZES) -> dic
             installed += 1
         feed()
         r.delete(keys.DUE_CHECKED)
-        check_s, work = _timed(lambda: delivery.flush_due(r, settings=settings))
+        check_s, work = _timed(lambda: flush.flush_due(r, settings=settings))
         assert len(work) == BUSY, len(work)
         ticks, idle = [], []
         for _ in range(TICK_ROUNDS):
             feed()
-            elapsed, work = _timed(lambda: delivery.flush_due(r, settings=settings))
+            elapsed, work = _timed(lambda: flush.flush_due(r, settings=settings))
             assert len(work) == BUSY, len(work)
             ticks.append(elapsed)
-            elapsed, work = _timed(lambda: delivery.flush_due(r, settings=settings))
+            elapsed, work = _timed(lambda: flush.flush_due(r, settings=settings))
             assert work == [], work
             idle.append(elapsed)
         out[str(size)] = {"installed": size, "busy": BUSY, "tick_s": min(ticks), "idle_tick_s": min(idle),

@@ -1,4 +1,8 @@
-"""``signal.flush_due`` (beat) seals due buffers and dispatches uploads; ``signal.upload`` delivers one batch."""
+"""``signal.flush_due`` (beat) seals due buffers and dispatches uploads; ``signal.upload`` delivers one batch.
+
+The upload's time limits come from the settings through the app's configuration (``task_annotations`` in
+``workers.queue.config``): nothing is read when this module is imported.
+"""
 
 from __future__ import annotations
 
@@ -6,24 +10,20 @@ import logging
 
 from celery import Task
 
-from workers import clock
-from workers.observe import fleet
-from workers.pipeline import delivery
-from workers.queue import topology
 from workers.app import app
-from workers.store.db import redis_client
 from workers.errors import PermanentError, TransientError
+from workers.pipeline.flush import flush_due as seal_due_buffers
+from workers.pipeline.upload import upload as upload_batch
+from workers.queue import topology
 from workers.settings import get_settings
+from workers.store.db import redis_client
 
 log = logging.getLogger(__name__)
-settings = get_settings()
 
 
 @app.task(name="signal.flush_due", ignore_result=True)
 def flush_due() -> int:
-    r = redis_client()
-    fleet.record_tick(r, clock.now_ms())  # the console's Fleet page shows when beat last ticked
-    work = delivery.flush_due(r, settings=get_settings())
+    work = seal_due_buffers(redis_client(), settings=get_settings())
     for integration_id, batch_id in work:
         upload.apply_async((integration_id, batch_id))
         log.info("dispatched upload integration=%s batch=%s", integration_id, batch_id,
@@ -31,11 +31,10 @@ def flush_due() -> int:
     return len(work)
 
 
-@app.task(name="signal.upload", bind=True, ignore_result=True, acks_late=True, max_retries=None,
-          soft_time_limit=settings.upload_timeout_s, time_limit=settings.upload_time_limit_s)
+@app.task(name="signal.upload", bind=True, ignore_result=True, acks_late=True, max_retries=None)
 def upload(self: Task, integration_id: str, batch_id: str) -> dict[str, object]:
     try:
-        outcome = delivery.upload(redis_client(), integration_id, batch_id, settings=get_settings())
+        outcome = upload_batch(redis_client(), integration_id, batch_id, settings=get_settings())
     except TransientError as exc:
         # the batch also waits in our own store (pending at retry_at): a lost retry message is swept up by beat
         raise self.retry(countdown=topology.whole_seconds(exc.retry_in_s), exc=exc) from None

@@ -9,13 +9,13 @@ from collections.abc import Callable
 from celery import Task
 
 from tasks.flush import upload
-from workers.events import prepared
-from workers.integrations import registry
-from workers.pipeline import delivery
-from workers.queue import wire
 from workers.app import app
-from workers.store.db import TRANSIENT_ERRORS, redis_client
+from workers.events.message import count_events, decode_message
+from workers.integrations.registry import IntegrationDisabled, UnknownIntegration
+from workers.pipeline import ingest as ingesting
+from workers.queue import wire
 from workers.settings import get_settings
+from workers.store.db import TRANSIENT_ERRORS, redis_client
 
 log = logging.getLogger(__name__)
 
@@ -27,34 +27,34 @@ RETRY = {"bind": True, "acks_late": True, "ignore_result": True, "autoretry_for"
 
 @app.task(name="signal.append", serializer=wire.PREPARED, **RETRY)  # a retry is sent in the same form
 def append(self: Task, integration_id: str, message: object) -> dict[str, object]:
-    def work() -> delivery.IngestResult:
-        return delivery.append(redis_client(), integration_id, prepared.decode(message),
+    def work() -> ingesting.IngestResult:
+        return ingesting.append(redis_client(), integration_id, decode_message(message),
                                message_id=self.request.id or "", settings=get_settings())
 
-    return _run(integration_id, work, prepared.count(message), message)
+    return _run(integration_id, work, count_events(message), message)
 
 
 @app.task(name="signal.ingest", **RETRY)
 def ingest(self: Task, integration_id: str, events: list) -> dict[str, object]:
-    def work() -> delivery.IngestResult:
-        return delivery.ingest(redis_client(), integration_id, events, message_id=self.request.id or "",
+    def work() -> ingesting.IngestResult:
+        return ingesting.ingest(redis_client(), integration_id, events, message_id=self.request.id or "",
                                settings=get_settings())
 
     return _run(integration_id, work, len(events) if isinstance(events, list) else 1, events)
 
 
-def _run(integration_id: str, work: Callable[[], delivery.IngestResult], n: int, payload: object) -> dict[str, object]:
+def _run(integration_id: str, work: Callable[[], ingesting.IngestResult], n: int, payload: object) -> dict[str, object]:
     """Run one ingest, dispatch what it sealed, and make every outcome visible for the integration."""
     try:
         result = work()
-    except (registry.UnknownIntegration, delivery.IntegrationDisabled) as exc:
+    except (UnknownIntegration, IntegrationDisabled) as exc:
         log.error("ingest refused: %s", exc, extra={"integration_id": integration_id, "events": n})
         return {"accepted": 0, "error": str(exc)}
     except TRANSIENT_ERRORS:
         raise  # retried: the append is atomic and de-duplicated
     except Exception as exc:
         # the message is acked after a failure (Redis has no dead-letter queue): make it visible per integration
-        n = delivery.record_ingest_failure(redis_client(), integration_id, payload, exc, n=n)
+        n = ingesting.record_ingest_failure(redis_client(), integration_id, payload, exc, n=n)
         log.exception("ingest failed for %d events of integration=%s", n, integration_id,
                       extra={"integration_id": integration_id, "events": n})
         raise

@@ -1,24 +1,24 @@
-"""The one exception root of the fleet and the one function that decides whether a failure is worth retrying.
+"""The one exception root of the fleet: every error it raises on purpose is a ``SignalError``.
 
-``SignalError`` splits into ``TransientError`` (retry later: S3, the network or Redis hiccuped) and ``PermanentError``
-(hold the batch for the user: retrying cannot help until the configuration changes). Library errors are translated at
-the boundary with ``classify(exc)``, a pure function; both subclasses carry the resulting ``Failure``.
+``SignalError`` splits at the boundary where a failure is classified (``workers.classify.classify``) into
+``TransientError`` (retrying later can succeed: S3, the network or Redis hiccuped) and ``PermanentError`` (retrying
+cannot help until the user changes something: the batch is held for replay); both carry the ``Failure`` the user is
+shown. The other branches name what the caller should do, and each face (HTTP, console, CLI, task) renders them its
+own way:
 
-Every message a ``Failure`` carries is short (at most ``MESSAGE_MAX_CHARS``) and scrubbed of anything that looks like
-a credential, because failures are shown to users, logged and stored with dead-lettered batches.
+- ``InvalidInput`` (also a ``ValueError``): what was sent is wrong, say which field; ``ConfigError`` lists one
+  message per wrong field;
+- ``NotFound`` (also a ``LookupError``): the thing named does not exist;
+- ``Refused``: the current state forbids it (disabled, not empty, not signed in);
+- ``Unavailable``: something the fleet needs cannot be reached or read (the broker, the secret key).
+
+Errors of libraries (botocore, redis, kombu) are translated into these where they are caught; a test walks the
+package to prove every exception class defined in it derives from ``SignalError``.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
-from typing import Any, Final
-
-import botocore.exceptions as boto_exc
-import redis.exceptions as redis_exc
-import urllib3.exceptions as urllib3_exc
-
-MESSAGE_MAX_CHARS: Final = 300
 
 
 @dataclass(frozen=True)
@@ -54,258 +54,26 @@ class PermanentError(_ClassifiedError):
     """Retrying cannot succeed until the user changes something; the batch is held for replay."""
 
 
-# --- Hints shown next to a permanent failure --------------------------------------------------------------------
-
-# The seed documentation's Troubleshooting table, verbatim.
-_SEED_GENERIC = "Verify the bucket name, region, and prefix are correct. Check that the bucket exists."
-_SEED_WRONG_REGION = (
-    "S3 bucket region must match the region config field. Check the bucket\u2019s actual region in the S3 console."
-)
-
-#: Hint used for every code without an entry of its own (the seed's "Events not appearing in S3" row).
-GENERIC_HINT: Final = _SEED_GENERIC
-
-_EXPIRED_TOKEN_HINT = (
-    "The STS session token has expired or is invalid. Temporary credentials stop working when their session ends: "
-    "update session_token (and the matching key pair), or use a long-lived IAM user access key without a token."
-)
-_KMS_HINT = (
-    "S3 could not encrypt the object with the configured server-side encryption. With aws:kms, kms_key_id must be "
-    "the ARN of an enabled symmetric KMS key in the bucket's region, and the IAM user must be allowed to use it "
-    "(kms:GenerateDataKey); otherwise choose server_side_encryption AES256."
-)
-
-HINTS: Final[dict[str, str]] = {
-    "AccessDenied": "The IAM user lacks s3:PutObject permission on the bucket. Update the IAM policy.",
-    "NoSuchBucket": (
-        "The bucket does not exist. Verify the bucket name (names are case-sensitive and globally unique)."
-    ),
-    "InvalidAccessKeyId": "The access key ID is incorrect or the IAM user has been deleted. Verify credentials.",
-    "SignatureDoesNotMatch": "The secret access key is incorrect. Regenerate the access key pair.",
-    "PermanentRedirect": _SEED_WRONG_REGION,
-    "AuthorizationHeaderMalformed": _SEED_WRONG_REGION,
-    "IllegalLocationConstraintException": _SEED_WRONG_REGION,
-    # Our own code: GetBucketLocation answered a region other than the configured one.
-    "WrongRegion": _SEED_WRONG_REGION,
-    "ExpiredToken": _EXPIRED_TOKEN_HINT,
-    "TokenRefreshRequired": _EXPIRED_TOKEN_HINT,
-    "InvalidToken": _EXPIRED_TOKEN_HINT,
-    "InvalidStorageClass": (
-        "S3 rejected the storage class. Choose one of STANDARD, STANDARD_IA, ONEZONE_IA, INTELLIGENT_TIERING, "
-        "GLACIER_IR, GLACIER, DEEP_ARCHIVE or REDUCED_REDUNDANCY, as available in the bucket's region."
-    ),
-    "KMS": _KMS_HINT,
-    "NoCredentials": (
-        "No AWS credentials were available. Enter both the access key ID and the secret access key in the "
-        "integration settings."
-    ),
-    # Failures of our own, not S3's.
-    "IntegrationMissing": "The integration is no longer installed. Reinstall it, then replay the held batches.",
-    "WorkerLost": (
-        "The upload of this batch was interrupted every time (worker killed or out of memory). Check the workers' "
-        "memory and time limits, then replay the held batch."
-    ),
-}
+class InvalidInput(SignalError, ValueError):
+    """What was sent is wrong: the message says which part and what is allowed."""
 
 
-def hint_for(code: str) -> str:
-    """The hint shown to the user for an error code: its own entry, the KMS hint for any ``KMS...`` code, else the
-    generic "Events not appearing in S3" advice."""
-    if code in HINTS:
-        return HINTS[code]
-    if code.startswith("KMS"):
-        return HINTS["KMS"]
-    return GENERIC_HINT
+class ConfigError(InvalidInput):
+    """Invalid user input: ``errors`` holds one ``{"field": ..., "message": ...}`` per wrong field."""
+
+    def __init__(self, errors: list[dict[str, str]]) -> None:
+        self.errors = errors
+        summary = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
+        super().__init__(f"invalid configuration: {summary}" if summary else "invalid configuration")
 
 
-# --- Classification ---------------------------------------------------------------------------------------------
-
-#: Error codes retried even though S3 may send them with a 4xx status.
-TRANSIENT_CODES: Final = frozenset(
-    {
-        "SlowDown",
-        "InternalError",
-        "ServiceUnavailable",
-        "RequestTimeout",
-        "RequestTimeoutException",
-        "PriorRequestNotComplete",
-        # The signing clock of this fleet is off: our problem, not the user's; it heals when the clock is fixed.
-        "RequestTimeTooSkewed",
-        # A bucket created minutes ago in another region answers this until DNS has propagated.
-        "TemporaryRedirect",
-    }
-)
-
-#: Throttling codes (botocore's list plus S3's), always retried; KMS throttling included.
-THROTTLING_CODES: Final = frozenset(
-    {
-        "Throttling",
-        "ThrottlingException",
-        "ThrottledException",
-        "RequestThrottledException",
-        "TooManyRequestsException",
-        "RequestLimitExceeded",
-        "BandwidthLimitExceeded",
-        "RequestThrottled",
-        "SlowDown",
-        "KMS.ThrottlingException",
-        "429",
-    }
-)
-
-#: Codes that mean "the credentials are wrong": callers evict the cached client on these.
-AUTH_CODES: Final = frozenset(
-    {
-        "AccessDenied",
-        "InvalidAccessKeyId",
-        "SignatureDoesNotMatch",
-        "ExpiredToken",
-        "TokenRefreshRequired",
-        "InvalidToken",
-        "NoCredentials",
-    }
-)
-
-#: Connection-level failures: nothing (or nothing complete) came back from S3.
-TRANSIENT_EXCEPTIONS: Final[tuple[type[BaseException], ...]] = (
-    boto_exc.EndpointConnectionError,
-    boto_exc.ConnectTimeoutError,
-    boto_exc.ReadTimeoutError,
-    boto_exc.ConnectionClosedError,
-    boto_exc.ResponseStreamingError,
-    boto_exc.IncompleteReadError,
-    boto_exc.ConnectionError,
-    boto_exc.HTTPClientError,
-    urllib3_exc.ProtocolError,
-    redis_exc.ConnectionError,
-    redis_exc.TimeoutError,
-    ConnectionError,
-    TimeoutError,
-    OSError,
-)
-
-_NO_CREDENTIALS: Final[tuple[type[BaseException], ...]] = (
-    boto_exc.NoCredentialsError,
-    boto_exc.PartialCredentialsError,
-)
-
-_SSE_WORDS = re.compile(r"encrypt|kms|sse|x-amz-server-side", re.IGNORECASE)
-_NUMERIC_CODES = {"301": "PermanentRedirect", "403": "AccessDenied"}
+class NotFound(SignalError, LookupError):
+    """The integration, source, batch or page named does not exist."""
 
 
-def classify(exc: BaseException) -> Failure:
-    """Translate any exception into a ``Failure``: transient (retry with backoff) or permanent (hold for the user).
-
-    Transient:
-      * a ``ClientError`` whose code is in ``TRANSIENT_CODES`` (SlowDown, InternalError, ServiceUnavailable,
-        RequestTimeout, RequestTimeoutException, PriorRequestNotComplete, RequestTimeTooSkewed -- our clock, not the
-        user's config -- and TemporaryRedirect) or ``THROTTLING_CODES`` (Throttling, ThrottlingException,
-        ThrottledException, RequestThrottledException, TooManyRequestsException, RequestLimitExceeded,
-        BandwidthLimitExceeded, RequestThrottled, KMS.ThrottlingException, 429), or whose HTTP status is 429 or 5xx;
-      * connection failures (``TRANSIENT_EXCEPTIONS``): botocore EndpointConnectionError, ConnectTimeoutError,
-        ReadTimeoutError, ConnectionClosedError, ResponseStreamingError, IncompleteReadError and every other botocore
-        connection/HTTP client error, urllib3 ProtocolError, redis ConnectionError/TimeoutError, and the builtin
-        ConnectionError/TimeoutError/OSError;
-      * any other exception we do not know (a bug or an unforeseen library error): retried, and the retry age limit
-        dead-letters it if it never heals. Code ``Unexpected``.
-
-    Permanent (the batch is held until the user fixes the configuration and replays it):
-      * every other ``ClientError``, i.e. any 3xx/4xx answer: AccessDenied, NoSuchBucket, InvalidAccessKeyId,
-        SignatureDoesNotMatch, PermanentRedirect, AuthorizationHeaderMalformed, IllegalLocationConstraintException,
-        ExpiredToken, TokenRefreshRequired, InvalidToken, InvalidStorageClass, the KMS codes (KMS.NotFoundException,
-        KMS.DisabledException, KMS.KMSInvalidStateException, KMS.AccessDeniedException,
-        KMS.InvalidKeyUsageException, any other ``KMS...`` code), InvalidArgument (about SSE/KMS or not), and any
-        code we have never heard of;
-      * botocore NoCredentialsError / PartialCredentialsError (code ``NoCredentials``);
-      * botocore ParamValidationError (code ``InvalidParameter``): the request cannot be built from the config;
-      * ``SignalError`` subclasses keep the ``Failure`` they carry.
-
-    The hint is ``hint_for(code)`` for permanent failures (an InvalidArgument about encryption gets the KMS hint) and
-    None for transient ones, which heal without the user.
-    """
-    if isinstance(exc, TransientError | PermanentError):
-        return exc.failure
-    if isinstance(exc, boto_exc.ClientError):
-        return _classify_client_error(exc)
-    if isinstance(exc, _NO_CREDENTIALS):
-        return _failure("NoCredentials", exc, permanent=True)
-    if isinstance(exc, boto_exc.ParamValidationError):
-        return _failure("InvalidParameter", exc, permanent=True)
-    if isinstance(exc, TRANSIENT_EXCEPTIONS):
-        return _failure(type(exc).__name__, exc, permanent=False)
-    return Failure(
-        code="Unexpected",
-        message=scrub(f"{type(exc).__name__}: {exc}"),
-        permanent=False,
-        hint=None,
-        http_status=None,
-    )
+class Refused(SignalError):
+    """The current state forbids the operation; the message says what would allow it."""
 
 
-def raise_classified(exc: BaseException) -> None:
-    """Raise ``exc`` translated into ``TransientError`` or ``PermanentError`` (chained to the original)."""
-    failure = classify(exc)
-    error_cls = PermanentError if failure.permanent else TransientError
-    raise error_cls(failure) from exc
-
-
-def _classify_client_error(exc: boto_exc.ClientError) -> Failure:
-    response: dict[str, Any] = exc.response or {}
-    error: dict[str, Any] = response.get("Error") or {}
-    status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-    http_status = int(status) if status is not None else None
-    code = str(error.get("Code") or (http_status if http_status is not None else "Unknown"))
-    code = _NUMERIC_CODES.get(code, code)
-    raw_message = str(error.get("Message") or "")
-    message = f"{exc.operation_name}: {raw_message}" if raw_message else f"{exc.operation_name}: {code}"
-
-    transient = (
-        code in TRANSIENT_CODES
-        or code in THROTTLING_CODES
-        or (http_status is not None and (http_status == 429 or http_status >= 500))
-    )
-    if transient:
-        return Failure(code=code, message=scrub(message), permanent=False, hint=None, http_status=http_status)
-    hint = hint_for(code)
-    if code == "InvalidArgument" and _SSE_WORDS.search(raw_message):
-        hint = HINTS["KMS"]
-    return Failure(code=code, message=scrub(message), permanent=True, hint=hint, http_status=http_status)
-
-
-def _failure(code: str, exc: BaseException, *, permanent: bool) -> Failure:
-    text = str(exc) or type(exc).__name__
-    return Failure(
-        code=code,
-        message=scrub(text),
-        permanent=permanent,
-        hint=hint_for(code) if permanent else None,
-        http_status=None,
-    )
-
-
-# --- Scrubbing --------------------------------------------------------------------------------------------------
-
-# Fields AWS and moto echo back for SignatureDoesNotMatch; everything after them is signing material.
-_ECHOED_FIELDS = re.compile(
-    r"\b(StringToSign(Bytes)?|CanonicalRequest(Bytes)?|SignatureProvided|AWSAccessKeyId)\b.*", re.IGNORECASE | re.S
-)
-_ACCESS_KEY_ID = re.compile(r"\b(AKIA|ASIA|AIDA|AROA|ANPA|ANVA|AGPA|AIPA|ABIA|ACCA)[A-Z0-9]{12,}\b")
-_SIGNING_PARAMS = re.compile(
-    r"(X-Amz-(Credential|Signature|Security-Token)=|Credential=|Signature=|aws_secret_access_key\s*[=:]\s*)"
-    r"[^\s&,\"']*",
-    re.IGNORECASE,
-)
-# A 40-character secret access key, or any long base64 run (session tokens, signatures, hashes).
-_LONG_SECRET = re.compile(r"(?<![A-Za-z0-9/+=])[A-Za-z0-9/+]{40,}={0,2}(?![A-Za-z0-9/+=])")
-
-
-def scrub(text: str) -> str:
-    """``text`` without credentials or signing material, on one line, at most ``MESSAGE_MAX_CHARS`` characters."""
-    text = _ECHOED_FIELDS.sub("", text)
-    text = _SIGNING_PARAMS.sub(lambda m: m.group(1) + "****", text)
-    text = _ACCESS_KEY_ID.sub("****", text)
-    text = _LONG_SECRET.sub("****", text)
-    text = " ".join(text.split())
-    if len(text) > MESSAGE_MAX_CHARS:
-        text = text[: MESSAGE_MAX_CHARS - 3].rstrip() + "..."
-    return text
+class Unavailable(SignalError):
+    """Something the fleet needs (the broker, Redis, the secret key, a download) cannot be reached or used now."""

@@ -22,7 +22,7 @@ from tests.support.fleet import event_counts, read_objects
 from tests.support.processes import REPO_ROOT, child_pids, pid_alive, venv_command, wait_until
 from tests.support.s3_fixtures import unique_bucket
 from tests.support.seed import ACCESS_KEY_ID, BUCKET, INSTALL_BODY_TEXT, SECRET_ACCESS_KEY
-from workers.errors import HINTS
+from workers.classify import HINTS
 
 SEED_BODY = INSTALL_BODY_TEXT
 SEED_BUCKET = BUCKET

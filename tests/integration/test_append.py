@@ -15,6 +15,7 @@ from tests.support.fleet import Bucket, assert_exactly_once, chunks, make_events
 from tests.support.processes import wait_until
 from workers import clock
 from workers.events import prepared
+from workers.events.message import encode_message
 from workers.integrations import registry, status
 from workers.queue import wire
 from workers.store import buffer, keys
@@ -64,7 +65,7 @@ def test_a_prepared_message_delivered_twice_is_appended_once(fleet, producer, ma
     worker = start_worker(concurrency=2)
     start_beat()
     events = make_events(500, run=run_id("twice"))
-    message = prepared.encode(prepared.prepare(events + BAD, iid, received_at=clock.now(), event_max_bytes=32768))
+    message = encode_message(prepared.prepare(events + BAD, iid, received_at=clock.now(), event_max_bytes=32768))
     task_id = str(uuid.uuid4())
     for serializer in ("json", wire.PREPARED):  # the same message twice (a redelivery), in either form
         producer.app.send_task("signal.append", args=[iid, message], queue="ingest", task_id=task_id,
@@ -80,7 +81,7 @@ def test_a_prepared_message_delivered_twice_is_appended_once(fleet, producer, ma
 def test_a_disabled_integration_is_refused_whichever_form_its_events_come_in(fleet, producer, make_bucket,
                                                                             start_worker):
     iid = fleet.install(make_bucket())
-    message = prepared.encode(prepared.prepare(make_events(10), iid, received_at=clock.now(), event_max_bytes=32768))
+    message = encode_message(prepared.prepare(make_events(10), iid, received_at=clock.now(), event_max_bytes=32768))
     registry.set_enabled(fleet.r, iid, False)
     worker = start_worker()
     producer.app.send_task("signal.append", args=[iid, message], queue="ingest")  # prepared before it was disabled
@@ -94,7 +95,7 @@ def test_a_disabled_integration_is_refused_whichever_form_its_events_come_in(fle
 def test_a_malformed_prepared_message_is_counted_with_its_error_and_buffers_nothing(fleet, producer, make_bucket,
                                                                                    start_worker, serializer):
     iid = fleet.install(make_bucket())
-    message = prepared.encode(prepared.prepare(make_events(10), iid, received_at=clock.now(), event_max_bytes=32768))
+    message = encode_message(prepared.prepare(make_events(10), iid, received_at=clock.now(), event_max_bytes=32768))
     message["indexes"] = {hour: idx[:-1] for hour, idx in message["indexes"].items()}  # one line without its index
     worker = start_worker()
     producer.app.send_task("signal.append", args=[iid, message], queue="ingest", serializer=serializer)

@@ -140,8 +140,9 @@ def test_chaos_kills_and_s3_faults_lose_and_duplicate_nothing(proxied, fault_pro
 
 
 def test_two_beats_and_concurrent_flushes_deliver_each_event_once(fleet, make_bucket, start_worker, start_beat):
-    from workers.pipeline import delivery
     from workers.errors import PermanentError, TransientError
+    from workers.pipeline import flush
+    from workers.pipeline.upload import upload as upload_batch
     from workers.settings import get_settings
 
     bucket = Bucket(fleet.s3, make_bucket())
@@ -162,14 +163,14 @@ def test_two_beats_and_concurrent_flushes_deliver_each_event_once(fleet, make_bu
 
     def upload(integration_id: str, batch_id: str) -> None:
         try:
-            outcomes[delivery.upload(r, integration_id, batch_id, settings=settings).state] += 1
+            outcomes[upload_batch(r, integration_id, batch_id, settings=settings).state] += 1
         except (TransientError, PermanentError) as exc:
             outcomes[type(exc).__name__] += 1
 
     def flusher() -> None:
         try:
             while not stop.wait(0.02):
-                for integration_id, batch_id in delivery.flush_due(r, settings=settings, force=True):
+                for integration_id, batch_id in flush.flush_due(r, settings=settings, force=True):
                     outcomes["dispatched"] += 1
                     # twice at once: the lease must let exactly one of them write
                     futures.append(pool.submit(upload, integration_id, batch_id))
@@ -247,7 +248,7 @@ with Connection(get_settings().redis_url) as conn:
     queue = conn.SimpleQueue("ingest")
     message = queue.get(timeout=10)
     (integration_id, events), _, _ = message.decode()
-    result = delivery.ingest(redis_client(), integration_id, events, message_id=message.headers["id"],
+    result = ingest.ingest(redis_client(), integration_id, events, message_id=message.headers["id"],
                              settings=get_settings())
     print(result.accepted, flush=True)
     os._exit(0)  # dies here: the message is never acked

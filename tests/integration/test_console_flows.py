@@ -24,8 +24,8 @@ from tests.support.s3_fixtures import s3_client
 from tests.support.seed import ACCESS_KEY_ID, SECRET_ACCESS_KEY
 from workers.integrations import registry
 from workers.events.blueprint import parse_blueprint
-from workers.integrations.config import ConfigError
-from workers.errors import HINTS
+from workers.errors import ConfigError
+from workers.classify import HINTS
 
 TOKEN = "flows-" + uuid.uuid4().hex
 EXPECT_S = 60_000  # ms Playwright waits for a page to show what a step expects

@@ -2,7 +2,7 @@
 Settings (with enable / disable and delete) and Query & access.
 
 The console runs in this process (uvicorn in a thread) against the fleet's redis-server and moto; uploads run in this
-process too (``delivery.upload`` against moto) unless a test starts a worker.
+process too (``upload.upload`` against moto) unless a test starts a worker.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from tests.support.seed import SECRET_ACCESS_KEY, SESSION_TOKEN
 from workers.integrations import registry
 from workers.sink import athena, iam
 from workers.events.blueprint import parse_blueprint
-from workers.errors import HINTS
+from workers.classify import HINTS
 
 
 def test_status_shows_buffered_delivered_retrying_held_and_the_last_error(fleet, console, make_bucket):

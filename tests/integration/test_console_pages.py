@@ -2,7 +2,7 @@
 plain functions the admin API calls, and what it does changes the same state.
 
 The console runs in this process (uvicorn in a thread) against the fleet's redis-server and moto; uploads run in this
-process too (``delivery.upload`` against moto), so no worker is needed here. The browser tests drive the real fleet.
+process too (``upload.upload`` against moto), so no worker is needed here. The browser tests drive the real fleet.
 """
 
 from __future__ import annotations
@@ -21,8 +21,9 @@ from tests.support.seed import ACCESS_KEY_ID, SECRET_ACCESS_KEY, SESSION_TOKEN
 from workers.integrations import catalog, registry, sources
 from workers.websites import snippet
 from workers.observe import fleet as fleet_mod
-from workers.integrations.config import ConfigError
-from workers.errors import HINTS
+from workers.store import keys
+from workers.errors import ConfigError
+from workers.classify import HINTS
 
 # -- Integrations: Installed and the Integration Library -------------------------------------------------------------
 
@@ -256,7 +257,7 @@ def test_fleet_shows_queue_depths_beat_totals_and_flower_when_configured(fleet, 
     ingest(fleet, iid, make_events(6))
     flush(fleet, iid)  # held
     ingest(fleet, iid, make_events(2))
-    fleet_mod.record_tick(fleet.r, int(time.time() * 1000) - 2000)
+    fleet.r.set(keys.BEAT_LAST_TICK, int(time.time() * 1000) - 2000)
 
     page = console.page("/fleet")
     assert page.by_id("queue-ingest").find("p", class_="big").text == "3"

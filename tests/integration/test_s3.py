@@ -27,7 +27,7 @@ from tests.support.s3_fixtures import (
     s3_client,
 )
 from workers.sink import s3
-from workers.errors import HINTS, classify
+from workers.classify import HINTS, classify
 from workers.settings import Settings
 
 pytestmark = pytest.mark.integration

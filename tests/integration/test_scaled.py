@@ -25,7 +25,8 @@ from tests.support.fleet import Bucket, assert_exactly_once, chunks, make_events
 from tests.support.processes import free_port, wait_until
 from tests.support.scaled import wait_for_master
 from workers.integrations import registry, status
-from workers.pipeline import delivery
+from workers.pipeline import flush, ingest
+from workers.integrations import manage
 from workers.queue import topology
 from workers.store import buffer, db, keys, scripts
 
@@ -358,7 +359,7 @@ def test_what_spans_integrations_works_across_the_clusters_nodes(fleet):
     iids = [fleet.install(f"bucket-{n:02d}") for n in range(24)]
     assert len({r.get_node_from_key(keys.tag(i)).name for i in iids}) == 3
     for n, iid in enumerate(iids):
-        result = delivery.ingest(r, iid, make_events(n + 1), message_id=f"m-{n}", settings=settings)
+        result = ingest.ingest(r, iid, make_events(n + 1), message_id=f"m-{n}", settings=settings)
         assert result.accepted == n + 1
         registry.set_enabled(r, iid, n % 2 == 0)
     assert [i.enabled for i in sorted(registry.list_all(r), key=lambda i: iids.index(i.id))] == \
@@ -371,9 +372,9 @@ def test_what_spans_integrations_works_across_the_clusters_nodes(fleet):
     source = sources.create(r, "Website")
     assert [s.id for s in sources.list_all(r)] == [source.id]
 
-    work = delivery.flush_due(r, settings=settings)  # the first tick also checks every integration
+    work = flush.flush_due(r, settings=settings)  # the first tick also checks every integration
     assert sorted(i for i, _ in work) == sorted(iids)
-    assert delivery.flush_due(r, settings=settings) == []
+    assert flush.flush_due(r, settings=settings) == []
     for n, iid in enumerate(iids):
         st = status.integration_status(r, iid)
         assert (st["buffered_events"], st["batches_in_flight"]) == (n + 1, 1)
@@ -399,7 +400,7 @@ def test_a_tick_costs_what_is_due_not_what_is_installed(fleet_env, redis_client)
 
     def tick() -> tuple[int, int]:
         before = commands()
-        work = delivery.flush_due(r, settings=settings)
+        work = flush.flush_due(r, settings=settings)
         return commands() - before - len(db.servers(r)), len(work)
 
     busy = [install(r, "busy-bucket") for _ in range(3)]
@@ -412,7 +413,7 @@ def test_a_tick_costs_what_is_due_not_what_is_installed(fleet_env, redis_client)
         for _ in range(more_idle):
             install(r, "idle-bucket")
         for iid in busy:
-            delivery.ingest(r, iid, make_events(5), message_id=f"{iid}-{round_}", settings=settings)
+            ingest.ingest(r, iid, make_events(5), message_id=f"{iid}-{round_}", settings=settings)
         cost, sealed = tick()
         assert sealed == 3
         counts.append(cost)
@@ -453,11 +454,11 @@ def test_a_drained_fleets_store_moves_to_the_cluster_whole(fleet, redis_server, 
     one = Settings(redis_url=redis_server.url)
     source = sources.create(old, "Website")
     a, b = install(old, "bucket-a"), install(old, "bucket-b")
-    delivery.ingest(old, a, make_events(30), message_id="m-1", settings=one)
-    delivery.ingest(old, b, make_events(20), message_id="m-2", settings=one)
-    [held] = delivery.flush_now(old, b, settings=one)
+    ingest.ingest(old, a, make_events(30), message_id="m-1", settings=one)
+    ingest.ingest(old, b, make_events(20), message_id="m-2", settings=one)
+    [held] = manage.flush_now(old, b, settings=one)
     buffer.hold(old, b, held, token="", now_ms=1, code="AccessDenied", message="denied", hint="Update the policy.")
-    delivery.ingest(old, b, make_events(5), message_id="m-3", settings=one)
+    ingest.ingest(old, b, make_events(5), message_id="m-3", settings=one)
     before = {iid: (status.integration_status(old, iid), status.dead_letter(old, iid)) for iid in (a, b)}
     stored = len(list(old.scan_iter(match="sig:*")))
 
@@ -471,7 +472,7 @@ def test_a_drained_fleets_store_moves_to_the_cluster_whole(fleet, redis_server, 
 
     assert {iid: (status.integration_status(fleet.r, iid), status.dead_letter(fleet.r, iid)) for iid in (a, b)} == before
     assert sources.source_for_write_key(fleet.r, source.write_key) == source.id
-    assert delivery.ingest(fleet.r, a, make_events(30), message_id="m-1", settings=settings).duplicate
-    assert {iid for iid, _ in delivery.flush_due(fleet.r, settings=settings)} == {a, b}
+    assert ingest.ingest(fleet.r, a, make_events(30), message_id="m-1", settings=settings).duplicate
+    assert {iid for iid, _ in flush.flush_due(fleet.r, settings=settings)} == {a, b}
     assert cli.main(["copy-store", "--from", redis_server.url]) == 1  # the target holds a fleet now
     old.close()

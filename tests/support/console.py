@@ -17,7 +17,7 @@ import httpx
 
 from tests.support.seed import ACCESS_KEY_ID, SECRET_ACCESS_KEY
 from workers.integrations import manage
-from workers.pipeline import delivery
+from workers.pipeline import ingest as ingesting, upload
 from workers.errors import PermanentError
 from workers.settings import get_settings
 
@@ -197,15 +197,15 @@ def install(fleet: Any, bucket: str, *, name: str = "Amazon S3", source_id: str 
 
 
 def ingest(fleet: Any, iid: str, events: list[dict[str, Any]]) -> None:
-    delivery.ingest(fleet.r, iid, events, message_id=str(uuid.uuid4()), settings=get_settings())
+    ingesting.ingest(fleet.r, iid, events, message_id=str(uuid.uuid4()), settings=get_settings())
 
 
 def flush(fleet: Any, iid: str) -> list[str]:
     """Seal and upload now, in this process; returns the object keys written (a failure is recorded, not raised)."""
     written = []
-    for batch_id in delivery.flush_now(fleet.r, iid, settings=get_settings()):
+    for batch_id in manage.flush_now(fleet.r, iid, settings=get_settings()):
         try:
-            written.append(delivery.upload(fleet.r, iid, batch_id, settings=get_settings()).key)
+            written.append(upload.upload(fleet.r, iid, batch_id, settings=get_settings()).key)
         except PermanentError:
             pass
     return written

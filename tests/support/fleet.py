@@ -16,7 +16,7 @@ from celery import Celery
 from tests.support.processes import wait_until
 from workers import clock
 from workers.integrations import registry
-from workers.queue import topology
+from workers.queue.config import broker_config
 from workers.store import buffer, keys
 from workers.settings import Settings
 
@@ -52,7 +52,7 @@ class Sender:
 
     def __init__(self, settings: Settings) -> None:
         self.app = Celery("test-sender", set_as_current=False)
-        self.app.conf.update(**topology.celery_config(settings), broker_connection_retry=False)
+        self.app.conf.update(**broker_config(settings), broker_connection_retry=False)
 
     def ingest(self, integration_id: str, events: list[dict], *, task_id: str | None = None) -> str:
         task_id = task_id or str(uuid.uuid4())

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from kombu import Queue
 
-from workers.app import _hide_arguments, app
+from workers.app import app
+from workers.queue.worker import hide_arguments
 from workers.settings import Settings, get_settings
 
 
@@ -58,29 +59,29 @@ def test_time_limits_sit_above_botocores_worst_case():
 def test_published_task_arguments_show_ids_and_counts_only():
     headers = {"argsrepr": "('id', [{'user_id': 'alice@example.com'}])", "kwargsrepr": "{}"}
     body = (["int-1", [{"user_id": "alice@example.com"}, {"user_id": "bob"}]], {}, {})
-    _hide_arguments(body=body, headers=headers)
+    hide_arguments(body=body, headers=headers)
     assert headers["argsrepr"] == "('int-1', '<2 items>')"
     assert "alice" not in headers["argsrepr"]
     # signal.append's prepared message (as a retry re-publishes it) and any other object: counts or a type name
     message = {"v": 1, "hours": {"2026112715": '{"user_id":"alice@example.com"}'}, "indexes": {"2026112715": [0]},
                "rejected": [[1, "invalid_type", "type is required", None]], "live": []}
     headers = {"argsrepr": "...", "kwargsrepr": "{}"}
-    _hide_arguments(body=(["int-1", message], {}, {}), headers=headers)
+    hide_arguments(body=(["int-1", message], {}, {}), headers=headers)
     assert headers["argsrepr"] == "('int-1', '<2 events: 1 prepared, 1 rejected, 0 removed>')"
-    _hide_arguments(body=(["int-1", {"user_id": "alice@example.com"}], {}, {}), headers=headers)
+    hide_arguments(body=(["int-1", {"user_id": "alice@example.com"}], {}, {}), headers=headers)
     assert headers["argsrepr"] == "('int-1', '<dict>')"
 
 
 def test_aws_libraries_never_log_below_info_even_when_the_worker_does():
     import logging
 
-    from workers.app import QUIET_LIBRARIES, _json_logs
+    from workers.queue.worker import QUIET_LIBRARIES, quiet_aws_libraries
 
     root = logging.getLogger()
     old = root.level
     root.setLevel(logging.DEBUG)
     try:
-        _json_logs(logging.getLogger("celery-test"))
+        quiet_aws_libraries()
         for name in QUIET_LIBRARIES:
             assert not logging.getLogger(name).isEnabledFor(logging.DEBUG), name
     finally:
@@ -107,7 +108,7 @@ def test_a_solo_worker_refuses_the_soft_shutdown_remap():
     from celery.concurrency.prefork import TaskPool as Prefork
     from celery.concurrency.solo import TaskPool as Solo
 
-    from workers.app import shutdown_hazard
+    from workers.queue.worker import shutdown_hazard
 
     assert "REMAP_SIGTERM" in shutdown_hazard(str(Solo), "SIGQUIT")
     assert shutdown_hazard("solo", "sigquit")

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from workers.events import blueprint, rules
 from workers.events.blueprint import DEFAULT, PROTECTED_FIELDS, Blueprint, parse_blueprint
-from workers.integrations.config import ConfigError
+from workers.errors import ConfigError
 
 
 def errors_of(data: Any) -> list[dict[str, str]]:

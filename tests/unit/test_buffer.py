@@ -192,7 +192,7 @@ def test_live_records_trace_each_event_to_its_batch(r):
 
 
 def test_flush_now_seals_every_open_buffer_of_one_integration(r):
-    from workers.pipeline.delivery import flush_now
+    from workers.integrations.manage import flush_now
     from workers.settings import Settings
 
     append(r, lines(2), hour="2026112509", message_id="a")

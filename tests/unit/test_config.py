@@ -6,14 +6,8 @@ import pytest
 from pydantic import SecretStr
 
 from tests.support.seed import ACCESS_KEY_ID, SECRET_ACCESS_KEY, SESSION_TOKEN, seed_config
-from workers.integrations.config import (
-    AWS_REGIONS,
-    STORAGE_CLASSES,
-    ConfigError,
-    IntegrationConfig,
-    parse_config,
-    redact,
-)
+from workers.integrations.config import AWS_REGIONS, STORAGE_CLASSES, IntegrationConfig, parse_config, redact
+from workers.errors import ConfigError
 from workers.settings import Settings
 
 SECRETS = (ACCESS_KEY_ID, SECRET_ACCESS_KEY, SESSION_TOKEN)

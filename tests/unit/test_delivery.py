@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from workers.pipeline.delivery import compute_backoff_s
+from workers.pipeline.upload import compute_backoff_s
 
 
 def test_backoff_grows_exponentially_with_jitter_and_is_capped():
@@ -19,7 +19,7 @@ def test_an_unexpected_ingest_failure_is_counted_for_the_integration():
     import orjson
 
     from workers.store import keys
-    from workers.pipeline.delivery import record_ingest_failure
+    from workers.pipeline.ingest import record_ingest_failure
 
     r = fakeredis.FakeRedis()
     assert record_ingest_failure(r, "i", [{}, {}, {}], TypeError("boom")) == 3

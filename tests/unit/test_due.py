@@ -11,7 +11,8 @@ import pytest
 
 from workers import clock
 from workers.integrations import registry
-from workers.pipeline import delivery
+from workers.pipeline import flush, ingest as ingesting, replay, upload
+from workers.integrations import manage
 from workers.store import buffer, due, keys
 from workers.settings import Settings
 
@@ -42,9 +43,9 @@ def install(r: fakeredis.FakeRedis, **config: object) -> str:
         "secret_access_key": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", **config}}).id
 
 
-def ingest(r: fakeredis.FakeRedis, iid: str, n: int = 3, message_id: str = "m") -> delivery.IngestResult:
+def ingest(r: fakeredis.FakeRedis, iid: str, n: int = 3, message_id: str = "m") -> ingesting.IngestResult:
     events = [{"type": "track", "event": "e", "user_id": "u"} for _ in range(n)]
-    return delivery.ingest(r, iid, events, message_id=message_id, settings=SETTINGS)
+    return ingesting.ingest(r, iid, events, message_id=message_id, settings=SETTINGS)
 
 
 def score(r: fakeredis.FakeRedis, iid: str) -> float | None:
@@ -54,13 +55,13 @@ def score(r: fakeredis.FakeRedis, iid: str) -> float | None:
 def looked_at(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The integrations the next ticks look at."""
     seen: list[str] = []
-    original = delivery._flush_chunk
+    original = flush._flush_chunk
 
     def spy(r: object, candidates: list[tuple[str, float | None]], *args: object, **kwargs: object) -> object:
         seen.extend(iid for iid, _ in candidates)
         return original(r, candidates, *args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(delivery, "_flush_chunk", spy)
+    monkeypatch.setattr(flush, "_flush_chunk", spy)
     return seen
 
 
@@ -108,11 +109,11 @@ def test_a_tick_looks_only_at_what_is_due(r, at, monkeypatch):
     assert due.claim_check(r)  # the periodic check of every integration is not due
     seen = looked_at(monkeypatch)
     ingest(r, busy)
-    work = delivery.flush_due(r, settings=SETTINGS)
+    work = flush.flush_due(r, settings=SETTINGS)
     assert seen == [busy] and [iid for iid, _ in work] == [busy]
     seen.clear()
     at(T0 + 60_000)
-    assert delivery.flush_due(r, settings=SETTINGS) == [] and seen == []  # its batch is not due before its lease
+    assert flush.flush_due(r, settings=SETTINGS) == [] and seen == []  # its batch is not due before its lease
     assert set(r.zrange(keys.DUE, 0, -1)) == {busy.encode()}
     assert not any(score(r, i) for i in idle)
 
@@ -123,9 +124,9 @@ def test_a_slow_integrations_buffer_is_sealed_once_it_is_as_old_as_its_interval(
     assert ingest(r, iid).accepted == 3
     assert score(r, iid) == T0 + 270_000
     at(T0 + 269_999)
-    assert delivery.flush_due(r, settings=SETTINGS) == []
+    assert flush.flush_due(r, settings=SETTINGS) == []
     at(T0 + 270_000)
-    [(got, batch_id)] = delivery.flush_due(r, settings=SETTINGS)
+    [(got, batch_id)] = flush.flush_due(r, settings=SETTINGS)
     assert got == iid and int(buffer.batch_meta(r, iid, batch_id)["events"]) == 3
     assert score(r, iid) == T0 + 270_000 + int(SETTINGS.lease_s * 1000)  # the sweep's time for the batch
 
@@ -134,19 +135,19 @@ def test_a_batch_whose_lease_ran_out_is_swept_and_a_delivered_one_parks_the_inte
     due.claim_check(r)
     iid = install(r)
     ingest(r, iid)
-    [(_, batch_id)] = delivery.flush_due(r, settings=SETTINGS)
+    [(_, batch_id)] = flush.flush_due(r, settings=SETTINGS)
     lease_ms = int(SETTINGS.lease_s * 1000)
     buffer.claim(r, iid, batch_id, token="t", now_ms=T0 + 1000, lease_ms=lease_ms, key="k")  # its worker dies
     at(T0 + lease_ms)
-    assert delivery.flush_due(r, settings=SETTINGS) == []  # looked at, the lease still runs: moved to its end
+    assert flush.flush_due(r, settings=SETTINGS) == []  # looked at, the lease still runs: moved to its end
     assert score(r, iid) == T0 + 1000 + lease_ms
     at(T0 + 1000 + lease_ms)
-    assert delivery.flush_due(r, settings=SETTINGS) == [(iid, batch_id)]
-    assert delivery.flush_due(r, settings=SETTINGS) == [(iid, batch_id)]  # again, until a worker claims it
+    assert flush.flush_due(r, settings=SETTINGS) == [(iid, batch_id)]
+    assert flush.flush_due(r, settings=SETTINGS) == [(iid, batch_id)]  # again, until a worker claims it
     buffer.claim(r, iid, batch_id, token="t2", now_ms=T0 + 1000 + lease_ms, lease_ms=lease_ms, key="k")
     buffer.ack(r, iid, batch_id, now_ms=T0 + 2000 + lease_ms, compressed_bytes=1, key="k")
     at(T0 + 1000 + 2 * lease_ms)
-    assert delivery.flush_due(r, settings=SETTINGS) == []
+    assert flush.flush_due(r, settings=SETTINGS) == []
     assert score(r, iid) == due.IDLE_MS
 
 
@@ -164,11 +165,11 @@ def test_an_append_during_the_tick_is_never_forgotten(r, at, monkeypatch):
         original_reschedule(r_, updates)  # type: ignore[arg-type]
 
     monkeypatch.setattr(due, "reschedule", append_in_between)
-    [(got, _)] = delivery.flush_due(r, settings=SETTINGS)
+    [(got, _)] = flush.flush_due(r, settings=SETTINGS)
     assert got == iid
     assert score(r, iid) <= T0 + 550_000  # not moved to the sealed batch's later sweep time, past the new buffer
     monkeypatch.setattr(due, "reschedule", original_reschedule)
-    assert delivery.flush_due(r, settings=SETTINGS) == []  # looked at again: nothing due yet
+    assert flush.flush_due(r, settings=SETTINGS) == []  # looked at again: nothing due yet
     assert score(r, iid) == T0 + 550_000  # the new buffer's due time
 
 
@@ -187,13 +188,13 @@ def test_the_periodic_check_finds_what_the_index_lost(r, at):
     iid = install(r)
     ingest(r, iid)
     r.delete(keys.DUE)  # lost with a Redis master, or a fleet upgraded from a version without the index
-    assert delivery.flush_due(r, settings=SETTINGS) != []  # the first tick checks every integration
+    assert flush.flush_due(r, settings=SETTINGS) != []  # the first tick checks every integration
     r.delete(keys.DUE)
     ingest(r, iid, message_id="again")
     r.delete(keys.DUE)
-    assert delivery.flush_due(r, settings=SETTINGS) == []  # within CHECK_EVERY_S: not found yet
+    assert flush.flush_due(r, settings=SETTINGS) == []  # within CHECK_EVERY_S: not found yet
     r.delete(keys.DUE_CHECKED)  # CHECK_EVERY_S later
-    assert [i for i, _ in delivery.flush_due(r, settings=SETTINGS)] == [iid]
+    assert [i for i, _ in flush.flush_due(r, settings=SETTINGS)] == [iid]
 
 
 def test_flush_now_and_a_replay_tell_the_index(r, at, monkeypatch):
@@ -201,15 +202,15 @@ def test_flush_now_and_a_replay_tell_the_index(r, at, monkeypatch):
     iid = install(r, flush_interval_s=300)
     ingest(r, iid)
     r.delete(keys.DUE)
-    [batch_id] = delivery.flush_now(r, iid, settings=SETTINGS)
+    [batch_id] = manage.flush_now(r, iid, settings=SETTINGS)
     lease_ms = int(SETTINGS.lease_s * 1000)
     assert score(r, iid) == T0 + lease_ms  # if its upload message gets lost, the sweep still finds it
     buffer.hold(r, iid, batch_id, token="", now_ms=T0, code="AccessDenied", message="m", hint="h")
     r.delete(keys.DUE)
     at(T0 + 10)
     # the replaying process dies before its upload: the released batch waits for the sweep
-    monkeypatch.setattr(delivery, "upload", lambda *a, **k: delivery.UploadOutcome("skipped"))
-    assert delivery.replay(r, iid, settings=SETTINGS).skipped == [batch_id]
+    monkeypatch.setattr(replay, "upload", lambda *a, **k: upload.UploadOutcome("skipped"))
+    assert replay.replay(r, iid, settings=SETTINGS).skipped == [batch_id]
     assert score(r, iid) == T0 + 10 + lease_ms
 
 
@@ -220,5 +221,5 @@ def test_a_deleted_integration_leaves_the_index(r, at):
     registry.delete(r, iid)
     assert score(r, iid) is None
     due.lower(r, iid, T0)  # a write that came after the delete
-    assert delivery.flush_due(r, settings=SETTINGS) == []
+    assert flush.flush_due(r, settings=SETTINGS) == []
     assert score(r, iid) is None  # the tick finds nothing of it left and removes it

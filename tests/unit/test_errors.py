@@ -9,19 +9,8 @@ import pytest
 import redis.exceptions as redis_exc
 import urllib3.exceptions as urllib3_exc
 
-from workers.errors import (
-    GENERIC_HINT,
-    HINTS,
-    MESSAGE_MAX_CHARS,
-    Failure,
-    PermanentError,
-    SignalError,
-    TransientError,
-    classify,
-    hint_for,
-    raise_classified,
-    scrub,
-)
+from workers.classify import GENERIC_HINT, HINTS, MESSAGE_MAX_CHARS, classify, hint_for, scrub
+from workers.errors import Failure, PermanentError, SignalError, TransientError
 
 SEED_ACCESS_DENIED = "The IAM user lacks s3:PutObject permission on the bucket. Update the IAM policy."
 SEED_NO_SUCH_BUCKET = (
@@ -197,18 +186,6 @@ def test_signal_errors_keep_their_failure() -> None:
     later = Failure("SlowDown", "x", False, None, 503)
     assert classify(TransientError(later)) is later
     assert issubclass(PermanentError, SignalError) and issubclass(TransientError, SignalError)
-
-
-def test_raise_classified_picks_the_subclass_and_chains() -> None:
-    original = client_error("AccessDenied", 403)
-    with pytest.raises(PermanentError) as permanent:
-        raise_classified(original)
-    assert permanent.value.failure.code == "AccessDenied"
-    assert permanent.value.__cause__ is original
-    with pytest.raises(TransientError) as transient:
-        raise_classified(client_error("SlowDown", 503))
-    assert transient.value.failure.code == "SlowDown"
-    assert transient.value.retry_in_s is None
 
 
 def test_transient_error_carries_the_chosen_retry_delay() -> None:

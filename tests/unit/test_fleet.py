@@ -18,7 +18,7 @@ def test_beat_is_late_without_a_recent_tick():
     r = fakeredis.FakeRedis()
     settings = Settings(flush_interval_s=10)
     assert fleet.beat(r, settings, T0) == {"last_tick_at": None, "age_s": None, "late": True}
-    fleet.record_tick(r, T0)
+    r.set(keys.BEAT_LAST_TICK, T0)
     assert r.get(keys.BEAT_LAST_TICK) == str(T0).encode()
     assert fleet.beat(r, settings, T0 + 5_000) == {"last_tick_at": "2025-11-25T09:00:00.000Z", "age_s": 5.0,
                                                    "late": False}

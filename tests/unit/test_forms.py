@@ -8,7 +8,7 @@ import pytest
 
 from tests.support.seed import ACCESS_KEY_ID, SECRET_ACCESS_KEY
 from workers.integrations import catalog, registry
-from workers.integrations.config import ConfigError
+from workers.errors import ConfigError
 from workers.web import forms
 
 

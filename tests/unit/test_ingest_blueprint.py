@@ -11,7 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.support.seed import install_body
 from workers.integrations import registry, status
 from workers.observe import metrics
-from workers.pipeline import delivery
+from workers.pipeline import ingest
 from workers.store import buffer, keys
 from workers.settings import get_settings
 
@@ -42,11 +42,11 @@ def test_removed_events_are_counted_once_per_message_and_shown_as_filtered() -> 
         {"event_id": "who", "type": "identify", "user_id": "u-1"},
         {"type": "nope"},
     ]
-    result = delivery.ingest(r, iid, events, message_id="m-1", settings=get_settings())
+    result = ingest.ingest(r, iid, events, message_id="m-1", settings=get_settings())
     assert result.accepted == 1 and [x["reason"] for x in result.rejected] == ["invalid_type"]
     assert result.removed == {"consent_denied": 1, "filtered_out": 1}
     assert result.summary()["removed"] == {"consent_denied": 1, "filtered_out": 1}
-    again = delivery.ingest(r, iid, events, message_id="m-1", settings=get_settings())
+    again = ingest.ingest(r, iid, events, message_id="m-1", settings=get_settings())
     assert again.duplicate
     [(_, lines)] = buffered(r, iid).items()
     assert [e["event_id"] for e in lines] == ["granted"]
@@ -69,7 +69,7 @@ def test_removed_events_are_counted_once_per_message_and_shown_as_filtered() -> 
 def test_a_message_whose_events_are_all_removed_buffers_nothing() -> None:
     r = fakeredis.FakeRedis()
     iid = install(r, {"events": {"include": ["page"]}})
-    result = delivery.ingest(r, iid, [track("a"), track("b")], message_id="m", settings=get_settings())
+    result = ingest.ingest(r, iid, [track("a"), track("b")], message_id="m", settings=get_settings())
     assert (result.accepted, result.removed) == (0, {"filtered_out": 2})
     assert buffered(r, iid) == {} and r.zcard(keys.open_index(iid)) == 0
     assert status.integration_status(r, iid)["removed_events"] == {"filtered_out": 2}
@@ -80,8 +80,8 @@ def test_partition_time_timestamp_buffers_late_events_in_their_hour_and_counts_t
     iid = install(r, partition_time="timestamp", partition_time_bound_s=86_400)
     events = [track("late", timestamp="2020-01-01T05:00:00Z", received_at="2020-01-01T09:10:00Z"),
               track("far", timestamp="2019-12-01T05:00:00Z", received_at="2020-01-01T09:10:00Z")]
-    result = delivery.ingest(r, iid, events, message_id="m", settings=get_settings())
-    delivery.ingest(r, iid, events, message_id="m", settings=get_settings())  # redelivered: counted once
+    result = ingest.ingest(r, iid, events, message_id="m", settings=get_settings())
+    ingest.ingest(r, iid, events, message_id="m", settings=get_settings())  # redelivered: counted once
     assert result.partition_fallback == 1
     assert {h: [e["event_id"] for e in lines] for h, lines in buffered(r, iid).items()} == {
         "2020010105": ["late"], "2020010109": ["far"],
@@ -92,7 +92,7 @@ def test_partition_time_timestamp_buffers_late_events_in_their_hour_and_counts_t
 def test_the_default_blueprint_and_received_at_partitioning_change_nothing() -> None:
     r = fakeredis.FakeRedis()
     iid = install(r)
-    result = delivery.ingest(r, iid, [track("x", timestamp="2020-01-01T05:00:00Z")], message_id="m",
+    result = ingest.ingest(r, iid, [track("x", timestamp="2020-01-01T05:00:00Z")], message_id="m",
                              settings=get_settings())
     assert (result.accepted, result.removed, result.partition_fallback) == (1, {}, 0)
     [(hour, [line])] = buffered(r, iid).items()
@@ -103,7 +103,7 @@ def test_the_default_blueprint_and_received_at_partitioning_change_nothing() -> 
 
 def test_a_message_prepared_by_the_api_carries_the_blueprint_and_partition_results_to_the_append() -> None:
     """The API prepares (rules and partition hours applied there) and the worker appends what the wire carried."""
-    from workers.events import prepared
+    from workers.events.message import decode_message, describe_message, encode_message
 
     r = fakeredis.FakeRedis()
     iid = install(r, {"consent": {"require": ["analytics"]}}, partition_time="timestamp",
@@ -116,12 +116,12 @@ def test_a_message_prepared_by_the_api_carries_the_blueprint_and_partition_resul
         track("denied", received_at="2020-01-01T09:10:00Z", context={"consent": {"analytics": False}}),
         {"type": "nope"},
     ]
-    encoded = prepared.encode(delivery.prepare(r, iid, events, settings=get_settings()))
-    assert prepared.describe(encoded) == "<4 events: 2 prepared, 1 rejected, 1 removed>"
-    message = prepared.decode(orjson.loads(orjson.dumps(encoded)))
+    encoded = encode_message(ingest.prepare(r, iid, events, settings=get_settings()))
+    assert describe_message(encoded) == "<4 events: 2 prepared, 1 rejected, 1 removed>"
+    message = decode_message(orjson.loads(orjson.dumps(encoded)))
     assert (message.removed, message.partition_fallback, message.events) == ({"consent_denied": 1}, 1, 4)
     for _ in range(2):  # redelivered: appended and counted once
-        result = delivery.append(r, iid, message, message_id="m", settings=get_settings())
+        result = ingest.append(r, iid, message, message_id="m", settings=get_settings())
     assert result.duplicate
     assert {h: [e["event_id"] for e in lines] for h, lines in buffered(r, iid).items()} == {
         "2020010105": ["late"], "2020010109": ["far"],

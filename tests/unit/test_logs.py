@@ -80,10 +80,12 @@ def test_use_json_sets_the_formatter_and_filters_of_every_handler():
 
 @pytest.mark.parametrize("fmt", ["json", "text"])
 def test_the_log_format_setting_decides_the_worker_formatter(monkeypatch, fmt):
-    from workers import app as app_module
+    from celery import Celery
+
+    from workers.queue import worker
     from workers.settings import Settings
 
-    monkeypatch.setattr(app_module, "settings", Settings(log_format=fmt))
+    handlers = worker._Handlers(Celery("logs-test", set_as_current=False), lambda: Settings(log_format=fmt))
     logger, _ = capture(logging.Formatter("%(message)s"))
-    app_module._json_logs(logger=logger)
+    handlers.json_logs(logger=logger)
     assert isinstance(logger.handlers[0].formatter, logs.JsonFormatter) is (fmt == "json")

@@ -7,8 +7,9 @@ import pytest
 
 from workers.integrations import manage, registry, sources
 from workers.sink import s3
-from workers.integrations.config import ConfigError
-from workers.errors import HINTS, Failure
+from workers.errors import ConfigError
+from workers.classify import HINTS
+from workers.errors import Failure
 from workers.settings import get_settings
 
 BODY = {

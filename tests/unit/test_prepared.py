@@ -13,8 +13,9 @@ import pytest
 from kombu import Connection
 
 from workers.events import prepared
+from workers.events.message import BadMessage, count_events, decode_message, describe_message, encode_message, message_of
 from workers.integrations import registry
-from workers.pipeline import delivery
+from workers.pipeline import ingest
 from workers.queue import wire
 from workers.store import buffer, keys
 from workers.queue.producer import Broker
@@ -45,7 +46,7 @@ def wire_round_trip(message: dict) -> object:
 
 def test_a_prepared_message_decodes_to_the_lines_indexes_and_rejections_prepare_made():
     p = prepared.prepare(MIXED, "int-1", received_at=NOW, event_max_bytes=32 * 1024)
-    message = prepared.decode(wire_round_trip(prepared.encode(p)))
+    message = decode_message(wire_round_trip(encode_message(p)))
     assert message.lines_by_hour == p.lines_by_hour  # byte for byte, newlines inside events included
     assert message.indexes_by_hour == p.indexes_by_hour == {"2026112715": [0, 4], "2026112714": [2]}
     assert message.rejected == p.rejected
@@ -59,41 +60,41 @@ def test_a_prepared_message_decodes_to_the_lines_indexes_and_rejections_prepare_
 
 def test_a_worker_that_prepares_gets_the_message_the_wire_would_give():
     p = prepared.prepare(MIXED, "int-1", received_at=NOW, event_max_bytes=32 * 1024)
-    assert prepared.message(p) == prepared.decode(wire_round_trip(prepared.encode(p)))
+    assert message_of(p) == decode_message(wire_round_trip(encode_message(p)))
 
 
 def test_a_message_with_nothing_accepted_carries_its_rejections():
     p = prepared.prepare([1, 2], "int-1", received_at=NOW, event_max_bytes=32 * 1024)
-    encoded = prepared.encode(p)
-    message = prepared.decode(wire_round_trip(encoded))
+    encoded = encode_message(p)
+    message = decode_message(wire_round_trip(encoded))
     assert (message.accepted, message.events, message.live) == (0, 2, [])
-    assert prepared.describe(encoded) == "<2 events: 0 prepared, 2 rejected, 0 removed>"
+    assert describe_message(encoded) == "<2 events: 0 prepared, 2 rejected, 0 removed>"
 
 
 def test_the_description_and_count_are_numbers_only():
-    encoded = prepared.encode(prepared.prepare(MIXED, "int-1", received_at=NOW, event_max_bytes=32 * 1024))
-    assert prepared.describe(encoded) == "<5 events: 3 prepared, 2 rejected, 0 removed>"
-    assert prepared.count(encoded) == 5
-    assert prepared.count("garbage") == prepared.count({"indexes": 3}) == 1
+    encoded = encode_message(prepared.prepare(MIXED, "int-1", received_at=NOW, event_max_bytes=32 * 1024))
+    assert describe_message(encoded) == "<5 events: 3 prepared, 2 rejected, 0 removed>"
+    assert count_events(encoded) == 5
+    assert count_events("garbage") == count_events({"indexes": 3}) == 1
 
 
 def test_live_events_are_the_last_accepted_lines_in_the_order_they_are_appended():
     old = [event(i, received_at="2026-11-27T14:00:00.000Z") for i in range(30)]
     new = [event(i) for i in range(30, 150)]
     p = prepared.prepare(old + new, "int-1", received_at=NOW, event_max_bytes=32 * 1024)
-    message = prepared.decode(wire_round_trip(prepared.encode(p)))
-    records = delivery._live_records(message.live, 1234)
+    message = decode_message(wire_round_trip(encode_message(p)))
+    records = ingest._live_records(message.live, 1234)
     assert sorted(records) == list(range(150 - buffer.LIST_MAX, 150))
     first = orjson.loads(records[150 - buffer.LIST_MAX] + b"0}")
     assert first == {"event_id": f"e{150 - buffer.LIST_MAX}", "type": "track", "event": "Order Completed",
                      "received_at": "2026-11-27T15:30:00.000Z", "at_ms": 1234, "hour": "2026112715", "gen": 0}
-    small = prepared.encode(prepared.prepare([old[0], new[0]], "int-1", received_at=NOW, event_max_bytes=1 << 15))
-    live = delivery._live_records(prepared.decode(small).live, 1)
+    small = encode_message(prepared.prepare([old[0], new[0]], "int-1", received_at=NOW, event_max_bytes=1 << 15))
+    live = ingest._live_records(decode_message(small).live, 1)
     assert [orjson.loads(live[p] + b"0}")["hour"] for p in (0, 1)] == ["2026112714", "2026112715"]
 
 
 def good() -> dict:
-    return wire_round_trip(prepared.encode(prepared.prepare(MIXED, "int-1", received_at=NOW,
+    return wire_round_trip(encode_message(prepared.prepare(MIXED, "int-1", received_at=NOW,
                                                             event_max_bytes=32 * 1024)))
 
 
@@ -126,8 +127,8 @@ def broken(change) -> dict:
     (broken(lambda m: m.update(fallback=4)), "fallback must be a count of the message's lines (0 to 3)"),
 ])
 def test_a_message_of_another_form_is_refused_with_what_is_wrong(message, problem):
-    with pytest.raises(prepared.BadMessage) as caught:
-        prepared.decode(message)
+    with pytest.raises(BadMessage) as caught:
+        decode_message(message)
     assert problem in str(caught.value)
     assert str(caught.value).startswith("not a prepared message (version 1): ")
 
@@ -157,7 +158,7 @@ def stats(r: fakeredis.FakeRedis, iid: str) -> dict[str, int]:
 
 def test_a_list_of_events_is_prepared_then_appended_like_a_prepared_message(r):
     iid = install(r)
-    result = delivery.ingest(r, iid, MIXED, message_id="m1", settings=SETTINGS)
+    result = ingest.ingest(r, iid, MIXED, message_id="m1", settings=SETTINGS)
     assert result.accepted == 3 and [rj["index"] for rj in result.rejected] == [1, 3]
     assert sorted(e["event_id"] for e in buffered(r, iid)) == ["e0", "e2", "e4"]
     assert all(e["integration_id"] == iid for e in buffered(r, iid))
@@ -166,14 +167,14 @@ def test_a_list_of_events_is_prepared_then_appended_like_a_prepared_message(r):
     assert {(x["index"], x["reason"]) for x in records} == {(1, "invalid_type"), (3, "not_an_object")}
     live = [orjson.loads(x) for x in r.lrange(keys.live(iid), 0, -1)]
     assert sorted(x["event_id"] for x in live) == ["e0", "e2", "e4"]
-    assert delivery.ingest(r, iid, MIXED, message_id="m1", settings=SETTINGS).duplicate
+    assert ingest.ingest(r, iid, MIXED, message_id="m1", settings=SETTINGS).duplicate
 
 
 def test_a_redelivered_prepared_message_appends_nothing_twice(r):
     iid = install(r)
     message = good()
-    first = delivery.append(r, iid, prepared.decode(message), message_id="m1", settings=SETTINGS)
-    again = delivery.append(r, iid, prepared.decode(message), message_id="m1", settings=SETTINGS)
+    first = ingest.append(r, iid, decode_message(message), message_id="m1", settings=SETTINGS)
+    again = ingest.append(r, iid, decode_message(message), message_id="m1", settings=SETTINGS)
     assert (first.accepted, first.duplicate) == (3, False)
     assert (again.accepted, again.duplicate) == (0, True)
     assert len(buffered(r, iid)) == 3
@@ -183,17 +184,17 @@ def test_a_redelivered_prepared_message_appends_nothing_twice(r):
 def test_a_prepared_message_for_a_disabled_or_unknown_integration_is_refused(r):
     iid = install(r)
     registry.set_enabled(r, iid, False)
-    with pytest.raises(delivery.IntegrationDisabled):
-        delivery.append(r, iid, prepared.decode(good()), message_id="m1", settings=SETTINGS)
+    with pytest.raises(registry.IntegrationDisabled):
+        ingest.append(r, iid, decode_message(good()), message_id="m1", settings=SETTINGS)
     with pytest.raises(registry.UnknownIntegration):
-        delivery.append(r, "nobody", prepared.decode(good()), message_id="m2", settings=SETTINGS)
+        ingest.append(r, "nobody", decode_message(good()), message_id="m2", settings=SETTINGS)
     assert buffered(r, iid) == [] and r.exists(keys.stats(iid)) == 0
 
 
 def test_lines_over_the_buffer_cap_are_refused_with_their_event_ids(r):
     iid = install(r)
     capped = Settings(redis_url="memory://", buffer_max_bytes=300)
-    result = delivery.append(r, iid, prepared.decode(good()), message_id="m1", settings=capped)
+    result = ingest.append(r, iid, decode_message(good()), message_id="m1", settings=capped)
     full = [rj for rj in result.rejected if rj["reason"] == "buffer_full"]
     assert result.accepted + len(full) == 3 and full
     assert {rj["event_id"] for rj in full} | {e["event_id"] for e in buffered(r, iid)} == {"e0", "e2", "e4"}
@@ -212,11 +213,11 @@ def test_the_api_publishes_prepared_events_that_show_only_ids_and_counts(r):
     iid = install(r)
     with Connection("memory://") as conn:
         conn.default_channel.queue_purge("ingest")  # the in-memory transport is shared by every test of the process
-    broker = Broker(SETTINGS, r)
+    broker = Broker(SETTINGS)
     try:
-        task_id = broker.publish(iid, MIXED)
+        task_id = ingest.publish(r, broker, iid, MIXED, settings=SETTINGS)
         raw = take()
-        unknown_id = broker.publish("nobody", MIXED)  # not preparable here: sent as it came, the worker refuses it
+        unknown_id = ingest.publish(r, broker, "nobody", MIXED, settings=SETTINGS)  # not preparable here: sent as it came, the worker refuses it
         legacy = take()
     finally:
         broker.close()
@@ -229,7 +230,7 @@ def test_the_api_publishes_prepared_events_that_show_only_ids_and_counts(r):
     header, _, texts = body.partition(b"\n")  # a JSON header, then the lines as they are stored
     args = wire.load_prepared(body)[0]
     assert args[0] == iid
-    message = prepared.decode(args[1])
+    message = decode_message(args[1])
     texts_by_hour = {hour: b"\n".join(lines) for hour, lines in message.lines_by_hour.items()}
     assert b"".join(texts_by_hour.values()) == texts and b'line\\nbreak \\"quoted\\"' in texts  # as stored
     assert json.loads(header)[0][1]["hours"] == {hour: len(text) for hour, text in texts_by_hour.items()}

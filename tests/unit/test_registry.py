@@ -13,7 +13,7 @@ from workers import clock, crypto
 from workers.events import blueprint
 from workers.integrations import registry
 from workers.store import keys
-from workers.integrations.config import ConfigError
+from workers.errors import ConfigError
 from workers.settings import get_settings
 
 # The documented install request body.

@@ -7,7 +7,7 @@ import pytest
 
 from workers.integrations import sources
 from workers.store import keys
-from workers.integrations.config import ConfigError
+from workers.errors import ConfigError
 from workers.settings import Settings
 
 

@@ -9,6 +9,7 @@ from pydantic import ValidationError
 
 from tests.support.processes import free_port
 from workers.queue import topology
+from workers.queue.config import broker_config
 from workers.queue.producer import Broker, BrokerUnavailable
 from workers.settings import Settings
 
@@ -18,7 +19,7 @@ RABBIT = "amqp://signal:secret@rabbitmq:5672/"
 def test_one_redis_stays_the_default_broker():
     settings = Settings(redis_url="redis://r:6379/0")
     assert settings.celery_broker_url == "redis://r:6379/0" and not settings.broker_is_amqp
-    config = topology.celery_config(settings)
+    config = broker_config(settings)
     assert config["broker_url"] == "redis://r:6379/0"
     assert config["broker_transport_options"]["visibility_timeout"] == settings.visibility_timeout_s
     assert [q.name for q in config["task_queues"]] == ["ingest", "flush"]
@@ -28,7 +29,7 @@ def test_one_redis_stays_the_default_broker():
 def test_rabbitmq_queues_are_quorum_queues_with_a_delivery_limit_and_a_dead_letter_queue():
     settings = Settings(broker_url=RABBIT, broker_delivery_limit=7)
     assert settings.broker_is_amqp and settings.celery_broker_url == RABBIT
-    config = topology.celery_config(settings)
+    config = broker_config(settings)
     assert config["broker_transport_options"] == {"confirm_publish": True}  # every publish waits for its confirm
     assert config["task_default_queue_type"] == "quorum"
     for queue in config["task_queues"]:

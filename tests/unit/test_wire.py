@@ -12,6 +12,7 @@ from kombu import Connection, compression, serialization
 from kombu.exceptions import DecodeError, EncodeError
 
 from workers.queue import wire
+from workers.events.message import BadMessage, count_events, decode_message, encode_message
 from workers.queue.producer import Broker
 from workers.settings import Settings
 
@@ -66,31 +67,6 @@ def test_compressed_bodies_of_other_producers_are_read():
     assert zlib.decompress(compression.compress(body, "zlib")[0]) == body
 
 
-def test_a_producers_redis_channel_keeps_one_client_per_connection_pool():
-    import types
-
-    from kombu.transport import redis as kombu_redis
-
-    from workers.queue.wire import reuse_redis_clients
-
-    reuse_redis_clients()
-    reuse_redis_clients()  # idempotent: not wrapped twice
-    made: list[dict] = []
-
-    def client(**kwargs):
-        made.append(kwargs)
-        return object()
-
-    channel = types.SimpleNamespace(pool=types.SimpleNamespace(connection_kwargs={}), Client=client,
-                                    async_pool=types.SimpleNamespace(connection_kwargs={}))
-    create = kombu_redis.Channel._create_client
-    first = create(channel, False)
-    assert create(channel) is first and create(channel, False) is first and len(made) == 1
-    assert create(channel, True) is not create(channel, True)  # the consumer's clients stay kombu's own
-    channel.pool = types.SimpleNamespace(connection_kwargs={})  # a new pool after a reconnection: a new client
-    assert create(channel) is not first and len(made) == 4
-
-
 # -- signal.append's own form: the lines as raw bytes -----------------------------------------------------------------
 
 
@@ -101,12 +77,11 @@ def prepared_message() -> dict:
 
     events = [{"event_id": f"e{i}", "type": "track", "event": "é\n\"x\"", "anonymous_id": "a",
                "received_at": f"2026-11-27T1{4 + i % 2}:00:00.000Z"} for i in range(5)] + ["not an object"]
-    return prepared.encode(prepared.prepare(events, "int-1", received_at=datetime(2026, 11, 27, 15, tzinfo=UTC),
+    return encode_message(prepared.prepare(events, "int-1", received_at=datetime(2026, 11, 27, 15, tzinfo=UTC),
                                             event_max_bytes=32768))
 
 
 def test_a_prepared_message_round_trips_with_its_lines_as_the_bytes_prepare_made():
-    from workers.events import prepared
 
     wire.install()
     message = prepared_message()
@@ -117,19 +92,18 @@ def test_a_prepared_message_round_trips_with_its_lines_as_the_bytes_prepare_made
     args, kwargs, embed = serialization.loads(payload, content_type, encoding, accept=[content_type])
     assert (args[0], kwargs, embed) == ("int-1", {}, body[2])
     assert all(type(text) is bytes for text in args[1]["hours"].values())
-    assert prepared.decode(args[1]) == prepared.decode(orjson.loads(orjson.dumps(message)))  # what JSON gives
-    assert len(args[1]["hours"]) == 2 and prepared.decode(args[1]).accepted == 5
+    assert decode_message(args[1]) == decode_message(orjson.loads(orjson.dumps(message)))  # what JSON gives
+    assert len(args[1]["hours"]) == 2 and decode_message(args[1]).accepted == 5
     # a retry sends the decoded arguments (texts as bytes) again, in the same form
     assert serialization.dumps([args, kwargs, embed], serializer=wire.PREPARED)[2] == payload
 
 
 def test_json_signal_append_messages_of_any_producer_are_still_read():
-    from workers.events import prepared
 
     wire.install()
     message = prepared_message()
     args = serialization.loads(json.dumps([["int-1", message], {}, {}]), "application/json", "utf-8")[0]
-    assert prepared.decode(args[1]) == prepared.decode(serialization.loads(
+    assert decode_message(args[1]) == decode_message(serialization.loads(
         serialization.dumps([["int-1", message], {}, {}], serializer=wire.PREPARED)[2],
         wire.PREPARED_CONTENT_TYPE, "binary")[0][1])
 
@@ -146,8 +120,7 @@ def test_a_body_without_a_readable_header_is_a_clear_decode_error(payload):
 def test_lines_that_do_not_match_their_lengths_make_a_message_that_is_refused_and_counted(cut):
     import fakeredis
 
-    from workers.events import prepared
-    from workers.pipeline import delivery
+    from workers.pipeline import ingest
     from workers.store import keys
 
     wire.install()
@@ -156,10 +129,10 @@ def test_lines_that_do_not_match_their_lengths_make_a_message_that_is_refused_an
     payload = payload[:cut] if cut < 0 else payload + b"x" * cut  # truncated, or bytes after the last line
     args = serialization.loads(payload, wire.PREPARED_CONTENT_TYPE, "binary")[0]
     assert args[1]["hours"] == dict.fromkeys(message["hours"])
-    with pytest.raises(prepared.BadMessage, match="must be non-empty lines") as caught:
-        prepared.decode(args[1])
+    with pytest.raises(BadMessage, match="must be non-empty lines") as caught:
+        decode_message(args[1])
     r = fakeredis.FakeRedis()  # what tasks/ingest.py does with it: counted as ingest_failed, with the error
-    assert delivery.record_ingest_failure(r, "int-1", args[1], caught.value, n=prepared.count(args[1])) == 6
+    assert ingest.record_ingest_failure(r, "int-1", args[1], caught.value, n=count_events(args[1])) == 6
     assert r.hget(keys.stats("int-1"), "rejected:ingest_failed") == b"6"
     assert "BadMessage" in orjson.loads(r.lindex(keys.rejections("int-1"), 0))["detail"]
 

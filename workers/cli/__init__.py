@@ -27,7 +27,7 @@ from workers.cli.common import (
     print_json,
     redis_location,
 )
-from workers.integrations.config import ConfigError
+from workers.errors import ConfigError
 from workers.settings import get_settings
 from workers.integrations.sources import UnknownSource
 

@@ -10,7 +10,7 @@ from typing import Any
 from tqdm import tqdm
 
 from workers.integrations import manage, registry, status
-from workers.pipeline import delivery
+from workers.pipeline import replay
 from workers.sink import athena, iam
 from workers.store import buffer
 from workers.cli import common
@@ -26,7 +26,7 @@ from workers.cli.common import (
     print_json,
     read_json,
 )
-from workers.integrations.config import ConfigError
+from workers.errors import ConfigError
 from workers.settings import get_settings
 
 
@@ -119,7 +119,7 @@ def cmd_dead_letter(args: argparse.Namespace) -> int:
     total = 1 if args.batch else len(held)
     with tqdm(total=total, unit="batch", desc="replay", file=sys.stderr, disable=total == 0) as bar:
         try:
-            report = delivery.replay(r, args.id, settings=get_settings(), batch_id=args.batch,
+            report = replay.replay(r, args.id, settings=get_settings(), batch_id=args.batch,
                                      on_progress=lambda _b, _s: bar.update(1))
         except LookupError as exc:
             return fail(str(exc), EXIT_FAILED)

@@ -26,7 +26,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from workers.integrations.config import ConfigError
+from workers.errors import ConfigError
 
 # Fields the pipeline, the object layout and the partitions rely on: never dropped or hashed.
 PROTECTED_FIELDS: frozenset[str] = frozenset(

@@ -1,30 +1,11 @@
-"""Prepared events: ``prepare`` turns the events of one message into what the append needs, and ``encode`` /
-``decode`` carry that on the wire, in ``signal.append``, from the producer that prepared it to the ingest worker.
+"""Prepared events: ``prepare`` turns the events of one message into what the append needs.
 
-``prepare`` checks each event (``workers.events.envelope.check``), applies the integration's compiled blueprint (``rules``:
-a removed event is reported as ``Removed``, not an error; a changed one is serialised as changed), picks its hour
-(``partition_time`` ``timestamp``: the hour of its own timestamp, within the bound, ``workers.events.partition_time``),
-serialises it with orjson and groups the lines by hour. A bad event is reported as a ``Rejection`` and never affects
-the others. Its loop is the one place where each event of an integration passes as a parsed object.
-
-The worker appends the lines as they come and never looks at an event again, so the message holds exactly what the
-append needs, in a form parsed in one go (a few long strings, not one object per event). ``encode`` and ``decode`` are
-one explicit pair over the fields of ``Prepared`` the append uses: carrying a new field is one line on each
-side (and one check in ``decode``).
-
-Version 1, a JSON object::
-
-    {"v": 1,
-     "hours": {"2026112715": "<line>\\n<line>..."},   accepted lines of each YYYYMMDDHH hour as one NDJSON text
-     "indexes": {"2026112715": [0, 1, ...]},         the producer's index of each line, same grouping and order
-     "rejected": [[index, reason, detail, event_id], ...],
-     "live": [[position, hour, event_id, type, event, received_at], ...],   the last LIST_MAX accepted lines
-     "removed": {"consent_denied": 3, ...},          events the blueprint removed, by reason
-     "removed_live": [[event_id, type, event, received_at, reason], ...],   the last LIST_MAX of them
-     "fallback": 0}                                  lines partitioned by received hour (timestamp out of bound)
-
-A line is one compact JSON object, which never holds a raw newline (JSON escapes it), so the text splits back into
-the very lines ``prepare`` serialised. ``position`` counts lines over all hours in the order of ``hours``.
+``prepare`` checks each event (``workers.events.envelope.check``), applies the integration's compiled blueprint
+(``rules``: a removed event is reported as ``Removed``, not an error; a changed one is serialised as changed), picks
+its hour (``partition_time`` ``timestamp``: the hour of its own timestamp, within the bound,
+``workers.events.partition_time``), serialises it with orjson and groups the lines by hour. A bad event is reported
+as a ``Rejection`` and never affects the others. Its loop is the one place where each event of an integration passes
+as a parsed object. How a prepared message travels to the ingest worker is ``workers.events.message``.
 """
 
 from __future__ import annotations
@@ -36,16 +17,11 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import orjson
 
 from workers.events import partition_time
-from workers.store.buffer import LIST_MAX
 from workers.clock import hour_of, iso
 from workers.events.envelope import MIN_YEAR, NOT_SERIALIZABLE, TOO_LARGE, Invalid, check, client_event_id, short
 
 if TYPE_CHECKING:
     from workers.events.rules import Rules
-
-VERSION = 1
-_KEYS = frozenset({"v", "hours", "indexes", "rejected", "live", "removed", "removed_live", "fallback"})
-
 
 _dumps = orjson.dumps
 _JSONEncodeError = orjson.JSONEncodeError
@@ -188,175 +164,3 @@ def prepare(
     prepared.accepted = accepted
     prepared.partition_fallback = partition_fallback
     return prepared
-
-
-class BadMessage(ValueError):
-    """A prepared message that does not have the form ``decode`` reads: nothing of it can be appended."""
-
-    def __init__(self, problem: str) -> None:
-        super().__init__(f"not a prepared message (version {VERSION}): {problem}")
-
-
-@dataclass(frozen=True, slots=True)
-class Message:
-    """A decoded prepared message: the lines to append per hour and what goes with them."""
-
-    lines_by_hour: dict[str, list[bytes]]
-    indexes_by_hour: dict[str, list[int]]
-    rejected: list[Rejection]
-    live: list[tuple[int, str, str, str, str | None, str]]  # (position, hour, event_id, type, event, received_at)
-    removed: dict[str, int]  # events the blueprint removed, by reason
-    removed_live: list[tuple[str, str, str | None, str, str]]  # (event_id, type, event, received_at, reason)
-    partition_fallback: int  # events partitioned by their received hour, their timestamp out of bound
-
-    @property
-    def accepted(self) -> int:
-        return sum(map(len, self.lines_by_hour.values()))
-
-    @property
-    def events(self) -> int:
-        """Events the producer was given: accepted, rejected or removed."""
-        return self.accepted + len(self.rejected) + sum(self.removed.values())
-
-
-def encode(prepared: Prepared) -> dict[str, Any]:
-    """The task argument of ``signal.append`` for ``prepared`` (JSON-ready: strings, numbers, lists, objects)."""
-    return {
-        "v": VERSION,
-        "hours": {hour: b"\n".join(lines).decode() for hour, lines in prepared.lines_by_hour.items()},
-        "indexes": prepared.indexes_by_hour,
-        "rejected": [list(rj) for rj in prepared.rejected],
-        "live": _live(prepared.envelopes_by_hour),
-        "removed": _removed_counts(prepared),
-        "removed_live": _removed_live(prepared),
-        "fallback": prepared.partition_fallback,
-    }
-
-
-def message(prepared: Prepared) -> Message:
-    """What ``decode(encode(prepared))`` gives, without the round trip through text (a worker that prepares)."""
-    live = [(pos, hour, event_id, type_, event, received_at)
-            for pos, hour, event_id, type_, event, received_at in _live(prepared.envelopes_by_hour)]
-    return Message(prepared.lines_by_hour, prepared.indexes_by_hour, list(prepared.rejected), live,
-                   _removed_counts(prepared), [tuple(e) for e in _removed_live(prepared)],
-                   prepared.partition_fallback)
-
-
-def describe(message: object) -> str:
-    """What Flower and the broker show of an encoded message (``argsrepr``): counts, never payloads."""
-    try:
-        accepted = sum(len(i) for i in message["indexes"].values())  # type: ignore[index]
-        rejected = len(message["rejected"])  # type: ignore[index]
-        removed = sum(message.get("removed", {}).values())  # type: ignore[union-attr]
-    except (TypeError, KeyError, AttributeError):
-        return f"<{type(message).__name__}>"
-    return f"<{accepted + rejected + removed} events: {accepted} prepared, {rejected} rejected, {removed} removed>"
-
-
-def count(message: object) -> int:
-    """How many events an encoded message speaks for, as far as it can be read (at least 1): what a message that
-    cannot be appended is counted as."""
-    try:
-        n = (sum(len(i) for i in message["indexes"].values()) + len(message["rejected"])  # type: ignore[index]
-             + sum(message.get("removed", {}).values()))  # type: ignore[union-attr]
-    except (TypeError, KeyError, AttributeError):
-        return 1
-    return max(n, 1)
-
-
-def decode(message: object) -> Message:
-    """The ``Message`` an encoded prepared message holds; ``BadMessage`` names what is wrong with anything else.
-
-    Each hour's text may be str (JSON) or bytes (``workers.queue.wire``'s ``signal-prepared`` body). Checks the structure
-    and every count (lines against indexes, positions of live lines), not each line's JSON:
-    lines come from ``prepare`` in a producer of the fleet.
-    """
-    if not isinstance(message, dict):
-        raise BadMessage(f"expected a JSON object, got {type(message).__name__}")
-    names = set(message)
-    if names != _KEYS:
-        missing, unknown = sorted(_KEYS - names), sorted(map(str, names - _KEYS))
-        raise BadMessage(f"missing keys {missing}, unknown keys {unknown}")
-    if message["v"] != VERSION:
-        raise BadMessage(f"version {repr(message['v'])[:20]} (upgrade the ingest workers before the producers)")
-    hours, indexes = message["hours"], message["indexes"]
-    if not isinstance(hours, dict) or not isinstance(indexes, dict) or set(hours) != set(indexes):
-        raise BadMessage("hours and indexes must be objects with the same hours")
-    lines_by_hour: dict[str, list[bytes]] = {}
-    total = 0
-    for hour, text in hours.items():
-        idx = indexes[hour]
-        if len(hour) != 10 or not (hour.isascii() and hour.isdigit()):
-            raise BadMessage(f"hour {hour[:20]!r} is not YYYYMMDDHH")
-        if type(text) is str:
-            text = text.encode()  # JSON (any producer): the wire form gives bytes (workers.queue.wire.load_prepared)
-        lines = text.split(b"\n") if type(text) is bytes and text[:1] == b"{" and text[-1:] == b"}" else []
-        if not lines or not all(lines):
-            raise BadMessage(f"hours[{hour!r}] must be non-empty lines of JSON objects")
-        if type(idx) is not list or len(idx) != len(lines) or not all(type(i) is int for i in idx):
-            raise BadMessage(f"hours[{hour!r}] has {len(lines)} lines: indexes[{hour!r}] must list as many integers")
-        lines_by_hour[hour] = lines
-        total += len(lines)
-    rejected = message["rejected"]
-    if not isinstance(rejected, list) or not all(_is_rejection(rj) for rj in rejected):
-        raise BadMessage("rejected must list [index, reason, detail, event_id or null] items")
-    live = message["live"]
-    if not isinstance(live, list) or not all(_is_live(e, total, hours) for e in live):
-        raise BadMessage(f"live must list [position below {total}, hour, event_id, type, event, received_at] items")
-    removed = message["removed"]
-    if not isinstance(removed, dict) or not all(type(n) is int and n > 0 for n in removed.values()):
-        raise BadMessage("removed must map each reason to a positive count")
-    removed_live = message["removed_live"]
-    if not isinstance(removed_live, list) or not all(_is_removed_live(e, removed) for e in removed_live):
-        raise BadMessage("removed_live must list [event_id, type, event, received_at, reason counted in removed]")
-    fallback = message["fallback"]
-    if type(fallback) is not int or not 0 <= fallback <= total:
-        raise BadMessage(f"fallback must be a count of the message's lines (0 to {total})")
-    return Message(lines_by_hour, indexes, [Rejection(*rj) for rj in rejected], [tuple(e) for e in live],
-                   removed, [tuple(e) for e in removed_live], fallback)
-
-
-def _is_rejection(item: object) -> bool:
-    return (type(item) is list and len(item) == 4 and type(item[0]) is int and type(item[1]) is str
-            and type(item[2]) is str and (item[3] is None or type(item[3]) is str))
-
-
-def _is_live(item: object, total: int, hours: dict[str, Any]) -> bool:
-    return (type(item) is list and len(item) == 6 and type(item[0]) is int and 0 <= item[0] < total
-            and item[1] in hours and type(item[2]) is str and type(item[3]) is str
-            and (item[4] is None or type(item[4]) is str) and type(item[5]) is str)
-
-
-def _is_removed_live(item: object, removed: dict[str, int]) -> bool:
-    return (type(item) is list and len(item) == 5 and type(item[0]) is str and type(item[1]) is str
-            and (item[2] is None or type(item[2]) is str) and type(item[3]) is str and item[4] in removed)
-
-
-def _removed_counts(prepared: Prepared) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for rm in prepared.removed:
-        counts[rm.reason] = counts.get(rm.reason, 0) + 1
-    return counts
-
-
-def _removed_live(prepared: Prepared) -> list[list[Any]]:
-    """The last ``LIST_MAX`` events the blueprint removed, as Live Events shows them (state ``filtered``)."""
-    return [[rm.envelope["event_id"], rm.envelope["type"], rm.envelope.get("event"), rm.envelope["received_at"],
-             rm.reason] for rm in prepared.removed[-LIST_MAX:]]
-
-
-def _live(envelopes_by_hour: dict[str, list[dict[str, Any]]]) -> list[list[Any]]:
-    """The last ``LIST_MAX`` accepted lines as Live Events shows them, by position over all hours."""
-    total = sum(map(len, envelopes_by_hour.values()))
-    first = total - LIST_MAX
-    out: list[list[Any]] = []
-    pos = 0
-    for hour, group in envelopes_by_hour.items():
-        if pos + len(group) <= first:
-            pos += len(group)
-            continue
-        for e in group:
-            if pos >= first:
-                out.append([pos, hour, e["event_id"], e["type"], e.get("event"), e["received_at"]])
-            pos += 1
-    return out

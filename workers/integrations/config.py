@@ -24,6 +24,8 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from workers.errors import ConfigError
+
 if TYPE_CHECKING:
     from workers.settings import Settings
 
@@ -432,15 +434,6 @@ class IntegrationConfig(BaseModel):
             secret = getattr(self, name)
             out[name] = redact(secret.get_secret_value()) if secret is not None else None
         return out
-
-
-class ConfigError(ValueError):
-    """Invalid user input: ``errors`` holds one ``{"field": ..., "message": ...}`` per wrong field."""
-
-    def __init__(self, errors: list[dict[str, str]]) -> None:
-        self.errors = errors
-        summary = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
-        super().__init__(f"invalid configuration: {summary}" if summary else "invalid configuration")
 
 
 def _join(field_prefix: str, name: str) -> str:

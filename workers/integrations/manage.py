@@ -15,14 +15,14 @@ from typing import Any
 
 import redis
 
+from workers import clock
 from workers.integrations import catalog, registry, sources, status
-from workers.pipeline import delivery
 from workers.sink import s3
-from workers.store import buffer, keys
+from workers.store import buffer, due, keys
 from workers.events.blueprint import describe, parse_blueprint
 from workers.queue.producer import Broker
-from workers.integrations.config import ConfigError, IntegrationConfig, parse_config
-from workers.errors import Failure
+from workers.integrations.config import IntegrationConfig, parse_config
+from workers.errors import ConfigError, Failure
 from workers.settings import Settings
 
 TEST_EVENT_TIMEOUT_S = 30.0
@@ -179,7 +179,7 @@ def delete_integration(r: redis.Redis, broker: Broker, integration_id: str, *, s
 def flush_and_wait(r: redis.Redis, broker: Broker, integration_id: str, *, settings: Settings,
                    timeout_s: float) -> dict[str, int]:
     """Seal and dispatch every buffer of an integration, then wait until only held events (if any) remain."""
-    for batch_id in delivery.flush_now(r, integration_id, settings=settings):
+    for batch_id in flush_now(r, integration_id, settings=settings):
         broker.upload(integration_id, batch_id)
     deadline = time.monotonic() + timeout_s
     while True:
@@ -187,6 +187,17 @@ def flush_and_wait(r: redis.Redis, broker: Broker, integration_id: str, *, setti
         if found["buffered_events"] <= found["dead_letter_events"] or time.monotonic() >= deadline:
             return found
         time.sleep(POLL_INTERVAL_S)
+
+
+def flush_now(r: redis.Redis, integration_id: str, *, settings: Settings) -> list[str]:
+    """Seal every open buffer of one integration now (test events, flush before delete); returns the batch ids."""
+    now_ms = clock.now_ms()
+    seal_due_ms = now_ms + int(settings.lease_s * 1000)
+    hours = buffer.open_buffers(r, [integration_id]).get(integration_id, [])
+    sealed = [buffer.seal(r, integration_id, hour, now_ms=now_ms, seal_due_ms=seal_due_ms) for hour, _ in hours]
+    if any(sealed):
+        due.lower(r, integration_id, seal_due_ms)  # the sweep's safety net, should a dispatch get lost
+    return [b for b in sealed if b]
 
 
 # -- test event ---------------------------------------------------------------------------------------------------
@@ -219,7 +230,7 @@ def run_test_event(r: redis.Redis, broker: Broker, integration_id: str, *, setti
         if found is not None:
             state = found["state"]
             if state == "buffered" and not flushed:
-                for batch_id in delivery.flush_now(r, integration_id, settings=settings):
+                for batch_id in flush_now(r, integration_id, settings=settings):
                     broker.upload(integration_id, batch_id)
                 flushed = True
                 continue

@@ -43,7 +43,8 @@ from workers.integrations import catalog
 from workers.store import keys
 from workers.events.blueprint import DEFAULT as DEFAULT_BLUEPRINT
 from workers.events.blueprint import Blueprint, parse_blueprint
-from workers.integrations.config import ConfigError, IntegrationConfig, parse_config
+from workers.integrations.config import IntegrationConfig, parse_config
+from workers.errors import ConfigError, NotFound, Refused
 from workers.store.db import rewrite, text
 from workers.events.rules import Rules, compile_rules, new_hash_key
 
@@ -61,10 +62,16 @@ GET_CACHE_TTL_S = 1.0
 _GET_CACHE_MAX_ENTRIES = 4096
 
 
-class UnknownIntegration(LookupError):
+class UnknownIntegration(NotFound):
     def __init__(self, integration_id: str) -> None:
         self.integration_id = integration_id
         super().__init__(f"integration {integration_id} is not installed")
+
+
+class IntegrationDisabled(Refused):
+    def __init__(self, integration_id: str) -> None:
+        super().__init__(f"integration {integration_id} is disabled: events are not accepted")
+        self.integration_id = integration_id
 
 
 @dataclasses.dataclass(frozen=True, repr=False)
@@ -341,6 +348,14 @@ def get(r: redis.Redis, integration_id: str) -> Integration:
         raise UnknownIntegration(integration_id)
     integration = _load(raw)
     _cache_put(integration)
+    return integration
+
+
+def get_enabled(r: redis.Redis, integration_id: str) -> Integration:
+    """``get``, refusing a disabled integration (``IntegrationDisabled``): what takes events in asks this."""
+    integration = get(r, integration_id)
+    if not integration.enabled:
+        raise IntegrationDisabled(integration_id)
     return integration
 
 

@@ -32,7 +32,7 @@ import redis
 from workers import clock, crypto
 from workers.integrations import origins, registry
 from workers.store import keys
-from workers.integrations.config import ConfigError
+from workers.errors import ConfigError
 from workers.store.db import rewrite, text
 from workers.settings import Settings
 

@@ -38,11 +38,6 @@ def workers_online(app: Celery, timeout_s: float = INSPECT_TIMEOUT_S) -> list[Wo
                   key=lambda w: w.name)
 
 
-def record_tick(r: redis.Redis, now_ms: int) -> None:
-    """Note that beat's flush tick ran (called by ``signal.flush_due``)."""
-    r.set(keys.BEAT_LAST_TICK, now_ms)
-
-
 def last_tick_ms(r: redis.Redis) -> int | None:
     raw = r.get(keys.BEAT_LAST_TICK)
     return int(text(raw)) if raw is not None else None

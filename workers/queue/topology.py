@@ -15,7 +15,6 @@ take their declarations from here.
 from __future__ import annotations
 
 import math
-from typing import Any
 
 from kombu import Connection, Exchange, Queue
 from kombu.exceptions import OperationalError
@@ -24,16 +23,15 @@ from kombu.transport.native_delayed_delivery import (
     declare_native_delayed_delivery_exchanges_and_queues,
 )
 
-from workers.queue import wire
+from workers import compat
 from workers.settings import Settings
 
 QUEUE_NAMES = ("ingest", "flush")
 EXCHANGE = "signal"
 DEAD_LETTER = "signal.dead-letter"
-# kombu's Redis transport keeps a queue's messages of priority steps 3, 6 and 9 in lists of their own.
-REDIS_PRIORITY_SUFFIXES = ("", "\x06\x163", "\x06\x166", "\x06\x169")
-# ... and messages a worker took but did not acknowledge in a hash, until the visibility timeout gives them back.
-REDIS_UNACKED = "unacked"
+# kombu's Redis transport: a queue's lists (one per priority step) and the hash of messages taken, not acknowledged
+REDIS_PRIORITY_SUFFIXES = compat.KOMBU_REDIS_PRIORITY_SUFFIXES
+REDIS_UNACKED = compat.KOMBU_REDIS_UNACKED
 
 
 def task_queues(settings: Settings) -> tuple[Queue, ...]:
@@ -56,34 +54,6 @@ def dead_letter_queue() -> Queue:
     """Where RabbitMQ moves a message past its delivery limit: kept until someone looks at it. No worker consumes it."""
     return Queue(DEAD_LETTER, Exchange(DEAD_LETTER, type="fanout"), routing_key="",
                  queue_arguments={"x-queue-type": "quorum"})
-
-
-def celery_config(settings: Settings) -> dict[str, Any]:
-    """The Celery settings of the broker connection and the queues, for the worker app and every producer."""
-    config: dict[str, Any] = {
-        "broker_url": settings.celery_broker_url,
-        "broker_connection_retry_on_startup": True,
-        "task_queues": task_queues(settings),
-        "task_default_queue": "ingest",
-        "task_serializer": "json",
-        "accept_content": ["json", wire.PREPARED_CONTENT_TYPE],
-    }
-    if settings.broker_is_amqp:
-        config.update(
-            broker_transport_options={"confirm_publish": True},
-            task_default_exchange=EXCHANGE,
-            task_default_exchange_type="topic",
-            task_default_routing_key="ingest",
-            task_default_queue_type="quorum",
-        )
-    else:
-        config.update(broker_transport_options={
-            "visibility_timeout": settings.visibility_timeout_s,
-            # look for messages of dead workers every ~10 s (kombu's default sweep is every ~100 s)
-            "unacked_restore_interval": 5,
-            "unacked_restore_throttle": 2,
-        })
-    return config
 
 
 def declare(connection: Connection, settings: Settings) -> None:

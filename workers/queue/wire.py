@@ -16,7 +16,7 @@ the codecs in kombu once per process. The bytes on the wire stay standard, so an
   as raw bytes instead of JSON strings the worker must unescape. The body is Celery's protocol-2 body
   ``[args, kwargs, embed]`` as JSON, in which the prepared message's ``hours`` maps each hour to the byte length of
   its NDJSON text, then a newline, then those texts one after the other, in the order of ``hours``. The decoder
-  gives the task the same arguments with each hour's text as bytes (``prepared.decode`` reads both forms, and the
+  gives the task the same arguments with each hour's text as bytes (``decode_message`` reads both forms, and the
   JSON ``signal.append`` of any producer as before). The header is compact JSON, so its first newline ends it.
 """
 
@@ -71,7 +71,7 @@ class BadBody(ValueError):
 
 def dump_prepared(body: Any) -> bytes:
     """The ``signal-prepared`` body of Celery's ``(args, kwargs, embed)`` for ``signal.append(integration_id,
-    message)``; each hour's text may be str (``prepared.encode``) or bytes (a retry of a decoded message)."""
+    message)``; each hour's text may be str (``encode_message``) or bytes (a retry of a decoded message)."""
     try:
         (integration_id, message), kwargs, embed = body
         hours = message["hours"]
@@ -85,7 +85,7 @@ def dump_prepared(body: Any) -> bytes:
 def load_prepared(data: bytes) -> list[Any]:
     """``[args, kwargs, embed]`` of a ``signal-prepared`` body, each hour's text as bytes. A header that cannot be
     read raises ``BadBody``. Texts whose lengths do not add up to the bytes after the header are given as None, so
-    the task reports the message as one it cannot append (``prepared.BadMessage``, counted as ``ingest_failed``)."""
+    the task reports the message as one it cannot append (``BadMessage``, counted as ``ingest_failed``)."""
     if type(data) is str:
         data = data.encode()
     cut = data.find(b"\n")
@@ -113,32 +113,6 @@ compress = partial(isal_zlib.compress, level=COMPRESSION_LEVEL)
 decompress = isal_zlib.decompress
 
 _installed = False
-
-
-def reuse_redis_clients() -> None:
-    """kombu's Redis transport builds a new redis-py client for every command a producer sends (``conn_or_acquire``),
-    and a client's constructor registers ~170 response callbacks: a third of the CPU of publishing a task. Each
-    channel keeps one client per connection pool instead (redis-py clients are thread-safe; the connections stay in
-    the channel's pool). Called by the API's producer (``Broker``) only: workers keep kombu's own clients for the
-    bookkeeping of the messages they take. Idempotent."""
-    from kombu.transport import redis as kombu_redis
-
-    channel = kombu_redis.Channel
-    if getattr(channel, "_signal_reuses_clients", False):
-        return
-    create = channel._create_client
-
-    def _create_client(self: Any, asynchronous: bool = False) -> Any:
-        if asynchronous:
-            return create(self, asynchronous)
-        pool = self.pool
-        cached = self.__dict__.get("_signal_client")
-        if cached is None or cached[0] is not pool:
-            cached = self.__dict__["_signal_client"] = (pool, create(self, False))
-        return cached[1]
-
-    channel._create_client = _create_client
-    channel._signal_reuses_clients = True
 
 
 def install() -> None:

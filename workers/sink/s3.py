@@ -26,8 +26,11 @@ import botocore.session
 import botocore.utils
 from botocore.config import Config
 
+from workers import compat
+
 from workers.sink.ndjson import encoder_for
-from workers.errors import AUTH_CODES, HINTS, Failure, classify
+from workers.classify import AUTH_CODES, HINTS, classify
+from workers.errors import Failure
 from workers.settings import Settings, get_settings
 
 if TYPE_CHECKING:
@@ -186,27 +189,15 @@ def evict(cfg: S3Config) -> None:
             del _clients[key]
 
 
-def cached_clients() -> int:
-    with _lock:
-        return len(_clients)
-
-
 def disable_region_redirector(client: Any) -> int:
     """Remove botocore's S3 region redirector handlers from ``client``; returns how many were removed.
 
-    Each client owns a copy of the event emitter, so this affects no other client. botocore exposes no switch for the
-    redirector, so its handlers are found in the emitter by the class they are bound to.
+    botocore exposes no switch for the redirector, so its handlers are found in the client's own emitter by the class
+    they are bound to (``compat.remove_handlers``).
     """
     names = ("S3RegionRedirectorv2", "S3RegionRedirector")
     redirector_classes = tuple(cls for name in names if (cls := getattr(botocore.utils, name, None)) is not None)
-    events = client.meta.events
-    emitter = getattr(events, "_emitter", events)
-    removed = 0
-    for event_name in _REDIRECTOR_EVENTS:
-        for handler in list(emitter._handlers.prefix_search(event_name)):
-            if isinstance(getattr(handler, "__self__", None), redirector_classes):
-                events.unregister(event_name, handler)
-                removed += 1
+    removed = compat.remove_handlers(client, _REDIRECTOR_EVENTS, redirector_classes)
     if not removed:
         raise RuntimeError("botocore's S3 region redirector was not found; wrong regions would be followed silently")
     return removed

@@ -11,7 +11,7 @@ the tick read, so comparing scores would miss it). The writers:
 
   * an append that opened an hour's buffer (due at ``buffer_due_ms``) or sealed a full one (due when its lease ends);
   * a duplicate append, due now: its first run may have opened a buffer before its process died;
-  * a seal outside the tick (``delivery.flush_now``) and the release of a held batch for a replay.
+  * a seal outside the tick (``workers.integrations.manage.flush_now``) and the release of a held batch for a replay.
 
 Claims, failures and acks only move a batch's own time later, which the tick notices when it next looks.
 

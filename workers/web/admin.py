@@ -16,8 +16,8 @@ from fastapi.responses import JSONResponse, Response
 
 from workers.integrations import catalog, manage, origins, registry, sources, status
 from workers.observe import metrics
-from workers.pipeline import delivery
-from workers.integrations.config import ConfigError
+from workers.pipeline import replay
+from workers.errors import ConfigError
 from workers.web.common import ID_MAX_CHARS, ApiError, json_response, read_json, require_admin, state
 
 log = logging.getLogger(__name__)
@@ -148,7 +148,7 @@ def router() -> APIRouter:
         return {"batches": status.dead_letter(state(request).r, integration_id)}
 
     @admin.post("/integrations/{integration_id}/dead-letter/replay", openapi_extra=REPLAY_BODY)
-    async def replay(request: Request, integration_id: str = IntegrationId) -> dict[str, Any]:
+    async def replay_held(request: Request, integration_id: str = IntegrationId) -> dict[str, Any]:
         body = await read_json(request, optional=True)
         if not isinstance(body, dict) or set(body) - {"batch_id"}:
             raise ConfigError([{"field": "body", "message": 'the body must be {} or {"batch_id": "..."}'}])
@@ -157,7 +157,7 @@ def router() -> APIRouter:
             raise ConfigError([{"field": "batch_id", "message": "batch_id must be the id of a held batch"}])
         st = state(request)
         try:
-            report = await asyncio.to_thread(delivery.replay, st.r, integration_id, settings=st.settings,
+            report = await asyncio.to_thread(replay.replay, st.r, integration_id, settings=st.settings,
                                              batch_id=batch_id)
         except registry.UnknownIntegration:
             raise

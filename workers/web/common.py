@@ -24,9 +24,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from workers import crypto
 from workers.events import segment
 from workers.integrations import manage, registry, sources
+from workers.pipeline import ingest
 from workers.store import db, ratelimit
 from workers.queue.producer import Broker, BrokerUnavailable
-from workers.integrations.config import ConfigError
+from workers.errors import ConfigError
 from workers.settings import Settings
 from workers.web.batcher import Batcher
 
@@ -44,7 +45,7 @@ class State:
     def __init__(self, settings: Settings, broker: Broker | None) -> None:
         self.settings = settings
         self.r = db.connect(settings)
-        self.broker = broker or Broker(settings, self.r)
+        self.broker = broker or Broker(settings)
         self.executor = ThreadPoolExecutor(max_workers=PUBLISH_THREADS, thread_name_prefix="publish")
         self.write_keys = sources.TtlCache(sources.WRITE_KEY_CACHE_TTL_S)
         self.routes = sources.TtlCache(sources.ROUTES_CACHE_TTL_S)
@@ -58,12 +59,16 @@ class State:
         loop = asyncio.get_running_loop()
         entry = self._batchers.get(id(loop))
         if entry is None or entry[0] is not loop:
-            batcher = Batcher(self.broker.publish, max_events=self.settings.collect_batch_events,
+            batcher = Batcher(self.publish, max_events=self.settings.collect_batch_events,
                               linger_s=self.settings.collect_batch_ms / 1000, executor=self.executor)
             self._batchers = {k: v for k, v in self._batchers.items() if not v[0].is_closed()}
             self._batchers[id(loop)] = (loop, batcher)
             return batcher
         return entry[1]
+
+    def publish(self, integration_id: str, events: list[Any]) -> str:
+        """Prepare one request's events for an integration and put them on the broker (in a publish thread)."""
+        return ingest.publish(self.r, self.broker, integration_id, events, settings=self.settings)
 
     def refuse(self, source_id: str, reason: str, events: int) -> None:
         """Count a refused request of a source; the counts go to Redis in one round trip about a second later."""

@@ -22,7 +22,7 @@ from workers.events import blueprint
 from workers.integrations import catalog, manage, registry, sources, status
 from workers.observe import fleet
 from workers.websites import snippet
-from workers.integrations.config import ConfigError
+from workers.errors import ConfigError
 from workers.web import forms, integration_pages, session
 from workers.web.common import admin_enabled, admin_token_matches, state
 from workers.web.pages import (

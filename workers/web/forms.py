@@ -15,7 +15,7 @@ from urllib.parse import parse_qsl
 
 from workers.events import blueprint
 from workers.integrations import catalog
-from workers.integrations.config import ConfigError
+from workers.errors import ConfigError
 from workers.integrations.sources import DEFAULT_SOURCE_ID, DEFAULT_SOURCE_NAME
 
 FORM_MAX_FIELDS = 200

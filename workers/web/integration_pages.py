@@ -1,7 +1,7 @@
 """The console's pages of one installed integration, one tab each, and their actions.
 
 Status (``status.integration_status``), Live Events (``status.live_events``, refreshed in place, and the test event
-of ``manage.run_test_event``), Dead letter (``status.dead_letter`` and ``delivery.replay``), Settings
+of ``manage.run_test_event``), Dead letter (``status.dead_letter`` and ``replay.replay``), Settings
 (``manage.update_integration``, enable / disable, ``manage.delete_integration``), Query & access (``athena.athena_ddl``,
 ``iam.iam_policy``).
 """
@@ -17,9 +17,9 @@ from fastapi.responses import Response
 
 from workers.events import blueprint
 from workers.integrations import catalog, manage, registry, sources, status
-from workers.pipeline import delivery
+from workers.pipeline import replay
 from workers.sink import athena, iam
-from workers.integrations.config import ConfigError
+from workers.errors import ConfigError
 from workers.web import forms
 from workers.web.common import ID_MAX_CHARS, state
 from workers.web.pages import fragment, posted, redirect, render, signed_in
@@ -137,13 +137,13 @@ def add_routes(out: APIRouter) -> None:
                      batches=status.dead_letter(r, integ.id))
 
     @out.post(base + "/dead-letter/replay")
-    def replay(request: Request, integration_id: str = IntegrationId,
-               form: dict[str, str] = Depends(posted)) -> Response:
+    def replay_held(request: Request, integration_id: str = IntegrationId,
+                    form: dict[str, str] = Depends(posted)) -> Response:
         st = state(request)
         registry.get(st.r, integration_id)
         target = f"/integrations/{integration_id}/dead-letter"
         try:
-            report = delivery.replay(st.r, integration_id, settings=st.settings,
+            report = replay.replay(st.r, integration_id, settings=st.settings,
                                      batch_id=form.get("batch_id") or None)
         except registry.UnknownIntegration:
             raise

@@ -1,0 +1,73 @@
+"""Every private name of kombu, Celery and botocore the fleet uses (``workers.compat``), each assumption checked on
+the installed version: a failure here names what an upgrade broke."""
+
+from __future__ import annotations
+
+import inspect
+import types
+
+import botocore.session
+import botocore.utils
+from kombu.transport import redis as kombu_redis
+
+from workers import compat
+
+
+def test_kombu_redis_channel_still_builds_its_clients_in_create_client():
+    assert list(inspect.signature(kombu_redis.Channel._create_client).parameters) == ["self", "asynchronous"], (
+        "kombu.transport.redis.Channel._create_client(self, asynchronous=False) changed: "
+        "compat.reuse_kombu_redis_clients must follow")
+
+
+def test_a_producers_redis_channel_keeps_one_client_per_connection_pool():
+    compat.reuse_kombu_redis_clients()
+    compat.reuse_kombu_redis_clients()  # idempotent: not wrapped twice
+    made: list[dict] = []
+
+    def client(**kwargs):
+        made.append(kwargs)
+        return object()
+
+    channel = types.SimpleNamespace(pool=types.SimpleNamespace(connection_kwargs={}), Client=client,
+                                    async_pool=types.SimpleNamespace(connection_kwargs={}))
+    create = kombu_redis.Channel._create_client
+    first = create(channel, False)
+    assert create(channel) is first and create(channel, False) is first and len(made) == 1
+    assert create(channel, True) is not create(channel, True)  # the consumer's clients stay kombu's own
+    channel.pool = types.SimpleNamespace(connection_kwargs={})  # a new pool after a reconnection: a new client
+    assert create(channel) is not first and len(made) == 4
+
+
+def test_kombu_names_a_redis_queues_priority_lists_and_its_unacked_hash_as_assumed():
+    steps = kombu_redis.PRIORITY_STEPS
+    suffixes = tuple("" if step == 0 else kombu_redis.Channel.sep + str(step) for step in steps)
+    assert suffixes == compat.KOMBU_REDIS_PRIORITY_SUFFIXES, "kombu's Redis priority lists are named differently"
+    assert kombu_redis.Channel.unacked_key == compat.KOMBU_REDIS_UNACKED, "kombu's unacked hash moved"
+
+
+def test_celery_tells_the_task_the_current_thread_runs():
+    from celery import Celery
+
+    app = Celery("compat-test", set_as_current=False)
+    app.conf.update(task_always_eager=True)
+    seen: list[object] = []
+
+    @app.task(name="compat.probe")
+    def probe() -> None:
+        seen.append(compat.current_task())
+
+    assert compat.current_task() is None
+    probe.apply()
+    assert seen and getattr(seen[0], "name", None) == "compat.probe", "celery._state.get_current_task changed"
+
+
+def test_botocores_s3_region_redirector_handlers_can_be_found_and_removed():
+    client = botocore.session.get_session().create_client(
+        "s3", region_name="us-east-1", aws_access_key_id="a", aws_secret_access_key="b")
+    redirector = (botocore.utils.S3RegionRedirectorv2,)
+    events = ("needs-retry.s3", "before-parameter-build.s3", "before-endpoint-resolution.s3", "before-call.s3")
+    assert compat.remove_handlers(client, events, redirector) > 0, "botocore's emitter no longer lists its handlers"
+    assert compat.remove_handlers(client, events, redirector) == 0  # gone from this client ...
+    other = botocore.session.get_session().create_client(
+        "s3", region_name="us-east-1", aws_access_key_id="a", aws_secret_access_key="b")
+    assert compat.remove_handlers(other, events, redirector) > 0  # ... and only from it

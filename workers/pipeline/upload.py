@@ -1,0 +1,126 @@
+"""Upload one sealed batch as one object, exactly once: claimed under a lease, deleted only after S3 confirmed it.
+
+Transient failures are recorded with the time the batch is due again (the durable retry state) and raised as
+``TransientError`` for the Celery task to retry sooner; permanent failures go to the dead-letter store.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import NoReturn
+
+import redis
+
+from workers import clock
+from workers.classify import classify, hint_for
+from workers.errors import Failure, PermanentError, TransientError
+from workers.integrations import registry
+from workers.settings import Settings
+from workers.sink import s3
+from workers.sink.object_keys import object_key, variant_of
+from workers.store import buffer
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class UploadOutcome:
+    """What an upload call did when it did not raise (failures raise TransientError / PermanentError)."""
+
+    state: str  # delivered | skipped (already delivered, held, or leased by another uploader)
+    key: str = ""
+    events: int = 0
+
+
+def compute_backoff_s(attempt: int, *, base_s: float, max_s: float, rand: Callable[[], float] = random.random) -> float:
+    """Capped exponential backoff with equal jitter: half fixed, half random."""
+    ceiling = min(max_s, base_s * 2 ** max(attempt - 1, 0))
+    return ceiling / 2 + ceiling / 2 * rand()
+
+
+def upload(r: redis.Redis, integration_id: str, batch_id: str, *, settings: Settings) -> UploadOutcome:
+    """Upload one sealed batch as one object; the batch is deleted only after S3 confirmed the PUT.
+
+    Transient failures are recorded with the time the batch is due again (the durable retry state) and raised as
+    TransientError for the caller to retry sooner; permanent failures and batches older than max_retry_age_s go to
+    the dead-letter store and raise PermanentError. A batch whose uploaders died ``max_worker_losses`` times in a
+    row is held too (code WorkerLost), so a poison batch cannot crash workers forever.
+    """
+    token = uuid.uuid4().hex
+    now_ms = clock.now_ms()
+    try:
+        integ = registry.get(r, integration_id)
+    except registry.UnknownIntegration:
+        f = Failure("IntegrationMissing", f"integration {integration_id} is not installed", True,
+                    hint_for("IntegrationMissing"), None)
+        buffer.hold(r, integration_id, batch_id, token="", now_ms=now_ms, code=f.code, message=f.message,
+                    hint=f.hint or "")
+        log.error("held integration=%s batch=%s code=%s: %s", integration_id, batch_id, f.code, f.message,
+                  extra={"integration_id": integration_id, "batch_id": batch_id, "code": f.code})
+        raise PermanentError(f) from None
+    cfg = integ.config
+    meta_hour = buffer.batch_meta(r, integration_id, batch_id).get("hour")
+    if meta_hour is None:
+        return UploadOutcome("skipped")
+    c = buffer.claim(r, integration_id, batch_id, token=token, now_ms=now_ms, lease_ms=int(settings.lease_s * 1000),
+                     key=object_key(cfg.prefix, meta_hour, batch_id, integ.variant))
+    if c.state != "ok":
+        return UploadOutcome("skipped")
+    if c.claims > settings.max_worker_losses:
+        f = Failure("WorkerLost", f"the batch's upload was interrupted {c.claims - 1} times in a row "
+                    "(worker killed or out of memory)", True, hint_for("WorkerLost"), None)
+        buffer.hold(r, integration_id, batch_id, token=token, now_ms=now_ms, code=f.code, message=f.message,
+                    hint=f.hint or "")
+        log.error("held integration=%s batch=%s code=%s: %s", integration_id, batch_id, f.code, f.message,
+                  extra={"integration_id": integration_id, "batch_id": batch_id, "code": f.code,
+                         "events": c.events, "key": c.key})
+        raise PermanentError(f)
+    lines = buffer.read_batch(r, integration_id, batch_id, settings.drain_chunk_events, c.events)
+    started_s = time.perf_counter()
+    try:
+        # the key was fixed at the first uncertain attempt: write the format it names
+        result = s3.put_object(cfg, c.key, lines, settings=settings, variant=variant_of(c.key))
+    except buffer.BatchVanished:
+        return UploadOutcome("skipped")  # delivered by another uploader meanwhile: nothing was completed here
+    except Exception as exc:  # classified below: nothing escapes unrecorded
+        _record_failure(r, integration_id, batch_id, token, c, classify(exc), cfg, settings)
+    upload_s = time.perf_counter() - started_s
+    buffer.ack(r, integration_id, batch_id, now_ms=clock.now_ms(), compressed_bytes=result.compressed_bytes,
+               key=c.key, upload_s=upload_s)
+    log.info("delivered integration=%s batch=%s events=%d bytes=%d key=%s", integration_id, batch_id, c.events,
+             result.compressed_bytes, c.key,
+             extra={"integration_id": integration_id, "batch_id": batch_id, "events": c.events,
+                    "bytes": result.compressed_bytes, "key": c.key, "upload_s": round(upload_s, 6)})
+    return UploadOutcome("delivered", key=c.key, events=c.events)
+
+
+def _record_failure(r: redis.Redis, iid: str, batch_id: str, token: str, c: buffer.Claim, f: Failure, cfg: object,
+                    settings: Settings) -> NoReturn:
+    """Hold the batch (permanent, or retried for too long) or schedule its retry; raises either way."""
+    now_ms = clock.now_ms()
+    first_ms = c.first_failure_ms or now_ms
+    if not f.permanent and now_ms - first_ms >= settings.max_retry_age_s * 1000:
+        f = Failure(f.code, f"still failing after {settings.max_retry_age_s}s of retries: {f.message}", True,
+                    f.hint or hint_for(f.code), f.http_status)
+    if f.permanent:
+        if f.code in s3.AUTH_CODES:
+            s3.evict(cfg)
+        buffer.hold(r, iid, batch_id, token=token, now_ms=now_ms, code=f.code, message=f.message, hint=f.hint or "")
+        log.error("held integration=%s batch=%s code=%s: %s | hint: %s", iid, batch_id, f.code, f.message, f.hint,
+                  extra={"integration_id": iid, "batch_id": batch_id, "code": f.code, "events": c.events,
+                         "key": c.key})
+        raise PermanentError(f)
+    delay_s = compute_backoff_s(c.attempts, base_s=settings.retry_backoff_base_s, max_s=settings.retry_backoff_max_s)
+    # The Celery retry comes at delay_s; the sweep picks the batch up only if that retry message was lost.
+    sweep_at_ms = now_ms + int((delay_s + settings.lease_s) * 1000)
+    buffer.fail(r, iid, batch_id, token=token, now_ms=now_ms, retry_at_ms=sweep_at_ms, code=f.code, message=f.message)
+    log.warning("retrying integration=%s batch=%s code=%s attempt=%d in %.2fs: %s", iid, batch_id, f.code,
+                c.attempts, delay_s, f.message,
+                extra={"integration_id": iid, "batch_id": batch_id, "code": f.code, "events": c.events,
+                       "key": c.key, "attempt": c.attempts, "retry_in_s": round(delay_s, 3)})
+    raise TransientError(f, retry_in_s=delay_s)

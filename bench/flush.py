@@ -19,7 +19,7 @@ from tests.support.processes import REPO_ROOT
 from workers import clock
 from workers.integrations import registry
 from workers.pipeline import upload
-from workers.sink import ndjson, s3
+from workers.sink import clients, formats, writer
 from workers.store import buffer, keys
 from workers.settings import Settings
 
@@ -83,7 +83,7 @@ def raw_drain(r: redis.Redis, key: str) -> dict[str, float]:
 def product_drain(r: redis.Redis, iid: str, hour: str, settings: Settings, variant: str = "default"
                   ) -> dict[str, float]:
     """seal + buffer.read_batch + the variant's encoder (GzipNdjson, ParquetEncoder), in process, no upload."""
-    enc = ndjson.encoder_for(variant)  # pyarrow is imported outside the timed part, as in a warm worker
+    enc = formats.encoder_for(variant)  # pyarrow is imported outside the timed part, as in a warm worker
     t0 = time.perf_counter()
     now_ms = clock.now_ms()
     batch_id = buffer.seal(r, iid, hour, now_ms=now_ms, seal_due_ms=now_ms + int(settings.lease_s * 1000))
@@ -109,16 +109,16 @@ def upload_vs_put(stack: Stack, r: redis.Redis, iid: str, bucket: str, lines: li
                   settings: Settings, repeats: int) -> dict[str, Any]:
     """The product's S3 requests for one sealed batch vs a bare boto3 put_object of the same compressed bytes.
 
-    Per repeat, on one sealed batch: ``s3.put_object`` of its lines (drain + gzip + PUT; ``UploadResult.s3_s`` is the
+    Per repeat, on one sealed batch: ``writer.put_object`` of its lines (drain + gzip + PUT; ``UploadResult.s3_s`` is the
     time inside S3 requests), then the full ``upload.upload`` (claim, drain, gzip, PUT, ack), then a bare PUT of the
     delivered object's bytes with a plain boto3 client. The product's client is warmed first, as a worker's cached
     client is.
     """
     s3_admin = stack.s3()
     cfg = registry.get(r, iid).config
-    s3.client_for(cfg, settings=settings).head_bucket(Bucket=bucket)
+    clients.client_for(cfg, settings=settings).head_bucket(Bucket=bucket)
     s3_s: list[float] = []  # UploadResult.s3_s: time in S3 requests
-    put_object_s: list[float] = []  # s3.put_object wall time: drain + gzip + Content-MD5 + S3 requests
+    put_object_s: list[float] = []  # writer.put_object wall time: drain + gzip + Content-MD5 + S3 requests
     product_s: list[float] = []  # upload.upload wall time
     bare_s: list[float] = []
     size = 0
@@ -127,7 +127,7 @@ def upload_vs_put(stack: Stack, r: redis.Redis, iid: str, bucket: str, lines: li
         batch_id = seal_batch(r, iid, lines, events, settings)
         probe_key = f"probe/{uuid.uuid4()}.json.gz"
         t0 = time.perf_counter()
-        result = s3.put_object(cfg, probe_key, read_batch(r, iid, batch_id, settings.drain_chunk_events),
+        result = writer.put_object(cfg, probe_key, read_batch(r, iid, batch_id, settings.drain_chunk_events),
                                settings=settings)
         put_object_s.append(time.perf_counter() - t0)
         s3_s.append(result.s3_s)

@@ -1,4 +1,4 @@
-"""workers.sink.s3 against a real moto_server over HTTP, with a fault proxy for what moto does not emulate."""
+"""workers.sink (clients, writer, bucket) against a real moto_server over HTTP, with a fault proxy for what moto does not emulate."""
 
 from __future__ import annotations
 
@@ -26,7 +26,8 @@ from tests.support.s3_fixtures import (
     MotoServer,
     s3_client,
 )
-from workers.sink import s3
+from workers.sink import clients, writer
+from workers.sink.bucket import bucket_region, verify_bucket
 from workers.classify import HINTS, classify
 from workers.settings import Settings
 
@@ -114,7 +115,7 @@ def test_single_put_stores_one_gzip_ndjson_object_with_its_settings(
     lines = event_lines(2_500)
     key = "events/2026/05/12/10/batch-1.json.gz"
 
-    result = s3.put_object(cfg, key, in_chunks(lines, 1_000), settings=fast_settings())
+    result = writer.put_object(cfg, key, in_chunks(lines, 1_000), settings=fast_settings())
 
     assert result.key == key
     assert result.parts == 0
@@ -137,14 +138,14 @@ def test_put_refuses_an_object_without_events(
     bucket = make_bucket()
     cfg = make_cfg(moto_server.endpoint, bucket)
     with pytest.raises(ValueError, match="without events"):
-        s3.put_object(cfg, "events/empty.json.gz", iter([[]]), settings=fast_settings())
+        writer.put_object(cfg, "events/empty.json.gz", iter([[]]), settings=fast_settings())
     assert keys_in(s3_admin, bucket) == []
 
 
 def test_bogus_storage_class_is_a_permanent_failure(moto_server: MotoServer, make_bucket: Callable[..., str]) -> None:
     cfg = make_cfg(moto_server.endpoint, make_bucket(), storage_class="NOT_A_CLASS")
     with pytest.raises(botocore.exceptions.ClientError) as raised:
-        s3.put_object(cfg, "events/k.json.gz", [event_lines(3)], settings=fast_settings())
+        writer.put_object(cfg, "events/k.json.gz", [event_lines(3)], settings=fast_settings())
     failure = classify(raised.value)
     assert failure.code == "InvalidStorageClass"
     assert failure.permanent
@@ -158,8 +159,8 @@ def test_retry_to_the_same_key_overwrites_the_one_object(
     cfg = make_cfg(moto_server.endpoint, bucket)
     key = "events/2026/05/12/10/batch-2.json.gz"
 
-    s3.put_object(cfg, key, [event_lines(10)], settings=fast_settings())
-    s3.put_object(cfg, key, [event_lines(10)], settings=fast_settings())
+    writer.put_object(cfg, key, [event_lines(10)], settings=fast_settings())
+    writer.put_object(cfg, key, [event_lines(10)], settings=fast_settings())
 
     assert keys_in(s3_admin, bucket) == [key]
     assert read_lines(s3_admin, bucket, key) == event_lines(10)
@@ -186,7 +187,7 @@ def test_large_batch_is_uploaded_in_parts_and_reads_back_identical(
     lines = incompressible_lines(15 * MiB)
     key = "events/2026/05/12/10/big.json.gz"
 
-    result = s3.put_object(cfg, key, in_chunks(lines, 250), settings=fast_settings(**MULTIPART))
+    result = writer.put_object(cfg, key, in_chunks(lines, 250), settings=fast_settings(**MULTIPART))
 
     assert result.compressed_bytes > 10 * MiB
     assert result.parts == -(-result.compressed_bytes // (5 * MiB))
@@ -210,7 +211,7 @@ def test_large_batch_is_uploaded_in_parts_and_reads_back_identical(
 
 def test_single_put_carries_the_md5_of_its_body(fault_proxy: FaultProxy, make_bucket: Callable[..., str]) -> None:
     cfg = make_cfg(fault_proxy.endpoint_url, make_bucket())
-    result = s3.put_object(cfg, "events/k.json.gz", [event_lines(100)], settings=fast_settings())
+    result = writer.put_object(cfg, "events/k.json.gz", [event_lines(100)], settings=fast_settings())
     (put,) = [seen for seen in fault_proxy.seen if seen.method == "PUT"]
     assert put.body_bytes == result.compressed_bytes
     assert put.headers["content-md5"] == put.body_md5
@@ -242,7 +243,7 @@ def test_parquet_variant_single_put_with_its_settings_and_md5(fault_proxy: Fault
                    kms_key_id=KMS_KEY_ARN)
     lines = parquet_lines(2_500)
     key = "events/2026/05/12/10/batch-1.parquet"
-    result = s3.put_object(cfg, key, in_chunks(lines, 1_000), settings=fast_settings(), variant="parquet")
+    result = writer.put_object(cfg, key, in_chunks(lines, 1_000), settings=fast_settings(), variant="parquet")
     assert result.parts == 0 and result.events == 2_500
     assert result.raw_bytes == sum(len(line) + 1 for line in lines)
     head = s3_admin.head_object(Bucket=bucket, Key=key)
@@ -264,7 +265,7 @@ def test_parquet_variant_large_batch_goes_multipart_and_reads_back_row_by_row(
     cfg = make_cfg(fault_proxy.endpoint_url, bucket)
     lines = parquet_lines(12_000, noise_bytes=1_500)  # base64 noise: zstd keeps ~3/4 of it
     key = "events/2026/05/12/10/big.parquet"
-    result = s3.put_object(cfg, key, in_chunks(lines, 1_000), settings=fast_settings(**MULTIPART),
+    result = writer.put_object(cfg, key, in_chunks(lines, 1_000), settings=fast_settings(**MULTIPART),
                            variant="parquet")
     assert result.compressed_bytes > 10 * MiB
     assert result.parts == -(-result.compressed_bytes // (5 * MiB))
@@ -297,7 +298,7 @@ def test_failed_multipart_upload_is_aborted_and_leaves_nothing(
     fault_proxy.set_plan(plan)
     with pytest.raises(botocore.exceptions.ClientError) as raised:
         chunks = in_chunks(incompressible_lines(11 * MiB), 250)
-        s3.put_object(cfg, "events/big.json.gz", chunks, settings=fast_settings(**MULTIPART))
+        writer.put_object(cfg, "events/big.json.gz", chunks, settings=fast_settings(**MULTIPART))
 
     assert raised.value.response["Error"]["Code"] == "InvalidArgument"
     assert fault_proxy.faults == 1
@@ -307,13 +308,13 @@ def test_failed_multipart_upload_is_aborted_and_leaves_nothing(
 
 
 def test_part_sizes_grow_to_fit_ten_thousand_parts() -> None:
-    assert s3.part_bytes_for(1, 8 * MiB) == 8 * MiB
-    assert s3.part_bytes_for(1_000, 8 * MiB) == 8 * MiB
-    assert s3.part_bytes_for(1_001, 8 * MiB) == 16 * MiB
-    assert s3.part_bytes_for(1, 1 * MiB) == 5 * MiB
-    assert s3.part_bytes_for(10_000, 1024 * MiB) == 5 * 1024 * MiB
+    assert writer.part_bytes_for(1, 8 * MiB) == 8 * MiB
+    assert writer.part_bytes_for(1_000, 8 * MiB) == 8 * MiB
+    assert writer.part_bytes_for(1_001, 8 * MiB) == 16 * MiB
+    assert writer.part_bytes_for(1, 1 * MiB) == 5 * MiB
+    assert writer.part_bytes_for(10_000, 1024 * MiB) == 5 * 1024 * MiB
     with pytest.raises(ValueError):
-        s3.part_bytes_for(10_001, 8 * MiB)
+        writer.part_bytes_for(10_001, 8 * MiB)
 
 
 # --- faults: transient errors are retried by botocore, then classified --------------------------------------------
@@ -335,7 +336,7 @@ def test_server_errors_are_retried_then_classified_transient(
     fault_proxy.set_plan(lambda method, target, headers: fault if method == "PUT" else None)
 
     with pytest.raises(botocore.exceptions.ClientError) as raised:
-        s3.put_object(cfg, "events/k.json.gz", [event_lines(5)], settings=fast_settings())
+        writer.put_object(cfg, "events/k.json.gz", [event_lines(5)], settings=fast_settings())
 
     assert fault_proxy.faults == 3  # s3_max_attempts
     failure = classify(raised.value)
@@ -357,7 +358,7 @@ def test_botocore_retries_through_a_few_faults(
     cfg = make_cfg(fault_proxy.endpoint_url, bucket)
     fault_proxy.set_plan(fail_first(2, fault, method="PUT"))
 
-    s3.put_object(cfg, "events/k.json.gz", [event_lines(5)], settings=fast_settings())
+    writer.put_object(cfg, "events/k.json.gz", [event_lines(5)], settings=fast_settings())
 
     assert fault_proxy.faults == 2
     assert keys_in(s3_admin, bucket) == ["events/k.json.gz"]
@@ -370,7 +371,7 @@ def test_dropped_connections_are_classified_transient(
     cfg = make_cfg(fault_proxy.endpoint_url, make_bucket())
     fault_proxy.set_plan(lambda method, target, headers: Fault.drop())
     with pytest.raises(botocore.exceptions.BotoCoreError) as raised:
-        s3.put_object(cfg, "events/k.json.gz", [event_lines(5)], settings=fast_settings())
+        writer.put_object(cfg, "events/k.json.gz", [event_lines(5)], settings=fast_settings())
     assert fault_proxy.faults == 3
     failure = classify(raised.value)
     assert failure.permanent is False
@@ -385,7 +386,7 @@ def test_random_faults_are_survived_with_enough_attempts(
     fault_proxy.set_plan(random_faults(rate=0.25, seed=7))
     settings = fast_settings(s3_max_attempts=10)
     for i in range(20):
-        s3.put_object(cfg, f"events/{i:02d}.json.gz", [event_lines(3, start=i)], settings=settings)
+        writer.put_object(cfg, f"events/{i:02d}.json.gz", [event_lines(3, start=i)], settings=settings)
     fault_proxy.set_plan(None)
     assert fault_proxy.faults > 0
     assert sorted(keys_in(s3_admin, bucket)) == [f"events/{i:02d}.json.gz" for i in range(20)]
@@ -439,7 +440,7 @@ def region_enforcing_plan(bucket_region: str) -> Callable[[str, str, Mapping[str
 
 def test_region_redirector_is_removed_from_our_clients_only(moto_server: MotoServer) -> None:
     cfg = make_cfg(moto_server.endpoint, "any-bucket")
-    ours = s3.client_for(cfg, settings=fast_settings())
+    ours = clients.client_for(cfg, settings=fast_settings())
     plain = s3_client(moto_server.endpoint, TEST_ACCESS_KEY_ID, TEST_SECRET_ACCESS_KEY)
 
     def redirector_handlers(client: Any) -> list[Any]:
@@ -462,7 +463,7 @@ def test_wrong_region_surfaces_as_permanent_redirect_with_the_region_hint(
 
     cfg = make_cfg(fault_proxy.endpoint_url, bucket, region="us-east-1")
     with pytest.raises(botocore.exceptions.ClientError) as raised:
-        s3.put_object(cfg, "events/k.json.gz", [event_lines(5)], settings=fast_settings())
+        writer.put_object(cfg, "events/k.json.gz", [event_lines(5)], settings=fast_settings())
 
     assert fault_proxy.faults == 2  # one answer, not followed, not retried
     failure = classify(raised.value)
@@ -472,7 +473,7 @@ def test_wrong_region_surfaces_as_permanent_redirect_with_the_region_hint(
     assert failure.hint == SEED_WRONG_REGION
     assert keys_in(s3_admin, bucket) == ["followed"]
 
-    wrong = s3.verify_bucket(cfg, settings=fast_settings())
+    wrong = verify_bucket(cfg, settings=fast_settings())
     assert wrong is not None
     assert wrong.code == "WrongRegion"
     assert wrong.permanent is True
@@ -480,8 +481,8 @@ def test_wrong_region_surfaces_as_permanent_redirect_with_the_region_hint(
     assert wrong.hint == SEED_WRONG_REGION
 
     right = make_cfg(fault_proxy.endpoint_url, bucket, region="eu-west-1")
-    assert s3.verify_bucket(right, settings=fast_settings()) is None
-    s3.put_object(right, "events/k.json.gz", [event_lines(5)], settings=fast_settings())
+    assert verify_bucket(right, settings=fast_settings()) is None
+    writer.put_object(right, "events/k.json.gz", [event_lines(5)], settings=fast_settings())
     assert sorted(keys_in(s3_admin, bucket)) == ["events/k.json.gz", "followed"]
 
 
@@ -493,17 +494,17 @@ def test_verify_bucket(moto_server: MotoServer, make_bucket: Callable[..., str])
     there = make_bucket(region="ap-southeast-2")
     settings = fast_settings()
 
-    assert s3.bucket_region(make_cfg(moto_server.endpoint, here), settings=settings) == "us-east-1"
-    assert s3.verify_bucket(make_cfg(moto_server.endpoint, here), settings=settings) is None
-    assert s3.bucket_region(make_cfg(moto_server.endpoint, there), settings=settings) == "ap-southeast-2"
-    assert s3.verify_bucket(make_cfg(moto_server.endpoint, there, region="ap-southeast-2"), settings=settings) is None
+    assert bucket_region(make_cfg(moto_server.endpoint, here), settings=settings) == "us-east-1"
+    assert verify_bucket(make_cfg(moto_server.endpoint, here), settings=settings) is None
+    assert bucket_region(make_cfg(moto_server.endpoint, there), settings=settings) == "ap-southeast-2"
+    assert verify_bucket(make_cfg(moto_server.endpoint, there, region="ap-southeast-2"), settings=settings) is None
 
-    wrong = s3.verify_bucket(make_cfg(moto_server.endpoint, there), settings=settings)
+    wrong = verify_bucket(make_cfg(moto_server.endpoint, there), settings=settings)
     assert wrong is not None
     assert (wrong.code, wrong.permanent, wrong.hint) == ("WrongRegion", True, SEED_WRONG_REGION)
     assert wrong.message == f"bucket {there} is in ap-southeast-2, but the configured region is us-east-1"
 
-    missing = s3.verify_bucket(make_cfg(moto_server.endpoint, "signal-test-does-not-exist"), settings=settings)
+    missing = verify_bucket(make_cfg(moto_server.endpoint, "signal-test-does-not-exist"), settings=settings)
     assert missing is not None
     assert (missing.code, missing.permanent, missing.http_status) == ("NoSuchBucket", True, 404)
     assert missing.hint == HINTS["NoSuchBucket"]
@@ -512,11 +513,11 @@ def test_verify_bucket(moto_server: MotoServer, make_bucket: Callable[..., str])
 @pytest.mark.parametrize(("location", "region"), [(None, "us-east-1"), ("", "us-east-1"), ("EU", "eu-west-1")])
 def test_bucket_region_maps_legacy_locations(location: str | None, region: str) -> None:
     cfg = make_cfg("http://127.0.0.1:9", "legacy-bucket")
-    client = s3.client_for(cfg, settings=fast_settings())
+    client = clients.client_for(cfg, settings=fast_settings())
     with Stubber(client) as stub:
         answer = {"LocationConstraint": location} if location is not None else {}
         stub.add_response("get_bucket_location", answer, {"Bucket": "legacy-bucket"})
-        assert s3.bucket_region(cfg, settings=fast_settings()) == region
+        assert bucket_region(cfg, settings=fast_settings()) == region
 
 
 # --- IAM enforcement (moto checks every request against IAM users and policies) ----------------------------------
@@ -541,9 +542,9 @@ def iam_cfg(
 
 def test_seed_policy_allows_the_write_and_the_bucket_check(moto_iam: MotoIam) -> None:
     cfg = iam_cfg(moto_iam)
-    result = s3.put_object(cfg, "events/2026/05/12/10/ok.json.gz", [event_lines(4)], settings=fast_settings())
+    result = writer.put_object(cfg, "events/2026/05/12/10/ok.json.gz", [event_lines(4)], settings=fast_settings())
     assert result.events == 4
-    assert s3.verify_bucket(cfg, settings=fast_settings()) is None
+    assert verify_bucket(cfg, settings=fast_settings()) is None
     admin = s3_client(moto_iam.endpoint, moto_iam.admin.access_key_id, moto_iam.admin.secret_access_key)
     assert read_lines(admin, moto_iam.bucket, "events/2026/05/12/10/ok.json.gz") == event_lines(4)
 
@@ -564,7 +565,7 @@ def _iam_failure_cases(moto_iam: MotoIam) -> dict[str, SimpleNamespace]:
 def test_auth_failures_are_permanent_with_the_seed_hint(moto_iam: MotoIam, code: str, status: int) -> None:
     cfg = _iam_failure_cases(moto_iam)[code]
     with pytest.raises(botocore.exceptions.ClientError) as raised:
-        s3.put_object(cfg, "events/k.json.gz", [event_lines(2)], settings=fast_settings())
+        writer.put_object(cfg, "events/k.json.gz", [event_lines(2)], settings=fast_settings())
 
     failure = classify(raised.value)
     assert failure.code == code
@@ -575,7 +576,7 @@ def test_auth_failures_are_permanent_with_the_seed_hint(moto_iam: MotoIam, code:
     assert secret not in failure.message and cfg.access_key_id.get_secret_value() not in failure.message
     assert "StringToSign" not in failure.message and "CanonicalRequest" not in failure.message
 
-    checked = s3.verify_bucket(cfg, settings=fast_settings())
+    checked = verify_bucket(cfg, settings=fast_settings())
     assert checked is not None
     assert checked.permanent is True
     expected_check = "AccessDenied" if code == "AccessDenied" else code  # GetBucketLocation on the other bucket
@@ -592,30 +593,30 @@ def test_clients_are_cached_per_credentials_region_and_endpoint(moto_server: Mot
     other_secret = make_cfg(moto_server.endpoint, "b", secret_access_key="secret-two-" + "x" * 29)
     other_region = make_cfg(moto_server.endpoint, "b", region="eu-west-1", secret_access_key="secret-one-" + "x" * 29)
 
-    client = s3.client_for(cfg, settings=settings)
-    assert s3.client_for(same, settings=settings) is client
-    assert s3.client_for(other_secret, settings=settings) is not client
-    assert s3.client_for(other_region, settings=settings) is not client
-    assert s3.client_for(cfg, settings=fast_settings(s3_max_attempts=5)) is not client
+    client = clients.client_for(cfg, settings=settings)
+    assert clients.client_for(same, settings=settings) is client
+    assert clients.client_for(other_secret, settings=settings) is not client
+    assert clients.client_for(other_region, settings=settings) is not client
+    assert clients.client_for(cfg, settings=fast_settings(s3_max_attempts=5)) is not client
 
-    assert "secret-one" not in repr(s3._clients.keys())
-    retried = s3.client_for(cfg, settings=fast_settings(s3_max_attempts=5))
-    s3.evict(same)
-    assert s3.client_for(cfg, settings=settings) is not client
-    assert s3.client_for(cfg, settings=fast_settings(s3_max_attempts=5)) is not retried
-    assert s3.client_for(other_secret, settings=settings) is s3.client_for(other_secret, settings=settings)
+    assert "secret-one" not in repr(clients._clients.keys())
+    retried = clients.client_for(cfg, settings=fast_settings(s3_max_attempts=5))
+    clients.evict(same)
+    assert clients.client_for(cfg, settings=settings) is not client
+    assert clients.client_for(cfg, settings=fast_settings(s3_max_attempts=5)) is not retried
+    assert clients.client_for(other_secret, settings=settings) is clients.client_for(other_secret, settings=settings)
 
 
 def test_client_cache_is_bounded() -> None:
     settings = fast_settings()
-    for i in range(s3.CLIENT_CACHE_SIZE + 5):
-        s3.client_for(make_cfg("http://127.0.0.1:9", "b", access_key_id=f"key-{i}"), settings=settings)
-    assert s3.cached_clients() == s3.CLIENT_CACHE_SIZE
+    for i in range(clients.CLIENT_CACHE_SIZE + 5):
+        clients.client_for(make_cfg("http://127.0.0.1:9", "b", access_key_id=f"key-{i}"), settings=settings)
+    assert len(clients._clients) == clients.CLIENT_CACHE_SIZE
 
 
 def test_client_configuration(moto_server: MotoServer) -> None:
     settings = fast_settings(s3_max_attempts=4, s3_connect_timeout_s=1.5, s3_read_timeout_s=7.0)
-    custom = s3.client_for(make_cfg(moto_server.endpoint, "b"), settings=settings)
+    custom = clients.client_for(make_cfg(moto_server.endpoint, "b"), settings=settings)
     config = custom.meta.config
     assert config.retries == {"mode": "standard", "total_max_attempts": 4}
     assert (config.connect_timeout, config.read_timeout) == (1.5, 7.0)
@@ -625,6 +626,6 @@ def test_client_configuration(moto_server: MotoServer) -> None:
     assert config.response_checksum_validation == "when_required"
     assert custom.meta.endpoint_url == moto_server.endpoint
 
-    aws = s3.client_for(make_cfg(None, "b", region="eu-central-1"), settings=settings)
+    aws = clients.client_for(make_cfg(None, "b", region="eu-central-1"), settings=settings)
     assert aws.meta.region_name == "eu-central-1"
     assert aws.meta.config.request_checksum_calculation == "when_supported"

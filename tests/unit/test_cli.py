@@ -22,7 +22,7 @@ def r(monkeypatch: pytest.MonkeyPatch) -> fakeredis.FakeRedis:
     client = fakeredis.FakeRedis()
     monkeypatch.setattr(cli.common, "redis_client", lambda: client)
     # No S3 here: the bucket check of install passes (tests/unit/test_sources.py covers its failures).
-    monkeypatch.setattr("workers.sink.s3.verify_bucket", lambda cfg, settings=None: None)
+    monkeypatch.setattr("workers.sink.bucket.verify_bucket", lambda cfg, settings=None: None)
     return client
 
 

@@ -6,7 +6,7 @@ import fakeredis
 import pytest
 
 from workers.integrations import manage, registry, sources
-from workers.sink import s3
+from workers.sink import bucket
 from workers.errors import ConfigError
 from workers.classify import HINTS
 from workers.errors import Failure
@@ -30,7 +30,7 @@ def r() -> fakeredis.FakeRedis:
 @pytest.fixture
 def bucket_ok(monkeypatch: pytest.MonkeyPatch) -> list:
     checked: list = []
-    monkeypatch.setattr(s3, "verify_bucket", lambda cfg, settings=None: checked.append(cfg.bucket))
+    monkeypatch.setattr(bucket, "verify_bucket", lambda cfg, settings=None: checked.append(cfg.bucket))
     return checked
 
 
@@ -64,7 +64,7 @@ def test_install_into_an_unknown_source_is_a_field_error_and_stores_nothing(r, b
 def test_a_failed_bucket_check_stores_nothing(r, monkeypatch):
     failure = Failure("NoSuchBucket", "GetBucketLocation: The specified bucket does not exist", True,
                       HINTS["NoSuchBucket"], 404)
-    monkeypatch.setattr(s3, "verify_bucket", lambda cfg, settings=None: failure)
+    monkeypatch.setattr(bucket, "verify_bucket", lambda cfg, settings=None: failure)
     with pytest.raises(manage.BucketCheckFailed) as info:
         manage.install_integration(r, dict(BODY), settings=get_settings())
     assert info.value.failure.hint == HINTS["NoSuchBucket"]
@@ -72,7 +72,7 @@ def test_a_failed_bucket_check_stores_nothing(r, monkeypatch):
 
 
 def test_verify_false_skips_the_bucket_check_and_is_not_stored(r, monkeypatch):
-    monkeypatch.setattr(s3, "verify_bucket", lambda cfg, settings=None: pytest.fail("bucket checked"))
+    monkeypatch.setattr(bucket, "verify_bucket", lambda cfg, settings=None: pytest.fail("bucket checked"))
     integ = manage.install_integration(r, {**BODY, "verify": False}, settings=get_settings())
     assert registry.get(r, integ.id).name == "Amazon S3"
 

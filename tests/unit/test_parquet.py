@@ -13,7 +13,7 @@ import pytest
 
 from workers import clock
 from workers.events import prepared
-from workers.sink import athena, ndjson, parquet
+from workers.sink import athena, formats, ndjson, parquet
 from workers.sink.parquet import COLUMNS, SCHEMA, ParquetEncoder
 
 
@@ -159,12 +159,12 @@ def test_write_and_finish_misuse() -> None:
 
 
 def test_encoders_per_variant() -> None:
-    gz = ndjson.encoder_for("default")
-    pqt = ndjson.encoder_for("parquet")
+    gz = formats.encoder_for("default")
+    pqt = formats.encoder_for("parquet")
     assert isinstance(gz, ndjson.GzipNdjson) and gz.content_type == "application/x-ndjson"
     assert isinstance(pqt, ParquetEncoder) and pqt.content_type == "application/vnd.apache.parquet"
     with pytest.raises(ValueError):
-        ndjson.encoder_for("orc")
+        formats.encoder_for("orc")
 
 
 def test_decode_reads_what_encode_wrote() -> None:

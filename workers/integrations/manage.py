@@ -17,7 +17,7 @@ import redis
 
 from workers import clock
 from workers.integrations import catalog, registry, sources, status
-from workers.sink import s3
+from workers.sink import bucket
 from workers.store import buffer, due, keys
 from workers.events.blueprint import describe, parse_blueprint
 from workers.queue.producer import Broker
@@ -55,7 +55,7 @@ def view(integ: registry.Integration) -> dict[str, Any]:
 
 
 def _check_bucket(config: IntegrationConfig, settings: Settings) -> None:
-    failure = s3.verify_bucket(config, settings=settings)
+    failure = bucket.verify_bucket(config, settings=settings)
     if failure is not None:
         raise BucketCheckFailed(failure)
 

@@ -17,11 +17,11 @@ from typing import NoReturn
 import redis
 
 from workers import clock
-from workers.classify import classify, hint_for
+from workers.classify import AUTH_CODES, classify, hint_for
 from workers.errors import Failure, PermanentError, TransientError
 from workers.integrations import registry
 from workers.settings import Settings
-from workers.sink import s3
+from workers.sink import clients, writer
 from workers.sink.object_keys import object_key, variant_of
 from workers.store import buffer
 
@@ -84,7 +84,7 @@ def upload(r: redis.Redis, integration_id: str, batch_id: str, *, settings: Sett
     started_s = time.perf_counter()
     try:
         # the key was fixed at the first uncertain attempt: write the format it names
-        result = s3.put_object(cfg, c.key, lines, settings=settings, variant=variant_of(c.key))
+        result = writer.put_object(cfg, c.key, lines, settings=settings, variant=variant_of(c.key))
     except buffer.BatchVanished:
         return UploadOutcome("skipped")  # delivered by another uploader meanwhile: nothing was completed here
     except Exception as exc:  # classified below: nothing escapes unrecorded
@@ -108,8 +108,8 @@ def _record_failure(r: redis.Redis, iid: str, batch_id: str, token: str, c: buff
         f = Failure(f.code, f"still failing after {settings.max_retry_age_s}s of retries: {f.message}", True,
                     f.hint or hint_for(f.code), f.http_status)
     if f.permanent:
-        if f.code in s3.AUTH_CODES:
-            s3.evict(cfg)
+        if f.code in AUTH_CODES:
+            clients.evict(cfg)
         buffer.hold(r, iid, batch_id, token=token, now_ms=now_ms, code=f.code, message=f.message, hint=f.hint or "")
         log.error("held integration=%s batch=%s code=%s: %s | hint: %s", iid, batch_id, f.code, f.message, f.hint,
                   extra={"integration_id": iid, "batch_id": batch_id, "code": f.code, "events": c.events,

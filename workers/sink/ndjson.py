@@ -1,5 +1,4 @@
-"""Object bodies: one streaming encoder per variant. ``default``: NDJSON + gzip, one event per line,
-newline-terminated, compressed with isal; ``parquet``: see ``workers.sink.parquet``.
+"""The ``default`` variant's object body: NDJSON + gzip, one event per line, newline-terminated, compressed with isal.
 
 The gzip output is a standard single-member gzip stream (readable by ``gzip.decompress``, ``zcat``, Athena, Spark).
 Every encoder takes the batch's lines in chunks (``write``), then ``finish`` once; the concatenation of everything
@@ -9,37 +8,13 @@ they return is the object.
 from __future__ import annotations
 
 import gzip
-from typing import Final, Protocol
+from typing import Final
 
 from isal import isal_zlib
 
 ISAL_LEVEL = 1
 _GZIP_WBITS = 31  # gzip container, 32 KiB window
 NDJSON_CONTENT_TYPE: Final = "application/x-ndjson"
-
-
-class Encoder(Protocol):
-    """What the uploader needs of an encoder (``GzipNdjson``, ``workers.sink.parquet.ParquetEncoder``)."""
-
-    content_type: str
-    events: int
-    raw_bytes: int
-    compressed_bytes: int
-
-    def write(self, lines: list[bytes]) -> bytes: ...
-
-    def finish(self) -> bytes: ...
-
-
-def encoder_for(variant: str) -> Encoder:
-    """A fresh encoder for an integration variant (its object key's suffix names the same variant)."""
-    if variant == "default":
-        return GzipNdjson()
-    if variant == "parquet":
-        from workers.sink.parquet import ParquetEncoder  # pyarrow is loaded only by processes that write Parquet
-
-        return ParquetEncoder()
-    raise ValueError(f"no encoder for variant {variant!r}")
 
 
 class GzipNdjson:

@@ -16,6 +16,21 @@ IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 AMQP_SCHEMES = ("amqp", "amqps", "pyamqp")
 
 
+def check_api_url(url: str) -> str:
+    """The collection API's public base URL, normalised (no trailing slash); ValueError when it is not one."""
+    text = url.strip()
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018 - raises on a bad port
+    except ValueError:
+        raise ValueError(f"{url!r} is not a URL; give the API's public address, e.g. https://collect.example.com")
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment \
+            or parts.username is not None:
+        raise ValueError(f"{url!r} is not an http(s) base URL; give the API's public address, e.g. "
+                         "https://collect.example.com")
+    return text.rstrip("/")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SIGNAL_", extra="ignore")
 
@@ -116,8 +131,6 @@ class Settings(BaseSettings):
     def _public_api_url(cls, v: str | None) -> str | None:
         if v is None or not v.strip():
             return None
-        from workers.websites.snippet import check_api_url
-
         return check_api_url(v)
 
     @property

@@ -9,6 +9,7 @@ import orjson
 import pytest
 
 from workers.events import prepared, segment
+from workers.web.client import client_ip
 
 NOW = "2026-05-12T10:00:00.000Z"
 
@@ -201,9 +202,9 @@ PROXIES = [ipaddress.ip_network("10.0.0.0/8"), ipaddress.ip_network("fd00::/8")]
     (None, "198.51.100.1", None),
 ])
 def test_client_ip_believes_x_forwarded_for_only_from_trusted_proxies(peer, forwarded, client):
-    assert segment.client_ip(peer, forwarded, PROXIES) == client
+    assert client_ip(peer, forwarded, PROXIES) == client
     if peer is not None and ":" not in peer:
-        assert segment.client_ip(peer, forwarded, []) == peer  # without trusted proxies: always the peer
+        assert client_ip(peer, forwarded, []) == peer  # without trusted proxies: always the peer
 
 
 def test_trusted_proxies_setting_takes_a_comma_separated_list_and_refuses_nonsense(monkeypatch):

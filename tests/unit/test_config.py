@@ -6,7 +6,8 @@ import pytest
 from pydantic import SecretStr
 
 from tests.support.seed import ACCESS_KEY_ID, SECRET_ACCESS_KEY, SESSION_TOKEN, seed_config
-from workers.integrations.config import AWS_REGIONS, STORAGE_CLASSES, IntegrationConfig, parse_config, redact
+from workers.integrations.checks import AWS_REGIONS, STORAGE_CLASSES, redact
+from workers.integrations.config import IntegrationConfig, parse_config
 from workers.errors import ConfigError
 from workers.settings import Settings
 

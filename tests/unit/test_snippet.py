@@ -6,6 +6,7 @@ import re
 
 import pytest
 
+from workers.settings import check_api_url
 from workers.websites import sdk, snippet
 
 WK = "wk_Abc-123_xyz"
@@ -50,7 +51,7 @@ def test_values_cannot_break_out_of_the_script():
                                  "https://c.example#f", "https://u:p@c.example", "https://c.example:99999"])
 def test_a_wrong_api_url_is_refused_with_an_example(url):
     with pytest.raises(ValueError, match="https://collect.example.com"):
-        snippet.check_api_url(url)
+        check_api_url(url)
 
 
 @pytest.mark.parametrize("url", ["signal-sdk", "//cdn.example/sdk", "/sdk?v=1", '/s"dk', "ftp://x"])

@@ -33,7 +33,8 @@ from typing import Any
 
 from workers.clock import hour_of, iso
 
-EVENT_TYPES: frozenset[str] = frozenset({"track", "page", "screen", "identify", "group", "alias"})
+EVENT_TYPES: tuple[str, ...] = ("track", "identify", "page", "screen", "group", "alias")
+_EVENT_TYPE_SET: frozenset[str] = frozenset(EVENT_TYPES)
 FIELD_MAX_CHARS = 1024
 
 STRING_FIELDS: tuple[str, ...] = (
@@ -150,7 +151,7 @@ def _fast_envelope(
     """
     get = event.get
     event_type = get("type")
-    if type(event_type) is not str or event_type not in EVENT_TYPES:
+    if type(event_type) is not str or event_type not in _EVENT_TYPE_SET:
         return None
     event_id = get("event_id")
     event_name = get("event")
@@ -243,7 +244,7 @@ def _envelope(
     get = event.get
 
     event_type = get("type")
-    if not isinstance(event_type, str) or event_type not in EVENT_TYPES:
+    if not isinstance(event_type, str) or event_type not in _EVENT_TYPE_SET:
         if event_type is None:
             raise Invalid(INVALID_TYPE, "type is required (one of alias, group, identify, page, screen, track)")
         raise Invalid(

@@ -16,23 +16,17 @@ Mapping (Segment -> canonical; a canonical snake_case name is accepted when the 
   fields are kept as they are.
 
 The write key may also travel in the body (``writeKey``: analytics.js puts it in every call and in its batches);
-``body_write_key`` finds it. ``client_ip`` says which address a request comes from, believing X-Forwarded-For only
-from trusted proxies.
+``body_write_key`` finds it.
 """
 
 from __future__ import annotations
 
-import functools
-import ipaddress
 import uuid
 import zlib
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
-
-EVENT_TYPES: tuple[str, ...] = ("track", "identify", "page", "screen", "group", "alias")
 
 # Segment name -> canonical name; both spellings of one field map to the same canonical field.
 FIELD_MAP: dict[str, str] = {
@@ -192,54 +186,3 @@ def body_write_key(document: Any) -> str | None:
         first = document["batch"][0]
         key = first.get("writeKey") if isinstance(first, dict) else None
     return key if isinstance(key, str) and key else None
-
-
-# -- the client ---------------------------------------------------------------------------------------------------
-
-IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-
-def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    text = text.strip()
-    if text.startswith("[") and "]" in text:  # [v6]:port
-        text = text[1:text.index("]")]
-    elif text.count(":") == 1:  # v4:port
-        text = text.split(":", 1)[0]
-    try:
-        address = ipaddress.ip_address(text)
-    except ValueError:
-        return None
-    mapped = getattr(address, "ipv4_mapped", None)
-    return mapped or address
-
-
-def _trusted(address: ipaddress.IPv4Address | ipaddress.IPv6Address, proxies: Sequence[IpNetwork]) -> bool:
-    return any(address.version == net.version and address in net for net in proxies)
-
-
-@functools.lru_cache(maxsize=4096)
-def _peer(peer: str) -> str:
-    """A connection's peer address as ``client_ip`` writes it (parsed once per address, not once per request)."""
-    address = _address(peer)
-    return str(address) if address is not None else peer
-
-
-def client_ip(peer: str | None, forwarded_for: str | None, trusted_proxies: Sequence[IpNetwork]) -> str | None:
-    """The address a request comes from: the connection's peer, unless the peer is a trusted proxy; then the
-    X-Forwarded-For entries are read from the right (the nearest hop) and the first one that is not a trusted proxy
-    is the client. Anything unparsable stops the walk at the last address believed."""
-    if peer and (not forwarded_for or not trusted_proxies):
-        return _peer(peer)
-    address = _address(peer) if peer else None
-    if address is None:
-        return peer or None
-    if not forwarded_for or not trusted_proxies or not _trusted(address, trusted_proxies):
-        return str(address)
-    for hop in reversed(forwarded_for.split(",")):
-        found = _address(hop)
-        if found is None:
-            break
-        address = found
-        if not _trusted(address, trusted_proxies):
-            break
-    return str(address)

@@ -10,14 +10,14 @@ from __future__ import annotations
 from typing import Any
 
 from workers.events import blueprint, rules
-from workers.sink import object_keys
-from workers.integrations.config import (
+from workers.integrations.checks import (
     AWS_REGIONS,
     PARTITION_TIME_BOUND_S_DEFAULT,
     PARTITION_TIMES,
     SSE_ALGORITHMS,
     STORAGE_CLASSES,
 )
+from workers.sink import object_keys
 
 INTEGRATION_TYPE = "amazon_s3"
 DEFAULT_BLUEPRINT: dict[str, Any] = blueprint.DEFAULT.public()

@@ -16,14 +16,14 @@ from typing import Any
 import redis
 
 from workers import clock
+from workers.errors import ConfigError, Failure
+from workers.events.blueprint import describe, parse_blueprint
 from workers.integrations import catalog, registry, sources, status
+from workers.integrations.config import IntegrationConfig, parse_config
+from workers.queue.producer import Broker
+from workers.settings import Settings
 from workers.sink import bucket
 from workers.store import buffer, due, keys
-from workers.events.blueprint import describe, parse_blueprint
-from workers.queue.producer import Broker
-from workers.integrations.config import IntegrationConfig, parse_config
-from workers.errors import ConfigError, Failure
-from workers.settings import Settings
 
 TEST_EVENT_TIMEOUT_S = 30.0
 FLUSH_TIMEOUT_S = 30.0

@@ -39,14 +39,14 @@ import redis
 from pydantic import SecretStr
 
 from workers import clock, crypto
-from workers.integrations import catalog
-from workers.store import keys
+from workers.errors import ConfigError, NotFound, Refused
 from workers.events.blueprint import DEFAULT as DEFAULT_BLUEPRINT
 from workers.events.blueprint import Blueprint, parse_blueprint
-from workers.integrations.config import IntegrationConfig, parse_config
-from workers.errors import ConfigError, NotFound, Refused
-from workers.store.db import rewrite, text
 from workers.events.rules import Rules, compile_rules, new_hash_key
+from workers.integrations import catalog
+from workers.integrations.config import IntegrationConfig, parse_config
+from workers.store import keys
+from workers.store.db import rewrite, text
 
 VARIANTS: tuple[str, ...] = catalog.variant_ids()
 DELIVERY_MODES: tuple[str, ...] = catalog.DELIVERY_MODES

@@ -30,11 +30,11 @@ import orjson
 import redis
 
 from workers import clock, crypto
-from workers.integrations import origins, registry
-from workers.store import keys
 from workers.errors import ConfigError
-from workers.store.db import rewrite, text
+from workers.integrations import origins, registry
 from workers.settings import Settings
+from workers.store import keys
+from workers.store.db import rewrite, text
 
 DEFAULT_SOURCE_ID = "default"
 DEFAULT_SOURCE_NAME = "Default source"

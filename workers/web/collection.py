@@ -35,8 +35,10 @@ from starlette.requests import ClientDisconnect, Request
 
 from workers import clock
 from workers.events import segment
+from workers.events.envelope import EVENT_TYPES
 from workers.integrations import sources
 from workers.web import cors
+from workers.web.client import client_ip
 from workers.web.common import BROKER_UNAVAILABLE, ApiError, State, collect_body
 
 log = logging.getLogger(__name__)
@@ -51,7 +53,7 @@ SHORT_PATHS: dict[str, str | None] = {"t": "track", "p": "page", "i": "identify"
 BEACON_PATH = "/beacon/v1/batch"
 METRICS_PATH = "/v1/m"
 # every collection path -> the call type it takes (None: a batch); METRICS_PATH is answered without reading
-PATHS: dict[str, str | None] = {"/v1/batch": None, **{f"/v1/{t}": t for t in segment.EVENT_TYPES},
+PATHS: dict[str, str | None] = {"/v1/batch": None, **{f"/v1/{t}": t for t in EVENT_TYPES},
                                 **{f"/v1/{short}": t for short, t in SHORT_PATHS.items()}, BEACON_PATH: None}
 WRITE_KEY_QUERY_MAX_CHARS = 500
 
@@ -79,7 +81,7 @@ BATCH_BODY = _body({
     "required": ["batch"],
     "properties": {
         "batch": {"type": "array", "items": {**_CALL_SCHEMA, "properties": {
-            **_CALL_SCHEMA["properties"], "type": {"type": "string", "enum": list(segment.EVENT_TYPES)}}}},
+            **_CALL_SCHEMA["properties"], "type": {"type": "string", "enum": list(EVENT_TYPES)}}}},
         "context": {"type": "object"},
         "sentAt": {"type": "string", "format": "date-time"},
         "writeKey": {"type": "string"},
@@ -222,7 +224,7 @@ async def collect_request(st: State, scope: Scope, receive: Receive, headers: di
     client = scope.get("client")
     events = segment.envelopes(
         calls, source_id=source_id, received_at=clock.iso(clock.now()), event_type=event_type,
-        client_ip=segment.client_ip(client[0] if client else None, _text(headers.get(b"x-forwarded-for")),
+        client_ip=client_ip(client[0] if client else None, _text(headers.get(b"x-forwarded-for")),
                                     st.settings.trusted_proxies),
         user_agent=_text(headers.get(b"user-agent")))
     if events and route.integration_ids:
@@ -321,7 +323,7 @@ async def _metrics() -> None:
 def router() -> APIRouter:
     out = APIRouter(tags=["collect"])
     for path, event_type in PATHS.items():
-        in_schema = path == "/v1/batch" or path.removeprefix("/v1/") in segment.EVENT_TYPES
+        in_schema = path == "/v1/batch" or path.removeprefix("/v1/") in EVENT_TYPES
         out.add_api_route(path, _served_by_endpoint, methods=["POST"], name=path, include_in_schema=in_schema,
                           openapi_extra=BATCH_BODY if event_type is None else CALL_BODY)
     out.add_api_route(METRICS_PATH, _metrics, methods=["POST"], include_in_schema=False)

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from workers.settings import check_api_url
 from workers.websites import sdk
 
 DEFAULT_SDK_BASE_URL = "/signal-sdk"
@@ -31,21 +32,6 @@ DEFAULT_SDK_BASE_URL = "/signal-sdk"
 def _js(value: Any) -> str:
     """A JavaScript literal of ``value``, safe inside an HTML <script> element."""
     return json.dumps(value).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
-
-
-def check_api_url(url: str) -> str:
-    """The collection API's public base URL, normalised (no trailing slash); ValueError when it is not one."""
-    text = url.strip()
-    try:
-        parts = urlsplit(text)
-        parts.port  # noqa: B018 - raises on a bad port
-    except ValueError:
-        raise ValueError(f"{url!r} is not a URL; give the API's public address, e.g. https://collect.example.com")
-    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment \
-            or parts.username is not None:
-        raise ValueError(f"{url!r} is not an http(s) base URL; give the API's public address, e.g. "
-                         "https://collect.example.com")
-    return text.rstrip("/")
 
 
 def check_sdk_base_url(url: str) -> str:

@@ -18,7 +18,7 @@ from tests.support.fleet import make_events
 from tests.support.processes import wait_until
 from tests.support.s3_fixtures import unique_bucket
 from tests.support.seed import ACCESS_KEY_ID, SECRET_ACCESS_KEY, SESSION_TOKEN
-from workers.integrations import catalog, registry, sources
+from workers.integrations import bodies, catalog, registry, sources
 from workers.websites import snippet
 from workers.observe import fleet as fleet_mod
 from workers.store import keys
@@ -165,7 +165,7 @@ def test_wrong_fields_show_the_apis_messages_next_to_them_and_keep_what_was_type
     assert ACCESS_KEY_ID not in response.text and SECRET_ACCESS_KEY not in response.text
     assert registry.list_all(fleet.r) == []
     try:
-        registry.validate_install(api_body)
+        bodies.validate_install(api_body)
     except ConfigError as exc:
         assert {e["field"]: e["message"] for e in exc.errors} == expected
 

@@ -25,6 +25,7 @@ from tests.support.fleet import Bucket, assert_exactly_once, chunks, make_events
 from tests.support.processes import free_port, wait_until
 from tests.support.scaled import wait_for_master
 from workers.integrations import registry, status
+from workers.integrations.config import parse_config
 from workers.pipeline import flush, ingest
 from workers.integrations import manage
 from workers.queue import topology
@@ -364,9 +365,9 @@ def test_what_spans_integrations_works_across_the_clusters_nodes(fleet):
         registry.set_enabled(r, iid, n % 2 == 0)
     assert [i.enabled for i in sorted(registry.list_all(r), key=lambda i: iids.index(i.id))] == \
         [n % 2 == 0 for n in range(24)]
-    registry.update_config(r, iids[0], {"bucket": "renamed-bucket", "region": "eu-west-1",
+    registry.update(r, iids[0], config=parse_config({"bucket": "renamed-bucket", "region": "eu-west-1",
                                         "access_key_id": "AKIAIOSFODNN7EXAMPLE",
-                                        "secret_access_key": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"})
+                                        "secret_access_key": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"}))
     assert registry.get(r, iids[0]).config.bucket == "renamed-bucket"
     assert registry.reencrypt(r) == 24
     source = sources.create(r, "Website")

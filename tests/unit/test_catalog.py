@@ -6,13 +6,13 @@ import jsonschema
 import pytest
 
 from workers.events import blueprint
-from workers.integrations import catalog, registry
+from workers.integrations import bodies, catalog
 from workers.sink import object_keys
 from workers.integrations.config import IntegrationConfig
 
 
 def test_variants_have_names_descriptions_and_key_patterns() -> None:
-    assert catalog.variant_ids() == ("default", "parquet") == registry.VARIANTS
+    assert catalog.variant_ids() == ("default", "parquet") == bodies.VARIANTS
     for variant in catalog.VARIANTS:
         assert variant["name"] and len(variant["description"]) > 40
         assert variant["object_key_pattern"] == (

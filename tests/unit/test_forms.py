@@ -7,7 +7,7 @@ import copy
 import pytest
 
 from tests.support.seed import ACCESS_KEY_ID, SECRET_ACCESS_KEY
-from workers.integrations import catalog, registry
+from workers.integrations import bodies, catalog
 from workers.errors import ConfigError
 from workers.web import forms
 
@@ -70,7 +70,7 @@ def test_an_install_form_becomes_the_apis_install_body(entry):
     assert body == {"name": "Lake", "variant": "default", "config": {
         "bucket": "lake", "region": "us-east-1", "access_key_id": ACCESS_KEY_ID,
         "secret_access_key": SECRET_ACCESS_KEY, "batch_max_events": "500"}}
-    fields = registry.validate_install(body)
+    fields = bodies.validate_install(body)
     assert fields["config"].batch_max_events == 500 and fields["source_id"] is None
     assert forms.install_body(entry, {**form, forms.SKIP_CHECK: "1", "source_id": "s1"}) == {
         **body, "verify": False, "source_id": "s1"}

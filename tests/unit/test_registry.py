@@ -11,7 +11,8 @@ import pytest
 from tests.support.seed import ACCESS_KEY_ID, SECRET_ACCESS_KEY, SESSION_TOKEN, install_body
 from workers import clock, crypto
 from workers.events import blueprint
-from workers.integrations import registry
+from workers.integrations import bodies, registry
+from workers.integrations.config import parse_config
 from workers.store import keys
 from workers.errors import ConfigError
 from workers.settings import get_settings
@@ -156,8 +157,8 @@ def test_the_variants_follow_the_catalog(r: fakeredis.FakeRedis) -> None:
     from workers.integrations import catalog
     from workers.sink import object_keys
 
-    assert registry.VARIANTS == catalog.variant_ids() == ("default", "parquet")
-    assert set(registry.VARIANTS) == set(object_keys.SUFFIXES)
+    assert bodies.VARIANTS == catalog.variant_ids() == ("default", "parquet")
+    assert set(bodies.VARIANTS) == set(object_keys.SUFFIXES)
     assert registry.install(r, body(variant="parquet")).variant == "parquet"
     registry.clear_cache()
     assert [i.variant for i in registry.list_all(r)] == ["parquet"]
@@ -350,7 +351,7 @@ def test_update_config_replaces_config_and_keeps_identity(r: fakeredis.FakeRedis
         "access_key_id": "AKIANEWKEY000000ABCD",
         "secret_access_key": "newsecret/abcdefghijklmnopqrstuvwxyz0123",
     }
-    updated = registry.update_config(r, installed.id, new_config)
+    updated = registry.update(r, installed.id, config=parse_config(new_config))
     assert updated.id == installed.id
     assert updated.name == installed.name
     assert updated.created_at == installed.created_at
@@ -370,14 +371,14 @@ def test_update_config_invalid_changes_nothing(r: fakeredis.FakeRedis) -> None:
     installed = registry.install(r, SEED_BODY)
     raw_before = r.get(keys.integration(installed.id))
     with pytest.raises(ConfigError) as caught:
-        registry.update_config(r, installed.id, dict(SEED_BODY["config"], storage_class="COLD"))
+        registry.update(r, installed.id, config=parse_config(dict(SEED_BODY["config"], storage_class="COLD")))
     assert [e["field"] for e in caught.value.errors] == ["config.storage_class"]
     assert r.get(keys.integration(installed.id)) == raw_before
 
 
 def test_update_unknown(r: fakeredis.FakeRedis) -> None:
     with pytest.raises(registry.UnknownIntegration):
-        registry.update_config(r, "nope", SEED_BODY["config"])
+        registry.update(r, "nope", config=parse_config(SEED_BODY["config"]))
     assert stored_keys(r) == []
 
 
@@ -439,7 +440,7 @@ def test_changes_in_this_process_invalidate_the_cache(r: fakeredis.FakeRedis) ->
     registry.get(r, installed.id)
     registry.set_enabled(r, installed.id, False)
     assert registry.get(r, installed.id).enabled is False
-    registry.update_config(r, installed.id, dict(SEED_BODY["config"], prefix="other/"))
+    registry.update(r, installed.id, config=parse_config(dict(SEED_BODY["config"], prefix="other/")))
     assert registry.get(r, installed.id).config.prefix == "other/"
     registry.delete(r, installed.id)
     with pytest.raises(registry.UnknownIntegration):

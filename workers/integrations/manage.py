@@ -17,9 +17,10 @@ import redis
 
 from workers import clock
 from workers.errors import ConfigError, Failure
-from workers.events.blueprint import describe, parse_blueprint
-from workers.integrations import catalog, registry, sources, status
-from workers.integrations.config import IntegrationConfig, parse_config
+from workers.events.blueprint import describe
+from workers.integrations import bodies, catalog, registry, sources, status
+from workers.integrations.model import Integration
+from workers.integrations.config import IntegrationConfig
 from workers.queue.producer import Broker
 from workers.settings import Settings
 from workers.sink import bucket
@@ -49,7 +50,7 @@ class NotEmpty(Exception):
         self.counts = counts
 
 
-def view(integ: registry.Integration) -> dict[str, Any]:
+def view(integ: Integration) -> dict[str, Any]:
     """What every face shows of an integration: the public record (secrets redacted, its blueprint) and its type."""
     return {**integ.public(), "type": catalog.INTEGRATION_TYPE}
 
@@ -63,15 +64,15 @@ def _check_bucket(config: IntegrationConfig, settings: Settings) -> None:
 # -- install / update / delete ------------------------------------------------------------------------------------
 
 
-def install_integration(r: redis.Redis, body: Any, *, settings: Settings) -> registry.Integration:
+def install_integration(r: redis.Redis, body: Any, *, settings: Settings) -> Integration:
     """Validate an install body, check the bucket unless ``"verify": false``, and store the integration in its
     source (``source_id``, or the default source, created on demand).
 
     Raises ``ConfigError`` (one entry per wrong field, ``source_id`` naming an unknown source) or
     ``BucketCheckFailed``; nothing is stored then.
     """
-    body, verify = registry.pop_verify(body)
-    fields = registry.validate_install(body)
+    body, verify = bodies.pop_verify(body)
+    fields = bodies.validate_install(body)
     source_id = fields["source_id"]
     if source_id is not None and not r.exists(keys.source(source_id)):
         raise ConfigError([{"field": "source_id", "message": f"source {source_id} does not exist; create it first"}])
@@ -82,67 +83,18 @@ def install_integration(r: redis.Redis, body: Any, *, settings: Settings) -> reg
     return registry.install(r, body)
 
 
-def merged_config(current: IntegrationConfig, patch: Any) -> dict[str, Any]:
-    """The current config (secrets in clear, for validation only) with ``patch`` applied; ``None`` clears a field."""
-    if not isinstance(patch, dict):
-        raise ConfigError([{"field": "config", "message": "config must be an object of settings"}])
-    merged: dict[str, Any] = {}
-    for name, value in current.model_dump(mode="python").items():
-        merged[name] = value.get_secret_value() if hasattr(value, "get_secret_value") else value
-    if "bucket_name" in patch:
-        merged.pop("bucket", None)
-    merged.update(patch)
-    return merged
-
-
-UPDATE_FIELDS: tuple[str, ...] = ("config", "name", "blueprint")
-
-
 def update_integration(r: redis.Redis, integration_id: str, body: Any, *, settings: Settings,
-                       merge: bool = True) -> registry.Integration:
+                       merge: bool = True) -> Integration:
     """Apply ``{"config": {...partial...}, "name": ..., "blueprint": {...whole...}, "verify": bool}``: every wrong
     field is reported at once, the merged config is validated like an install and its bucket checked (unless
     ``"verify": false``); a blueprint replaces the current one (``{}``: forward all events). With ``merge=False``
     the config given replaces the whole config (``signal-s3 update``)."""
     current = registry.get(r, integration_id)
-    body, verify = registry.pop_verify(body)
-    if not isinstance(body, dict):
-        raise ConfigError([{"field": "body", "message": 'the body must be {"config": {...}, "name": "...", '
-                                                        '"blueprint": {...}}'}])
-    errors: list[dict[str, str]] = [
-        {"field": str(k), "message": _not_updatable(str(k))} for k in body if k not in UPDATE_FIELDS
-    ]
-    name = None
-    if "name" in body:
-        try:
-            name = registry.check_name(body["name"])
-        except ConfigError as exc:
-            errors.extend(exc.errors)
-    config = None
-    if "config" in body:
-        try:
-            given = merged_config(current.config, body["config"]) if merge else body["config"]
-            config = parse_config(given, field_prefix="config")
-        except ConfigError as exc:
-            errors.extend(exc.errors)
-    new_blueprint = None
-    if "blueprint" in body:
-        try:
-            new_blueprint = parse_blueprint(body["blueprint"], field_prefix="blueprint")
-        except ConfigError as exc:
-            errors.extend(exc.errors)
-    if errors:
-        raise ConfigError(errors)
-    if config is not None and verify:
-        _check_bucket(config, settings)
-    return registry.update(r, integration_id, config=config, name=name, blueprint=new_blueprint)
-
-
-def _not_updatable(field: str) -> str:
-    if field == "variant":
-        return ("variant cannot be changed after install: objects in one format per prefix keep the Athena table "
-                "valid; install a new integration with another prefix for the other format")
-    return f"{field} cannot be changed here; the fields are {', '.join(UPDATE_FIELDS)} and verify"
+    body, verify = bodies.pop_verify(body)
+    change = bodies.validate_update(current.config, body, merge=merge)
+    if change.config is not None and verify:
+        _check_bucket(change.config, settings)
+    return registry.update(r, integration_id, config=change.config, name=change.name, blueprint=change.blueprint)
 
 
 def counts(r: redis.Redis, integration_id: str) -> dict[str, int]:
@@ -261,7 +213,7 @@ _FILTERED_WHY = {
 }
 
 
-def _filtered_test_event(integ: registry.Integration, event_id: str, reason: str) -> dict[str, Any]:
+def _filtered_test_event(integ: Integration, event_id: str, reason: str) -> dict[str, Any]:
     """The answer when the integration's blueprint removed the test event: it reached the ingest path and was counted
     under ``removed_events``, but nothing went to S3, so the bucket was not tested."""
     why = _FILTERED_WHY.get(reason, "the blueprint removed it")

@@ -14,7 +14,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 
-from workers.integrations import catalog, manage, origins, registry, sources, status
+from workers.integrations import bodies, catalog, manage, origins, registry, sources, status
 from workers.observe import metrics
 from workers.pipeline import replay
 from workers.errors import ConfigError
@@ -33,13 +33,13 @@ INSTALL_BODY = _body({
     "type": "object",
     "required": ["name", "config"],
     "properties": {
-        "name": {"type": "string", "minLength": 1, "maxLength": registry.NAME_MAX_CHARS},
-        "variant": {"type": "string", "enum": list(registry.VARIANTS),
+        "name": {"type": "string", "minLength": 1, "maxLength": bodies.NAME_MAX_CHARS},
+        "variant": {"type": "string", "enum": list(bodies.VARIANTS),
                     "description": "output format, fixed for the integration's life: "
                                    + "; ".join(f"{v['id']}: {v['description']}" for v in catalog.VARIANTS)},
         "config": catalog.config_schema(partial=False),
         "blueprint": catalog.blueprint_schema(),
-        "delivery_mode": {"type": "string", "enum": list(registry.DELIVERY_MODES)},
+        "delivery_mode": {"type": "string", "enum": list(bodies.DELIVERY_MODES)},
         "enabled": {"type": "boolean"},
         "source_id": {"type": "string"},
         "verify": {"type": "boolean", "description": "check the bucket with GetBucketLocation first (default true)"},
@@ -48,7 +48,7 @@ INSTALL_BODY = _body({
 PATCH_BODY = _body({
     "type": "object",
     "properties": {
-        "name": {"type": "string", "minLength": 1, "maxLength": registry.NAME_MAX_CHARS},
+        "name": {"type": "string", "minLength": 1, "maxLength": bodies.NAME_MAX_CHARS},
         "config": catalog.config_schema(partial=True),
         "blueprint": catalog.blueprint_schema(),
         "verify": {"type": "boolean"},

@@ -20,6 +20,7 @@ from fastapi.responses import RedirectResponse, Response
 
 from workers.events import blueprint
 from workers.integrations import catalog, manage, registry, sources, status
+from workers.integrations.model import Integration
 from workers.observe import fleet
 from workers.websites import snippet
 from workers.errors import ConfigError
@@ -179,7 +180,7 @@ def _integration_routes(out: APIRouter) -> None:
 # -- sources ------------------------------------------------------------------------------------------------------
 
 
-def _integrations_of(r: Any, source_id: str) -> list[registry.Integration]:
+def _integrations_of(r: Any, source_id: str) -> list[Integration]:
     found = []
     for integration_id in sources.integration_ids(r, source_id):
         try:

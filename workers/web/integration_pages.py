@@ -17,6 +17,7 @@ from fastapi.responses import Response
 
 from workers.events import blueprint
 from workers.integrations import catalog, manage, registry, sources, status
+from workers.integrations.model import Integration
 from workers.pipeline import replay
 from workers.sink import athena, iam
 from workers.errors import ConfigError
@@ -40,7 +41,7 @@ SIGNED_IN = [Depends(signed_in)]
 IntegrationId = Path(..., min_length=1, max_length=ID_MAX_CHARS)
 
 
-def _page(request: Request, integ: registry.Integration, tab: str, template: str, **context: Any) -> Response:
+def _page(request: Request, integ: Integration, tab: str, template: str, **context: Any) -> Response:
     r = state(request).r
     try:
         source_name = sources.get(r, integ.source_id).name if integ.source_id else None
@@ -56,7 +57,7 @@ def _status(r: Any, integration_id: str) -> dict[str, Any]:
     return {"status": st, "error": status.current_error(st)}
 
 
-def _settings_page(request: Request, integ: registry.Integration, form: dict[str, str] | None = None, *,
+def _settings_page(request: Request, integ: Integration, form: dict[str, str] | None = None, *,
                    error: ConfigError | None = None, failure: Any = None) -> Response:
     entry = catalog.find(catalog.INTEGRATION_TYPE)
     assert entry is not None
@@ -72,7 +73,7 @@ def _settings_page(request: Request, integ: registry.Integration, form: dict[str
                  skip_check_name=forms.SKIP_CHECK)
 
 
-def _delete_page(request: Request, integ: registry.Integration, *, refused: str | None = None,
+def _delete_page(request: Request, integ: Integration, *, refused: str | None = None,
                  flush: bool = False) -> Response:
     return _page(request, integ, "settings", "integration_delete.html",
                  counts=manage.counts(state(request).r, integ.id), refused=refused, flush=flush)

@@ -20,9 +20,10 @@ from tests.support.console import ConsoleClient, parse
 from workers.integrations import registry, sources
 from workers.store import keys
 from workers.web import console as console_module
+from workers.web import integration_pages
 from workers.web import session
 from workers.web.app import create_app
-from workers.web.common import CONSOLE_DISABLED
+from workers.web.deps import CONSOLE_DISABLED
 
 SEED_CONFIG = {"bucket": "datafly-events-production", "region": "us-east-1",
                "access_key_id": "AKIAIOSFODNN7EXAMPLE", "secret_access_key": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"}
@@ -44,7 +45,7 @@ def _settings() -> Any:
 def console_routes(integration_id: str) -> list[tuple[str, str]]:
     """(method, path) of every route of the console, path parameters filled in."""
     out = []
-    for route in console_module.router().routes:
+    for route in [*console_module.router.routes, *integration_pages.router.routes]:
         path = route.path.replace("{integration_id}", integration_id).replace("{integration_type}", "amazon_s3")
         for method in sorted(route.methods - {"HEAD"}):
             out.append((method, path))

@@ -14,8 +14,9 @@ from fastapi import FastAPI
 
 from workers.queue.producer import Broker
 from workers.settings import Settings, get_settings
-from workers.web import admin, collection, console
-from workers.web.common import State, install_handlers
+from workers.web import admin, collection, console, integration_pages
+from workers.web.errors import install_handlers
+from workers.web.state import State
 from workers.web.pages import Static
 
 log = logging.getLogger(__name__)
@@ -78,10 +79,12 @@ def create_app(settings: Settings | None = None, *, broker: Broker | None = None
     app.state.signal = st
     app.collection = collection.Endpoint(st)
     install_handlers(app)
-    app.include_router(admin.router())
-    app.include_router(admin.metrics_router())
-    app.include_router(collection.router())
-    app.include_router(console.router())
+    app.include_router(admin.router)
+    app.include_router(admin.metrics_router)
+    app.include_router(collection.router)
+    app.include_router(console.router)
+    # an integration's own pages after the console's: /integrations/library is not an integration id
+    app.include_router(integration_pages.router)
     app.mount("/static", Static(), name="static")
     return app
 

@@ -39,7 +39,9 @@ from workers.events.envelope import EVENT_TYPES
 from workers.integrations import sources
 from workers.web import cors
 from workers.web.client import client_ip
-from workers.web.common import BROKER_UNAVAILABLE, ApiError, State, collect_body
+from workers.web.deps import collect_body
+from workers.web.errors import BROKER_UNAVAILABLE, ApiError
+from workers.web.state import State
 
 log = logging.getLogger(__name__)
 
@@ -320,7 +322,9 @@ async def _metrics() -> None:
     raise RuntimeError("collection requests are served by workers.web.collection.Endpoint")
 
 
-def router() -> APIRouter:
+def _declared() -> APIRouter:
+    """The collection routes as FastAPI knows them (``Endpoint`` serves them): for the OpenAPI document and the 405
+    answers to other methods."""
     out = APIRouter(tags=["collect"])
     for path, event_type in PATHS.items():
         in_schema = path == "/v1/batch" or path.removeprefix("/v1/") in EVENT_TYPES
@@ -328,3 +332,6 @@ def router() -> APIRouter:
                           openapi_extra=BATCH_BODY if event_type is None else CALL_BODY)
     out.add_api_route(METRICS_PATH, _metrics, methods=["POST"], include_in_schema=False)
     return out
+
+
+router = _declared()

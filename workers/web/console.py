@@ -24,8 +24,9 @@ from workers.integrations.model import Integration
 from workers.observe import fleet
 from workers.websites import snippet
 from workers.errors import ConfigError
-from workers.web import forms, integration_pages, session
-from workers.web.common import admin_enabled, admin_token_matches, state
+from workers.web import forms, session
+from workers.web.deps import admin_enabled, admin_token_matches
+from workers.web.state import state
 from workers.web.pages import (
     ConsoleDisabled,
     ConsoleRoute,
@@ -45,67 +46,58 @@ log = logging.getLogger(__name__)
 SIGNED_IN = [Depends(signed_in)]
 
 
-def router() -> APIRouter:
-    out = APIRouter(route_class=ConsoleRoute, include_in_schema=False)
-    _sign_in_routes(out)
-    _integration_routes(out)
-    integration_pages.add_routes(out)
-    _source_routes(out)
-    _fleet_routes(out)
-    return out
+router = APIRouter(route_class=ConsoleRoute, include_in_schema=False)
 
 
 # -- sign-in ----------------------------------------------------------------------------------------------------
 
 
-def _sign_in_routes(out: APIRouter) -> None:
-    @out.get("/", dependencies=SIGNED_IN)
-    def home() -> Response:
-        return RedirectResponse("/integrations", status_code=303)
+@router.get("/", dependencies=SIGNED_IN)
+def home() -> Response:
+    return RedirectResponse("/integrations", status_code=303)
 
-    @out.get("/signin")
-    def signin_page(request: Request, next: str | None = Query(None, max_length=2000)) -> Response:  # noqa: A002
-        st = state(request)
-        if not admin_enabled(st.settings):
-            raise ConsoleDisabled()
-        current = session.load(st.settings, st.r, request.cookies.get(session.COOKIE), int(time.time()))
-        if current is not None:
-            return RedirectResponse(local_path(next), status_code=303)
-        signed_out = request.query_params.get("signed_out") == "1"
-        return render(request, "signin.html", next=local_path(next), error=None, signed_out=signed_out)
+@router.get("/signin")
+def signin_page(request: Request, next: str | None = Query(None, max_length=2000)) -> Response:  # noqa: A002
+    st = state(request)
+    if not admin_enabled(st.settings):
+        raise ConsoleDisabled()
+    current = session.load(st.settings, st.r, request.cookies.get(session.COOKIE), int(time.time()))
+    if current is not None:
+        return RedirectResponse(local_path(next), status_code=303)
+    signed_out = request.query_params.get("signed_out") == "1"
+    return render(request, "signin.html", next=local_path(next), error=None, signed_out=signed_out)
 
-    @out.post("/signin")
-    async def signin(request: Request) -> Response:
-        st = state(request)
-        if not admin_enabled(st.settings):
-            raise ConsoleDisabled()
-        if not session.same_origin(request):
-            raise Forbidden("a sign-in posted from another site was refused")
-        form = await read_form(request)
-        target = local_path(form.get("next"))
-        client = request.client.host if request.client else "unknown"
-        wait_s = await asyncio.to_thread(session.locked_out_s, st.r, st.settings, client)
-        if wait_s:
-            return render(request, "signin.html", next=target, signed_out=False,
-                          error=f"Too many failed sign-ins. Try again in {wait_s} s.")
-        if not admin_token_matches(st.settings, form.get("token", "")):
-            await asyncio.to_thread(session.record_failure, st.r, st.settings, client)
-            log.warning("failed console sign-in from %s", client)
-            return render(request, "signin.html", next=target, signed_out=False,
-                          error="That is not the admin token (SIGNAL_ADMIN_TOKEN).")
-        await asyncio.to_thread(session.clear_failures, st.r, client)
-        response = RedirectResponse(target, status_code=303)
-        session.set_session(response, request, st.settings, session.issue(int(time.time())))
-        return response
+@router.post("/signin")
+async def signin(request: Request) -> Response:
+    st = state(request)
+    if not admin_enabled(st.settings):
+        raise ConsoleDisabled()
+    if not session.same_origin(request):
+        raise Forbidden("a sign-in posted from another site was refused")
+    form = await read_form(request)
+    target = local_path(form.get("next"))
+    client = request.client.host if request.client else "unknown"
+    wait_s = await asyncio.to_thread(session.locked_out_s, st.r, st.settings, client)
+    if wait_s:
+        return render(request, "signin.html", next=target, signed_out=False,
+                      error=f"Too many failed sign-ins. Try again in {wait_s} s.")
+    if not admin_token_matches(st.settings, form.get("token", "")):
+        await asyncio.to_thread(session.record_failure, st.r, st.settings, client)
+        log.warning("failed console sign-in from %s", client)
+        return render(request, "signin.html", next=target, signed_out=False,
+                      error="That is not the admin token (SIGNAL_ADMIN_TOKEN).")
+    await asyncio.to_thread(session.clear_failures, st.r, client)
+    response = RedirectResponse(target, status_code=303)
+    session.set_session(response, request, st.settings, session.issue(int(time.time())))
+    return response
 
-    @out.post("/signout")
-    def signout(request: Request, _: dict[str, str] = Depends(posted)) -> Response:
-        st = state(request)
-        session.revoke(st.r, st.settings, request.state.session, int(time.time()))
-        response = RedirectResponse("/signin?signed_out=1", status_code=303)
-        session.clear_cookie(response, request, session.COOKIE)
-        return response
-
+@router.post("/signout")
+def signout(request: Request, _: dict[str, str] = Depends(posted)) -> Response:
+    st = state(request)
+    session.revoke(st.r, st.settings, request.state.session, int(time.time()))
+    response = RedirectResponse("/signin?signed_out=1", status_code=303)
+    session.clear_cookie(response, request, session.COOKIE)
+    return response
 
 # -- integrations: installed, library, install ----------------------------------------------------------------------
 
@@ -141,41 +133,39 @@ def _install_page(request: Request, entry: dict[str, Any], form: dict[str, str],
         skip_check_name=forms.SKIP_CHECK)
 
 
-def _integration_routes(out: APIRouter) -> None:
-    @out.get("/integrations", dependencies=SIGNED_IN)
-    def installed(request: Request) -> Response:
-        return render(request, "installed.html", nav="integrations", tab="installed",
-                      rows=installed_rows(state(request).r))
+@router.get("/integrations", dependencies=SIGNED_IN)
+def installed(request: Request) -> Response:
+    return render(request, "installed.html", nav="integrations", tab="installed",
+                  rows=installed_rows(state(request).r))
 
-    @out.get("/integrations/library", dependencies=SIGNED_IN)
-    def library(request: Request, category: str = Query("", max_length=100),
-                q: str = Query("", max_length=200)) -> Response:
-        return render(request, "library.html", nav="integrations", tab="library",
-                      entries=catalog.search(q, category or None), categories=catalog.categories(),
-                      category=category, q=q)
+@router.get("/integrations/library", dependencies=SIGNED_IN)
+def library(request: Request, category: str = Query("", max_length=100),
+            q: str = Query("", max_length=200)) -> Response:
+    return render(request, "library.html", nav="integrations", tab="library",
+                  entries=catalog.search(q, category or None), categories=catalog.categories(),
+                  category=category, q=q)
 
-    @out.get("/integrations/library/{integration_type}/install", dependencies=SIGNED_IN)
-    def install_form(request: Request, integration_type: str) -> Response:
-        entry = _entry(integration_type)
-        return _install_page(request, entry, {"name": entry["name"]})
+@router.get("/integrations/library/{integration_type}/install", dependencies=SIGNED_IN)
+def install_form(request: Request, integration_type: str) -> Response:
+    entry = _entry(integration_type)
+    return _install_page(request, entry, {"name": entry["name"]})
 
-    @out.post("/integrations/library/{integration_type}/install")
-    def install(request: Request, integration_type: str, form: dict[str, str] = Depends(posted)) -> Response:
-        entry = _entry(integration_type)
-        st = state(request)
-        try:
-            integ = manage.install_integration(st.r, forms.install_body(entry, form), settings=st.settings)
-        except ConfigError as exc:
-            return _install_page(request, entry, form, error=exc)
-        except manage.BucketCheckFailed as exc:
-            return _install_page(request, entry, form, failure=exc.failure)
-        log.info("installed integration=%s source=%s bucket=%s (console)", integ.id, integ.source_id,
-                 integ.config.bucket)
-        return redirect(request, f"/integrations/{integ.id}",
-                        {"kind": "ok", "text": f"{integ.name} installed with the default blueprint."
-                         if integ.blueprint.is_default else
-                         f"{integ.name} installed. Blueprint: " + " ".join(blueprint.describe(integ.blueprint))})
-
+@router.post("/integrations/library/{integration_type}/install")
+def install(request: Request, integration_type: str, form: dict[str, str] = Depends(posted)) -> Response:
+    entry = _entry(integration_type)
+    st = state(request)
+    try:
+        integ = manage.install_integration(st.r, forms.install_body(entry, form), settings=st.settings)
+    except ConfigError as exc:
+        return _install_page(request, entry, form, error=exc)
+    except manage.BucketCheckFailed as exc:
+        return _install_page(request, entry, form, failure=exc.failure)
+    log.info("installed integration=%s source=%s bucket=%s (console)", integ.id, integ.source_id,
+             integ.config.bucket)
+    return redirect(request, f"/integrations/{integ.id}",
+                    {"kind": "ok", "text": f"{integ.name} installed with the default blueprint."
+                     if integ.blueprint.is_default else
+                     f"{integ.name} installed. Blueprint: " + " ".join(blueprint.describe(integ.blueprint))})
 
 # -- sources ------------------------------------------------------------------------------------------------------
 
@@ -199,34 +189,32 @@ def _sources_page(request: Request, *, error: ConfigError | None = None, name: s
                   errors=forms.errors_by_field(error), name=name)
 
 
-def _source_routes(out: APIRouter) -> None:
-    @out.get("/sources", dependencies=SIGNED_IN)
-    def sources_page(request: Request) -> Response:
-        return _sources_page(request)
+@router.get("/sources", dependencies=SIGNED_IN)
+def sources_page(request: Request) -> Response:
+    return _sources_page(request)
 
-    @out.post("/sources")
-    def create_source(request: Request, form: dict[str, str] = Depends(posted)) -> Response:
-        try:
-            source = sources.create(state(request).r, form.get("name", ""))
-        except ConfigError as exc:
-            return _sources_page(request, error=exc, name=form.get("name", ""))
-        log.info("created source=%s (console)", source.id)
-        return redirect(request, f"/sources#source-{source.id}",
-                        {"kind": "ok", "text": f"Source {source.name} created: copy its write key below."})
-
+@router.post("/sources")
+def create_source(request: Request, form: dict[str, str] = Depends(posted)) -> Response:
+    try:
+        source = sources.create(state(request).r, form.get("name", ""))
+    except ConfigError as exc:
+        return _sources_page(request, error=exc, name=form.get("name", ""))
+    log.info("created source=%s (console)", source.id)
+    return redirect(request, f"/sources#source-{source.id}",
+                    {"kind": "ok", "text": f"Source {source.name} created: copy its write key below."})
 
 # -- fleet --------------------------------------------------------------------------------------------------------
 
 
-def _fleet_routes(out: APIRouter) -> None:
-    def overview(request: Request) -> dict[str, Any]:
-        st = state(request)
-        return fleet.overview(st.r, st.broker.app, st.settings)
+def overview(request: Request) -> dict[str, Any]:
+    st = state(request)
+    return fleet.overview(st.r, st.broker.app, st.settings)
 
-    @out.get("/fleet", dependencies=SIGNED_IN)
-    def fleet_page(request: Request) -> Response:
-        return render(request, "fleet.html", nav="fleet", fleet=overview(request))
+@router.get("/fleet", dependencies=SIGNED_IN)
+def fleet_page(request: Request) -> Response:
+    return render(request, "fleet.html", nav="fleet", fleet=overview(request))
 
-    @out.get("/fleet/panel", dependencies=SIGNED_IN)
-    def fleet_panel(request: Request) -> Response:
-        return fragment(request, "_fleet_panel.html", fleet=overview(request))
+@router.get("/fleet/panel", dependencies=SIGNED_IN)
+def fleet_panel(request: Request) -> Response:
+    return fragment(request, "_fleet_panel.html", fleet=overview(request))
+

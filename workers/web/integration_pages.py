@@ -22,8 +22,9 @@ from workers.pipeline import replay
 from workers.sink import athena, iam
 from workers.errors import ConfigError
 from workers.web import forms
-from workers.web.common import ID_MAX_CHARS, state
-from workers.web.pages import fragment, posted, redirect, render, signed_in
+from workers.web.deps import ID_MAX_CHARS
+from workers.web.state import state
+from workers.web.pages import ConsoleRoute, fragment, posted, redirect, render, signed_in
 
 log = logging.getLogger(__name__)
 
@@ -97,119 +98,121 @@ def _replay_outcome(summary: dict[str, Any]) -> dict[str, Any]:
             "failing": failing[:FLASH_LIST_MAX], "failing_count": len(failing)}
 
 
-def add_routes(out: APIRouter) -> None:
-    base = "/integrations/{integration_id}"
+router = APIRouter(route_class=ConsoleRoute, include_in_schema=False)
 
-    @out.get(base, dependencies=SIGNED_IN)
-    def status_tab(request: Request, integration_id: str = IntegrationId) -> Response:
-        r = state(request).r
-        integ = registry.get(r, integration_id)
-        return _page(request, integ, "status", "integration_status.html", **_status(r, integ.id))
+BASE = "/integrations/{integration_id}"
 
-    @out.get(base + "/status/panel", dependencies=SIGNED_IN)
-    def status_panel(request: Request, integration_id: str = IntegrationId) -> Response:
-        r = state(request).r
-        return fragment(request, "_status_panel.html", **_status(r, registry.get(r, integration_id).id))
+@router.get(BASE, dependencies=SIGNED_IN)
+def status_tab(request: Request, integration_id: str = IntegrationId) -> Response:
+    r = state(request).r
+    integ = registry.get(r, integration_id)
+    return _page(request, integ, "status", "integration_status.html", **_status(r, integ.id))
 
-    @out.get(base + "/live", dependencies=SIGNED_IN)
-    def live_tab(request: Request, integration_id: str = IntegrationId) -> Response:
-        r = state(request).r
-        integ = registry.get(r, integration_id)
-        return _page(request, integ, "live", "integration_live.html",
-                     events=status.live_events(r, integ.id, limit=LIVE_LIMIT))
+@router.get(BASE + "/status/panel", dependencies=SIGNED_IN)
+def status_panel(request: Request, integration_id: str = IntegrationId) -> Response:
+    r = state(request).r
+    return fragment(request, "_status_panel.html", **_status(r, registry.get(r, integration_id).id))
 
-    @out.get(base + "/live/rows", dependencies=SIGNED_IN)
-    def live_rows(request: Request, integration_id: str = IntegrationId) -> Response:
-        return fragment(request, "_live_rows.html",
-                        events=status.live_events(state(request).r, integration_id, limit=LIVE_LIMIT))
+@router.get(BASE + "/live", dependencies=SIGNED_IN)
+def live_tab(request: Request, integration_id: str = IntegrationId) -> Response:
+    r = state(request).r
+    integ = registry.get(r, integration_id)
+    return _page(request, integ, "live", "integration_live.html",
+                 events=status.live_events(r, integ.id, limit=LIVE_LIMIT))
 
-    @out.post(base + "/test-event")
-    def send_test_event(request: Request, integration_id: str = IntegrationId,
-                        _: dict[str, str] = Depends(posted)) -> Response:
-        st = state(request)
-        code, body = manage.run_test_event(st.r, st.broker, integration_id, settings=st.settings)
-        return redirect(request, f"/integrations/{integration_id}/live", _test_outcome(code, body))
+@router.get(BASE + "/live/rows", dependencies=SIGNED_IN)
+def live_rows(request: Request, integration_id: str = IntegrationId) -> Response:
+    return fragment(request, "_live_rows.html",
+                    events=status.live_events(state(request).r, integration_id, limit=LIVE_LIMIT))
 
-    @out.get(base + "/dead-letter", dependencies=SIGNED_IN)
-    def dead_letter_tab(request: Request, integration_id: str = IntegrationId) -> Response:
-        r = state(request).r
-        integ = registry.get(r, integration_id)
-        return _page(request, integ, "dead-letter", "integration_dead_letter.html",
-                     batches=status.dead_letter(r, integ.id))
+@router.post(BASE + "/test-event")
+def send_test_event(request: Request, integration_id: str = IntegrationId,
+                    _: dict[str, str] = Depends(posted)) -> Response:
+    st = state(request)
+    code, body = manage.run_test_event(st.r, st.broker, integration_id, settings=st.settings)
+    return redirect(request, f"/integrations/{integration_id}/live", _test_outcome(code, body))
 
-    @out.post(base + "/dead-letter/replay")
-    def replay_held(request: Request, integration_id: str = IntegrationId,
-                    form: dict[str, str] = Depends(posted)) -> Response:
-        st = state(request)
-        registry.get(st.r, integration_id)
-        target = f"/integrations/{integration_id}/dead-letter"
-        try:
-            report = replay.replay(st.r, integration_id, settings=st.settings,
-                                     batch_id=form.get("batch_id") or None)
-        except registry.UnknownIntegration:
-            raise
-        except LookupError as exc:
-            return redirect(request, target, {"kind": "error", "text": str(exc)})
-        return redirect(request, target, _replay_outcome(report.summary()))
+@router.get(BASE + "/dead-letter", dependencies=SIGNED_IN)
+def dead_letter_tab(request: Request, integration_id: str = IntegrationId) -> Response:
+    r = state(request).r
+    integ = registry.get(r, integration_id)
+    return _page(request, integ, "dead-letter", "integration_dead_letter.html",
+                 batches=status.dead_letter(r, integ.id))
 
-    @out.get(base + "/settings", dependencies=SIGNED_IN)
-    def settings_tab(request: Request, integration_id: str = IntegrationId) -> Response:
-        return _settings_page(request, registry.get(state(request).r, integration_id))
+@router.post(BASE + "/dead-letter/replay")
+def replay_held(request: Request, integration_id: str = IntegrationId,
+                form: dict[str, str] = Depends(posted)) -> Response:
+    st = state(request)
+    registry.get(st.r, integration_id)
+    target = f"/integrations/{integration_id}/dead-letter"
+    try:
+        report = replay.replay(st.r, integration_id, settings=st.settings,
+                                 batch_id=form.get("batch_id") or None)
+    except registry.UnknownIntegration:
+        raise
+    except LookupError as exc:
+        return redirect(request, target, {"kind": "error", "text": str(exc)})
+    return redirect(request, target, _replay_outcome(report.summary()))
 
-    @out.post(base + "/settings")
-    def save_settings(request: Request, integration_id: str = IntegrationId,
-                      form: dict[str, str] = Depends(posted)) -> Response:
-        st = state(request)
-        integ = registry.get(st.r, integration_id)
-        entry = catalog.find(catalog.INTEGRATION_TYPE)
-        assert entry is not None
-        try:
-            manage.update_integration(st.r, integ.id, forms.update_body(entry, form), settings=st.settings)
-        except ConfigError as exc:
-            return _settings_page(request, integ, form, error=exc)
-        except manage.BucketCheckFailed as exc:
-            return _settings_page(request, integ, form, failure=exc.failure)
-        log.info("updated integration=%s (console)", integ.id)
-        return redirect(request, f"/integrations/{integ.id}/settings", {"kind": "ok", "text": "Settings saved."})
+@router.get(BASE + "/settings", dependencies=SIGNED_IN)
+def settings_tab(request: Request, integration_id: str = IntegrationId) -> Response:
+    return _settings_page(request, registry.get(state(request).r, integration_id))
 
-    def set_enabled(request: Request, integration_id: str, enabled: bool) -> Response:
-        integ = registry.set_enabled(state(request).r, integration_id, enabled)
-        text = f"{integ.name} is {'enabled: it receives events' if enabled else 'disabled: it receives no events'}."
-        return redirect(request, f"/integrations/{integ.id}/settings", {"kind": "ok", "text": text})
+@router.post(BASE + "/settings")
+def save_settings(request: Request, integration_id: str = IntegrationId,
+                  form: dict[str, str] = Depends(posted)) -> Response:
+    st = state(request)
+    integ = registry.get(st.r, integration_id)
+    entry = catalog.find(catalog.INTEGRATION_TYPE)
+    assert entry is not None
+    try:
+        manage.update_integration(st.r, integ.id, forms.update_body(entry, form), settings=st.settings)
+    except ConfigError as exc:
+        return _settings_page(request, integ, form, error=exc)
+    except manage.BucketCheckFailed as exc:
+        return _settings_page(request, integ, form, failure=exc.failure)
+    log.info("updated integration=%s (console)", integ.id)
+    return redirect(request, f"/integrations/{integ.id}/settings", {"kind": "ok", "text": "Settings saved."})
 
-    @out.post(base + "/enable")
-    def enable(request: Request, integration_id: str = IntegrationId,
-               _: dict[str, str] = Depends(posted)) -> Response:
-        return set_enabled(request, integration_id, True)
+def set_enabled(request: Request, integration_id: str, enabled: bool) -> Response:
+    integ = registry.set_enabled(state(request).r, integration_id, enabled)
+    text = f"{integ.name} is {'enabled: it receives events' if enabled else 'disabled: it receives no events'}."
+    return redirect(request, f"/integrations/{integ.id}/settings", {"kind": "ok", "text": text})
 
-    @out.post(base + "/disable")
-    def disable(request: Request, integration_id: str = IntegrationId,
-                _: dict[str, str] = Depends(posted)) -> Response:
-        return set_enabled(request, integration_id, False)
+@router.post(BASE + "/enable")
+def enable(request: Request, integration_id: str = IntegrationId,
+           _: dict[str, str] = Depends(posted)) -> Response:
+    return set_enabled(request, integration_id, True)
 
-    @out.get(base + "/delete", dependencies=SIGNED_IN)
-    def confirm_delete(request: Request, integration_id: str = IntegrationId) -> Response:
-        return _delete_page(request, registry.get(state(request).r, integration_id))
+@router.post(BASE + "/disable")
+def disable(request: Request, integration_id: str = IntegrationId,
+            _: dict[str, str] = Depends(posted)) -> Response:
+    return set_enabled(request, integration_id, False)
 
-    @out.post(base + "/delete")
-    def delete(request: Request, integration_id: str = IntegrationId,
-               form: dict[str, str] = Depends(posted)) -> Response:
-        st = state(request)
-        integ = registry.get(st.r, integration_id)
-        flush = form.get("flush") == "1"
-        try:
-            manage.delete_integration(st.r, st.broker, integ.id, settings=st.settings, flush=flush)
-        except manage.NotEmpty as exc:
-            return _delete_page(request, integ, refused=exc.message, flush=flush)
-        log.info("deleted integration=%s (console)", integ.id)
-        return redirect(request, "/integrations", {"kind": "ok", "text": f"{integ.name} was deleted."})
+@router.get(BASE + "/delete", dependencies=SIGNED_IN)
+def confirm_delete(request: Request, integration_id: str = IntegrationId) -> Response:
+    return _delete_page(request, registry.get(state(request).r, integration_id))
 
-    @out.get(base + "/query", dependencies=SIGNED_IN)
-    def query_tab(request: Request, integration_id: str = IntegrationId) -> Response:
-        integ = registry.get(state(request).r, integration_id)
-        try:
-            ddl, ddl_error = athena.athena_ddl(integ.id, integ.config), None
-        except ValueError as exc:
-            ddl, ddl_error = None, str(exc)
-        policy = json.dumps(iam.iam_policy(integ.config), indent=2)
-        return _page(request, integ, "query", "integration_query.html", ddl=ddl, ddl_error=ddl_error, policy=policy)
+@router.post(BASE + "/delete")
+def delete(request: Request, integration_id: str = IntegrationId,
+           form: dict[str, str] = Depends(posted)) -> Response:
+    st = state(request)
+    integ = registry.get(st.r, integration_id)
+    flush = form.get("flush") == "1"
+    try:
+        manage.delete_integration(st.r, st.broker, integ.id, settings=st.settings, flush=flush)
+    except manage.NotEmpty as exc:
+        return _delete_page(request, integ, refused=exc.message, flush=flush)
+    log.info("deleted integration=%s (console)", integ.id)
+    return redirect(request, "/integrations", {"kind": "ok", "text": f"{integ.name} was deleted."})
+
+@router.get(BASE + "/query", dependencies=SIGNED_IN)
+def query_tab(request: Request, integration_id: str = IntegrationId) -> Response:
+    integ = registry.get(state(request).r, integration_id)
+    try:
+        ddl, ddl_error = athena.athena_ddl(integ.id, integ.config), None
+    except ValueError as exc:
+        ddl, ddl_error = None, str(exc)
+    policy = json.dumps(iam.iam_policy(integ.config), indent=2)
+    return _page(request, integ, "query", "integration_query.html", ddl=ddl, ddl_error=ddl_error, policy=policy)
+

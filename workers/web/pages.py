@@ -29,7 +29,9 @@ from starlette.types import Scope
 from workers import crypto
 from workers.integrations import catalog, registry, sources
 from workers.web import forms, session
-from workers.web.common import CONSOLE_DISABLED, ApiError, admin_enabled, read_body, state
+from workers.web.deps import CONSOLE_DISABLED, admin_enabled, read_body
+from workers.web.errors import ApiError
+from workers.web.state import state
 
 log = logging.getLogger(__name__)
 

@@ -11,10 +11,11 @@ from functools import lru_cache
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
+from workers.errors import Unavailable
 from workers.settings import get_settings
 
 
-class SecretKeyMissing(RuntimeError):
+class SecretKeyMissing(Unavailable):
     def __init__(self) -> None:
         super().__init__(
             "SIGNAL_SECRET_KEY is not set: set it to a Fernet key to store integration secrets "
@@ -22,7 +23,7 @@ class SecretKeyMissing(RuntimeError):
         )
 
 
-class SecretKeyInvalid(RuntimeError):
+class SecretKeyInvalid(Unavailable):
     def __init__(self, position: int) -> None:
         super().__init__(
             f"SIGNAL_SECRET_KEY entry {position} is not a valid Fernet key (32 url-safe base64-encoded bytes); "
@@ -30,7 +31,7 @@ class SecretKeyInvalid(RuntimeError):
         )
 
 
-class SecretKeyMismatch(RuntimeError):
+class SecretKeyMismatch(Unavailable):
     def __init__(self) -> None:
         super().__init__(
             "cannot decrypt stored secrets with SIGNAL_SECRET_KEY; "

@@ -254,10 +254,10 @@ def run(procs: Processes, run_seconds: float | None) -> None:
                       aws_secret_access_key="localrun", config=checksums)
     s3.create_bucket(Bucket=BUCKET)
 
-    from workers.integrations import manage  # after os.environ is complete: settings are read on import
     from workers.app import app
-    from workers.store.db import redis_client
+    from workers.integrations import manage  # after os.environ is complete: settings are read on import
     from workers.settings import get_settings
+    from workers.store.db import redis_client
 
     # the same path as the seed's install call: validated, bucket checked, joins the default source
     integration = manage.install_integration(redis_client(), {

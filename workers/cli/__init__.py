@@ -15,8 +15,6 @@ import sys
 import redis
 
 from workers import crypto
-from workers.integrations import registry
-from workers.queue.producer import BrokerUnavailable
 from workers.cli import fleet, integrations, sources
 from workers.cli.common import (
     EXIT_FAILED,
@@ -28,8 +26,10 @@ from workers.cli.common import (
     redis_location,
 )
 from workers.errors import ConfigError
-from workers.settings import get_settings
+from workers.integrations import registry
 from workers.integrations.sources import UnknownSource
+from workers.queue.producer import BrokerUnavailable
+from workers.settings import get_settings
 
 COMMANDS: dict[str, Command] = {
     command.name: command for command in (*integrations.COMMANDS, *sources.COMMANDS, *fleet.COMMANDS)

@@ -12,9 +12,10 @@ from urllib.parse import urlsplit
 import orjson
 import redis
 
+from workers.errors import InvalidInput
 from workers.integrations import catalog
-from workers.store import db
 from workers.settings import get_settings
+from workers.store import db
 
 INTEGRATION_TYPE = catalog.INTEGRATION_TYPE
 
@@ -23,7 +24,7 @@ EXIT_FAILED = 1
 EXIT_INVALID = 2
 
 
-class InputError(Exception):
+class InputError(InvalidInput):
     """The user's input could not be read or parsed (exit 2)."""
 
 

@@ -9,10 +9,10 @@ import redis
 from kombu.exceptions import OperationalError
 
 from workers import crypto
-from workers.integrations import registry
-from workers.queue import topology
 from workers.cli import common
 from workers.cli.common import EXIT_FAILED, EXIT_OK, Command, fail, print_json
+from workers.integrations import registry
+from workers.queue import topology
 from workers.settings import get_settings
 
 
@@ -60,7 +60,7 @@ def cmd_copy_store(args: argparse.Namespace) -> int:
 
     source = redis.Redis.from_url(args.source)
     try:
-        report = migrate.copy_store(source, common.redis_client())
+        report = migrate.copy_store(source, common.redis_client(), broker=migrate.BrokerKeys(*topology.redis_broker_keys()))
     except migrate.NotDrained as exc:
         return fail(f"nothing was copied: {exc}", EXIT_FAILED)
     finally:

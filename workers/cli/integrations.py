@@ -9,10 +9,6 @@ from typing import Any
 
 from tqdm import tqdm
 
-from workers.integrations import manage, registry, status
-from workers.pipeline import replay
-from workers.sink import athena, iam
-from workers.store import buffer
 from workers.cli import common
 from workers.cli.common import (
     EXIT_FAILED,
@@ -27,7 +23,11 @@ from workers.cli.common import (
     read_json,
 )
 from workers.errors import ConfigError
+from workers.integrations import manage, registry, status
+from workers.pipeline import replay
 from workers.settings import get_settings
+from workers.sink import athena, iam
+from workers.store import buffer
 
 
 def _install_arguments(parser: argparse.ArgumentParser) -> None:

@@ -6,8 +6,6 @@ import argparse
 import sys
 from typing import Any
 
-from workers.integrations import sources
-from workers.websites import sdk, snippet
 from workers.cli import common
 from workers.cli.common import (
     EXIT_FAILED,
@@ -17,7 +15,9 @@ from workers.cli.common import (
     fail,
     print_json,
 )
+from workers.integrations import sources
 from workers.settings import get_settings
+from workers.websites import sdk, snippet
 
 
 def _source_settings_options(parser: argparse.ArgumentParser) -> None:

@@ -32,6 +32,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from workers.clock import hour_of, iso
+from workers.errors import InvalidInput
 
 EVENT_TYPES: tuple[str, ...] = ("track", "identify", "page", "screen", "group", "alias")
 _EVENT_TYPE_SET: frozenset[str] = frozenset(EVENT_TYPES)
@@ -107,7 +108,7 @@ _DETAIL_VALUE_CHARS = 40
 
 
 
-class Invalid(Exception):
+class Invalid(InvalidInput):
     """The event breaks a rule: ``reason`` is its stable code, ``detail`` says what is wrong."""
 
     def __init__(self, reason: str, detail: str) -> None:

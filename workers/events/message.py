@@ -25,6 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from workers.errors import InvalidInput
 from workers.events.prepared import Prepared, Rejection
 
 VERSION = 1
@@ -32,7 +33,7 @@ RECENT_MAX = 100  # live records a message carries (the store keeps as many per 
 _KEYS = frozenset({"v", "hours", "indexes", "rejected", "live", "removed", "removed_live", "fallback"})
 
 
-class BadMessage(ValueError):
+class BadMessage(InvalidInput):
     """A prepared message that does not have the form ``decode_message`` reads: nothing of it can be appended."""
 
     def __init__(self, problem: str) -> None:

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import orjson
 
-from workers.events import partition_time
 from workers.clock import hour_of, iso
+from workers.events import partition_time
 from workers.events.envelope import MIN_YEAR, NOT_SERIALIZABLE, TOO_LARGE, Invalid, check, client_event_id, short
 
 if TYPE_CHECKING:

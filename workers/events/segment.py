@@ -28,6 +28,8 @@ from typing import Any
 
 import orjson
 
+from workers.errors import InvalidInput
+
 # Segment name -> canonical name; both spellings of one field map to the same canonical field.
 FIELD_MAP: dict[str, str] = {
     "messageId": "event_id",
@@ -52,7 +54,7 @@ DROPPED_FIELDS: frozenset[str] = frozenset({"writeKey", "write_key", "integratio
 ORIGINAL_TIMESTAMP = "originalTimestamp"  # RudderStack's client-side time of the call
 
 
-class MalformedRequest(ValueError):
+class MalformedRequest(InvalidInput):
     """The request cannot be read as Segment calls; ``status`` is 400 or 413, ``reason`` a stable code."""
 
     def __init__(self, reason: str, message: str, *, status: int = 400) -> None:

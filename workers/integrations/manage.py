@@ -16,11 +16,11 @@ from typing import Any
 import redis
 
 from workers import clock
-from workers.errors import ConfigError, Failure
+from workers.errors import ConfigError, Failure, Refused
 from workers.events.blueprint import describe
 from workers.integrations import bodies, catalog, registry, sources, status
-from workers.integrations.model import Integration
 from workers.integrations.config import IntegrationConfig
+from workers.integrations.model import Integration
 from workers.queue.producer import Broker
 from workers.settings import Settings
 from workers.sink import bucket
@@ -31,7 +31,7 @@ FLUSH_TIMEOUT_S = 30.0
 POLL_INTERVAL_S = 0.1
 
 
-class BucketCheckFailed(Exception):
+class BucketCheckFailed(Refused):
     """The bucket check (GetBucketLocation) failed: nothing was stored. ``failure`` says why, with the hint."""
 
     def __init__(self, failure: Failure) -> None:
@@ -39,7 +39,7 @@ class BucketCheckFailed(Exception):
         self.failure = failure
 
 
-class NotEmpty(Exception):
+class NotEmpty(Refused):
     """A delete was refused: events are still ``held``, ``buffered``, or were not delivered in time (``timeout``).
     ``counts`` says how many."""
 

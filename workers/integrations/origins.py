@@ -13,6 +13,8 @@ import re
 from typing import Any
 from urllib.parse import urlsplit
 
+from workers.errors import InvalidInput
+
 MAX_ENTRIES = 100
 MAX_CHARS = 300
 DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -22,7 +24,7 @@ HELP = ("use scheme://host[:port] (e.g. https://www.example.com) or *.example.co
         "subdomains")
 
 
-class InvalidOrigin(ValueError):
+class InvalidOrigin(InvalidInput):
     pass
 
 

@@ -30,7 +30,7 @@ import orjson
 import redis
 
 from workers import clock, crypto
-from workers.errors import ConfigError
+from workers.errors import ConfigError, NotFound
 from workers.integrations import origins, registry
 from workers.settings import Settings
 from workers.store import keys
@@ -50,7 +50,7 @@ ROUTES_CACHE_TTL_S = 1.0
 _CACHE_MAX_ENTRIES = 4096
 
 
-class UnknownSource(LookupError):
+class UnknownSource(NotFound):
     def __init__(self, source_id: str) -> None:
         self.source_id = source_id
         super().__init__(f"source {source_id} does not exist")

@@ -16,9 +16,9 @@ from celery import Celery
 from workers import clock
 from workers.observe import metrics
 from workers.queue import topology
+from workers.settings import Settings
 from workers.store import keys
 from workers.store.db import text
-from workers.settings import Settings
 
 INSPECT_TIMEOUT_S = 1.0
 # Beat counts as late after this many flush intervals without a tick.

@@ -9,11 +9,15 @@ import redis
 
 from workers import clock
 from workers.classify import hint_for
-from workers.errors import Failure, PermanentError, TransientError
+from workers.errors import Failure, NotFound, PermanentError, TransientError
 from workers.integrations import registry
 from workers.pipeline.upload import upload
 from workers.settings import Settings
 from workers.store import buffer, due
+
+
+class NotHeld(NotFound):
+    """The batch named is not held in the dead-letter store (delivered meanwhile, or never held)."""
 
 
 @dataclass
@@ -45,7 +49,7 @@ def replay(
     held = [b["batch_id"] for b in buffer.held_batches(r, integration_id)]
     if batch_id is not None:
         if batch_id not in held:
-            raise LookupError(f"batch {batch_id} is not held for integration {integration_id}")
+            raise NotHeld(f"batch {batch_id} is not held for integration {integration_id}")
         held = [batch_id]
     report = ReplayReport()
     for b in held:

@@ -71,6 +71,12 @@ def declare_delayed_delivery(connection: Connection, settings: Settings) -> None
         bind_queue_to_native_delayed_delivery_exchange(connection, queue)
 
 
+def redis_broker_keys() -> tuple[tuple[str, ...], str]:
+    """The Redis keys of a Redis broker that hold messages: every list of the task queues, and the hash of messages
+    taken and not acknowledged."""
+    return tuple(name + suffix for name in QUEUE_NAMES for suffix in REDIS_PRIORITY_SUFFIXES), REDIS_UNACKED
+
+
 def whole_seconds(seconds: float) -> int:
     """A retry countdown as native delayed delivery takes it: whole seconds, at least one (0.5 would raise)."""
     return max(1, math.ceil(seconds))

@@ -29,6 +29,8 @@ import orjson
 from isal import isal_zlib
 from kombu import compression, serialization
 
+from workers.errors import InvalidInput
+
 JSON_CONTENT_TYPE = "application/json"
 PREPARED = "signal-prepared"  # the serializer of signal.append (send_task / task option)
 PREPARED_CONTENT_TYPE = "application/x-signal-prepared"
@@ -64,7 +66,7 @@ loads = _DecodeOnce()
 dumps = orjson.dumps
 
 
-class BadBody(ValueError):
+class BadBody(InvalidInput):
     """A body of content type ``application/x-signal-prepared`` that cannot be read (kombu reports it as a
     ``DecodeError``; the consumer logs and drops the message, as for a body that is not JSON)."""
 

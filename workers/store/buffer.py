@@ -15,10 +15,11 @@ from dataclasses import dataclass
 
 import redis
 
+from workers.errors import SignalError, Unavailable
 from workers.store import db, keys
+from workers.store.db import text
 from workers.store.histograms import LATENCY_BUCKETS_S, UPLOAD_BUCKETS_S, lua_buckets
 from workers.store.scripts import SCRIPTS
-from workers.store.db import text
 
 LIST_MAX = 100  # recent rejections and recent live events kept per integration
 TRACE_TTL_MS = 48 * 3600 * 1000  # how long the path event -> batch -> object stays traceable
@@ -30,7 +31,7 @@ def _prefixes(iid: str) -> list[object]:
             keys.sealed(iid, "", "")[:-1], keys.delivered(iid, ""), TRACE_TTL_MS]
 
 
-class NotReplicated(redis.TimeoutError):
+class NotReplicated(Unavailable, redis.TimeoutError):
     """An append reached fewer replicas than SIGNAL_REDIS_MIN_REPLICAS in time: its message must not be acknowledged
     yet (the task is retried; the append itself is not repeated, its message id is recorded)."""
 
@@ -189,7 +190,7 @@ def claim(r: redis.Redis, iid: str, batch_id: str, *, token: str, now_ms: int, l
     )
 
 
-class BatchVanished(Exception):
+class BatchVanished(SignalError):
     """The batch was finished by another uploader while this one was reading it."""
 
 

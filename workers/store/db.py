@@ -17,6 +17,7 @@ import redis
 from redis.cluster import RedisCluster
 from redis.exceptions import ClusterDownError, OutOfMemoryError, SlotNotCoveredError, TryAgainError
 
+from workers.errors import Unavailable
 from workers.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,10 @@ def text(value: bytes | str) -> str:
 WATCH_ATTEMPTS = 16
 
 
+class Contended(Unavailable):
+    """A value kept changing under an optimistic update (``rewrite``) for every attempt: try again."""
+
+
 def rewrite(r: Any, key: str, change: Callable[[bytes | None], tuple[T, bytes]], *, what: str) -> T:
     """Replace the value at ``key`` atomically: ``change(current raw value or None)`` returns (result, new value),
     written only if nobody changed the key meanwhile (optimistic WATCH, retried). ``change`` raises to write nothing.
@@ -53,7 +58,7 @@ def rewrite(r: Any, key: str, change: Callable[[bytes | None], tuple[T, bytes]],
                 return result
             except redis.WatchError:
                 continue
-    raise RuntimeError(f"{what} kept changing while it was being updated; try again")
+    raise Contended(f"{what} kept changing while it was being updated; try again")
 
 
 def connect(settings: Settings | None = None, url: str | None = None) -> redis.Redis:

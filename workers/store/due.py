@@ -28,8 +28,8 @@ from collections.abc import Sequence
 import redis
 
 from workers.store import keys
-from workers.store.scripts import SCRIPTS
 from workers.store.db import text
+from workers.store.scripts import SCRIPTS
 
 IDLE_MS = 2**53 - 1  # nothing in flight: never due (the largest integer a sorted set score keeps exactly)
 CHECK_EVERY_S = 600

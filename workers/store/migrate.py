@@ -16,17 +16,15 @@ from dataclasses import dataclass
 
 import redis
 
-from workers.queue import topology
+from workers.errors import Refused
 from workers.store import keys
 
 SCAN_COUNT = 1000
 _CHUNK = 500
 # kombu's Redis transport: the queue lists and the hash of messages taken but not acknowledged
-_BROKER_KEYS = tuple(name + suffix for name in topology.QUEUE_NAMES for suffix in topology.REDIS_PRIORITY_SUFFIXES)
-_UNACKED = topology.REDIS_UNACKED
 
 
-class NotDrained(Exception):
+class NotDrained(Refused):
     """The source still holds broker messages, or the target already holds a fleet."""
 
 
@@ -40,21 +38,30 @@ class CopyReport:
         return {"keys": self.keys, "bytes": self.bytes, "integrations": self.integrations}
 
 
-def check_drained(source: redis.Redis) -> None:
+@dataclass(frozen=True)
+class BrokerKeys:
+    """Where a Redis broker keeps messages: the lists of its queues and the hash of messages taken, not
+    acknowledged (``workers.queue.topology.redis_broker_keys``)."""
+
+    queues: tuple[str, ...]
+    unacked: str
+
+
+def check_drained(source: redis.Redis, broker: BrokerKeys) -> None:
     pipe = source.pipeline(transaction=False)
-    for name in _BROKER_KEYS:
+    for name in broker.queues:
         pipe.llen(name)
-    pipe.hlen(_UNACKED)
+    pipe.hlen(broker.unacked)
     *queued, unacked = pipe.execute()
     if sum(queued) or unacked:
         raise NotDrained(f"the source still holds {sum(queued)} queued and {unacked} unacknowledged broker messages: "
                          "stop the producers, let the workers empty the queues, then stop them and copy")
 
 
-def copy_store(source: redis.Redis, target: redis.Redis) -> CopyReport:
+def copy_store(source: redis.Redis, target: redis.Redis, *, broker: BrokerKeys) -> CopyReport:
     """Copy every ``sig:*`` key of ``source`` to ``target``; raises NotDrained before copying anything when the move
     could lose or mix events."""
-    check_drained(source)
+    check_drained(source, broker)
     if target.exists(keys.INTEGRATIONS) or target.exists(keys.SOURCES):
         raise NotDrained("the target already holds a fleet's registry: copy into an empty Redis only")
     copied = size = 0

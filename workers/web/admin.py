@@ -14,10 +14,10 @@ from typing import Any
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 
+from workers.errors import ConfigError
 from workers.integrations import bodies, catalog, manage, origins, registry, sources, status
 from workers.observe import metrics
 from workers.pipeline import replay
-from workers.errors import ConfigError
 from workers.web.deps import ID_MAX_CHARS, read_json, require_admin
 from workers.web.errors import ApiError, json_response
 from workers.web.state import state

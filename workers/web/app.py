@@ -16,8 +16,8 @@ from workers.queue.producer import Broker
 from workers.settings import Settings, get_settings
 from workers.web import admin, collection, console, integration_pages
 from workers.web.errors import install_handlers
-from workers.web.state import State
 from workers.web.pages import Static
+from workers.web.state import State
 
 log = logging.getLogger(__name__)
 # uvicorn on uvloop (libuv's event loop) and httptools (llhttp, Node's HTTP parser): the standard fast pair, in C,

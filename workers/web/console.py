@@ -18,15 +18,13 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import RedirectResponse, Response
 
+from workers.errors import ConfigError
 from workers.events import blueprint
 from workers.integrations import catalog, manage, registry, sources, status
 from workers.integrations.model import Integration
 from workers.observe import fleet
-from workers.websites import snippet
-from workers.errors import ConfigError
 from workers.web import forms, session
 from workers.web.deps import admin_enabled, admin_token_matches
-from workers.web.state import state
 from workers.web.pages import (
     ConsoleDisabled,
     ConsoleRoute,
@@ -40,6 +38,8 @@ from workers.web.pages import (
     render,
     signed_in,
 )
+from workers.web.state import state
+from workers.websites import snippet
 
 log = logging.getLogger(__name__)
 

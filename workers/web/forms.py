@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
+from workers.errors import ConfigError
 from workers.events import blueprint
 from workers.integrations import catalog
-from workers.errors import ConfigError
 from workers.integrations.sources import DEFAULT_SOURCE_ID, DEFAULT_SOURCE_NAME
 
 FORM_MAX_FIELDS = 200

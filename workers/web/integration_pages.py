@@ -15,16 +15,16 @@ from typing import Any
 from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import Response
 
+from workers.errors import ConfigError
 from workers.events import blueprint
 from workers.integrations import catalog, manage, registry, sources, status
 from workers.integrations.model import Integration
 from workers.pipeline import replay
 from workers.sink import athena, iam
-from workers.errors import ConfigError
 from workers.web import forms
 from workers.web.deps import ID_MAX_CHARS
-from workers.web.state import state
 from workers.web.pages import ConsoleRoute, fragment, posted, redirect, render, signed_in
+from workers.web.state import state
 
 log = logging.getLogger(__name__)
 

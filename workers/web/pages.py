@@ -27,6 +27,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
 from workers import crypto
+from workers.errors import NotFound, Refused
 from workers.integrations import catalog, registry, sources
 from workers.web import forms, session
 from workers.web.deps import CONSOLE_DISABLED, admin_enabled, read_body
@@ -49,19 +50,19 @@ FORM_MAX_BYTES = 64 * 1024
 FRAGMENT_HEADER = "x-console-fragment"
 
 
-class SignInRequired(Exception):
+class SignInRequired(Refused):
     pass
 
 
-class ConsoleDisabled(Exception):
+class ConsoleDisabled(Refused):
     pass
 
 
-class Forbidden(Exception):
+class Forbidden(Refused):
     pass
 
 
-class PageNotFound(LookupError):
+class PageNotFound(NotFound):
     pass
 
 

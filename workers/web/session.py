@@ -30,8 +30,8 @@ from fastapi import Request
 from fastapi.responses import Response
 
 from workers import crypto
-from workers.store import keys
 from workers.settings import Settings
+from workers.store import keys
 
 COOKIE = "signal_session"
 FLASH_COOKIE = "signal_flash"

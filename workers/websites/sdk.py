@@ -29,11 +29,13 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from workers.errors import Unavailable
+
 REGISTRY = "https://registry.npmjs.org"
 DOWNLOAD_TIMEOUT_S = 60.0
 
 
-class SdkFetchError(RuntimeError):
+class SdkFetchError(Unavailable):
     """A pinned SDK could not be downloaded, or what came is not what was pinned."""
 
 

@@ -91,8 +91,7 @@ def memory(r: Any, total_bytes: int) -> dict[str, Any]:
     before = int(r.info("memory")["used_memory"])
     buffered, n, now = 0, 0, clock.now_ms()
     while buffered < total_bytes:
-        buffer.append(r, iids[n % len(iids)], {hour: lines}, message_id=f"m-{n}", now_ms=now, seen_ttl_ms=60_000,
-                      cap_bytes=64 * GIB, batch_max_events=10**9, batch_max_bytes=64 * GIB, seal_due_ms=now)
+        buffer.append(r, iids[n % len(iids)], buffer.Append(message_id=f"m-{n}", now_ms=now, lines_by_hour={hour: lines}), buffer.Limits(cap_bytes=64 * GIB, batch_max_events=10**9, batch_max_bytes=64 * GIB, seal_due_ms=now, seen_ttl_ms=60_000))
         buffered += size
         n += 1
     after = int(r.info("memory")["used_memory"])

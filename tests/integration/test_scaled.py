@@ -290,9 +290,7 @@ def test_a_script_the_client_sent_twice_changes_nothing_twice(redis_client, topo
     hour = "2026112509"
 
     def append(message_id: str, n: int) -> buffer.AppendResult:
-        return buffer.append(r, iid, {hour: [f'{{"n":{i}}}'.encode() for i in range(n)]}, message_id=message_id,
-                             now_ms=1, seen_ttl_ms=60_000, cap_bytes=10**9, batch_max_events=10**6,
-                             batch_max_bytes=10**9, seal_due_ms=2)
+        return buffer.append(r, iid, buffer.Append(message_id=message_id, now_ms=1, lines_by_hour={hour: [f'{{"n":{i}}}'.encode() for i in range(n)]}), buffer.Limits(cap_bytes=10**9, batch_max_events=10**6, batch_max_bytes=10**9, seal_due_ms=2, seen_ttl_ms=60_000))
 
     append("warm-up", 1)  # the script is loaded: the calls below run it, nothing else
     for _, server in db.servers(r):

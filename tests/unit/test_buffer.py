@@ -20,10 +20,7 @@ def r() -> fakeredis.FakeRedis:
 
 
 def append(r, lines, *, message_id="m1", hour=HOUR, max_events=100, max_bytes=10_000, cap=1_000_000, now=T0):
-    return buffer.append(
-        r, IID, {hour: lines}, message_id=message_id, now_ms=now, seen_ttl_ms=60_000, cap_bytes=cap,
-        batch_max_events=max_events, batch_max_bytes=max_bytes, seal_due_ms=now + 300_000,
-    )
+    return buffer.append(r, IID, buffer.Append(message_id=message_id, now_ms=now, lines_by_hour={hour: lines}), buffer.Limits(cap_bytes=cap, batch_max_events=max_events, batch_max_bytes=max_bytes, seal_due_ms=now + 300_000, seen_ttl_ms=60_000))
 
 
 def lines(n, size=10, tag="e"):
@@ -175,8 +172,7 @@ def test_reading_a_batch_that_vanishes_midway_never_yields_its_last_chunk(r):
 
 def test_live_records_trace_each_event_to_its_batch(r):
     live = {0: b'{"event_id":"a","gen":', 14: b'{"event_id":"b","gen":'}
-    res = buffer.append(r, IID, {HOUR: lines(15)}, message_id="m", now_ms=T0, seen_ttl_ms=1000, cap_bytes=10**6,
-                        batch_max_events=10, batch_max_bytes=10**6, seal_due_ms=T0, live_records=live)
+    res = buffer.append(r, IID, buffer.Append(message_id="m", now_ms=T0, lines_by_hour={HOUR: lines(15)}, live_records=live), buffer.Limits(cap_bytes=10**6, batch_max_events=10, batch_max_bytes=10**6, seal_due_ms=T0, seen_ttl_ms=1000))
     assert len(res.sealed) == 1
     import orjson
 

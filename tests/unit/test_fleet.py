@@ -29,9 +29,7 @@ def test_totals_add_up_every_integrations_buffered_and_held_events():
     r = fakeredis.FakeRedis()
     first, second = (registry.install(r, install_body()).id for _ in range(2))
     for iid, n in ((first, 3), (second, 2)):
-        buffer.append(r, iid, {"2025112509": [b'{"event_id":"e"}'] * n}, message_id=f"m-{iid}", now_ms=T0,
-                      seen_ttl_ms=1000, cap_bytes=10**6, batch_max_events=100, batch_max_bytes=10**6,
-                      seal_due_ms=T0)
+        buffer.append(r, iid, buffer.Append(message_id=f"m-{iid}", now_ms=T0, lines_by_hour={"2025112509": [b'{"event_id":"e"}'] * n}), buffer.Limits(cap_bytes=10**6, batch_max_events=100, batch_max_bytes=10**6, seal_due_ms=T0, seen_ttl_ms=1000))
     batch_id = buffer.seal(r, second, "2025112509", now_ms=T0, seal_due_ms=T0)
     buffer.hold(r, second, batch_id, token="", now_ms=T0, code="AccessDenied", message="m", hint="h")
     totals = fleet.totals(r)

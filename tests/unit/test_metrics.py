@@ -24,11 +24,7 @@ def r() -> fakeredis.FakeRedis:
 
 def append(r, iid, n, *, now, message_id, rejections=None):
     lines = [f"{message_id}-{i:04d}".encode() for i in range(n)]
-    return buffer.append(
-        r, iid, {HOUR: lines}, message_id=message_id, now_ms=now, seen_ttl_ms=60_000, cap_bytes=1_000_000,
-        batch_max_events=1000, batch_max_bytes=1_000_000, seal_due_ms=now + 300_000,
-        rejection_counts=rejections or {},
-    )
+    return buffer.append(r, iid, buffer.Append(message_id=message_id, now_ms=now, lines_by_hour={HOUR: lines}, rejection_counts=rejections or {}), buffer.Limits(cap_bytes=1_000_000, batch_max_events=1000, batch_max_bytes=1_000_000, seal_due_ms=now + 300_000, seen_ttl_ms=60_000))
 
 
 def seal_and_claim(r, iid, *, now):
@@ -122,8 +118,7 @@ def test_a_batch_acked_twice_is_counted_and_observed_once(r):
 
 def test_every_batch_keeps_the_first_append_of_its_own_events(r):
     def add(n, now, message_id):
-        return buffer.append(r, A, {HOUR: [b"x" * 10] * n}, message_id=message_id, now_ms=now, seen_ttl_ms=60_000,
-                             cap_bytes=10_000, batch_max_events=2, batch_max_bytes=10_000, seal_due_ms=now + 1)
+        return buffer.append(r, A, buffer.Append(message_id=message_id, now_ms=now, lines_by_hour={HOUR: [b"x" * 10] * n}), buffer.Limits(cap_bytes=10_000, batch_max_events=2, batch_max_bytes=10_000, seal_due_ms=now + 1, seen_ttl_ms=60_000))
 
     full = add(3, T0, "m1").sealed  # two events sealed at once, the third opens the next buffer at T0
     full += add(1, T0 + 5000, "m2").sealed  # completes that buffer: sealed, first append still T0

@@ -13,8 +13,7 @@ HOUR = "2026112509"
 
 
 def sealed(r, iid, message_id):
-    buffer.append(r, iid, {HOUR: [b'{"event_id":"e"}']}, message_id=message_id, now_ms=T0, seen_ttl_ms=1000,
-                  cap_bytes=10**6, batch_max_events=10, batch_max_bytes=10**6, seal_due_ms=T0)
+    buffer.append(r, iid, buffer.Append(message_id=message_id, now_ms=T0, lines_by_hour={HOUR: [b'{"event_id":"e"}']}), buffer.Limits(cap_bytes=10**6, batch_max_events=10, batch_max_bytes=10**6, seal_due_ms=T0, seen_ttl_ms=1000))
     return buffer.seal(r, iid, HOUR, now_ms=T0, seal_due_ms=T0)
 
 

@@ -18,6 +18,7 @@ from workers import clock
 from workers.events import prepared
 from workers.events.message import Message, message_of
 from workers.integrations import registry
+from workers.integrations.config import IntegrationConfig
 from workers.queue.producer import Broker
 from workers.settings import Settings
 from workers.store import buffer, due, keys
@@ -90,26 +91,18 @@ def append(r: redis.Redis, integration_id: str, message: Message, *, message_id:
         {"index": rj.index, "reason": rj.reason, "detail": rj.detail, "event_id": rj.event_id}
         for rj in message.rejected
     ]
-    result = buffer.append(
-        r,
-        integration_id,
-        message.lines_by_hour,
+    appended = buffer.Append(
         message_id=message_id,
         now_ms=now_ms,
-        seen_ttl_ms=settings.ingest_dedup_ttl_s * 1000,
-        cap_bytes=cfg.effective_buffer_max_bytes(settings),
-        batch_max_events=cfg.batch_max_events,
-        batch_max_bytes=cfg.batch_max_bytes,
-        seal_due_ms=now_ms + int(settings.lease_s * 1000),
+        lines_by_hour=message.lines_by_hour,
         rejection_counts=Counter(rj.reason for rj in message.rejected),
         rejection_records=[orjson.dumps({"at_ms": now_ms, **rj}) for rj in rejected],
         live_records=_live_records(message.live, now_ms),
         removed_counts=message.removed,
         removed_records=_removed_records(message.removed_live, now_ms),
         partition_fallback=message.partition_fallback,
-        min_replicas=settings.redis_min_replicas,
-        replicas_timeout_ms=settings.redis_min_replicas_timeout_ms,
     )
+    result = buffer.append(r, integration_id, appended, append_limits(cfg, settings, now_ms))
     _tell_due_index(r, integration_id, result, now_ms=now_ms, settings=settings,
                     interval_s=cfg.effective_flush_interval_s(settings))
     if result.duplicate:
@@ -125,6 +118,19 @@ def append(r: redis.Redis, integration_id: str, message: Message, *, message_id:
             })
     return IngestResult(result.accepted, rejected, sealed=result.sealed, removed=dict(message.removed),
                         partition_fallback=message.partition_fallback)
+
+
+def append_limits(cfg: IntegrationConfig, settings: Settings, now_ms: int) -> buffer.Limits:
+    """The bounds of an append for one integration: its buffer cap and batch limits, the fleet's replication."""
+    return buffer.Limits(
+        cap_bytes=cfg.effective_buffer_max_bytes(settings),
+        batch_max_events=cfg.batch_max_events,
+        batch_max_bytes=cfg.batch_max_bytes,
+        seal_due_ms=now_ms + int(settings.lease_s * 1000),
+        seen_ttl_ms=settings.ingest_dedup_ttl_s * 1000,
+        min_replicas=settings.redis_min_replicas,
+        replicas_timeout_ms=settings.redis_min_replicas_timeout_ms,
+    )
 
 
 def _tell_due_index(r: redis.Redis, integration_id: str, result: buffer.AppendResult, *, now_ms: int,

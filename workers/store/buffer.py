@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import redis
 
@@ -50,71 +50,87 @@ def _ids_needed(lines: Sequence[bytes], max_events: int, max_bytes: int) -> int:
     return min(len(lines) + 1, 2 + len(lines) // max_events + (2 * total) // max_bytes)
 
 
-def append(
-    r: redis.Redis,
-    iid: str,
-    lines_by_hour: Mapping[str, Sequence[bytes]],
-    *,
-    message_id: str,
-    now_ms: int,
-    seen_ttl_ms: int,
-    cap_bytes: int,
-    batch_max_events: int,
-    batch_max_bytes: int,
-    seal_due_ms: int,
-    rejection_counts: Mapping[str, int] | None = None,
-    rejection_records: Sequence[bytes] = (),
-    live_records: Mapping[int, bytes] | None = None,
-    removed_counts: Mapping[str, int] | None = None,
-    removed_records: Sequence[bytes] = (),
-    partition_fallback: int = 0,
-    min_replicas: int = 0,
-    replicas_timeout_ms: int = 1000,
-) -> AppendResult:
-    """Append event lines to their hourly buffers, once per ``message_id``, atomically with the counts: rejections
-    (``rejected:<reason>``), events the blueprint removed (``removed:<reason>``, with their complete live records
-    ``removed_records``) and events partitioned by received hour for being outside the partition bound
-    (``partition_fallback``).
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """The bounds one append works within, from the integration's config and the fleet's settings."""
 
+    cap_bytes: int  # the integration's buffered bytes may not pass this: lines over it are refused (buffer_full)
+    batch_max_events: int  # a buffer that would pass either limit is sealed first
+    batch_max_bytes: int
+    seal_due_ms: int  # when the sweep may dispatch a batch sealed by this append
+    seen_ttl_ms: int  # how long the message id is remembered
+    min_replicas: int = 0  # replicas that must hold the append before it counts (Redis WAIT); 0: none
+    replicas_timeout_ms: int = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Append:
+    """What one message appends, atomically and once per ``message_id``: its lines per ``YYYYMMDDHH`` hour and the
+    counts and records that go with them.
+
+    ``rejection_counts`` / ``removed_counts`` become the stats ``rejected:<reason>`` / ``removed:<reason>``;
+    ``partition_fallback`` counts lines partitioned by their received hour (timestamp out of bound).
     ``live_records`` maps positions in the flattened lines to a JSON object missing its closing generation
     (``b'{..., "gen":'``): the script completes it with the generation of the buffer the line went into.
-
-    With ``min_replicas``, the script and a WAIT run on one connection to the integration's master, and
-    ``NotReplicated`` is raised when fewer replicas acknowledged it within ``replicas_timeout_ms``. A client that
-    runs the script again (a retry after a lost reply, a redelivered message) finds its message id and appends
-    nothing: the answer is then ``duplicate``.
+    ``removed_records`` are complete live records of events the blueprint removed.
     """
-    args: list[object] = [
-        now_ms, seen_ttl_ms, cap_bytes, batch_max_events, batch_max_bytes, seal_due_ms, LIST_MAX, *_prefixes(iid),
-    ]
-    counts = [(f"rejected:{reason}", n) for reason, n in (rejection_counts or {}).items()]
-    counts += [(f"removed:{reason}", n) for reason, n in (removed_counts or {}).items()]
-    if partition_fallback:
-        counts.append((keys.STAT_PARTITION_FALLBACK, partition_fallback))
-    args.append(len(counts))
-    for stat, count in counts:
-        args += [stat, count]
-    args.append(len(rejection_records))
-    args += rejection_records
-    live = live_records or {}
-    args.append(len(live))
-    for position, record in live.items():
-        args += [position + 1, record]
-    args.append(len(removed_records))
-    args += removed_records
-    args.append(len(lines_by_hour))
-    for hour, lines in lines_by_hour.items():
-        n_ids = _ids_needed(lines, batch_max_events, batch_max_bytes)
-        args += [hour, n_ids, *(str(uuid.uuid4()) for _ in range(n_ids)), len(lines), *lines]
-    script_keys = [keys.seen(iid, message_id), keys.open_index(iid), keys.open_bytes(iid), keys.stats(iid),
+
+    message_id: str
+    now_ms: int
+    lines_by_hour: Mapping[str, Sequence[bytes]]
+    rejection_counts: Mapping[str, int] = field(default_factory=dict)
+    rejection_records: Sequence[bytes] = ()
+    live_records: Mapping[int, bytes] = field(default_factory=dict)
+    removed_counts: Mapping[str, int] = field(default_factory=dict)
+    removed_records: Sequence[bytes] = ()
+    partition_fallback: int = 0
+
+
+def append(r: redis.Redis, iid: str, message: Append, limits: Limits) -> AppendResult:
+    """Append a message's lines to their hourly buffers with its counts, in one script (``lua/append.lua``).
+
+    With ``limits.min_replicas``, the script and a WAIT run on one connection to the integration's master, and
+    ``NotReplicated`` is raised when fewer replicas acknowledged it in time. A client that runs the script again (a
+    retry after a lost reply, a redelivered message) finds its message id and appends nothing: the answer is then
+    ``duplicate``.
+    """
+    args = _append_args(iid, message, limits)
+    script_keys = [keys.seen(iid, message.message_id), keys.open_index(iid), keys.open_bytes(iid), keys.stats(iid),
                    keys.pending(iid), keys.rejections(iid), keys.live(iid)]
-    if min_replicas:
-        reply = _append_replicated(r, script_keys, args, min_replicas, replicas_timeout_ms)
+    if limits.min_replicas:
+        reply = _append_replicated(r, script_keys, args, limits.min_replicas, limits.replicas_timeout_ms)
     else:
         reply = SCRIPTS.append(keys=script_keys, args=args, client=r)
     dup, accepted, refused, sealed, opened = reply
     return AppendResult(bool(dup), int(accepted), [int(p) - 1 for p in refused], [text(b) for b in sealed],
                         bool(opened))
+
+
+def _append_args(iid: str, m: Append, limits: Limits) -> list[object]:
+    """append.lua's ARGV, in the order its header documents."""
+    args: list[object] = [
+        m.now_ms, limits.seen_ttl_ms, limits.cap_bytes, limits.batch_max_events, limits.batch_max_bytes, limits.seal_due_ms,
+        LIST_MAX, *_prefixes(iid),
+    ]
+    counts = [(f"rejected:{reason}", n) for reason, n in m.rejection_counts.items()]
+    counts += [(f"removed:{reason}", n) for reason, n in m.removed_counts.items()]
+    if m.partition_fallback:
+        counts.append((keys.STAT_PARTITION_FALLBACK, m.partition_fallback))
+    args.append(len(counts))
+    for stat, count in counts:
+        args += [stat, count]
+    args.append(len(m.rejection_records))
+    args += m.rejection_records
+    args.append(len(m.live_records))
+    for position, record in m.live_records.items():
+        args += [position + 1, record]
+    args.append(len(m.removed_records))
+    args += m.removed_records
+    args.append(len(m.lines_by_hour))
+    for hour, lines in m.lines_by_hour.items():
+        n_ids = _ids_needed(lines, limits.batch_max_events, limits.batch_max_bytes)
+        args += [hour, n_ids, *(str(uuid.uuid4()) for _ in range(n_ids)), len(lines), *lines]
+    return args
 
 
 REPLICATED_ATTEMPTS = 3

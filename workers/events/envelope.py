@@ -155,42 +155,50 @@ def _fast_envelope(
     if type(event_type) is not str or event_type not in _EVENT_TYPE_SET:
         return None
     event_id = get("event_id")
-    event_name = get("event")
-    name = get("name")
-    anonymous_id = get("anonymous_id")
-    user_id = get("user_id")
-    group_id = get("group_id")
-    previous_id = get("previous_id")
-    source_id = get("source_id")
-    for value in (event_id, user_id, anonymous_id, source_id, event_name, name, group_id, previous_id):
-        if value is not None and (type(value) is not str or len(value) > FIELD_MAX_CHARS):
-            return None
-    if not (user_id or anonymous_id) or (event_type == "track" and not event_name):
+    if not _fast_fields_valid(get, event_type, event_id):
         return None
-    context = get("context")
-    properties = get("properties")
-    traits = get("traits")
-    for value in (context, properties, traits):
-        if value is not None and type(value) is not dict:
-            return None
-    if event_id is None:
-        event_id = _new_event_id()
-    elif not event_id:
+    envelope: dict[Any, Any] = {"event_id": event_id if event_id is not None else _new_event_id(), "type": event_type}
+    for name in _PASS_THROUGH_HEAD:
+        value = get(name)
+        if value is not None:
+            envelope[name] = value
+    hour = _fast_times(get, envelope, default_received_at, default_hour, times)
+    if hour is None:
         return None
+    for name in _PASS_THROUGH_TAIL:
+        value = get(name)
+        if value is not None:
+            envelope[name] = value
+    envelope["integration_id"] = integration_id
+    if not _CANONICAL_KEYS.issuperset(event):
+        for key in event:
+            if key not in _CANONICAL_KEYS:
+                envelope[key] = event[key]
+    return envelope, hour
 
-    envelope: dict[Any, Any] = {"event_id": event_id, "type": event_type}
-    if event_name is not None:
-        envelope["event"] = event_name
-    if name is not None:
-        envelope["name"] = name
-    if anonymous_id is not None:
-        envelope["anonymous_id"] = anonymous_id
-    if user_id is not None:
-        envelope["user_id"] = user_id
-    if group_id is not None:
-        envelope["group_id"] = group_id
-    if previous_id is not None:
-        envelope["previous_id"] = previous_id
+
+def _fast_fields_valid(get: Any, event_type: str, event_id: Any) -> bool:
+    """Whether the identifiers, the event name and the object fields pass their rules (``_envelope`` names which
+    one does not)."""
+    user_id = get("user_id")
+    anonymous_id = get("anonymous_id")
+    event_name = get("event")
+    for value in (event_id, user_id, anonymous_id, get("source_id"), event_name, get("name"), get("group_id"),
+                  get("previous_id")):
+        if value is not None and (type(value) is not str or len(value) > FIELD_MAX_CHARS):
+            return False
+    if not (user_id or anonymous_id) or (event_type == "track" and not event_name) or event_id == "":
+        return False
+    for value in (get("context"), get("properties"), get("traits")):
+        if value is not None and type(value) is not dict:
+            return False
+    return True
+
+
+def _fast_times(get: Any, envelope: dict[Any, Any], default_received_at: str, default_hour: str,
+                times: set[str]) -> str | None:
+    """Adds ``timestamp``, ``received_at`` and ``sent_at`` to ``envelope`` when each is already canonical, and
+    returns the hour of ``received_at``; None when one is not (``_envelope`` normalises or explains it)."""
     timestamp = get("timestamp")
     if timestamp is not None:
         if timestamp not in times and not _canonical_time(timestamp, times):
@@ -210,20 +218,7 @@ def _fast_envelope(
         if sent_at not in times and not _canonical_time(sent_at, times):
             return None
         envelope["sent_at"] = sent_at
-    if context is not None:
-        envelope["context"] = context
-    if properties is not None:
-        envelope["properties"] = properties
-    if traits is not None:
-        envelope["traits"] = traits
-    if source_id is not None:
-        envelope["source_id"] = source_id
-    envelope["integration_id"] = integration_id
-    if not _CANONICAL_KEYS.issuperset(event):
-        for key in event:
-            if key not in _CANONICAL_KEYS:
-                envelope[key] = event[key]
-    return envelope, hour
+    return hour
 
 
 def _canonical_time(value: Any, times: set[str]) -> bool:

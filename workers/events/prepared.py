@@ -60,6 +60,19 @@ class Prepared:
     accepted: int = 0
     partition_fallback: int = 0
 
+    def add(self, hour: str, line: bytes, index: int, envelope: dict[str, Any]) -> None:
+        """One accepted line, in its hour's group."""
+        bucket = self.lines_by_hour.get(hour)
+        if bucket is None:
+            self.lines_by_hour[hour] = [line]
+            self.indexes_by_hour[hour] = [index]
+            self.envelopes_by_hour[hour] = [envelope]
+        else:
+            bucket.append(line)
+            self.indexes_by_hour[hour].append(index)
+            self.envelopes_by_hour[hour].append(envelope)
+        self.accepted += 1
+
 
 
 
@@ -80,6 +93,44 @@ def prepare(
     ``partition`` config whose ``partition_time`` is ``timestamp``, an event's hour is that of its timestamp (within
     the bound; ``partition_fallback`` counts those outside it). Neither costs anything when not asked for.
     """
+    _check_arguments(integration_id, received_at, event_max_bytes)
+    default_received_at, default_hour = iso(received_at), hour_of(received_at)
+    prepared = Prepared()
+    rejected = prepared.rejected
+    by_timestamp = _timestamp_hours(partition)
+    times: set[str] = set()  # canonical date-times already checked in this call
+    for index, event in enumerate(events):
+        envelope = None
+        try:
+            envelope, hour = check(event, integration_id, default_received_at, default_hour, times)
+            if rules is not None:
+                kept = rules.apply(envelope)
+                if type(kept) is str:
+                    prepared.removed.append(Removed(index, kept, envelope))
+                    continue
+                envelope = kept  # type: ignore[assignment]
+            line = _dumps(envelope)
+        except Invalid as invalid:
+            rejected.append(Rejection(index, invalid.reason, invalid.detail,
+                                      client_event_id(event) if isinstance(event, dict) else None))
+            continue
+        except (_JSONEncodeError, UnicodeEncodeError) as error:  # a value (to hash) with no JSON or UTF-8 text
+            rejected.append(Rejection(index, NOT_SERIALIZABLE,
+                                      f"event cannot be serialised as JSON: {short(str(error))}",
+                                      envelope["event_id"] if envelope is not None else None))
+            continue
+        if len(line) > event_max_bytes:
+            rejected.append(Rejection(index, TOO_LARGE, f"event is {len(line)} bytes as JSON, over the limit of "
+                                      f"{event_max_bytes} bytes", envelope["event_id"]))
+            continue
+        if by_timestamp is not None and (timestamp := envelope.get("timestamp")) is not None:
+            hour, outside = by_timestamp.hour(envelope["received_at"], timestamp)
+            prepared.partition_fallback += outside
+        prepared.add(hour, line, index, envelope)
+    return prepared
+
+
+def _check_arguments(integration_id: str, received_at: datetime, event_max_bytes: int) -> None:
     if not isinstance(integration_id, str) or not integration_id:
         raise ValueError("integration_id must be a non-empty string")
     if received_at.tzinfo is None or received_at.utcoffset() is None:
@@ -89,78 +140,9 @@ def prepare(
     if event_max_bytes <= 0:
         raise ValueError("event_max_bytes must be positive")
 
-    default_received_at = iso(received_at)
-    default_hour = hour_of(received_at)
-    prepared = Prepared()
-    lines_by_hour = prepared.lines_by_hour
-    indexes_by_hour = prepared.indexes_by_hour
-    envelopes_by_hour = prepared.envelopes_by_hour
-    rejected = prepared.rejected
-    removed = prepared.removed
-    by_timestamp = None
+
+def _timestamp_hours(partition: partition_time.PartitionConfig | None) -> partition_time.TimestampHours | None:
+    """What picks an event's hour from its timestamp, when the config asks for it (None: the received hour)."""
     if partition is not None and partition.partition_time == partition_time.TIMESTAMP:
-        by_timestamp = partition_time.TimestampHours(partition.partition_time_bound_s)
-    partition_fallback = 0
-    times: set[str] = set()  # canonical date-times already checked in this call
-    accepted = 0
-
-    for index, event in enumerate(events):
-        try:
-            envelope, hour = check(event, integration_id, default_received_at, default_hour, times)
-        except Invalid as invalid:
-            rejected.append(Rejection(index, invalid.reason, invalid.detail,
-                                      client_event_id(event) if isinstance(event, dict) else None))
-            continue
-        if rules is not None:
-            try:
-                kept = rules.apply(envelope)
-            except (_JSONEncodeError, UnicodeEncodeError) as error:  # a value to hash with no JSON or UTF-8 text
-                rejected.append(Rejection(index, NOT_SERIALIZABLE,
-                                          f"event cannot be serialised as JSON: {short(str(error))}",
-                                          envelope["event_id"]))
-                continue
-            if type(kept) is str:
-                removed.append(Removed(index, kept, envelope))
-                continue
-            envelope = kept  # type: ignore[assignment]
-        try:
-            line = _dumps(envelope)
-        except _JSONEncodeError as error:
-            rejected.append(
-                Rejection(
-                    index,
-                    NOT_SERIALIZABLE,
-                    f"event cannot be serialised as JSON: {short(str(error))}",
-                    envelope["event_id"],
-                )
-            )
-            continue
-        if len(line) > event_max_bytes:
-            rejected.append(
-                Rejection(
-                    index,
-                    TOO_LARGE,
-                    f"event is {len(line)} bytes as JSON, over the limit of {event_max_bytes} bytes",
-                    envelope["event_id"],
-                )
-            )
-            continue
-        if by_timestamp is not None:
-            timestamp = envelope.get("timestamp")
-            if timestamp is not None:
-                hour, outside = by_timestamp.hour(envelope["received_at"], timestamp)
-                partition_fallback += outside
-        bucket = lines_by_hour.get(hour)
-        if bucket is None:
-            lines_by_hour[hour] = [line]
-            indexes_by_hour[hour] = [index]
-            envelopes_by_hour[hour] = [envelope]
-        else:
-            bucket.append(line)
-            indexes_by_hour[hour].append(index)
-            envelopes_by_hour[hour].append(envelope)
-        accepted += 1
-
-    prepared.accepted = accepted
-    prepared.partition_fallback = partition_fallback
-    return prepared
+        return partition_time.TimestampHours(partition.partition_time_bound_s)
+    return None

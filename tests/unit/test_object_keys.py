@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -9,7 +10,30 @@ from typing import Any
 import pytest
 
 from workers.clock import hour_of
-from workers.sink.object_keys import SUFFIXES, hour_path, object_key, parse_object_key, variant_of
+from workers.sink.object_keys import SUFFIXES, _check_hour, hour_path, object_key, variant_of
+
+# Reading a key back, the layout written plainly: what a reader of the bucket (Athena, a script) relies on.
+_KEY_TAIL_RE = re.compile(
+    r"([0-9]{4})/([0-9]{2})/([0-9]{2})/([0-9]{2})/"
+    r"([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})"
+    r"(" + "|".join(re.escape(suffix) for suffix in SUFFIXES.values()) + ")"
+)
+
+
+def parse_object_key(prefix: str, key: str) -> tuple[str, str]:
+    """``(hour, batch_id)`` of a key made by ``object_key(prefix, ...)`` (any variant); ValueError otherwise."""
+    if not isinstance(prefix, str) or not isinstance(key, str):
+        raise ValueError("prefix and key must be strings")
+    if not key.startswith(prefix):
+        raise ValueError(f"object key {key!r} does not start with the prefix {prefix!r}")
+    match = _KEY_TAIL_RE.fullmatch(key, len(prefix))
+    if match is None:
+        raise ValueError(f"object key {key!r} is not <prefix>YYYY/MM/DD/HH/<batch-uuid> followed by "
+                         f"{' or '.join(SUFFIXES.values())}")
+    year, month, day, hh, batch_id, _ = match.groups()
+    hour = f"{year}{month}{day}{hh}"
+    _check_hour(hour)
+    return hour, batch_id
 
 BATCH_ID = "0b6f5a4e-2d1c-4f3e-9a8b-7c6d5e4f3a2b"
 

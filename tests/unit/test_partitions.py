@@ -2,16 +2,57 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
+from typing import Any, NamedTuple
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from workers.clock import hour_of, iso
+from workers.events.partition_time import RECEIVED_AT, TIMESTAMP, PartitionConfig, TimestampHours
 from workers.integrations.config import parse_config
-from workers.events.partition_time import PartitionHour, TimestampHours, partition_hour, partition_hour_of
+
+# The reference the fast TimestampHours is checked against: the rule written plainly, one datetime at a time.
+
+
+class PartitionHour(NamedTuple):
+    hour: str  # YYYYMMDDHH, UTC
+    outside_bound: bool  # partition_time timestamp: the timestamp was out of bound, the received hour is used
+
+
+def _instant(text: str) -> datetime:
+    moment = datetime.fromisoformat(text)
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+def _hour(moment: datetime) -> str:
+    return f"{moment.year:04d}{moment.month:02d}{moment.day:02d}{moment.hour:02d}"
+
+
+def partition_hour_of(received_at: str, timestamp: str | None, *, partition_time: str,
+                      bound_s: int) -> PartitionHour:
+    """The partition hour from an event's ``received_at`` and ``timestamp`` texts; ValueError for a bad date-time or
+    an unknown ``partition_time``."""
+    received = _instant(received_at)
+    if partition_time == RECEIVED_AT or (partition_time == TIMESTAMP and timestamp is None):
+        return PartitionHour(_hour(received), False)
+    if partition_time != TIMESTAMP:
+        raise ValueError(f"partition_time must be {RECEIVED_AT} or {TIMESTAMP}, got {partition_time!r}")
+    happened = _instant(timestamp)  # type: ignore[arg-type]  # None handled above
+    if abs((happened - received).total_seconds()) > bound_s:
+        return PartitionHour(_hour(received), True)
+    return PartitionHour(_hour(happened), False)
+
+
+def partition_hour(event: Mapping[str, Any], config: PartitionConfig) -> PartitionHour:
+    """The partition hour of a validated envelope (it has ``received_at``; ``timestamp`` is optional)."""
+    return partition_hour_of(event["received_at"], event.get("timestamp"), partition_time=config.partition_time,
+                             bound_s=config.partition_time_bound_s)
 
 DAY_S = 24 * 3600
 RECEIVED = "2026-05-12T10:30:00.000Z"

@@ -13,9 +13,8 @@ converted to UTC.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any, NamedTuple, Protocol
+from typing import Protocol
 
 RECEIVED_AT = "received_at"
 TIMESTAMP = "timestamp"
@@ -28,11 +27,6 @@ class PartitionConfig(Protocol):
     partition_time_bound_s: int
 
 
-class PartitionHour(NamedTuple):
-    hour: str  # YYYYMMDDHH, UTC
-    outside_bound: bool  # partition_time timestamp: the timestamp was out of bound, the received hour is used
-
-
 def _instant(text: str) -> datetime:
     moment = datetime.fromisoformat(text)
     if moment.tzinfo is None:
@@ -42,27 +36,6 @@ def _instant(text: str) -> datetime:
 
 def _hour(moment: datetime) -> str:
     return f"{moment.year:04d}{moment.month:02d}{moment.day:02d}{moment.hour:02d}"
-
-
-def partition_hour_of(received_at: str, timestamp: str | None, *, partition_time: str,
-                      bound_s: int) -> PartitionHour:
-    """The partition hour from an event's ``received_at`` and ``timestamp`` texts; ValueError for a bad date-time or
-    an unknown ``partition_time``."""
-    received = _instant(received_at)
-    if partition_time == RECEIVED_AT or (partition_time == TIMESTAMP and timestamp is None):
-        return PartitionHour(_hour(received), False)
-    if partition_time != TIMESTAMP:
-        raise ValueError(f"partition_time must be {RECEIVED_AT} or {TIMESTAMP}, got {partition_time!r}")
-    happened = _instant(timestamp)  # type: ignore[arg-type]  # None handled above
-    if abs((happened - received).total_seconds()) > bound_s:
-        return PartitionHour(_hour(received), True)
-    return PartitionHour(_hour(happened), False)
-
-
-def partition_hour(event: Mapping[str, Any], config: PartitionConfig) -> PartitionHour:
-    """The partition hour of a validated envelope (it has ``received_at``; ``timestamp`` is optional)."""
-    return partition_hour_of(event["received_at"], event.get("timestamp"), partition_time=config.partition_time,
-                             bound_s=config.partition_time_bound_s)
 
 
 _EARLIEST = "0001-01-01T00:00:00.000Z"

@@ -14,11 +14,6 @@ OBJECT_SUFFIX = SUFFIXES["default"]
 
 _HOUR_RE = re.compile(r"[0-9]{10}")
 _BATCH_ID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
-_KEY_TAIL_RE = re.compile(
-    r"([0-9]{4})/([0-9]{2})/([0-9]{2})/([0-9]{2})/"
-    r"([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})"
-    r"(" + "|".join(re.escape(suffix) for suffix in SUFFIXES.values()) + ")"
-)
 
 
 def hour_path(hour: str) -> str:
@@ -48,22 +43,6 @@ def variant_of(key: str) -> str:
         if isinstance(key, str) and key.endswith(end):
             return variant
     raise ValueError(f"object key {key!r} ends with none of {', '.join(SUFFIXES.values())}")
-
-
-def parse_object_key(prefix: str, key: str) -> tuple[str, str]:
-    """``(hour, batch_id)`` of a key made by ``object_key(prefix, ...)`` (any variant); ValueError otherwise."""
-    if not isinstance(prefix, str) or not isinstance(key, str):
-        raise ValueError("prefix and key must be strings")
-    if not key.startswith(prefix):
-        raise ValueError(f"object key {key!r} does not start with the prefix {prefix!r}")
-    match = _KEY_TAIL_RE.fullmatch(key, len(prefix))
-    if match is None:
-        raise ValueError(f"object key {key!r} is not <prefix>YYYY/MM/DD/HH/<batch-uuid> followed by "
-                         f"{' or '.join(SUFFIXES.values())}")
-    year, month, day, hh, batch_id, _ = match.groups()
-    hour = f"{year}{month}{day}{hh}"
-    _check_hour(hour)
-    return hour, batch_id
 
 
 def _check_hour(hour: str) -> None:

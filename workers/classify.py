@@ -23,13 +23,13 @@ MESSAGE_MAX_CHARS: Final = 300
 
 # --- Hints shown next to a permanent failure --------------------------------------------------------------------
 
-# The seed documentation's Troubleshooting table, verbatim.
+# The setup guide's Troubleshooting table, verbatim.
 _SEED_GENERIC = "Verify the bucket name, region, and prefix are correct. Check that the bucket exists."
 _SEED_WRONG_REGION = (
     "S3 bucket region must match the region config field. Check the bucket\u2019s actual region in the S3 console."
 )
 
-#: Hint used for every code without an entry of its own (the seed's "Events not appearing in S3" row).
+#: Hint used for every code without an entry of its own (the troubleshooting table's "Events not appearing in S3" row).
 GENERIC_HINT: Final = _SEED_GENERIC
 
 _EXPIRED_TOKEN_HINT = (

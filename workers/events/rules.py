@@ -136,11 +136,11 @@ class Rules:
         if not isinstance(prefs, dict):
             prefs = None
         for category in self.require:
-            seed = _consent_state(consent.get(category)) if consent is not None else None
+            direct = _consent_state(consent.get(category)) if consent is not None else None
             segment = _consent_state(prefs.get(category)) if prefs is not None else None
-            if seed is False or segment is False:
+            if direct is False or segment is False:
                 return False
-            if seed is None and segment is None and not self.allow_missing:
+            if direct is None and segment is None and not self.allow_missing:
                 return False
         return True
 

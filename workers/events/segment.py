@@ -2,8 +2,8 @@
 mapping (the routes are in ``workers.web.collection``, the micro-batcher in ``workers.web.batcher``).
 
 Only malformed requests are refused here (not JSON, not an object, ``batch`` not a list, an event over
-``event_max_bytes``, a body over the limit); each event's own validation stays in ``signal.ingest``, which rejects a
-bad event alone, with a reason, and counts it.
+``event_max_bytes``, a body over the limit); each event's own validation is the envelope's
+(``workers.events.prepared.prepare``), which rejects a bad event alone, with a reason, and counts it.
 
 Mapping (Segment -> canonical; a canonical snake_case name is accepted when the camelCase one is absent):
   messageId -> event_id (a uuid4 when absent, so every integration stores the same id), type (the path's type for

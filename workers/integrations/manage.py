@@ -3,7 +3,7 @@
 Install (validate, check the bucket, join a source), update (merge a partial config, validate, check the bucket),
 delete (refused while events are buffered or held; optionally deliver them first), and the test event, which sends
 one event through the real path and waits for its outcome. Each raises a domain error the faces render their own
-way: ``ConfigError`` (one message per wrong field), ``BucketCheckFailed`` (the seed's troubleshooting row),
+way: ``ConfigError`` (one message per wrong field), ``BucketCheckFailed`` (the the troubleshooting row),
 ``NotEmpty`` (the counts that block a delete).
 """
 

@@ -10,7 +10,7 @@ from workers.sink.clients import S3Config, client_for, evict
 
 
 def bucket_region(cfg: S3Config, *, settings: Settings | None = None) -> str:
-    """The bucket's region according to GetBucketLocation (allowed by the seed's IAM policy)."""
+    """The bucket's region according to GetBucketLocation (allowed by the setup guide's IAM policy)."""
     response = client_for(cfg, settings=settings).get_bucket_location(Bucket=cfg.bucket)
     location = response.get("LocationConstraint")
     if not location:

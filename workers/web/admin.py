@@ -2,7 +2,7 @@
 
 Routes are thin: each calls one plain function (``workers.integrations.manage``, ``registry``, ``status``, ``delivery``,
 ``sources``) that the console and the CLI call too. A failed bucket check on install or update answers **424** with the
-seed's troubleshooting row (``code``, ``message``, ``hint``); nothing is stored.
+the troubleshooting row (``code``, ``message``, ``hint``); nothing is stored.
 """
 
 from __future__ import annotations

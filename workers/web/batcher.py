@@ -1,5 +1,6 @@
-"""The micro-batcher of the collection routes: coalesces accepted events per integration into ``signal.ingest``
-tasks, and answers each request only once its events are on the broker.
+"""The micro-batcher of the collection routes: coalesces accepted events per integration into one publish (the API
+prepares them and sends ``signal.append``, ``workers.pipeline.ingest.publish``), and answers each request only once
+its events are on the broker.
 
 Group commit, per integration: when no publish of that integration is in flight, the events go out at once (a lone
 client is answered in about one broker round trip); while one is in flight, whatever arrives meanwhile waits and goes

@@ -8,12 +8,13 @@ Paths: ``/v1/track|t``, ``/v1/page|p``, ``/v1/identify|i``, ``/v1/group|g``, ``/
 The write key is the HTTP Basic username, else the ``writeKey`` query parameter (beacons cannot set headers), else
 the body's ``writeKey``: a wrong or missing one is 401. Then, per source: a request from an origin the source does not
 allow is 403 without CORS grant, and one over the source's rate limit is 429 with ``Retry-After`` (both counted per
-source). Each request's events go to every enabled integration of the source, as ``signal.ingest`` tasks; the answer
-is 200 only once they are on the broker (503 when they could not be published: the client retries).
+source). Each request's events go to every enabled integration of the source: prepared here and published as
+``signal.append`` through the micro-batcher (``workers.web.batcher``); the answer is 200 only once they are on the
+broker (503 when they could not be published: the client retries).
 
 ``Endpoint`` serves POST and OPTIONS of these paths as a plain ASGI app, in front of FastAPI (``workers.web.app``):
 they are most of the API's requests, and FastAPI's routing, dependency solving and request objects cost several
-times what collecting an event does. ``router()`` declares the same routes in FastAPI for the OpenAPI document and
+times what collecting an event does. ``router`` declares the same routes in FastAPI for the OpenAPI document and
 for every other method (405). Errors are rendered by the app's exception handlers, so their bodies are those of
 every other route. CORS: ``workers.web.cors`` (these routes only).
 """

@@ -60,6 +60,9 @@ class Settings(BaseSettings):
     buffer_max_bytes: int = Field(512 * 1024 * 1024, gt=0)
     event_max_bytes: int = Field(32 * 1024, gt=0)
     ingest_dedup_ttl_s: int = Field(24 * 3600, gt=0)
+    # How long a process uses an integration it read before reading it again (its config, blueprint, enabled): a
+    # change reaches every worker and API process within this long. 0 reads it for every message.
+    integration_cache_ttl_s: float = Field(1.0, ge=0, le=60)
 
     # botocore: one retry layer of its own, bounded; Celery/our store retry on top with longer backoff.
     s3_max_attempts: int = Field(3, ge=1)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import os
 import re
-import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -22,7 +21,6 @@ from tests.support.browser import screenshot
 from tests.support.fleet import event_counts, read_objects
 from tests.support.s3_fixtures import s3_client
 from tests.support.seed import ACCESS_KEY_ID, SECRET_ACCESS_KEY
-from workers.integrations import registry
 from workers.events.blueprint import parse_blueprint
 from workers.errors import ConfigError
 from workers.classify import HINTS
@@ -35,7 +33,9 @@ SIGNATURE_HINT = "The secret access key is incorrect. Regenerate the access key 
 @pytest.fixture
 def running(request: pytest.FixtureRequest, fleet: Any, tmp_path_factory: pytest.TempPathFactory,
             start_worker: Any, start_beat: Any) -> Iterator[str]:
-    """The whole fleet with the console: API process, worker, beat; yields the console's address."""
+    """The whole fleet with the console: API process, worker, beat; yields the console's address. Its processes read
+    an integration afresh for every message, so a setting saved in the console applies to the next event sent."""
+    fleet.env["SIGNAL_INTEGRATION_CACHE_TTL_S"] = "0"
     process, base_url = start_api_process(request, {**fleet.env, "SIGNAL_ADMIN_TOKEN": TOKEN}, tmp_path_factory)
     start_worker()
     start_beat()
@@ -324,7 +324,6 @@ def test_a_blueprint_set_at_install_and_changed_in_settings_decides_what_is_deli
     expect(page.locator("#blueprint")).to_have_text(after)
     expect(page.locator("#blueprint-summary")).to_have_text("Now: " + after)
 
-    time.sleep(registry.GET_CACHE_TTL_S + 0.2)  # the worker's copy of the integration is this old at most
     send_events(base_url, write_key, [
         {"type": "track", "event": "Refused", "messageId": f"{run}-denied-2", "userId": "u2"},
         {"type": "track", "event": "Unknown", "messageId": f"{run}-unknown-2", "userId": "u3"},

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import signal
 import sys
 from collections.abc import Callable
@@ -20,13 +19,6 @@ from tests.support.processes import (
     pid_alive,
     wait_until,
 )
-
-
-def require_celery_app() -> None:
-    try:
-        importlib.import_module("workers.app")
-    except ImportError as exc:
-        pytest.skip(f"workers.app is not importable yet ({exc}); the Celery process tests need it")
 
 
 def test_wait_until_returns_the_value_or_fails_with_the_message() -> None:
@@ -97,7 +89,6 @@ def test_kill_takes_down_the_whole_process_group(tmp_path: Path) -> None:
 
 
 def test_worker_becomes_ready_and_stops_on_sigterm(start_worker: Callable[..., CeleryWorker]) -> None:
-    require_celery_app()
     worker = start_worker(concurrency=2)
     assert worker.running()
     assert f"{worker.node_name}@" in worker.log_text()
@@ -111,7 +102,6 @@ def test_worker_becomes_ready_and_stops_on_sigterm(start_worker: Callable[..., C
 
 
 def test_killed_worker_leaves_no_pool_processes(start_worker: Callable[..., CeleryWorker]) -> None:
-    require_celery_app()
     worker = start_worker(concurrency=2)
     children = wait_until(lambda: worker.child_pids(), timeout_s=10, message="no pool processes")
     worker.kill()
@@ -120,7 +110,6 @@ def test_killed_worker_leaves_no_pool_processes(start_worker: Callable[..., Cele
 
 
 def test_beat_starts_with_its_own_schedule_file(start_beat: Callable[..., CeleryBeat]) -> None:
-    require_celery_app()
     beat = start_beat()
     assert beat.running()
     wait_until(

@@ -10,12 +10,12 @@ import pytest
 
 from tests.support.seed import ACCESS_KEY_ID, SECRET_ACCESS_KEY, SESSION_TOKEN, install_body
 from workers import clock, crypto
+from workers.errors import ConfigError
 from workers.events import blueprint
 from workers.integrations import bodies, registry
 from workers.integrations.config import parse_config
+from workers.settings import Settings, get_settings
 from workers.store import keys
-from workers.errors import ConfigError
-from workers.settings import get_settings
 
 # The documented install request body.
 SEED_BODY: dict[str, Any] = install_body()
@@ -431,8 +431,19 @@ def test_get_is_cached_for_the_ttl(r: fakeredis.FakeRedis, monkeypatch: pytest.M
     assert registry.get(r, installed.id).name == "renamed elsewhere"
 
 
-def test_cache_ttl_is_one_second() -> None:
-    assert registry.GET_CACHE_TTL_S == 1.0
+def test_cache_ttl_is_one_second_and_follows_the_setting() -> None:
+    assert registry.GET_CACHE_TTL_S == 1.0 == Settings().integration_cache_ttl_s
+
+
+def test_a_max_age_of_zero_reads_the_record_every_time(r: fakeredis.FakeRedis, monkeypatch: pytest.MonkeyPatch) -> None:
+    installed = registry.install(r, SEED_BODY)
+    monkeypatch.setattr(registry.time, "monotonic", lambda: 1000.0)  # no time passes at all
+    assert registry.get(r, installed.id, max_age_s=0).name == installed.name
+    record = orjson.loads(r.get(keys.integration(installed.id)))
+    record["name"] = "renamed elsewhere"
+    r.set(keys.integration(installed.id), orjson.dumps(record))
+    assert registry.get(r, installed.id).name == installed.name  # the default keeps this process's copy ...
+    assert registry.get(r, installed.id, max_age_s=0).name == "renamed elsewhere"  # ... zero reads it again
 
 
 def test_changes_in_this_process_invalidate_the_cache(r: fakeredis.FakeRedis) -> None:

@@ -31,7 +31,8 @@ from workers.integrations.model import Integration, from_record, to_record
 from workers.store import keys
 from workers.store.db import rewrite, text
 
-# ``get`` runs for every ingested batch of events: keep loaded integrations this long in this process.
+# ``get`` runs for every ingested batch of events: a loaded integration is used this long in this process (the
+# pipeline passes SIGNAL_INTEGRATION_CACHE_TTL_S, whose default this is).
 GET_CACHE_TTL_S = 1.0
 _GET_CACHE_MAX_ENTRIES = 4096
 
@@ -48,16 +49,16 @@ class IntegrationDisabled(Refused):
         self.integration_id = integration_id
 
 
-_cache: dict[str, tuple[float, Integration]] = {}
+_cache: dict[str, tuple[float, Integration]] = {}  # id -> (monotonic time it was loaded, integration)
 _cache_lock = threading.Lock()
 
 
-def _cache_get(integration_id: str) -> Integration | None:
+def _cache_get(integration_id: str, max_age_s: float) -> Integration | None:
     entry = _cache.get(integration_id)
     if entry is None:
         return None
-    expires_at, integration = entry
-    if time.monotonic() >= expires_at:
+    loaded_at, integration = entry
+    if time.monotonic() - loaded_at >= max_age_s:
         with _cache_lock:
             if _cache.get(integration_id) is entry:
                 del _cache[integration_id]
@@ -69,7 +70,7 @@ def _cache_put(integration: Integration) -> None:
     with _cache_lock:
         if len(_cache) >= _GET_CACHE_MAX_ENTRIES:
             _cache.clear()
-        _cache[integration.id] = (time.monotonic() + GET_CACHE_TTL_S, integration)
+        _cache[integration.id] = (time.monotonic(), integration)
 
 
 def invalidate(integration_id: str) -> None:
@@ -102,8 +103,9 @@ def install(r: redis.Redis, body: dict[str, Any]) -> Integration:
     return integration
 
 
-def get(r: redis.Redis, integration_id: str) -> Integration:
-    cached = _cache_get(integration_id)
+def get(r: redis.Redis, integration_id: str, *, max_age_s: float = GET_CACHE_TTL_S) -> Integration:
+    """The integration, from this process's copy when it is younger than ``max_age_s`` (0: always read Redis)."""
+    cached = _cache_get(integration_id, max_age_s)
     if cached is not None:
         return cached
     raw = r.get(keys.integration(integration_id))
@@ -114,9 +116,9 @@ def get(r: redis.Redis, integration_id: str) -> Integration:
     return integration
 
 
-def get_enabled(r: redis.Redis, integration_id: str) -> Integration:
+def get_enabled(r: redis.Redis, integration_id: str, *, max_age_s: float = GET_CACHE_TTL_S) -> Integration:
     """``get``, refusing a disabled integration (``IntegrationDisabled``): what takes events in asks this."""
-    integration = get(r, integration_id)
+    integration = get(r, integration_id, max_age_s=max_age_s)
     if not integration.enabled:
         raise IntegrationDisabled(integration_id)
     return integration

@@ -58,7 +58,7 @@ def _flush_chunk(r: redis.Redis, candidates: list[tuple[str, int | None]], now_m
         interval_ms = tick_ms
         if hours and installed:
             try:
-                interval_ms = int(registry.get(r, iid).config.effective_flush_interval_s(settings) * 1000)
+                interval_ms = int(registry.get(r, iid, max_age_s=settings.integration_cache_ttl_s).config.effective_flush_interval_s(settings) * 1000)
             except registry.UnknownIntegration:
                 pass
         for hour, first_ms in hours:

@@ -46,9 +46,9 @@ def prepare(r: redis.Redis, integration_id: str, events: object, *, settings: Se
     Raises UnknownIntegration / IntegrationDisabled, and TypeError when ``events`` is not a list. Invalid events are
     rejected one by one, with a reason; the integration's blueprint runs on the valid ones (those it removes are
     reported by reason, not as errors) and the config's ``partition_time`` picks each event's hour. The integration is
-    read through the registry's per-process cache, so its config may be up to ``registry.GET_CACHE_TTL_S`` old.
+    read through the registry's per-process cache: its config may be ``SIGNAL_INTEGRATION_CACHE_TTL_S`` old.
     """
-    integ = registry.get_enabled(r, integration_id)
+    integ = registry.get_enabled(r, integration_id, max_age_s=settings.integration_cache_ttl_s)
     if not isinstance(events, list):
         raise TypeError("events must be a list of event objects")
     return prepared.prepare(events, integration_id, received_at=clock.now(), event_max_bytes=settings.event_max_bytes,
@@ -59,7 +59,7 @@ def publish(r: redis.Redis, producer: Broker, integration_id: str, events: list[
     """What the API does with a request's events for one integration: prepare them here and publish them as
     ``signal.append``; returns the task id.
 
-    The integration comes from the registry's per-process cache (up to ``registry.GET_CACHE_TTL_S`` old). When it
+    The integration comes from the registry's per-process cache (up to ``SIGNAL_INTEGRATION_CACHE_TTL_S`` old). When it
     cannot be read here (unknown or disabled in that cache, Redis unreachable), the events go as they came, in
     ``signal.ingest``: the worker prepares them, or refuses them, as for any producer.
     """
@@ -84,7 +84,7 @@ def append(r: redis.Redis, integration_id: str, message: Message, *, message_id:
     Raises UnknownIntegration / IntegrationDisabled (nothing buffered). The rejections ``prepare`` made are counted
     with the append; lines over the integration's buffer cap are refused one by one (reason ``buffer_full``).
     """
-    integ = registry.get_enabled(r, integration_id)
+    integ = registry.get_enabled(r, integration_id, max_age_s=settings.integration_cache_ttl_s)
     cfg = integ.config
     now_ms = clock.now_ms()
     rejected = [

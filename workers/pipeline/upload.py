@@ -54,7 +54,7 @@ def upload(r: redis.Redis, integration_id: str, batch_id: str, *, settings: Sett
     token = uuid.uuid4().hex
     now_ms = clock.now_ms()
     try:
-        integ = registry.get(r, integration_id)
+        integ = registry.get(r, integration_id, max_age_s=settings.integration_cache_ttl_s)
     except registry.UnknownIntegration:
         f = Failure("IntegrationMissing", f"integration {integration_id} is not installed", True,
                     hint_for("IntegrationMissing"), None)

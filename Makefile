@@ -8,18 +8,21 @@ PYTEST_ARGS ?=
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help install redis-bin rabbitmq-bin chromium-bin wrk-bin test unit integration run flower flower-auth bench lint \
-	clean
+.PHONY: help install redis-bin rabbitmq-bin chromium-bin systemd-bin wrk-bin test unit integration deploy-checks run \
+	flower flower-auth bench lint format clean
 
 help:
 	@echo "make install      create $(VENV) and install the project with its test extras"
-	@echo "make test         all tests (installs redis-server, rabbitmq-server and chromium first if missing, as root)"
+	@echo "make test         the lint, then all tests (installs redis-server, rabbitmq-server, chromium and systemd's"
+	@echo "                  systemd-analyze first if missing, as root)"
 	@echo "make unit         tests/unit only"
+	@echo "make deploy-checks tests/deploy only (compose, Kubernetes, systemd files)"
 	@echo "make integration  tests/integration only (real redis-server, rabbitmq-server, moto_server, celery, chromium)"
 	@echo "make run          run the fleet locally against moto S3 (RUN_SECONDS=N to stop after N seconds)"
 	@echo "make flower       Flower on 127.0.0.1:\$${FLOWER_PORT:-5555}; requires FLOWER_BASIC_AUTH=user:password"
 	@echo "make bench        benchmarks: the product next to this machine's limits (BENCH_QUICK=1: ~3 minutes)"
-	@echo "make lint         ruff, if installed in $(VENV)"
+	@echo "make lint         ruff check and ruff format --check (fails on a finding)"
+	@echo "make format       ruff format and ruff check --fix"
 	@echo "make clean        remove $(VENV) and caches"
 
 $(STAMP): pyproject.toml
@@ -82,11 +85,14 @@ chromium-bin:
 	  fi; \
 	fi
 
-test: install redis-bin rabbitmq-bin chromium-bin
+test: lint redis-bin rabbitmq-bin chromium-bin systemd-bin
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 unit: install
 	$(VENV)/bin/pytest tests/unit $(PYTEST_ARGS)
+
+deploy-checks: install systemd-bin
+	$(VENV)/bin/pytest tests/deploy $(PYTEST_ARGS)
 
 integration: install redis-bin rabbitmq-bin chromium-bin
 	$(VENV)/bin/pytest tests/integration $(PYTEST_ARGS)
@@ -106,6 +112,20 @@ flower-auth:
 	     exit 1;; \
 	esac
 
+# The check of the systemd units runs systemd-analyze verify (Debian's systemd package; no systemd needs to run).
+systemd-bin:
+	@if ! command -v systemd-analyze >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "systemd-analyze not found: installing Debian's systemd package"; \
+	    DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends systemd >/dev/null || exit 1; \
+	  else \
+	    echo "error: systemd-analyze is not on PATH. The deployment checks verify the systemd units with it." >&2; \
+	    echo "Install it, e.g. 'sudo apt-get install systemd', or run 'make test' as root on Debian/Ubuntu." >&2; \
+	    exit 1; \
+	  fi; \
+	fi
+
 # The bench loads the HTTP API with wrk on loopback.
 wrk-bin:
 	@if ! command -v wrk >/dev/null 2>&1; then \
@@ -124,12 +144,15 @@ wrk-bin:
 bench: install redis-bin wrk-bin
 	$(PYTHON) -m bench
 
+LINTED := workers tasks tests bench
+
 lint: install
-	@if [ -x $(VENV)/bin/ruff ]; then \
-	  $(VENV)/bin/ruff check workers tests && $(VENV)/bin/ruff format --check workers tests; \
-	else \
-	  echo "ruff is not installed in $(VENV): skipping lint"; \
-	fi
+	$(VENV)/bin/ruff check $(LINTED)
+	$(VENV)/bin/ruff format --check $(LINTED)
+
+format: install
+	$(VENV)/bin/ruff format $(LINTED)
+	$(VENV)/bin/ruff check --fix $(LINTED)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache build dist *.egg-info

@@ -47,8 +47,14 @@ def machine() -> dict[str, Any]:
     except OSError:
         pass
     mem_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / GIB
-    return {"nproc": os.cpu_count(), "cpu_model": model or platform.processor(), "python": platform.python_version(),
-            "platform": platform.platform(), "memory_gb": round(mem_gb, 1), "quick": QUICK}
+    return {
+        "nproc": os.cpu_count(),
+        "cpu_model": model or platform.processor(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "memory_gb": round(mem_gb, 1),
+        "quick": QUICK,
+    }
 
 
 def drop_integration(r: Any, iid: str) -> None:
@@ -70,11 +76,17 @@ def main() -> int:
     from bench.procs import Stack
 
     facts = machine()
-    print(f"machine: {facts['nproc']} CPUs, {facts['cpu_model']}, {facts['memory_gb']} GB, Python {facts['python']}"
-          f"{'  [BENCH_QUICK]' if QUICK else ''}", flush=True)
+    print(
+        f"machine: {facts['nproc']} CPUs, {facts['cpu_model']}, {facts['memory_gb']} GB, Python {facts['python']}"
+        f"{'  [BENCH_QUICK]' if QUICK else ''}",
+        flush=True,
+    )
     stack = Stack().start()
-    results: dict[str, Any] = {"machine": facts, "sizes": SIZES, "started": time.strftime("%Y-%m-%dT%H:%M:%SZ",
-                                                                                         time.gmtime())}
+    results: dict[str, Any] = {
+        "machine": facts,
+        "sizes": SIZES,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
     t_start = time.monotonic()
     try:
         run(stack, results)
@@ -104,8 +116,12 @@ def run(stack: Any, results: dict[str, Any]) -> None:
     r = stack.redis.client()
     s3 = stack.s3()
     bucket = create_bucket(s3, "signal-bench")
-    big = {"batch_max_events": 1_000_000, "batch_max_bytes": 5 * GIB, "flush_interval_s": 3600.0,
-           "buffer_max_bytes": 16 * GIB}
+    big = {
+        "batch_max_events": 1_000_000,
+        "batch_max_bytes": 5 * GIB,
+        "flush_interval_s": 3600.0,
+        "buffer_max_bytes": 16 * GIB,
+    }
 
     def integration(**config: Any) -> str:
         return install(r, bucket, endpoint_url=stack.moto.endpoint, **config)
@@ -120,8 +136,10 @@ def run(stack: Any, results: dict[str, Any]) -> None:
     step(f"ingest: raw RPUSH of {n:,} events, 500 per call")
     results["ingest_raw"] = ingest.raw_rpush(r, lines, n)
     env = stack.env(SIGNAL_FLUSH_INTERVAL_S="3600", SIGNAL_BUFFER_MAX_BYTES=str(16 * GIB))
-    for producer, what in (("api", "published as the API does (prepared: signal.append, compressed)"),
-                           ("plain", "published by a plain Celery producer (uncompressed list)")):
+    for producer, what in (
+        ("api", "published as the API does (prepared: signal.append, compressed)"),
+        ("plain", "published by a plain Celery producer (uncompressed list)"),
+    ):
         step(f"ingest: one -P solo worker draining {n:,} events in tasks of 500, {what}")
         iid = integration(**big)
         results[f"ingest_drain_{producer}"] = ingest.drain(stack, env, r, iid, n, producer=producer)
@@ -155,8 +173,7 @@ def run(stack: Any, results: dict[str, Any]) -> None:
 
     # -- flush: upload ------------------------------------------------------------------------------------------------
     n = SIZES["upload"]
-    step(f"flush: product s3.put_object / upload.upload vs bare put_object, {n:,} events x "
-         f"{SIZES['upload_repeats']}")
+    step(f"flush: product s3.put_object / upload.upload vs bare put_object, {n:,} events x {SIZES['upload_repeats']}")
     iid = integration(**big)
     results["upload"] = flush.upload_vs_put(stack, r, iid, bucket, flines, n, settings, SIZES["upload_repeats"])
     drop_integration(r, iid)
@@ -184,18 +201,21 @@ def run(stack: Any, results: dict[str, Any]) -> None:
     api_eps = results["http"]["runs"]["api1 /v1/batch"]["events_per_s"]
     drain_eps = results["ingest_drain_api"]["events_per_s"]
     rate = 0.5 * min(api_eps, drain_eps)
-    step(f"soak: {rate:,.0f} events/s over HTTP for {SIZES['soak_s']:g} s (1 API process, 1 solo ingest worker, "
-         f"1 flush worker -c 2, beat at {FLUSH_INTERVAL_S:g} s) until every event is in the bucket")
-    results["soak"] = soak.run(stack, r, bucket, duration_s=SIZES["soak_s"], interval_s=FLUSH_INTERVAL_S,
-                               rate_eps=rate)
+    step(
+        f"soak: {rate:,.0f} events/s over HTTP for {SIZES['soak_s']:g} s (1 API process, 1 solo ingest worker, "
+        f"1 flush worker -c 2, beat at {FLUSH_INTERVAL_S:g} s) until every event is in the bucket"
+    )
+    results["soak"] = soak.run(stack, r, bucket, duration_s=SIZES["soak_s"], interval_s=FLUSH_INTERVAL_S, rate_eps=rate)
     run_scale(stack, r, settings, results)
 
 
 def http_phases(stack: Any, r: Any, bucket: str, results: dict[str, Any]) -> None:
     from bench import http
 
-    step(f"http: bare ASGI vs the collection API, {http.CONNECTIONS} connections, {SIZES['http_s']:g} s per run "
-         "(track, batch of 20; half rate; lone client; 1 and 2 API processes)")
+    step(
+        f"http: bare ASGI vs the collection API, {http.CONNECTIONS} connections, {SIZES['http_s']:g} s per run "
+        "(track, batch of 20; half rate; lone client; 1 and 2 API processes)"
+    )
     results["http"] = http.measure(stack, r, bucket, SIZES["http_s"])
     step("http: one ingest worker puts every accepted event in its buffer")
     http.check_buffers(stack, r, results["http"])
@@ -206,8 +226,10 @@ def run_scale(stack: Any, r: Any, settings: Any, results: dict[str, Any]) -> Non
     from bench import scale
 
     r.execute_command("FLUSHDB")
-    step(f"tick: flush_due with {', '.join(f'{n:,}' for n in scale.TICK_SIZES)} integrations, {scale.BUSY} busy, "
-         "one Redis and a Redis Cluster of 3 masters")
+    step(
+        f"tick: flush_due with {', '.join(f'{n:,}' for n in scale.TICK_SIZES)} integrations, {scale.BUSY} busy, "
+        "one Redis and a Redis Cluster of 3 masters"
+    )
     results["tick"] = scale.tick(r, settings)
     r.execute_command("FLUSHDB")
     results["tick_cluster"] = scale.tick_on_cluster(stack, settings)
@@ -215,7 +237,8 @@ def run_scale(stack: Any, r: Any, settings: Any, results: dict[str, Any]) -> Non
     results["memory_per_buffer"] = scale.memory(r, SIZES["buffer_memory"])
     step(f"ingest: product on RabbitMQ quorum queues + Redis Cluster, {SIZES['ingest']:,} events, 1 x -P solo")
     results["ingest_scaled"] = scale.ingest_scaled(
-        stack, stack.env(SIGNAL_FLUSH_INTERVAL_S="3600", SIGNAL_BUFFER_MAX_BYTES=str(16 * GIB)), SIZES["ingest"], 1)
+        stack, stack.env(SIGNAL_FLUSH_INTERVAL_S="3600", SIGNAL_BUFFER_MAX_BYTES=str(16 * GIB)), SIZES["ingest"], 1
+    )
 
 
 def step(text: str) -> None:
@@ -230,21 +253,46 @@ def table(res: dict[str, Any]) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
 
     def row(name: str, limit: str, product: str, measured: str, target: str, ok: bool | None) -> None:
-        rows.append({"measure": name, "limit": limit, "product": product, "result": measured, "target": target,
-                     "verdict": "info" if ok is None else verdict(ok)})
+        rows.append(
+            {
+                "measure": name,
+                "limit": limit,
+                "product": product,
+                "result": measured,
+                "target": target,
+                "verdict": "info" if ok is None else verdict(ok),
+            }
+        )
 
     if "ingest_drain_api" in res:
         raw, d = res["ingest_raw"], res["ingest_drain_api"]
         ratio = d["events_per_s"] / raw["events_per_s"]
-        row("ingest: 1 solo worker drains a prefilled queue (tasks of 500, as the API publishes)",
-            f"{raw['events_per_s']:,.0f} ev/s raw RPUSH", f"{d['events_per_s']:,.0f} ev/s", f"{ratio:.3f} of raw",
-            ">= 0.25 of raw", ratio >= 0.25 and d["complete"])
-        row("  its own CPU per event", "", f"{d['worker_cpu_us_per_event']:.1f} us",
-            f"Redis {d['redis_cpu_us_per_event']:.1f} us", "<= 10 us", d["worker_cpu_us_per_event"] <= 10)
+        row(
+            "ingest: 1 solo worker drains a prefilled queue (tasks of 500, as the API publishes)",
+            f"{raw['events_per_s']:,.0f} ev/s raw RPUSH",
+            f"{d['events_per_s']:,.0f} ev/s",
+            f"{ratio:.3f} of raw",
+            ">= 0.25 of raw",
+            ratio >= 0.25 and d["complete"],
+        )
+        row(
+            "  its own CPU per event",
+            "",
+            f"{d['worker_cpu_us_per_event']:.1f} us",
+            f"Redis {d['redis_cpu_us_per_event']:.1f} us",
+            "<= 10 us",
+            d["worker_cpu_us_per_event"] <= 10,
+        )
     if "ingest_drain_plain" in res:
         raw, d = res["ingest_raw"], res["ingest_drain_plain"]
-        row("  the same from a plain producer (uncompressed list of events)", f"{raw['events_per_s']:,.0f} ev/s",
-            f"{d['events_per_s']:,.0f} ev/s", f"{d['worker_cpu_us_per_event']:.1f} us CPU/event", "info", None)
+        row(
+            "  the same from a plain producer (uncompressed list of events)",
+            f"{raw['events_per_s']:,.0f} ev/s",
+            f"{d['events_per_s']:,.0f} ev/s",
+            f"{d['worker_cpu_us_per_event']:.1f} us CPU/event",
+            "info",
+            None,
+        )
     runs = res.get("http", {}).get("runs", {})
     for path, target in (("/v1/track", 0.5), ("/v1/batch", 0.3)):
         bare, api = runs.get(f"bare {path}"), runs.get(f"api1 {path}")
@@ -252,69 +300,140 @@ def table(res: dict[str, Any]) -> list[dict[str, Any]]:
             continue
         ratio = api["req_per_s"] / bare["req_per_s"]
         clean = api["errors"] == 0 and api.get("every_event_buffered", False)
-        row(f"POST {path}{' (20 events)' if path == '/v1/batch' else ''}, {api['connections']} connections, "
-            "1 API process", f"{bare['req_per_s']:,.0f} req/s bare ASGI", f"{api['req_per_s']:,.0f} req/s",
-            f"{ratio:.2f} of bare", f">= {target} of bare, all 200, all buffered", ratio >= target and clean)
+        row(
+            f"POST {path}{' (20 events)' if path == '/v1/batch' else ''}, {api['connections']} connections, "
+            "1 API process",
+            f"{bare['req_per_s']:,.0f} req/s bare ASGI",
+            f"{api['req_per_s']:,.0f} req/s",
+            f"{ratio:.2f} of bare",
+            f">= {target} of bare, all 200, all buffered",
+            ratio >= target and clean,
+        )
         if not clean:
-            row("  answered / buffered", "", f"{api['errors']} errors",
+            row(
+                "  answered / buffered",
+                "",
+                f"{api['errors']} errors",
                 f"{api.get('buffered_events_of_source', 0):,} of {api['requests'] * api['events_per_request']:,}",
-                "all", False)
+                "all",
+                False,
+            )
         half = runs.get(f"api1 {path} half rate")
         bare_half = runs.get(f"bare {path} half rate")
         if half:
-            limit = (f"bare at half its rate: {bare_half['p99_us'] / 1000:.1f} ms" if bare_half else "")
-            row(f"  p99 latency at half that rate ({half['req_per_s']:,.0f} req/s)", limit,
-                f"{half['p99_us'] / 1000:.1f} ms", f"p50 {half['p50_us'] / 1000:.1f} ms", "p99 <= 25 ms",
-                half["p99_us"] <= 25_000 and half["errors"] == 0)
+            limit = f"bare at half its rate: {bare_half['p99_us'] / 1000:.1f} ms" if bare_half else ""
+            row(
+                f"  p99 latency at half that rate ({half['req_per_s']:,.0f} req/s)",
+                limit,
+                f"{half['p99_us'] / 1000:.1f} ms",
+                f"p50 {half['p50_us'] / 1000:.1f} ms",
+                "p99 <= 25 ms",
+                half["p99_us"] <= 25_000 and half["errors"] == 0,
+            )
         lone = runs.get(f"api1 {path} lone client")
         if lone:
-            row("  a lone client sending back to back", "", f"{lone['p50_us'] / 1000:.1f} ms p50",
-                f"p99 {lone['p99_us'] / 1000:.1f} ms, {lone['req_per_s']:,.0f} req/s", "p50 <= 5 ms",
-                lone["p50_us"] <= 5_000 and lone["errors"] == 0)
+            row(
+                "  a lone client sending back to back",
+                "",
+                f"{lone['p50_us'] / 1000:.1f} ms p50",
+                f"p99 {lone['p99_us'] / 1000:.1f} ms, {lone['req_per_s']:,.0f} req/s",
+                "p50 <= 5 ms",
+                lone["p50_us"] <= 5_000 and lone["errors"] == 0,
+            )
         two = runs.get(f"api2 {path}")
         if two:
-            row("  2 API processes (--workers 2)", f"{api['req_per_s']:,.0f} req/s with 1",
-                f"{two['req_per_s']:,.0f} req/s", f"{two['req_per_s'] / api['req_per_s']:.2f}x",
-                "info", None)
+            row(
+                "  2 API processes (--workers 2)",
+                f"{api['req_per_s']:,.0f} req/s with 1",
+                f"{two['req_per_s']:,.0f} req/s",
+                f"{two['req_per_s'] / api['req_per_s']:.2f}x",
+                "info",
+                None,
+            )
             for runs_of, res_ in ((1, api), (2, two)):
                 if "redis_cpu_s" in res_:
                     # where the machine's CPUs went: what is left for a second API process
                     busy = {k: res_[f"{k}_cpu_s"] / res_["seconds"] for k in ("api", "wrk", "redis")}
-                    row(f"    CPUs busy with {runs_of} API process{'es' if runs_of > 1 else ''}",
-                        f"of {os.cpu_count()}", f"API {busy['api']:.2f}",
-                        f"wrk {busy['wrk']:.2f}, Redis {busy['redis']:.2f}", "info", None)
+                    row(
+                        f"    CPUs busy with {runs_of} API process{'es' if runs_of > 1 else ''}",
+                        f"of {os.cpu_count()}",
+                        f"API {busy['api']:.2f}",
+                        f"wrk {busy['wrk']:.2f}, Redis {busy['redis']:.2f}",
+                        "info",
+                        None,
+                    )
     if "drain_product" in res:
         raw, prod = res["drain_raw"], res["drain_product"]
         ratio = prod["events_per_s"] / raw["events_per_s"]
-        row("flush drain+gzip events/s", f"{raw['events_per_s']:,.0f} LRANGE+isal", f"{prod['events_per_s']:,.0f}",
-            f"{ratio:.2f} of raw", ">= 0.70 of raw", ratio >= 0.7)
+        row(
+            "flush drain+gzip events/s",
+            f"{raw['events_per_s']:,.0f} LRANGE+isal",
+            f"{prod['events_per_s']:,.0f}",
+            f"{ratio:.2f} of raw",
+            ">= 0.70 of raw",
+            ratio >= 0.7,
+        )
     if "drain_product_parquet" in res:
         raw, prod = res["drain_raw"], res["drain_product_parquet"]
         gz = res.get("drain_product", {}).get("compressed_bytes") or 0
-        row("flush drain+Parquet events/s", f"{raw['events_per_s']:,.0f} LRANGE+isal",
-            f"{prod['events_per_s']:,.0f}", f"{prod['events_per_s'] / raw['events_per_s']:.2f} of raw", "info", None)
+        row(
+            "flush drain+Parquet events/s",
+            f"{raw['events_per_s']:,.0f} LRANGE+isal",
+            f"{prod['events_per_s']:,.0f}",
+            f"{prod['events_per_s'] / raw['events_per_s']:.2f} of raw",
+            "info",
+            None,
+        )
         if gz:
             size = prod["compressed_bytes"]
-            row("  Parquet object size vs gzip NDJSON", f"{gz / 1e6:.1f} MB gz", f"{size / 1e6:.1f} MB",
-                f"{size / gz:.2f}x gz", "info", None)
+            row(
+                "  Parquet object size vs gzip NDJSON",
+                f"{gz / 1e6:.1f} MB gz",
+                f"{size / 1e6:.1f} MB",
+                f"{size / gz:.2f}x gz",
+                "info",
+                None,
+            )
     if "upload" in res:
         u = res["upload"]
         ratio = u["s3_s"] / u["bare_put_s"]
-        row(f"upload PUT {u['events'] // 1000}k events ({u['compressed_bytes'] / 1e6:.1f} MB gz), time in S3",
-            f"{u['bare_put_s']:.3f} s bare PUT", f"{u['s3_s']:.3f} s", f"{ratio:.2f}x bare", "<= 1.2x",
-            ratio <= 1.2)
+        row(
+            f"upload PUT {u['events'] // 1000}k events ({u['compressed_bytes'] / 1e6:.1f} MB gz), time in S3",
+            f"{u['bare_put_s']:.3f} s bare PUT",
+            f"{u['s3_s']:.3f} s",
+            f"{ratio:.2f}x bare",
+            "<= 1.2x",
+            ratio <= 1.2,
+        )
         full = u["product_s"] / u["bare_put_s"]
-        row("  full upload.upload (claim+drain+gzip+PUT+ack)", f"{u['bare_put_s']:.3f} s bare PUT",
-            f"{u['product_s']:.3f} s", f"{full:.1f}x bare", "info", None)
+        row(
+            "  full upload.upload (claim+drain+gzip+PUT+ack)",
+            f"{u['bare_put_s']:.3f} s bare PUT",
+            f"{u['product_s']:.3f} s",
+            f"{full:.1f}x bare",
+            "info",
+            None,
+        )
     if "memory" in res:
         m = res["memory"]
-        row(f"flush peak RSS ({m['raw_bytes'] / 1e9:.2f} GB batch)", f"{m['baseline_hwm_mb']:.0f} MB at start",
-            f"{m['peak_hwm_mb']:.0f} MB", f"{m['peak_hwm_mb']:.0f} MB", "<= 300 MB", m["peak_hwm_mb"] <= 300)
+        row(
+            f"flush peak RSS ({m['raw_bytes'] / 1e9:.2f} GB batch)",
+            f"{m['baseline_hwm_mb']:.0f} MB at start",
+            f"{m['peak_hwm_mb']:.0f} MB",
+            f"{m['peak_hwm_mb']:.0f} MB",
+            "<= 300 MB",
+            m["peak_hwm_mb"] <= 300,
+        )
     if "memory_parquet" in res:
         m = res["memory_parquet"]
-        row(f"flush peak RSS, Parquet ({m['raw_bytes'] / 1e9:.2f} GB batch, {m['seconds']:.0f} s)",
-            f"{m['baseline_hwm_mb']:.0f} MB at start", f"{m['peak_hwm_mb']:.0f} MB", f"{m['peak_hwm_mb']:.0f} MB",
-            "<= 300 MB", m["peak_hwm_mb"] <= 300 and m["state"] == "delivered")
+        row(
+            f"flush peak RSS, Parquet ({m['raw_bytes'] / 1e9:.2f} GB batch, {m['seconds']:.0f} s)",
+            f"{m['baseline_hwm_mb']:.0f} MB at start",
+            f"{m['peak_hwm_mb']:.0f} MB",
+            f"{m['peak_hwm_mb']:.0f} MB",
+            "<= 300 MB",
+            m["peak_hwm_mb"] <= 300 and m["state"] == "delivered",
+        )
     if "blueprint" in res:
         b = res["blueprint"]
         prep = f"{b['prepare_us_per_event']:.1f} us prepare"
@@ -322,27 +441,72 @@ def table(res: dict[str, Any]) -> list[dict[str, Any]]:
             # the rules run where events are prepared (the API): the path is that prepare plus the worker's append
             path_us = res["ingest_drain_api"]["worker_cpu_us_per_event"] + b["prepare_us_per_event"]
             ratio = b["rules_us_per_event"] / path_us
-            row("blueprint rules per event (consent+filter+drop+2 hashes)",
+            row(
+                "blueprint rules per event (consent+filter+drop+2 hashes)",
                 f"{path_us:.1f} us prepare + append CPU/event",
-                f"{b['rules_us_per_event']:.2f} us", f"{ratio:.2f} of ingest", "<= 0.25 of ingest", ratio <= 0.25)
-        row("  the same vs prepared.prepare alone", prep, f"{b['rules_us_per_event']:.2f} us",
-            f"{b['rules_us_per_event'] / b['prepare_us_per_event']:.2f} of prepare", "info", None)
-        row("  consent + filter only", prep, f"{b['light_us_per_event']:.2f} us",
-            f"{b['light_us_per_event'] / b['prepare_us_per_event']:.2f} of prepare", "info", None)
-        row("  default blueprint, received_at (forward all events)", prep, f"{b['default_us_per_event']:+.3f} us",
-            f"{b['default_us_per_event'] / b['prepare_us_per_event']:+.3f} of prepare", "info", None)
-        row("  partition_time timestamp, no rules", prep, f"{b['timestamp_us_per_event']:.2f} us",
-            f"{b['timestamp_us_per_event'] / b['prepare_us_per_event']:.2f} of prepare", "info", None)
+                f"{b['rules_us_per_event']:.2f} us",
+                f"{ratio:.2f} of ingest",
+                "<= 0.25 of ingest",
+                ratio <= 0.25,
+            )
+        row(
+            "  the same vs prepared.prepare alone",
+            prep,
+            f"{b['rules_us_per_event']:.2f} us",
+            f"{b['rules_us_per_event'] / b['prepare_us_per_event']:.2f} of prepare",
+            "info",
+            None,
+        )
+        row(
+            "  consent + filter only",
+            prep,
+            f"{b['light_us_per_event']:.2f} us",
+            f"{b['light_us_per_event'] / b['prepare_us_per_event']:.2f} of prepare",
+            "info",
+            None,
+        )
+        row(
+            "  default blueprint, received_at (forward all events)",
+            prep,
+            f"{b['default_us_per_event']:+.3f} us",
+            f"{b['default_us_per_event'] / b['prepare_us_per_event']:+.3f} of prepare",
+            "info",
+            None,
+        )
+        row(
+            "  partition_time timestamp, no rules",
+            prep,
+            f"{b['timestamp_us_per_event']:.2f} us",
+            f"{b['timestamp_us_per_event'] / b['prepare_us_per_event']:.2f} of prepare",
+            "info",
+            None,
+        )
     if "soak" in res:
         sk = res["soak"]
-        row(f"soak {sk['duration_s']:.0f} s: HTTP -> objects, sustained", f"{sk['rate_eps_target']:,.0f} ev/s asked",
-            f"{sk['events_per_s']:,.0f} ev/s", f"{sk['objects']} objects", "info", None)
-        row(f"  event -> object latency p50 / p99 ({sk['interval_s']:g} s flush interval)", "",
-            f"{sk['p50_s']:.2f} s / {sk['p99_s']:.2f} s", f"max {sk['max_s']:.2f} s",
-            f"p99 <= {sk['interval_s'] + 2:g} s", sk["p99_s"] <= sk["interval_s"] + 2)
-        row("  every event delivered exactly once", f"{sk['events_answered']:,} answered",
-            f"{sk['unique_events']:,} in objects", f"{sk['duplicates']} duplicates", "exactly once",
-            sk["exactly_once"])
+        row(
+            f"soak {sk['duration_s']:.0f} s: HTTP -> objects, sustained",
+            f"{sk['rate_eps_target']:,.0f} ev/s asked",
+            f"{sk['events_per_s']:,.0f} ev/s",
+            f"{sk['objects']} objects",
+            "info",
+            None,
+        )
+        row(
+            f"  event -> object latency p50 / p99 ({sk['interval_s']:g} s flush interval)",
+            "",
+            f"{sk['p50_s']:.2f} s / {sk['p99_s']:.2f} s",
+            f"max {sk['max_s']:.2f} s",
+            f"p99 <= {sk['interval_s'] + 2:g} s",
+            sk["p99_s"] <= sk["interval_s"] + 2,
+        )
+        row(
+            "  every event delivered exactly once",
+            f"{sk['events_answered']:,} answered",
+            f"{sk['unique_events']:,} in objects",
+            f"{sk['duplicates']} duplicates",
+            "exactly once",
+            sk["exactly_once"],
+        )
         cost = ", ".join(f"{kind} {v:.3f}" for kind, v in sk["cpu_s_per_1000_events"].items())
         row("  CPU seconds per 1,000 events", "", cost, "", "info", None)
     from bench import scale

@@ -27,8 +27,10 @@ TYPICAL: dict[str, Any] = {
     "drop_fields": ["context.ip"],
     "hash_fields": ["user_id", "anonymous_id"],
 }
-LIGHT: dict[str, Any] = {"consent": {"require": ["analytics"], "missing": "allow"},
-                         "events": {"exclude": ["Heartbeat"]}}
+LIGHT: dict[str, Any] = {
+    "consent": {"require": ["analytics"], "missing": "allow"},
+    "events": {"exclude": ["Heartbeat"]},
+}
 CHUNK = 500
 REPEATS = 7
 
@@ -59,8 +61,15 @@ def run(n: int) -> dict[str, Any]:
     def prepare(rules_: rules.Rules | None = None, partition: _Partition | None = None) -> Callable[[], None]:
         def go() -> None:
             for i in range(0, n, CHUNK):
-                prepared.prepare(events[i:i + CHUNK], "bench", received_at=now, event_max_bytes=32 * 1024,
-                                 rules=rules_, partition=partition)
+                prepared.prepare(
+                    events[i : i + CHUNK],
+                    "bench",
+                    received_at=now,
+                    event_max_bytes=32 * 1024,
+                    rules=rules_,
+                    partition=partition,
+                )
+
         return go
 
     key = bytes.fromhex(rules.new_hash_key())
@@ -69,16 +78,28 @@ def run(n: int) -> dict[str, Any]:
     assert full is not None and light is not None
     default = rules.compile_rules(blueprint.DEFAULT, None)
     kept = prepared.prepare(events, "bench", received_at=now, event_max_bytes=32 * 1024, rules=full).accepted
-    best = _best_s({"prepare": prepare(), "full": prepare(full), "light": prepare(light),
-                    "default": prepare(default, _Partition("received_at")),
-                    "timestamp": prepare(None, _Partition("timestamp"))})
+    best = _best_s(
+        {
+            "prepare": prepare(),
+            "full": prepare(full),
+            "light": prepare(light),
+            "default": prepare(default, _Partition("received_at")),
+            "timestamp": prepare(None, _Partition("timestamp")),
+        }
+    )
     prepare_s, full_s, light_s, default_s, timestamp_s = (
-        best[k] for k in ("prepare", "full", "light", "default", "timestamp"))
+        best[k] for k in ("prepare", "full", "light", "default", "timestamp")
+    )
     per_event = 1e6 / n
-    return {"events": n, "kept": kept, "blueprint": TYPICAL, "light_blueprint": LIGHT,
-            "prepare_us_per_event": prepare_s * per_event,
-            # what each adds to prepare per event (the default may come out slightly negative: noise)
-            "rules_us_per_event": (full_s - prepare_s) * per_event,
-            "light_us_per_event": (light_s - prepare_s) * per_event,
-            "default_us_per_event": (default_s - prepare_s) * per_event,
-            "timestamp_us_per_event": (timestamp_s - prepare_s) * per_event}
+    return {
+        "events": n,
+        "kept": kept,
+        "blueprint": TYPICAL,
+        "light_blueprint": LIGHT,
+        "prepare_us_per_event": prepare_s * per_event,
+        # what each adds to prepare per event (the default may come out slightly negative: noise)
+        "rules_us_per_event": (full_s - prepare_s) * per_event,
+        "light_us_per_event": (light_s - prepare_s) * per_event,
+        "default_us_per_event": (default_s - prepare_s) * per_event,
+        "timestamp_us_per_event": (timestamp_s - prepare_s) * per_event,
+    }

@@ -13,9 +13,14 @@ AGENTS = (
     "Mozilla/5.0 (X11; Linux x86_64; rv:127.0) Gecko/20100101 Firefox/127.0",
 )
 PAGES = (
-    ("/", "Home"), ("/pricing", "Pricing"), ("/blog/first-party-data", "First-party data, explained"),
-    ("/products/trail-shoe-x2", "Trail Shoe X2"), ("/products/rain-jacket", "Rain Jacket"), ("/cart", "Cart"),
-    ("/checkout/payment", "Checkout - Payment"), ("/docs/getting-started", "Getting started"),
+    ("/", "Home"),
+    ("/pricing", "Pricing"),
+    ("/blog/first-party-data", "First-party data, explained"),
+    ("/products/trail-shoe-x2", "Trail Shoe X2"),
+    ("/products/rain-jacket", "Rain Jacket"),
+    ("/cart", "Cart"),
+    ("/checkout/payment", "Checkout - Payment"),
+    ("/docs/getting-started", "Getting started"),
 )
 REFERRERS = ("", "https://www.google.com/", "https://news.example.org/articles/2026/outdoor-gear-review")
 TRACKS = ("product_viewed", "product_added", "checkout_started", "order_completed", "signup_clicked")
@@ -34,19 +39,29 @@ def make_events(n: int, *, seed: int = 7, tag: str = "e") -> list[dict[str, Any]
             "type": kind,
             "anonymous_id": anon,
             "user_id": f"user-{rng.randrange(100_000):06d}" if rng.random() < 0.4 else None,
-            "timestamp": "2026-11-25T10:%02d:%02d.%03dZ" % (rng.randrange(60), rng.randrange(60), rng.randrange(1000)),
+            "timestamp": f"2026-11-25T10:{rng.randrange(60):02d}:{rng.randrange(60):02d}.{rng.randrange(1000):03d}Z",
             "sent_at": "2026-11-25T10:59:59.000Z",
             "context": {
-                "page": {"path": path, "title": title, "url": f"https://shop.example.com{path}?utm_source=news",
-                         "referrer": rng.choice(REFERRERS), "search": "?utm_source=news&utm_medium=email"},
+                "page": {
+                    "path": path,
+                    "title": title,
+                    "url": f"https://shop.example.com{path}?utm_source=news",
+                    "referrer": rng.choice(REFERRERS),
+                    "search": "?utm_source=news&utm_medium=email",
+                },
                 "userAgent": rng.choice(AGENTS),
                 "ip": f"203.0.113.{rng.randrange(1, 255)}",
                 "locale": rng.choice(("en-US", "en-GB", "de-DE", "fr-FR")),
                 "library": {"name": "signal.js", "version": "4.2.1"},
                 "campaign": {"source": "news", "medium": "email", "name": "autumn-sale"},
             },
-            "properties": {"sku": f"SKU-{rng.randrange(10_000):05d}", "price": round(rng.uniform(5, 300), 2),
-                           "currency": "EUR", "quantity": rng.randrange(1, 4), "category": "outdoor"},
+            "properties": {
+                "sku": f"SKU-{rng.randrange(10_000):05d}",
+                "price": round(rng.uniform(5, 300), 2),
+                "currency": "EUR",
+                "quantity": rng.randrange(1, 4),
+                "category": "outdoor",
+            },
         }
         if e["user_id"] is None:
             del e["user_id"]

@@ -19,9 +19,9 @@ from tests.support.processes import REPO_ROOT
 from workers import clock
 from workers.integrations import registry
 from workers.pipeline import upload
+from workers.settings import Settings
 from workers.sink import clients, formats, writer
 from workers.store import buffer, keys
-from workers.settings import Settings
 
 CHUNK = 10_000
 FILL_PER_CALL = 1_000
@@ -33,7 +33,7 @@ def fill_list(r: redis.Redis, key: str, lines: list[bytes], total: int) -> int:
     nbytes = 0
     for i in range(0, total, FILL_PER_CALL):
         start = i % len(lines)
-        part = lines[start:start + FILL_PER_CALL][: total - i]
+        part = lines[start : start + FILL_PER_CALL][: total - i]
         pipe.rpush(key, *part)
         nbytes += sum(len(x) for x in part)
         if len(pipe) >= 50:
@@ -80,8 +80,9 @@ def raw_drain(r: redis.Redis, key: str) -> dict[str, float]:
     return {"events": events, "seconds": elapsed, "events_per_s": events / elapsed, "compressed_bytes": out}
 
 
-def product_drain(r: redis.Redis, iid: str, hour: str, settings: Settings, variant: str = "default"
-                  ) -> dict[str, float]:
+def product_drain(
+    r: redis.Redis, iid: str, hour: str, settings: Settings, variant: str = "default"
+) -> dict[str, float]:
     """seal + buffer.read_batch + the variant's encoder (GzipNdjson, ParquetEncoder), in process, no upload."""
     enc = formats.encoder_for(variant)  # pyarrow is imported outside the timed part, as in a warm worker
     t0 = time.perf_counter()
@@ -93,8 +94,15 @@ def product_drain(r: redis.Redis, iid: str, hour: str, settings: Settings, varia
         out += len(enc.write(lines))
     out += len(enc.finish())
     elapsed = time.perf_counter() - t0
-    return {"events": enc.events, "seconds": elapsed, "events_per_s": enc.events / elapsed,
-            "compressed_bytes": out, "raw_bytes": enc.raw_bytes, "batch_id": batch_id, "variant": variant}
+    return {
+        "events": enc.events,
+        "seconds": elapsed,
+        "events_per_s": enc.events / elapsed,
+        "compressed_bytes": out,
+        "raw_bytes": enc.raw_bytes,
+        "batch_id": batch_id,
+        "variant": variant,
+    }
 
 
 def seal_batch(r: redis.Redis, iid: str, lines: list[bytes], total: int, settings: Settings) -> str:
@@ -105,11 +113,20 @@ def seal_batch(r: redis.Redis, iid: str, lines: list[bytes], total: int, setting
     return batch_id
 
 
-def upload_vs_put(stack: Stack, r: redis.Redis, iid: str, bucket: str, lines: list[bytes], events: int,
-                  settings: Settings, repeats: int) -> dict[str, Any]:
+def upload_vs_put(
+    stack: Stack,
+    r: redis.Redis,
+    iid: str,
+    bucket: str,
+    lines: list[bytes],
+    events: int,
+    settings: Settings,
+    repeats: int,
+) -> dict[str, Any]:
     """The product's S3 requests for one sealed batch vs a bare boto3 put_object of the same compressed bytes.
 
-    Per repeat, on one sealed batch: ``writer.put_object`` of its lines (drain + gzip + PUT; ``UploadResult.s3_s`` is the
+    Per repeat, on one sealed batch: ``writer.put_object`` of its lines (drain + gzip + PUT;
+    ``UploadResult.s3_s`` is the
     time inside S3 requests), then the full ``upload.upload`` (claim, drain, gzip, PUT, ack), then a bare PUT of the
     delivered object's bytes with a plain boto3 client. The product's client is warmed first, as a worker's cached
     client is.
@@ -127,8 +144,9 @@ def upload_vs_put(stack: Stack, r: redis.Redis, iid: str, bucket: str, lines: li
         batch_id = seal_batch(r, iid, lines, events, settings)
         probe_key = f"probe/{uuid.uuid4()}.json.gz"
         t0 = time.perf_counter()
-        result = writer.put_object(cfg, probe_key, read_batch(r, iid, batch_id, settings.drain_chunk_events),
-                               settings=settings)
+        result = writer.put_object(
+            cfg, probe_key, read_batch(r, iid, batch_id, settings.drain_chunk_events), settings=settings
+        )
         put_object_s.append(time.perf_counter() - t0)
         s3_s.append(result.s3_s)
         parts = result.parts
@@ -145,21 +163,43 @@ def upload_vs_put(stack: Stack, r: redis.Redis, iid: str, bucket: str, lines: li
         s3_admin.put_object(Bucket=bucket, Key=key, Body=body)
         bare_s.append(time.perf_counter() - t0)
         s3_admin.delete_object(Bucket=bucket, Key=key)
-    return {"events": events, "compressed_bytes": size, "parts": parts,
-            "s3_s": statistics.median(s3_s), "put_object_s": statistics.median(put_object_s),
-            "product_s": statistics.median(product_s), "bare_put_s": statistics.median(bare_s),
-            "s3_runs_s": s3_s, "put_object_runs_s": put_object_s, "product_runs_s": product_s,
-            "bare_runs_s": bare_s}
+    return {
+        "events": events,
+        "compressed_bytes": size,
+        "parts": parts,
+        "s3_s": statistics.median(s3_s),
+        "put_object_s": statistics.median(put_object_s),
+        "product_s": statistics.median(product_s),
+        "bare_put_s": statistics.median(bare_s),
+        "s3_runs_s": s3_s,
+        "put_object_runs_s": put_object_s,
+        "product_runs_s": product_s,
+        "bare_runs_s": bare_s,
+    }
 
 
-def memory(stack: Stack, env: dict[str, str], r: redis.Redis, iid: str, bucket: str, lines: list[bytes],
-           events: int, settings: Settings) -> dict[str, Any]:
+def memory(
+    stack: Stack,
+    env: dict[str, str],
+    r: redis.Redis,
+    iid: str,
+    bucket: str,
+    lines: list[bytes],
+    events: int,
+    settings: Settings,
+) -> dict[str, Any]:
     """Peak RSS (VmHWM) of a fresh process running ``upload.upload`` of one ~1 GB batch (in the integration's
     variant: gzipped NDJSON or Parquet)."""
     batch_id = seal_batch(r, iid, lines, events, settings)
     raw_bytes = int(r.hget(keys.batch_meta(iid, batch_id), "bytes") or 0)
-    proc = subprocess.run([sys.executable, "-m", "bench.memchild", iid, batch_id], env=env, cwd=REPO_ROOT,
-                          capture_output=True, timeout=600, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.memchild", iid, batch_id],
+        env=env,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        timeout=600,
+        check=False,
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"memory child failed: {proc.stderr.decode()[-2000:]}")
     res = json.loads(proc.stdout.decode().strip().splitlines()[-1])
@@ -167,6 +207,11 @@ def memory(stack: Stack, env: dict[str, str], r: redis.Redis, iid: str, bucket: 
     s3 = stack.s3()
     head = s3.head_object(Bucket=bucket, Key=res["key"])
     s3.delete_object(Bucket=bucket, Key=res["key"])
-    return {"events": events, "raw_bytes": raw_bytes, "object_bytes": head["ContentLength"],
-            "prefix": cfg.prefix, "variant": registry.get(r, iid).variant, **res}
-
+    return {
+        "events": events,
+        "raw_bytes": raw_bytes,
+        "object_bytes": head["ContentLength"],
+        "prefix": cfg.prefix,
+        "variant": registry.get(r, iid).variant,
+        **res,
+    }

@@ -38,9 +38,11 @@ def ensure_wrk() -> str:
     """The ``wrk`` binary (``make bench`` installs Debian's package when it is missing and runs as root)."""
     found = shutil.which("wrk")
     if not found:
-        raise RuntimeError("wrk is not installed: the HTTP phases load the API with it. Install it "
-                           "('apt-get install wrk' on Debian/Ubuntu, 'brew install wrk' on macOS), or run make bench "
-                           "as root on Debian/Ubuntu to have it installed.")
+        raise RuntimeError(
+            "wrk is not installed: the HTTP phases load the API with it. Install it "
+            "('apt-get install wrk' on Debian/Ubuntu, 'brew install wrk' on macOS), or run make bench "
+            "as root on Debian/Ubuntu to have it installed."
+        )
     return found
 
 
@@ -72,12 +74,35 @@ class Server:
         self.bare = bare
         if bare:
             # the same server stack as `signal-s3 api` (SERVER_OPTIONS: event loop, HTTP parser)
-            args = [*venv_command("python"), "-m", "uvicorn", "bench.bare:app", "--host", "127.0.0.1", "--port",
-                    str(self.port), "--log-level", "warning", "--no-server-header", "--no-proxy-headers",
-                    "--loop", SERVER_OPTIONS["loop"], "--http", SERVER_OPTIONS["http"]]
+            args = [
+                *venv_command("python"),
+                "-m",
+                "uvicorn",
+                "bench.bare:app",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--log-level",
+                "warning",
+                "--no-server-header",
+                "--no-proxy-headers",
+                "--loop",
+                SERVER_OPTIONS["loop"],
+                "--http",
+                SERVER_OPTIONS["http"],
+            ]
         else:
-            args = [*venv_command("signal-s3"), "api", "--host", "127.0.0.1", "--port", str(self.port),
-                    "--workers", str(workers)]
+            args = [
+                *venv_command("signal-s3"),
+                "api",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--workers",
+                str(workers),
+            ]
         name = f"{'bare' if bare else 'api'}-{self.port}"
         full_env = {**os.environ, **env, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
         self.process = ManagedProcess(args, name=name, env=full_env, log_dir=stack.log_dir)
@@ -117,37 +142,87 @@ def write_source(r: redis.Redis, bucket: str, endpoint_url: str, name: str, **co
     highest a source can have, so the limiter runs on every request and never refuses one (the fleet's default,
     1,000 events/s, would turn most batch requests into 429s)."""
     source = sources.create(r, name, rate_limit_eps=sources.RATE_LIMIT_MAX_EPS)
-    body = {"name": "Amazon S3", "variant": "default", "delivery_mode": "server_side", "source_id": source.id,
-            "config": {"bucket": bucket, "region": "us-east-1", "access_key_id": "AKIAIOSFODNN7EXAMPLE",
-                       "secret_access_key": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "prefix": "events/",
-                       "endpoint_url": endpoint_url, **config}}
+    body = {
+        "name": "Amazon S3",
+        "variant": "default",
+        "delivery_mode": "server_side",
+        "source_id": source.id,
+        "config": {
+            "bucket": bucket,
+            "region": "us-east-1",
+            "access_key_id": "AKIAIOSFODNN7EXAMPLE",
+            "secret_access_key": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+            "prefix": "events/",
+            "endpoint_url": endpoint_url,
+            **config,
+        },
+    }
     iid = registry.install(r, body).id
     auth = "Basic " + base64.b64encode(f"{source.write_key}:".encode()).decode()
     return auth, iid
 
 
-def run_wrk(url: str, path: str, bodies: Bodies, auth: str, *, connections: int, duration_s: float,
-            delay_ms: float = 0.0, threads: int = 2) -> dict[str, Any]:
+def run_wrk(
+    url: str,
+    path: str,
+    bodies: Bodies,
+    auth: str,
+    *,
+    connections: int,
+    duration_s: float,
+    delay_ms: float = 0.0,
+    threads: int = 2,
+) -> dict[str, Any]:
     """One bounded ``wrk`` run; the script's JSON summary plus rates."""
     body, per_request = bodies.for_path(path)
-    env = {**os.environ, "BENCH_PATH": path, "BENCH_BODY": str(body), "BENCH_AUTH": auth,
-           "BENCH_TAG": uuid.uuid4().hex[:10], "BENCH_DELAY_MS": f"{delay_ms:.3f}"}
+    env = {
+        **os.environ,
+        "BENCH_PATH": path,
+        "BENCH_BODY": str(body),
+        "BENCH_AUTH": auth,
+        "BENCH_TAG": uuid.uuid4().hex[:10],
+        "BENCH_DELAY_MS": f"{delay_ms:.3f}",
+    }
     threads = max(1, min(threads, connections))
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    out = subprocess.run([ensure_wrk(), "-t", str(threads), "-c", str(connections), "-d", f"{duration_s:g}s",
-                          "--timeout", "10s", "-s", str(WRK_SCRIPT), url + path], env=env, capture_output=True,
-                         text=True, timeout=duration_s + 60, check=False)
+    out = subprocess.run(
+        [
+            ensure_wrk(),
+            "-t",
+            str(threads),
+            "-c",
+            str(connections),
+            "-d",
+            f"{duration_s:g}s",
+            "--timeout",
+            "10s",
+            "-s",
+            str(WRK_SCRIPT),
+            url + path,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=duration_s + 60,
+        check=False,
+    )
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     line = next((ln for ln in out.stdout.splitlines() if ln.startswith("BENCH_RESULT ")), None)
     if line is None:
         raise RuntimeError(f"wrk gave no result (exit {out.returncode}): {out.stdout[-800:]} {out.stderr[-800:]}")
     res: dict[str, Any] = json.loads(line.split(" ", 1)[1])
     seconds = res["duration_us"] / 1e6
-    res.update(path=path, connections=connections, delay_ms=delay_ms, seconds=seconds,
-               req_per_s=res["requests"] / seconds, events_per_request=per_request,
-               events_per_s=res["requests"] * per_request / seconds,
-               errors=res["connect"] + res["read"] + res["write"] + res["status"] + res["timeout"],
-               wrk_cpu_s=after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
+    res.update(
+        path=path,
+        connections=connections,
+        delay_ms=delay_ms,
+        seconds=seconds,
+        req_per_s=res["requests"] / seconds,
+        events_per_request=per_request,
+        events_per_s=res["requests"] * per_request / seconds,
+        errors=res["connect"] + res["read"] + res["write"] + res["status"] + res["timeout"],
+        wrk_cpu_s=after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime,
+    )
     return res
 
 
@@ -156,8 +231,12 @@ def measure(stack: Stack, r: redis.Redis, bucket: str, duration_s: float) -> dic
     max rate, a lone client, and 1 vs 2 API processes. Returns every run; ``check_buffers`` completes them."""
     ensure_wrk()
     bodies = Bodies()
-    out: dict[str, Any] = {"connections": CONNECTIONS, "duration_s": duration_s, "batch_events": BATCH_EVENTS,
-                           "runs": {}}
+    out: dict[str, Any] = {
+        "connections": CONNECTIONS,
+        "duration_s": duration_s,
+        "batch_events": BATCH_EVENTS,
+        "runs": {},
+    }
     runs = out["runs"]
     env = stack.env()
     try:
@@ -173,22 +252,36 @@ def measure(stack: Stack, r: redis.Redis, bucket: str, duration_s: float) -> dic
             turns: dict[str, list[dict[str, Any]]] = {"bare": [], "api": []}
             for which in ("bare", "api", "api", "bare"):
                 if which == "bare":
-                    turns["bare"].append(run_wrk(bare.url, path, bodies, "Basic eDo=", connections=CONNECTIONS,
-                                                 duration_s=duration_s))
+                    turns["bare"].append(
+                        run_wrk(bare.url, path, bodies, "Basic eDo=", connections=CONNECTIONS, duration_s=duration_s)
+                    )
                 else:
                     turns["api"].append(api_run(stack, api, path, bodies, auth, duration_s))
             res = runs[f"bare {path}"] = combined(turns["bare"])
             # the limit's own tail at half its maximum rate: what the machine's scheduling costs everybody
-            runs[f"bare {path} half rate"] = run_wrk(bare.url, path, bodies, "Basic eDo=", connections=CONNECTIONS,
-                                                     duration_s=duration_s,
-                                                     delay_ms=CONNECTIONS / (res["req_per_s"] / 2) * 1000)
+            runs[f"bare {path} half rate"] = run_wrk(
+                bare.url,
+                path,
+                bodies,
+                "Basic eDo=",
+                connections=CONNECTIONS,
+                duration_s=duration_s,
+                delay_ms=CONNECTIONS / (res["req_per_s"] / 2) * 1000,
+            )
             res = runs[f"api1 {path}"] = combined(turns["api"])
             res["integration_id"] = iid
             # p99 at half the maximum rate: each connection pauses at random so that together they send about half,
             # as independent clients would
             half = res["req_per_s"] / 2
-            paced = run_wrk(api.url, path, bodies, auth, connections=CONNECTIONS, duration_s=duration_s,
-                            delay_ms=CONNECTIONS / half * 1000)
+            paced = run_wrk(
+                api.url,
+                path,
+                bodies,
+                auth,
+                connections=CONNECTIONS,
+                duration_s=duration_s,
+                delay_ms=CONNECTIONS / half * 1000,
+            )
             paced["target_req_per_s"] = half
             paced["integration_id"] = iid
             runs[f"api1 {path} half rate"] = paced
@@ -222,8 +315,19 @@ def api_run(stack: Stack, api: Server, path: str, bodies: Bodies, auth: str, dur
 def combined(results: list[dict[str, Any]]) -> dict[str, Any]:
     """Runs of the same load as one: counts and CPU added up, rates over the total time, the worst percentiles."""
     out = dict(results[0])
-    for key in ("requests", "duration_us", "connect", "read", "write", "status", "timeout", "errors", "wrk_cpu_s",
-                "api_cpu_s", "redis_cpu_s"):
+    for key in (
+        "requests",
+        "duration_us",
+        "connect",
+        "read",
+        "write",
+        "status",
+        "timeout",
+        "errors",
+        "wrk_cpu_s",
+        "api_cpu_s",
+        "redis_cpu_s",
+    ):
         if key in out:
             out[key] = sum(res[key] for res in results)
     for key in ("p50_us", "p90_us", "p99_us", "max_us"):
@@ -242,20 +346,26 @@ def check_buffers(stack: Stack, r: redis.Redis, http: dict[str, Any], timeout_s:
     expected: dict[str, int] = {}
     for res in http["runs"].values():
         if "integration_id" in res:
-            expected[res["integration_id"]] = expected.get(res["integration_id"], 0) + \
-                res["requests"] * res["events_per_request"]
+            expected[res["integration_id"]] = (
+                expected.get(res["integration_id"], 0) + res["requests"] * res["events_per_request"]
+            )
     if not expected:
         return
-    worker = stack.worker(stack.env(SIGNAL_FLUSH_INTERVAL_S="3600", SIGNAL_BUFFER_MAX_BYTES=str(16 * 1024**3)),
-                          queues="ingest", pool="solo", name=f"check-{uuid.uuid4().hex[:6]}")
+    worker = stack.worker(
+        stack.env(SIGNAL_FLUSH_INTERVAL_S="3600", SIGNAL_BUFFER_MAX_BYTES=str(16 * 1024**3)),
+        queues="ingest",
+        pool="solo",
+        name=f"check-{uuid.uuid4().hex[:6]}",
+    )
 
     def buffered(iid: str) -> int:
         return int(r.hget(keys.stats(iid), "ingested_events") or 0)
 
     deadline = time.monotonic() + timeout_s
     try:
-        while time.monotonic() < deadline and (r.llen("ingest") > 0 or
-                                               any(buffered(i) < n for i, n in expected.items())):
+        while time.monotonic() < deadline and (
+            r.llen("ingest") > 0 or any(buffered(i) < n for i, n in expected.items())
+        ):
             time.sleep(0.2)
         time.sleep(0.5)  # a task taken just before the queue emptied
     finally:
@@ -265,5 +375,6 @@ def check_buffers(stack: Stack, r: redis.Redis, http: dict[str, Any], timeout_s:
         if iid is not None:
             res["buffered_events_of_source"] = buffered(iid)
             res["every_event_buffered"] = buffered(iid) >= expected[iid]
-            res["rejected"] = {k.decode(): int(v) for k, v in r.hgetall(keys.stats(iid)).items()
-                               if k.startswith(b"rejected:")}
+            res["rejected"] = {
+                k.decode(): int(v) for k, v in r.hgetall(keys.stats(iid)).items() if k.startswith(b"rejected:")
+            }

@@ -12,9 +12,9 @@ from bench.events import make_events
 from bench.procs import Stack, cpu_s
 from workers import clock
 from workers.events import prepared
-from workers.store import keys
 from workers.queue.producer import Broker
 from workers.settings import Settings
+from workers.store import keys
 
 BATCH = 500
 TIMEOUT_S = 300.0
@@ -32,15 +32,16 @@ def raw_rpush(r: redis.Redis, lines: list[bytes], total: int) -> dict[str, float
     t0 = time.perf_counter()
     for i in range(calls):
         start = (i * BATCH) % len(lines)
-        r.rpush(key, *lines[start:start + BATCH])
+        r.rpush(key, *lines[start : start + BATCH])
     elapsed = time.perf_counter() - t0
     n = r.llen(key)
     r.delete(key)
     return {"events": n, "seconds": elapsed, "events_per_s": n / elapsed}
 
 
-def drain(stack: Stack, env: dict[str, str], r: redis.Redis, iid: str, total: int, *,
-          producer: str = "api") -> dict[str, Any]:
+def drain(
+    stack: Stack, env: dict[str, str], r: redis.Redis, iid: str, total: int, *, producer: str = "api"
+) -> dict[str, Any]:
     """``total`` events in tasks of 500, published before any worker runs, then drained by one ``-P solo`` ingest
     worker; timed from the moment the queue appears to the last event in its buffer.
 
@@ -77,7 +78,16 @@ def drain(stack: Stack, env: dict[str, str], r: redis.Redis, iid: str, total: in
         redis_cpu = cpu_s([stack.redis.pid]) - redis_cpu0
     finally:
         stack.stop_process(worker)
-    return {"events": n, "complete": n >= total, "seconds": elapsed, "events_per_s": n / elapsed,
-            "worker_cpu_s": worker_cpu, "worker_cpu_us_per_event": worker_cpu / max(n, 1) * 1e6,
-            "redis_cpu_us_per_event": redis_cpu / max(n, 1) * 1e6, "producer": producer,
-            "publish_events_per_s": total / publish_s, "queue_bytes": queue_bytes, "task_events": BATCH}
+    return {
+        "events": n,
+        "complete": n >= total,
+        "seconds": elapsed,
+        "events_per_s": n / elapsed,
+        "worker_cpu_s": worker_cpu,
+        "worker_cpu_us_per_event": worker_cpu / max(n, 1) * 1e6,
+        "redis_cpu_us_per_event": redis_cpu / max(n, 1) * 1e6,
+        "producer": producer,
+        "publish_events_per_s": total / publish_s,
+        "queue_bytes": queue_bytes,
+        "task_events": BATCH,
+    }

@@ -19,8 +19,8 @@ def vm(field: str) -> int:
 def main() -> None:
     iid, batch_id = sys.argv[1], sys.argv[2]
     from workers.pipeline import upload
-    from workers.store.db import redis_client
     from workers.settings import get_settings
+    from workers.store.db import redis_client
 
     r = redis_client()
     r.ping()
@@ -28,8 +28,17 @@ def main() -> None:
     t0 = time.perf_counter()
     outcome = upload.upload(r, iid, batch_id, settings=get_settings())
     elapsed = time.perf_counter() - t0
-    print(json.dumps({"state": outcome.state, "key": outcome.key, "seconds": elapsed,
-                      "baseline_hwm_mb": baseline_kib / 1024, "peak_hwm_mb": vm("VmHWM") / 1024}))
+    print(
+        json.dumps(
+            {
+                "state": outcome.state,
+                "key": outcome.key,
+                "seconds": elapsed,
+                "baseline_hwm_mb": baseline_kib / 1024,
+                "peak_hwm_mb": vm("VmHWM") / 1024,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

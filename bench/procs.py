@@ -70,20 +70,44 @@ class Stack:
     def s3(self) -> Any:
         return s3_client(self.moto.endpoint, ACCESS_KEY_ID, SECRET_ACCESS_KEY)
 
-    def worker(self, env: dict[str, str], *, queues: str, concurrency: int = 2, pool: str = "prefork",
-               app: str = "workers.app", name: str | None = None) -> CeleryWorker:
-        w = CeleryWorker(env, queues=queues, concurrency=1 if pool == "solo" else concurrency, pool=pool,
-                         log_dir=self.log_dir, app=app, name=name)
+    def worker(
+        self,
+        env: dict[str, str],
+        *,
+        queues: str,
+        concurrency: int = 2,
+        pool: str = "prefork",
+        app: str = "workers.app",
+        name: str | None = None,
+    ) -> CeleryWorker:
+        w = CeleryWorker(
+            env,
+            queues=queues,
+            concurrency=1 if pool == "solo" else concurrency,
+            pool=pool,
+            log_dir=self.log_dir,
+            app=app,
+            name=name,
+        )
         self.processes.append(w)
         return w.start()
 
-    def fleet(self, env: dict[str, str], *, ingest_workers: int, app: str = "workers.app",
-              queue: str = "ingest", flush_worker: bool = True) -> list[CeleryWorker]:
+    def fleet(
+        self,
+        env: dict[str, str],
+        *,
+        ingest_workers: int,
+        app: str = "workers.app",
+        queue: str = "ingest",
+        flush_worker: bool = True,
+    ) -> list[CeleryWorker]:
         """The deployed topology: ``ingest_workers`` single-process (``-P solo``) workers on ``queue``, plus one
         prefork ``-c 2`` worker on ``flush`` (idle unless something is sealed)."""
         tag = uuid.uuid4().hex[:6]
-        workers = [self.worker(env, queues=queue, pool="solo", app=app, name=f"{queue}{i}-{tag}")
-                   for i in range(ingest_workers)]
+        workers = [
+            self.worker(env, queues=queue, pool="solo", app=app, name=f"{queue}{i}-{tag}")
+            for i in range(ingest_workers)
+        ]
         if flush_worker:
             workers.append(self.worker(env, queues="flush", concurrency=2, app=app, name=f"flush-{tag}"))
         return workers

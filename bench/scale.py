@@ -28,8 +28,8 @@ from tests.support.scaled import RabbitMQNode, RedisClusterServers
 from workers import clock
 from workers.integrations import registry
 from workers.pipeline import flush, ingest
-from workers.store import buffer, due, keys
 from workers.settings import Settings
+from workers.store import buffer, due, keys
 
 BUSY = 50
 TICK_SIZES = (1_000, 10_000)
@@ -75,8 +75,14 @@ def tick(r: Any, settings: Settings, sizes: tuple[int, ...] = TICK_SIZES) -> dic
             elapsed, work = _timed(lambda: flush.flush_due(r, settings=settings))
             assert work == [], work
             idle.append(elapsed)
-        out[str(size)] = {"installed": size, "busy": BUSY, "tick_s": min(ticks), "idle_tick_s": min(idle),
-                          "check_tick_s": check_s, "tick_median_s": statistics.median(ticks)}
+        out[str(size)] = {
+            "installed": size,
+            "busy": BUSY,
+            "tick_s": min(ticks),
+            "idle_tick_s": min(idle),
+            "check_tick_s": check_s,
+            "tick_median_s": statistics.median(ticks),
+        }
     return out
 
 
@@ -91,7 +97,18 @@ def memory(r: Any, total_bytes: int) -> dict[str, Any]:
     before = int(r.info("memory")["used_memory"])
     buffered, n, now = 0, 0, clock.now_ms()
     while buffered < total_bytes:
-        buffer.append(r, iids[n % len(iids)], buffer.Append(message_id=f"m-{n}", now_ms=now, lines_by_hour={hour: lines}), buffer.Limits(cap_bytes=64 * GIB, batch_max_events=10**9, batch_max_bytes=64 * GIB, seal_due_ms=now, seen_ttl_ms=60_000))
+        buffer.append(
+            r,
+            iids[n % len(iids)],
+            buffer.Append(message_id=f"m-{n}", now_ms=now, lines_by_hour={hour: lines}),
+            buffer.Limits(
+                cap_bytes=64 * GIB,
+                batch_max_events=10**9,
+                batch_max_bytes=64 * GIB,
+                seal_due_ms=now,
+                seen_ttl_ms=60_000,
+            ),
+        )
         buffered += size
         n += 1
     after = int(r.info("memory")["used_memory"])
@@ -99,8 +116,12 @@ def memory(r: Any, total_bytes: int) -> dict[str, Any]:
         found = list(r.scan_iter(match=f"{keys.tag(iid)}:*", count=1000))
         if found:
             r.unlink(*found)
-    return {"buffered_bytes": buffered, "used_memory_bytes": after - before,
-            "memory_per_buffered_byte": (after - before) / buffered, "event_bytes": size / len(lines)}
+    return {
+        "buffered_bytes": buffered,
+        "used_memory_bytes": after - before,
+        "memory_per_buffered_byte": (after - before) / buffered,
+        "event_bytes": size / len(lines),
+    }
 
 
 def ingest_scaled(stack: Stack, base_env: dict[str, str], total: int, workers: int) -> dict[str, Any]:
@@ -111,12 +132,22 @@ def ingest_scaled(stack: Stack, base_env: dict[str, str], total: int, workers: i
     cluster = RedisClusterServers(base / "cluster", masters=3).start()
     started: list[CeleryWorker] = []
     try:
-        env = {**base_env, "SIGNAL_BROKER_URL": rabbit.url, "SIGNAL_REDIS_CLUSTER": "true",
-               "SIGNAL_REDIS_URL": cluster.url}
+        env = {
+            **base_env,
+            "SIGNAL_BROKER_URL": rabbit.url,
+            "SIGNAL_REDIS_CLUSTER": "true",
+            "SIGNAL_REDIS_URL": cluster.url,
+        }
         settings = Settings(redis_url=cluster.url, redis_cluster=True, broker_url=rabbit.url)
         r = cluster.client()
-        iid = install(r, "signal-bench", batch_max_events=1_000_000, batch_max_bytes=5 * GIB,
-                      flush_interval_s=3600.0, buffer_max_bytes=16 * GIB)
+        iid = install(
+            r,
+            "signal-bench",
+            batch_max_events=1_000_000,
+            batch_max_bytes=5 * GIB,
+            flush_interval_s=3600.0,
+            buffer_max_bytes=16 * GIB,
+        )
         tag = uuid.uuid4().hex[:6]
         started = [stack.worker(env, queues="ingest", pool="solo", name=f"ingest{i}-{tag}") for i in range(workers)]
         sender = Sender(settings)
@@ -133,8 +164,15 @@ def ingest_scaled(stack: Stack, base_env: dict[str, str], total: int, workers: i
         elapsed = time.perf_counter() - t0
         sender.close()
         r.close()
-        return {"events": done, "seconds": elapsed, "publish_s": published_s, "events_per_s": done / elapsed,
-                "complete": done >= total, "ingest_processes": workers, "topology": "rabbitmq+redis-cluster(3)"}
+        return {
+            "events": done,
+            "seconds": elapsed,
+            "publish_s": published_s,
+            "events_per_s": done / elapsed,
+            "complete": done >= total,
+            "ingest_processes": workers,
+            "topology": "rabbitmq+redis-cluster(3)",
+        }
     finally:
         for w in started:
             stack.stop_process(w)
@@ -166,26 +204,70 @@ def rows(res: dict[str, Any], interval_s: float) -> list[tuple[str, str, str, st
         limit = f"{interval_s:g} s interval"
         for entry in (small, large):
             share = entry["tick_s"] / interval_s
-            out.append((f"tick, {BUSY} busy of {entry['installed']:,} integrations ({label})", limit,
-                        f"{entry['tick_s'] * 1000:.0f} ms", f"{share:.4f} of interval", "<= 0.05 of interval",
-                        share <= 0.05))
+            out.append(
+                (
+                    f"tick, {BUSY} busy of {entry['installed']:,} integrations ({label})",
+                    limit,
+                    f"{entry['tick_s'] * 1000:.0f} ms",
+                    f"{share:.4f} of interval",
+                    "<= 0.05 of interval",
+                    share <= 0.05,
+                )
+            )
         flat = large["tick_s"] / small["tick_s"]
-        out.append((f"  tick at {large['installed']:,} / at {small['installed']:,} installed ({label})",
-                    "flat: 1.0", f"{flat:.2f}", f"{flat:.2f}x", "<= 1.5x", flat <= 1.5))
-        out.append((f"  idle tick at {large['installed']:,} installed ({label})", limit,
-                    f"{large['idle_tick_s'] * 1000:.1f} ms", "", "info", None))
-        out.append((f"  check tick, every {due.CHECK_EVERY_S // 60} min, {large['installed']:,} installed ({label})",
-                    limit, f"{large['check_tick_s'] * 1000:.0f} ms",
-                    f"{large['check_tick_s'] / interval_s:.3f} of interval", "< 1.0 of interval",
-                    large["check_tick_s"] < interval_s))
+        out.append(
+            (
+                f"  tick at {large['installed']:,} / at {small['installed']:,} installed ({label})",
+                "flat: 1.0",
+                f"{flat:.2f}",
+                f"{flat:.2f}x",
+                "<= 1.5x",
+                flat <= 1.5,
+            )
+        )
+        out.append(
+            (
+                f"  idle tick at {large['installed']:,} installed ({label})",
+                limit,
+                f"{large['idle_tick_s'] * 1000:.1f} ms",
+                "",
+                "info",
+                None,
+            )
+        )
+        out.append(
+            (
+                f"  check tick, every {due.CHECK_EVERY_S // 60} min, {large['installed']:,} installed ({label})",
+                limit,
+                f"{large['check_tick_s'] * 1000:.0f} ms",
+                f"{large['check_tick_s'] / interval_s:.3f} of interval",
+                "< 1.0 of interval",
+                large["check_tick_s"] < interval_s,
+            )
+        )
     if "ingest_scaled" in res:
         scaled = res["ingest_scaled"]
         one = res.get("ingest_drain_api", {}).get("events_per_s")
-        out.append((f"ingest events/s on RabbitMQ + Redis Cluster ({scaled['ingest_processes']} solo workers)",
-                    f"{one:,.0f} on one Redis" if one else "", f"{scaled['events_per_s']:,.0f}",
-                    f"{scaled['events_per_s'] / one:.2f} of one Redis" if one else "", "info", None))
+        out.append(
+            (
+                f"ingest events/s on RabbitMQ + Redis Cluster ({scaled['ingest_processes']} solo workers)",
+                f"{one:,.0f} on one Redis" if one else "",
+                f"{scaled['events_per_s']:,.0f}",
+                f"{scaled['events_per_s'] / one:.2f} of one Redis" if one else "",
+                "info",
+                None,
+            )
+        )
     if "memory_per_buffer" in res:
         m = res["memory_per_buffer"]
-        out.append(("Redis memory per GB of buffered events", f"{m['buffered_bytes'] / 1e6:.0f} MB buffered",
-                    f"{m['memory_per_buffered_byte']:.2f} GB", f"{m['event_bytes']:.0f} B/event", "info", None))
+        out.append(
+            (
+                "Redis memory per GB of buffered events",
+                f"{m['buffered_bytes'] / 1e6:.0f} MB buffered",
+                f"{m['memory_per_buffered_byte']:.2f} GB",
+                f"{m['event_bytes']:.0f} B/event",
+                "info",
+                None,
+            )
+        )
     return out

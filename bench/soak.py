@@ -31,8 +31,9 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[k]
 
 
-def run(stack: Stack, r: redis.Redis, bucket: str, *, duration_s: float, interval_s: float,
-        rate_eps: float) -> dict[str, Any]:
+def run(
+    stack: Stack, r: redis.Redis, bucket: str, *, duration_s: float, interval_s: float, rate_eps: float
+) -> dict[str, Any]:
     prefix = f"soak-{uuid.uuid4().hex[:6]}/"
     auth, iid = write_source(r, bucket, stack.moto.endpoint, "soak", prefix=prefix)
     # the fleet default per-source limit (1,000 events/s) would answer 429 to most of the load
@@ -43,9 +44,14 @@ def run(stack: Stack, r: redis.Redis, bucket: str, *, duration_s: float, interva
     ingest = stack.worker(env, queues="ingest", pool="solo", name=f"soak-ingest-{uuid.uuid4().hex[:6]}")
     flush = stack.worker(env, queues="flush", concurrency=2, name=f"soak-flush-{uuid.uuid4().hex[:6]}")
     beat = stack.beat(env)
-    kinds = {"api": lambda: api.pids(), "ingest worker": lambda: [ingest.pid],
-             "flush worker": lambda: process_tree(flush.pid), "redis": lambda: [stack.redis.pid],
-             "beat": lambda: [beat.pid], "moto (S3 stand-in)": lambda: [stack.moto.process.pid]}
+    kinds = {
+        "api": lambda: api.pids(),
+        "ingest worker": lambda: [ingest.pid],
+        "flush worker": lambda: process_tree(flush.pid),
+        "redis": lambda: [stack.redis.pid],
+        "beat": lambda: [beat.pid],
+        "moto (S3 stand-in)": lambda: [stack.moto.process.pid],
+    }
     cpu0 = {kind: cpu_s(pids()) for kind, pids in kinds.items()}
 
     seen_keys: set[str] = set()
@@ -72,8 +78,17 @@ def run(stack: Stack, r: redis.Redis, bucket: str, *, duration_s: float, interva
 
     def send() -> None:
         try:
-            load.update(run_wrk(api.url, "/v1/batch", bodies, auth, connections=CONNECTIONS, duration_s=duration_s,
-                                delay_ms=delay_ms))
+            load.update(
+                run_wrk(
+                    api.url,
+                    "/v1/batch",
+                    bodies,
+                    auth,
+                    connections=CONNECTIONS,
+                    duration_s=duration_s,
+                    delay_ms=delay_ms,
+                )
+            )
         except Exception as exc:  # noqa: BLE001 - reported below
             load["error"] = repr(exc)
 
@@ -90,8 +105,11 @@ def run(stack: Stack, r: redis.Redis, bucket: str, *, duration_s: float, interva
         while time.monotonic() < deadline:
             poll()
             ingested = int(r.hget(keys.stats(iid), "ingested_events") or 0)
-            if (r.llen("ingest") == 0 and ingested >= load["requests"] * BATCH_EVENTS
-                    and sum(counts.values()) >= ingested):
+            if (
+                r.llen("ingest") == 0
+                and ingested >= load["requests"] * BATCH_EVENTS
+                and sum(counts.values()) >= ingested
+            ):
                 break
             time.sleep(POLL_S)
         cpu1 = {kind: cpu_s(pids()) for kind, pids in kinds.items()}
@@ -107,15 +125,24 @@ def run(stack: Stack, r: redis.Redis, bucket: str, *, duration_s: float, interva
     answered = load["requests"] * BATCH_EVENTS
     per_1000 = {kind: (cpu1[kind] - cpu0[kind]) / max(delivered, 1) * 1000 for kind in kinds}
     return {
-        "duration_s": load["seconds"], "interval_s": interval_s, "rate_eps_target": rate_eps,
-        "connections": CONNECTIONS, "requests": load["requests"], "http_errors": load["errors"],
-        "http_p99_ms": load["p99_us"] / 1000, "events_answered": answered,
-        "events_per_s": answered / load["seconds"], "ingested_events": ingested,
-        "delivered_events": delivered, "unique_events": len(counts), "duplicates": duplicates,
-        "exactly_once": duplicates == 0 and len(counts) == ingested and ingested >= answered
-        and load["errors"] == 0,
-        "objects": len(seen_keys), "rejected": {k: v for k, v in stats.items() if k.startswith("rejected:")},
-        "p50_s": percentile(latencies, 0.50), "p99_s": percentile(latencies, 0.99),
+        "duration_s": load["seconds"],
+        "interval_s": interval_s,
+        "rate_eps_target": rate_eps,
+        "connections": CONNECTIONS,
+        "requests": load["requests"],
+        "http_errors": load["errors"],
+        "http_p99_ms": load["p99_us"] / 1000,
+        "events_answered": answered,
+        "events_per_s": answered / load["seconds"],
+        "ingested_events": ingested,
+        "delivered_events": delivered,
+        "unique_events": len(counts),
+        "duplicates": duplicates,
+        "exactly_once": duplicates == 0 and len(counts) == ingested and ingested >= answered and load["errors"] == 0,
+        "objects": len(seen_keys),
+        "rejected": {k: v for k, v in stats.items() if k.startswith("rejected:")},
+        "p50_s": percentile(latencies, 0.50),
+        "p99_s": percentile(latencies, 0.99),
         "max_s": max(latencies) if latencies else float("nan"),
         "mean_s": statistics.fmean(latencies) if latencies else float("nan"),
         "cpu_s_per_1000_events": per_1000,

@@ -26,8 +26,12 @@ def flush_due() -> int:
     work = seal_due_buffers(redis_client(), settings=get_settings())
     for integration_id, batch_id in work:
         upload.apply_async((integration_id, batch_id))
-        log.info("dispatched upload integration=%s batch=%s", integration_id, batch_id,
-                 extra={"integration_id": integration_id, "batch_id": batch_id})
+        log.info(
+            "dispatched upload integration=%s batch=%s",
+            integration_id,
+            batch_id,
+            extra={"integration_id": integration_id, "batch_id": batch_id},
+        )
     return len(work)
 
 

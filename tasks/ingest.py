@@ -21,15 +21,28 @@ log = logging.getLogger(__name__)
 
 # A Redis blip, a cluster failover or an append not yet on enough replicas is retried: the append is atomic and
 # de-duplicated by message id, so a retry never doubles events.
-RETRY = {"bind": True, "acks_late": True, "ignore_result": True, "autoretry_for": TRANSIENT_ERRORS,
-         "retry_backoff": True, "retry_backoff_max": 60, "retry_jitter": True, "max_retries": 20}
+RETRY = {
+    "bind": True,
+    "acks_late": True,
+    "ignore_result": True,
+    "autoretry_for": TRANSIENT_ERRORS,
+    "retry_backoff": True,
+    "retry_backoff_max": 60,
+    "retry_jitter": True,
+    "max_retries": 20,
+}
 
 
 @app.task(name="signal.append", serializer=wire.PREPARED, **RETRY)  # a retry is sent in the same form
 def append(self: Task, integration_id: str, message: object) -> dict[str, object]:
     def work() -> ingesting.IngestResult:
-        return ingesting.append(redis_client(), integration_id, decode_message(message),
-                               message_id=self.request.id or "", settings=get_settings())
+        return ingesting.append(
+            redis_client(),
+            integration_id,
+            decode_message(message),
+            message_id=self.request.id or "",
+            settings=get_settings(),
+        )
 
     return _run(integration_id, work, count_events(message), message)
 
@@ -37,8 +50,9 @@ def append(self: Task, integration_id: str, message: object) -> dict[str, object
 @app.task(name="signal.ingest", **RETRY)
 def ingest(self: Task, integration_id: str, events: list) -> dict[str, object]:
     def work() -> ingesting.IngestResult:
-        return ingesting.ingest(redis_client(), integration_id, events, message_id=self.request.id or "",
-                               settings=get_settings())
+        return ingesting.ingest(
+            redis_client(), integration_id, events, message_id=self.request.id or "", settings=get_settings()
+        )
 
     return _run(integration_id, work, len(events) if isinstance(events, list) else 1, events)
 
@@ -55,14 +69,23 @@ def _run(integration_id: str, work: Callable[[], ingesting.IngestResult], n: int
     except Exception as exc:
         # the message is acked after a failure (Redis has no dead-letter queue): make it visible per integration
         n = ingesting.record_ingest_failure(redis_client(), integration_id, payload, exc, n=n)
-        log.exception("ingest failed for %d events of integration=%s", n, integration_id,
-                      extra={"integration_id": integration_id, "events": n})
+        log.exception(
+            "ingest failed for %d events of integration=%s",
+            n,
+            integration_id,
+            extra={"integration_id": integration_id, "events": n},
+        )
         raise
     for batch_id in result.sealed:
         upload.apply_async((integration_id, batch_id))
     if result.rejected:
         reasons = sorted({str(r["reason"]) for r in result.rejected})
-        log.warning("integration=%s rejected %d of %d events: %s", integration_id, len(result.rejected), n,
-                    ", ".join(reasons),
-                    extra={"integration_id": integration_id, "events": len(result.rejected), "reasons": reasons})
+        log.warning(
+            "integration=%s rejected %d of %d events: %s",
+            integration_id,
+            len(result.rejected),
+            n,
+            ", ".join(reasons),
+            extra={"integration_id": integration_id, "events": len(result.rejected), "reasons": reasons},
+        )
     return result.summary()

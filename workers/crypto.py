@@ -34,8 +34,7 @@ class SecretKeyInvalid(Unavailable):
 class SecretKeyMismatch(Unavailable):
     def __init__(self) -> None:
         super().__init__(
-            "cannot decrypt stored secrets with SIGNAL_SECRET_KEY; "
-            "was the key rotated without keeping the old one?"
+            "cannot decrypt stored secrets with SIGNAL_SECRET_KEY; was the key rotated without keeping the old one?"
         )
 
 

@@ -23,11 +23,19 @@ def check_api_url(url: str) -> str:
         parts = urlsplit(text)
         parts.port  # noqa: B018 - raises on a bad port
     except ValueError:
-        raise ValueError(f"{url!r} is not a URL; give the API's public address, e.g. https://collect.example.com")
-    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment \
-            or parts.username is not None:
-        raise ValueError(f"{url!r} is not an http(s) base URL; give the API's public address, e.g. "
-                         "https://collect.example.com")
+        raise ValueError(
+            f"{url!r} is not a URL; give the API's public address, e.g. https://collect.example.com"
+        ) from None
+    if (
+        parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or parts.query
+        or parts.fragment
+        or parts.username is not None
+    ):
+        raise ValueError(
+            f"{url!r} is not an http(s) base URL; give the API's public address, e.g. https://collect.example.com"
+        )
     return text.rstrip("/")
 
 
@@ -75,7 +83,8 @@ class Settings(BaseSettings):
     drain_chunk_events: int = Field(10_000, gt=0)
 
     log_level: str = "INFO"
-    # Worker and beat logs: ``json`` (one JSON object per line, workers/observe/logs.py) or ``text`` (Celery's own format).
+    # Worker and beat logs: ``json`` (one JSON object per line, workers/observe/logs.py) or ``text`` (Celery's own
+    # format).
     log_format: Literal["json", "text"] = "json"
 
     # HTTP API (``signal-s3 api``): admin routes need this bearer token; without it they answer 503.
@@ -150,13 +159,15 @@ class Settings(BaseSettings):
         return urlsplit(self.celery_broker_url).scheme in AMQP_SCHEMES
 
     @model_validator(mode="after")
-    def _cluster_needs_another_broker(self) -> "Settings":
+    def _cluster_needs_another_broker(self) -> Settings:
         if not self.redis_cluster:
             return self
         if urlsplit(self.celery_broker_url).scheme in ("redis", "rediss", "redis+socket"):
-            raise ValueError("SIGNAL_REDIS_CLUSTER=true needs SIGNAL_BROKER_URL set to another broker (e.g. "
-                             "amqp://user:password@rabbitmq:5672/): Celery's Redis transport cannot use a Redis "
-                             "Cluster")
+            raise ValueError(
+                "SIGNAL_REDIS_CLUSTER=true needs SIGNAL_BROKER_URL set to another broker (e.g. "
+                "amqp://user:password@rabbitmq:5672/): Celery's Redis transport cannot use a Redis "
+                "Cluster"
+            )
         if urlsplit(self.redis_url).path not in ("", "/", "/0"):
             raise ValueError("SIGNAL_REDIS_URL of a Redis Cluster must use database 0 (a cluster has no other)")
         return self
@@ -168,7 +179,7 @@ class Settings(BaseSettings):
         return [k.strip() for k in self.secret_key.get_secret_value().split(",") if k.strip()]
 
     @model_validator(mode="after")
-    def _upload_timeout_above_botocore(self) -> "Settings":
+    def _upload_timeout_above_botocore(self) -> Settings:
         worst = (self.s3_connect_timeout_s + self.s3_read_timeout_s) * self.s3_max_attempts
         if self.upload_timeout_s < worst:
             raise ValueError(

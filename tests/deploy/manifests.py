@@ -1,12 +1,12 @@
 """Deployment files: schema-valid, and the fleet's invariants hold in every way of running it.
 
-Compose, Kubernetes, systemd and redis.conf (and the scaled topology under deploy/scaled: RabbitMQ and a Redis
-Cluster, in compose and as a kustomize overlay of deploy/k8s) must agree: two kinds of worker (single-process ingest workers, prefork
-flush workers) with the same command everywhere and a consumer for every queue, exactly one beat, a flush worker stop
-grace period that covers a whole upload, soft shutdown on SIGTERM for flush workers, Redis durable and never
+Compose, Kubernetes, systemd and redis.conf (and the scaled topology under deploy/scaled: RabbitMQ and a Redis Cluster,
+in compose and as a kustomize overlay of deploy/k8s) must agree: two kinds of worker (single-process ingest workers,
+prefork flush workers) with the same command everywhere and a consumer for every queue, exactly one beat, a flush worker
+stop grace period that covers a whole upload, soft shutdown on SIGTERM for flush workers, Redis durable and never
 evicting, Flower always authenticated and bounded, one image reference, and no secret value in any file. Schemas come
-bundled with PyPI packages (no network): the compose specification from
-``check-jsonschema``'s vendored copy, Kubernetes from ``kubernetes-validate``.
+bundled with PyPI packages (no network): the compose specification from ``check-jsonschema``'s vendored copy, Kubernetes
+from ``kubernetes-validate``.
 
 What the checks of tests/deploy share: where the files are, how each kind of worker runs, how to read them.
 """
@@ -40,12 +40,34 @@ SYSTEMD = DEPLOY / "systemd"
 
 # Ingest workers: one process, the task runs where the message is decoded. Flush workers: prefork, whose hard time
 # limit bounds an upload.
-INGEST_ARGS = ["celery", "-A", "workers.app", "worker", "-Q", "ingest", "-P", "solo",
-               "--without-gossip", "--without-mingle"]
+INGEST_ARGS = [
+    "celery",
+    "-A",
+    "workers.app",
+    "worker",
+    "-Q",
+    "ingest",
+    "-P",
+    "solo",
+    "--without-gossip",
+    "--without-mingle",
+]
 
 
-FLUSH_ARGS = ["celery", "-A", "workers.app", "worker", "-Q", "flush", "-P", "prefork", "-c", "2",
-              "--without-gossip", "--without-mingle"]
+FLUSH_ARGS = [
+    "celery",
+    "-A",
+    "workers.app",
+    "worker",
+    "-Q",
+    "flush",
+    "-P",
+    "prefork",
+    "-c",
+    "2",
+    "--without-gossip",
+    "--without-mingle",
+]
 
 
 BEAT_ARGS = ["celery", "-A", "workers.app", "beat", "-s", "/var/lib/signal/celerybeat-schedule"]
@@ -64,10 +86,20 @@ MIN_INGEST_GRACE_S = 30
 
 # compose service / Kubernetes Deployment / systemd template of each kind of worker
 WORKERS = {
-    "ingest": {"compose": "ingest", "k8s": "signal-ingest", "unit": "signal-ingest@.service", "args": INGEST_ARGS,
-               "min_grace_s": MIN_INGEST_GRACE_S},
-    "flush": {"compose": "flush", "k8s": "signal-flush", "unit": "signal-flush@.service", "args": FLUSH_ARGS,
-              "min_grace_s": MIN_FLUSH_GRACE_S},
+    "ingest": {
+        "compose": "ingest",
+        "k8s": "signal-ingest",
+        "unit": "signal-ingest@.service",
+        "args": INGEST_ARGS,
+        "min_grace_s": MIN_INGEST_GRACE_S,
+    },
+    "flush": {
+        "compose": "flush",
+        "k8s": "signal-flush",
+        "unit": "signal-flush@.service",
+        "args": FLUSH_ARGS,
+        "min_grace_s": MIN_FLUSH_GRACE_S,
+    },
 }
 
 
@@ -160,8 +192,13 @@ def unit(name: str) -> configparser.ConfigParser:
     return parser
 
 
-UNITS = ("signal-ingest@.service", "signal-flush@.service", "signal-beat.service", "signal-api.service",
-         "signal-flower.service")
+UNITS = (
+    "signal-ingest@.service",
+    "signal-flush@.service",
+    "signal-beat.service",
+    "signal-api.service",
+    "signal-flower.service",
+)
 
 
 def queues_of(args: list[str]) -> set[str]:
@@ -202,7 +239,11 @@ def run_flower_script(script: str, auth: str | None) -> subprocess.CompletedProc
         env["FLOWER_BASIC_AUTH"] = auth
     return subprocess.run(
         ["sh", "-c", script.replace("exec celery", "exec printf '%s\\n' celery")],
-        env=env, capture_output=True, text=True, timeout=10, check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=False,
     )
 
 
@@ -211,15 +252,17 @@ def grace_periods_s(kind: str) -> dict[str, float]:
     names = WORKERS[kind]
     return {
         "compose": duration_s(load_compose()["services"][names["compose"]]["stop_grace_period"]),
-        "kubernetes": float(objects_of("Deployment")[names["k8s"]]["spec"]["template"]["spec"][
-            "terminationGracePeriodSeconds"]),
+        "kubernetes": float(
+            objects_of("Deployment")[names["k8s"]]["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+        ),
         "systemd": float(unit(names["unit"])["Service"]["TimeoutStopSec"]),
     }
 
 
 def worker_deployments() -> dict[str, dict[str, Any]]:
-    return {name: d for name, d in objects_of("Deployment").items()
-            if any("worker" in command_of(c) for c in containers(d))}
+    return {
+        name: d for name, d in objects_of("Deployment").items() if any("worker" in command_of(c) for c in containers(d))
+    }
 
 
 def config_literals() -> dict[str, str]:
@@ -295,8 +338,11 @@ def _json_patch(obj: dict[str, Any], ops: list[dict[str, Any]]) -> None:
 
 
 def _matches(obj: dict[str, Any], selector: dict[str, Any]) -> bool:
-    return (obj["kind"] == selector["kind"] and obj["metadata"]["name"] == selector["name"]
-            and obj["apiVersion"].split("/")[0] == selector.get("group", obj["apiVersion"].split("/")[0]))
+    return (
+        obj["kind"] == selector["kind"]
+        and obj["metadata"]["name"] == selector["name"]
+        and obj["apiVersion"].split("/")[0] == selector.get("group", obj["apiVersion"].split("/")[0])
+    )
 
 
 def build_kustomization(directory: Path) -> list[dict[str, Any]]:
@@ -305,8 +351,15 @@ def build_kustomization(directory: Path) -> list[dict[str, Any]]:
     replace fields of a target (JSON 6902). Anything else fails here, so nothing new passes unchecked. Generated
     names keep no hash suffix."""
     kustomization = yaml.safe_load((directory / "kustomization.yaml").read_text())
-    assert set(kustomization) <= {"apiVersion", "kind", "labels", "resources", "images", "configMapGenerator",
-                                  "patches"}, set(kustomization)
+    assert set(kustomization) <= {
+        "apiVersion",
+        "kind",
+        "labels",
+        "resources",
+        "images",
+        "configMapGenerator",
+        "patches",
+    }, set(kustomization)
     objects: list[dict[str, Any]] = []
     for resource in kustomization.get("resources", []):
         path = directory / resource
@@ -314,11 +367,14 @@ def build_kustomization(directory: Path) -> list[dict[str, Any]]:
     for generator in kustomization.get("configMapGenerator", []):
         literals = dict(item.split("=", 1) for item in generator["literals"])
         if generator.get("behavior") == "merge":
-            (existing,) = [o for o in objects if o["kind"] == "ConfigMap" and o["metadata"]["name"] == generator["name"]]
+            (existing,) = [
+                o for o in objects if o["kind"] == "ConfigMap" and o["metadata"]["name"] == generator["name"]
+            ]
             existing["data"].update(literals)
         else:
-            objects.append({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": generator["name"]},
-                            "data": literals})
+            objects.append(
+                {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": generator["name"]}, "data": literals}
+            )
     for patch in kustomization.get("patches", []):
         body = yaml.safe_load(patch["patch"])
         if isinstance(body, list):
@@ -327,7 +383,11 @@ def build_kustomization(directory: Path) -> list[dict[str, Any]]:
             _json_patch(targets[0], body)
         else:
             assert body.pop("$patch") == "delete", "this builder knows strategic-merge deletes only"
-            selector = {"kind": body["kind"], "name": body["metadata"]["name"], "group": body["apiVersion"].split("/")[0]}
+            selector = {
+                "kind": body["kind"],
+                "name": body["metadata"]["name"],
+                "group": body["apiVersion"].split("/")[0],
+            }
             before = len(objects)
             objects = [o for o in objects if not _matches(o, selector)]
             assert len(objects) == before - 1, f"the patch deletes nothing: {selector}"

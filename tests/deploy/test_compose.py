@@ -52,8 +52,9 @@ def test_compose_workers_scale_and_stop_softly(kind: str) -> None:
 
 def test_compose_workers_consume_every_queue_and_only_workers_consume() -> None:
     services = load_compose()["services"]
-    consumers = {name: queues_of(svc["command"]) for name, svc in services.items()
-                 if "worker" in svc.get("command", [])}
+    consumers = {
+        name: queues_of(svc["command"]) for name, svc in services.items() if "worker" in svc.get("command", [])
+    }
     assert set(consumers) == {"ingest", "flush"}
     assert consumers == {"ingest": {"ingest"}, "flush": {"flush"}}
 

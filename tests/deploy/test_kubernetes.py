@@ -48,6 +48,7 @@ def test_kustomization_lists_every_manifest_but_the_secret_template() -> None:
 
 def test_kubernetes_manifests_follow_the_kubernetes_schemas() -> None:
     import kubernetes_validate as kv
+
     version = kv.latest_version()
     checked: list[str] = []
     for path in k8s_files():
@@ -58,14 +59,25 @@ def test_kubernetes_manifests_follow_the_kubernetes_schemas() -> None:
                 continue  # a CRD: checked by test_keda_scales_workers_on_both_queues
             kv.validate(doc, version, strict=True)
             checked.append(f"{doc['kind']}/{doc['metadata']['name']}")
-    assert {"Deployment/signal-ingest", "Deployment/signal-flush", "Deployment/signal-beat", "Deployment/signal-api",
-            "Deployment/signal-flower", "Service/signal-api", "Service/signal-flower",
-            "StatefulSet/signal-redis", "Service/signal-redis", "PodDisruptionBudget/signal-ingest",
-            "PodDisruptionBudget/signal-flush", "Secret/signal-secrets"} <= set(checked)
+    assert {
+        "Deployment/signal-ingest",
+        "Deployment/signal-flush",
+        "Deployment/signal-beat",
+        "Deployment/signal-api",
+        "Deployment/signal-flower",
+        "Service/signal-api",
+        "Service/signal-flower",
+        "StatefulSet/signal-redis",
+        "Service/signal-redis",
+        "PodDisruptionBudget/signal-ingest",
+        "PodDisruptionBudget/signal-flush",
+        "Secret/signal-secrets",
+    } <= set(checked)
 
 
 def test_the_kubernetes_schema_rejects_a_broken_manifest() -> None:
     import kubernetes_validate as kv
+
     broken = objects_of("Deployment")["signal-flush"]
     broken["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] = "330"
     with pytest.raises(kv.ValidationError):
@@ -100,7 +112,7 @@ def test_kubernetes_workers_stop_softly(kind: str) -> None:
     assert "livenessProbe" not in container
     assert container["resources"]["requests"]["cpu"] and container["resources"]["limits"]["memory"]
     probe = container["readinessProbe"]
-    assert "inspect ping -d \"celery@$HOSTNAME\"" in probe["exec"]["command"][-1]
+    assert 'inspect ping -d "celery@$HOSTNAME"' in probe["exec"]["command"][-1]
     assert probe["periodSeconds"] >= 60
     assert worker["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
     assert "replicas" not in worker["spec"]  # KEDA owns the count
@@ -140,8 +152,11 @@ def test_worker_disruption_budgets_select_each_kind_of_worker() -> None:
     deployments = worker_deployments()
     assert len(pdbs) == len(deployments) == 2
     for name, worker in deployments.items():
-        selecting = [p for p in pdbs.values() if p["spec"]["selector"]["matchLabels"] ==
-                     worker["spec"]["selector"]["matchLabels"]]
+        selecting = [
+            p
+            for p in pdbs.values()
+            if p["spec"]["selector"]["matchLabels"] == worker["spec"]["selector"]["matchLabels"]
+        ]
         assert len(selecting) == 1, name
         assert selecting[0]["spec"]["maxUnavailable"] == 1
     selectors = [tuple(sorted(d["spec"]["selector"]["matchLabels"].items())) for d in deployments.values()]

@@ -1,4 +1,5 @@
-"""The scaled topology (deploy/scaled): RabbitMQ quorum queues and a Redis Cluster, in compose and as a kustomize overlay."""
+"""The scaled topology (deploy/scaled): RabbitMQ quorum queues and a Redis Cluster, in compose and as a kustomize
+overlay."""
 
 from __future__ import annotations
 
@@ -49,8 +50,10 @@ def test_the_scaled_compose_file_runs_the_same_fleet() -> None:
         for field in ("command", "stop_signal", "stop_grace_period", "environment", "ports"):
             assert scaled[name].get(field) == base[name].get(field), (name, field)
         assert scaled[name]["env_file"] == ["signal.env"]
-        assert scaled[name]["depends_on"] == {"rabbitmq": {"condition": "service_healthy"},
-                                              "redis-cluster-create": {"condition": "service_completed_successfully"}}
+        assert scaled[name]["depends_on"] == {
+            "rabbitmq": {"condition": "service_healthy"},
+            "redis-cluster-create": {"condition": "service_completed_successfully"},
+        }
     assert scaled["beat"]["deploy"]["replicas"] == 1
     beats = [name for name, svc in scaled.items() if "beat" in svc.get("command", [])]
     assert beats == ["beat"]
@@ -67,8 +70,13 @@ def test_the_scaled_compose_redis_is_a_durable_cluster_of_three_masters_with_rep
         node = services[name]
         assert node["image"].startswith("redis:7") and node["hostname"] == name
         script = node["command"][2]
-        for option in ("--cluster-enabled yes", "--appendonly yes", "--appendfsync everysec",
-                       "--maxmemory-policy noeviction", "--cluster-preferred-endpoint-type hostname"):
+        for option in (
+            "--cluster-enabled yes",
+            "--appendonly yes",
+            "--appendfsync everysec",
+            "--maxmemory-policy noeviction",
+            "--cluster-preferred-endpoint-type hostname",
+        ):
             assert option in script, (name, option)
         assert any(v.endswith(":/data") for v in node["volumes"]), name
     create = services["redis-cluster-create"]
@@ -86,7 +94,7 @@ def test_the_scaled_env_example_selects_rabbitmq_and_the_cluster_and_needs_the_b
         assert values[name] == "", f"{name} must be empty in an example"
     assert values["SIGNAL_REDIS_CLUSTER"] == "true" and values["SIGNAL_REDIS_MIN_REPLICAS"] == "1"
     assert values["SIGNAL_REDIS_URL"] == "redis://redis-1:6379/0"
-    known = {k[len("SIGNAL_"):].lower(): v for k, v in values.items() if k.startswith("SIGNAL_") and v}
+    known = {k[len("SIGNAL_") :].lower(): v for k, v in values.items() if k.startswith("SIGNAL_") and v}
     with pytest.raises(ValidationError, match="SIGNAL_BROKER_URL"):
         Settings(**known)  # the broker URL is a secret, and a Redis Cluster cannot be the broker
     settings = Settings(**known, broker_url="amqp://signal@rabbitmq:5672/%2F")
@@ -112,9 +120,14 @@ def test_the_scaled_overlay_swaps_the_single_redis_for_a_cluster_and_adds_rabbit
     built = build_kustomization(SCALED_K8S)
     names = {(o["kind"], o["metadata"]["name"]) for o in built}
     assert ("StatefulSet", "signal-redis") not in names and ("Service", "signal-redis") not in names
-    assert {("StatefulSet", "signal-redis-cluster"), ("Service", "signal-redis-cluster"),
-            ("Job", "signal-redis-cluster-create"), ("PodDisruptionBudget", "signal-redis-cluster"),
-            ("RabbitmqCluster", "signal-rabbitmq"), ("TriggerAuthentication", "signal-rabbitmq")} <= names
+    assert {
+        ("StatefulSet", "signal-redis-cluster"),
+        ("Service", "signal-redis-cluster"),
+        ("Job", "signal-redis-cluster-create"),
+        ("PodDisruptionBudget", "signal-redis-cluster"),
+        ("RabbitmqCluster", "signal-rabbitmq"),
+        ("TriggerAuthentication", "signal-rabbitmq"),
+    } <= names
     # the fleet itself is the base's, unchanged
     base = {(o["kind"], o["metadata"]["name"]): o for o in applied_objects() if o["kind"] == "Deployment"}
     assert {k: o for k, o in ((("Deployment", n), d) for n, d in scaled_objects("Deployment").items())} == base
@@ -126,6 +139,7 @@ def test_the_scaled_overlay_swaps_the_single_redis_for_a_cluster_and_adds_rabbit
 
 def test_the_scaled_overlays_objects_follow_the_kubernetes_schemas() -> None:
     import kubernetes_validate as kv
+
     version = kv.latest_version()
     checked = []
     for obj in build_kustomization(SCALED_K8S):
@@ -133,8 +147,13 @@ def test_the_scaled_overlays_objects_follow_the_kubernetes_schemas() -> None:
             continue  # custom resources: checked field by field in the tests of this section
         kv.validate(obj, version, strict=True)
         checked.append(f"{obj['kind']}/{obj['metadata']['name']}")
-    assert {"StatefulSet/signal-redis-cluster", "Service/signal-redis-cluster", "Job/signal-redis-cluster-create",
-            "PodDisruptionBudget/signal-redis-cluster", "ConfigMap/signal-config"} <= set(checked)
+    assert {
+        "StatefulSet/signal-redis-cluster",
+        "Service/signal-redis-cluster",
+        "Job/signal-redis-cluster-create",
+        "PodDisruptionBudget/signal-redis-cluster",
+        "ConfigMap/signal-config",
+    } <= set(checked)
     (secret,) = k8s_docs(SCALED_K8S / "secret.example.yaml")
     kv.validate(secret, version, strict=True)
 
@@ -146,7 +165,7 @@ def test_the_scaled_settings_select_the_cluster_and_take_the_broker_from_the_sec
     host = literals["SIGNAL_REDIS_URL"].split("//", 1)[1].split(":", 1)[0]
     assert host == scaled_objects("StatefulSet")["signal-redis-cluster"]["spec"]["serviceName"]
     assert "SIGNAL_BROKER_URL" not in literals  # it holds a password
-    known = {k[len("SIGNAL_"):].lower(): v for k, v in literals.items() if k.startswith("SIGNAL_")}
+    known = {k[len("SIGNAL_") :].lower(): v for k, v in literals.items() if k.startswith("SIGNAL_")}
     known.pop("redis_address")
     assert Settings(**known, broker_url="amqp://signal@signal-rabbitmq:5672/%2F").redis_cluster
     (secret,) = k8s_docs(SCALED_K8S / "secret.example.yaml")
@@ -160,8 +179,11 @@ def test_every_signal_pod_takes_the_broker_url_from_the_secret_when_there_is_one
         for container in containers(deployment):
             (var,) = [e for e in container["env"] if e["name"] == "SIGNAL_BROKER_URL"]
             # optional: on one Redis there is no such key, and the broker is SIGNAL_REDIS_URL
-            assert var["valueFrom"]["secretKeyRef"] == {"name": "signal-secrets", "key": "SIGNAL_BROKER_URL",
-                                                        "optional": True}, name
+            assert var["valueFrom"]["secretKeyRef"] == {
+                "name": "signal-secrets",
+                "key": "SIGNAL_BROKER_URL",
+                "optional": True,
+            }, name
 
 
 def test_keda_scales_each_kind_of_worker_on_its_rabbitmq_queue() -> None:
@@ -169,8 +191,9 @@ def test_keda_scales_each_kind_of_worker_on_its_rabbitmq_queue() -> None:
     scaled_objects_ = scaled_objects("ScaledObject")
     assert set(scaled_objects_) == set(deployments)
     (auth,) = scaled_objects("TriggerAuthentication").values()
-    assert auth["spec"]["secretTargetRef"] == [{"parameter": "host", "name": "signal-secrets",
-                                                "key": "SIGNAL_BROKER_URL"}]
+    assert auth["spec"]["secretTargetRef"] == [
+        {"parameter": "host", "name": "signal-secrets", "key": "SIGNAL_BROKER_URL"}
+    ]
     for name, scaled in scaled_objects_.items():
         assert 1 <= scaled["spec"]["minReplicaCount"] <= scaled["spec"]["maxReplicaCount"]
         triggers = scaled["spec"]["triggers"]

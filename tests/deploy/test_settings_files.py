@@ -48,7 +48,7 @@ def test_env_examples_hold_the_same_settings_and_no_secrets() -> None:
 
 def test_env_example_settings_are_accepted_by_the_settings_model() -> None:
     values = env_file(DEPLOY / "signal.env.example")
-    known = {k[len("SIGNAL_"):].lower(): v for k, v in values.items() if k.startswith("SIGNAL_") and v}
+    known = {k[len("SIGNAL_") :].lower(): v for k, v in values.items() if k.startswith("SIGNAL_") and v}
     settings = Settings(**known)
     assert settings.flush_interval_s == 60.0
     assert settings.visibility_timeout_s == 300
@@ -71,8 +71,13 @@ def test_every_redis_in_the_repository_is_configured_the_same_way() -> None:
             configuring.append(path.relative_to(DEPLOY).as_posix())
             for key, value in REDIS_REQUIRED.items():
                 assert re.search(rf"{key}\W+{value}", text), f"{path.relative_to(ROOT)}: no {key} {value}"
-    assert sorted(configuring) == ["compose.yaml", "k8s/redis.yaml", "redis.conf", "scaled/compose.yaml",
-                                   "scaled/k8s/redis-cluster.yaml"]
+    assert sorted(configuring) == [
+        "compose.yaml",
+        "k8s/redis.yaml",
+        "redis.conf",
+        "scaled/compose.yaml",
+        "scaled/k8s/redis-cluster.yaml",
+    ]
 
 
 def test_no_secret_values_in_any_deployment_file() -> None:

@@ -97,7 +97,11 @@ def test_systemd_units_verify(tmp_path: Path) -> None:
         names.append(target)
     result = subprocess.run(
         [analyze, "verify", "--man=no", *names],
-        cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     complaints = [line for line in result.stderr.splitlines() if str(tmp_path) in line or "signal-" in line]
     assert result.returncode == 0, result.stderr

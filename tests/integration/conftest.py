@@ -42,13 +42,21 @@ class Fleet:
         return {k.decode(): int(v) for k, v in self.r.hgetall(keys.stats(integration_id)).items()}
 
     def wait_delivered(self, integration_id: str, events: int, timeout_s: float = 60.0) -> None:
-        wait_until(lambda: self.stats(integration_id).get("delivered_events", 0) >= events, timeout_s,
-                   message=lambda: f"delivered {self.stats(integration_id)} of {events} events")
+        wait_until(
+            lambda: self.stats(integration_id).get("delivered_events", 0) >= events,
+            timeout_s,
+            message=lambda: f"delivered {self.stats(integration_id)} of {events} events",
+        )
 
 
 @pytest.fixture
-def fleet(fleet_env: dict[str, str], redis_client: redis.Redis, moto_server: Any, s3_admin: Any,
-          monkeypatch: pytest.MonkeyPatch) -> Iterator[Fleet]:
+def fleet(
+    fleet_env: dict[str, str],
+    redis_client: redis.Redis,
+    moto_server: Any,
+    s3_admin: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[Fleet]:
     """Env for fleet processes pointed at the plain moto_server; start workers/beat with start_worker/start_beat."""
     fleet_env.update(FAST)
     fleet_env["AWS_ENDPOINT_URL_S3"] = moto_server.endpoint

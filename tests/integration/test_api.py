@@ -39,9 +39,15 @@ def segment_calls(n: int, run: str) -> list[dict[str, Any]]:
     out = []
     for i in range(n):
         t = types[i % len(types)]
-        call: dict[str, Any] = {"type": t, "messageId": f"{run}-{i}", "anonymousId": f"anon-{i % 7}",
-                                "userId": f"user-{i % 5}", "timestamp": "2026-05-12T10:00:00Z",
-                                "context": {"ip": "203.0.113.7"}, "properties": {"i": i}}
+        call: dict[str, Any] = {
+            "type": t,
+            "messageId": f"{run}-{i}",
+            "anonymousId": f"anon-{i % 7}",
+            "userId": f"user-{i % 5}",
+            "timestamp": "2026-05-12T10:00:00Z",
+            "context": {"ip": "203.0.113.7"},
+            "properties": {"i": i},
+        }
         if t == "track":
             call["event"] = "Order Completed"
         if t in ("page", "screen"):
@@ -65,9 +71,27 @@ def test_the_seed_curl_installs_over_http_with_redacted_secrets(api: Api, s3_adm
         pass
     url = f"{api.base_url}/v1/admin/integration-catalog/amazon_s3/install"
     if shutil.which("curl"):
-        done = subprocess.run(["curl", "-sS", "-X", "POST", url, "-H", f"Authorization: Bearer {TOKEN}",
-                               "-H", "Content-Type: application/json", "-d", SEED_BODY, "-w", "\n%{http_code}"],
-                              capture_output=True, text=True, timeout=60, check=True)
+        done = subprocess.run(
+            [
+                "curl",
+                "-sS",
+                "-X",
+                "POST",
+                url,
+                "-H",
+                f"Authorization: Bearer {TOKEN}",
+                "-H",
+                "Content-Type: application/json",
+                "-d",
+                SEED_BODY,
+                "-w",
+                "\n%{http_code}",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
         body_text, code = done.stdout.rsplit("\n", 1)
         assert code == "201", done.stdout
     else:
@@ -108,16 +132,23 @@ def test_the_catalog_lists_amazon_s3_under_cloud_storage_with_its_fields(api: Ap
     assert fields["server_side_encryption"]["allowed_values"] == ["AES256", "aws:kms"]
     assert fields["kms_key_id"]["description"].startswith("KMS key ARN")
     assert api.admin.get("/v1/admin/integration-catalog", params={"category": "Analytics"}).json() == {
-        "integrations": []}
+        "integrations": []
+    }
 
 
 def test_install_refuses_bad_bodies_and_failed_bucket_checks_storing_nothing(api: Api, make_bucket: Callable) -> None:
     url = "/v1/admin/integration-catalog/amazon_s3/install"
-    good = {"bucket": make_bucket(), "region": "us-east-1", "access_key_id": ACCESS_KEY_ID,
-            "secret_access_key": SECRET_ACCESS_KEY}
+    good = {
+        "bucket": make_bucket(),
+        "region": "us-east-1",
+        "access_key_id": ACCESS_KEY_ID,
+        "secret_access_key": SECRET_ACCESS_KEY,
+    }
 
-    response = api.admin.post(url, json={"name": "", "config": {**good, "region": "moon-1", "prefix": "/x",
-                                                                 "server_side_encryption": "aws:kms"}})
+    response = api.admin.post(
+        url,
+        json={"name": "", "config": {**good, "region": "moon-1", "prefix": "/x", "server_side_encryption": "aws:kms"}},
+    )
     assert response.status_code == 422
     errors = response.json()["errors"]
     assert [e["field"] for e in errors] == ["name", "config.region", "config.prefix", "config.kms_key_id"]
@@ -148,12 +179,15 @@ def test_install_refuses_bad_bodies_and_failed_bucket_checks_storing_nothing(api
     assert response.status_code == 422 and response.json()["errors"][0]["field"] == "source_id"
 
 
-def test_install_and_patch_a_variant_and_a_blueprint_over_http(api: Api, make_bucket: Callable,
-                                                               fleet: Any) -> None:
+def test_install_and_patch_a_variant_and_a_blueprint_over_http(api: Api, make_bucket: Callable, fleet: Any) -> None:
     from workers.integrations import registry
 
-    wanted = {"consent": {"require": ["analytics"], "missing": "deny"}, "events": {"exclude": ["identify"]},
-              "drop_fields": ["context.ip"], "hash_fields": ["user_id", "traits.email"]}
+    wanted = {
+        "consent": {"require": ["analytics"], "missing": "deny"},
+        "events": {"exclude": ["identify"]},
+        "drop_fields": ["context.ip"],
+        "hash_fields": ["user_id", "traits.email"],
+    }
     created = api.install(make_bucket(), variant="parquet", blueprint=wanted)
     assert created["variant"] == "parquet" and created["blueprint"] == wanted
     base = f"/v1/admin/integrations/{created['id']}"
@@ -166,17 +200,19 @@ def test_install_and_patch_a_variant_and_a_blueprint_over_http(api: Api, make_bu
     assert response.status_code == 200, response.text
     assert response.json()["blueprint"] == narrowed and response.json()["config"] == created["config"]
 
-    response = api.admin.patch(base, json={"blueprint": {"consent": {"require": []}, "hash_fields": ["type"]},
-                                           "variant": "default"})
+    response = api.admin.patch(
+        base, json={"blueprint": {"consent": {"require": []}, "hash_fields": ["type"]}, "variant": "default"}
+    )
     assert response.status_code == 422
     errors = response.json()["errors"]
     assert [e["field"] for e in errors] == ["variant", "blueprint.consent.require", "blueprint.hash_fields"]
     assert all(e["message"] for e in errors)
     assert api.admin.get(base).json()["blueprint"] == narrowed  # nothing changed
 
-    response = api.admin.post("/v1/admin/integration-catalog/amazon_s3/install",
-                              json={"name": "S3", "variant": "orc", "config": created["config"],
-                                    "blueprint": {"drop_fields": "context.ip"}})
+    response = api.admin.post(
+        "/v1/admin/integration-catalog/amazon_s3/install",
+        json={"name": "S3", "variant": "orc", "config": created["config"], "blueprint": {"drop_fields": "context.ip"}},
+    )
     assert response.status_code == 422
     assert [e["field"] for e in response.json()["errors"]][:1] == ["variant"]
     assert "blueprint.drop_fields" in [e["field"] for e in response.json()["errors"]]
@@ -203,14 +239,18 @@ def test_admin_token_and_write_keys_are_distinct_powers(api: Api) -> None:
     with api.collector(TOKEN) as token_as_key:
         response = token_as_key.post("/v1/track", json={"event": "e", "userId": "u"})
         assert response.status_code == 401 and response.json() == {
-            "success": False, "error": "unauthorized", "message": response.json()["message"]}
+            "success": False,
+            "error": "unauthorized",
+            "message": response.json()["message"],
+        }
     assert api.anon.post("/v1/batch", json={"batch": []}).status_code == 401
     response = api.anon.post("/v1/batch", json={"batch": []}, headers={"Authorization": "Basic !!!"})
     assert response.status_code == 401 and "Traceback" not in response.text
 
 
-def test_admin_routes_answer_503_without_an_admin_token(request: pytest.FixtureRequest, fleet: Any,
-                                                       tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_admin_routes_answer_503_without_an_admin_token(
+    request: pytest.FixtureRequest, fleet: Any, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     env = {k: v for k, v in fleet.env.items() if k != "SIGNAL_ADMIN_TOKEN"}
     process, base_url = start_api_process(request, env, tmp_path_factory)
     try:
@@ -262,15 +302,24 @@ def test_patch_enable_disable_status_live_events_and_dead_letter(api: Api, make_
     assert response.json() == {"delivered": [], "already_delivered": [], "still_failing": []}
     assert api.admin.post(f"{base}/dead-letter/replay", json={"batch_id": "nope"}).status_code == 404
 
-    for method, path in (("GET", ""), ("PATCH", ""), ("DELETE", ""), ("POST", "/enable"), ("GET", "/status"),
-                         ("GET", "/live-events"), ("GET", "/dead-letter"), ("POST", "/test-event")):
+    for method, path in (
+        ("GET", ""),
+        ("PATCH", ""),
+        ("DELETE", ""),
+        ("POST", "/enable"),
+        ("GET", "/status"),
+        ("GET", "/live-events"),
+        ("GET", "/dead-letter"),
+        ("POST", "/test-event"),
+    ):
         response = api.admin.request(method, f"/v1/admin/integrations/nope{path}", json={})
         assert response.status_code == 404, (method, path, response.text)
         assert response.json()["message"]
 
 
-def test_held_batches_show_in_dead_letter_and_replay_after_the_fix(api: Api, make_bucket: Callable,
-                                                                  start_worker: Callable, s3_admin: Any) -> None:
+def test_held_batches_show_in_dead_letter_and_replay_after_the_fix(
+    api: Api, make_bucket: Callable, start_worker: Callable, s3_admin: Any
+) -> None:
     missing = unique_bucket()
     iid = api.install(missing, verify=False)["id"]
     start_worker()
@@ -293,8 +342,9 @@ def test_held_batches_show_in_dead_letter_and_replay_after_the_fix(api: Api, mak
 # -- collection end to end ------------------------------------------------------------------------------------------
 
 
-def test_segment_calls_land_in_the_bucket_exactly_once(api: Api, make_bucket: Callable, start_worker: Callable,
-                                                       start_beat: Callable, s3_admin: Any) -> None:
+def test_segment_calls_land_in_the_bucket_exactly_once(
+    api: Api, make_bucket: Callable, start_worker: Callable, start_beat: Callable, s3_admin: Any
+) -> None:
     source = api.source("Website")
     bucket_a, bucket_b = make_bucket(), make_bucket()
     iid_a = api.install(bucket_a, source_id=source["id"])["id"]
@@ -306,13 +356,15 @@ def test_segment_calls_land_in_the_bucket_exactly_once(api: Api, make_bucket: Ca
     calls = segment_calls(1200, run)
     with api.collector(source["write_key"]) as client:
         for start in range(0, 600, 200):
-            response = client.post("/v1/batch", json={"batch": calls[start:start + 200],
-                                                      "context": {"library": {"name": "test"}}})
+            response = client.post(
+                "/v1/batch", json={"batch": calls[start : start + 200], "context": {"library": {"name": "test"}}}
+            )
             assert response.status_code == 200 and response.json() == {"success": True}
         for start in range(600, 1150, 275):
-            body = gzip.compress(orjson.dumps({"batch": calls[start:start + 275]}))
-            response = client.post("/v1/batch", content=body,
-                                   headers={"Content-Encoding": "gzip", "Content-Type": "application/json"})
+            body = gzip.compress(orjson.dumps({"batch": calls[start : start + 275]}))
+            response = client.post(
+                "/v1/batch", content=body, headers={"Content-Encoding": "gzip", "Content-Type": "application/json"}
+            )
             assert response.status_code == 200, response.text
         for call in calls[1150:]:
             kind = call.pop("type")
@@ -320,8 +372,11 @@ def test_segment_calls_land_in_the_bucket_exactly_once(api: Api, make_bucket: Ca
             call["type"] = kind
 
     for iid, bucket in ((iid_a, bucket_a), (iid_b, bucket_b)):
-        wait_until(lambda iid=iid: api.status(iid)["delivered_events"] >= len(calls), 60,
-                   message=lambda iid=iid: f"status: {api.status(iid)}")
+        wait_until(
+            lambda iid=iid: api.status(iid)["delivered_events"] >= len(calls),
+            60,
+            message=lambda iid=iid: f"status: {api.status(iid)}",
+        )
         objects = read_objects(s3_admin, bucket)
         counts = event_counts(objects)
         assert counts == {c["messageId"]: 1 for c in calls}
@@ -330,8 +385,11 @@ def test_segment_calls_land_in_the_bucket_exactly_once(api: Api, make_bucket: Ca
         assert track["type"] == "track" and track["event"] == "Order Completed"
         assert track["anonymous_id"] == "anon-0" and track["user_id"] == "user-0"
         assert track["source_id"] == source["id"] and track["integration_id"] == iid
-        assert track["context"] == {"ip": "203.0.113.7", "library": {"name": "test"},  # the client's own ip
-                                    "userAgent": f"python-httpx/{httpx.__version__}"}  # from User-Agent
+        assert track["context"] == {
+            "ip": "203.0.113.7",
+            "library": {"name": "test"},  # the client's own ip
+            "userAgent": f"python-httpx/{httpx.__version__}",
+        }  # from User-Agent
         assert by_id[f"{run}-4"]["group_id"] == "g-1" and by_id[f"{run}-5"]["previous_id"] == "anon-5"
         assert "messageId" not in track and "anonymousId" not in track
 
@@ -378,8 +436,9 @@ def test_request_limits_are_enforced_before_parsing(api: Api) -> None:
 # -- test event and delete ------------------------------------------------------------------------------------------
 
 
-def test_test_event_answers_with_an_object_key_that_exists(api: Api, make_bucket: Callable, start_worker: Callable,
-                                                           s3_admin: Any, fleet: Any) -> None:
+def test_test_event_answers_with_an_object_key_that_exists(
+    api: Api, make_bucket: Callable, start_worker: Callable, s3_admin: Any, fleet: Any
+) -> None:
     bucket = make_bucket()
     iid = api.install(bucket, config={"flush_interval_s": 3600})["id"]
     start_worker()
@@ -393,8 +452,13 @@ def test_test_event_answers_with_an_object_key_that_exists(api: Api, make_bucket
     live = api.admin.get(f"/v1/admin/integrations/{iid}/live-events").json()["events"]
     assert live[0]["event_id"] == result["event_id"] and live[0]["object_key"] == result["object_key"]
 
-    done = subprocess.run([*venv_command("signal-s3"), "test", iid], capture_output=True, text=True, timeout=90,
-                          env={**os.environ, **fleet.env, "PYTHONPATH": str(REPO_ROOT)})
+    done = subprocess.run(
+        [*venv_command("signal-s3"), "test", iid],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        env={**os.environ, **fleet.env, "PYTHONPATH": str(REPO_ROOT)},
+    )
     assert done.returncode == 0, done.stderr
     printed = json.loads(done.stdout)
     assert printed["state"] == "delivered" and printed["object_key"] in read_objects(s3_admin, bucket)
@@ -405,7 +469,8 @@ def test_test_event_answers_with_an_object_key_that_exists(api: Api, make_bucket
 
 
 def test_delete_refuses_while_events_are_buffered_and_flush_delivers_them(
-        api: Api, make_bucket: Callable, start_worker: Callable, s3_admin: Any) -> None:
+    api: Api, make_bucket: Callable, start_worker: Callable, s3_admin: Any
+) -> None:
     source = api.source()
     bucket = make_bucket()
     iid = api.install(bucket, source_id=source["id"], config={"flush_interval_s": 3600})["id"]
@@ -440,8 +505,8 @@ def test_no_operation_answers_a_server_error(fleet: Any) -> None:
     import base64
 
     from workers.integrations import sources
-    from workers.web.app import create_app
     from workers.settings import Settings
+    from workers.web.app import create_app
 
     app = create_app(Settings(admin_token=TOKEN))
     write_key = sources.create(fleet.r, "Fuzz").write_key
@@ -470,10 +535,15 @@ def _fuzz(operation: Any, headers: dict[str, str]) -> Callable[[], None]:
 
 
 def test_several_api_processes_share_the_port_and_every_event_reaches_the_buffers(
-        request: pytest.FixtureRequest, fleet: Any, tmp_path_factory: pytest.TempPathFactory, make_bucket: Callable,
-        start_worker: Callable) -> None:
-    process, base_url = start_api_process(request, {**fleet.env, "SIGNAL_ADMIN_TOKEN": TOKEN}, tmp_path_factory,
-                                   "--workers", "2")
+    request: pytest.FixtureRequest,
+    fleet: Any,
+    tmp_path_factory: pytest.TempPathFactory,
+    make_bucket: Callable,
+    start_worker: Callable,
+) -> None:
+    process, base_url = start_api_process(
+        request, {**fleet.env, "SIGNAL_ADMIN_TOKEN": TOKEN}, tmp_path_factory, "--workers", "2"
+    )
     api = Api(process, base_url)
 
     def servers() -> list[int]:
@@ -496,7 +566,7 @@ def test_several_api_processes_share_the_port_and_every_event_reaches_the_buffer
     sent = 0
     for start in range(0, len(calls), 20):
         with api.collector(source["write_key"]) as client:  # a new connection each time: either process takes it
-            response = client.post("/v1/batch", json={"batch": calls[start:start + 20]})
+            response = client.post("/v1/batch", json={"batch": calls[start : start + 20]})
             assert response.status_code == 200, response.text
             sent += 20
         if start == 200:

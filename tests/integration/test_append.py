@@ -18,9 +18,9 @@ from workers.events import prepared
 from workers.events.message import encode_message
 from workers.integrations import registry, status
 from workers.queue import wire
-from workers.store import buffer, keys
 from workers.queue.producer import Broker
 from workers.settings import get_settings
+from workers.store import buffer, keys
 
 BAD = [{"type": "explode", "user_id": "u"}, "not an object", {"type": "page", "anonymous_id": "a", "timestamp": "x"}]
 
@@ -39,7 +39,8 @@ def runs(worker: Any, task_id: str) -> list[str]:
 
 @pytest.mark.parametrize("topology", ["redis", "scaled"], indirect=True)
 def test_events_the_api_prepared_land_exactly_once_and_invalid_ones_are_rejected_alone(
-        fleet, producer, make_bucket, start_worker, start_beat):
+    fleet, producer, make_bucket, start_worker, start_beat
+):
     bucket = Bucket(fleet.s3, make_bucket())
     iid = fleet.install(bucket.name)
     worker = start_worker()
@@ -51,8 +52,11 @@ def test_events_the_api_prepared_land_exactly_once_and_invalid_ones_are_rejected
     assert_exactly_once(fleet, iid, bucket, {e["event_id"] for e in events})
     stats = fleet.stats(iid)
     assert stats["ingested_events"] == 1500
-    assert (stats["rejected:invalid_type"], stats["rejected:not_an_object"], stats["rejected:invalid_timestamp"]) \
-        == (3, 3, 3)
+    assert (stats["rejected:invalid_type"], stats["rejected:not_an_object"], stats["rejected:invalid_timestamp"]) == (
+        3,
+        3,
+        3,
+    )
     rejections = [orjson.loads(x) for x in fleet.r.lrange(keys.rejections(iid), 0, -1)]
     assert sorted(r["index"] for r in rejections) == [100, 100, 100, 101, 101, 101, 102, 102, 102]
     live = status.live_events(fleet.r, iid, limit=buffer.LIST_MAX)
@@ -68,8 +72,9 @@ def test_a_prepared_message_delivered_twice_is_appended_once(fleet, producer, ma
     message = encode_message(prepared.prepare(events + BAD, iid, received_at=clock.now(), event_max_bytes=32768))
     task_id = str(uuid.uuid4())
     for serializer in ("json", wire.PREPARED):  # the same message twice (a redelivery), in either form
-        producer.app.send_task("signal.append", args=[iid, message], queue="ingest", task_id=task_id,
-                               serializer=serializer)
+        producer.app.send_task(
+            "signal.append", args=[iid, message], queue="ingest", task_id=task_id, serializer=serializer
+        )
     wait_until(lambda: len(runs(worker, task_id)) == 2, 30, message=lambda: worker.log_tail())
 
     assert sum("'duplicate': True" in run for run in runs(worker, task_id)) == 1, runs(worker, task_id)
@@ -78,8 +83,9 @@ def test_a_prepared_message_delivered_twice_is_appended_once(fleet, producer, ma
     assert stats["ingested_events"] == 500 and stats["rejected:invalid_type"] == 1
 
 
-def test_a_disabled_integration_is_refused_whichever_form_its_events_come_in(fleet, producer, make_bucket,
-                                                                            start_worker):
+def test_a_disabled_integration_is_refused_whichever_form_its_events_come_in(
+    fleet, producer, make_bucket, start_worker
+):
     iid = fleet.install(make_bucket())
     message = encode_message(prepared.prepare(make_events(10), iid, received_at=clock.now(), event_max_bytes=32768))
     registry.set_enabled(fleet.r, iid, False)
@@ -92,8 +98,9 @@ def test_a_disabled_integration_is_refused_whichever_form_its_events_come_in(fle
 
 
 @pytest.mark.parametrize("serializer", ["json", wire.PREPARED])
-def test_a_malformed_prepared_message_is_counted_with_its_error_and_buffers_nothing(fleet, producer, make_bucket,
-                                                                                   start_worker, serializer):
+def test_a_malformed_prepared_message_is_counted_with_its_error_and_buffers_nothing(
+    fleet, producer, make_bucket, start_worker, serializer
+):
     iid = fleet.install(make_bucket())
     message = encode_message(prepared.prepare(make_events(10), iid, received_at=clock.now(), event_max_bytes=32768))
     message["indexes"] = {hour: idx[:-1] for hour, idx in message["indexes"].items()}  # one line without its index

@@ -30,15 +30,26 @@ def test_every_event_reads_back_through_the_ddl_partitions(fleet, make_bucket, s
     assert len(objects) >= 5 and set(event_counts(objects)) == {e["event_id"] for e in events}
 
     endpoint = urlsplit(fleet.endpoint)
-    s3 = pafs.S3FileSystem(access_key=TEST_ACCESS_KEY_ID, secret_key=TEST_SECRET_ACCESS_KEY, region="us-east-1",
-                           endpoint_override=endpoint.netloc, scheme=endpoint.scheme)
+    s3 = pafs.S3FileSystem(
+        access_key=TEST_ACCESS_KEY_ID,
+        secret_key=TEST_SECRET_ACCESS_KEY,
+        region="us-east-1",
+        endpoint_override=endpoint.netloc,
+        scheme=endpoint.scheme,
+    )
     # the partition columns of the DDL, in its order, as the strings of the key (``09``, not 9)
     partitioning = ds.DirectoryPartitioning(pa.schema([(name, pa.string()) for name, *_ in athena.PARTITIONS]))
     columns = pa.schema([(name, pa.string()) for name in COLUMNS])
-    fmt = ds.JsonFileFormat(parse_options=pajson.ParseOptions(explicit_schema=columns,
-                                                              unexpected_field_behavior="ignore"))
-    dataset = ds.dataset(f"{bucket}/{PREFIX.rstrip('/')}", filesystem=s3, format=fmt, partitioning=partitioning,
-                         schema=pa.schema([*columns, *partitioning.schema]))
+    fmt = ds.JsonFileFormat(
+        parse_options=pajson.ParseOptions(explicit_schema=columns, unexpected_field_behavior="ignore")
+    )
+    dataset = ds.dataset(
+        f"{bucket}/{PREFIX.rstrip('/')}",
+        filesystem=s3,
+        format=fmt,
+        partitioning=partitioning,
+        schema=pa.schema([*columns, *partitioning.schema]),
+    )
 
     seen: list[str] = []
     fragments = list(dataset.get_fragments())
@@ -55,15 +66,26 @@ def test_every_event_reads_back_through_the_ddl_partitions(fleet, make_bucket, s
             # received_at YYYY-MM-DDTHH:... falls in the partition's hour
             received = row["received_at"]
             assert (received[0:4], received[5:7], received[8:10], received[11:13]) == (
-                row["year"], row["month"], row["day"], row["hour"]), (key, row)
+                row["year"],
+                row["month"],
+                row["day"],
+                row["hour"],
+            ), (key, row)
         seen += [r["event_id"] for r in rows]
     assert sorted(seen) == sorted(e["event_id"] for e in events)
 
     # a query the way Athena runs it: filter on the partition columns
     hour = fragments[0].path.removeprefix(f"{bucket}/{PREFIX}").split("/")[:4]
-    filtered = dataset.to_table(columns=["event_id"], filter=(
-        (ds.field("year") == hour[0]) & (ds.field("month") == hour[1]) & (ds.field("day") == hour[2])
-        & (ds.field("hour") == hour[3])))
-    in_hour = {e["event_id"] for key, evs in objects.items()
-               if key.removeprefix(PREFIX).split("/")[:4] == hour for e in evs}
+    filtered = dataset.to_table(
+        columns=["event_id"],
+        filter=(
+            (ds.field("year") == hour[0])
+            & (ds.field("month") == hour[1])
+            & (ds.field("day") == hour[2])
+            & (ds.field("hour") == hour[3])
+        ),
+    )
+    in_hour = {
+        e["event_id"] for key, evs in objects.items() if key.removeprefix(PREFIX).split("/")[:4] == hour for e in evs
+    }
     assert set(filtered.column("event_id").to_pylist()) == in_hour

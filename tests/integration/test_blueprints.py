@@ -29,8 +29,14 @@ def run_id() -> str:
 
 
 def track(event_id: str, **fields: Any) -> dict[str, Any]:
-    return {"event_id": event_id, "type": "track", "event": "Order Completed", "anonymous_id": "anon-1",
-            "user_id": "user-1", **fields}
+    return {
+        "event_id": event_id,
+        "type": "track",
+        "event": "Order Completed",
+        "anonymous_id": "anon-1",
+        "user_id": "user-1",
+        **fields,
+    }
 
 
 def delivered(fleet: Any, bucket: str) -> dict[str, dict[str, Any]]:
@@ -45,10 +51,14 @@ def delivered(fleet: Any, bucket: str) -> dict[str, dict[str, Any]]:
 
 def wait_settled(fleet: Any, iid: str, *, delivered_events: int, removed: int) -> dict[str, Any]:
     """Wait until the integration delivered and removed that many events and nothing is buffered; its status."""
+
     def settled() -> bool:
         st = status.integration_status(fleet.r, iid)
-        return (st["delivered_events"] == delivered_events and sum(st["removed_events"].values()) == removed
-                and st["buffered_events"] == 0)
+        return (
+            st["delivered_events"] == delivered_events
+            and sum(st["removed_events"].values()) == removed
+            and st["buffered_events"] == 0
+        )
 
     wait_until(settled, 60, message=lambda: str(status.integration_status(fleet.r, iid)))
     return status.integration_status(fleet.r, iid)
@@ -56,15 +66,18 @@ def wait_settled(fleet: Any, iid: str, *, delivered_events: int, removed: int) -
 
 def scraped(fleet: Any, iid: str) -> dict[tuple[str, str | None], float]:
     text = metrics.render(fleet.r)[0].decode()
-    return {(s.name, s.labels.get("reason")): s.value for f in text_string_to_metric_families(text)
-            for s in f.samples if s.labels.get("integration_id") == iid}
+    return {
+        (s.name, s.labels.get("reason")): s.value
+        for f in text_string_to_metric_families(text)
+        for s in f.samples
+        if s.labels.get("integration_id") == iid
+    }
 
 
 # -- consent ----------------------------------------------------------------------------------------------------------
 
 
-def test_consent_delivers_only_granted_events_and_counts_the_others_once(fleet, make_bucket, start_worker,
-                                                                         start_beat):
+def test_consent_delivers_only_granted_events_and_counts_the_others_once(fleet, make_bucket, start_worker, start_beat):
     bucket = make_bucket()
     iid = fleet.install(bucket, blueprint={"consent": {"require": ["analytics", "marketing"]}})
     start_worker()
@@ -72,19 +85,24 @@ def test_consent_delivers_only_granted_events_and_counts_the_others_once(fleet, 
     run = run_id()
     granted = [
         track(f"{run}-seed", context={"consent": {"analytics": True, "marketing": "granted"}}),
-        track(f"{run}-segment", context={"consent": {"categoryPreferences": {"analytics": True,
-                                                                              "marketing": True}}}),
-        track(f"{run}-mixed-shapes", context={"consent": {"analytics": "GRANTED",
-                                                          "categoryPreferences": {"marketing": True}}}),
+        track(f"{run}-segment", context={"consent": {"categoryPreferences": {"analytics": True, "marketing": True}}}),
+        track(
+            f"{run}-mixed-shapes",
+            context={"consent": {"analytics": "GRANTED", "categoryPreferences": {"marketing": True}}},
+        ),
     ]
     denied = [
         track(f"{run}-seed-denied", context={"consent": {"analytics": True, "marketing": False}}),
-        track(f"{run}-segment-denied", context={"consent": {"categoryPreferences": {"analytics": True,
-                                                                                     "marketing": False}}}),
+        track(
+            f"{run}-segment-denied",
+            context={"consent": {"categoryPreferences": {"analytics": True, "marketing": False}}},
+        ),
         track(f"{run}-one-missing", context={"consent": {"analytics": True}}),
         track(f"{run}-no-consent"),
-        track(f"{run}-denial-wins", context={"consent": {"analytics": True, "marketing": True,
-                                                         "categoryPreferences": {"marketing": "denied"}}}),
+        track(
+            f"{run}-denial-wins",
+            context={"consent": {"analytics": True, "marketing": True, "categoryPreferences": {"marketing": "denied"}}},
+        ),
     ]
     mixed = [denied[0], granted[0], denied[1], denied[2], granted[1], denied[3], granted[2], denied[4]]
     task_id = fleet.sender.ingest(iid, mixed)
@@ -104,18 +122,22 @@ def test_consent_delivers_only_granted_events_and_counts_the_others_once(fleet, 
     assert scraped(fleet, iid)[("signal_events_removed_total", "consent_denied")] == len(denied)
 
 
-def test_consent_missing_allow_delivers_events_without_consent_information(fleet, make_bucket, start_worker,
-                                                                           start_beat):
+def test_consent_missing_allow_delivers_events_without_consent_information(
+    fleet, make_bucket, start_worker, start_beat
+):
     bucket = make_bucket()
     iid = fleet.install(bucket, blueprint={"consent": {"require": ["analytics"], "missing": "allow"}})
     start_worker()
     start_beat()
     run = run_id()
-    events = [track(f"{run}-none"), track(f"{run}-null", context={"consent": {"analytics": None}}),
-              track(f"{run}-other", context={"consent": {"ads": False}}),
-              track(f"{run}-granted", context={"consent": {"categoryPreferences": {"analytics": True}}}),
-              track(f"{run}-denied", context={"consent": {"analytics": False}}),
-              track(f"{run}-segment-denied", context={"consent": {"categoryPreferences": {"analytics": "no"}}})]
+    events = [
+        track(f"{run}-none"),
+        track(f"{run}-null", context={"consent": {"analytics": None}}),
+        track(f"{run}-other", context={"consent": {"ads": False}}),
+        track(f"{run}-granted", context={"consent": {"categoryPreferences": {"analytics": True}}}),
+        track(f"{run}-denied", context={"consent": {"analytics": False}}),
+        track(f"{run}-segment-denied", context={"consent": {"categoryPreferences": {"analytics": "no"}}}),
+    ]
     fleet.sender.ingest(iid, events)
     st = wait_settled(fleet, iid, delivered_events=4, removed=2)
     assert set(delivered(fleet, bucket)) == {f"{run}-{n}" for n in ("none", "null", "other", "granted")}
@@ -125,10 +147,13 @@ def test_consent_missing_allow_delivers_events_without_consent_information(fleet
 # -- events include / exclude -----------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("rule, kept", [
-    ({"include": ["page", "Order Completed"]}, {"page", "order"}),
-    ({"exclude": ["identify", "Order Completed"]}, {"page", "signup", "lowercase"}),
-])
+@pytest.mark.parametrize(
+    "rule, kept",
+    [
+        ({"include": ["page", "Order Completed"]}, {"page", "order"}),
+        ({"exclude": ["identify", "Order Completed"]}, {"page", "signup", "lowercase"}),
+    ],
+)
 def test_events_include_and_exclude(fleet, make_bucket, start_worker, start_beat, rule, kept):
     bucket = make_bucket()
     iid = fleet.install(bucket, blueprint={"events": rule})
@@ -149,7 +174,9 @@ def test_events_include_and_exclude(fleet, make_bucket, start_worker, start_beat
     live = {v["event_id"]: v for v in status.live_events(fleet.r, iid)}
     for name in set(events) - kept:
         assert (live[events[name]["event_id"]]["state"], live[events[name]["event_id"]]["reason"]) == (
-            "filtered", "filtered_out")
+            "filtered",
+            "filtered_out",
+        )
 
 
 # -- drop_fields / hash_fields ----------------------------------------------------------------------------------------
@@ -157,8 +184,13 @@ def test_events_include_and_exclude(fleet, make_bucket, start_worker, start_beat
 
 def test_drop_and_hash_fields_change_what_is_stored(fleet, make_bucket, start_worker, start_beat):
     bucket = make_bucket()
-    iid = fleet.install(bucket, blueprint={"drop_fields": ["context.ip", "properties.card"],
-                                           "hash_fields": ["user_id", "traits.email", "properties.address"]})
+    iid = fleet.install(
+        bucket,
+        blueprint={
+            "drop_fields": ["context.ip", "properties.card"],
+            "hash_fields": ["user_id", "traits.email", "properties.address"],
+        },
+    )
     start_worker()
     start_beat()
     key = bytes.fromhex(registry.get(fleet.r, iid).hash_key.get_secret_value())
@@ -167,9 +199,12 @@ def test_drop_and_hash_fields_change_what_is_stored(fleet, make_bucket, start_wo
         return hmac.new(key, text.encode(), hashlib.sha256).hexdigest()
 
     run = run_id()
-    full = track(f"{run}-full", context={"ip": "203.0.113.7", "locale": "fr-FR"},
-                 properties={"card": "4111", "total": 10, "address": {"city": "Lyon", "zip": "69001"}},
-                 traits={"email": "ada@example.com", "plan": "pro"})
+    full = track(
+        f"{run}-full",
+        context={"ip": "203.0.113.7", "locale": "fr-FR"},
+        properties={"card": "4111", "total": 10, "address": {"city": "Lyon", "zip": "69001"}},
+        traits={"email": "ada@example.com", "plan": "pro"},
+    )
     bare = {"event_id": f"{run}-bare", "type": "page", "anonymous_id": "anon-2"}  # nothing to drop or hash
     nulls = track(f"{run}-nulls", user_id=None, traits={"email": None}, context={"ip": None})
     fleet.sender.ingest(iid, [full, bare, nulls])
@@ -197,9 +232,16 @@ def test_drop_and_hash_fields_change_what_is_stored(fleet, make_bucket, start_wo
 
 def test_parquet_variant_with_a_blueprint(fleet, make_bucket, start_worker, start_beat):
     bucket = make_bucket()
-    iid = fleet.install(bucket, variant="parquet", blueprint={
-        "events": {"exclude": ["identify"]}, "consent": {"require": ["analytics"]},
-        "drop_fields": ["context.ip"], "hash_fields": ["traits.email"]})
+    iid = fleet.install(
+        bucket,
+        variant="parquet",
+        blueprint={
+            "events": {"exclude": ["identify"]},
+            "consent": {"require": ["analytics"]},
+            "drop_fields": ["context.ip"],
+            "hash_fields": ["traits.email"],
+        },
+    )
     start_worker()
     start_beat()
     key = bytes.fromhex(registry.get(fleet.r, iid).hash_key.get_secret_value())
@@ -231,7 +273,8 @@ def hour_prefix(moment: datetime) -> str:
 
 
 def test_partition_time_timestamp_puts_late_events_in_their_hour_and_far_ones_in_the_received_hour(
-        fleet, make_bucket, start_worker, start_beat):
+    fleet, make_bucket, start_worker, start_beat
+):
     bucket = make_bucket()
     iid = fleet.install(bucket, partition_time="timestamp", partition_time_bound_s=7 * 86_400)
     start_worker()
@@ -240,10 +283,12 @@ def test_partition_time_timestamp_puts_late_events_in_their_hour_and_far_ones_in
     run = run_id()
     late = now - timedelta(hours=5)
     early = now + timedelta(hours=2)  # a device clock ahead, within the bound
-    events = [track(f"{run}-late", timestamp=clock.iso(late)),
-              track(f"{run}-early", timestamp=clock.iso(early)),
-              track(f"{run}-far", timestamp=clock.iso(now - timedelta(days=30))),
-              track(f"{run}-none")]
+    events = [
+        track(f"{run}-late", timestamp=clock.iso(late)),
+        track(f"{run}-early", timestamp=clock.iso(early)),
+        track(f"{run}-far", timestamp=clock.iso(now - timedelta(days=30))),
+        track(f"{run}-none"),
+    ]
     task_id = fleet.sender.ingest(iid, events)
     fleet.sender.ingest(iid, events, task_id=task_id)  # redelivered: counted once
     st = wait_settled(fleet, iid, delivered_events=4, removed=0)
@@ -294,11 +339,19 @@ def test_a_test_event_the_blueprint_removes_says_so(start_api, make_bucket, star
     assert read_objects(fleet.s3, bucket) == {}
     assert api.status(iid)["removed_events"] == {"consent_denied": 1}
     live = api.admin.get(f"/v1/admin/integrations/{iid}/live-events").json()["events"]
-    assert (live[0]["event_id"], live[0]["state"], live[0]["reason"]) == (body["event_id"], "filtered",
-                                                                         "consent_denied")
+    assert (live[0]["event_id"], live[0]["state"], live[0]["reason"]) == (
+        body["event_id"],
+        "filtered",
+        "consent_denied",
+    )
 
-    done = subprocess.run([*venv_command("signal-s3"), "test", iid], capture_output=True, text=True, timeout=90,
-                          env={**os.environ, **fleet.env, "PYTHONPATH": str(REPO_ROOT)})
+    done = subprocess.run(
+        [*venv_command("signal-s3"), "test", iid],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        env={**os.environ, **fleet.env, "PYTHONPATH": str(REPO_ROOT)},
+    )
     assert done.returncode != 0
     assert json.loads(done.stdout)["state"] == "filtered"
 

@@ -30,7 +30,7 @@ TASK_EVENTS = 500
 MANY_LOSSES = {"SIGNAL_MAX_WORKER_LOSSES": "1000"}
 
 
-# -- 1. chaos -----------------------------------------------------------------------------------------------------------
+# -- 1. chaos ----------------------------------------------------------------------------------------------------------
 
 CHAOS_EVENTS = 20_000
 CHAOS_BATCH_MAX_EVENTS = 100  # ~200 objects: many uploads to fail and to be killed in, a stable fault share
@@ -58,8 +58,9 @@ def chaos_plan(seed: int) -> Plan:
 
 
 @pytest.mark.parametrize("topology", ["redis", "scaled"], indirect=True)
-def test_chaos_kills_and_s3_faults_lose_and_duplicate_nothing(proxied, fault_proxy, make_bucket, start_worker,
-                                                              start_beat):
+def test_chaos_kills_and_s3_faults_lose_and_duplicate_nothing(
+    proxied, fault_proxy, make_bucket, start_worker, start_beat
+):
     fleet = proxied
     started = time.monotonic()
     seed = random.randrange(1 << 30)
@@ -185,8 +186,11 @@ def test_two_beats_and_concurrent_flushes_deliver_each_event_once(fleet, make_bu
             fleet.sender.ingest(iid, batch)
             if stop.wait(0.05):
                 break
-        wait_until(lambda: fleet.stats(iid).get("ingested_events", 0) == len(events), 60,
-                   message=lambda: f"ingest incomplete: {fleet.stats(iid)}")
+        wait_until(
+            lambda: fleet.stats(iid).get("ingested_events", 0) == len(events),
+            60,
+            message=lambda: f"ingest incomplete: {fleet.stats(iid)}",
+        )
         bucket.wait_for(sent, timeout_s=60)
     finally:
         stop.set()
@@ -255,8 +259,7 @@ with Connection(get_settings().redis_url) as conn:
 """
 
 
-def test_ingest_message_of_a_dead_worker_is_redelivered_and_appended_once(fleet, make_bucket, start_worker,
-                                                                        start_beat):
+def test_ingest_message_of_a_dead_worker_is_redelivered_and_appended_once(fleet, make_bucket, start_worker, start_beat):
     """The first consumer appended the events and died before acking: the broker hands the message out again."""
     import subprocess
     import sys
@@ -269,8 +272,15 @@ def test_ingest_message_of_a_dead_worker_is_redelivered_and_appended_once(fleet,
     sent = {e["event_id"] for e in events}
     task_id = fleet.sender.ingest(iid, events)
     env = {**os.environ, **fleet.env, "PYTHONPATH": str(REPO_ROOT)}
-    first = subprocess.run([sys.executable, "-c", DYING_CONSUMER], env=env, cwd=REPO_ROOT, capture_output=True,
-                           text=True, timeout=60, check=False)
+    first = subprocess.run(
+        [sys.executable, "-c", DYING_CONSUMER],
+        env=env,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert first.returncode == 0 and first.stdout.strip() == str(len(events)), first.stderr[-2000:]
     assert fleet.r.exists(keys.seen(iid, task_id))
     assert fleet.r.hlen("unacked") == 1, "the dead consumer's message is not waiting for redelivery"
@@ -285,7 +295,7 @@ def test_ingest_message_of_a_dead_worker_is_redelivered_and_appended_once(fleet,
     assert_exactly_once(fleet, iid, bucket, sent)
 
 
-# -- 4. killed between the PUT and the cleanup ---------------------------------------------------------------------------
+# -- 4. killed between the PUT and the cleanup -------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("topology", ["redis", "scaled"], indirect=True)
@@ -318,8 +328,11 @@ def test_worker_killed_after_its_put_landed_is_finished_by_the_sweep_under_the_s
     assert lease_until_ms - killed_ms >= (get_settings().lease_s - 3) * 1000, meta
 
     start_worker(concurrency=2)
-    wait_until(lambda: fleet.stats(iid).get("delivered_objects", 0) >= 1, get_settings().lease_s + 30,
-               message=lambda: f"stats {fleet.stats(iid)}, meta {buffer.batch_meta(fleet.r, iid, batch_id)}")
+    wait_until(
+        lambda: fleet.stats(iid).get("delivered_objects", 0) >= 1,
+        get_settings().lease_s + 30,
+        message=lambda: f"stats {fleet.stats(iid)}, meta {buffer.batch_meta(fleet.r, iid, batch_id)}",
+    )
     objects = assert_exactly_once(fleet, iid, bucket, sent)
     assert list(objects) == [key]
     assert fleet.stats(iid)["delivered_objects"] == 1
@@ -329,11 +342,12 @@ def test_worker_killed_after_its_put_landed_is_finished_by_the_sweep_under_the_s
     assert not fleet.r.exists(keys.batch(iid, batch_id), keys.batch_meta(iid, batch_id))
 
 
-# -- 5. graceful shutdown -----------------------------------------------------------------------------------------------
+# -- 5. graceful shutdown ----------------------------------------------------------------------------------------------
 
 
-def test_sigterm_soft_shutdown_mid_upload_loses_and_duplicates_nothing(proxied, fault_proxy, make_bucket,
-                                                                       start_worker, start_beat):
+def test_sigterm_soft_shutdown_mid_upload_loses_and_duplicates_nothing(
+    proxied, fault_proxy, make_bucket, start_worker, start_beat
+):
     from workers.settings import get_settings
 
     fleet = proxied
@@ -354,8 +368,7 @@ def test_sigterm_soft_shutdown_mid_upload_loses_and_duplicates_nothing(proxied, 
     took_s = time.monotonic() - signalled
     assert code is not None, f"the worker was still running {soft_timeout_s + 10:g}s after SIGTERM"
     assert took_s <= soft_timeout_s + 5, took_s
-    assert f"Initiating Soft Shutdown, terminating in {soft_timeout_s:g} seconds" in first.log_text(), \
-        first.log_tail()
+    assert f"Initiating Soft Shutdown, terminating in {soft_timeout_s:g} seconds" in first.log_text(), first.log_tail()
     # the upload cut short by the end of the soft shutdown went back to the broker
     assert re.search(r"Restoring [1-9]\d* unacknowledged message", first.log_text()), first.log_tail()
 

@@ -24,10 +24,29 @@ from workers import clock
 from workers.store import keys, ratelimit
 
 ORIGIN = "https://www.shop.example"
-PREFLIGHT = {"Origin": ORIGIN, "Access-Control-Request-Method": "POST",
-             "Access-Control-Request-Headers": "anonymousid,authorization,content-type,sentat"}
-COLLECTION_PATHS = ["/v1/batch", "/v1/b", "/v1/track", "/v1/t", "/v1/page", "/v1/p", "/v1/identify", "/v1/i",
-                    "/v1/group", "/v1/g", "/v1/alias", "/v1/a", "/v1/screen", "/v1/s", "/beacon/v1/batch", "/v1/m"]
+PREFLIGHT = {
+    "Origin": ORIGIN,
+    "Access-Control-Request-Method": "POST",
+    "Access-Control-Request-Headers": "anonymousid,authorization,content-type,sentat",
+}
+COLLECTION_PATHS = [
+    "/v1/batch",
+    "/v1/b",
+    "/v1/track",
+    "/v1/t",
+    "/v1/page",
+    "/v1/p",
+    "/v1/identify",
+    "/v1/i",
+    "/v1/group",
+    "/v1/g",
+    "/v1/alias",
+    "/v1/a",
+    "/v1/screen",
+    "/v1/s",
+    "/beacon/v1/batch",
+    "/v1/m",
+]
 
 
 def basic(write_key: str) -> dict[str, str]:
@@ -36,8 +55,11 @@ def basic(write_key: str) -> dict[str, str]:
 
 def stored(api: Api, s3: Any, integration_id: str, bucket: str, count: int) -> dict[str, dict[str, Any]]:
     """The bucket's events by event id, once ``count`` were delivered."""
-    wait_until(lambda: api.status(integration_id)["delivered_events"] >= count, 60,
-               message=lambda: f"status: {api.status(integration_id)}")
+    wait_until(
+        lambda: api.status(integration_id)["delivered_events"] >= count,
+        60,
+        message=lambda: f"status: {api.status(integration_id)}",
+    )
     return {e["event_id"]: e for events in read_objects(s3, bucket).values() for e in events}
 
 
@@ -58,12 +80,19 @@ def test_preflights_are_answered_on_collection_routes_only(api: Api) -> None:
     assert "Authorization" in asked_nothing.headers["access-control-allow-headers"]
 
     source = api.source()
-    for method, path in (("OPTIONS", "/v1/admin/sources"), ("OPTIONS", "/metrics"), ("GET", "/v1/admin/sources"),
-                         ("POST", "/v1/admin/sources"), ("GET", "/metrics"), ("GET", "/openapi.json")):
+    for method, path in (
+        ("OPTIONS", "/v1/admin/sources"),
+        ("OPTIONS", "/metrics"),
+        ("GET", "/v1/admin/sources"),
+        ("POST", "/v1/admin/sources"),
+        ("GET", "/metrics"),
+        ("GET", "/openapi.json"),
+    ):
         response = api.admin.request(method, path, headers=PREFLIGHT, json={"name": "x"} if method == "POST" else None)
         assert "access-control-allow-origin" not in response.headers, (method, path)
-    accepted = api.anon.post("/v1/t", headers={"Origin": ORIGIN, **basic(source["write_key"])},
-                             json={"event": "e", "anonymousId": "a"})
+    accepted = api.anon.post(
+        "/v1/t", headers={"Origin": ORIGIN, **basic(source["write_key"])}, json={"event": "e", "anonymousId": "a"}
+    )
     assert accepted.status_code == 200
     assert accepted.headers["access-control-allow-origin"] == ORIGIN
     assert accepted.headers["access-control-expose-headers"] == "Retry-After"
@@ -78,8 +107,8 @@ def test_preflights_are_answered_on_collection_routes_only(api: Api) -> None:
 
 
 def test_every_form_of_the_write_key_and_every_body_lands_in_the_canonical_envelope(
-        api: Api, make_bucket: Callable[..., str], start_worker: Callable, start_beat: Callable,
-        s3_admin: Any) -> None:
+    api: Api, make_bucket: Callable[..., str], start_worker: Callable, start_beat: Callable, s3_admin: Any
+) -> None:
     source = api.source()
     bucket = make_bucket()
     integration_id = api.install(bucket, source_id=source["id"])["id"]
@@ -90,25 +119,75 @@ def test_every_form_of_the_write_key_and_every_body_lands_in_the_canonical_envel
     text = {"Content-Type": "text/plain"}
     sent = [
         # analytics-next, one call: text/plain, Basic and the key in the body
-        ("/v1/t", {**text, **basic(key)}, {"type": "track", "event": "Clicked", "anonymousId": "a-1", "writeKey": key,
-                                           "messageId": f"{run}-t", "_metadata": {"bundled": ["Segment.io"]},
-                                           "timestamp": "2026-05-12T10:00:00.000Z"}),
+        (
+            "/v1/t",
+            {**text, **basic(key)},
+            {
+                "type": "track",
+                "event": "Clicked",
+                "anonymousId": "a-1",
+                "writeKey": key,
+                "messageId": f"{run}-t",
+                "_metadata": {"bundled": ["Segment.io"]},
+                "timestamp": "2026-05-12T10:00:00.000Z",
+            },
+        ),
         # the key only in the body
         ("/v1/p", text, {"name": "Home", "anonymousId": "a-1", "writeKey": key, "messageId": f"{run}-p"}),
         # analytics-next batching: {batch, sentAt, writeKey}
-        ("/v1/b", text, {"writeKey": key, "sentAt": "2026-05-12T10:00:02.000Z", "batch": [
-            {"type": "identify", "userId": "u-1", "anonymousId": "a-1", "traits": {"plan": "pro"},
-             "messageId": f"{run}-b1"},
-            {"type": "group", "userId": "u-1", "groupId": "g-1", "messageId": f"{run}-b2"}]}),
+        (
+            "/v1/b",
+            text,
+            {
+                "writeKey": key,
+                "sentAt": "2026-05-12T10:00:02.000Z",
+                "batch": [
+                    {
+                        "type": "identify",
+                        "userId": "u-1",
+                        "anonymousId": "a-1",
+                        "traits": {"plan": "pro"},
+                        "messageId": f"{run}-b1",
+                    },
+                    {"type": "group", "userId": "u-1", "groupId": "g-1", "messageId": f"{run}-b2"},
+                ],
+            },
+        ),
         # RudderStack over XHR: JSON, Basic, its own headers, originalTimestamp
-        ("/v1/screen", {"Content-Type": "application/json;charset=UTF-8", "AnonymousId": "YS0x",
-                        "SentAt": "2026-05-12T10:00:03.000Z", **basic(key)},
-         {"name": "Settings", "anonymousId": "a-1", "messageId": f"{run}-s", "channel": "web",
-          "originalTimestamp": "2026-05-12T10:00:01.500Z", "sentAt": "2026-05-12T10:00:03.000Z"}),
+        (
+            "/v1/screen",
+            {
+                "Content-Type": "application/json;charset=UTF-8",
+                "AnonymousId": "YS0x",
+                "SentAt": "2026-05-12T10:00:03.000Z",
+                **basic(key),
+            },
+            {
+                "name": "Settings",
+                "anonymousId": "a-1",
+                "messageId": f"{run}-s",
+                "channel": "web",
+                "originalTimestamp": "2026-05-12T10:00:01.500Z",
+                "sentAt": "2026-05-12T10:00:03.000Z",
+            },
+        ),
         # RudderStack beacon: the key in the query, a text/plain blob
-        (f"/beacon/v1/batch?writeKey={key}", text, {"sentAt": "2026-05-12T10:00:04.000Z", "batch": [
-            {"type": "alias", "userId": "u-2", "previousId": "u-1", "messageId": f"{run}-a",
-             "originalTimestamp": "2026-05-12T10:00:03.900Z"}]}),
+        (
+            f"/beacon/v1/batch?writeKey={key}",
+            text,
+            {
+                "sentAt": "2026-05-12T10:00:04.000Z",
+                "batch": [
+                    {
+                        "type": "alias",
+                        "userId": "u-2",
+                        "previousId": "u-1",
+                        "messageId": f"{run}-a",
+                        "originalTimestamp": "2026-05-12T10:00:03.900Z",
+                    }
+                ],
+            },
+        ),
     ]
     for path, headers, body in sent:
         response = api.anon.post(path, headers={**headers, "User-Agent": "TestBrowser/1.0"}, content=orjson.dumps(body))
@@ -116,13 +195,18 @@ def test_every_form_of_the_write_key_and_every_body_lands_in_the_canonical_envel
     gzipped = gzip.compress(orjson.dumps({"event": "Zipped", "userId": "u-1", "messageId": f"{run}-z"}))
     response = api.anon.post("/v1/track", content=gzipped, headers={**text, **basic(key), "Content-Encoding": "gzip"})
     assert response.status_code == 200
-    for short, event_type in (("i", "identify"), ("g", "group"), ("a", "alias"), ("s", "screen")):
-        response = api.anon.post(f"/v1/{short}", headers=basic(key),
-                                 json={"userId": "u-1", "messageId": f"{run}-{short}{short}", "groupId": "g",
-                                       "previousId": "p"})
+    for short, _event_type in (("i", "identify"), ("g", "group"), ("a", "alias"), ("s", "screen")):
+        response = api.anon.post(
+            f"/v1/{short}",
+            headers=basic(key),
+            json={"userId": "u-1", "messageId": f"{run}-{short}{short}", "groupId": "g", "previousId": "p"},
+        )
         assert response.status_code == 200, short
-    metrics = api.anon.post("/v1/m", content=b'{"series": [{"type": "Counter", "metric": "analytics_js.invoke"}]}',
-                            headers={**text, "Origin": ORIGIN})
+    metrics = api.anon.post(
+        "/v1/m",
+        content=b'{"series": [{"type": "Counter", "metric": "analytics_js.invoke"}]}',
+        headers={**text, "Origin": ORIGIN},
+    )
     assert metrics.status_code == 200 and metrics.headers["access-control-allow-origin"] == ORIGIN
 
     events = stored(api, s3_admin, integration_id, bucket, 11)
@@ -151,18 +235,22 @@ def test_every_form_of_the_write_key_and_every_body_lands_in_the_canonical_envel
     assert [events[f"{run}-{s}{s}"]["type"] for s in "igas"] == ["identify", "group", "alias", "screen"]
 
 
-@pytest.mark.parametrize(("path", "headers", "body"), [
-    ("/v1/t", {}, {"event": "e", "userId": "u"}),  # no key anywhere
-    ("/v1/t", basic("wk_wrong"), {"event": "e", "userId": "u"}),
-    ("/v1/t", {"Content-Type": "text/plain"}, {"event": "e", "userId": "u", "writeKey": "wk_wrong"}),
-    ("/v1/b", {"Content-Type": "text/plain"}, {"batch": [{"type": "track", "event": "e"}], "writeKey": ""}),
-    ("/beacon/v1/batch?writeKey=wk_wrong", {"Content-Type": "text/plain"}, {"batch": []}),
-    ("/beacon/v1/batch", {"Content-Type": "text/plain"}, {"batch": []}),
-    ("/v1/t", {"Authorization": "Basic !!!"}, {"event": "e", "userId": "u"}),
-    ("/v1/t", {"Authorization": "Bearer something"}, {"event": "e", "userId": "u"}),
-])
-def test_a_wrong_or_missing_write_key_is_401_with_a_json_reason(api: Api, path: str, headers: dict[str, str],
-                                                                 body: dict[str, Any]) -> None:
+@pytest.mark.parametrize(
+    ("path", "headers", "body"),
+    [
+        ("/v1/t", {}, {"event": "e", "userId": "u"}),  # no key anywhere
+        ("/v1/t", basic("wk_wrong"), {"event": "e", "userId": "u"}),
+        ("/v1/t", {"Content-Type": "text/plain"}, {"event": "e", "userId": "u", "writeKey": "wk_wrong"}),
+        ("/v1/b", {"Content-Type": "text/plain"}, {"batch": [{"type": "track", "event": "e"}], "writeKey": ""}),
+        ("/beacon/v1/batch?writeKey=wk_wrong", {"Content-Type": "text/plain"}, {"batch": []}),
+        ("/beacon/v1/batch", {"Content-Type": "text/plain"}, {"batch": []}),
+        ("/v1/t", {"Authorization": "Basic !!!"}, {"event": "e", "userId": "u"}),
+        ("/v1/t", {"Authorization": "Bearer something"}, {"event": "e", "userId": "u"}),
+    ],
+)
+def test_a_wrong_or_missing_write_key_is_401_with_a_json_reason(
+    api: Api, path: str, headers: dict[str, str], body: dict[str, Any]
+) -> None:
     response = api.anon.post(path, headers=headers, content=orjson.dumps(body))
     assert response.status_code == 401, response.text
     reply = response.json()
@@ -186,14 +274,21 @@ def test_the_body_limits_hold_for_text_plain_and_beacon_bodies(api: Api) -> None
 
 def test_allowed_origins_refuse_other_sites_with_403_and_count_them(api: Api) -> None:
     source = api.source()
-    response = api.admin.patch(f"/v1/admin/sources/{source['id']}",
-                               json={"allowed_origins": [ORIGIN, "*.blog.example"]})
+    response = api.admin.patch(
+        f"/v1/admin/sources/{source['id']}", json={"allowed_origins": [ORIGIN, "*.blog.example"]}
+    )
     assert response.status_code == 200 and response.json()["allowed_origins"] == [ORIGIN, "*.blog.example"]
     call = {"event": "e", "anonymousId": "a", "writeKey": source["write_key"]}
-    for origin, status in ((ORIGIN, 200), ("https://news.blog.example", 200), ("https://evil.example", 403),
-                           ("http://www.shop.example", 403), ("null", 403)):
-        response = api.anon.post("/v1/t", content=orjson.dumps(call), headers={"Origin": origin,
-                                                                                "Content-Type": "text/plain"})
+    for origin, status in (
+        (ORIGIN, 200),
+        ("https://news.blog.example", 200),
+        ("https://evil.example", 403),
+        ("http://www.shop.example", 403),
+        ("null", 403),
+    ):
+        response = api.anon.post(
+            "/v1/t", content=orjson.dumps(call), headers={"Origin": origin, "Content-Type": "text/plain"}
+        )
         assert response.status_code == status, (origin, response.text)
         if status == 200:
             assert response.headers["access-control-allow-origin"] == origin
@@ -201,18 +296,29 @@ def test_allowed_origins_refuse_other_sites_with_403_and_count_them(api: Api) ->
             assert "access-control-allow-origin" not in response.headers  # no CORS grant: the page cannot read it
             assert response.json()["error"] == "origin_not_allowed" and origin in response.json()["message"]
     assert api.anon.post("/v1/t", json=call).status_code == 200  # no Origin: a server, not a browser
-    wait_until(lambda: api.source_view(source["id"])["refused"]["origin_not_allowed"]["requests"] == 3, 10,
-               message=lambda: str(api.source_view(source["id"])))
+    wait_until(
+        lambda: api.source_view(source["id"])["refused"]["origin_not_allowed"]["requests"] == 3,
+        10,
+        message=lambda: str(api.source_view(source["id"])),
+    )
     scraped = api.admin.get("/metrics").text
-    assert (f'signal_collect_refused_requests_total{{reason="origin_not_allowed",source_id="{source["id"]}"}} 3.0'
-            in scraped)
+    assert (
+        f'signal_collect_refused_requests_total{{reason="origin_not_allowed",source_id="{source["id"]}"}} 3.0'
+        in scraped
+    )
 
 
 def test_source_settings_are_validated_one_message_per_wrong_field(api: Api) -> None:
     source = api.source()
-    response = api.admin.patch(f"/v1/admin/sources/{source['id']}",
-                               json={"allowed_origins": ["https://ok.example", "www.nope.example"],
-                                     "rate_limit_eps": -5, "name": "", "color": "red"})
+    response = api.admin.patch(
+        f"/v1/admin/sources/{source['id']}",
+        json={
+            "allowed_origins": ["https://ok.example", "www.nope.example"],
+            "rate_limit_eps": -5,
+            "name": "",
+            "color": "red",
+        },
+    )
     assert response.status_code == 422
     errors = response.json()["errors"]
     assert [e["field"] for e in errors] == ["color", "name", "rate_limit_eps", "allowed_origins[1]"]
@@ -229,22 +335,25 @@ def test_source_settings_are_validated_one_message_per_wrong_field(api: Api) -> 
 
 
 def test_the_rate_limit_is_shared_by_every_api_process_and_spares_what_was_accepted(
-        api: Api, start_api: Callable[..., Api], make_bucket: Callable[..., str], start_worker: Callable,
-        fleet: Any) -> None:
+    api: Api, start_api: Callable[..., Api], make_bucket: Callable[..., str], start_worker: Callable, fleet: Any
+) -> None:
     rate = 20
     source = api.source("Busy", rate_limit_eps=rate)
     integration_id = api.install(make_bucket(), source_id=source["id"])["id"]
     other = start_api()
     start_worker()
     for process in (api, other):  # each process's first request is slow (its first publish): not part of the load
-        response = httpx.post(f"{process.base_url}/v1/t", auth=(source["write_key"], ""),
-                              json={"event": "Warm", "anonymousId": "a"})
+        response = httpx.post(
+            f"{process.base_url}/v1/t", auth=(source["write_key"], ""), json={"event": "Warm", "anonymousId": "a"}
+        )
         assert response.status_code == 200
     time.sleep(3 * ratelimit.slice_of(rate) / rate)  # the bucket is full again (the warm-up took two slices)
     outcomes: list[tuple[int, int, httpx.Response]] = []  # (status, events, response)
     lock = threading.Lock()
-    clients = [httpx.Client(base_url=(api, other)[n % 2].base_url, auth=(source["write_key"], ""), timeout=30)
-               for n in range(8)]  # 8 senders, 4 on each API process, for 2 s
+    clients = [
+        httpx.Client(base_url=(api, other)[n % 2].base_url, auth=(source["write_key"], ""), timeout=30)
+        for n in range(8)
+    ]  # 8 senders, 4 on each API process, for 2 s
     started, first_sent_ms = time.monotonic(), [clock.now_ms() + 60_000]
 
     def send(sender: int) -> None:
@@ -253,9 +362,15 @@ def test_the_rate_limit_is_shared_by_every_api_process_and_spares_what_was_accep
             first_sent_ms[0] = min(first_sent_ms[0], clock.now_ms())
         while time.monotonic() - started < 2.0:
             events = 1 + n % 3
-            response = clients[sender].post("/v1/batch", json={"batch": [
-                {"type": "track", "event": "Tick", "anonymousId": "a", "messageId": f"{sender}-{n}-{i}"}
-                for i in range(events)]})
+            response = clients[sender].post(
+                "/v1/batch",
+                json={
+                    "batch": [
+                        {"type": "track", "event": "Tick", "anonymousId": "a", "messageId": f"{sender}-{n}-{i}"}
+                        for i in range(events)
+                    ]
+                },
+            )
             n += 1
             with lock:
                 outcomes.append((response.status_code, events, response))
@@ -285,23 +400,43 @@ def test_the_rate_limit_is_shared_by_every_api_process_and_spares_what_was_accep
     accepted += 2  # the warm-up
 
     # everything accepted is ingested, nothing refused is
-    wait_until(lambda: api.status(integration_id)["ingested_events"] == accepted, 30,
-               message=lambda: f"accepted {accepted}, status {api.status(integration_id)}")
-    view = wait_until(lambda: (v := api.source_view(source["id"]))["refused"]["rate_limited"]["requests"] == refused
-                      and v, 10, message=lambda: f"refused {refused}: {api.source_view(source['id'])}")
+    wait_until(
+        lambda: api.status(integration_id)["ingested_events"] == accepted,
+        30,
+        message=lambda: f"accepted {accepted}, status {api.status(integration_id)}",
+    )
+    view = wait_until(
+        lambda: (v := api.source_view(source["id"]))["refused"]["rate_limited"]["requests"] == refused and v,
+        10,
+        message=lambda: f"refused {refused}: {api.source_view(source['id'])}",
+    )
     assert view["refused"]["rate_limited"]["events"] == refused_events
     assert view["effective_rate_limit_eps"] == rate
     scraped = api.admin.get("/metrics").text
-    assert (f'signal_collect_refused_events_total{{reason="rate_limited",source_id="{source["id"]}"}} '
-            f'{float(refused_events)}' in scraped)
+    assert (
+        f'signal_collect_refused_events_total{{reason="rate_limited",source_id="{source["id"]}"}} '
+        f"{float(refused_events)}" in scraped
+    )
     # the budget refills: the source is accepted again
-    wait_until(lambda: httpx.post(f"{api.base_url}/v1/t", auth=(source["write_key"], ""),
-                                  json={"event": "Again", "anonymousId": "a"}).status_code == 200, 5)
+    wait_until(
+        lambda: (
+            httpx.post(
+                f"{api.base_url}/v1/t", auth=(source["write_key"], ""), json={"event": "Again", "anonymousId": "a"}
+            ).status_code
+            == 200
+        ),
+        5,
+    )
 
 
 def test_x_forwarded_for_is_believed_only_from_trusted_proxies(
-        api: Api, start_api: Callable[..., Api], make_bucket: Callable[..., str], start_worker: Callable,
-        start_beat: Callable, s3_admin: Any) -> None:
+    api: Api,
+    start_api: Callable[..., Api],
+    make_bucket: Callable[..., str],
+    start_worker: Callable,
+    start_beat: Callable,
+    s3_admin: Any,
+) -> None:
     behind_proxy = start_api(SIGNAL_TRUSTED_PROXIES="10.0.0.0/8,127.0.0.1")
     source = api.source()
     bucket = make_bucket()
@@ -310,11 +445,19 @@ def test_x_forwarded_for_is_believed_only_from_trusted_proxies(
     start_beat()
     forwarded = {"X-Forwarded-For": "192.0.2.1, 198.51.100.7, 10.1.2.3"}
     for client, event_id in ((api, "direct"), (behind_proxy, "proxied")):
-        response = httpx.post(f"{client.base_url}/v1/track", auth=(source["write_key"], ""), headers=forwarded,
-                              json={"event": "e", "anonymousId": "a", "messageId": event_id})
+        response = httpx.post(
+            f"{client.base_url}/v1/track",
+            auth=(source["write_key"], ""),
+            headers=forwarded,
+            json={"event": "e", "anonymousId": "a", "messageId": event_id},
+        )
         assert response.status_code == 200
-    response = httpx.post(f"{behind_proxy.base_url}/v1/track", auth=(source["write_key"], ""), headers=forwarded,
-                          json={"event": "e", "anonymousId": "a", "messageId": "own", "context": {"ip": "203.0.113.9"}})
+    response = httpx.post(
+        f"{behind_proxy.base_url}/v1/track",
+        auth=(source["write_key"], ""),
+        headers=forwarded,
+        json={"event": "e", "anonymousId": "a", "messageId": "own", "context": {"ip": "203.0.113.9"}},
+    )
     assert response.status_code == 200
     events = stored(api, s3_admin, integration_id, bucket, 3)
     assert events["direct"]["context"]["ip"] == "127.0.0.1"  # the header of an untrusted peer is ignored
@@ -357,25 +500,79 @@ def test_collection_errors_keep_their_json_bodies_and_stay_readable_by_the_page(
     browser = {"Origin": ORIGIN, **basic(key)}
     track = orjson.dumps({"event": "e", "anonymousId": "a"})
     cases: list[tuple[str, dict[str, str], bytes, int, dict[str, Any]]] = [
-        (f"/v1/track?writeKey={'x' * 501}", {"Origin": ORIGIN}, track, 422,
-         {"error": "invalid", "message": "invalid request parameters",
-          "errors": [{"field": "writeKey", "message": "writeKey: String should have at most 500 characters"}]}),
-        ("/v1/track", {**browser, "Content-Encoding": "br"}, track, 415,
-         {"error": "unsupported_encoding", "message": "Content-Encoding must be gzip or absent"}),
-        ("/v1/track", {**browser, "Content-Encoding": "gzip"}, b"not gzip", 400,
-         {"success": False, "error": "invalid_gzip", "message": "the body is not valid gzip (Content-Encoding: gzip)"}),
-        ("/v1/track", {**browser, "Content-Encoding": "gzip"}, gzip.compress(b" " * 600_000), 413,
-         {"success": False, "error": "body_too_large",
-          "message": "the decompressed body is over the limit of 512000 bytes"}),
-        ("/v1/track", browser, b" ", 400,
-         {"success": False, "error": "empty_body", "message": "the request body is empty; send a JSON object"}),
-        ("/v1/track", browser, b"[1]", 400,
-         {"success": False, "error": "not_an_object", "message": "the request body must be a JSON object"}),
-        ("/v1/batch", browser, b'{"batch": 3}', 400,
-         {"success": False, "error": "invalid_batch", "message": "batch must be a list of calls"}),
-        ("/v1/track", {"Origin": ORIGIN, **basic("wk_wrong")}, track, 401,
-         {"error": "unauthorized", "success": False, "message": "a valid write key is required (HTTP Basic username "
-          "with an empty password, the writeKey query parameter, or writeKey in the body)"}),
+        (
+            f"/v1/track?writeKey={'x' * 501}",
+            {"Origin": ORIGIN},
+            track,
+            422,
+            {
+                "error": "invalid",
+                "message": "invalid request parameters",
+                "errors": [{"field": "writeKey", "message": "writeKey: String should have at most 500 characters"}],
+            },
+        ),
+        (
+            "/v1/track",
+            {**browser, "Content-Encoding": "br"},
+            track,
+            415,
+            {"error": "unsupported_encoding", "message": "Content-Encoding must be gzip or absent"},
+        ),
+        (
+            "/v1/track",
+            {**browser, "Content-Encoding": "gzip"},
+            b"not gzip",
+            400,
+            {
+                "success": False,
+                "error": "invalid_gzip",
+                "message": "the body is not valid gzip (Content-Encoding: gzip)",
+            },
+        ),
+        (
+            "/v1/track",
+            {**browser, "Content-Encoding": "gzip"},
+            gzip.compress(b" " * 600_000),
+            413,
+            {
+                "success": False,
+                "error": "body_too_large",
+                "message": "the decompressed body is over the limit of 512000 bytes",
+            },
+        ),
+        (
+            "/v1/track",
+            browser,
+            b" ",
+            400,
+            {"success": False, "error": "empty_body", "message": "the request body is empty; send a JSON object"},
+        ),
+        (
+            "/v1/track",
+            browser,
+            b"[1]",
+            400,
+            {"success": False, "error": "not_an_object", "message": "the request body must be a JSON object"},
+        ),
+        (
+            "/v1/batch",
+            browser,
+            b'{"batch": 3}',
+            400,
+            {"success": False, "error": "invalid_batch", "message": "batch must be a list of calls"},
+        ),
+        (
+            "/v1/track",
+            {"Origin": ORIGIN, **basic("wk_wrong")},
+            track,
+            401,
+            {
+                "error": "unauthorized",
+                "success": False,
+                "message": "a valid write key is required (HTTP Basic username "
+                "with an empty password, the writeKey query parameter, or writeKey in the body)",
+            },
+        ),
     ]
     for path, headers, body, status, expected in cases:
         response = api.anon.post(path, headers=headers, content=body)

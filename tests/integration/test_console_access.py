@@ -20,20 +20,24 @@ from tests.support.console import ConsoleClient, parse
 from workers.integrations import registry, sources
 from workers.store import keys
 from workers.web import console as console_module
-from workers.web import integration_pages
-from workers.web import session
+from workers.web import integration_pages, session
 from workers.web.app import create_app
 from workers.web.deps import CONSOLE_DISABLED
 
-SEED_CONFIG = {"bucket": "datafly-events-production", "region": "us-east-1",
-               "access_key_id": "AKIAIOSFODNN7EXAMPLE", "secret_access_key": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"}
+SEED_CONFIG = {
+    "bucket": "datafly-events-production",
+    "region": "us-east-1",
+    "access_key_id": "AKIAIOSFODNN7EXAMPLE",
+    "secret_access_key": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+}
 
 
 def install(fleet: Any, name: str = "Amazon S3") -> str:
     from workers.integrations import manage
 
-    return manage.install_integration(fleet.r, {"name": name, "config": dict(SEED_CONFIG), "verify": False},
-                                      settings=_settings()).id
+    return manage.install_integration(
+        fleet.r, {"name": name, "config": dict(SEED_CONFIG), "verify": False}, settings=_settings()
+    ).id
 
 
 def _settings() -> Any:
@@ -75,8 +79,9 @@ def test_every_page_and_action_needs_a_session_and_changes_nothing_without_one(f
     page = parse(anon.get("/signin?next=/fleet").text)
     assert page.find("input", name="next").get("value") == "/fleet"
     assert anon.get("/signin?next=//evil.example/x").status_code == 200
-    assert parse(anon.get("/signin?next=//evil.example/x").text).find("input", name="next").get("value") \
-        == "/integrations"
+    assert (
+        parse(anon.get("/signin?next=//evil.example/x").text).find("input", name="next").get("value") == "/integrations"
+    )
 
 
 def test_signing_in_sets_a_strict_httponly_cookie_that_holds_no_token(console_url, console_settings):
@@ -99,7 +104,8 @@ def test_signing_in_sets_a_strict_httponly_cookie_that_holds_no_token(console_ur
 
 
 def test_sessions_end_at_sign_out_at_expiry_on_tampering_and_when_the_admin_token_changes(
-        fleet, console, console_url, console_settings):
+    fleet, console, console_url, console_settings
+):
     stolen = console.http.cookies[session.COOKIE]
     body, signature = stolen.split(".")
 
@@ -111,8 +117,9 @@ def test_sessions_end_at_sign_out_at_expiry_on_tampering_and_when_the_admin_toke
     assert not signed_in_with(body[:-2] + ("A" if body[-2] != "A" else "B") + body[-1] + "." + signature)
     key = session.signing_key(console_settings)
     now = int(time.time())
-    expired = session.encode(key, {"v": 1, "signed_in": True, "iat": now - console_settings.console_session_ttl_s - 1,
-                                   "csrf": "x" * 20})
+    expired = session.encode(
+        key, {"v": 1, "signed_in": True, "iat": now - console_settings.console_session_ttl_s - 1, "csrf": "x" * 20}
+    )
     fresh = session.encode(key, {"v": 1, "signed_in": True, "iat": now - 60, "csrf": "y" * 20})
     assert not signed_in_with(expired) and signed_in_with(fresh)
 
@@ -123,8 +130,9 @@ def test_sessions_end_at_sign_out_at_expiry_on_tampering_and_when_the_admin_toke
 
     response = console.post("/signout")
     assert response.status_code == 303 and response.headers["location"] == "/signin?signed_out=1"
-    assert f"{session.COOKIE}=" in response.headers["set-cookie"] and "max-age=0" in response.headers[
-        "set-cookie"].lower()
+    assert (
+        f"{session.COOKIE}=" in response.headers["set-cookie"] and "max-age=0" in response.headers["set-cookie"].lower()
+    )
     assert not signed_in_with(stolen)  # revoked, not only forgotten by this browser
     assert "You are signed out" in parse(console.get("/signin?signed_out=1").text).text
 
@@ -149,8 +157,13 @@ def test_failed_sign_ins_are_throttled_across_api_processes(fleet, console_setti
 def test_without_an_admin_token_the_console_says_it_is_disabled_like_the_admin_api(fleet, console_settings):
     settings = console_settings.model_copy(update={"admin_token": None})
     with serve_in_thread(create_app(settings)) as url, httpx.Client(base_url=url) as anon:
-        for method, path in (("GET", "/"), ("GET", "/signin"), ("GET", "/integrations"), ("GET", "/fleet"),
-                             ("POST", "/signin")):
+        for method, path in (
+            ("GET", "/"),
+            ("GET", "/signin"),
+            ("GET", "/integrations"),
+            ("GET", "/fleet"),
+            ("POST", "/signin"),
+        ):
             response = anon.request(method, path, data={"token": ""}, headers={"Origin": url})
             assert response.status_code == 503, (method, path)
             assert parse(response.text).by_id("message").text == CONSOLE_DISABLED
@@ -208,11 +221,18 @@ def assert_security_headers(response: httpx.Response) -> None:
 def test_every_console_response_carries_the_security_headers(fleet, console, console_url):
     iid = install(fleet)
     anon = httpx.Client(base_url=console_url)
-    responses = [anon.get("/signin"), anon.get("/integrations"), anon.get("/static/console.js"),
-                 anon.get("/static/console.css"), console.get("/integrations"), console.get(f"/integrations/{iid}"),
-                 console.get(f"/integrations/{iid}/live/rows"), console.get("/integrations/nope"),
-                 console.get("/integrations/library/gcs/install"), console.post(f"/integrations/{iid}/enable",
-                                                                                csrf=False)]
+    responses = [
+        anon.get("/signin"),
+        anon.get("/integrations"),
+        anon.get("/static/console.js"),
+        anon.get("/static/console.css"),
+        console.get("/integrations"),
+        console.get(f"/integrations/{iid}"),
+        console.get(f"/integrations/{iid}/live/rows"),
+        console.get("/integrations/nope"),
+        console.get("/integrations/library/gcs/install"),
+        console.post(f"/integrations/{iid}/enable", csrf=False),
+    ]
     assert [r.status_code for r in responses] == [200, 303, 200, 200, 200, 200, 200, 404, 404, 403]
     for response in responses:
         assert_security_headers(response)
@@ -222,9 +242,14 @@ def test_every_console_response_carries_the_security_headers(fleet, console, con
 
 def test_pages_run_no_inline_script_and_load_nothing_from_elsewhere(fleet, console, console_url):
     iid = install(fleet)
-    paths = ["/integrations", "/integrations/library", "/integrations/library/amazon_s3/install", "/sources",
-             "/fleet", *(f"/integrations/{iid}{tab}" for tab in ("", "/live", "/dead-letter", "/settings", "/query",
-                                                                 "/delete"))]
+    paths = [
+        "/integrations",
+        "/integrations/library",
+        "/integrations/library/amazon_s3/install",
+        "/sources",
+        "/fleet",
+        *(f"/integrations/{iid}{tab}" for tab in ("", "/live", "/dead-letter", "/settings", "/query", "/delete")),
+    ]
     for path in paths + ["/signin"]:
         page = parse(console.get(path).text if path != "/signin" else httpx.get(console_url + path).text)
         for script in page.find_all("script"):

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 
 from tests.integration.conftest import CONSOLE_TOKEN
-from tests.support.console import flush, ingest, install
 from tests.support.browser import PageErrors, screenshot
+from tests.support.console import flush, ingest, install
 from tests.support.fleet import make_events
 from tests.support.processes import free_port
 from tests.support.s3_fixtures import unique_bucket
@@ -73,15 +73,19 @@ def populated(fleet: Any, make_bucket: Any) -> dict[str, str]:
     flush(fleet, good)
     ingest(fleet, good, make_events(6))
     held = install(fleet, unique_bucket(), name="Archive (wrong bucket)")
-    ingest(fleet, held, [{"type": "track", "event": XSS, "anonymous_id": "visitor-1", "event_id": "xss-event"},
-                         *make_events(8)])
+    ingest(
+        fleet,
+        held,
+        [{"type": "track", "event": XSS, "anonymous_id": "visitor-1", "event_id": "xss-event"}, *make_events(8)],
+    )
     flush(fleet, held)
     return {"good": good, "held": held, "website": website.id}
 
 
 @pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["1280x800", "390x844"])
 def test_every_page_is_labelled_fits_the_screen_runs_without_errors_and_is_screenshotted(
-        browser, console_url, populated, viewport):
+    browser, console_url, populated, viewport
+):
     errors = PageErrors()
     page = new_page(browser, viewport, errors)
     requested: list[str] = []
@@ -90,12 +94,19 @@ def test_every_page_is_labelled_fits_the_screen_runs_without_errors_and_is_scree
     size = f"{viewport['width']}x{viewport['height']}"
     good, held = populated["good"], populated["held"]
     pages = {
-        "integrations": "/integrations", "library": "/integrations/library?category=Cloud+Storage",
-        "install": "/integrations/library/amazon_s3/install", "status": f"/integrations/{held}",
-        "live-events": f"/integrations/{held}/live", "dead-letter": f"/integrations/{held}/dead-letter",
-        "settings": f"/integrations/{good}/settings", "delete": f"/integrations/{good}/delete",
-        "query": f"/integrations/{good}/query", "sources": "/sources", "fleet": "/fleet",
-        "delivered-status": f"/integrations/{good}", "delivered-live-events": f"/integrations/{good}/live",
+        "integrations": "/integrations",
+        "library": "/integrations/library?category=Cloud+Storage",
+        "install": "/integrations/library/amazon_s3/install",
+        "status": f"/integrations/{held}",
+        "live-events": f"/integrations/{held}/live",
+        "dead-letter": f"/integrations/{held}/dead-letter",
+        "settings": f"/integrations/{good}/settings",
+        "delete": f"/integrations/{good}/delete",
+        "query": f"/integrations/{good}/query",
+        "sources": "/sources",
+        "fleet": "/fleet",
+        "delivered-status": f"/integrations/{good}",
+        "delivered-live-events": f"/integrations/{good}/live",
     }
     for name, path in pages.items():
         page.goto(console_url + path)
@@ -161,8 +172,13 @@ def test_markup_sent_by_a_website_or_typed_as_a_name_is_shown_as_text(browser, c
     errors = PageErrors()
     page = new_page(browser, DESKTOP, errors)
     sign_in_with_the_keyboard(page, console_url)
-    for path in ("/integrations", "/sources", f"/integrations/{iid}", f"/integrations/{iid}/live",
-                 f"/integrations/{populated['held']}/live"):
+    for path in (
+        "/integrations",
+        "/sources",
+        f"/integrations/{iid}",
+        f"/integrations/{iid}/live",
+        f"/integrations/{populated['held']}/live",
+    ):
         page.goto(console_url + path)
         assert page.locator("img").count() == 0, path
     expect(page.locator("#live-events tr", has_text="xss-event")).to_contain_text(XSS)
@@ -183,8 +199,10 @@ class _Evil(http.server.BaseHTTPRequestHandler):
         if self.path == "/submit.js":
             body, kind = b"document.forms[0].submit();", "text/javascript"
         else:
-            body = (f'<!doctype html><form method="post" action="{self.target}">'
-                    '<input name="csrf_token" value="guessed"></form><script src="/submit.js"></script>').encode()
+            body = (
+                f'<!doctype html><form method="post" action="{self.target}">'
+                '<input name="csrf_token" value="guessed"></form><script src="/submit.js"></script>'
+            ).encode()
             kind = "text/html"
         self.send_response(200)
         self.send_header("Content-Type", kind)
@@ -260,8 +278,7 @@ def test_the_kms_key_is_asked_for_only_with_aws_kms(browser, console_url):
     page.context.close()
 
 
-def test_a_signed_out_page_that_refreshes_itself_sends_the_person_to_sign_in(browser, console_url, populated,
-                                                                             fleet):
+def test_a_signed_out_page_that_refreshes_itself_sends_the_person_to_sign_in(browser, console_url, populated, fleet):
     errors = PageErrors()
     page = new_page(browser, DESKTOP, errors)
     sign_in_with_the_keyboard(page, console_url)

@@ -21,9 +21,9 @@ from tests.support.browser import screenshot
 from tests.support.fleet import event_counts, read_objects
 from tests.support.s3_fixtures import s3_client
 from tests.support.seed import ACCESS_KEY_ID, SECRET_ACCESS_KEY
-from workers.events.blueprint import parse_blueprint
-from workers.errors import ConfigError
 from workers.classify import HINTS
+from workers.errors import ConfigError
+from workers.events.blueprint import parse_blueprint
 
 TOKEN = "flows-" + uuid.uuid4().hex
 EXPECT_S = 60_000  # ms Playwright waits for a page to show what a step expects
@@ -31,8 +31,13 @@ SIGNATURE_HINT = "The secret access key is incorrect. Regenerate the access key 
 
 
 @pytest.fixture
-def running(request: pytest.FixtureRequest, fleet: Any, tmp_path_factory: pytest.TempPathFactory,
-            start_worker: Any, start_beat: Any) -> Iterator[str]:
+def running(
+    request: pytest.FixtureRequest,
+    fleet: Any,
+    tmp_path_factory: pytest.TempPathFactory,
+    start_worker: Any,
+    start_beat: Any,
+) -> Iterator[str]:
     """The whole fleet with the console: API process, worker, beat; yields the console's address. Its processes read
     an integration afresh for every message, so a setting saved in the console applies to the next event sent."""
     fleet.env["SIGNAL_INTEGRATION_CACHE_TTL_S"] = "0"
@@ -64,8 +69,10 @@ def send_events(base_url: str, write_key: str, calls: list[dict[str, Any]]) -> N
 
 
 def track_calls(n: int, run: str, name: str = "Order Completed") -> list[dict[str, Any]]:
-    return [{"type": "track", "event": name, "messageId": f"{run}-{i}", "userId": f"user-{i}",
-             "properties": {"i": i}} for i in range(n)]
+    return [
+        {"type": "track", "event": name, "messageId": f"{run}-{i}", "userId": f"user-{i}", "properties": {"i": i}}
+        for i in range(n)
+    ]
 
 
 def test_quick_setup_from_the_library_to_a_delivered_test_event(running, page, page_errors, make_bucket, s3_admin):
@@ -93,7 +100,8 @@ def test_quick_setup_from_the_library_to_a_delivered_test_event(running, page, p
     page.get_by_role("button", name="Install Integration").click()
     bucket_error = page.locator("#field-config-bucket-error")
     expect(bucket_error).to_have_text(
-        "Error: bucket may contain only lowercase letters, digits, dots (.) and hyphens (-)")
+        "Error: bucket may contain only lowercase letters, digits, dots (.) and hyphens (-)"
+    )
     expect(page.get_by_label("Bucket (required)", exact=True)).to_have_value("Datafly_Events")
     expect(page.get_by_label("Secret access key (required)", exact=True)).to_have_value("")
     screenshot(page, "quick-setup-3-wrong-field")
@@ -124,12 +132,14 @@ def test_quick_setup_from_the_library_to_a_delivered_test_event(running, page, p
 
     # events from a website show up by themselves, without reloading the page
     page.evaluate("window.signalNoReload = true")
-    write_key = httpx.get(f"{base_url}/v1/admin/sources/default",
-                          headers={"Authorization": f"Bearer {TOKEN}"}).json()["write_key"]
+    write_key = httpx.get(f"{base_url}/v1/admin/sources/default", headers={"Authorization": f"Bearer {TOKEN}"}).json()[
+        "write_key"
+    ]
     run = uuid.uuid4().hex[:8]
     send_events(base_url, write_key, track_calls(5, run, "Checkout Started"))
     delivered_rows = page.locator("#live-events tbody tr", has_text="Checkout Started").locator(
-        ".badge", has_text="delivered")
+        ".badge", has_text="delivered"
+    )
     expect(delivered_rows).to_have_count(5, timeout=EXPECT_S)
     assert page.evaluate("window.signalNoReload") is True
     assert page.url == integration_url + "/live"
@@ -140,7 +150,8 @@ def test_quick_setup_from_the_library_to_a_delivered_test_event(running, page, p
 
 
 def test_a_wrong_secret_is_shown_fixed_in_settings_and_replayed_exactly_once(
-        request, fleet, moto_iam, page, page_errors, tmp_path_factory, start_worker, start_beat, monkeypatch):
+    request, fleet, moto_iam, page, page_errors, tmp_path_factory, start_worker, start_beat, monkeypatch
+):
     fleet.env["AWS_ENDPOINT_URL_S3"] = moto_iam.endpoint
     monkeypatch.setenv("AWS_ENDPOINT_URL_S3", moto_iam.endpoint)
     process, base_url = start_api_process(request, {**fleet.env, "SIGNAL_ADMIN_TOKEN": TOKEN}, tmp_path_factory)
@@ -204,7 +215,8 @@ def test_a_wrong_secret_is_shown_fixed_in_settings_and_replayed_exactly_once(
 
     page.goto(integration_url + "/settings")
     expect(page.get_by_label("Secret access key", exact=True)).to_have_attribute(
-        "placeholder", "****" + wrong_secret[-4:])
+        "placeholder", "****" + wrong_secret[-4:]
+    )
     page.get_by_label("Secret access key", exact=True).fill(moto_iam.limited.secret_access_key)
     page.get_by_role("button", name="Save settings").click()
     expect(page.get_by_role("status")).to_have_text("Settings saved.")
@@ -215,8 +227,7 @@ def test_a_wrong_secret_is_shown_fixed_in_settings_and_replayed_exactly_once(
     expect(held.first).to_contain_text("SignatureDoesNotMatch")
     screenshot(page, "wrong-secret-4-dead-letter")
     page.get_by_role("button", name=re.compile(r"^Replay all")).click()
-    expect(page.locator("#replay-outcome")).to_contain_text(re.compile(r"\d+ batch(es)? delivered"),
-                                                            timeout=EXPECT_S)
+    expect(page.locator("#replay-outcome")).to_contain_text(re.compile(r"\d+ batch(es)? delivered"), timeout=EXPECT_S)
     expect(page.locator("#replay-outcome")).to_contain_text("0 still failing")
     expect(page.get_by_text("Nothing is held.")).to_be_visible()
     screenshot(page, "wrong-secret-5-replayed")
@@ -238,7 +249,8 @@ def test_a_wrong_secret_is_shown_fixed_in_settings_and_replayed_exactly_once(
 
 
 def test_a_blueprint_set_at_install_and_changed_in_settings_decides_what_is_delivered(
-        running, page, page_errors, make_bucket, s3_admin):
+    running, page, page_errors, make_bucket, s3_admin
+):
     base_url, bucket = running, make_bucket()
     sign_in(page, base_url)
     page.goto(base_url + "/integrations/library/amazon_s3/install")
@@ -268,21 +280,39 @@ def test_a_blueprint_set_at_install_and_changed_in_settings_decides_what_is_deli
     page.get_by_role("button", name="Install Integration").click()
     page.wait_for_url(re.compile(r"/integrations/[0-9a-f-]{36}$"))
     integration_url = page.url
-    rules = ("Delivers an event only when consent is granted for analytics; an event without consent information is "
-             "not delivered. Replaces traits.email with a keyed hash (HMAC-SHA-256).")
+    rules = (
+        "Delivers an event only when consent is granted for analytics; an event without consent information is "
+        "not delivered. Replaces traits.email with a keyed hash (HMAC-SHA-256)."
+    )
     expect(page.locator("#blueprint")).to_have_text(rules)
     expect(page.get_by_role("status")).to_have_text("Amazon S3 installed. Blueprint: " + rules)
 
-    write_key = httpx.get(f"{base_url}/v1/admin/sources/default",
-                          headers={"Authorization": f"Bearer {TOKEN}"}).json()["write_key"]
+    write_key = httpx.get(f"{base_url}/v1/admin/sources/default", headers={"Authorization": f"Bearer {TOKEN}"}).json()[
+        "write_key"
+    ]
     run = uuid.uuid4().hex[:8]
-    send_events(base_url, write_key, [
-        {"type": "track", "event": "Granted", "messageId": f"{run}-granted", "userId": "u1",
-         "context": {"consent": {"categoryPreferences": {"analytics": True}}}, "traits": {"email": "a@example.com"}},
-        {"type": "track", "event": "Refused", "messageId": f"{run}-denied", "userId": "u2",
-         "context": {"consent": {"analytics": False}}},
-        {"type": "track", "event": "Unknown", "messageId": f"{run}-unknown", "userId": "u3"},
-    ])
+    send_events(
+        base_url,
+        write_key,
+        [
+            {
+                "type": "track",
+                "event": "Granted",
+                "messageId": f"{run}-granted",
+                "userId": "u1",
+                "context": {"consent": {"categoryPreferences": {"analytics": True}}},
+                "traits": {"email": "a@example.com"},
+            },
+            {
+                "type": "track",
+                "event": "Refused",
+                "messageId": f"{run}-denied",
+                "userId": "u2",
+                "context": {"consent": {"analytics": False}},
+            },
+            {"type": "track", "event": "Unknown", "messageId": f"{run}-unknown", "userId": "u3"},
+        ],
+    )
     page.get_by_role("link", name="Live Events").click()
     rows = page.locator("#live-events tbody tr")
     expect(rows.filter(has_text="Granted").locator(".badge")).to_have_text("delivered", timeout=EXPECT_S)
@@ -313,21 +343,27 @@ def test_a_blueprint_set_at_install_and_changed_in_settings_decides_what_is_deli
     with pytest.raises(ConfigError) as api_error:
         parse_blueprint({"events": {"include": ["Checkout"], "exclude": ["Refused"]}})
     expect(page.locator("#field-blueprint-events-include-error")).to_have_text(
-        "Error: " + api_error.value.errors[0]["message"])
+        "Error: " + api_error.value.errors[0]["message"]
+    )
     screenshot(page, "blueprint-3-settings-error")
     page.get_by_label("Only these events", exact=True).fill("")
     page.get_by_label("Required consent categories", exact=True).fill("")
     page.get_by_role("button", name="Save settings").click()
     expect(page.get_by_role("status")).to_have_text("Settings saved.")
-    after = ("Removes events whose type or event name is Refused. Replaces traits.email with a keyed hash "
-             "(HMAC-SHA-256).")
+    after = (
+        "Removes events whose type or event name is Refused. Replaces traits.email with a keyed hash (HMAC-SHA-256)."
+    )
     expect(page.locator("#blueprint")).to_have_text(after)
     expect(page.locator("#blueprint-summary")).to_have_text("Now: " + after)
 
-    send_events(base_url, write_key, [
-        {"type": "track", "event": "Refused", "messageId": f"{run}-denied-2", "userId": "u2"},
-        {"type": "track", "event": "Unknown", "messageId": f"{run}-unknown-2", "userId": "u3"},
-    ])
+    send_events(
+        base_url,
+        write_key,
+        [
+            {"type": "track", "event": "Refused", "messageId": f"{run}-denied-2", "userId": "u2"},
+            {"type": "track", "event": "Unknown", "messageId": f"{run}-unknown-2", "userId": "u3"},
+        ],
+    )
     page.get_by_role("link", name="Live Events").click()
     expect(rows.filter(has_text="Unknown").first.locator(".badge")).to_have_text("delivered", timeout=EXPECT_S)
     expect(rows.filter(has_text="Refused").first).to_contain_text("filtered_out")

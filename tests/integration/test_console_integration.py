@@ -13,10 +13,10 @@ from tests.support.console import cells, flush, ingest, install, parse, row_of
 from tests.support.fleet import event_counts, make_events, read_objects
 from tests.support.s3_fixtures import unique_bucket
 from tests.support.seed import SECRET_ACCESS_KEY, SESSION_TOKEN
+from workers.classify import HINTS
+from workers.events.blueprint import parse_blueprint
 from workers.integrations import registry
 from workers.sink import athena, iam
-from workers.events.blueprint import parse_blueprint
-from workers.classify import HINTS
 
 
 def test_status_shows_buffered_delivered_retrying_held_and_the_last_error(fleet, console, make_bucket):
@@ -33,8 +33,9 @@ def test_status_shows_buffered_delivered_retrying_held_and_the_last_error(fleet,
     assert stats["Retrying"].startswith("Retrying 0") and stats["Held"].startswith("Held 0")
     assert not page.find_all(id="last-error")
 
-    registry.update(fleet.r, iid, config=registry.get(fleet.r, iid).config.model_copy(
-        update={"bucket": unique_bucket()}))
+    registry.update(
+        fleet.r, iid, config=registry.get(fleet.r, iid).config.model_copy(update={"bucket": unique_bucket()})
+    )
     flush(fleet, iid)
     panel = console.page(f"/integrations/{iid}/status/panel")
     error = panel.by_id("last-error")
@@ -44,30 +45,48 @@ def test_status_shows_buffered_delivered_retrying_held_and_the_last_error(fleet,
     assert held == "Held 1 batch · 3 events"
 
 
-def test_status_and_live_events_show_what_the_blueprint_removed_and_the_partition_fallbacks(fleet, console,
-                                                                                             make_bucket):
+def test_status_and_live_events_show_what_the_blueprint_removed_and_the_partition_fallbacks(
+    fleet, console, make_bucket
+):
     iid = install(fleet, make_bucket(), partition_time="timestamp", partition_time_bound_s=3600)
-    registry.update(fleet.r, iid, blueprint=parse_blueprint({"events": {"exclude": ["identify"]},
-                                                              "consent": {"require": ["analytics"]}}))
+    registry.update(
+        fleet.r,
+        iid,
+        blueprint=parse_blueprint({"events": {"exclude": ["identify"]}, "consent": {"require": ["analytics"]}}),
+    )
     registry.invalidate(iid)
     ok = {"consent": {"analytics": True}}
-    ingest(fleet, iid, [
-        {"event_id": "kept", "type": "track", "event": "Buy", "user_id": "u", "context": ok},
-        {"event_id": "far", "type": "track", "event": "Buy", "user_id": "u", "context": ok,
-         "timestamp": "2020-01-01T00:00:00Z"},
-        {"event_id": "who", "type": "identify", "user_id": "u", "context": ok},
-        {"event_id": "no-consent", "type": "page", "user_id": "u"},
-    ])
+    ingest(
+        fleet,
+        iid,
+        [
+            {"event_id": "kept", "type": "track", "event": "Buy", "user_id": "u", "context": ok},
+            {
+                "event_id": "far",
+                "type": "track",
+                "event": "Buy",
+                "user_id": "u",
+                "context": ok,
+                "timestamp": "2020-01-01T00:00:00Z",
+            },
+            {"event_id": "who", "type": "identify", "user_id": "u", "context": ok},
+            {"event_id": "no-consent", "type": "page", "user_id": "u"},
+        ],
+    )
     panel = console.page(f"/integrations/{iid}/status/panel")
     removed = panel.by_id("removed-events")
-    assert [cells(tr) for tr in removed.find("tbody").find_all("tr")] == [["consent_denied", "1"],
-                                                                          ["filtered_out", "1"]]
+    assert [cells(tr) for tr in removed.find("tbody").find_all("tr")] == [
+        ["consent_denied", "1"],
+        ["filtered_out", "1"],
+    ]
     assert "Not errors" in removed.text
     assert panel.by_id("partition-fallback").find("p", class_="big").text == "1"
     table = console.page(f"/integrations/{iid}/live").by_id("live-events")
     assert cells(row_of(table, "who"))[4:] == ["filtered", "filtered_out removed by the blueprint, not delivered"]
     assert cells(row_of(table, "no-consent"))[4:] == [
-        "filtered", "consent_denied removed by the blueprint, not delivered"]
+        "filtered",
+        "consent_denied removed by the blueprint, not delivered",
+    ]
     assert cells(row_of(table, "far"))[4] == "buffered"
 
 
@@ -80,7 +99,13 @@ def test_live_events_show_each_events_state_object_key_and_error(fleet, console,
     page = console.page(f"/integrations/{iid}/live")
     table = page.by_id("live-events")
     assert [th.text for th in table.find_all("th")] == [
-        "Event ID", "Type", "Event", "Received", "State", "Object key or error"]
+        "Event ID",
+        "Type",
+        "Event",
+        "Received",
+        "State",
+        "Object key or error",
+    ]
     event_id, kind, name, received, state, detail = cells(row_of(table, "live-2"))
     assert kind == "identify" and state == "buffered" and received.endswith("UTC")
     event_id, kind, name, received, state, detail = cells(row_of(table, "live-0"))
@@ -88,8 +113,9 @@ def test_live_events_show_each_events_state_object_key_and_error(fleet, console,
     assert table.find("tbody").get("data-refresh") == f"/integrations/{iid}/live/rows"
     assert page.find("form", action=f"/integrations/{iid}/test-event").find("button").text == "Send test event"
 
-    registry.update(fleet.r, iid, config=registry.get(fleet.r, iid).config.model_copy(
-        update={"bucket": unique_bucket()}))
+    registry.update(
+        fleet.r, iid, config=registry.get(fleet.r, iid).config.model_copy(update={"bucket": unique_bucket()})
+    )
     flush(fleet, iid)
     rows = console.page(f"/integrations/{iid}/live/rows")
     assert cells(row_of(rows, "live-2"))[4:] == ["failed", f"NoSuchBucket {HINTS['NoSuchBucket']}"]
@@ -105,8 +131,7 @@ def test_dead_letter_lists_held_batches_and_replay_delivers_them_once(fleet, con
     flush(fleet, iid)
     page = console.page(f"/integrations/{iid}/dead-letter")
     table = page.by_id("held-batches")
-    assert [th.text for th in table.find_all("th")][:5] == ["Batch", "Error", "Events", "First failure",
-                                                              "Last failure"]
+    assert [th.text for th in table.find_all("th")][:5] == ["Batch", "Error", "Events", "First failure", "Last failure"]
     rows = table.find("tbody").find_all("tr")
     assert len(rows) == 2
     for row in rows:
@@ -123,8 +148,7 @@ def test_dead_letter_lists_held_batches_and_replay_delivers_them_once(fleet, con
 
     s3_admin.create_bucket(Bucket=missing)
     done = console.post(f"/integrations/{iid}/dead-letter/replay", follow=True)
-    assert "2 batches delivered, 0 already delivered, 0 still failing" in parse(done.text).by_id(
-        "replay-outcome").text
+    assert "2 batches delivered, 0 already delivered, 0 still failing" in parse(done.text).by_id("replay-outcome").text
     assert "Nothing is held" in parse(done.text).text
     delivered = [e["event_id"] for objs in read_objects(s3_admin, missing).values() for e in objs]
     assert sorted(delivered) == sorted(e["event_id"] for e in events)
@@ -140,8 +164,14 @@ def test_settings_show_redacted_secrets_keep_blank_ones_and_report_errors_next_t
     assert page.find(name="config.bucket").get("value") == bucket
     assert page.find(name="config.session_token.remove")
 
-    typed = {"name": "Renamed", "config.bucket": bucket, "config.region": "us-east-1", "config.prefix": "other/",
-             "config.storage_class": "STANDARD", "config.batch_max_events": ""}
+    typed = {
+        "name": "Renamed",
+        "config.bucket": bucket,
+        "config.region": "us-east-1",
+        "config.prefix": "other/",
+        "config.storage_class": "STANDARD",
+        "config.batch_max_events": "",
+    }
     assert console.post(f"/integrations/{iid}/settings", typed).status_code == 303
     integ = registry.get(fleet.r, iid)
     assert integ.name == "Renamed" and integ.config.prefix == "other/"
@@ -149,18 +179,25 @@ def test_settings_show_redacted_secrets_keep_blank_ones_and_report_errors_next_t
     assert integ.config.session_token.get_secret_value() == SESSION_TOKEN
     assert integ.config.batch_max_events == 100_000
 
-    wrong = console.post(f"/integrations/{iid}/settings", {**typed, "config.region": "moon-1",
-                                                           "config.secret_access_key": "new-secret-value"})
+    wrong = console.post(
+        f"/integrations/{iid}/settings",
+        {**typed, "config.region": "moon-1", "config.secret_access_key": "new-secret-value"},
+    )
     page = parse(wrong.text)
     region = page.find(name="config.region")
     assert page.by_id(region.get("id") + "-error").text.startswith("Error: region must be an AWS region code")
     assert "new-secret-value" not in wrong.text and page.find(name="config.prefix").get("value") == "other/"
-    failed = parse(console.post(f"/integrations/{iid}/settings", {
-        **typed, "config.bucket": unique_bucket(), "config.session_token.remove": "1"}).text)
+    failed = parse(
+        console.post(
+            f"/integrations/{iid}/settings",
+            {**typed, "config.bucket": unique_bucket(), "config.session_token.remove": "1"},
+        ).text
+    )
     assert [td.text for td in failed.by_id("bucket-check").find_all("td")][0] == "NoSuchBucket"
     assert registry.get(fleet.r, iid).config.bucket == bucket
-    assert console.post(f"/integrations/{iid}/settings", {**typed, "config.session_token.remove": "1"}
-                        ).status_code == 303
+    assert (
+        console.post(f"/integrations/{iid}/settings", {**typed, "config.session_token.remove": "1"}).status_code == 303
+    )
     assert registry.get(fleet.r, iid).config.session_token is None
 
     assert console.post(f"/integrations/{iid}/disable").headers["location"] == f"/integrations/{iid}/settings"
@@ -192,8 +229,9 @@ def test_delete_asks_first_refuses_while_events_are_held_and_then_deletes(fleet,
     assert [i.id for i in registry.list_all(fleet.r)] == [held]
 
 
-def test_delete_with_flush_first_delivers_the_buffered_events_then_deletes(fleet, console, make_bucket,
-                                                                            start_worker, s3_admin):
+def test_delete_with_flush_first_delivers_the_buffered_events_then_deletes(
+    fleet, console, make_bucket, start_worker, s3_admin
+):
     bucket = make_bucket()
     iid = install(fleet, bucket, flush_interval_s=3600)
     events = make_events(5)
@@ -209,12 +247,11 @@ def test_delete_with_flush_first_delivers_the_buffered_events_then_deletes(fleet
 
 
 def test_query_and_access_show_the_athena_ddl_and_iam_policy_with_copy_buttons(fleet, console, make_bucket):
-    iid = install(fleet, make_bucket(), server_side_encryption="aws:kms",
-                  kms_key_id="arn:aws:kms:us-east-1:123456789012:key/abcd")
+    iid = install(
+        fleet, make_bucket(), server_side_encryption="aws:kms", kms_key_id="arn:aws:kms:us-east-1:123456789012:key/abcd"
+    )
     integ = registry.get(fleet.r, iid)
     page = console.page(f"/integrations/{iid}/query")
     assert page.by_id("ddl").text == " ".join(athena.athena_ddl(iid, integ.config).split())
     assert json.loads(page.by_id("iam-policy").text) == iam.iam_policy(integ.config)
     assert {b.get("data-copy") for b in page.find_all("button", class_="copy")} == {"ddl", "iam-policy"}
-
-

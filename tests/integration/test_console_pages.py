@@ -18,12 +18,12 @@ from tests.support.fleet import make_events
 from tests.support.processes import wait_until
 from tests.support.s3_fixtures import unique_bucket
 from tests.support.seed import ACCESS_KEY_ID, SECRET_ACCESS_KEY, SESSION_TOKEN
+from workers.classify import HINTS
+from workers.errors import ConfigError
 from workers.integrations import bodies, catalog, registry, sources
-from workers.websites import snippet
 from workers.observe import fleet as fleet_mod
 from workers.store import keys
-from workers.errors import ConfigError
-from workers.classify import HINTS
+from workers.websites import snippet
 
 # -- Integrations: Installed and the Integration Library -------------------------------------------------------------
 
@@ -42,7 +42,14 @@ def test_installed_lists_each_integration_with_its_delivery_and_a_visible_error_
 
     table = console.page("/integrations").by_id("installed")
     assert [th.text for th in table.find_all("th")] == [
-        "Name", "Source", "Enabled", "Buffered", "Delivered", "Last success", "Error"]
+        "Name",
+        "Source",
+        "Enabled",
+        "Buffered",
+        "Delivered",
+        "Last success",
+        "Error",
+    ]
     name, source, enabled, buffered, delivered, last_success, error = cells(row_of(table, "Events lake"))
     assert source == "Website" and enabled == "Enabled" and buffered == "4" and delivered == "30"
     assert last_success.endswith("s ago") and error == "none"
@@ -107,10 +114,14 @@ def test_the_install_form_is_built_from_the_catalog_field_schema(fleet, console)
     assert form.find(name="config.storage_class").find("option", selected="").text == "STANDARD"
     variants = form.find("select", name="variant")
     assert [(o.get("value"), o.text) for o in variants.find_all("option")] == [
-        ("default", "NDJSON (gzip)"), ("parquet", "Parquet (zstd)")]
+        ("default", "NDJSON (gzip)"),
+        ("parquet", "Parquet (zstd)"),
+    ]
     assert form.find("input", name="name").get("value") == "Amazon S3"
     assert [o.text for o in form.find("select", name="source_id").find_all("option")] == [
-        "Default source (created on install)", "Website"]
+        "Default source (created on install)",
+        "Website",
+    ]
     assert form.find("button", type="submit").text == "Install Integration"
     assert form.find("input", type="checkbox", name="skip_bucket_check")
     for control in form.find_all("input") + form.find_all("select"):
@@ -119,33 +130,70 @@ def test_the_install_form_is_built_from_the_catalog_field_schema(fleet, console)
 
 
 def test_variants_and_fields_added_to_the_catalog_appear_in_the_form(console, monkeypatch):
-    monkeypatch.setitem(catalog.ENTRY, "variants", [*catalog.VARIANTS, {
-        "id": "orc", "name": "ORC", "description": "Columnar ORC objects"}])
-    monkeypatch.setitem(catalog.ENTRY, "fields", [*catalog.FIELDS, {
-        "name": "row_group_events", "label": "Row group events", "type": "integer", "required": False,
-        "advanced": True, "description": "Events per Parquet row group."}])
+    monkeypatch.setitem(
+        catalog.ENTRY,
+        "variants",
+        [*catalog.VARIANTS, {"id": "orc", "name": "ORC", "description": "Columnar ORC objects"}],
+    )
+    monkeypatch.setitem(
+        catalog.ENTRY,
+        "fields",
+        [
+            *catalog.FIELDS,
+            {
+                "name": "row_group_events",
+                "label": "Row group events",
+                "type": "integer",
+                "required": False,
+                "advanced": True,
+                "description": "Events per Parquet row group.",
+            },
+        ],
+    )
     form = console.page("/integrations/library/amazon_s3/install").find("form", class_="form")
     assert [o.text for o in form.find("select", name="variant").find_all("option")] == [
-        "NDJSON (gzip)", "Parquet (zstd)", "ORC"]
+        "NDJSON (gzip)",
+        "Parquet (zstd)",
+        "ORC",
+    ]
     assert "ORC: Columnar ORC objects." in form.text
     added = form.find("details").find("input", name="config.row_group_events")
     assert form.find("label", for_=added.get("id")).text == "Row group events"
 
 
 def test_wrong_fields_show_the_apis_messages_next_to_them_and_keep_what_was_typed_but_secrets(
-        fleet, console, console_url, make_bucket):
-    typed = {"name": "Lake", "config.bucket": "Bad_Bucket", "config.region": "us-east-1",
-             "config.access_key_id": ACCESS_KEY_ID, "config.secret_access_key": SECRET_ACCESS_KEY,
-             "config.prefix": "/events", "config.server_side_encryption": "aws:kms", "config.batch_max_events": "0"}
+    fleet, console, console_url, make_bucket
+):
+    typed = {
+        "name": "Lake",
+        "config.bucket": "Bad_Bucket",
+        "config.region": "us-east-1",
+        "config.access_key_id": ACCESS_KEY_ID,
+        "config.secret_access_key": SECRET_ACCESS_KEY,
+        "config.prefix": "/events",
+        "config.server_side_encryption": "aws:kms",
+        "config.batch_max_events": "0",
+    }
     response = console.post("/integrations/library/amazon_s3/install", typed)
     assert response.status_code == 200
     page = parse(response.text)
-    api_body = {"name": "Lake", "config": {
-        "bucket": "Bad_Bucket", "region": "us-east-1", "access_key_id": ACCESS_KEY_ID,
-        "secret_access_key": SECRET_ACCESS_KEY, "prefix": "/events", "server_side_encryption": "aws:kms",
-        "batch_max_events": 0}}
-    api = httpx.post(f"{console_url}/v1/admin/integration-catalog/amazon_s3/install", json=api_body,
-                     headers={"Authorization": f"Bearer {CONSOLE_TOKEN}"})
+    api_body = {
+        "name": "Lake",
+        "config": {
+            "bucket": "Bad_Bucket",
+            "region": "us-east-1",
+            "access_key_id": ACCESS_KEY_ID,
+            "secret_access_key": SECRET_ACCESS_KEY,
+            "prefix": "/events",
+            "server_side_encryption": "aws:kms",
+            "batch_max_events": 0,
+        },
+    }
+    api = httpx.post(
+        f"{console_url}/v1/admin/integration-catalog/amazon_s3/install",
+        json=api_body,
+        headers={"Authorization": f"Bearer {CONSOLE_TOKEN}"},
+    )
     assert api.status_code == 422
     expected = {e["field"]: e["message"] for e in api.json()["errors"]}
     assert set(expected) == {"config.bucket", "config.prefix", "config.kms_key_id", "config.batch_max_events"}
@@ -172,9 +220,16 @@ def test_wrong_fields_show_the_apis_messages_next_to_them_and_keep_what_was_type
 
 def test_a_failed_bucket_check_shows_the_troubleshooting_row_and_stores_nothing(fleet, console):
     missing = unique_bucket()
-    response = console.post("/integrations/library/amazon_s3/install", {
-        "name": "Lake", "config.bucket": missing, "config.region": "us-east-1",
-        "config.access_key_id": ACCESS_KEY_ID, "config.secret_access_key": SECRET_ACCESS_KEY})
+    response = console.post(
+        "/integrations/library/amazon_s3/install",
+        {
+            "name": "Lake",
+            "config.bucket": missing,
+            "config.region": "us-east-1",
+            "config.access_key_id": ACCESS_KEY_ID,
+            "config.secret_access_key": SECRET_ACCESS_KEY,
+        },
+    )
     row = parse(response.text).by_id("bucket-check")
     code, message, hint = (td.text for td in row.find("tbody").find_all("td"))
     assert code == "NoSuchBucket" and hint == HINTS["NoSuchBucket"] and message
@@ -186,11 +241,21 @@ def test_a_failed_bucket_check_shows_the_troubleshooting_row_and_stores_nothing(
 def test_install_integration_lands_on_the_new_integration_with_its_default_blueprint(fleet, console, make_bucket):
     website = sources.create(fleet.r, "Website")
     bucket = make_bucket()
-    response = console.post("/integrations/library/amazon_s3/install", {
-        "name": "Lake", "variant": "default", "source_id": website.id, "config.bucket": bucket,
-        "config.region": "us-east-1", "config.access_key_id": ACCESS_KEY_ID,
-        "config.secret_access_key": SECRET_ACCESS_KEY, "config.prefix": "events/",
-        "config.storage_class": "STANDARD_IA", "config.server_side_encryption": "AES256"})
+    response = console.post(
+        "/integrations/library/amazon_s3/install",
+        {
+            "name": "Lake",
+            "variant": "default",
+            "source_id": website.id,
+            "config.bucket": bucket,
+            "config.region": "us-east-1",
+            "config.access_key_id": ACCESS_KEY_ID,
+            "config.secret_access_key": SECRET_ACCESS_KEY,
+            "config.prefix": "events/",
+            "config.storage_class": "STANDARD_IA",
+            "config.server_side_encryption": "AES256",
+        },
+    )
     assert response.status_code == 303
     (integ,) = registry.list_all(fleet.r)
     assert response.headers["location"] == f"/integrations/{integ.id}"
@@ -232,8 +297,7 @@ def test_sources_show_the_website_snippets_and_the_collection_settings(fleet, co
     card = console.page("/sources").by_id(f"source-{source.id}")
     url = console_settings.collection_url
     expected = snippet.for_source(source.id, source.write_key, api_url=url)
-    assert [d.find("summary").text for d in card.find_all("details", class_="snippet")] == [
-        sn.title for sn in expected]
+    assert [d.find("summary").text for d in card.find_all("details", class_="snippet")] == [sn.title for sn in expected]
     for sn in expected:
         shown = card.by_id(f"snippet-{sn.sdk}-{source.id}")
         assert shown.text == " ".join(sn.html.split())  # the same text the CLI prints (the reader folds spaces)
@@ -243,8 +307,9 @@ def test_sources_show_the_website_snippets_and_the_collection_settings(fleet, co
     assert facts["Allowed origins"] == "https://www.shop.example" and facts["Rate limit"] == "50 events/s"
 
 
-def test_fleet_shows_queue_depths_beat_totals_and_flower_when_configured(fleet, console, console_settings,
-                                                                         console_url, make_bucket):
+def test_fleet_shows_queue_depths_beat_totals_and_flower_when_configured(
+    fleet, console, console_settings, console_url, make_bucket
+):
     from workers.queue.producer import Broker
     from workers.settings import Settings
 
@@ -297,8 +362,14 @@ def test_everything_users_and_websites_send_is_shown_as_text(fleet, console):
     source = sources.create(fleet.r, f"Site {attack}")
     iid = install(fleet, unique_bucket(), name="<script>alert('name')</script>", source_id=source.id)
     ingest(fleet, iid, [{"type": "track", "event": attack, "anonymous_id": attack, "event_id": "xss-1"}])
-    for path in ("/integrations", "/sources", f"/integrations/{iid}", f"/integrations/{iid}/live",
-                 f"/integrations/{iid}/live/rows", f"/integrations/{iid}/settings"):
+    for path in (
+        "/integrations",
+        "/sources",
+        f"/integrations/{iid}",
+        f"/integrations/{iid}/live",
+        f"/integrations/{iid}/live/rows",
+        f"/integrations/{iid}/settings",
+    ):
         html = console.get(path).text
         assert "<img src=x" not in html and "<script>alert" not in html, path
         assert "&lt;img src=x onerror=alert(1)&gt;" in html or "&lt;script&gt;" in html, path
@@ -310,21 +381,49 @@ def test_no_secret_appears_in_any_page(fleet, console, console_settings, make_bu
     held = install(fleet, unique_bucket(), name="Held")
     ingest(fleet, held, make_events(2))
     flush(fleet, held)
-    secrets = [ACCESS_KEY_ID, SECRET_ACCESS_KEY, SESSION_TOKEN, CONSOLE_TOKEN,
-               *console_settings.secret_keys, SECRET_ACCESS_KEY[:-4], SESSION_TOKEN[:-4]]
-    pages = ["/integrations", "/integrations/library", "/integrations/library/amazon_s3/install", "/sources",
-             "/fleet", "/fleet/panel"]
+    secrets = [
+        ACCESS_KEY_ID,
+        SECRET_ACCESS_KEY,
+        SESSION_TOKEN,
+        CONSOLE_TOKEN,
+        *console_settings.secret_keys,
+        SECRET_ACCESS_KEY[:-4],
+        SESSION_TOKEN[:-4],
+    ]
+    pages = [
+        "/integrations",
+        "/integrations/library",
+        "/integrations/library/amazon_s3/install",
+        "/sources",
+        "/fleet",
+        "/fleet/panel",
+    ]
     for one in (iid, held):
-        pages += [f"/integrations/{one}{tab}" for tab in ("", "/status/panel", "/live", "/live/rows", "/dead-letter",
-                                                          "/settings", "/query", "/delete")]
+        pages += [
+            f"/integrations/{one}{tab}"
+            for tab in ("", "/status/panel", "/live", "/live/rows", "/dead-letter", "/settings", "/query", "/delete")
+        ]
     texts = [console.get(path).text for path in pages]
-    texts.append(console.post(f"/integrations/{iid}/settings", {
-        "name": "x", "config.bucket": "Bad_Bucket", "config.secret_access_key": SECRET_ACCESS_KEY}).text)
-    texts.append(console.post("/integrations/library/amazon_s3/install", {
-        "name": "x", "config.bucket": unique_bucket(), "config.region": "us-east-1",
-        "config.access_key_id": ACCESS_KEY_ID, "config.secret_access_key": SECRET_ACCESS_KEY,
-        "config.session_token": SESSION_TOKEN}).text)
-    for path, text in zip(pages + ["settings error", "install error"], texts):
+    texts.append(
+        console.post(
+            f"/integrations/{iid}/settings",
+            {"name": "x", "config.bucket": "Bad_Bucket", "config.secret_access_key": SECRET_ACCESS_KEY},
+        ).text
+    )
+    texts.append(
+        console.post(
+            "/integrations/library/amazon_s3/install",
+            {
+                "name": "x",
+                "config.bucket": unique_bucket(),
+                "config.region": "us-east-1",
+                "config.access_key_id": ACCESS_KEY_ID,
+                "config.secret_access_key": SECRET_ACCESS_KEY,
+                "config.session_token": SESSION_TOKEN,
+            },
+        ).text
+    )
+    for path, text in zip(pages + ["settings error", "install error"], texts, strict=True):
         for secret in secrets:
             assert secret not in text, (path, secret[:6])
     assert "****EKEY" in texts[pages.index(f"/integrations/{iid}/settings")]

@@ -32,7 +32,9 @@ from workers.store import buffer, keys
 
 # The Troubleshooting table of the destination's user documentation, verbatim.
 SEED_HINTS = {
-    "Events not appearing in S3": "Verify the bucket name, region, and prefix are correct. Check that the bucket exists.",
+    "Events not appearing in S3": (
+        "Verify the bucket name, region, and prefix are correct. Check that the bucket exists."
+    ),
     "AccessDenied": "The IAM user lacks s3:PutObject permission on the bucket. Update the IAM policy.",
     "NoSuchBucket": (
         "The bucket does not exist. Verify the bucket name (names are case-sensitive and globally unique)."
@@ -122,8 +124,11 @@ class Exposure:
         found = []
         for where, text in texts:
             shown = windows(text)
-            found += [f"{where} shows part of the secret ending in {s[-4:]}" for s in sorted(self.secrets)
-                      if shown & windows(s)]
+            found += [
+                f"{where} shows part of the secret ending in {s[-4:]}"
+                for s in sorted(self.secrets)
+                if shown & windows(s)
+            ]
         return found
 
 
@@ -164,8 +169,10 @@ def wait_held(fleet: Any, iid: str, events: int, timeout_s: float = HELD_TIMEOUT
     wait_until(
         lambda: held_events(fleet.r, iid) >= events,
         timeout_s,
-        message=lambda: f"held {buffer.held_batches(fleet.r, iid)}, pending {buffer.pending_batches(fleet.r, iid)}, "
-        f"stats {fleet.stats(iid)}",
+        message=lambda: (
+            f"held {buffer.held_batches(fleet.r, iid)}, pending {buffer.pending_batches(fleet.r, iid)}, "
+            f"stats {fleet.stats(iid)}"
+        ),
     )
     return buffer.held_batches(fleet.r, iid)
 
@@ -270,8 +277,12 @@ def test_a_permanent_s3_error_holds_the_batch_until_the_config_is_fixed_and_repl
     admin = s3_client(moto_iam.endpoint, moto_iam.admin.access_key_id, moto_iam.admin.secret_access_key)
     prefix = unique_prefix(code)
     wrong = _iam_case(moto_iam, code)
-    iid = fleet.install(wrong["bucket"], access_key_id=wrong["access_key_id"],
-                        secret_access_key=wrong["secret_access_key"], prefix=prefix)
+    iid = fleet.install(
+        wrong["bucket"],
+        access_key_id=wrong["access_key_id"],
+        secret_access_key=wrong["secret_access_key"],
+        prefix=prefix,
+    )
     processes = [start_worker(), start_beat()]
     events = make_events(120, run=f"iam-{uuid.uuid4().hex[:8]}")
     fleet.sender.ingest(iid, events)
@@ -287,16 +298,21 @@ def test_a_permanent_s3_error_holds_the_batch_until_the_config_is_fixed_and_repl
     assert read_objects(admin, moto_iam.bucket, prefix) == {}
     assert_user_sees(cli, iid, held, len(events), code, SEED_HINTS[code])
 
-    fixed = {"bucket": moto_iam.bucket, "region": "us-east-1", "prefix": prefix,
-             "access_key_id": moto_iam.limited.access_key_id,
-             "secret_access_key": moto_iam.limited.secret_access_key}
+    fixed = {
+        "bucket": moto_iam.bucket,
+        "region": "us-east-1",
+        "prefix": prefix,
+        "access_key_id": moto_iam.limited.access_key_id,
+        "secret_access_key": moto_iam.limited.secret_access_key,
+    }
     update_config(cli, iid, tmp_path, fixed)
     replay_exactly_once(fleet, cli, iid, events, lambda: read_objects(admin, moto_iam.bucket, prefix))
     assert fleet.stats(iid).get("retries", 0) == 0
 
     assert_no_secrets(
         [wrong["secret_access_key"], moto_iam.limited.secret_access_key, moto_iam.admin.secret_access_key],
-        processes, cli,
+        processes,
+        cli,
     )
 
 
@@ -416,8 +432,14 @@ def test_a_full_buffer_rejects_new_events_and_delivers_every_accepted_one_after_
             decided = s.get("ingested_events", 0) + s.get("rejected:buffer_full", 0)
             return decided == len(sent) and held_events(fleet.r, iid) == s.get("ingested_events", 0)
 
-        wait_until(settled, HELD_TIMEOUT_S, message=lambda: f"stats {fleet.stats(iid)}, held "
-                   f"{held_events(fleet.r, iid)}, pending {buffer.pending_batches(fleet.r, iid)}")
+        wait_until(
+            settled,
+            HELD_TIMEOUT_S,
+            message=lambda: (
+                f"stats {fleet.stats(iid)}, held "
+                f"{held_events(fleet.r, iid)}, pending {buffer.pending_batches(fleet.r, iid)}"
+            ),
+        )
         after = fleet.stats(iid)
         accepted = after.get("ingested_events", 0) - before.get("ingested_events", 0)
         rejected = after.get("rejected:buffer_full", 0) - before.get("rejected:buffer_full", 0)
@@ -497,8 +519,9 @@ def test_no_secret_or_session_token_appears_in_any_log_or_cli_output(
     old_secret, old_token = random_secret(), random_session_token()
     iid = fleet.install(bucket, prefix=prefix, secret_access_key=old_secret, session_token=old_token)
     # S3 echoes the expired token in its error document
-    fault_proxy.set_plan(on_put(Fault.error(400, "ExpiredToken", "The provided token has expired.",
-                                            fields={"Token-0": old_token})))
+    fault_proxy.set_plan(
+        on_put(Fault.error(400, "ExpiredToken", "The provided token has expired.", fields={"Token-0": old_token}))
+    )
     processes = [start_worker(), start_beat()]
     events = make_events(50)
     fleet.sender.ingest(iid, events)
@@ -511,9 +534,19 @@ def test_no_secret_or_session_token_appears_in_any_log_or_cli_output(
     cli("list")
 
     new_secret, new_token = random_secret(), random_session_token()
-    update_config(cli, iid, tmp_path, {"bucket": bucket, "region": "us-east-1", "prefix": prefix,
-                                       "access_key_id": "AKIAIOSFODNN7EXAMPLE", "secret_access_key": new_secret,
-                                       "session_token": new_token})
+    update_config(
+        cli,
+        iid,
+        tmp_path,
+        {
+            "bucket": bucket,
+            "region": "us-east-1",
+            "prefix": prefix,
+            "access_key_id": "AKIAIOSFODNN7EXAMPLE",
+            "secret_access_key": new_secret,
+            "session_token": new_token,
+        },
+    )
     fault_proxy.set_plan(None)
     replay_exactly_once(fleet, cli, iid, events, lambda: read_objects(fleet.s3, bucket, prefix))
     cli("show", iid)

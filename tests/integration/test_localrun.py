@@ -24,8 +24,8 @@ from tests.support.browser import screenshot
 from tests.support.celery_fixtures import watch_process
 from tests.support.processes import REPO_ROOT, ManagedProcess, wait_until
 from tests.support.website import visit
-from workers import localrun
-from workers.localrun import banner
+from workers.localrun import run as localrun
+from workers.localrun.run import banner
 
 
 def test_the_banner_shows_a_generated_token_but_never_one_that_was_set():
@@ -41,8 +41,15 @@ def test_make_run_prints_the_console_and_the_console_signs_in_with_the_printed_t
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SIGNAL_", "AWS_"))}
     env.update(RUN_SECONDS="2", PYTHONPATH=str(REPO_ROOT), SIGNAL_REDIS_URL=redis_server.url)
     redis_server.client().flushall()
-    run = subprocess.Popen([sys.executable, "-m", "workers.localrun"], cwd=REPO_ROOT, env=env, text=True,
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    run = subprocess.Popen(
+        [sys.executable, "-m", "workers.localrun"],
+        cwd=REPO_ROOT,
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     printed: list[str] = []
     try:
         deadline = time.monotonic() + 120
@@ -70,8 +77,14 @@ def test_make_run_prints_the_console_and_the_console_signs_in_with_the_printed_t
 
 
 def bucket_events(endpoint: str) -> list[dict[str, Any]]:
-    s3 = boto3.client("s3", endpoint_url=endpoint, region_name=localrun.REGION, aws_access_key_id="test",
-                      aws_secret_access_key="test", config=Config(request_checksum_calculation="when_required"))
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name=localrun.REGION,
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+        config=Config(request_checksum_calculation="when_required"),
+    )
     out = []
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=localrun.BUCKET):
         for obj in page.get("Contents", []):
@@ -81,11 +94,13 @@ def bucket_events(endpoint: str) -> list[dict[str, Any]]:
 
 
 def test_make_run_serves_a_demo_website_whose_events_land_in_the_bucket(
-        tmp_path: Any, browser: Any, request: pytest.FixtureRequest) -> None:
+    tmp_path: Any, browser: Any, request: pytest.FixtureRequest
+) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SIGNAL_")}
     env.update(RUN_SECONDS="300", SIGNAL_ADMIN_TOKEN="demo-" + uuid.uuid4().hex, PYTHONUNBUFFERED="1")
-    process = ManagedProcess([sys.executable, "-m", "workers.localrun"], name="localrun", env=env, log_dir=tmp_path,
-                             cwd=REPO_ROOT)
+    process = ManagedProcess(
+        [sys.executable, "-m", "workers.localrun"], name="localrun", env=env, log_dir=tmp_path, cwd=REPO_ROOT
+    )
     watch_process(request.node, process)
     process.start()
     try:
@@ -105,17 +120,24 @@ def test_make_run_serves_a_demo_website_whose_events_land_in_the_bucket(
         tab.page.get_by_text("track Order Completed").wait_for()
 
         def demo_events() -> list[dict[str, Any]]:
-            found = [e for e in bucket_events(endpoint) if e.get("context", {}).get("page", {}).get("url", "")
-                     .startswith(site)]
+            found = [
+                e
+                for e in bucket_events(endpoint)
+                if e.get("context", {}).get("page", {}).get("url", "").startswith(site)
+            ]
             return found if len(found) >= 5 else []
 
         found = wait_until(demo_events, 60, interval_s=1.0, message=lambda: f"{process.describe()}")
         tab.close()
         assert tab.errors == [] and tab.external == []
         kinds = sorted((e["type"], e.get("event"), e["context"]["library"]["name"]) for e in found)
-        assert kinds == [("identify", None, "analytics.js"), ("page", None, "RudderLabs JavaScript SDK"),
-                         ("page", None, "analytics.js"), ("track", "Order Completed", "RudderLabs JavaScript SDK"),
-                         ("track", "Product Added", "analytics.js")]
+        assert kinds == [
+            ("identify", None, "analytics.js"),
+            ("page", None, "RudderLabs JavaScript SDK"),
+            ("page", None, "analytics.js"),
+            ("track", "Order Completed", "RudderLabs JavaScript SDK"),
+            ("track", "Product Added", "analytics.js"),
+        ]
         assert {e["source_id"] for e in found} == {"default"}
         assert [e["user_id"] for e in found if e["type"] == "identify"] == ["demo-user"]
     finally:

@@ -17,14 +17,28 @@ SESSION_TOKEN = "FwoGZXIvYXdzEJr//////////wEaDOjNBOGUSSESSIONTOKENEXAMPLEuKXe3AZ
 
 def test_logs_are_json_lines_with_context_and_hold_no_secret(fleet, moto_iam, start_worker, start_beat):
     prefix = f"logs-{uuid.uuid4().hex[:8]}/"
-    good = fleet.install(moto_iam.bucket, prefix=prefix, endpoint_url=moto_iam.endpoint,
-                         access_key_id=moto_iam.limited.access_key_id,
-                         secret_access_key=moto_iam.limited.secret_access_key)
-    wrong_secret = fleet.install(moto_iam.bucket, prefix=prefix, endpoint_url=moto_iam.endpoint,
-                                 access_key_id=moto_iam.limited.access_key_id, secret_access_key=WRONG_SECRET)
-    bad_token = fleet.install(moto_iam.bucket, prefix=prefix, endpoint_url=moto_iam.endpoint,
-                              access_key_id=moto_iam.limited.access_key_id,
-                              secret_access_key=moto_iam.limited.secret_access_key, session_token=SESSION_TOKEN)
+    good = fleet.install(
+        moto_iam.bucket,
+        prefix=prefix,
+        endpoint_url=moto_iam.endpoint,
+        access_key_id=moto_iam.limited.access_key_id,
+        secret_access_key=moto_iam.limited.secret_access_key,
+    )
+    wrong_secret = fleet.install(
+        moto_iam.bucket,
+        prefix=prefix,
+        endpoint_url=moto_iam.endpoint,
+        access_key_id=moto_iam.limited.access_key_id,
+        secret_access_key=WRONG_SECRET,
+    )
+    bad_token = fleet.install(
+        moto_iam.bucket,
+        prefix=prefix,
+        endpoint_url=moto_iam.endpoint,
+        access_key_id=moto_iam.limited.access_key_id,
+        secret_access_key=moto_iam.limited.secret_access_key,
+        session_token=SESSION_TOKEN,
+    )
     worker = start_worker()
     beat = start_beat()
     events = make_events(120)
@@ -34,7 +48,7 @@ def test_logs_are_json_lines_with_context_and_hold_no_secret(fleet, moto_iam, st
     fleet.wait_delivered(good, len(events))
     held = {}
     for iid, code in ((wrong_secret, "SignatureDoesNotMatch"), (bad_token, "InvalidToken")):
-        [held[iid]] = wait_until(lambda: buffer.held_batches(fleet.r, iid), 60, message=f"{code} was not held")
+        [held[iid]] = wait_until(lambda iid=iid: buffer.held_batches(fleet.r, iid), 60, message=f"{code} was not held")
         assert held[iid]["error_code"] == code
 
     admin = s3_client(moto_iam.endpoint, moto_iam.admin.access_key_id, moto_iam.admin.secret_access_key)
@@ -44,12 +58,15 @@ def test_logs_are_json_lines_with_context_and_hold_no_secret(fleet, moto_iam, st
         return [orjson.loads(line) for line in worker.log_text().splitlines()]  # every line is JSON
 
     def logged(message_start: str, **fields: object) -> list[dict]:
-        return [r for r in records() if r["message"].startswith(message_start)
-                and all(r.get(k) == v for k, v in fields.items())]
+        return [
+            r
+            for r in records()
+            if r["message"].startswith(message_start) and all(r.get(k) == v for k, v in fields.items())
+        ]
 
     # a held batch's record is written right after its state: wait for it, not for time
     for iid in held:
-        wait_until(lambda: logged("held ", integration_id=iid), 10, message=lambda: worker.log_tail())
+        wait_until(lambda iid=iid: logged("held ", integration_id=iid), 10, message=lambda: worker.log_tail())
     for r in records():
         assert {"ts", "level", "logger", "message"} <= set(r), r
     delivered = logged("delivered ", integration_id=good)
@@ -66,8 +83,14 @@ def test_logs_are_json_lines_with_context_and_hold_no_secret(fleet, moto_iam, st
         assert failure["key"] == held[iid]["key"]
     assert logged("", logger="celery.worker")  # the start-up banner, as one record
 
-    secrets = [moto_iam.limited.access_key_id, moto_iam.limited.secret_access_key, WRONG_SECRET, SESSION_TOKEN,
-               moto_iam.admin.access_key_id, moto_iam.admin.secret_access_key]
+    secrets = [
+        moto_iam.limited.access_key_id,
+        moto_iam.limited.secret_access_key,
+        WRONG_SECRET,
+        SESSION_TOKEN,
+        moto_iam.admin.access_key_id,
+        moto_iam.admin.secret_access_key,
+    ]
     for process in (worker, beat):
         text = process.log_text()
         assert text, process.name

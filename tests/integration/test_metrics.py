@@ -25,8 +25,9 @@ def scrape(url: str) -> dict[tuple[str, tuple], float] | None:
     }
 
 
-def test_scraped_counts_match_the_bucket_and_the_dead_letter_store(fleet, make_bucket, start_worker, start_beat,
-                                                                   tmp_path):
+def test_scraped_counts_match_the_bucket_and_the_dead_letter_store(
+    fleet, make_bucket, start_worker, start_beat, tmp_path
+):
     bucket = make_bucket()
     iid = fleet.install(bucket, batch_max_events=150)
     missing = fleet.install(f"{bucket}-missing")  # NoSuchBucket: permanent, held
@@ -38,23 +39,36 @@ def test_scraped_counts_match_the_bucket_and_the_dead_letter_store(fleet, make_b
         fleet.sender.ingest(iid, batch[:100] + bad + batch[100:])
     fleet.sender.ingest(missing, make_events(40))
     fleet.wait_delivered(iid, len(events))
-    wait_until(lambda: sum(int(b["events"]) for b in buffer.held_batches(fleet.r, missing)) == 40, 60,
-               message=lambda: f"held: {buffer.held_batches(fleet.r, missing)}")
+    wait_until(
+        lambda: sum(int(b["events"]) for b in buffer.held_batches(fleet.r, missing)) == 40,
+        60,
+        message=lambda: f"held: {buffer.held_batches(fleet.r, missing)}",
+    )
 
     port = free_port()
-    server = ManagedProcess([*venv_command("signal-s3"), "metrics", "--port", str(port)], name="metrics",
-                            log_dir=tmp_path, env=_merged_env(fleet.env)).start()
+    server = ManagedProcess(
+        [*venv_command("signal-s3"), "metrics", "--port", str(port)],
+        name="metrics",
+        log_dir=tmp_path,
+        env=_merged_env(fleet.env),
+    ).start()
     try:
-        samples = wait_until(lambda: scrape(f"http://127.0.0.1:{port}/metrics"), 30,
-                             message=lambda: f"no metrics served: {server.describe()}")
+        samples = wait_until(
+            lambda: scrape(f"http://127.0.0.1:{port}/metrics"),
+            30,
+            message=lambda: f"no metrics served: {server.describe()}",
+        )
     finally:
         server.stop()
 
     def value(name: str, **labels: str) -> float:
         return samples[(name, tuple(sorted(labels.items())))]
 
-    listed = [o for page in fleet.s3.get_paginator("list_objects_v2").paginate(Bucket=bucket)
-              for o in page.get("Contents", [])]
+    listed = [
+        o
+        for page in fleet.s3.get_paginator("list_objects_v2").paginate(Bucket=bucket)
+        for o in page.get("Contents", [])
+    ]
     objects = read_objects(fleet.s3, bucket)
     a = {"integration_id": iid}
     assert value("signal_objects_delivered_total", **a) == len(listed) >= 4

@@ -36,7 +36,9 @@ def expected_row(event: dict[str, Any], iid: str) -> dict[str, Any]:
         **{name: event.get(name) for name in parquet.STRING_COLUMNS + ("source_id",)},
         "timestamp": datetime.fromisoformat(event["timestamp"]) if "timestamp" in event else None,
         "sent_at": None,
-        "context": event.get("context"), "properties": event.get("properties"), "traits": event.get("traits"),
+        "context": event.get("context"),
+        "properties": event.get("properties"),
+        "traits": event.get("traits"),
         "integration_id": iid,
         "extra": {k: v for k, v in event.items() if k not in parquet.ENVELOPE_COLUMNS} or None,
     }
@@ -95,14 +97,21 @@ def test_parquet_objects_hold_every_event_once_row_by_row(fleet, make_bucket, st
     assert live and all(v["state"] == "delivered" and v["object_key"].endswith(".parquet") for v in live)
 
 
-def test_a_large_parquet_batch_is_one_multipart_object_in_bounded_row_groups(fleet, make_bucket, start_worker,
-                                                                            start_beat):
+def test_a_large_parquet_batch_is_one_multipart_object_in_bounded_row_groups(
+    fleet, make_bucket, start_worker, start_beat
+):
     bucket = make_bucket()
-    iid = fleet.install(bucket, variant="parquet", batch_max_events=1_000_000, batch_max_bytes=1024 * MiB,
-                        buffer_max_bytes=2048 * MiB)
+    iid = fleet.install(
+        bucket, variant="parquet", batch_max_events=1_000_000, batch_max_bytes=1024 * MiB, buffer_max_bytes=2048 * MiB
+    )
     part = str(5 * MiB)
-    start_worker(env={"SIGNAL_MULTIPART_THRESHOLD_BYTES": part, "SIGNAL_MULTIPART_PART_BYTES": part,
-                      "SIGNAL_UPLOAD_TIMEOUT_S": "60"})  # room for a loaded machine; the upload takes seconds
+    start_worker(
+        env={
+            "SIGNAL_MULTIPART_THRESHOLD_BYTES": part,
+            "SIGNAL_MULTIPART_PART_BYTES": part,
+            "SIGNAL_UPLOAD_TIMEOUT_S": "60",
+        }
+    )  # room for a loaded machine; the upload takes seconds
     total = 130_000
     received_at = datetime.now(UTC).replace(minute=30, second=0, microsecond=0).isoformat().replace("+00:00", "Z")
     events = make_events(total)
@@ -111,8 +120,9 @@ def test_a_large_parquet_batch_is_one_multipart_object_in_bounded_row_groups(fle
         e["properties"]["token"] = uuid.uuid4().hex + uuid.uuid4().hex  # incompressible: the object passes 5 MiB
     for batch in chunks(events, 500):
         fleet.sender.ingest(iid, batch)
-    wait_until(lambda: fleet.stats(iid).get("ingested_events", 0) >= total, 180,
-               message=lambda: f"ingested {fleet.stats(iid)}")
+    wait_until(
+        lambda: fleet.stats(iid).get("ingested_events", 0) >= total, 180, message=lambda: f"ingested {fleet.stats(iid)}"
+    )
     start_beat()  # everything is buffered: the first tick seals it into one batch
     fleet.wait_delivered(iid, total, timeout_s=180)
 
@@ -136,15 +146,13 @@ def test_a_large_parquet_batch_is_one_multipart_object_in_bounded_row_groups(fle
         assert at == list(range(at[0], at[0] + len(message)))
 
 
-def test_a_retried_parquet_batch_lands_once_under_its_key(proxied, fault_proxy, make_bucket, start_worker,
-                                                          start_beat):
+def test_a_retried_parquet_batch_lands_once_under_its_key(proxied, fault_proxy, make_bucket, start_worker, start_beat):
     from tests.support.faultproxy import Fault, fail_first
 
     fleet = proxied
     bucket = make_bucket()
     iid = fleet.install(bucket, variant="parquet")
-    fault_proxy.set_plan(fail_first(5, Fault.error(503, "SlowDown", "Please reduce your request rate."),
-                                    method="PUT"))
+    fault_proxy.set_plan(fail_first(5, Fault.error(503, "SlowDown", "Please reduce your request rate."), method="PUT"))
     start_worker()
     start_beat()
     events = make_events(40)
@@ -171,8 +179,13 @@ def test_parquet_objects_read_back_through_the_ddl_partitions(fleet, make_bucket
     assert len(objects) >= 4
 
     endpoint = urlsplit(fleet.endpoint)
-    s3 = pafs.S3FileSystem(access_key=TEST_ACCESS_KEY_ID, secret_key=TEST_SECRET_ACCESS_KEY, region="us-east-1",
-                           endpoint_override=endpoint.netloc, scheme=endpoint.scheme)
+    s3 = pafs.S3FileSystem(
+        access_key=TEST_ACCESS_KEY_ID,
+        secret_key=TEST_SECRET_ACCESS_KEY,
+        region="us-east-1",
+        endpoint_override=endpoint.netloc,
+        scheme=endpoint.scheme,
+    )
     partitioning = ds.DirectoryPartitioning(pa.schema([(name, pa.string()) for name, *_ in athena.PARTITIONS]))
     dataset = ds.dataset(f"{bucket}/events", filesystem=s3, format="parquet", partitioning=partitioning)
     # the table's columns are the DDL's, in its order, followed by the partition columns
@@ -181,5 +194,6 @@ def test_parquet_objects_read_back_through_the_ddl_partitions(fleet, make_bucket
     assert sorted(table.column("event_id").to_pylist()) == sorted(e["event_id"] for e in events)
     for row in table.to_pylist():
         assert row["received_at"].strftime("%Y/%m/%d/%H") == "/".join(
-            (row["year"], row["month"], row["day"], row["hour"]))
+            (row["year"], row["month"], row["day"], row["hour"])
+        )
     assert fleet.r.llen(keys.rejections(iid)) == 0

@@ -21,13 +21,21 @@ KEY_PATTERN = re.compile(
 @pytest.mark.parametrize("topology", ["redis", "scaled"], indirect=True)
 def test_events_land_once_in_hourly_gzipped_ndjson_objects(fleet, make_bucket, start_worker, start_beat):
     bucket = make_bucket()
-    iid = fleet.install(bucket, storage_class="STANDARD_IA", server_side_encryption="aws:kms",
-                        kms_key_id="arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab")
+    iid = fleet.install(
+        bucket,
+        storage_class="STANDARD_IA",
+        server_side_encryption="aws:kms",
+        kms_key_id="arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+    )
     start_worker()
     start_beat()
     events = make_events(2000)
-    bad = [{"type": "explode", "user_id": "u"}, {"type": "track", "user_id": "u"}, "not an object",
-           {"type": "page", "anonymous_id": "a", "timestamp": "yesterday"}]
+    bad = [
+        {"type": "explode", "user_id": "u"},
+        {"type": "track", "user_id": "u"},
+        "not an object",
+        {"type": "page", "anonymous_id": "a", "timestamp": "yesterday"},
+    ]
     for batch in chunks(events, 500):
         fleet.sender.ingest(iid, batch[:250] + bad + batch[250:])
     fleet.wait_delivered(iid, len(events))
@@ -103,15 +111,19 @@ def test_unknown_or_disabled_integration_buffers_nothing(fleet, make_bucket, sta
     fleet.sender.ingest(iid, make_events(10))
     unknown = str(uuid.uuid4())
     fleet.sender.ingest(unknown, make_events(10))
-    wait_until(lambda: "is disabled" in w.log_text() and "is not installed" in w.log_text(), 30,
-               message=lambda: w.log_text()[-2000:])
+    wait_until(
+        lambda: "is disabled" in w.log_text() and "is not installed" in w.log_text(),
+        30,
+        message=lambda: w.log_text()[-2000:],
+    )
     assert buffer.open_buffers(fleet.r, [iid, unknown]) == {}
     assert fleet.stats(iid).get("ingested_events", 0) == 0
 
 
 @pytest.mark.parametrize("topology", ["redis", "scaled"], indirect=True)
-def test_a_transient_failure_retries_the_same_batch_to_the_same_key(proxied, fault_proxy, make_bucket,
-                                                                    start_worker, start_beat):
+def test_a_transient_failure_retries_the_same_batch_to_the_same_key(
+    proxied, fault_proxy, make_bucket, start_worker, start_beat
+):
     from tests.support.faultproxy import Fault, fail_first
 
     fleet = proxied
@@ -120,8 +132,7 @@ def test_a_transient_failure_retries_the_same_batch_to_the_same_key(proxied, fau
     # botocore tries twice per upload attempt: fail 11 PUTs -> five retries of our own. On RabbitMQ each retry goes
     # through native delayed delivery: its x-death headers must not make the broker drop it as a dead-letter cycle,
     # and its routing key must not grow with every retry past AMQP's 255 bytes (the fourth retry would fail).
-    fault_proxy.set_plan(fail_first(11, Fault.error(503, "SlowDown", "Please reduce your request rate."),
-                                    method="PUT"))
+    fault_proxy.set_plan(fail_first(11, Fault.error(503, "SlowDown", "Please reduce your request rate."), method="PUT"))
     worker = start_worker()
     start_beat()
     events = make_events(40)

@@ -1,4 +1,5 @@
-"""workers.sink (clients, writer, bucket) against a real moto_server over HTTP, with a fault proxy for what moto does not emulate."""
+"""workers.sink (clients, writer, bucket) against a real moto_server over HTTP, with a fault proxy for what moto does
+not emulate."""
 
 from __future__ import annotations
 
@@ -26,10 +27,10 @@ from tests.support.s3_fixtures import (
     MotoServer,
     s3_client,
 )
-from workers.sink import clients, writer
-from workers.sink.bucket import bucket_region, verify_bucket
 from workers.classify import HINTS, classify
 from workers.settings import Settings
+from workers.sink import clients, writer
+from workers.sink.bucket import bucket_region, verify_bucket
 
 pytestmark = pytest.mark.integration
 
@@ -223,9 +224,12 @@ def test_single_put_carries_the_md5_of_its_body(fault_proxy: FaultProxy, make_bu
 
 def parquet_lines(count: int, *, noise_bytes: int = 0) -> list[bytes]:
     noise = base64.b64encode(os.urandom(count * noise_bytes * 3 // 4 + 3)) if noise_bytes else b""
-    return [b'{"event_id":"e-%d","type":"track","event":"order_completed","anonymous_id":"a-%d",'
-            b'"received_at":"2026-05-12T10:00:00.000Z","properties":{"n":"%s"},"integration_id":"i"}'
-            % (i, i % 7, noise[i * noise_bytes:(i + 1) * noise_bytes]) for i in range(count)]
+    return [
+        b'{"event_id":"e-%d","type":"track","event":"order_completed","anonymous_id":"a-%d",'
+        b'"received_at":"2026-05-12T10:00:00.000Z","properties":{"n":"%s"},"integration_id":"i"}'
+        % (i, i % 7, noise[i * noise_bytes : (i + 1) * noise_bytes])
+        for i in range(count)
+    ]
 
 
 def read_parquet(admin: Any, bucket: str, key: str) -> list[dict[str, Any]]:
@@ -236,11 +240,17 @@ def read_parquet(admin: Any, bucket: str, key: str) -> list[dict[str, Any]]:
     return pq.read_table(io.BytesIO(admin.get_object(Bucket=bucket, Key=key)["Body"].read())).to_pylist()
 
 
-def test_parquet_variant_single_put_with_its_settings_and_md5(fault_proxy: FaultProxy, s3_admin: Any,
-                                                              make_bucket: Callable[..., str]) -> None:
+def test_parquet_variant_single_put_with_its_settings_and_md5(
+    fault_proxy: FaultProxy, s3_admin: Any, make_bucket: Callable[..., str]
+) -> None:
     bucket = make_bucket()
-    cfg = make_cfg(fault_proxy.endpoint_url, bucket, storage_class="STANDARD_IA", server_side_encryption="aws:kms",
-                   kms_key_id=KMS_KEY_ARN)
+    cfg = make_cfg(
+        fault_proxy.endpoint_url,
+        bucket,
+        storage_class="STANDARD_IA",
+        server_side_encryption="aws:kms",
+        kms_key_id=KMS_KEY_ARN,
+    )
     lines = parquet_lines(2_500)
     key = "events/2026/05/12/10/batch-1.parquet"
     result = writer.put_object(cfg, key, in_chunks(lines, 1_000), settings=fast_settings(), variant="parquet")
@@ -265,8 +275,9 @@ def test_parquet_variant_large_batch_goes_multipart_and_reads_back_row_by_row(
     cfg = make_cfg(fault_proxy.endpoint_url, bucket)
     lines = parquet_lines(12_000, noise_bytes=1_500)  # base64 noise: zstd keeps ~3/4 of it
     key = "events/2026/05/12/10/big.parquet"
-    result = writer.put_object(cfg, key, in_chunks(lines, 1_000), settings=fast_settings(**MULTIPART),
-                           variant="parquet")
+    result = writer.put_object(
+        cfg, key, in_chunks(lines, 1_000), settings=fast_settings(**MULTIPART), variant="parquet"
+    )
     assert result.compressed_bytes > 10 * MiB
     assert result.parts == -(-result.compressed_bytes // (5 * MiB))
     head = s3_admin.head_object(Bucket=bucket, Key=key)
@@ -365,9 +376,7 @@ def test_botocore_retries_through_a_few_faults(
     assert read_lines(s3_admin, bucket, "events/k.json.gz") == event_lines(5)
 
 
-def test_dropped_connections_are_classified_transient(
-    fault_proxy: FaultProxy, make_bucket: Callable[..., str]
-) -> None:
+def test_dropped_connections_are_classified_transient(fault_proxy: FaultProxy, make_bucket: Callable[..., str]) -> None:
     cfg = make_cfg(fault_proxy.endpoint_url, make_bucket())
     fault_proxy.set_plan(lambda method, target, headers: Fault.drop())
     with pytest.raises(botocore.exceptions.BotoCoreError) as raised:

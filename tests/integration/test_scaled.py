@@ -24,10 +24,9 @@ import redis
 from tests.support.fleet import Bucket, assert_exactly_once, chunks, make_events, run_id
 from tests.support.processes import free_port, wait_until
 from tests.support.scaled import wait_for_master
-from workers.integrations import registry, status
+from workers.integrations import manage, registry, status
 from workers.integrations.config import parse_config
 from workers.pipeline import flush, ingest
-from workers.integrations import manage
 from workers.queue import topology
 from workers.store import buffer, db, keys, scripts
 
@@ -58,8 +57,9 @@ def send_until_taken(sender: Any, iid: str, events: list[dict], task_id: str, re
 
 
 @SCALED
-def test_a_broker_restart_during_ingest_loses_and_duplicates_nothing(fleet, rabbitmq, make_bucket, start_worker,
-                                                                     start_beat):
+def test_a_broker_restart_during_ingest_loses_and_duplicates_nothing(
+    fleet, rabbitmq, make_bucket, start_worker, start_beat
+):
     from workers.queue.producer import Broker, BrokerUnavailable
 
     bucket = Bucket(fleet.s3, make_bucket())
@@ -82,8 +82,11 @@ def test_a_broker_restart_during_ingest_loses_and_duplicates_nothing(fleet, rabb
 
     producer = threading.Thread(target=produce, name="producer", daemon=True)
     producer.start()
-    wait_until(lambda: fleet.stats(iid).get("ingested_events", 0) >= 3000, 60,
-               message=lambda: f"ingest did not start: {fleet.stats(iid)}")
+    wait_until(
+        lambda: fleet.stats(iid).get("ingested_events", 0) >= 3000,
+        60,
+        message=lambda: f"ingest did not start: {fleet.stats(iid)}",
+    )
     rabbitmq.stop()
     stopped = time.monotonic()
     # a producer hears of the outage at once (the API answers 503): nothing it was told is queued is lost
@@ -119,8 +122,11 @@ def test_a_poison_message_is_held_by_the_delivery_limit(fleet, monkeypatch, star
     poison_id = str(uuid.uuid4())
     sender.app.send_task("signal.test.crash", queue="ingest", task_id=poison_id)
     sender.ingest(iid, make_events(50))  # behind the poison message in the same queue
-    wait_until(lambda: topology.queue_depths(settings)["dead_letter"] == 1, 120,
-               message=lambda: f"queues {topology.queue_depths(settings)}; {worker.log_tail()}")
+    wait_until(
+        lambda: topology.queue_depths(settings)["dead_letter"] == 1,
+        120,
+        message=lambda: f"queues {topology.queue_depths(settings)}; {worker.log_tail()}",
+    )
     wait_until(lambda: fleet.stats(iid).get("ingested_events") == 50, 60, message=lambda: worker.log_tail())
     deliveries = re.findall(rf"Task signal\.test\.crash\[{poison_id}\] received", worker.log_text())
     assert len(deliveries) == limit + 1, worker.log_tail()
@@ -165,12 +171,21 @@ def test_the_api_answers_503_when_the_broker_is_down(fleet, scheme):
     from workers.settings import Settings
     from workers.web.app import create_app
 
-    down = (f"amqp://guest:guest@127.0.0.1:{free_port()}//" if scheme == "amqp"
-            else f"redis://127.0.0.1:{free_port()}/0")
+    down = f"amqp://guest:guest@127.0.0.1:{free_port()}//" if scheme == "amqp" else f"redis://127.0.0.1:{free_port()}/0"
     source = sources.create(fleet.r, "Website")
-    registry.install(fleet.r, {"name": "S3", "source_id": source.id, "config": {
-        "bucket": "signal-unused-bucket", "region": "us-east-1", "access_key_id": "AKIAIOSFODNN7EXAMPLE",
-        "secret_access_key": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"}})
+    registry.install(
+        fleet.r,
+        {
+            "name": "S3",
+            "source_id": source.id,
+            "config": {
+                "bucket": "signal-unused-bucket",
+                "region": "us-east-1",
+                "access_key_id": "AKIAIOSFODNN7EXAMPLE",
+                "secret_access_key": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+            },
+        },
+    )
     app = create_app(Settings(redis_url=fleet.env["SIGNAL_REDIS_URL"], broker_url=down))
 
     async def track() -> httpx.Response:
@@ -211,7 +226,7 @@ def test_a_redis_master_failover_during_ingest(fleet, cluster, make_bucket, star
 
     def send(name: str) -> list[str]:
         task_ids = [str(uuid.uuid4()) for _ in range(5)]
-        for task_id, batch in zip(task_ids, chunks(phases[name], 100)):
+        for task_id, batch in zip(task_ids, chunks(phases[name], 100), strict=True):
             send_until_taken(fleet.sender, iid, batch, task_id, [])
         return task_ids
 
@@ -236,8 +251,11 @@ def test_a_redis_master_failover_during_ingest(fleet, cluster, make_bucket, star
         wait_until(lambda: on_master("EXISTS", *seen) == len(seen), 60, message=lambda: ingest_worker.log_tail())
         wait_until(lambda: "NotReplicated" in ingest_worker.log_text(), 30, message=lambda: ingest_worker.log_tail())
     else:
-        wait_until(lambda: int(on_master("HGET", keys.stats(iid), "ingested_events") or 0) == 1000, 60,
-                   message=lambda: ingest_worker.log_tail())
+        wait_until(
+            lambda: int(on_master("HGET", keys.stats(iid), "ingested_events") or 0) == 1000,
+            60,
+            message=lambda: ingest_worker.log_tail(),
+        )
 
     # the master dies; its paused replica comes back and takes over; events keep coming meanwhile
     master.kill()
@@ -249,8 +267,11 @@ def test_a_redis_master_failover_during_ingest(fleet, cluster, make_bucket, star
     wait_until(cluster.healthy, 60, interval_s=0.2, message=lambda: cluster.view())
     sender.join(60)
     expected = 1500 if min_replicas else 1000
-    wait_until(lambda: fleet.stats(iid).get("ingested_events") == expected, 120,
-               message=lambda: f"stats {fleet.stats(iid)}; {ingest_worker.log_tail()}")
+    wait_until(
+        lambda: fleet.stats(iid).get("ingested_events") == expected,
+        120,
+        message=lambda: f"stats {fleet.stats(iid)}; {ingest_worker.log_tail()}",
+    )
     manage.flush_and_wait(fleet.r, broker, iid, settings=settings, timeout_s=60)
     broker.close()
 
@@ -260,8 +281,10 @@ def test_a_redis_master_failover_during_ingest(fleet, cluster, make_bucket, star
     sent = set().union(*ids.values())
     lost = sent - set(counts)
     doubled = {e: n for e, n in counts.items() if n > 1}
-    print(f"\nfailover, SIGNAL_REDIS_MIN_REPLICAS={min_replicas}: {len(sent)} events sent, {len(counts)} delivered, "
-          f"{len(lost)} lost, {len(doubled)} duplicated")
+    print(
+        f"\nfailover, SIGNAL_REDIS_MIN_REPLICAS={min_replicas}: {len(sent)} events sent, {len(counts)} delivered, "
+        f"{len(lost)} lost, {len(doubled)} duplicated"
+    )
     assert not doubled
     assert set(counts) <= sent
     if min_replicas:
@@ -286,11 +309,21 @@ def test_a_script_the_client_sent_twice_changes_nothing_twice(redis_client, topo
         with pytest.raises(redis.ConnectionError):
             call()
         return call()
+
     iid = str(uuid.uuid4())
     hour = "2026112509"
 
     def append(message_id: str, n: int) -> buffer.AppendResult:
-        return buffer.append(r, iid, buffer.Append(message_id=message_id, now_ms=1, lines_by_hour={hour: [f'{{"n":{i}}}'.encode() for i in range(n)]}), buffer.Limits(cap_bytes=10**9, batch_max_events=10**6, batch_max_bytes=10**9, seal_due_ms=2, seen_ttl_ms=60_000))
+        return buffer.append(
+            r,
+            iid,
+            buffer.Append(
+                message_id=message_id, now_ms=1, lines_by_hour={hour: [f'{{"n":{i}}}'.encode() for i in range(n)]}
+            ),
+            buffer.Limits(
+                cap_bytes=10**9, batch_max_events=10**6, batch_max_bytes=10**9, seal_due_ms=2, seen_ttl_ms=60_000
+            ),
+        )
 
     append("warm-up", 1)  # the script is loaded: the calls below run it, nothing else
     for _, server in db.servers(r):
@@ -334,9 +367,11 @@ def test_a_script_is_refused_any_key_outside_its_slot_every_time(redis_client):
     r = redis_client
     first = str(uuid.uuid4())
     node = r.get_node_from_key(keys.tag(first))
-    other = next(i for i in (str(uuid.uuid4()) for _ in range(10_000))
-                 if r.keyslot(keys.tag(i)) != r.keyslot(keys.tag(first))
-                 and r.get_node_from_key(keys.tag(i)).name == node.name)
+    other = next(
+        i
+        for i in (str(uuid.uuid4()) for _ in range(10_000))
+        if r.keyslot(keys.tag(i)) != r.keyslot(keys.tag(first)) and r.get_node_from_key(keys.tag(i)).name == node.name
+    )
     script_keys = [keys.open_index(first), keys.open_bytes(first), keys.pending(first)]
     args = ["2026112509", "b-1", 1, 2, *buffer._prefixes(other)]
     for _ in range(3):
@@ -361,11 +396,21 @@ def test_what_spans_integrations_works_across_the_clusters_nodes(fleet):
         result = ingest.ingest(r, iid, make_events(n + 1), message_id=f"m-{n}", settings=settings)
         assert result.accepted == n + 1
         registry.set_enabled(r, iid, n % 2 == 0)
-    assert [i.enabled for i in sorted(registry.list_all(r), key=lambda i: iids.index(i.id))] == \
-        [n % 2 == 0 for n in range(24)]
-    registry.update(r, iids[0], config=parse_config({"bucket": "renamed-bucket", "region": "eu-west-1",
-                                        "access_key_id": "AKIAIOSFODNN7EXAMPLE",
-                                        "secret_access_key": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"}))
+    assert [i.enabled for i in sorted(registry.list_all(r), key=lambda i: iids.index(i.id))] == [
+        n % 2 == 0 for n in range(24)
+    ]
+    registry.update(
+        r,
+        iids[0],
+        config=parse_config(
+            {
+                "bucket": "renamed-bucket",
+                "region": "eu-west-1",
+                "access_key_id": "AKIAIOSFODNN7EXAMPLE",
+                "secret_access_key": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+            }
+        ),
+    )
     assert registry.get(r, iids[0]).config.bucket == "renamed-bucket"
     assert registry.reencrypt(r) == 24
     source = sources.create(r, "Website")
@@ -416,8 +461,10 @@ def test_a_tick_costs_what_is_due_not_what_is_installed(fleet_env, redis_client)
         cost, sealed = tick()
         assert sealed == 3
         counts.append(cost)
-    print(f"\ncommands per tick: {walked} checking 150 integrations; {counts[0]} with 3 busy of 150, "
-          f"{counts[1]} with 3 busy of 450")
+    print(
+        f"\ncommands per tick: {walked} checking 150 integrations; {counts[0]} with 3 busy of 150, "
+        f"{counts[1]} with 3 busy of 450"
+    )
     assert counts[1] <= counts[0] + 3  # flat in the number of idle integrations
     assert counts[0] < 100  # reading every integration would take 4 commands each
 
@@ -430,8 +477,11 @@ def test_signal_s3_queues_shows_what_waits_for_a_worker(fleet, capsys):
         fleet.sender.ingest("no-worker-yet", make_events(1))
     # a quorum queue answers its length from its applied log, an instant behind the confirms
     settings = settings_now()
-    wait_until(lambda: topology.queue_depths(settings)["ingest"] == 3, 10,
-               message=lambda: f"queues {topology.queue_depths(settings)}")
+    wait_until(
+        lambda: topology.queue_depths(settings)["ingest"] == 3,
+        10,
+        message=lambda: f"queues {topology.queue_depths(settings)}",
+    )
     assert cli.main(["queues"]) == 0
     depths = json.loads(capsys.readouterr().out)
     assert depths["ingest"] == 3 and depths["flush"] == 0
@@ -469,7 +519,9 @@ def test_a_drained_fleets_store_moves_to_the_cluster_whole(fleet, redis_server, 
     assert cli.main(["copy-store", "--from", redis_server.url]) == 0
     assert json.loads(capsys.readouterr().out)["keys"] == stored
 
-    assert {iid: (status.integration_status(fleet.r, iid), status.dead_letter(fleet.r, iid)) for iid in (a, b)} == before
+    assert {
+        iid: (status.integration_status(fleet.r, iid), status.dead_letter(fleet.r, iid)) for iid in (a, b)
+    } == before
     assert sources.source_for_write_key(fleet.r, source.write_key) == source.id
     assert ingest.ingest(fleet.r, a, make_events(30), message_id="m-1", settings=settings).duplicate
     assert {iid for iid, _ in flush.flush_due(fleet.r, settings=settings)} == {a, b}

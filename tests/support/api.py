@@ -37,10 +37,17 @@ class Api:
         return httpx.Client(base_url=self.base_url, auth=(write_key, ""), timeout=60)
 
     def install(self, bucket: str, **body: Any) -> dict[str, Any]:
-        config = {"bucket": bucket, "region": "us-east-1", "access_key_id": ACCESS_KEY_ID,
-                  "secret_access_key": SECRET_ACCESS_KEY, "prefix": "events/", **body.pop("config", {})}
-        response = self.admin.post("/v1/admin/integration-catalog/amazon_s3/install",
-                                   json={"name": "S3", "config": config, **body})
+        config = {
+            "bucket": bucket,
+            "region": "us-east-1",
+            "access_key_id": ACCESS_KEY_ID,
+            "secret_access_key": SECRET_ACCESS_KEY,
+            "prefix": "events/",
+            **body.pop("config", {}),
+        }
+        response = self.admin.post(
+            "/v1/admin/integration-catalog/amazon_s3/install", json={"name": "S3", "config": config, **body}
+        )
         assert response.status_code == 201, response.text
         return response.json()
 
@@ -62,15 +69,19 @@ class Api:
         self.anon.close()
 
 
-def start_api_process(request: pytest.FixtureRequest, env: dict[str, str], tmp_path_factory: pytest.TempPathFactory,
-                      *extra_args: str) -> tuple[ManagedProcess, str]:
+def start_api_process(
+    request: pytest.FixtureRequest, env: dict[str, str], tmp_path_factory: pytest.TempPathFactory, *extra_args: str
+) -> tuple[ManagedProcess, str]:
     """``signal-s3 api`` on a free loopback port with ``env`` (and ``extra_args``, e.g. ``--workers 2``); returns the
     process and its base URL once it answers."""
     port = free_port()
     full_env = {**os.environ, **env, "PYTHONPATH": str(REPO_ROOT)}
-    process = ManagedProcess([*venv_command("signal-s3"), "api", "--host", "127.0.0.1", "--port", str(port),
-                              *extra_args],
-                             name=f"api-{port}", env=full_env, log_dir=tmp_path_factory.mktemp("api-logs"))
+    process = ManagedProcess(
+        [*venv_command("signal-s3"), "api", "--host", "127.0.0.1", "--port", str(port), *extra_args],
+        name=f"api-{port}",
+        env=full_env,
+        log_dir=tmp_path_factory.mktemp("api-logs"),
+    )
     watch_process(request.node, process)
     process.start()
     base_url = f"http://127.0.0.1:{port}"
@@ -96,14 +107,16 @@ def _stop(client: Api) -> None:
 
 
 @pytest.fixture
-def start_api(request: pytest.FixtureRequest, fleet: Any, tmp_path_factory: pytest.TempPathFactory
-              ) -> Iterator[Callable[..., Api]]:
+def start_api(
+    request: pytest.FixtureRequest, fleet: Any, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Callable[..., Api]]:
     """Factory: ``start_api(SIGNAL_X="...")`` -> another API process of the fleet, with these settings on top."""
     started: list[Api] = []
 
     def start(**env: str) -> Api:
-        process, base_url = start_api_process(request, {**fleet.env, "SIGNAL_ADMIN_TOKEN": TOKEN, **env},
-                                              tmp_path_factory)
+        process, base_url = start_api_process(
+            request, {**fleet.env, "SIGNAL_ADMIN_TOKEN": TOKEN, **env}, tmp_path_factory
+        )
         started.append(Api(process, base_url))
         return started[-1]
 
@@ -123,8 +136,7 @@ def serve_in_thread(app: Any) -> Iterator[str]:
     """Serve an ASGI app with uvicorn on a free loopback port in a thread of this process; yields its base URL."""
     import uvicorn
 
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning",
-                                           lifespan="on"))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning", lifespan="on"))
     thread = threading.Thread(target=server.run, name="uvicorn-test", daemon=True)
     thread.start()
     try:

@@ -19,8 +19,14 @@ import pytest
 from tests.support.processes import REPO_ROOT
 
 CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
 ]
 SCREENSHOT_DIR = Path(os.environ.get("SIGNAL_SCREENSHOT_DIR") or REPO_ROOT / ".artifacts" / "screenshots")
 
@@ -28,9 +34,11 @@ SCREENSHOT_DIR = Path(os.environ.get("SIGNAL_SCREENSHOT_DIR") or REPO_ROOT / ".a
 def chromium_path() -> str:
     path = os.environ.get("CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
     if not Path(path).exists():
-        pytest.fail(f"Chromium is not installed at {path}. The browser tests drive Debian's chromium with Playwright; "
-                    "`make test` installs it (as root), or `sudo apt-get install chromium`, or set CHROMIUM=/path.",
-                    pytrace=False)
+        pytest.fail(
+            f"Chromium is not installed at {path}. The browser tests drive Debian's chromium with Playwright; "
+            "`make test` installs it (as root), or `sudo apt-get install chromium`, or set CHROMIUM=/path.",
+            pytrace=False,
+        )
     return path
 
 
@@ -66,8 +74,9 @@ def browser_context_args() -> dict[str, Any]:
 def page(browser: Any, browser_context_args: dict[str, Any], page_errors: PageErrors) -> Iterator[Any]:
     context = browser.new_context(**browser_context_args)
     opened = context.new_page()
-    opened.on("console", lambda msg: page_errors.append(f"console.{msg.type}: {msg.text}")
-              if msg.type == "error" else None)
+    opened.on(
+        "console", lambda msg: page_errors.append(f"console.{msg.type}: {msg.text}") if msg.type == "error" else None
+    )
     opened.on("pageerror", lambda exc: page_errors.append(f"pageerror: {exc}"))
     try:
         yield opened

@@ -16,16 +16,52 @@ from typing import Any
 import httpx
 
 from tests.support.seed import ACCESS_KEY_ID, SECRET_ACCESS_KEY
-from workers.integrations import manage
-from workers.pipeline import ingest as ingesting, upload
 from workers.errors import PermanentError
+from workers.integrations import manage
+from workers.pipeline import ingest as ingesting
+from workers.pipeline import upload
 from workers.settings import get_settings
 
 VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
 # Elements a browser shows on their own line (or cell): their text is separated from what is around it.
-BLOCKS = {"address", "article", "aside", "br", "dd", "details", "div", "dl", "dt", "fieldset", "footer", "form", "h1",
-          "h2", "h3", "h4", "h5", "h6", "header", "hr", "li", "main", "nav", "ol", "p", "pre", "section", "summary",
-          "table", "tbody", "td", "tfoot", "th", "thead", "tr", "ul"}
+BLOCKS = {
+    "address",
+    "article",
+    "aside",
+    "br",
+    "dd",
+    "details",
+    "div",
+    "dl",
+    "dt",
+    "fieldset",
+    "footer",
+    "form",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "header",
+    "hr",
+    "li",
+    "main",
+    "nav",
+    "ol",
+    "p",
+    "pre",
+    "section",
+    "summary",
+    "table",
+    "tbody",
+    "td",
+    "tfoot",
+    "th",
+    "thead",
+    "tr",
+    "ul",
+}
 
 
 @dataclass
@@ -149,8 +185,9 @@ class ConsoleClient:
         self.http.close()
 
     def sign_in(self, token: str) -> httpx.Response:
-        response = self.http.post("/signin", data={"token": token, "next": "/integrations"},
-                                  headers={"Origin": self.base_url})
+        response = self.http.post(
+            "/signin", data={"token": token, "next": "/integrations"}, headers={"Origin": self.base_url}
+        )
         if response.status_code == 303:
             self.csrf_token = None
         return response
@@ -174,23 +211,40 @@ class ConsoleClient:
         assert self.csrf_token
         return self.csrf_token
 
-    def post(self, path: str, data: dict[str, str] | None = None, *, csrf: bool = True, follow: bool = False,
-             headers: dict[str, str] | None = None) -> httpx.Response:
+    def post(
+        self,
+        path: str,
+        data: dict[str, str] | None = None,
+        *,
+        csrf: bool = True,
+        follow: bool = False,
+        headers: dict[str, str] | None = None,
+    ) -> httpx.Response:
         """Submit a form as the console's own page would (Origin: the console, the CSRF token included)."""
         form = dict(data or {})
         if csrf:
             form.setdefault("csrf_token", self.csrf())
-        return self.http.post(path, data=form, follow_redirects=follow,
-                              headers={"Origin": self.base_url, **(headers or {})})
+        return self.http.post(
+            path, data=form, follow_redirects=follow, headers={"Origin": self.base_url, **(headers or {})}
+        )
 
 
 # -- arranging state in this process, through the same plain functions the fleet uses --------------------------------
 
 
 def install(fleet: Any, bucket: str, *, name: str = "Amazon S3", source_id: str | None = None, **config: Any) -> str:
-    body: dict[str, Any] = {"name": name, "verify": False, "config": {
-        "bucket": bucket, "region": "us-east-1", "access_key_id": ACCESS_KEY_ID,
-        "secret_access_key": SECRET_ACCESS_KEY, "prefix": "events/", **config}}
+    body: dict[str, Any] = {
+        "name": name,
+        "verify": False,
+        "config": {
+            "bucket": bucket,
+            "region": "us-east-1",
+            "access_key_id": ACCESS_KEY_ID,
+            "secret_access_key": SECRET_ACCESS_KEY,
+            "prefix": "events/",
+            **config,
+        },
+    }
     if source_id:
         body["source_id"] = source_id
     return manage.install_integration(fleet.r, body, settings=get_settings()).id

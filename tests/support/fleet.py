@@ -17,8 +17,8 @@ from tests.support.processes import wait_until
 from workers import clock
 from workers.integrations import registry
 from workers.queue.config import broker_config
-from workers.store import buffer, keys
 from workers.settings import Settings
+from workers.store import buffer, keys
 
 KEY_PATTERN = re.compile(
     r"^events/(\d{4})/(\d{2})/(\d{2})/(\d{2})/"
@@ -26,8 +26,15 @@ KEY_PATTERN = re.compile(
 )
 
 
-def install(r, bucket: str, *, endpoint_url: str | None = None, variant: str = "default",
-            blueprint: dict | None = None, **config) -> str:
+def install(
+    r,
+    bucket: str,
+    *,
+    endpoint_url: str | None = None,
+    variant: str = "default",
+    blueprint: dict | None = None,
+    **config,
+) -> str:
     body = {
         "name": "Amazon S3",
         "variant": variant,
@@ -75,8 +82,11 @@ def make_events(n: int, *, start: int = 0, run: str | None = None) -> list[dict]
             "anonymous_id": f"anon-{i % 97}",
             "user_id": f"user-{i % 13}",
             "timestamp": "2026-11-25T10:00:00.000Z",
-            "context": {"page": {"url": f"https://shop.example/p/{i % 50}"}, "userAgent": "Mozilla/5.0",
-                        "ip": "203.0.113.7"},
+            "context": {
+                "page": {"url": f"https://shop.example/p/{i % 50}"},
+                "userAgent": "Mozilla/5.0",
+                "ip": "203.0.113.7",
+            },
             "properties": {"order_id": i, "revenue": i * 1.5, "currency": "EUR"},
         }
         if t == "track":
@@ -202,8 +212,11 @@ def assert_exactly_once(fleet: Any, iid: str, bucket: Bucket, sent: set[str]) ->
         assert all(e["integration_id"] == iid for e in events), key
     assert buffer.held_batches(fleet.r, iid) == [], "batches were held in the dead-letter store"
     # the last ack follows the last PUT: wait for Redis to settle, then nothing may be left behind
-    wait_until(lambda: fleet.stats(iid).get("buffered_events") == 0 and not buffer.pending_batches(fleet.r, iid),
-               15, message=lambda: f"stats {fleet.stats(iid)}, pending {buffer.pending_batches(fleet.r, iid)}")
+    wait_until(
+        lambda: fleet.stats(iid).get("buffered_events") == 0 and not buffer.pending_batches(fleet.r, iid),
+        15,
+        message=lambda: f"stats {fleet.stats(iid)}, pending {buffer.pending_batches(fleet.r, iid)}",
+    )
     stats = fleet.stats(iid)
     assert stats["ingested_events"] == len(sent), stats
     assert stats["delivered_events"] == len(sent), stats

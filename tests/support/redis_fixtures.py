@@ -85,13 +85,18 @@ def fleet_env(
         rabbitmq.reset()
         # kombu's producer pools are per process and remember which queues they declared: forget the deleted ones
         kombu.pools.reset()
-        env = {"SIGNAL_REDIS_URL": request.getfixturevalue("cluster").url, "SIGNAL_REDIS_CLUSTER": "true",
-               "SIGNAL_BROKER_URL": rabbitmq.url}
-    env.update({
-        "SIGNAL_SECRET_KEY": fleet_secret_key,
-        "SIGNAL_FLUSH_INTERVAL_S": "1",
-        "PYTHONUNBUFFERED": "1",
-    })
+        env = {
+            "SIGNAL_REDIS_URL": request.getfixturevalue("cluster").url,
+            "SIGNAL_REDIS_CLUSTER": "true",
+            "SIGNAL_BROKER_URL": rabbitmq.url,
+        }
+    env.update(
+        {
+            "SIGNAL_SECRET_KEY": fleet_secret_key,
+            "SIGNAL_FLUSH_INTERVAL_S": "1",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
     with pytest.MonkeyPatch.context() as patch:
         for name, value in env.items():
             patch.setenv(name, value)

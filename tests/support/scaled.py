@@ -95,19 +95,31 @@ class RabbitMQNode:
         return f"amqp://guest:guest@127.0.0.1:{self.port}//"
 
     def ctl(self, *args: str, timeout_s: float = 90.0) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([str(RABBITMQ_BIN / "rabbitmqctl"), "-n", self.node, *args], env=self.env,
-                              capture_output=True, text=True, timeout=timeout_s, check=False)
+        return subprocess.run(
+            [str(RABBITMQ_BIN / "rabbitmqctl"), "-n", self.node, *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            check=False,
+        )
 
     def start(self, timeout_s: float = 90.0) -> RabbitMQNode:
         if self.epmd is None or not self.epmd.running():
-            self.epmd = ManagedProcess([_epmd(), "-port", str(self.epmd_port), "-address", "127.0.0.1"],
-                                       name="epmd", log_dir=self.dir, env=self.env).start()
+            self.epmd = ManagedProcess(
+                [_epmd(), "-port", str(self.epmd_port), "-address", "127.0.0.1"],
+                name="epmd",
+                log_dir=self.dir,
+                env=self.env,
+            ).start()
             wait_until(lambda: not _bindable(self.epmd_port), 10, message="epmd did not listen")
         (self.dir / "rabbitmq.pid").unlink(missing_ok=True)
-        self.server = ManagedProcess([str(RABBITMQ_BIN / "rabbitmq-server")], name="rabbitmq", log_dir=self.dir,
-                                     env=self.env).start()
-        waited = self.ctl("wait", "--timeout", str(int(timeout_s)), str(self.dir / "rabbitmq.pid"),
-                          timeout_s=timeout_s + 10)
+        self.server = ManagedProcess(
+            [str(RABBITMQ_BIN / "rabbitmq-server")], name="rabbitmq", log_dir=self.dir, env=self.env
+        ).start()
+        waited = self.ctl(
+            "wait", "--timeout", str(int(timeout_s)), str(self.dir / "rabbitmq.pid"), timeout_s=timeout_s + 10
+        )
         if waited.returncode != 0:
             raise AssertionError(f"RabbitMQ did not start: {waited.stdout}{waited.stderr}\n{self.server.describe()}")
         wait_until(self.answers, 30, message=lambda: f"RabbitMQ does not accept AMQP: {self.server.describe()}")
@@ -186,12 +198,23 @@ class RedisClusterServers:
         self.nodes: list[RedisServer] = []
         for _ in range(masters * (1 + replicas)):
             port = _cluster_port()
-            self.nodes.append(RedisServer(port=port, data_dir=self.dir / str(port), extra_args=[
-                "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
-                "--cluster-node-timeout", str(node_timeout_ms),
-                # a replica stopped for a while may still take over: the failover tests pause one on purpose
-                "--cluster-replica-validity-factor", "0",
-            ]))
+            self.nodes.append(
+                RedisServer(
+                    port=port,
+                    data_dir=self.dir / str(port),
+                    extra_args=[
+                        "--cluster-enabled",
+                        "yes",
+                        "--cluster-config-file",
+                        "nodes.conf",
+                        "--cluster-node-timeout",
+                        str(node_timeout_ms),
+                        # a replica stopped for a while may still take over: the failover tests pause one on purpose
+                        "--cluster-replica-validity-factor",
+                        "0",
+                    ],
+                )
+            )
 
     @property
     def url(self) -> str:
@@ -204,9 +227,20 @@ class RedisClusterServers:
         for node in self.nodes:
             node.start()
         created = subprocess.run(
-            ["redis-cli", "--cluster", "create", *(f"127.0.0.1:{n.port}" for n in self.nodes),
-             "--cluster-replicas", str(self.replicas), "--cluster-yes"],
-            capture_output=True, text=True, timeout=timeout_s, check=False)
+            [
+                "redis-cli",
+                "--cluster",
+                "create",
+                *(f"127.0.0.1:{n.port}" for n in self.nodes),
+                "--cluster-replicas",
+                str(self.replicas),
+                "--cluster-yes",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            check=False,
+        )
         if created.returncode != 0:
             raise AssertionError(f"redis-cli --cluster create failed: {created.stdout}{created.stderr}")
         wait_until(self.healthy, timeout_s, interval_s=0.2, message=lambda: f"the cluster is not ready: {self.view()}")
@@ -290,5 +324,9 @@ class RedisClusterServers:
 
 def wait_for_master(cluster: RedisClusterServers, node: RedisServer, timeout_s: float = 30.0) -> None:
     deadline = time.monotonic() + timeout_s
-    wait_until(lambda: cluster.role(node) == "master", max(deadline - time.monotonic(), 0.1), interval_s=0.1,
-               message=lambda: f"{node.port} was not promoted: {cluster.view()}")
+    wait_until(
+        lambda: cluster.role(node) == "master",
+        max(deadline - time.monotonic(), 0.1),
+        interval_s=0.1,
+        message=lambda: f"{node.port} was not promoted: {cluster.view()}",
+    )

@@ -1,7 +1,7 @@
 """pytest plugin: a website on another origin than the API, loading the real browser SDKs.
 
-``sdk_files`` is the SDK directory laid out by ``workers.websites.sdk`` from the pinned npm tarballs (downloaded once into
-``~/.cache/signal-s3/npm``, checked against their sha512; never in git). ``website`` is a tiny static server on
+``sdk_files`` is the SDK directory laid out by ``workers.websites.sdk`` from the pinned npm tarballs (downloaded once
+into ``~/.cache/signal-s3/npm``, checked against their sha512; never in git). ``website`` is a tiny static server on
 ``http://localhost:<port>`` (the API runs on ``http://127.0.0.1:<port>``: another origin) serving that directory at
 ``/signal-sdk`` and the pages a test writes. ``visit(browser, url)`` opens a page in a fresh browser context that
 records console errors and every request the context makes, so a test can assert that nothing was asked of anything
@@ -104,8 +104,9 @@ def visit(browser: Any, url: str) -> Visit:
     seen = Visit(page=None, context=context)
     context.on("request", lambda request: seen.requests.append(f"{request.method} {request.url}"))
     page = context.new_page()
-    page.on("console", lambda msg: seen.errors.append(f"console.{msg.type}: {msg.text}")
-            if msg.type == "error" else None)
+    page.on(
+        "console", lambda msg: seen.errors.append(f"console.{msg.type}: {msg.text}") if msg.type == "error" else None
+    )
     page.on("pageerror", lambda exc: seen.errors.append(f"pageerror: {exc}"))
     seen.page = page
     page.goto(url)

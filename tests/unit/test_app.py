@@ -63,8 +63,13 @@ def test_published_task_arguments_show_ids_and_counts_only():
     assert headers["argsrepr"] == "('int-1', '<2 items>')"
     assert "alice" not in headers["argsrepr"]
     # signal.append's prepared message (as a retry re-publishes it) and any other object: counts or a type name
-    message = {"v": 1, "hours": {"2026112715": '{"user_id":"alice@example.com"}'}, "indexes": {"2026112715": [0]},
-               "rejected": [[1, "invalid_type", "type is required", None]], "live": []}
+    message = {
+        "v": 1,
+        "hours": {"2026112715": '{"user_id":"alice@example.com"}'},
+        "indexes": {"2026112715": [0]},
+        "rejected": [[1, "invalid_type", "type is required", None]],
+        "live": [],
+    }
     headers = {"argsrepr": "...", "kwargsrepr": "{}"}
     hide_arguments(body=(["int-1", message], {}, {}), headers=headers)
     assert headers["argsrepr"] == "('int-1', '<2 events: 1 prepared, 1 rejected, 0 removed>')"
@@ -97,8 +102,14 @@ def test_ingest_retries_redis_blips_only():
 
     task = app.tasks["signal.ingest"]
     # a lost connection, a cluster between a master's loss and its replica's promotion, a full Redis
-    assert set(task.autoretry_for) == {redis.ConnectionError, redis.TimeoutError, ClusterDownError, TryAgainError,
-                                       SlotNotCoveredError, OutOfMemoryError}
+    assert set(task.autoretry_for) == {
+        redis.ConnectionError,
+        redis.TimeoutError,
+        ClusterDownError,
+        TryAgainError,
+        SlotNotCoveredError,
+        OutOfMemoryError,
+    }
     assert issubclass(NotReplicated, redis.TimeoutError)  # an append short of SIGNAL_REDIS_MIN_REPLICAS
     assert not any(issubclass(redis.ResponseError, e) for e in task.autoretry_for)
     assert task.retry_backoff_max < get_settings().visibility_timeout_s
@@ -121,8 +132,15 @@ def test_the_access_log_hides_write_keys_in_query_strings():
 
     from workers.web.app import RedactWriteKeys
 
-    record = logging.LogRecord("uvicorn.access", logging.INFO, __file__, 1, '%s - "%s %s HTTP/%s" %d',
-                               ("127.0.0.1:5", "POST", "/beacon/v1/batch?writeKey=wk_secret&x=1", "1.1", 200), None)
+    record = logging.LogRecord(
+        "uvicorn.access",
+        logging.INFO,
+        __file__,
+        1,
+        '%s - "%s %s HTTP/%s" %d',
+        ("127.0.0.1:5", "POST", "/beacon/v1/batch?writeKey=wk_secret&x=1", "1.1", 200),
+        None,
+    )
     assert RedactWriteKeys().filter(record) is True
     assert record.getMessage() == '127.0.0.1:5 - "POST /beacon/v1/batch?writeKey=****&x=1 HTTP/1.1" 200'
 

@@ -23,15 +23,26 @@ MAX_TOP_MODULES = 12
 # (settings, the clock, the exception root, the compat module) at the bottom.
 FLOORS: dict[str, int] = {
     "workers.cli": 9,  # the command line starts every other face (api, metrics, ...)
-    "tasks": 8, "workers.web": 8, "workers.localrun": 8,
+    "tasks": 8,
+    "workers.web": 8,
+    "workers.localrun": 8,
     "workers.app": 7,  # the Celery app the tasks register on
     "workers.observe": 6,
     "workers.pipeline": 5,
     "workers.integrations": 4,
     "workers.queue": 3,
-    "workers.events": 2, "workers.sink": 2, "workers.store": 2, "workers.websites": 2,
-    "workers.crypto": 1, "workers.classify": 1, "workers.observe.logs": 1,
-    "workers.settings": 0, "workers.clock": 0, "workers.errors": 0, "workers.compat": 0, "workers": 0,
+    "workers.events": 2,
+    "workers.sink": 2,
+    "workers.store": 2,
+    "workers.websites": 2,
+    "workers.crypto": 1,
+    "workers.classify": 1,
+    "workers.observe.logs": 1,
+    "workers.settings": 0,
+    "workers.clock": 0,
+    "workers.errors": 0,
+    "workers.compat": 0,
+    "workers": 0,
 }
 
 
@@ -63,8 +74,12 @@ def imports(path: Path) -> set[str]:
         elif isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] in ("workers", "tasks"):
             for alias in node.names:
                 candidate = f"{node.module}.{alias.name}"
-                found.add(candidate if (ROOT / candidate.replace(".", "/")).with_suffix(".py").exists()
-                          or (ROOT / candidate.replace(".", "/") / "__init__.py").exists() else node.module)
+                found.add(
+                    candidate
+                    if (ROOT / candidate.replace(".", "/")).with_suffix(".py").exists()
+                    or (ROOT / candidate.replace(".", "/") / "__init__.py").exists()
+                    else node.module
+                )
     return found
 
 
@@ -92,7 +107,7 @@ def test_the_import_graph_has_no_circle():
         stack.append(node)
         for target in sorted(graph.get(node, ())):
             if state.get(target) == 1:
-                raise AssertionError("import circle: " + " -> ".join(stack[stack.index(target):] + [target]))
+                raise AssertionError("import circle: " + " -> ".join(stack[stack.index(target) :] + [target]))
             if target not in state:
                 visit(target)
         stack.pop()
@@ -104,7 +119,11 @@ def test_the_import_graph_has_no_circle():
 
 
 def test_no_file_is_longer_than_a_room_should_be():
-    long = [f"{p.relative_to(ROOT)}: {n} lines" for p in python_files() if (n := len(p.read_text().splitlines())) > MAX_LINES]
+    long = [
+        f"{p.relative_to(ROOT)}: {n} lines"
+        for p in python_files()
+        if (n := len(p.read_text().splitlines())) > MAX_LINES
+    ]
     assert not long, f"split these along their concepts (over {MAX_LINES} lines):\n" + "\n".join(long)
 
 
@@ -123,6 +142,9 @@ def all_modules() -> list[str]:
 @pytest.mark.parametrize("name", all_modules())
 def test_every_exception_the_fleet_defines_derives_from_the_one_root(name: str):
     module = importlib.import_module(name)
-    strays = [cls.__qualname__ for _, cls in inspect.getmembers(module, inspect.isclass)
-              if cls.__module__ == name and issubclass(cls, BaseException) and not issubclass(cls, SignalError)]
+    strays = [
+        cls.__qualname__
+        for _, cls in inspect.getmembers(module, inspect.isclass)
+        if cls.__module__ == name and issubclass(cls, BaseException) and not issubclass(cls, SignalError)
+    ]
     assert not strays, f"{name} defines exceptions outside SignalError: {strays}"

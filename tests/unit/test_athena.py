@@ -8,8 +8,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from workers.sink.athena import COLUMNS, athena_ddl, default_table_name, location_template
 from workers.events.envelope import CANONICAL_ORDER
+from workers.sink.athena import COLUMNS, athena_ddl, default_table_name, location_template
 from workers.sink.object_keys import object_key
 
 INTEGRATION_ID = "3F2a9c1e-7b4d-4e8f-a1b2-c3d4e5f6a7b8"
@@ -76,11 +76,12 @@ def test_ddl_with_a_prefix() -> None:
 def test_parquet_ddl_reads_the_parquet_schema() -> None:
     ddl = athena_ddl(INTEGRATION_ID, Destination(), variant="parquet")
     head, tail = EXPECTED_WITH_PREFIX.split("PARTITIONED BY")
-    assert ddl.startswith(head.replace(
-        "  `timestamp`      string,", "  `timestamp`      timestamp,").replace(
-        "  `received_at`    string,", "  `received_at`    timestamp,").replace(
-        "  `sent_at`        string,", "  `sent_at`        timestamp,").replace(
-        "  `integration_id` string\n", "  `integration_id` string,\n  `extra`          string\n"))
+    assert ddl.startswith(
+        head.replace("  `timestamp`      string,", "  `timestamp`      timestamp,")
+        .replace("  `received_at`    string,", "  `received_at`    timestamp,")
+        .replace("  `sent_at`        string,", "  `sent_at`        timestamp,")
+        .replace("  `integration_id` string\n", "  `integration_id` string,\n  `extra`          string\n")
+    )
     assert "STORED AS PARQUET\nLOCATION 's3://datafly-events-production/events/'\n" in ddl
     assert "SERDE" not in ddl and "INPUTFORMAT" not in ddl
     assert ddl.endswith(tail.split("LOCATION", 1)[1])  # the same location and partition projection
@@ -144,16 +145,14 @@ def test_empty_integration_id_is_refused() -> None:
         athena_ddl("", Destination())
 
 
-@pytest.mark.parametrize("prefix", ["it's/", "a${year}/", "back\\slash/", "q\"/", "tick`/"])
+@pytest.mark.parametrize("prefix", ["it's/", "a${year}/", "back\\slash/", 'q"/', "tick`/"])
 def test_prefixes_a_location_cannot_hold_are_refused(prefix: str) -> None:
     with pytest.raises(ValueError, match="prefix"):
         athena_ddl(INTEGRATION_ID, Destination(prefix=prefix))
 
 
 def fill(template: str, year: str, month: str, day: str, hour: str) -> str:
-    return (
-        template.replace("${year}", year).replace("${month}", month).replace("${day}", day).replace("${hour}", hour)
-    )
+    return template.replace("${year}", year).replace("${month}", month).replace("${day}", day).replace("${hour}", hour)
 
 
 @pytest.mark.parametrize("prefix", ["", "events/", "a/b/c/", "with space/"])
@@ -166,7 +165,7 @@ def test_location_template_matches_the_object_key_layout(prefix: str, hour: str,
     folder = fill(location_template(cfg), year, month, day, hh)
     url = f"s3://{cfg.bucket}/{object_key(prefix, hour, batch_id, variant)}"
     assert url.startswith(folder)
-    assert url[len(folder):] == f"{batch_id}{suffix}"
+    assert url[len(folder) :] == f"{batch_id}{suffix}"
 
 
 def test_projection_ranges_cover_every_component_of_a_key() -> None:

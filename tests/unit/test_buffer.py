@@ -20,7 +20,18 @@ def r() -> fakeredis.FakeRedis:
 
 
 def append(r, lines, *, message_id="m1", hour=HOUR, max_events=100, max_bytes=10_000, cap=1_000_000, now=T0):
-    return buffer.append(r, IID, buffer.Append(message_id=message_id, now_ms=now, lines_by_hour={hour: lines}), buffer.Limits(cap_bytes=cap, batch_max_events=max_events, batch_max_bytes=max_bytes, seal_due_ms=now + 300_000, seen_ttl_ms=60_000))
+    return buffer.append(
+        r,
+        IID,
+        buffer.Append(message_id=message_id, now_ms=now, lines_by_hour={hour: lines}),
+        buffer.Limits(
+            cap_bytes=cap,
+            batch_max_events=max_events,
+            batch_max_bytes=max_bytes,
+            seal_due_ms=now + 300_000,
+            seen_ttl_ms=60_000,
+        ),
+    )
 
 
 def lines(n, size=10, tag="e"):
@@ -61,8 +72,7 @@ def test_batch_max_bytes_is_never_exceeded(r):
     res = append(r, lines(50, size=10), max_bytes=95)
     for b in res.sealed:
         assert int(buffer.batch_meta(r, IID, b)["bytes"]) <= 95
-    assert sum(int(buffer.batch_meta(r, IID, b)["events"]) for b in res.sealed) + r.llen(
-        keys.buffer(IID, HOUR)) == 50
+    assert sum(int(buffer.batch_meta(r, IID, b)["events"]) for b in res.sealed) + r.llen(keys.buffer(IID, HOUR)) == 50
 
 
 def test_an_event_larger_than_batch_max_bytes_gets_a_batch_of_its_own(r):
@@ -123,8 +133,9 @@ def test_ack_deletes_the_batch_and_counts_the_delivery_once(r):
 def test_fail_schedules_the_retry_in_our_own_store_and_pins_the_key(r):
     b = sealed(r)
     buffer.claim(r, IID, b, token="t", now_ms=T0, lease_ms=1000, key="k/old")
-    assert buffer.fail(r, IID, b, token="other", now_ms=T0, retry_at_ms=T0 + 50, code="SlowDown",
-                       message="m") == "stale"
+    assert (
+        buffer.fail(r, IID, b, token="other", now_ms=T0, retry_at_ms=T0 + 50, code="SlowDown", message="m") == "stale"
+    )
     assert buffer.fail(r, IID, b, token="t", now_ms=T0, retry_at_ms=T0 + 50, code="SlowDown", message="m") == "ok"
     assert r.zrangebyscore(keys.pending(IID), "-inf", T0 + 49) == []
     assert r.zrangebyscore(keys.pending(IID), "-inf", T0 + 50) == [b.encode()]
@@ -135,12 +146,19 @@ def test_fail_schedules_the_retry_in_our_own_store_and_pins_the_key(r):
 def test_hold_keeps_events_until_release(r):
     b = sealed(r)
     buffer.claim(r, IID, b, token="t", now_ms=T0, lease_ms=1000, key="k")
-    assert buffer.hold(r, IID, b, token="t", now_ms=T0 + 1, code="AccessDenied", message="denied",
-                       hint="Update the IAM policy.") == "ok"
+    assert (
+        buffer.hold(
+            r, IID, b, token="t", now_ms=T0 + 1, code="AccessDenied", message="denied", hint="Update the IAM policy."
+        )
+        == "ok"
+    )
     held = buffer.held_batches(r, IID)
     assert [h["batch_id"] for h in held] == [b]
-    assert (held[0]["error_code"], held[0]["error_hint"], held[0]["events"]) == ("AccessDenied",
-                                                                                 "Update the IAM policy.", "3")
+    assert (held[0]["error_code"], held[0]["error_hint"], held[0]["events"]) == (
+        "AccessDenied",
+        "Update the IAM policy.",
+        "3",
+    )
     assert buffer.claim(r, IID, b, token="t2", now_ms=T0 + 5000, lease_ms=1000, key="k").state == "dead"
     assert r.zrangebyscore(keys.pending(IID), "-inf", T0 + 10**9) == []
     assert r.llen(keys.batch(IID, b)) == 3
@@ -172,7 +190,12 @@ def test_reading_a_batch_that_vanishes_midway_never_yields_its_last_chunk(r):
 
 def test_live_records_trace_each_event_to_its_batch(r):
     live = {0: b'{"event_id":"a","gen":', 14: b'{"event_id":"b","gen":'}
-    res = buffer.append(r, IID, buffer.Append(message_id="m", now_ms=T0, lines_by_hour={HOUR: lines(15)}, live_records=live), buffer.Limits(cap_bytes=10**6, batch_max_events=10, batch_max_bytes=10**6, seal_due_ms=T0, seen_ttl_ms=1000))
+    res = buffer.append(
+        r,
+        IID,
+        buffer.Append(message_id="m", now_ms=T0, lines_by_hour={HOUR: lines(15)}, live_records=live),
+        buffer.Limits(cap_bytes=10**6, batch_max_events=10, batch_max_bytes=10**6, seal_due_ms=T0, seen_ttl_ms=1000),
+    )
     assert len(res.sealed) == 1
     import orjson
 
@@ -238,8 +261,11 @@ def test_an_append_says_when_it_opened_a_buffer(r):
 
 
 def seal_with(r, batch_id):
-    return scripts.SCRIPTS.seal(keys=[keys.open_index(IID), keys.open_bytes(IID), keys.pending(IID)],
-                                  args=[HOUR, batch_id, T0, T0 + 10, *buffer._prefixes(IID)], client=r)
+    return scripts.SCRIPTS.seal(
+        keys=[keys.open_index(IID), keys.open_bytes(IID), keys.pending(IID)],
+        args=[HOUR, batch_id, T0, T0 + 10, *buffer._prefixes(IID)],
+        client=r,
+    )
 
 
 def test_a_seal_sent_twice_never_overwrites_its_batch_with_newer_events(r):

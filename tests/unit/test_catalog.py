@@ -7,8 +7,8 @@ import pytest
 
 from workers.events import blueprint
 from workers.integrations import bodies, catalog
-from workers.sink import object_keys
 from workers.integrations.config import IntegrationConfig
+from workers.sink import object_keys
 
 
 def test_variants_have_names_descriptions_and_key_patterns() -> None:
@@ -16,7 +16,8 @@ def test_variants_have_names_descriptions_and_key_patterns() -> None:
     for variant in catalog.VARIANTS:
         assert variant["name"] and len(variant["description"]) > 40
         assert variant["object_key_pattern"] == (
-            "<prefix>YYYY/MM/DD/HH/<batch-uuid>" + object_keys.SUFFIXES[variant["id"]])
+            "<prefix>YYYY/MM/DD/HH/<batch-uuid>" + object_keys.SUFFIXES[variant["id"]]
+        )
     assert catalog.variant("parquet")["object_key_pattern"].endswith(".parquet")  # type: ignore[index]
     assert catalog.variant("orc") is None
     assert catalog.ENTRY["variants"] == list(catalog.VARIANTS)
@@ -43,8 +44,12 @@ def test_the_blueprint_entry_describes_its_form_fields() -> None:
 EXAMPLES = [
     {},
     blueprint.DEFAULT.public(),
-    {"consent": {"require": ["analytics"], "missing": "allow"}, "events": {"include": ["track"]},
-     "drop_fields": ["context.ip"], "hash_fields": ["user_id"]},
+    {
+        "consent": {"require": ["analytics"], "missing": "allow"},
+        "events": {"include": ["track"]},
+        "drop_fields": ["context.ip"],
+        "hash_fields": ["user_id"],
+    },
 ]
 
 
@@ -56,8 +61,15 @@ def test_the_blueprint_schema_accepts_what_the_model_accepts(example: dict) -> N
     blueprint.parse_blueprint(example)
 
 
-@pytest.mark.parametrize("bad", [{"filters": []}, {"consent": {}}, {"events": {"include": ["a"], "exclude": ["b"]}},
-                                 {"consent": {"require": ["a"], "missing": "maybe"}}])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"filters": []},
+        {"consent": {}},
+        {"events": {"include": ["a"], "exclude": ["b"]}},
+        {"consent": {"require": ["a"], "missing": "maybe"}},
+    ],
+)
 def test_the_blueprint_schema_refuses_what_the_model_refuses(bad: dict) -> None:
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(bad, catalog.blueprint_schema())

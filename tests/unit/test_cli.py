@@ -123,7 +123,9 @@ def test_install_malformed_json_exit_2(
     assert r.keys("*") == []
 
 
-def test_install_missing_file_exit_2(r: fakeredis.FakeRedis, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+def test_install_missing_file_exit_2(
+    r: fakeredis.FakeRedis, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
     code, _, err = run(capsys, "install", "amazon_s3", "--file", str(tmp_path / "missing.json"))
     assert code == 2
     assert "cannot read" in err
@@ -260,8 +262,12 @@ def test_update_the_blueprint_alone_or_with_the_config(
 ) -> None:
     created = install_seed(capsys, seed_file)
     assert created["blueprint"] == {"consent": None, "events": None, "drop_fields": [], "hash_fields": []}
-    wanted = {"consent": {"require": ["analytics"], "missing": "deny"}, "events": {"exclude": ["identify"]},
-              "drop_fields": ["context.ip"], "hash_fields": ["user_id"]}
+    wanted = {
+        "consent": {"require": ["analytics"], "missing": "deny"},
+        "events": {"exclude": ["identify"]},
+        "drop_fields": ["context.ip"],
+        "hash_fields": ["user_id"],
+    }
     path = tmp_path / "update.json"
     path.write_text(json.dumps({"blueprint": wanted}))
     code, out, err = run(capsys, "update", created["id"], "--file", str(path))
@@ -306,7 +312,9 @@ def test_enable_disable(r: fakeredis.FakeRedis, capsys: pytest.CaptureFixture[st
 
 
 @pytest.mark.parametrize("command", ["enable", "disable"])
-def test_enable_disable_unknown_exit_1(r: fakeredis.FakeRedis, capsys: pytest.CaptureFixture[str], command: str) -> None:
+def test_enable_disable_unknown_exit_1(
+    r: fakeredis.FakeRedis, capsys: pytest.CaptureFixture[str], command: str
+) -> None:
     code, _, err = run(capsys, command, "nope")
     assert code == 1
     assert "integration nope is not installed" in err
@@ -377,13 +385,27 @@ def test_athena_ddl_and_iam_policy_for_an_installed_integration(r, capsys):
 
     from workers.integrations import registry as _registry
 
-    integ = _registry.install(r, {"name": "S3", "config": {
-        "bucket": "datafly-events-production", "region": "eu-west-1", "access_key_id": "AKIAIOSFODNN7EXAMPLE",
-        "secret_access_key": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "prefix": "events/",
-        "server_side_encryption": "aws:kms", "kms_key_id": "arn:aws:kms:eu-west-1:111122223333:key/abcd"}})
+    integ = _registry.install(
+        r,
+        {
+            "name": "S3",
+            "config": {
+                "bucket": "datafly-events-production",
+                "region": "eu-west-1",
+                "access_key_id": "AKIAIOSFODNN7EXAMPLE",
+                "secret_access_key": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+                "prefix": "events/",
+                "server_side_encryption": "aws:kms",
+                "kms_key_id": "arn:aws:kms:eu-west-1:111122223333:key/abcd",
+            },
+        },
+    )
     assert cli.main(["athena-ddl", integ.id]) == 0
     ddl = capsys.readouterr().out
-    assert "CREATE EXTERNAL TABLE" in ddl and "s3://datafly-events-production/events/${year}/${month}/${day}/${hour}/" in ddl
+    assert (
+        "CREATE EXTERNAL TABLE" in ddl
+        and "s3://datafly-events-production/events/${year}/${month}/${day}/${hour}/" in ddl
+    )
     assert cli.main(["iam-policy", integ.id]) == 0
     policy = _orjson.loads(capsys.readouterr().out)
     actions = {a for st in policy["Statement"] for a in st["Action"]}
@@ -395,14 +417,21 @@ def test_athena_ddl_and_iam_policy_for_an_installed_integration(r, capsys):
 
 
 def test_sources_create_update_show_and_list(r: fakeredis.FakeRedis, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = run(capsys, "sources", "create", "Shop", "--allowed-origins", "https://www.shop.example, *.shop.io",
-                       "--rate-limit", "50")
+    code, out, _ = run(
+        capsys,
+        "sources",
+        "create",
+        "Shop",
+        "--allowed-origins",
+        "https://www.shop.example, *.shop.io",
+        "--rate-limit",
+        "50",
+    )
     assert code == 0
     created = json.loads(out)
     assert created["allowed_origins"] == ["https://www.shop.example", "*.shop.io"]
     assert created["rate_limit_eps"] == 50 and created["effective_rate_limit_eps"] == 50
-    assert created["write_key"].startswith("wk_") and created["refused"]["rate_limited"] == {"requests": 0,
-                                                                                             "events": 0}
+    assert created["write_key"].startswith("wk_") and created["refused"]["rate_limited"] == {"requests": 0, "events": 0}
     code, out, _ = run(capsys, "sources", "update", created["id"], "--rate-limit", "default", "--allowed-origins", "")
     assert code == 0
     updated = json.loads(out)
@@ -416,10 +445,12 @@ def test_sources_create_update_show_and_list(r: fakeredis.FakeRedis, capsys: pyt
     assert code == 0 and [s["id"] for s in json.loads(out)] == [created["id"]]
 
 
-def test_sources_invalid_settings_exit_2_with_one_message_per_field(r: fakeredis.FakeRedis,
-                                                                     capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = run(capsys, "sources", "create", "Shop", "--allowed-origins", "nope,https://ok.example",
-                       "--rate-limit", "-3")
+def test_sources_invalid_settings_exit_2_with_one_message_per_field(
+    r: fakeredis.FakeRedis, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = run(
+        capsys, "sources", "create", "Shop", "--allowed-origins", "nope,https://ok.example", "--rate-limit", "-3"
+    )
     assert code == 2
     assert [e["field"] for e in json.loads(out)["errors"]] == ["rate_limit_eps", "allowed_origins[0]"]
     assert r.keys("*") == []
@@ -429,9 +460,9 @@ def test_sources_invalid_settings_exit_2_with_one_message_per_field(r: fakeredis
     assert code == 1 and "source nope does not exist" in err
 
 
-def test_sources_snippet_prints_both_setups_for_the_public_api_url(r: fakeredis.FakeRedis,
-                                                                    capsys: pytest.CaptureFixture[str],
-                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_sources_snippet_prints_both_setups_for_the_public_api_url(
+    r: fakeredis.FakeRedis, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     code, out, _ = run(capsys, "sources", "create", "Shop")
     source = json.loads(out)
     code, out, _ = run(capsys, "sources", "snippet", source["id"], "--api-url", "https://collect.shop.example")
@@ -442,8 +473,16 @@ def test_sources_snippet_prints_both_setups_for_the_public_api_url(r: fakeredis.
 
     monkeypatch.setenv("SIGNAL_PUBLIC_API_URL", "https://events.shop.example/")
     get_settings.cache_clear()
-    code, out, _ = run(capsys, "sources", "snippet", source["id"], "--sdk", "rudderstack", "--sdk-url",
-                       "https://static.shop.example/js")
+    code, out, _ = run(
+        capsys,
+        "sources",
+        "snippet",
+        source["id"],
+        "--sdk",
+        "rudderstack",
+        "--sdk-url",
+        "https://static.shop.example/js",
+    )
     assert code == 0 and "AnalyticsNext" not in out
     assert '"https://events.shop.example", {' in out
     assert '<script src="https://static.shop.example/js/rudderstack/rsa.js">' in out
@@ -451,8 +490,9 @@ def test_sources_snippet_prints_both_setups_for_the_public_api_url(r: fakeredis.
     assert code == 2 and "https://collect.example.com" in err
 
 
-def test_sdk_files_writes_the_pinned_files_and_reports_them(capsys: pytest.CaptureFixture[str],
-                                                             monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_sdk_files_writes_the_pinned_files_and_reports_them(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     from workers.websites import sdk
 
     def install(dest: Path) -> dict[str, Path]:

@@ -9,16 +9,31 @@ from typing import Any
 import pytest
 from fastapi.exceptions import RequestValidationError
 
-from workers.web import collection, cors
+from workers.web import collection, collection_routes, cors
 from workers.web.errors import ApiError
 
-COLLECTION_PATHS = ["/v1/batch", "/v1/b", "/v1/track", "/v1/t", "/v1/page", "/v1/p", "/v1/identify", "/v1/i",
-                    "/v1/group", "/v1/g", "/v1/alias", "/v1/a", "/v1/screen", "/v1/s", "/beacon/v1/batch", "/v1/m"]
+COLLECTION_PATHS = [
+    "/v1/batch",
+    "/v1/b",
+    "/v1/track",
+    "/v1/t",
+    "/v1/page",
+    "/v1/p",
+    "/v1/identify",
+    "/v1/i",
+    "/v1/group",
+    "/v1/g",
+    "/v1/alias",
+    "/v1/a",
+    "/v1/screen",
+    "/v1/s",
+    "/beacon/v1/batch",
+    "/v1/m",
+]
 
 
 def scope(method: str, path: str, root_path: str = "") -> dict[str, Any]:
-    return {"type": "http", "method": method, "path": path, "root_path": root_path, "headers": [],
-            "query_string": b""}
+    return {"type": "http", "method": method, "path": path, "root_path": root_path, "headers": [], "query_string": b""}
 
 
 @pytest.mark.parametrize("path", COLLECTION_PATHS)
@@ -28,19 +43,35 @@ def test_post_and_options_of_every_collection_path_are_taken(path: str) -> None:
     assert collection.Endpoint.takes(scope("POST", "/api" + path, root_path="/api"))
 
 
-@pytest.mark.parametrize(("method", "path"), [
-    ("GET", "/v1/track"), ("HEAD", "/v1/track"), ("PUT", "/v1/batch"), ("DELETE", "/v1/m"), ("GET", "/v1/m"),
-    ("POST", "/v1/track/"), ("POST", "/v1/Track"), ("POST", "/v1/trackx"), ("POST", "/v1"), ("POST", "/v1/"),
-    ("POST", "/beacon/v1/batch/"), ("POST", "/v1/admin/sources"), ("OPTIONS", "/v1/admin/sources"),
-    ("POST", "/metrics"), ("GET", "/openapi.json"), ("POST", "/"), ("POST", "//v1/track"),
-])
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/v1/track"),
+        ("HEAD", "/v1/track"),
+        ("PUT", "/v1/batch"),
+        ("DELETE", "/v1/m"),
+        ("GET", "/v1/m"),
+        ("POST", "/v1/track/"),
+        ("POST", "/v1/Track"),
+        ("POST", "/v1/trackx"),
+        ("POST", "/v1"),
+        ("POST", "/v1/"),
+        ("POST", "/beacon/v1/batch/"),
+        ("POST", "/v1/admin/sources"),
+        ("OPTIONS", "/v1/admin/sources"),
+        ("POST", "/metrics"),
+        ("GET", "/openapi.json"),
+        ("POST", "/"),
+        ("POST", "//v1/track"),
+    ],
+)
 def test_everything_else_goes_to_fastapi(method: str, path: str) -> None:
     assert not collection.Endpoint.takes(scope(method, path))
 
 
 def test_every_route_fastapi_declares_for_collection_is_answered_by_the_endpoint() -> None:
     """FastAPI keeps the routes for the OpenAPI document and for 405: none of its collection handlers is reachable."""
-    routes = collection.router.routes
+    routes = collection_routes.router.routes
     declared = {route.path for route in routes}  # type: ignore[attr-defined]
     assert declared == set(COLLECTION_PATHS)
     for route in routes:
@@ -86,8 +117,10 @@ def test_the_write_key_query_parameter_is_read_as_fastapis_query_reads_it() -> N
 def test_cors_headers() -> None:
     assert cors.grant(None) == []
     assert dict(cors.grant(b"https://a.example")) == {
-        b"access-control-allow-origin": b"https://a.example", b"access-control-expose-headers": b"Retry-After",
-        b"vary": b"Origin"}
+        b"access-control-allow-origin": b"https://a.example",
+        b"access-control-expose-headers": b"Retry-After",
+        b"vary": b"Origin",
+    }
     asked = dict(cors.preflight(b"https://a.example", b"authorization, content-type, anonymousid"))
     assert asked[b"access-control-allow-headers"] == b"authorization, content-type, anonymousid"
     assert asked[b"access-control-allow-methods"] == b"POST, OPTIONS"

@@ -16,7 +16,8 @@ from workers import compat
 def test_kombu_redis_channel_still_builds_its_clients_in_create_client():
     assert list(inspect.signature(kombu_redis.Channel._create_client).parameters) == ["self", "asynchronous"], (
         "kombu.transport.redis.Channel._create_client(self, asynchronous=False) changed: "
-        "compat.reuse_kombu_redis_clients must follow")
+        "compat.reuse_kombu_redis_clients must follow"
+    )
 
 
 def test_a_producers_redis_channel_keeps_one_client_per_connection_pool():
@@ -28,8 +29,11 @@ def test_a_producers_redis_channel_keeps_one_client_per_connection_pool():
         made.append(kwargs)
         return object()
 
-    channel = types.SimpleNamespace(pool=types.SimpleNamespace(connection_kwargs={}), Client=client,
-                                    async_pool=types.SimpleNamespace(connection_kwargs={}))
+    channel = types.SimpleNamespace(
+        pool=types.SimpleNamespace(connection_kwargs={}),
+        Client=client,
+        async_pool=types.SimpleNamespace(connection_kwargs={}),
+    )
     create = kombu_redis.Channel._create_client
     first = create(channel, False)
     assert create(channel) is first and create(channel, False) is first and len(made) == 1
@@ -63,11 +67,13 @@ def test_celery_tells_the_task_the_current_thread_runs():
 
 def test_botocores_s3_region_redirector_handlers_can_be_found_and_removed():
     client = botocore.session.get_session().create_client(
-        "s3", region_name="us-east-1", aws_access_key_id="a", aws_secret_access_key="b")
+        "s3", region_name="us-east-1", aws_access_key_id="a", aws_secret_access_key="b"
+    )
     redirector = (botocore.utils.S3RegionRedirectorv2,)
     events = ("needs-retry.s3", "before-parameter-build.s3", "before-endpoint-resolution.s3", "before-call.s3")
     assert compat.remove_handlers(client, events, redirector) > 0, "botocore's emitter no longer lists its handlers"
     assert compat.remove_handlers(client, events, redirector) == 0  # gone from this client ...
     other = botocore.session.get_session().create_client(
-        "s3", region_name="us-east-1", aws_access_key_id="a", aws_secret_access_key="b")
+        "s3", region_name="us-east-1", aws_access_key_id="a", aws_secret_access_key="b"
+    )
     assert compat.remove_handlers(other, events, redirector) > 0  # ... and only from it

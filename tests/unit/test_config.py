@@ -6,9 +6,9 @@ import pytest
 from pydantic import SecretStr
 
 from tests.support.seed import ACCESS_KEY_ID, SECRET_ACCESS_KEY, SESSION_TOKEN, seed_config
+from workers.errors import ConfigError
 from workers.integrations.checks import AWS_REGIONS, STORAGE_CLASSES, redact
 from workers.integrations.config import IntegrationConfig, parse_config
-from workers.errors import ConfigError
 from workers.settings import Settings
 
 SECRETS = (ACCESS_KEY_ID, SECRET_ACCESS_KEY, SESSION_TOKEN)
@@ -268,14 +268,33 @@ INVALID_ROWS: list[tuple[str, Any, str]] = [
     ),
     ("endpoint_url", "http://example.com:notaport", "endpoint_url must be a valid http:// or https:// URL"),
     # partition time
-    *[("partition_time", value, "partition_time must be received_at (the hour the event arrived) or timestamp "
-       "(the hour the event says it happened)") for value in ("event_time", "Timestamp", 1, True, ["timestamp"])],
-    ("partition_time_bound_s", 59, "partition_time_bound_s must be a whole number of seconds from 60 to 31622400 "
-                                   "(366 days) (got 59)"),
-    ("partition_time_bound_s", 366 * 24 * 3600 + 1, "partition_time_bound_s must be a whole number of seconds "
-                                                    "from 60 to 31622400 (366 days) (got 31622401)"),
-    *[("partition_time_bound_s", value, "partition_time_bound_s must be a whole number of seconds from 60 to "
-       "31622400 (366 days)") for value in ("7d", 3600.5, True)],
+    *[
+        (
+            "partition_time",
+            value,
+            "partition_time must be received_at (the hour the event arrived) or timestamp "
+            "(the hour the event says it happened)",
+        )
+        for value in ("event_time", "Timestamp", 1, True, ["timestamp"])
+    ],
+    (
+        "partition_time_bound_s",
+        59,
+        "partition_time_bound_s must be a whole number of seconds from 60 to 31622400 (366 days) (got 59)",
+    ),
+    (
+        "partition_time_bound_s",
+        366 * 24 * 3600 + 1,
+        "partition_time_bound_s must be a whole number of seconds from 60 to 31622400 (366 days) (got 31622401)",
+    ),
+    *[
+        (
+            "partition_time_bound_s",
+            value,
+            "partition_time_bound_s must be a whole number of seconds from 60 to 31622400 (366 days)",
+        )
+        for value in ("7d", 3600.5, True)
+    ],
 ]
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 from workers.pipeline.upload import compute_backoff_s
 
 
@@ -11,15 +13,15 @@ def test_backoff_grows_exponentially_with_jitter_and_is_capped():
     assert lo[:4] == [1, 2, 4, 8]
     assert hi[:4] == [2, 4, 8, 16]
     assert max(hi) == 120 and max(lo) == 60
-    assert all(a <= b for a, b in zip(hi, hi[1:]))
+    assert all(a <= b for a, b in itertools.pairwise(hi))
 
 
 def test_an_unexpected_ingest_failure_is_counted_for_the_integration():
     import fakeredis
     import orjson
 
-    from workers.store import keys
     from workers.pipeline.ingest import record_ingest_failure
+    from workers.store import keys
 
     r = fakeredis.FakeRedis()
     assert record_ingest_failure(r, "i", [{}, {}, {}], TypeError("boom")) == 3

@@ -10,11 +10,11 @@ import fakeredis
 import pytest
 
 from workers import clock
-from workers.integrations import registry
-from workers.pipeline import flush, ingest as ingesting, replay, upload
-from workers.integrations import manage
-from workers.store import buffer, due, keys
+from workers.integrations import manage, registry
+from workers.pipeline import flush, replay, upload
+from workers.pipeline import ingest as ingesting
 from workers.settings import Settings
+from workers.store import buffer, due, keys
 
 T0 = 1_764_061_200_000  # 2025-11-25 09:00 UTC
 SETTINGS = Settings(flush_interval_s=60)
@@ -38,9 +38,19 @@ def at(monkeypatch: pytest.MonkeyPatch) -> Callable[[int], None]:
 
 
 def install(r: fakeredis.FakeRedis, **config: object) -> str:
-    return registry.install(r, {"name": "S3", "config": {
-        "bucket": "signal-events", "region": "us-east-1", "access_key_id": "AKIAIOSFODNN7EXAMPLE",
-        "secret_access_key": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", **config}}).id
+    return registry.install(
+        r,
+        {
+            "name": "S3",
+            "config": {
+                "bucket": "signal-events",
+                "region": "us-east-1",
+                "access_key_id": "AKIAIOSFODNN7EXAMPLE",
+                "secret_access_key": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+                **config,
+            },
+        },
+    ).id
 
 
 def ingest(r: fakeredis.FakeRedis, iid: str, n: int = 3, message_id: str = "m") -> ingesting.IngestResult:
@@ -84,8 +94,14 @@ def test_the_tick_moves_what_it_read_and_only_lowers_what_was_written_meanwhile(
     # the score does not change, the version does
     due.lower(r, "written", 700)
     assert score(r, "written") == 100
-    due.reschedule(r, [("unchanged", read["unchanged"], due.IDLE_MS), ("written", read["written"], due.IDLE_MS),
-                       ("gone", read["gone"], None)])
+    due.reschedule(
+        r,
+        [
+            ("unchanged", read["unchanged"], due.IDLE_MS),
+            ("written", read["written"], due.IDLE_MS),
+            ("gone", read["gone"], None),
+        ],
+    )
     assert score(r, "unchanged") == due.IDLE_MS  # the tick may move what it read later
     assert score(r, "written") == 100  # but never past a write it did not see: lowered only
     assert score(r, "gone") is None

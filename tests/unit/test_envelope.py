@@ -12,8 +12,9 @@ from typing import Any
 import orjson
 import pytest
 
-from workers.events.envelope import CANONICAL_ORDER, REASONS
+from workers.events.envelope import CANONICAL_ORDER
 from workers.events.prepared import Prepared, Rejection, prepare
+from workers.events.reasons import REASONS
 
 RECEIVED_AT = datetime(2026, 5, 12, 10, 30, 15, 123456, tzinfo=UTC)
 RECEIVED_AT_ISO = "2026-05-12T10:30:15.123Z"
@@ -585,8 +586,10 @@ def _varied_events() -> list[Any]:
 def test_the_one_pass_path_builds_exactly_what_the_full_check_builds() -> None:
     from workers.events.envelope import _envelope, _fast_envelope
 
-    events = [e if not isinstance(e, dict) or "event_id" in e else {**e, "event_id": f"id-{i}"}
-              for i, e in enumerate(_varied_events())]
+    events = [
+        e if not isinstance(e, dict) or "event_id" in e else {**e, "event_id": f"id-{i}"}
+        for i, e in enumerate(_varied_events())
+    ]
     fast_accepted = 0
     for event in events:
         if not isinstance(event, dict):

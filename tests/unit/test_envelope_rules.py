@@ -12,8 +12,8 @@ import orjson
 import pytest
 
 from workers.events.blueprint import parse_blueprint
-from workers.events.envelope import MISSING_IDENTITY, NOT_SERIALIZABLE, TOO_LARGE
 from workers.events.prepared import Prepared, Removed, prepare
+from workers.events.reasons import MISSING_IDENTITY, NOT_SERIALIZABLE, TOO_LARGE
 from workers.events.rules import CONSENT_DENIED, FILTERED_OUT, Rules, compile_rules
 
 RECEIVED_AT = datetime(2026, 5, 12, 10, 30, 15, 123456, tzinfo=UTC)
@@ -40,8 +40,9 @@ def track(**fields: Any) -> dict[str, Any]:
 
 
 def run(events: list[Any], *, rules: Rules | None = None, partition: Any = None, max_bytes: int = 32_768) -> Prepared:
-    return prepare(events, "int-1", received_at=RECEIVED_AT, event_max_bytes=max_bytes, rules=rules,
-                   partition=partition)
+    return prepare(
+        events, "int-1", received_at=RECEIVED_AT, event_max_bytes=max_bytes, rules=rules, partition=partition
+    )
 
 
 def lines(prepared: Prepared) -> dict[str, list[dict[str, Any]]]:
@@ -70,7 +71,9 @@ def test_removed_events_are_reported_with_their_reason_not_as_rejections() -> No
     assert [orjson.loads(x)["event_id"] for x in prepared.lines_by_hour[HOUR]] == ["granted"]
     assert prepared.accepted == 1
     assert [(r.index, r.reason, r.envelope["event_id"]) for r in prepared.removed] == [
-        (1, FILTERED_OUT, "excluded"), (2, CONSENT_DENIED, "denied"), (3, CONSENT_DENIED, "missing"),
+        (1, FILTERED_OUT, "excluded"),
+        (2, CONSENT_DENIED, "denied"),
+        (3, CONSENT_DENIED, "missing"),
     ]
     assert all(isinstance(r, Removed) and r.envelope["received_at"] == RECEIVED_AT_ISO for r in prepared.removed)
     assert [(r.index, r.reason) for r in prepared.rejected] == [(4, MISSING_IDENTITY)]
@@ -78,15 +81,25 @@ def test_removed_events_are_reported_with_their_reason_not_as_rejections() -> No
 
 def test_rules_see_the_stamped_envelope_and_the_line_is_the_changed_event() -> None:
     bp = rules({"drop_fields": ["context.ip"], "hash_fields": ["user_id", "traits.email"]})
-    event = track(event_id="e1", user_id="u-1", context={"ip": "10.0.0.1", "locale": "fr"},
-                  traits={"email": "a@example.com"})
+    event = track(
+        event_id="e1", user_id="u-1", context={"ip": "10.0.0.1", "locale": "fr"}, traits={"email": "a@example.com"}
+    )
     [line] = lines(run([event], rules=bp))[HOUR]
     assert line["context"] == {"locale": "fr"}
     assert line["user_id"] == hmac.new(KEY, b"u-1", hashlib.sha256).hexdigest()
     assert line["traits"]["email"] == hmac.new(KEY, b"a@example.com", hashlib.sha256).hexdigest()
     assert line["received_at"] == RECEIVED_AT_ISO and line["integration_id"] == "int-1"
-    assert list(line) == ["event_id", "type", "event", "anonymous_id", "user_id", "received_at", "context",
-                          "traits", "integration_id"]
+    assert list(line) == [
+        "event_id",
+        "type",
+        "event",
+        "anonymous_id",
+        "user_id",
+        "received_at",
+        "context",
+        "traits",
+        "integration_id",
+    ]
     assert event["context"] == {"ip": "10.0.0.1", "locale": "fr"}  # the input is not modified
 
 
@@ -98,11 +111,18 @@ def test_the_size_limit_applies_to_the_line_after_the_rules() -> None:
 
 
 def test_a_value_to_hash_without_json_text_rejects_that_event_only() -> None:
-    prepared = run([track(event_id="huge", properties={"n": 2**70}), track(event_id="fine", properties={"n": 1}),
-                    track(event_id="surrogate", properties={"n": "\ud800"})],
-                   rules=rules({"hash_fields": ["properties.n"]}))
+    prepared = run(
+        [
+            track(event_id="huge", properties={"n": 2**70}),
+            track(event_id="fine", properties={"n": 1}),
+            track(event_id="surrogate", properties={"n": "\ud800"}),
+        ],
+        rules=rules({"hash_fields": ["properties.n"]}),
+    )
     assert [(r.index, r.reason, r.event_id) for r in prepared.rejected] == [
-        (0, NOT_SERIALIZABLE, "huge"), (2, NOT_SERIALIZABLE, "surrogate")]
+        (0, NOT_SERIALIZABLE, "huge"),
+        (2, NOT_SERIALIZABLE, "surrogate"),
+    ]
     assert [x["event_id"] for x in lines(prepared)[HOUR]] == ["fine"]
 
 
@@ -115,7 +135,8 @@ def test_partition_time_timestamp_groups_by_the_events_own_hour() -> None:
     ]
     prepared = run(events, partition=Partition())
     assert {h: [x["event_id"] for x in group] for h, group in lines(prepared).items()} == {
-        "2026051023": ["late", "other-zone"], HOUR: ["now", "none"],
+        "2026051023": ["late", "other-zone"],
+        HOUR: ["now", "none"],
     }
     assert prepared.indexes_by_hour == {"2026051023": [0, 3], HOUR: [1, 2]}
     assert prepared.partition_fallback == 0
@@ -123,10 +144,13 @@ def test_partition_time_timestamp_groups_by_the_events_own_hour() -> None:
 
 @pytest.mark.parametrize("timestamp", ["2026-05-05T10:30:15.122Z", "2026-05-19T10:30:15.124Z", "1999-01-01T00:00:00Z"])
 def test_a_timestamp_outside_the_bound_goes_to_the_received_hour_and_is_counted(timestamp: str) -> None:
-    prepared = run([track(event_id="far", timestamp=timestamp), track(event_id="in", timestamp="2026-05-05T11:00:00Z")],
-                   partition=Partition())
+    prepared = run(
+        [track(event_id="far", timestamp=timestamp), track(event_id="in", timestamp="2026-05-05T11:00:00Z")],
+        partition=Partition(),
+    )
     assert {h: [x["event_id"] for x in group] for h, group in lines(prepared).items()} == {
-        HOUR: ["far"], "2026050511": ["in"],
+        HOUR: ["far"],
+        "2026050511": ["in"],
     }
     assert prepared.partition_fallback == 1
 
@@ -145,10 +169,15 @@ def test_received_at_partitioning_ignores_the_timestamp() -> None:
 
 def test_removed_and_rejected_events_are_not_counted_outside_the_bound() -> None:
     far = "2020-01-01T00:00:00Z"
-    prepared = run([track(timestamp=far, context={"consent": {"ads": False}}),
-                    track(timestamp=far, context={"consent": {"ads": True}, "blob": "x" * 600})],
-                   rules=rules({"consent": {"require": ["ads"]}, "events": {"include": ["Order Completed"]}}),
-                   partition=Partition(), max_bytes=500)
+    prepared = run(
+        [
+            track(timestamp=far, context={"consent": {"ads": False}}),
+            track(timestamp=far, context={"consent": {"ads": True}, "blob": "x" * 600}),
+        ],
+        rules=rules({"consent": {"require": ["ads"]}, "events": {"include": ["Order Completed"]}}),
+        partition=Partition(),
+        max_bytes=500,
+    )
     assert prepared.partition_fallback == 0 and prepared.accepted == 0
     assert [r.reason for r in prepared.removed] == [CONSENT_DENIED]
     assert [r.reason for r in prepared.rejected] == [TOO_LARGE]

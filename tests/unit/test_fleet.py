@@ -8,8 +8,8 @@ from celery import Celery
 from tests.support.seed import install_body
 from workers.integrations import registry
 from workers.observe import fleet
-from workers.store import buffer, keys
 from workers.settings import Settings
+from workers.store import buffer, keys
 
 T0 = 1_764_061_200_000
 
@@ -20,8 +20,11 @@ def test_beat_is_late_without_a_recent_tick():
     assert fleet.beat(r, settings, T0) == {"last_tick_at": None, "age_s": None, "late": True}
     r.set(keys.BEAT_LAST_TICK, T0)
     assert r.get(keys.BEAT_LAST_TICK) == str(T0).encode()
-    assert fleet.beat(r, settings, T0 + 5_000) == {"last_tick_at": "2025-11-25T09:00:00.000Z", "age_s": 5.0,
-                                                   "late": False}
+    assert fleet.beat(r, settings, T0 + 5_000) == {
+        "last_tick_at": "2025-11-25T09:00:00.000Z",
+        "age_s": 5.0,
+        "late": False,
+    }
     assert fleet.beat(r, settings, T0 + 31_000)["late"] is True
 
 
@@ -29,7 +32,14 @@ def test_totals_add_up_every_integrations_buffered_and_held_events():
     r = fakeredis.FakeRedis()
     first, second = (registry.install(r, install_body()).id for _ in range(2))
     for iid, n in ((first, 3), (second, 2)):
-        buffer.append(r, iid, buffer.Append(message_id=f"m-{iid}", now_ms=T0, lines_by_hour={"2025112509": [b'{"event_id":"e"}'] * n}), buffer.Limits(cap_bytes=10**6, batch_max_events=100, batch_max_bytes=10**6, seal_due_ms=T0, seen_ttl_ms=1000))
+        buffer.append(
+            r,
+            iid,
+            buffer.Append(message_id=f"m-{iid}", now_ms=T0, lines_by_hour={"2025112509": [b'{"event_id":"e"}'] * n}),
+            buffer.Limits(
+                cap_bytes=10**6, batch_max_events=100, batch_max_bytes=10**6, seal_due_ms=T0, seen_ttl_ms=1000
+            ),
+        )
     batch_id = buffer.seal(r, second, "2025112509", now_ms=T0, seal_due_ms=T0)
     buffer.hold(r, second, batch_id, token="", now_ms=T0, code="AccessDenied", message="m", hint="h")
     totals = fleet.totals(r)

@@ -7,8 +7,8 @@ import copy
 import pytest
 
 from tests.support.seed import ACCESS_KEY_ID, SECRET_ACCESS_KEY
-from workers.integrations import bodies, catalog
 from workers.errors import ConfigError
+from workers.integrations import bodies, catalog
 from workers.web import forms
 
 
@@ -28,15 +28,29 @@ def test_every_catalog_field_becomes_an_input_named_by_its_error_path(entry):
     assert fields["config.secret_access_key"].kind == "password"
     assert fields["config.kms_key_id"].show_when == ("config.server_side_encryption", "aws:kms")
     assert [n for n, f in fields.items() if f.advanced] == [
-        "config.batch_max_events", "config.batch_max_bytes", "config.flush_interval_s", "config.buffer_max_bytes",
-        "config.endpoint_url", "config.partition_time", "config.partition_time_bound_s"]
+        "config.batch_max_events",
+        "config.batch_max_bytes",
+        "config.flush_interval_s",
+        "config.buffer_max_bytes",
+        "config.endpoint_url",
+        "config.partition_time",
+        "config.partition_time_bound_s",
+    ]
     assert fields["config.batch_max_events"].kind == "number" and fields["config.batch_max_events"].value == "100000"
     assert fields["config.bucket"].description == catalog.FIELDS[0]["description"]
 
 
 def test_a_field_or_variant_added_to_the_catalog_needs_no_other_change(entry):
-    entry["fields"].append({"name": "compression_level", "label": "Compression level", "type": "select",
-                            "required": False, "allowed_values": ["1", "6"], "description": "gzip level"})
+    entry["fields"].append(
+        {
+            "name": "compression_level",
+            "label": "Compression level",
+            "type": "select",
+            "required": False,
+            "allowed_values": ["1", "6"],
+            "description": "gzip level",
+        }
+    )
     entry["variants"].append({"id": "orc", "name": "ORC", "description": "Columnar objects"})
     (added,) = [f for f in forms.config_fields(entry, {}, {}) if f.name == "config.compression_level"]
     assert added.kind == "select" and [v for v, _ in added.options] == ["", "1", "6"]
@@ -51,8 +65,14 @@ def test_secrets_are_never_echoed_and_a_settings_form_shows_them_redacted(entry)
     typed = {"config.secret_access_key": SECRET_ACCESS_KEY, "config.bucket": "typed-bucket"}
     fields = {f.name: f for f in forms.config_fields(entry, typed, {})}
     assert fields["config.secret_access_key"].value == "" and fields["config.bucket"].value == "typed-bucket"
-    current = {"bucket": "b", "access_key_id": "****MPLE", "secret_access_key": "****EKEY", "session_token": None,
-               "batch_max_events": 500, "flush_interval_s": 2.5}
+    current = {
+        "bucket": "b",
+        "access_key_id": "****MPLE",
+        "secret_access_key": "****EKEY",
+        "session_token": None,
+        "batch_max_events": 500,
+        "flush_interval_s": 2.5,
+    }
     fields = {f.name: f for f in forms.config_fields(entry, {}, {}, current=current)}
     secret = fields["config.secret_access_key"]
     assert (secret.value, secret.current, secret.required, secret.clearable) == ("", "****EKEY", False, False)
@@ -62,24 +82,53 @@ def test_secrets_are_never_echoed_and_a_settings_form_shows_them_redacted(entry)
 
 
 def test_an_install_form_becomes_the_apis_install_body(entry):
-    form = {"csrf_token": "t", "name": "Lake", "variant": "default", "source_id": "", "config.bucket": " lake ",
-            "config.region": "us-east-1", "config.access_key_id": ACCESS_KEY_ID,
-            "config.secret_access_key": SECRET_ACCESS_KEY, "config.prefix": "", "config.batch_max_events": "500",
-            "config.server_side_encryption": ""}
+    form = {
+        "csrf_token": "t",
+        "name": "Lake",
+        "variant": "default",
+        "source_id": "",
+        "config.bucket": " lake ",
+        "config.region": "us-east-1",
+        "config.access_key_id": ACCESS_KEY_ID,
+        "config.secret_access_key": SECRET_ACCESS_KEY,
+        "config.prefix": "",
+        "config.batch_max_events": "500",
+        "config.server_side_encryption": "",
+    }
     body = forms.install_body(entry, form)
-    assert body == {"name": "Lake", "variant": "default", "config": {
-        "bucket": "lake", "region": "us-east-1", "access_key_id": ACCESS_KEY_ID,
-        "secret_access_key": SECRET_ACCESS_KEY, "batch_max_events": "500"}}
+    assert body == {
+        "name": "Lake",
+        "variant": "default",
+        "config": {
+            "bucket": "lake",
+            "region": "us-east-1",
+            "access_key_id": ACCESS_KEY_ID,
+            "secret_access_key": SECRET_ACCESS_KEY,
+            "batch_max_events": "500",
+        },
+    }
     fields = bodies.validate_install(body)
     assert fields["config"].batch_max_events == 500 and fields["source_id"] is None
     assert forms.install_body(entry, {**form, forms.SKIP_CHECK: "1", "source_id": "s1"}) == {
-        **body, "verify": False, "source_id": "s1"}
+        **body,
+        "verify": False,
+        "source_id": "s1",
+    }
 
 
 def test_a_settings_form_keeps_blank_secrets_and_clears_blank_settings(entry):
-    body = forms.update_body(entry, {"name": "Lake", "config.bucket": "lake", "config.secret_access_key": "",
-                                     "config.access_key_id": "AKIANEW", "config.session_token.remove": "1",
-                                     "config.prefix": "", "config.batch_max_events": ""})
+    body = forms.update_body(
+        entry,
+        {
+            "name": "Lake",
+            "config.bucket": "lake",
+            "config.secret_access_key": "",
+            "config.access_key_id": "AKIANEW",
+            "config.session_token.remove": "1",
+            "config.prefix": "",
+            "config.batch_max_events": "",
+        },
+    )
     config = body["config"]
     assert "secret_access_key" not in config and config["access_key_id"] == "AKIANEW"
     assert config["session_token"] is None and config["prefix"] is None and config["batch_max_events"] is None
@@ -87,12 +136,20 @@ def test_a_settings_form_keeps_blank_secrets_and_clears_blank_settings(entry):
 
 
 def test_errors_are_found_by_their_field_path_and_forms_parse_like_browsers_send_them():
-    error = ConfigError([{"field": "config.region", "message": "a"}, {"field": "config.region", "message": "b"},
-                         {"field": "name", "message": "c"}])
+    error = ConfigError(
+        [
+            {"field": "config.region", "message": "a"},
+            {"field": "config.region", "message": "b"},
+            {"field": "name", "message": "c"},
+        ]
+    )
     assert forms.errors_by_field(error) == {"config.region": "a", "name": "c"}
     assert forms.errors_by_field(None) == {}
     assert forms.parse(b"name=Web+site&config.prefix=events%2F&empty=&name=Last") == {
-        "name": "Last", "config.prefix": "events/", "empty": ""}
+        "name": "Last",
+        "config.prefix": "events/",
+        "empty": "",
+    }
     assert forms.Field("config.access_key_id", "Access key ID", "password").id == "field-config-access-key-id"
 
 
@@ -114,19 +171,29 @@ def test_blueprint_inputs_are_the_catalogs_named_by_their_error_paths_default_fo
     assert by_name["blueprint.consent.missing"].value == "deny"
     assert [v for v, _ in by_name["blueprint.consent.missing"].options] == ["deny", "allow"]
     assert all(f.value == "" for n, f in by_name.items() if n != "blueprint.consent.missing")
-    assert forms.install_body(catalog.ENTRY, {"name": "x", "blueprint.consent.missing": "deny"}).get(
-        "blueprint") is None  # nothing typed: the default blueprint
+    assert (
+        forms.install_body(catalog.ENTRY, {"name": "x", "blueprint.consent.missing": "deny"}).get("blueprint") is None
+    )  # nothing typed: the default blueprint
 
 
 def test_a_blueprint_form_becomes_the_apis_blueprint_and_a_stored_one_prefills_it():
     from workers.events.blueprint import parse_blueprint
 
-    form = {"name": "x", "blueprint.consent.require": "analytics, ads", "blueprint.consent.missing": "allow",
-            "blueprint.events.exclude": "identify\nHeartbeat", "blueprint.drop_fields": "context.ip",
-            "blueprint.hash_fields": "user_id, traits.email", "blueprint.events.include": ""}
-    expected = {"consent": {"require": ["analytics", "ads"], "missing": "allow"},
-                "events": {"exclude": ["identify", "Heartbeat"]}, "drop_fields": ["context.ip"],
-                "hash_fields": ["user_id", "traits.email"]}
+    form = {
+        "name": "x",
+        "blueprint.consent.require": "analytics, ads",
+        "blueprint.consent.missing": "allow",
+        "blueprint.events.exclude": "identify\nHeartbeat",
+        "blueprint.drop_fields": "context.ip",
+        "blueprint.hash_fields": "user_id, traits.email",
+        "blueprint.events.include": "",
+    }
+    expected = {
+        "consent": {"require": ["analytics", "ads"], "missing": "allow"},
+        "events": {"exclude": ["identify", "Heartbeat"]},
+        "drop_fields": ["context.ip"],
+        "hash_fields": ["user_id", "traits.email"],
+    }
     assert forms.install_body(catalog.ENTRY, form)["blueprint"] == expected
     assert forms.update_body(catalog.ENTRY, form)["blueprint"] == expected
     stored = {f.name: f.value for f in forms.blueprint_fields({"name": "x"}, {}, current=parse_blueprint(expected))}
@@ -142,8 +209,11 @@ def test_a_blueprint_form_becomes_the_apis_blueprint_and_a_stored_one_prefills_i
 def test_blueprint_errors_land_next_to_their_inputs_with_the_apis_messages():
     from workers.events.blueprint import parse_blueprint
 
-    form = {"blueprint.events.include": "track", "blueprint.events.exclude": "identify",
-            "blueprint.hash_fields": "event_id"}
+    form = {
+        "blueprint.events.include": "track",
+        "blueprint.events.exclude": "identify",
+        "blueprint.hash_fields": "event_id",
+    }
     with pytest.raises(ConfigError) as raised:
         parse_blueprint(forms.install_body(catalog.ENTRY, form)["blueprint"])
     errors = forms.errors_by_field(raised.value)

@@ -12,8 +12,8 @@ from tests.support.seed import install_body
 from workers.integrations import registry, status
 from workers.observe import metrics
 from workers.pipeline import ingest
-from workers.store import buffer, keys
 from workers.settings import get_settings
+from workers.store import buffer, keys
 
 
 def install(r: fakeredis.FakeRedis, blueprint: dict[str, Any] | None = None, **config: Any) -> str:
@@ -58,9 +58,12 @@ def test_removed_events_are_counted_once_per_message_and_shown_as_filtered() -> 
     assert {k: live[k]["state"] for k in ("denied", "who")} == {"denied": "filtered", "who": "filtered"}
     assert (live["denied"]["reason"], live["who"]["reason"]) == ("consent_denied", "filtered_out")
     assert live["who"]["batch_id"] is None and live["who"]["type"] == "identify"
-    scraped = {(s.name, s.labels.get("reason")): s.value
-               for f in text_string_to_metric_families(metrics.render(r)[0].decode()) for s in f.samples
-               if s.labels.get("integration_id") == iid}
+    scraped = {
+        (s.name, s.labels.get("reason")): s.value
+        for f in text_string_to_metric_families(metrics.render(r)[0].decode())
+        for s in f.samples
+        if s.labels.get("integration_id") == iid
+    }
     assert scraped[("signal_events_removed_total", "consent_denied")] == 1
     assert scraped[("signal_events_removed_total", "filtered_out")] == 1
     assert scraped[("signal_events_partition_fallback_total", None)] == 0
@@ -78,13 +81,16 @@ def test_a_message_whose_events_are_all_removed_buffers_nothing() -> None:
 def test_partition_time_timestamp_buffers_late_events_in_their_hour_and_counts_the_far_ones() -> None:
     r = fakeredis.FakeRedis()
     iid = install(r, partition_time="timestamp", partition_time_bound_s=86_400)
-    events = [track("late", timestamp="2020-01-01T05:00:00Z", received_at="2020-01-01T09:10:00Z"),
-              track("far", timestamp="2019-12-01T05:00:00Z", received_at="2020-01-01T09:10:00Z")]
+    events = [
+        track("late", timestamp="2020-01-01T05:00:00Z", received_at="2020-01-01T09:10:00Z"),
+        track("far", timestamp="2019-12-01T05:00:00Z", received_at="2020-01-01T09:10:00Z"),
+    ]
     result = ingest.ingest(r, iid, events, message_id="m", settings=get_settings())
     ingest.ingest(r, iid, events, message_id="m", settings=get_settings())  # redelivered: counted once
     assert result.partition_fallback == 1
     assert {h: [e["event_id"] for e in lines] for h, lines in buffered(r, iid).items()} == {
-        "2020010105": ["late"], "2020010109": ["far"],
+        "2020010105": ["late"],
+        "2020010109": ["far"],
     }
     assert status.integration_status(r, iid)["partition_fallback_events"] == 1
 
@@ -92,8 +98,9 @@ def test_partition_time_timestamp_buffers_late_events_in_their_hour_and_counts_t
 def test_the_default_blueprint_and_received_at_partitioning_change_nothing() -> None:
     r = fakeredis.FakeRedis()
     iid = install(r)
-    result = ingest.ingest(r, iid, [track("x", timestamp="2020-01-01T05:00:00Z")], message_id="m",
-                             settings=get_settings())
+    result = ingest.ingest(
+        r, iid, [track("x", timestamp="2020-01-01T05:00:00Z")], message_id="m", settings=get_settings()
+    )
     assert (result.accepted, result.removed, result.partition_fallback) == (1, {}, 0)
     [(hour, [line])] = buffered(r, iid).items()
     assert hour == line["received_at"][:13].replace("-", "").replace("T", "")
@@ -106,13 +113,20 @@ def test_a_message_prepared_by_the_api_carries_the_blueprint_and_partition_resul
     from workers.events.message import decode_message, describe_message, encode_message
 
     r = fakeredis.FakeRedis()
-    iid = install(r, {"consent": {"require": ["analytics"]}}, partition_time="timestamp",
-                  partition_time_bound_s=86_400)
+    iid = install(r, {"consent": {"require": ["analytics"]}}, partition_time="timestamp", partition_time_bound_s=86_400)
     events = [
-        track("late", timestamp="2020-01-01T05:00:00Z", received_at="2020-01-01T09:10:00Z",
-              context={"consent": {"analytics": "granted"}}),
-        track("far", timestamp="2019-12-01T05:00:00Z", received_at="2020-01-01T09:10:00Z",
-              context={"consent": {"analytics": True}}),
+        track(
+            "late",
+            timestamp="2020-01-01T05:00:00Z",
+            received_at="2020-01-01T09:10:00Z",
+            context={"consent": {"analytics": "granted"}},
+        ),
+        track(
+            "far",
+            timestamp="2019-12-01T05:00:00Z",
+            received_at="2020-01-01T09:10:00Z",
+            context={"consent": {"analytics": True}},
+        ),
         track("denied", received_at="2020-01-01T09:10:00Z", context={"consent": {"analytics": False}}),
         {"type": "nope"},
     ]
@@ -124,7 +138,8 @@ def test_a_message_prepared_by_the_api_carries_the_blueprint_and_partition_resul
         result = ingest.append(r, iid, message, message_id="m", settings=get_settings())
     assert result.duplicate
     assert {h: [e["event_id"] for e in lines] for h, lines in buffered(r, iid).items()} == {
-        "2020010105": ["late"], "2020010109": ["far"],
+        "2020010105": ["late"],
+        "2020010109": ["far"],
     }
     st = status.integration_status(r, iid)
     assert (st["removed_events"], st["partition_fallback_events"]) == ({"consent_denied": 1}, 1)

@@ -28,15 +28,28 @@ def lines(stream: io.StringIO) -> list[dict]:
 
 def test_a_record_is_one_json_line_with_message_and_context_fields():
     logger, stream = capture(logs.JsonFormatter())
-    logger.info("delivered integration=%s events=%d", "i-1", 3,
-                extra={"integration_id": "i-1", "batch_id": "b-1", "key": "events/2026/11/25/09/b-1.json.gz",
-                       "events": 3, "bytes": 120, "payload": {"secret": "x"}})
+    logger.info(
+        "delivered integration=%s events=%d",
+        "i-1",
+        3,
+        extra={
+            "integration_id": "i-1",
+            "batch_id": "b-1",
+            "key": "events/2026/11/25/09/b-1.json.gz",
+            "events": 3,
+            "bytes": 120,
+            "payload": {"secret": "x"},
+        },
+    )
     [doc] = lines(stream)
     assert doc["level"] == "INFO" and doc["logger"] == logger.name
     assert doc["message"] == "delivered integration=i-1 events=3"
     assert doc["ts"].endswith("Z") and "T" in doc["ts"]
     assert {k: doc[k] for k in ("integration_id", "batch_id", "key", "events", "bytes")} == {
-        "integration_id": "i-1", "batch_id": "b-1", "key": "events/2026/11/25/09/b-1.json.gz", "events": 3,
+        "integration_id": "i-1",
+        "batch_id": "b-1",
+        "key": "events/2026/11/25/09/b-1.json.gz",
+        "events": 3,
         "bytes": 120,
     }
     assert "payload" not in doc  # only the known fields are written

@@ -24,7 +24,20 @@ def r() -> fakeredis.FakeRedis:
 
 def append(r, iid, n, *, now, message_id, rejections=None):
     lines = [f"{message_id}-{i:04d}".encode() for i in range(n)]
-    return buffer.append(r, iid, buffer.Append(message_id=message_id, now_ms=now, lines_by_hour={HOUR: lines}, rejection_counts=rejections or {}), buffer.Limits(cap_bytes=1_000_000, batch_max_events=1000, batch_max_bytes=1_000_000, seal_due_ms=now + 300_000, seen_ttl_ms=60_000))
+    return buffer.append(
+        r,
+        iid,
+        buffer.Append(
+            message_id=message_id, now_ms=now, lines_by_hour={HOUR: lines}, rejection_counts=rejections or {}
+        ),
+        buffer.Limits(
+            cap_bytes=1_000_000,
+            batch_max_events=1000,
+            batch_max_bytes=1_000_000,
+            seal_due_ms=now + 300_000,
+            seen_ttl_ms=60_000,
+        ),
+    )
 
 
 def seal_and_claim(r, iid, *, now):
@@ -95,9 +108,18 @@ def test_every_counter_of_every_integration_is_read_from_redis(r):
 
     # an integration without traffic has every series at zero, and no reason / code series
     b = {"integration_id": B}
-    for name in ("signal_events_ingested_total", "signal_events_buffered", "signal_objects_delivered_total",
-                 "signal_events_delivered_total", "signal_bytes_delivered_total", "signal_upload_retries_total",
-                 "signal_dead_letter_batches", "signal_dead_letter_events", f"{up}_count", f"{lat}_count"):
+    for name in (
+        "signal_events_ingested_total",
+        "signal_events_buffered",
+        "signal_objects_delivered_total",
+        "signal_events_delivered_total",
+        "signal_bytes_delivered_total",
+        "signal_upload_retries_total",
+        "signal_dead_letter_batches",
+        "signal_dead_letter_events",
+        f"{up}_count",
+        f"{lat}_count",
+    ):
         assert value(samples, name, **b) == 0, name
     assert value(samples, f"{lat}_bucket", **b, le="+Inf") == 0
     assert not [k for k in samples if k[0] == "signal_events_rejected_total" and ("integration_id", B) in k[1]]
@@ -118,7 +140,14 @@ def test_a_batch_acked_twice_is_counted_and_observed_once(r):
 
 def test_every_batch_keeps_the_first_append_of_its_own_events(r):
     def add(n, now, message_id):
-        return buffer.append(r, A, buffer.Append(message_id=message_id, now_ms=now, lines_by_hour={HOUR: [b"x" * 10] * n}), buffer.Limits(cap_bytes=10_000, batch_max_events=2, batch_max_bytes=10_000, seal_due_ms=now + 1, seen_ttl_ms=60_000))
+        return buffer.append(
+            r,
+            A,
+            buffer.Append(message_id=message_id, now_ms=now, lines_by_hour={HOUR: [b"x" * 10] * n}),
+            buffer.Limits(
+                cap_bytes=10_000, batch_max_events=2, batch_max_bytes=10_000, seal_due_ms=now + 1, seen_ttl_ms=60_000
+            ),
+        )
 
     full = add(3, T0, "m1").sealed  # two events sealed at once, the third opens the next buffer at T0
     full += add(1, T0 + 5000, "m2").sealed  # completes that buffer: sealed, first append still T0
@@ -172,6 +201,5 @@ def test_collection_refusals_are_counted_per_source_and_reason(r):
     samples, _ = scrape(r)
     assert value(samples, "signal_collect_refused_requests_total", source_id="src-1", reason="rate_limited") == 3
     assert value(samples, "signal_collect_refused_events_total", source_id="src-1", reason="rate_limited") == 30
-    assert value(samples, "signal_collect_refused_requests_total", source_id="src-2",
-                 reason="origin_not_allowed") == 1
+    assert value(samples, "signal_collect_refused_requests_total", source_id="src-2", reason="origin_not_allowed") == 1
     assert value(samples, "signal_collect_refused_requests_total", source_id="src-2", reason="rate_limited") == 0

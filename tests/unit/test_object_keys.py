@@ -28,12 +28,14 @@ def parse_object_key(prefix: str, key: str) -> tuple[str, str]:
         raise ValueError(f"object key {key!r} does not start with the prefix {prefix!r}")
     match = _KEY_TAIL_RE.fullmatch(key, len(prefix))
     if match is None:
-        raise ValueError(f"object key {key!r} is not <prefix>YYYY/MM/DD/HH/<batch-uuid> followed by "
-                         f"{' or '.join(SUFFIXES.values())}")
+        raise ValueError(
+            f"object key {key!r} is not <prefix>YYYY/MM/DD/HH/<batch-uuid> followed by {' or '.join(SUFFIXES.values())}"
+        )
     year, month, day, hh, batch_id, _ = match.groups()
     hour = f"{year}{month}{day}{hh}"
     _check_hour(hour)
     return hour, batch_id
+
 
 BATCH_ID = "0b6f5a4e-2d1c-4f3e-9a8b-7c6d5e4f3a2b"
 

@@ -22,8 +22,11 @@ def envelopes(n: int, *, start: int = 0) -> list[bytes]:
     events = []
     for i in range(start, start + n):
         e: dict[str, Any] = {
-            "event_id": f"e-{i}", "type": ("track", "page", "identify")[i % 3], "anonymous_id": f"a-{i % 97}",
-            "timestamp": f"2026-05-12T10:{i % 60:02d}:00.{i % 1000:03d}Z", "sent_at": "2026-05-12T10:59:59.000Z",
+            "event_id": f"e-{i}",
+            "type": ("track", "page", "identify")[i % 3],
+            "anonymous_id": f"a-{i % 97}",
+            "timestamp": f"2026-05-12T10:{i % 60:02d}:00.{i % 1000:03d}Z",
+            "sent_at": "2026-05-12T10:59:59.000Z",
             "context": {"ip": "203.0.113.7", "page": {"url": f"https://shop.example/p/{i}"}, "ünï": "cödé"},
             "properties": {"order_id": i, "revenue": i * 1.5, "tags": ["a", None, True]},
         }
@@ -37,8 +40,9 @@ def envelopes(n: int, *, start: int = 0) -> list[bytes]:
         if i % 5 == 0:
             e["campaign_code"] = f"c-{i}"  # not part of the envelope: kept in extra
         events.append(e)
-    result = prepared.prepare(events, "integ-1", received_at=datetime(2026, 5, 12, 10, 30, tzinfo=UTC),
-                              event_max_bytes=32 * 1024)
+    result = prepared.prepare(
+        events, "integ-1", received_at=datetime(2026, 5, 12, 10, 30, tzinfo=UTC), event_max_bytes=32 * 1024
+    )
     assert not result.rejected
     return [line for lines in result.lines_by_hour.values() for line in lines]
 
@@ -70,7 +74,7 @@ def encode_in_chunks(lines: list[bytes], chunk: int, **row_groups: int) -> tuple
     sizes = []
     body = b""
     for i in range(0, len(lines), chunk):
-        out = encoder.write(lines[i:i + chunk])
+        out = encoder.write(lines[i : i + chunk])
         sizes.append(len(out))
         body += out
     body += encoder.finish()
@@ -101,15 +105,26 @@ def test_the_schema_is_fixed_typed_and_zstd_compressed() -> None:
     for column in range(meta.num_columns):
         assert meta.row_group(0).column(column).compression == "ZSTD"
     parquet_types = {file.schema.column(i).name: file.schema.column(i).logical_type for i in range(len(COLUMNS))}
-    assert str(parquet_types["timestamp"]) == "Timestamp(isAdjustedToUTC=true, timeUnit=milliseconds, " \
-                                               "is_from_converted_type=false, force_set_converted_type=false)"
+    assert (
+        str(parquet_types["timestamp"]) == "Timestamp(isAdjustedToUTC=true, timeUnit=milliseconds, "
+        "is_from_converted_type=false, force_set_converted_type=false)"
+    )
     assert str(parquet_types["context"]) == "String"
 
 
 def test_an_empty_schema_column_reads_as_null_and_other_fields_go_to_extra() -> None:
-    line = orjson.dumps({"event_id": "e", "type": "alias", "previous_id": "p", "user_id": "u",
-                         "received_at": "2026-05-12T10:00:00.000Z", "integration_id": "i",
-                         "extra": {"nested": 1}, "kind": [1, 2]})
+    line = orjson.dumps(
+        {
+            "event_id": "e",
+            "type": "alias",
+            "previous_id": "p",
+            "user_id": "u",
+            "received_at": "2026-05-12T10:00:00.000Z",
+            "integration_id": "i",
+            "extra": {"nested": 1},
+            "kind": [1, 2],
+        }
+    )
     (row,) = read_rows(parquet.encode([line]))
     assert row["previous_id"] == "p" and row["timestamp"] is None and row["context"] is None
     assert row["extra"] == {"extra": {"nested": 1}, "kind": [1, 2]}
@@ -118,8 +133,16 @@ def test_an_empty_schema_column_reads_as_null_and_other_fields_go_to_extra() -> 
 def test_a_value_that_does_not_fit_its_column_is_kept_in_extra() -> None:
     lines = [
         orjson.dumps({"event_id": "ok", "type": "track", "received_at": "2026-05-12T10:00:00.000Z"}),
-        orjson.dumps({"event_id": 7, "type": "track", "received_at": "2026-05-12T10:00:00.000Z",
-                      "timestamp": "yesterday", "sent_at": 5, "campaign": "x"}),
+        orjson.dumps(
+            {
+                "event_id": 7,
+                "type": "track",
+                "received_at": "2026-05-12T10:00:00.000Z",
+                "timestamp": "yesterday",
+                "sent_at": 5,
+                "campaign": "x",
+            }
+        ),
     ]
     ok, odd = read_rows(parquet.encode(lines))
     assert ok["event_id"] == "ok" and ok["extra"] is None

@@ -34,8 +34,7 @@ def _hour(moment: datetime) -> str:
     return f"{moment.year:04d}{moment.month:02d}{moment.day:02d}{moment.hour:02d}"
 
 
-def partition_hour_of(received_at: str, timestamp: str | None, *, partition_time: str,
-                      bound_s: int) -> PartitionHour:
+def partition_hour_of(received_at: str, timestamp: str | None, *, partition_time: str, bound_s: int) -> PartitionHour:
     """The partition hour from an event's ``received_at`` and ``timestamp`` texts; ValueError for a bad date-time or
     an unknown ``partition_time``."""
     received = _instant(received_at)
@@ -51,8 +50,13 @@ def partition_hour_of(received_at: str, timestamp: str | None, *, partition_time
 
 def partition_hour(event: Mapping[str, Any], config: PartitionConfig) -> PartitionHour:
     """The partition hour of a validated envelope (it has ``received_at``; ``timestamp`` is optional)."""
-    return partition_hour_of(event["received_at"], event.get("timestamp"), partition_time=config.partition_time,
-                             bound_s=config.partition_time_bound_s)
+    return partition_hour_of(
+        event["received_at"],
+        event.get("timestamp"),
+        partition_time=config.partition_time,
+        bound_s=config.partition_time_bound_s,
+    )
+
 
 DAY_S = 24 * 3600
 RECEIVED = "2026-05-12T10:30:00.000Z"
@@ -70,8 +74,9 @@ def event(timestamp: str | None = None, received_at: str = RECEIVED) -> dict[str
 
 
 def test_received_at_is_the_default_and_ignores_the_timestamp() -> None:
-    config = parse_config({"bucket": "my-bucket", "region": "us-east-1", "access_key_id": "a",
-                           "secret_access_key": "b"})
+    config = parse_config(
+        {"bucket": "my-bucket", "region": "us-east-1", "access_key_id": "a", "secret_access_key": "b"}
+    )
     assert partition_hour(event("2026-05-01T03:00:00.000Z"), config) == PartitionHour("2026051210", False)
     assert partition_hour(event("1999-01-01T00:00:00.000Z"), cfg("received_at")) == ("2026051210", False)
 
@@ -110,30 +115,39 @@ def test_bad_input_is_a_value_error() -> None:
 
 
 @settings(max_examples=300, deadline=None)
-@given(received=st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(UTC)),
-       offset_s=st.integers(-30 * DAY_S, 30 * DAY_S), bound_s=st.integers(60, 14 * DAY_S))
+@given(
+    received=st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(UTC)),
+    offset_s=st.integers(-30 * DAY_S, 30 * DAY_S),
+    bound_s=st.integers(60, 14 * DAY_S),
+)
 def test_agrees_with_the_clock(received: datetime, offset_s: int, bound_s: int) -> None:
     received = received.replace(microsecond=received.microsecond // 1000 * 1000)
     happened = received + timedelta(seconds=offset_s)
     got = partition_hour_of(iso(received), iso(happened), partition_time="timestamp", bound_s=bound_s)
     inside = abs(offset_s) <= bound_s
     assert got == (hour_of(happened if inside else received), not inside)
-    assert partition_hour_of(iso(received), iso(happened), partition_time="received_at",
-                             bound_s=bound_s) == (hour_of(received), False)
+    assert partition_hour_of(iso(received), iso(happened), partition_time="received_at", bound_s=bound_s) == (
+        hour_of(received),
+        False,
+    )
 
 
 # -- TimestampHours: the ingest path's shortcut for canonical texts ---------------------------------------------------
 
-_MOMENTS = st.datetimes(min_value=datetime(1000, 1, 1), max_value=datetime(9999, 12, 31, 23, 59, 59),
-                         timezones=st.just(UTC))
+_MOMENTS = st.datetimes(
+    min_value=datetime(1000, 1, 1), max_value=datetime(9999, 12, 31, 23, 59, 59), timezones=st.just(UTC)
+)
 
 
 def _text(moment: datetime) -> str:
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-@given(received=_MOMENTS, offset_ms=st.integers(-40 * 86_400_000, 40 * 86_400_000),
-        bound_s=st.sampled_from([60, 3600, 86_400, 7 * 86_400, 31_622_400]))
+@given(
+    received=_MOMENTS,
+    offset_ms=st.integers(-40 * 86_400_000, 40 * 86_400_000),
+    bound_s=st.sampled_from([60, 3600, 86_400, 7 * 86_400, 31_622_400]),
+)
 def test_timestamp_hours_agree_with_partition_hour_of(received: datetime, offset_ms: int, bound_s: int) -> None:
     received_at = _text(received)
     try:
@@ -155,7 +169,5 @@ def test_timestamp_hours_at_the_exact_bound_and_the_ends_of_time() -> None:
     assert hours.hour(received_at, "2026-05-12T09:30:15.122Z") == ("2026051210", True)
     assert hours.hour(received_at, "2026-05-12T11:30:15.123Z") == ("2026051211", False)
     assert hours.hour(received_at, "2026-05-12T11:30:15.124Z") == ("2026051210", True)
-    assert TimestampHours(86_400).hour("9999-12-31T23:00:00.000Z", "9999-12-31T23:59:59.999Z") == (
-        "9999123123", False)
-    assert TimestampHours(86_400).hour("1000-01-01T00:30:00.000Z", "1000-01-01T00:00:00.000Z") == (
-        "1000010100", False)
+    assert TimestampHours(86_400).hour("9999-12-31T23:00:00.000Z", "9999-12-31T23:59:59.999Z") == ("9999123123", False)
+    assert TimestampHours(86_400).hour("1000-01-01T00:30:00.000Z", "1000-01-01T00:00:00.000Z") == ("1000010100", False)

@@ -13,21 +13,34 @@ import pytest
 from kombu import Connection
 
 from workers.events import prepared
-from workers.events.message import BadMessage, count_events, decode_message, describe_message, encode_message, message_of
+from workers.events.message import (
+    BadMessage,
+    count_events,
+    decode_message,
+    describe_message,
+    encode_message,
+    message_of,
+)
 from workers.integrations import registry
 from workers.pipeline import ingest
 from workers.queue import wire
-from workers.store import buffer, keys
 from workers.queue.producer import Broker
 from workers.settings import Settings
+from workers.store import buffer, keys
 
 NOW = datetime(2026, 11, 27, 15, 30, tzinfo=UTC)
 SETTINGS = Settings(redis_url="memory://")
 
 
 def event(i: int, **fields: object) -> dict[str, object]:
-    return {"event_id": f"e{i}", "type": "track", "event": "Order Completed", "anonymous_id": f"a{i}",
-            "properties": {"note": "line\nbreak \"quoted\" é", "n": i}, **fields}
+    return {
+        "event_id": f"e{i}",
+        "type": "track",
+        "event": "Order Completed",
+        "anonymous_id": f"a{i}",
+        "properties": {"note": 'line\nbreak "quoted" é', "n": i},
+        **fields,
+    }
 
 
 MIXED = [
@@ -51,11 +64,15 @@ def test_a_prepared_message_decodes_to_the_lines_indexes_and_rejections_prepare_
     assert message.indexes_by_hour == p.indexes_by_hour == {"2026112715": [0, 4], "2026112714": [2]}
     assert message.rejected == p.rejected
     assert [(rj.index, rj.reason, rj.event_id) for rj in message.rejected] == [
-        (1, "invalid_type", "bad-type"), (3, "not_an_object", None)]
+        (1, "invalid_type", "bad-type"),
+        (3, "not_an_object", None),
+    ]
     assert (message.accepted, message.events) == (3, 5)
-    assert message.live == [(0, "2026112715", "e0", "track", "Order Completed", "2026-11-27T15:30:00.000Z"),
-                            (1, "2026112715", "e4", "track", "Order Completed", "2026-11-27T15:30:00.000Z"),
-                            (2, "2026112714", "e2", "track", "Order Completed", "2026-11-27T14:59:59.000Z")]
+    assert message.live == [
+        (0, "2026112715", "e0", "track", "Order Completed", "2026-11-27T15:30:00.000Z"),
+        (1, "2026112715", "e4", "track", "Order Completed", "2026-11-27T15:30:00.000Z"),
+        (2, "2026112714", "e2", "track", "Order Completed", "2026-11-27T14:59:59.000Z"),
+    ]
 
 
 def test_a_worker_that_prepares_gets_the_message_the_wire_would_give():
@@ -86,16 +103,22 @@ def test_live_events_are_the_last_accepted_lines_in_the_order_they_are_appended(
     records = ingest._live_records(message.live, 1234)
     assert sorted(records) == list(range(150 - buffer.LIST_MAX, 150))
     first = orjson.loads(records[150 - buffer.LIST_MAX] + b"0}")
-    assert first == {"event_id": f"e{150 - buffer.LIST_MAX}", "type": "track", "event": "Order Completed",
-                     "received_at": "2026-11-27T15:30:00.000Z", "at_ms": 1234, "hour": "2026112715", "gen": 0}
+    assert first == {
+        "event_id": f"e{150 - buffer.LIST_MAX}",
+        "type": "track",
+        "event": "Order Completed",
+        "received_at": "2026-11-27T15:30:00.000Z",
+        "at_ms": 1234,
+        "hour": "2026112715",
+        "gen": 0,
+    }
     small = encode_message(prepared.prepare([old[0], new[0]], "int-1", received_at=NOW, event_max_bytes=1 << 15))
     live = ingest._live_records(decode_message(small).live, 1)
     assert [orjson.loads(live[p] + b"0}")["hour"] for p in (0, 1)] == ["2026112714", "2026112715"]
 
 
 def good() -> dict:
-    return wire_round_trip(encode_message(prepared.prepare(MIXED, "int-1", received_at=NOW,
-                                                            event_max_bytes=32 * 1024)))
+    return wire_round_trip(encode_message(prepared.prepare(MIXED, "int-1", received_at=NOW, event_max_bytes=32 * 1024)))
 
 
 def broken(change) -> dict:
@@ -104,28 +127,41 @@ def broken(change) -> dict:
     return message
 
 
-@pytest.mark.parametrize(("message", "problem"), [
-    (["int-1", []], "expected a JSON object, got list"),
-    (broken(lambda m: m.pop("live")), "missing keys ['live']"),
-    (broken(lambda m: m.update(extra=1)), "unknown keys ['extra']"),
-    (broken(lambda m: m.update(v=2)), "version 2"),
-    (broken(lambda m: m["indexes"].pop("2026112714")), "hours and indexes must be objects with the same hours"),
-    (broken(lambda m: m["indexes"]["2026112715"].append(9)),
-     "hours['2026112715'] has 2 lines: indexes['2026112715'] must list as many integers"),
-    (broken(lambda m: m["hours"].update({"2026112715": m["hours"]["2026112715"] + "\n"})),
-     "must be non-empty lines of JSON objects"),
-    (broken(lambda m: m["hours"].update({"2026112715": ""})), "must be non-empty lines of JSON objects"),
-    (broken(lambda m: m["hours"].update({"2026112715": 3})), "must be non-empty lines of JSON objects"),
-    (broken(lambda m: (m["hours"].update({"2026-11-27": "{}"}), m["indexes"].update({"2026-11-27": [0]}))),
-     "hour '2026-11-27' is not YYYYMMDDHH"),
-    (broken(lambda m: m["rejected"].append([1, "x"])), "rejected must list [index, reason, detail, event_id"),
-    (broken(lambda m: m["live"][0].__setitem__(0, 3)), "live must list [position below 3"),
-    (broken(lambda m: m["live"][0].__setitem__(1, "2026010100")), "live must list"),
-    (broken(lambda m: m.update(removed={"consent_denied": 0})), "removed must map each reason to a positive count"),
-    (broken(lambda m: m["removed_live"].append(["e9", "track", None, "2026-11-27T15:30:00.000Z", "filtered_out"])),
-     "removed_live must list [event_id, type, event, received_at, reason counted in removed]"),
-    (broken(lambda m: m.update(fallback=4)), "fallback must be a count of the message's lines (0 to 3)"),
-])
+@pytest.mark.parametrize(
+    ("message", "problem"),
+    [
+        (["int-1", []], "expected a JSON object, got list"),
+        (broken(lambda m: m.pop("live")), "missing keys ['live']"),
+        (broken(lambda m: m.update(extra=1)), "unknown keys ['extra']"),
+        (broken(lambda m: m.update(v=2)), "version 2"),
+        (broken(lambda m: m["indexes"].pop("2026112714")), "hours and indexes must be objects with the same hours"),
+        (
+            broken(lambda m: m["indexes"]["2026112715"].append(9)),
+            "hours['2026112715'] has 2 lines: indexes['2026112715'] must list as many integers",
+        ),
+        (
+            broken(lambda m: m["hours"].update({"2026112715": m["hours"]["2026112715"] + "\n"})),
+            "must be non-empty lines of JSON objects",
+        ),
+        (broken(lambda m: m["hours"].update({"2026112715": ""})), "must be non-empty lines of JSON objects"),
+        (broken(lambda m: m["hours"].update({"2026112715": 3})), "must be non-empty lines of JSON objects"),
+        (
+            broken(lambda m: (m["hours"].update({"2026-11-27": "{}"}), m["indexes"].update({"2026-11-27": [0]}))),
+            "hour '2026-11-27' is not YYYYMMDDHH",
+        ),
+        (broken(lambda m: m["rejected"].append([1, "x"])), "rejected must list [index, reason, detail, event_id"),
+        (broken(lambda m: m["live"][0].__setitem__(0, 3)), "live must list [position below 3"),
+        (broken(lambda m: m["live"][0].__setitem__(1, "2026010100")), "live must list"),
+        (broken(lambda m: m.update(removed={"consent_denied": 0})), "removed must map each reason to a positive count"),
+        (
+            broken(
+                lambda m: m["removed_live"].append(["e9", "track", None, "2026-11-27T15:30:00.000Z", "filtered_out"])
+            ),
+            "removed_live must list [event_id, type, event, received_at, reason counted in removed]",
+        ),
+        (broken(lambda m: m.update(fallback=4)), "fallback must be a count of the message's lines (0 to 3)"),
+    ],
+)
 def test_a_message_of_another_form_is_refused_with_what_is_wrong(message, problem):
     with pytest.raises(BadMessage) as caught:
         decode_message(message)
@@ -142,9 +178,18 @@ def r() -> fakeredis.FakeRedis:
 
 
 def install(r: fakeredis.FakeRedis) -> str:
-    return registry.install(r, {"name": "S3", "config": {
-        "bucket": "signal-events", "region": "us-east-1", "access_key_id": "AKIAIOSFODNN7EXAMPLE",
-        "secret_access_key": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"}}).id
+    return registry.install(
+        r,
+        {
+            "name": "S3",
+            "config": {
+                "bucket": "signal-events",
+                "region": "us-east-1",
+                "access_key_id": "AKIAIOSFODNN7EXAMPLE",
+                "secret_access_key": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+            },
+        },
+    ).id
 
 
 def buffered(r: fakeredis.FakeRedis, iid: str) -> list[dict]:
@@ -217,7 +262,9 @@ def test_the_api_publishes_prepared_events_that_show_only_ids_and_counts(r):
     try:
         task_id = ingest.publish(r, broker, iid, MIXED, settings=SETTINGS)
         raw = take()
-        unknown_id = ingest.publish(r, broker, "nobody", MIXED, settings=SETTINGS)  # not preparable here: sent as it came, the worker refuses it
+        unknown_id = ingest.publish(
+            r, broker, "nobody", MIXED, settings=SETTINGS
+        )  # not preparable here: sent as it came, the worker refuses it
         legacy = take()
     finally:
         broker.close()
@@ -235,6 +282,9 @@ def test_the_api_publishes_prepared_events_that_show_only_ids_and_counts(r):
     assert b"".join(texts_by_hour.values()) == texts and b'line\\nbreak \\"quoted\\"' in texts  # as stored
     assert json.loads(header)[0][1]["hours"] == {hour: len(text) for hour, text in texts_by_hour.items()}
     assert sorted(orjson.loads(x)["event_id"] for xs in message.lines_by_hour.values() for x in xs) == [
-        "e0", "e2", "e4"]
+        "e0",
+        "e2",
+        "e4",
+    ]
     assert legacy["headers"]["id"] == unknown_id and legacy["headers"]["task"] == "signal.ingest"
     assert legacy["headers"]["argsrepr"] == "('nobody', '<5 items>')"

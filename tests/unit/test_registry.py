@@ -137,20 +137,34 @@ def test_invalid_body_stores_nothing(r: fakeredis.FakeRedis, bad_body: Any, expe
 
 
 def test_all_body_errors_are_collected_with_field_paths(r: fakeredis.FakeRedis) -> None:
-    bad = body(name="", variant="x", config=dict(SEED_BODY["config"], region="moon-1", prefix="/p/"),
-               blueprint={"consent": {"require": []}, "drop_fields": "context.ip"})
+    bad = body(
+        name="",
+        variant="x",
+        config=dict(SEED_BODY["config"], region="moon-1", prefix="/p/"),
+        blueprint={"consent": {"require": []}, "drop_fields": "context.ip"},
+    )
     with pytest.raises(ConfigError) as caught:
         registry.install(r, bad)
-    assert [e["field"] for e in caught.value.errors] == ["name", "variant", "config.region", "config.prefix",
-                                                         "blueprint.consent.require", "blueprint.drop_fields"]
+    assert [e["field"] for e in caught.value.errors] == [
+        "name",
+        "variant",
+        "config.region",
+        "config.prefix",
+        "blueprint.consent.require",
+        "blueprint.drop_fields",
+    ]
     assert stored_keys(r) == []
     assert SECRET_ACCESS_KEY not in str(caught.value)
 
 
 # -- variants and blueprints -------------------------------------------------------------------------------------
 
-BLUEPRINT = {"consent": {"require": ["analytics"], "missing": "allow"}, "events": {"exclude": ["identify"]},
-             "drop_fields": ["context.ip"], "hash_fields": ["user_id", "traits.email"]}
+BLUEPRINT = {
+    "consent": {"require": ["analytics"], "missing": "allow"},
+    "events": {"exclude": ["identify"]},
+    "drop_fields": ["context.ip"],
+    "hash_fields": ["user_id", "traits.email"],
+}
 
 
 def test_the_variants_follow_the_catalog(r: fakeredis.FakeRedis) -> None:
@@ -165,12 +179,19 @@ def test_the_variants_follow_the_catalog(r: fakeredis.FakeRedis) -> None:
 
 
 def test_an_install_without_blueprint_gets_the_default(r: fakeredis.FakeRedis) -> None:
-    for installed in (registry.install(r, SEED_BODY), registry.install(r, body(blueprint=None)),
-                      registry.install(r, body(blueprint={}))):
+    for installed in (
+        registry.install(r, SEED_BODY),
+        registry.install(r, body(blueprint=None)),
+        registry.install(r, body(blueprint={})),
+    ):
         assert installed.blueprint == blueprint.DEFAULT
         assert installed.rules is None  # forwarding all events: nothing to apply
-        assert installed.public()["blueprint"] == {"consent": None, "events": None, "drop_fields": [],
-                                                   "hash_fields": []}
+        assert installed.public()["blueprint"] == {
+            "consent": None,
+            "events": None,
+            "drop_fields": [],
+            "hash_fields": [],
+        }
         assert installed.hash_key is not None  # ready for a later blueprint with hash_fields
 
 

@@ -28,8 +28,15 @@ def rules(body: dict[str, Any], key: bytes = KEY) -> Rules:
 
 
 def track(**fields: Any) -> dict[str, Any]:
-    return {"event_id": "e-1", "type": "track", "event": "Order Completed", "anonymous_id": "a-1",
-            "received_at": "2026-05-12T10:00:00.000Z", "integration_id": "i-1", **fields}
+    return {
+        "event_id": "e-1",
+        "type": "track",
+        "event": "Order Completed",
+        "anonymous_id": "a-1",
+        "received_at": "2026-05-12T10:00:00.000Z",
+        "integration_id": "i-1",
+        **fields,
+    }
 
 
 def hmac_hex(key: bytes, text: str) -> str:
@@ -50,8 +57,13 @@ def test_include_keeps_listed_types_and_event_names() -> None:
     kept = [track(), {"type": "page", "anonymous_id": "a"}]
     for event in kept:
         assert r.apply(event) is event
-    for event in (track(event="Signed Up"), {"type": "identify", "user_id": "u"}, {"type": "track"},
-                  {"type": "track", "event": ["Order Completed"]}, {"event": {"x": 1}}):
+    for event in (
+        track(event="Signed Up"),
+        {"type": "identify", "user_id": "u"},
+        {"type": "track"},
+        {"type": "track", "event": ["Order Completed"]},
+        {"event": {"x": 1}},
+    ):
         assert r.apply(event) == FILTERED_OUT
     assert r.apply(track(event="order completed")) == FILTERED_OUT  # exact, case-sensitive
 
@@ -100,8 +112,14 @@ def test_every_required_category_must_be_granted(consent: Any, delivered: bool) 
 
 @pytest.mark.parametrize(
     "event",
-    [track(), track(context={}), track(context={"consent": None}), track(context="nope"),
-     track(context={"consent": {"categoryPreferences": {}}}), track(context={"consent": {"other": True}})],
+    [
+        track(),
+        track(context={}),
+        track(context={"consent": None}),
+        track(context="nope"),
+        track(context={"consent": {"categoryPreferences": {}}}),
+        track(context={"consent": {"other": True}}),
+    ],
 )
 def test_missing_consent_information_is_denied_unless_allowed(event: dict[str, Any]) -> None:
     assert rules({"consent": {"require": ["analytics"]}}).apply(event) == CONSENT_DENIED
@@ -126,11 +144,19 @@ def test_the_filter_runs_before_consent() -> None:
 
 
 def test_drop_and_hash_change_only_their_paths_and_never_the_input() -> None:
-    r = rules({"drop_fields": ["context.ip", "properties.card.number", "name"],
-               "hash_fields": ["user_id", "traits.email", "properties.card.holder"]})
-    event = track(user_id="u-42", name="checkout", context={"ip": "203.0.113.7", "locale": "en"},
-                  traits={"email": "ada@example.com", "plan": "pro"},
-                  properties={"card": {"number": "4111", "holder": {"first": "Ada"}}, "revenue": 12})
+    r = rules(
+        {
+            "drop_fields": ["context.ip", "properties.card.number", "name"],
+            "hash_fields": ["user_id", "traits.email", "properties.card.holder"],
+        }
+    )
+    event = track(
+        user_id="u-42",
+        name="checkout",
+        context={"ip": "203.0.113.7", "locale": "en"},
+        traits={"email": "ada@example.com", "plan": "pro"},
+        properties={"card": {"number": "4111", "holder": {"first": "Ada"}}, "revenue": 12},
+    )
     before = copy.deepcopy(event)
     out = r.apply(event)
     assert event == before
@@ -141,7 +167,8 @@ def test_drop_and_hash_change_only_their_paths_and_never_the_input() -> None:
     assert out["traits"] == {"email": hmac_hex(KEY, "ada@example.com"), "plan": "pro"}
     assert out["properties"] == {"card": {"holder": hmac_hex(KEY, '{"first":"Ada"}')}, "revenue": 12}
     assert {k: v for k, v in out.items() if k not in ("user_id", "context", "traits", "properties")} == {
-        k: v for k, v in before.items() if k not in ("user_id", "context", "traits", "properties", "name")}
+        k: v for k, v in before.items() if k not in ("user_id", "context", "traits", "properties", "name")
+    }
 
 
 def test_hashes_are_keyed_stable_and_join_across_fields() -> None:
@@ -158,8 +185,9 @@ def test_hashes_are_keyed_stable_and_join_across_fields() -> None:
     assert out_a["user_id"] != hashlib.sha256(b"ada@example.com").hexdigest()  # not a plain (dictionary) hash
 
 
-@pytest.mark.parametrize(("value", "text"), [(42, "42"), (True, "true"), ([1, "a"], '[1,"a"]'),
-                                             ({"b": 1, "a": "é"}, '{"a":"é","b":1}')])
+@pytest.mark.parametrize(
+    ("value", "text"), [(42, "42"), (True, "true"), ([1, "a"], '[1,"a"]'), ({"b": 1, "a": "é"}, '{"a":"é","b":1}')]
+)
 def test_non_string_values_hash_as_their_compact_sorted_json(value: Any, text: str) -> None:
     out = rules({"hash_fields": ["properties.v"]}).apply(track(properties={"v": value}))
     assert isinstance(out, dict) and out["properties"]["v"] == hmac_hex(KEY, text)
@@ -167,8 +195,14 @@ def test_non_string_values_hash_as_their_compact_sorted_json(value: Any, text: s
 
 def test_null_absent_and_unreachable_values_are_left_alone() -> None:
     r = rules({"hash_fields": ["user_id", "context.ip.v4"], "drop_fields": ["traits.address.street"]})
-    for event in (track(user_id=None), track(), track(context={"ip": "203.0.113.7"}), track(context=[1]),
-                  track(traits={"address": "Main Street 1"}), track(traits={"address": None})):
+    for event in (
+        track(user_id=None),
+        track(),
+        track(context={"ip": "203.0.113.7"}),
+        track(context=[1]),
+        track(traits={"address": "Main Street 1"}),
+        track(traits={"address": None}),
+    ):
         assert r.apply(event) is event
 
 
@@ -197,11 +231,15 @@ def test_the_key_is_never_printed() -> None:
 KEYS = ("a", "b", "ip", "email", "context", "x")  # never a protected field
 assert not set(KEYS) & PROTECTED_FIELDS
 
-json_leaf = st.none() | st.booleans() | st.integers(-10**6, 10**6) | st.text(max_size=8)
-json_value = st.recursive(json_leaf, lambda inner: st.lists(inner, max_size=3)
-                          | st.dictionaries(st.sampled_from(KEYS), inner, max_size=4), max_leaves=12)
+json_leaf = st.none() | st.booleans() | st.integers(-(10**6), 10**6) | st.text(max_size=8)
+json_value = st.recursive(
+    json_leaf,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from(KEYS), inner, max_size=4),
+    max_leaves=12,
+)
 events = st.dictionaries(st.sampled_from(KEYS), json_value, max_size=5).map(
-    lambda fields: {"event_id": "e-1", "type": "track", "event": "x", **fields})
+    lambda fields: {"event_id": "e-1", "type": "track", "event": "x", **fields}
+)
 paths = st.lists(st.sampled_from(KEYS), min_size=1, max_size=4).map(".".join)
 
 
@@ -225,8 +263,11 @@ def ref_hash(event: dict[str, Any], path: str, key: bytes) -> dict[str, Any]:
         node = node.get(k) if isinstance(node, dict) else None
     if isinstance(node, dict) and node.get(leaf) is not None:
         value = node[leaf]
-        text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, separators=(",", ":"),
-                                                               ensure_ascii=False)
+        text = (
+            value
+            if isinstance(value, str)
+            else json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        )
         node[leaf] = hmac_hex(key, text)
     return out
 
@@ -254,15 +295,19 @@ def test_hash_matches_the_reference_model(event: dict[str, Any], path: str) -> N
 
 @settings(max_examples=200, deadline=None)
 @given(event=events, drop=st.lists(paths, max_size=3, unique=True), hashed=st.lists(paths, max_size=3, unique=True))
-def test_many_paths_at_once_equal_one_after_another(event: dict[str, Any], drop: list[str],
-                                                    hashed: list[str]) -> None:
+def test_many_paths_at_once_equal_one_after_another(event: dict[str, Any], drop: list[str], hashed: list[str]) -> None:
     every = drop + hashed
-    assume(all(not (a == b or a.startswith(b + ".") or b.startswith(a + "."))
-               for i, a in enumerate(every) for b in every[i + 1:]))
+    assume(
+        all(
+            not (a == b or a.startswith(b + ".") or b.startswith(a + "."))
+            for i, a in enumerate(every)
+            for b in every[i + 1 :]
+        )
+    )
     before = copy.deepcopy(event)
-    out = rules({"drop_fields": drop, "hash_fields": hashed} if every else {"consent": {"require": ["a"],
-                                                                                       "missing": "allow"}}
-                ).apply(event)
+    out = rules(
+        {"drop_fields": drop, "hash_fields": hashed} if every else {"consent": {"require": ["a"], "missing": "allow"}}
+    ).apply(event)
     expected = before
     for path in drop:
         expected = ref_drop(expected, path)

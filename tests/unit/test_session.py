@@ -11,8 +11,8 @@ from fastapi.responses import Response
 from pydantic import SecretStr
 
 from workers import crypto
-from workers.store import keys
 from workers.settings import Settings
+from workers.store import keys
 from workers.web import session
 
 NOW = 1_800_000_000
@@ -24,8 +24,17 @@ def settings(**changes: object) -> Settings:
 
 def request(scheme: str = "http", host: str = "127.0.0.1:8084", **headers: str) -> Request:
     raw = [(b"host", host.encode())] + [(k.replace("_", "-").lower().encode(), v.encode()) for k, v in headers.items()]
-    return Request({"type": "http", "scheme": scheme, "method": "POST", "path": "/", "query_string": b"",
-                    "headers": raw, "server": ("127.0.0.1", 8084)})
+    return Request(
+        {
+            "type": "http",
+            "scheme": scheme,
+            "method": "POST",
+            "path": "/",
+            "query_string": b"",
+            "headers": raw,
+            "server": ("127.0.0.1", 8084),
+        }
+    )
 
 
 def test_a_session_cookie_round_trips_and_any_change_voids_it():

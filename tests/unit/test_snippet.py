@@ -19,7 +19,8 @@ def test_analytics_next_points_at_this_api_and_its_own_copy_of_the_sdk():
     assert '"cdnSettings"' in html  # no settings fetched from cdn.segment.com
     # _cdn is set before the SDK runs: the chunks it loads on demand come from the site too
     assert html.index('window.analytics = {_cdn: "/static/sdk"}') < html.index(
-        '<script src="/static/sdk/analytics-next/bundles/index.js"></script>')
+        '<script src="/static/sdk/analytics-next/bundles/index.js"></script>'
+    )
     assert "analytics.page();" in html
     assert "segment.com" not in html.replace("@segment/analytics-next", "")
 
@@ -41,14 +42,23 @@ def test_rudderstack_gets_its_source_config_inline_and_loads_nothing_else():
 
 
 def test_values_cannot_break_out_of_the_script():
-    html = snippet.rudderstack('</script><script>alert(1)</script>', api_url="https://c.example",
-                               source_id="<!--")
+    html = snippet.rudderstack("</script><script>alert(1)</script>", api_url="https://c.example", source_id="<!--")
     assert html.count("</script>") == 2  # the two closing tags of the snippet itself
     assert "<!--" not in html.split("-->", 1)[1]
 
 
-@pytest.mark.parametrize("url", ["collect.example.com", "ftp://c.example", "https://", "https://c.example?x=1",
-                                 "https://c.example#f", "https://u:p@c.example", "https://c.example:99999"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "collect.example.com",
+        "ftp://c.example",
+        "https://",
+        "https://c.example?x=1",
+        "https://c.example#f",
+        "https://u:p@c.example",
+        "https://c.example:99999",
+    ],
+)
 def test_a_wrong_api_url_is_refused_with_an_example(url):
     with pytest.raises(ValueError, match="https://collect.example.com"):
         check_api_url(url)

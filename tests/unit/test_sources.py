@@ -5,10 +5,10 @@ from __future__ import annotations
 import fakeredis
 import pytest
 
-from workers.integrations import sources
-from workers.store import keys
 from workers.errors import ConfigError
+from workers.integrations import sources
 from workers.settings import Settings
+from workers.store import keys
 
 
 @pytest.fixture
@@ -35,9 +35,14 @@ def test_get_list_and_public_view(r):
     a = sources.create(r, "Website")
     assert sources.get(r, a.id).write_key == a.write_key
     assert [s.id for s in sources.list_all(r)] == [a.id]
-    assert sources.get(r, a.id).public() == {"id": a.id, "name": "Website", "write_key": a.write_key,
-                                             "created_at": a.public()["created_at"], "allowed_origins": [],
-                                             "rate_limit_eps": None}
+    assert sources.get(r, a.id).public() == {
+        "id": a.id,
+        "name": "Website",
+        "write_key": a.write_key,
+        "created_at": a.public()["created_at"],
+        "allowed_origins": [],
+        "rate_limit_eps": None,
+    }
     with pytest.raises(sources.UnknownSource):
         sources.get(r, "nope")
 
@@ -71,18 +76,29 @@ def test_ttl_cache_forgets_after_its_ttl():
 
 
 def test_settings_are_stored_normalised_and_shown(r):
-    source = sources.create_from(r, {"name": "Shop", "allowed_origins": ["https://WWW.Example.com:443", "*.shop.io",
-                                                                         "https://www.example.com"],
-                                     "rate_limit_eps": 250})
+    source = sources.create_from(
+        r,
+        {
+            "name": "Shop",
+            "allowed_origins": ["https://WWW.Example.com:443", "*.shop.io", "https://www.example.com"],
+            "rate_limit_eps": 250,
+        },
+    )
     stored = sources.get(r, source.id)
     assert stored.allowed_origins == ("https://www.example.com", "*.shop.io")
     assert stored.rate_limit_eps == 250
     view = sources.view(r, stored, Settings(source_rate_limit_eps=1000))
     assert view["effective_rate_limit_eps"] == 250 and view["integrations"] == []
-    assert view["refused"] == {"rate_limited": {"requests": 0, "events": 0},
-                               "origin_not_allowed": {"requests": 0, "events": 0}}
-    assert sources.view(r, sources.create(r, "Default limit"), Settings(source_rate_limit_eps=77))[
-        "effective_rate_limit_eps"] == 77
+    assert view["refused"] == {
+        "rate_limited": {"requests": 0, "events": 0},
+        "origin_not_allowed": {"requests": 0, "events": 0},
+    }
+    assert (
+        sources.view(r, sources.create(r, "Default limit"), Settings(source_rate_limit_eps=77))[
+            "effective_rate_limit_eps"
+        ]
+        == 77
+    )
 
 
 def test_update_changes_only_the_given_fields(r):
@@ -102,11 +118,24 @@ def test_every_wrong_field_gets_one_message_and_nothing_changes(r):
     source = sources.create_from(r, {"name": "Shop", "rate_limit_eps": 5})
     before = r.get(keys.source(source.id))
     with pytest.raises(ConfigError) as info:
-        sources.update(r, source.id, {"name": "", "allowed_origins": ["https://ok.example", "nope", "*"],
-                                      "rate_limit_eps": -1, "write_key": "wk_mine"})
+        sources.update(
+            r,
+            source.id,
+            {
+                "name": "",
+                "allowed_origins": ["https://ok.example", "nope", "*"],
+                "rate_limit_eps": -1,
+                "write_key": "wk_mine",
+            },
+        )
     errors = info.value.errors
-    assert [e["field"] for e in errors] == ["write_key", "name", "rate_limit_eps", "allowed_origins[1]",
-                                            "allowed_origins[2]"]
+    assert [e["field"] for e in errors] == [
+        "write_key",
+        "name",
+        "rate_limit_eps",
+        "allowed_origins[1]",
+        "allowed_origins[2]",
+    ]
     assert all(e["message"] for e in errors)
     assert "scheme://host" in errors[3]["message"] and "empty" in errors[4]["message"]
     assert r.get(keys.source(source.id)) == before
@@ -136,9 +165,16 @@ def test_route_carries_the_policy_the_effective_limit_and_the_enabled_integratio
 
 
 def _install_body(source_id):
-    return {"name": "S3", "source_id": source_id,
-            "config": {"bucket": "b-1", "region": "us-east-1", "access_key_id": "AKIA0000000000000000",
-                       "secret_access_key": "x" * 40}}
+    return {
+        "name": "S3",
+        "source_id": source_id,
+        "config": {
+            "bucket": "b-1",
+            "region": "us-east-1",
+            "access_key_id": "AKIA0000000000000000",
+            "secret_access_key": "x" * 40,
+        },
+    }
 
 
 def test_refusals_are_counted_locally_and_added_in_one_flush(r):

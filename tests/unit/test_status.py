@@ -13,7 +13,12 @@ HOUR = "2026112509"
 
 
 def sealed(r, iid, message_id):
-    buffer.append(r, iid, buffer.Append(message_id=message_id, now_ms=T0, lines_by_hour={HOUR: [b'{"event_id":"e"}']}), buffer.Limits(cap_bytes=10**6, batch_max_events=10, batch_max_bytes=10**6, seal_due_ms=T0, seen_ttl_ms=1000))
+    buffer.append(
+        r,
+        iid,
+        buffer.Append(message_id=message_id, now_ms=T0, lines_by_hour={HOUR: [b'{"event_id":"e"}']}),
+        buffer.Limits(cap_bytes=10**6, batch_max_events=10, batch_max_bytes=10**6, seal_due_ms=T0, seen_ttl_ms=1000),
+    )
     return buffer.seal(r, iid, HOUR, now_ms=T0, seal_due_ms=T0)
 
 
@@ -33,8 +38,12 @@ def test_status_counts_batches_in_flight_retrying_and_held():
 
 
 def test_the_last_error_counts_while_batches_wait_or_nothing_was_delivered_since():
-    base = {"last_error": {"code": "AccessDenied", "at": "2026-01-01T10:00:00.000Z"}, "dead_letter_batches": 0,
-            "retrying_batches": 0, "last_success_at": None}
+    base = {
+        "last_error": {"code": "AccessDenied", "at": "2026-01-01T10:00:00.000Z"},
+        "dead_letter_batches": 0,
+        "retrying_batches": 0,
+        "last_success_at": None,
+    }
     assert status.current_error(base)["code"] == "AccessDenied"
     assert status.current_error({**base, "last_success_at": "2026-01-01T09:00:00.000Z"})
     assert status.current_error({**base, "last_success_at": "2026-01-01T11:00:00.000Z"}) is None

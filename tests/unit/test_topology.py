@@ -36,8 +36,12 @@ def test_rabbitmq_queues_are_quorum_queues_with_a_delivery_limit_and_a_dead_lett
         assert queue.exchange.name == "signal" and queue.exchange.type == "topic"  # native delayed delivery
         assert queue.routing_key == queue.name
         assert queue.queue_arguments == {
-            "x-queue-type": "quorum", "x-delivery-limit": 7, "x-dead-letter-exchange": "signal.dead-letter",
-            "x-dead-letter-strategy": "at-least-once", "x-overflow": "reject-publish"}
+            "x-queue-type": "quorum",
+            "x-delivery-limit": 7,
+            "x-dead-letter-exchange": "signal.dead-letter",
+            "x-dead-letter-strategy": "at-least-once",
+            "x-overflow": "reject-publish",
+        }
     dead = topology.dead_letter_queue()
     assert dead.name == "signal.dead-letter" and dead.exchange.name == "signal.dead-letter"
     assert dead.queue_arguments == {"x-queue-type": "quorum"}

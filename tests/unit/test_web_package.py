@@ -40,8 +40,16 @@ def test_the_http_face_stays_one_small_module_per_face():
 def test_the_readme_shows_the_console_with_screenshots_that_exist():
     readme = (ROOT / "README.md").read_text()
     section = readme.split("## Console", 1)[1].split("\n## ", 1)[0]
-    for words in ("Sign in", "Integration Library", "Install Integration", "Live Events", "Dead letter", "Sources",
-                  "Fleet", "Query & access"):
+    for words in (
+        "Sign in",
+        "Integration Library",
+        "Install Integration",
+        "Live Events",
+        "Dead letter",
+        "Sources",
+        "Fleet",
+        "Query & access",
+    ):
         assert words in section, words
     images = [line.split("](", 1)[1].split(")", 1)[0] for line in section.splitlines() if line.startswith("![")]
     images += [part.split('"', 1)[0] for part in section.split('<img src="')[1:]]

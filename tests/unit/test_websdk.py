@@ -25,18 +25,24 @@ def make_tarball(files: dict[str, bytes]) -> bytes:
     return out.getvalue()
 
 
-TARBALL = make_tarball({
-    "package/package.json": b"{}",
-    "package/dist/umd/index.js": b"window.Fake = 1;",
-    "package/dist/umd/42.bundle.abc.js": b"chunk",
-    "package/dist/umd/index.js.map": b"map",
-    "package/dist/umd/sub/x.bundle.y.js": b"nested",
-    "package/dist/umd/../../../evil.bundle.x.js": b"escape",
-})
-FAKE = sdk.Package(key="fake", name="@scope/fake", version="1.2.3", integrity=sdk.integrity_of(TARBALL),
-                      files=(("package/dist/umd/index.js", "fake/bundles"),
-                             ("package/dist/umd/*.bundle.*.js", "fake/bundles")),
-                      script="fake/bundles/index.js")
+TARBALL = make_tarball(
+    {
+        "package/package.json": b"{}",
+        "package/dist/umd/index.js": b"window.Fake = 1;",
+        "package/dist/umd/42.bundle.abc.js": b"chunk",
+        "package/dist/umd/index.js.map": b"map",
+        "package/dist/umd/sub/x.bundle.y.js": b"nested",
+        "package/dist/umd/../../../evil.bundle.x.js": b"escape",
+    }
+)
+FAKE = sdk.Package(
+    key="fake",
+    name="@scope/fake",
+    version="1.2.3",
+    integrity=sdk.integrity_of(TARBALL),
+    files=(("package/dist/umd/index.js", "fake/bundles"), ("package/dist/umd/*.bundle.*.js", "fake/bundles")),
+    script="fake/bundles/index.js",
+)
 
 
 class Registry:
@@ -112,5 +118,6 @@ def test_the_real_packages_are_pinned_exactly(monkeypatch: pytest.MonkeyPatch) -
         assert package.version.count(".") == 2 and package.version.replace(".", "").isdigit()
         assert package.integrity.startswith("sha512-") and len(package.integrity) == 95
     assert sdk.RUDDERSTACK.tarball_url == (
-        "https://registry.npmjs.org/@rudderstack/analytics-js/-/analytics-js-3.34.1.tgz")
+        "https://registry.npmjs.org/@rudderstack/analytics-js/-/analytics-js-3.34.1.tgz"
+    )
     assert [p.key for p in sdk.PACKAGES] == ["analytics-next", "rudderstack"]

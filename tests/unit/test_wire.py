@@ -11,8 +11,8 @@ import pytest
 from kombu import Connection, compression, serialization
 from kombu.exceptions import DecodeError, EncodeError
 
-from workers.queue import wire
 from workers.events.message import BadMessage, count_events, decode_message, encode_message
+from workers.queue import wire
 from workers.queue.producer import Broker
 from workers.settings import Settings
 
@@ -75,10 +75,19 @@ def prepared_message() -> dict:
 
     from workers.events import prepared
 
-    events = [{"event_id": f"e{i}", "type": "track", "event": "é\n\"x\"", "anonymous_id": "a",
-               "received_at": f"2026-11-27T1{4 + i % 2}:00:00.000Z"} for i in range(5)] + ["not an object"]
-    return encode_message(prepared.prepare(events, "int-1", received_at=datetime(2026, 11, 27, 15, tzinfo=UTC),
-                                            event_max_bytes=32768))
+    events = [
+        {
+            "event_id": f"e{i}",
+            "type": "track",
+            "event": 'é\n"x"',
+            "anonymous_id": "a",
+            "received_at": f"2026-11-27T1{4 + i % 2}:00:00.000Z",
+        }
+        for i in range(5)
+    ] + ["not an object"]
+    return encode_message(
+        prepared.prepare(events, "int-1", received_at=datetime(2026, 11, 27, 15, tzinfo=UTC), event_max_bytes=32768)
+    )
 
 
 def test_a_prepared_message_round_trips_with_its_lines_as_the_bytes_prepare_made():
@@ -103,13 +112,25 @@ def test_json_signal_append_messages_of_any_producer_are_still_read():
     wire.install()
     message = prepared_message()
     args = serialization.loads(json.dumps([["int-1", message], {}, {}]), "application/json", "utf-8")[0]
-    assert decode_message(args[1]) == decode_message(serialization.loads(
-        serialization.dumps([["int-1", message], {}, {}], serializer=wire.PREPARED)[2],
-        wire.PREPARED_CONTENT_TYPE, "binary")[0][1])
+    assert decode_message(args[1]) == decode_message(
+        serialization.loads(
+            serialization.dumps([["int-1", message], {}, {}], serializer=wire.PREPARED)[2],
+            wire.PREPARED_CONTENT_TYPE,
+            "binary",
+        )[0][1]
+    )
 
 
-@pytest.mark.parametrize("payload", [b"not json\n{}", b'{"a": 1}\n', b'[["int-1"], {}, {}]\n',
-                                     b'[["int-1", {"hours": []}], {}, {}]\n', b'[["int-1", {}], {}, {}]'])
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b"not json\n{}",
+        b'{"a": 1}\n',
+        b'[["int-1"], {}, {}]\n',
+        b'[["int-1", {"hours": []}], {}, {}]\n',
+        b'[["int-1", {}], {}, {}]',
+    ],
+)
 def test_a_body_without_a_readable_header_is_a_clear_decode_error(payload):
     wire.install()
     with pytest.raises(DecodeError, match="signal-prepared"):

@@ -19,8 +19,13 @@ from workers.settings import get_settings
 def _api_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", help="address to listen on (default SIGNAL_API_HOST, 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port (default SIGNAL_API_PORT, 8084)")
-    parser.add_argument("--workers", type=_positive_int, default=1, metavar="N",
-                        help="API processes sharing the port (default 1; about one per CPU)")
+    parser.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=1,
+        metavar="N",
+        help="API processes sharing the port (default 1; about one per CPU)",
+    )
 
 
 def _positive_int(value: str) -> int:
@@ -50,9 +55,13 @@ def cmd_queues(args: argparse.Namespace) -> int:
 
 
 def _copy_store_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--from", dest="source", required=True, metavar="REDIS_URL",
-                        help="the Redis the stopped fleet used (its SIGNAL_REDIS_URL); the copy goes to "
-                             "SIGNAL_REDIS_URL")
+    parser.add_argument(
+        "--from",
+        dest="source",
+        required=True,
+        metavar="REDIS_URL",
+        help="the Redis the stopped fleet used (its SIGNAL_REDIS_URL); the copy goes to SIGNAL_REDIS_URL",
+    )
 
 
 def cmd_copy_store(args: argparse.Namespace) -> int:
@@ -60,7 +69,9 @@ def cmd_copy_store(args: argparse.Namespace) -> int:
 
     source = redis.Redis.from_url(args.source)
     try:
-        report = migrate.copy_store(source, common.redis_client(), broker=migrate.BrokerKeys(*topology.redis_broker_keys()))
+        report = migrate.copy_store(
+            source, common.redis_client(), broker=migrate.BrokerKeys(*topology.redis_broker_keys())
+        )
     except migrate.NotDrained as exc:
         return fail(f"nothing was copied: {exc}", EXIT_FAILED)
     finally:
@@ -83,10 +94,12 @@ def cmd_reencrypt(args: argparse.Namespace) -> int:
 def _metrics_arguments(parser: argparse.ArgumentParser) -> None:
     from workers.observe import metrics
 
-    parser.add_argument("--host", default=metrics.DEFAULT_HOST,
-                        help=f"address to bind (default {metrics.DEFAULT_HOST})")
-    parser.add_argument("--port", type=int, default=metrics.DEFAULT_PORT,
-                        help=f"port to bind (default {metrics.DEFAULT_PORT})")
+    parser.add_argument(
+        "--host", default=metrics.DEFAULT_HOST, help=f"address to bind (default {metrics.DEFAULT_HOST})"
+    )
+    parser.add_argument(
+        "--port", type=int, default=metrics.DEFAULT_PORT, help=f"port to bind (default {metrics.DEFAULT_PORT})"
+    )
 
 
 def cmd_metrics(args: argparse.Namespace) -> int:
@@ -106,11 +119,19 @@ def cmd_metrics(args: argparse.Namespace) -> int:
 COMMANDS: tuple[Command, ...] = (
     Command("api", "run the HTTP API (admin routes and Segment-compatible collection)", cmd_api, _api_arguments),
     Command("metrics", "serve the fleet's Prometheus metrics over HTTP (/metrics)", cmd_metrics, _metrics_arguments),
-    Command("queues", "messages waiting in each broker queue (and, on RabbitMQ, held in signal.dead-letter)",
-            cmd_queues),
-    Command("copy-store", "copy the store of a drained, stopped fleet into SIGNAL_REDIS_URL (e.g. a Redis Cluster)",
-            cmd_copy_store, _copy_store_arguments),
+    Command(
+        "queues", "messages waiting in each broker queue (and, on RabbitMQ, held in signal.dead-letter)", cmd_queues
+    ),
+    Command(
+        "copy-store",
+        "copy the store of a drained, stopped fleet into SIGNAL_REDIS_URL (e.g. a Redis Cluster)",
+        cmd_copy_store,
+        _copy_store_arguments,
+    ),
     Command("keygen", "print a new key for SIGNAL_SECRET_KEY", cmd_keygen),
-    Command("reencrypt", "re-encrypt stored secrets with the first SIGNAL_SECRET_KEY (after putting a new key first)",
-            cmd_reencrypt),
+    Command(
+        "reencrypt",
+        "re-encrypt stored secrets with the first SIGNAL_SECRET_KEY (after putting a new key first)",
+        cmd_reencrypt,
+    ),
 )

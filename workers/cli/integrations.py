@@ -37,8 +37,11 @@ def _install_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _update_arguments(parser: argparse.ArgumentParser) -> None:
     id_argument(parser)
-    file_option(parser, 'the new config and/or blueprint: a config object, or {"config": {...}, '
-                         '"blueprint": {...}} with either or both')
+    file_option(
+        parser,
+        'the new config and/or blueprint: a config object, or {"config": {...}, '
+        '"blueprint": {...}} with either or both',
+    )
 
 
 def cmd_install(args: argparse.Namespace) -> int:
@@ -76,8 +79,15 @@ def _parts_of(document: Any) -> dict[str, Any]:
     if isinstance(document, dict) and any(part in document for part in _UPDATE_PARTS):
         others = sorted(str(key) for key in document if key not in _UPDATE_PARTS)
         if others:
-            raise ConfigError([{"field": others[0], "message": "update replaces only the config and the blueprint; "
-                                'give a config object or {"config": {...}, "blueprint": {...}}'}])
+            raise ConfigError(
+                [
+                    {
+                        "field": others[0],
+                        "message": "update replaces only the config and the blueprint; "
+                        'give a config object or {"config": {...}, "blueprint": {...}}',
+                    }
+                ]
+            )
         return {part: document[part] for part in _UPDATE_PARTS if part in document}
     return {"config": document}
 
@@ -85,8 +95,9 @@ def _parts_of(document: Any) -> dict[str, Any]:
 def cmd_update(args: argparse.Namespace) -> int:
     """The config replaces the whole config (not merged, unlike the API's PATCH); the bucket is not checked."""
     body = {**_parts_of(read_json(args.file)), "verify": False}
-    print_json(manage.update_integration(common.redis_client(), args.id, body, settings=get_settings(), merge=False)
-                .public())
+    print_json(
+        manage.update_integration(common.redis_client(), args.id, body, settings=get_settings(), merge=False).public()
+    )
     return EXIT_OK
 
 
@@ -119,8 +130,9 @@ def cmd_dead_letter(args: argparse.Namespace) -> int:
     total = 1 if args.batch else len(held)
     with tqdm(total=total, unit="batch", desc="replay", file=sys.stderr, disable=total == 0) as bar:
         try:
-            report = replay.replay(r, args.id, settings=get_settings(), batch_id=args.batch,
-                                     on_progress=lambda _b, _s: bar.update(1))
+            report = replay.replay(
+                r, args.id, settings=get_settings(), batch_id=args.batch, on_progress=lambda _b, _s: bar.update(1)
+            )
         except LookupError as exc:
             return fail(str(exc), EXIT_FAILED)
     print_json(report.summary())
@@ -151,8 +163,9 @@ def _athena_arguments(parser: argparse.ArgumentParser) -> None:
 def cmd_athena_ddl(args: argparse.Namespace) -> int:
     integration = registry.get(common.redis_client(), args.id)
     try:
-        ddl = athena.athena_ddl(integration.id, integration.config, table=args.table, database=args.database,
-                                variant=integration.variant)
+        ddl = athena.athena_ddl(
+            integration.id, integration.config, table=args.table, database=args.database, variant=integration.variant
+        )
     except ValueError as exc:
         return fail(str(exc), EXIT_INVALID)
     sys.stdout.write(ddl.rstrip("\n") + "\n")
@@ -175,8 +188,9 @@ def cmd_test(args: argparse.Namespace) -> int:
     settings = get_settings()
     broker = Broker(settings)
     try:
-        code, result = manage.run_test_event(common.redis_client(), broker, args.id, settings=settings,
-                                          timeout_s=max(args.timeout, 1.0))
+        code, result = manage.run_test_event(
+            common.redis_client(), broker, args.id, settings=settings, timeout_s=max(args.timeout, 1.0)
+        )
     finally:
         broker.close()
     print_json(result)
@@ -184,21 +198,32 @@ def cmd_test(args: argparse.Namespace) -> int:
 
 
 COMMANDS: tuple[Command, ...] = (
-    Command("install", f"install an integration ({INTEGRATION_TYPE}) from a JSON body", cmd_install,
-            _install_arguments),
+    Command(
+        "install", f"install an integration ({INTEGRATION_TYPE}) from a JSON body", cmd_install, _install_arguments
+    ),
     Command("list", "list installed integrations", cmd_list),
     Command("show", "show one integration", cmd_show, id_argument),
     Command("update", "replace the config and/or the blueprint of an integration", cmd_update, _update_arguments),
     Command("enable", "enable an integration", cmd_enable, id_argument),
     Command("disable", "disable an integration", cmd_disable, id_argument),
     Command("status", "delivery status: buffered, delivered, retrying, held, last error", cmd_status, id_argument),
-    Command("live", "the most recent events and their state: buffered, delivered (object key), failed (code)",
-            cmd_live, _live_arguments),
-    Command("dead-letter", "list or replay batches held after a permanent failure", cmd_dead_letter,
-            _dead_letter_arguments),
-    Command("athena-ddl", "print a CREATE EXTERNAL TABLE (partition projection) for the objects", cmd_athena_ddl,
-            _athena_arguments),
+    Command(
+        "live",
+        "the most recent events and their state: buffered, delivered (object key), failed (code)",
+        cmd_live,
+        _live_arguments,
+    ),
+    Command(
+        "dead-letter", "list or replay batches held after a permanent failure", cmd_dead_letter, _dead_letter_arguments
+    ),
+    Command(
+        "athena-ddl",
+        "print a CREATE EXTERNAL TABLE (partition projection) for the objects",
+        cmd_athena_ddl,
+        _athena_arguments,
+    ),
     Command("iam-policy", "print the least-privilege IAM policy for the integration", cmd_iam_policy, id_argument),
-    Command("test", "send a test event through the fleet and print where it landed (or why not)", cmd_test,
-            _test_arguments),
+    Command(
+        "test", "send a test event through the fleet and print where it landed (or why not)", cmd_test, _test_arguments
+    ),
 )

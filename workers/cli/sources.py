@@ -21,11 +21,17 @@ from workers.websites import sdk, snippet
 
 
 def _source_settings_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--allowed-origins", metavar="LIST",
-                        help="comma-separated origins that may send from a browser (https://www.example.com, "
-                             "*.example.com); '' allows any")
-    parser.add_argument("--rate-limit", metavar="EPS",
-                        help="events per second for this source; 0: no limit; 'default': SIGNAL_SOURCE_RATE_LIMIT_EPS")
+    parser.add_argument(
+        "--allowed-origins",
+        metavar="LIST",
+        help="comma-separated origins that may send from a browser (https://www.example.com, "
+        "*.example.com); '' allows any",
+    )
+    parser.add_argument(
+        "--rate-limit",
+        metavar="EPS",
+        help="events per second for this source; 0: no limit; 'default': SIGNAL_SOURCE_RATE_LIMIT_EPS",
+    )
 
 
 def _sources_arguments(parser: argparse.ArgumentParser) -> None:
@@ -40,14 +46,21 @@ def _sources_arguments(parser: argparse.ArgumentParser) -> None:
     update.add_argument("id", help="source id")
     update.add_argument("--name", help="new name")
     _source_settings_options(update)
-    snippet_parser = sub.add_parser("snippet", help="print the <script> setup that sends a website's events to this "
-                                                    "source (analytics.js and RudderStack JS)")
+    snippet_parser = sub.add_parser(
+        "snippet",
+        help="print the <script> setup that sends a website's events to this source (analytics.js and RudderStack JS)",
+    )
     snippet_parser.add_argument("id", help="source id")
-    snippet_parser.add_argument("--api-url", help="the collection API's public address (default "
-                                                  "SIGNAL_PUBLIC_API_URL, else http://SIGNAL_API_HOST:SIGNAL_API_PORT)")
-    snippet_parser.add_argument("--sdk-url", default=snippet.DEFAULT_SDK_BASE_URL,
-                                help="where the site serves the files of `signal-s3 sdk-files` (default "
-                                     f"{snippet.DEFAULT_SDK_BASE_URL})")
+    snippet_parser.add_argument(
+        "--api-url",
+        help="the collection API's public address (default "
+        "SIGNAL_PUBLIC_API_URL, else http://SIGNAL_API_HOST:SIGNAL_API_PORT)",
+    )
+    snippet_parser.add_argument(
+        "--sdk-url",
+        default=snippet.DEFAULT_SDK_BASE_URL,
+        help=f"where the site serves the files of `signal-s3 sdk-files` (default {snippet.DEFAULT_SDK_BASE_URL})",
+    )
     snippet_parser.add_argument("--sdk", choices=["analytics-next", "rudderstack"], help="only this SDK's snippet")
 
 
@@ -81,14 +94,17 @@ def cmd_sources(args: argparse.Namespace) -> int:
     else:
         source = sources.get(r, args.id)
         try:
-            found = snippet.for_source(source.id, source.write_key, api_url=args.api_url or settings.collection_url,
-                                       sdk_base_url=args.sdk_url)
+            found = snippet.for_source(
+                source.id, source.write_key, api_url=args.api_url or settings.collection_url, sdk_base_url=args.sdk_url
+            )
         except ValueError as exc:
             return fail(str(exc), EXIT_INVALID)
         for item in found:
             if args.sdk in (None, item.sdk):
-                sys.stdout.write(f"<!-- {item.title}: serve {item.sdk_files} "
-                                 "(`signal-s3 sdk-files DIR` writes them) -->\n" + item.html + "\n")
+                sys.stdout.write(
+                    f"<!-- {item.title}: serve {item.sdk_files} "
+                    "(`signal-s3 sdk-files DIR` writes them) -->\n" + item.html + "\n"
+                )
     return EXIT_OK
 
 
@@ -103,14 +119,31 @@ def cmd_sdk_files(args: argparse.Namespace) -> int:
         written = sdk.install(Path(args.dir))
     except sdk.SdkFetchError as exc:
         return fail(str(exc), EXIT_FAILED)
-    print_json({package.key: {"package": f"{package.name}@{package.version}", "integrity": package.integrity,
-                               "script": str(written[package.key])} for package in sdk.PACKAGES})
+    print_json(
+        {
+            package.key: {
+                "package": f"{package.name}@{package.version}",
+                "integrity": package.integrity,
+                "script": str(written[package.key]),
+            }
+            for package in sdk.PACKAGES
+        }
+    )
     return EXIT_OK
 
 
 COMMANDS: tuple[Command, ...] = (
-    Command("sources", "create, list, show or change sources (each with the write key its events are sent with) "
-            "and print a website's snippet", cmd_sources, _sources_arguments),
-    Command("sdk-files", "write the pinned browser SDK files (analytics.js, RudderStack JS) for a website to serve",
-            cmd_sdk_files, _sdk_files_arguments),
+    Command(
+        "sources",
+        "create, list, show or change sources (each with the write key its events are sent with) "
+        "and print a website's snippet",
+        cmd_sources,
+        _sources_arguments,
+    ),
+    Command(
+        "sdk-files",
+        "write the pinned browser SDK files (analytics.js, RudderStack JS) for a website to serve",
+        cmd_sdk_files,
+        _sdk_files_arguments,
+    ),
 )

@@ -45,13 +45,13 @@ _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 
 _ALLOWED: dict[str, str] = {
     "consent": 'consent must be an object such as {"require": ["analytics"]}, or null',
-    "consent.require": "consent.require must be a list of consent category names such as [\"analytics\"]",
+    "consent.require": 'consent.require must be a list of consent category names such as ["analytics"]',
     "consent.missing": "consent.missing must be deny (no consent information counts as not granted) or allow",
     "events": 'events must be an object such as {"include": ["track"]} or {"exclude": ["identify"]}, or null',
-    "events.include": "events.include must be a list of event types or event names such as [\"track\", \"page\"]",
-    "events.exclude": "events.exclude must be a list of event types or event names such as [\"identify\"]",
-    "drop_fields": "drop_fields must be a list of dotted field paths such as [\"context.ip\"]",
-    "hash_fields": "hash_fields must be a list of dotted field paths such as [\"user_id\", \"traits.email\"]",
+    "events.include": 'events.include must be a list of event types or event names such as ["track", "page"]',
+    "events.exclude": 'events.exclude must be a list of event types or event names such as ["identify"]',
+    "drop_fields": 'drop_fields must be a list of dotted field paths such as ["context.ip"]',
+    "hash_fields": 'hash_fields must be a list of dotted field paths such as ["user_id", "traits.email"]',
 }
 _KNOWN_KEYS: dict[str, tuple[str, ...]] = {
     "": SECTIONS,
@@ -95,13 +95,17 @@ def path_problem(path: str) -> str | None:
         return "must not contain control characters"
     segments = path.split(".")
     if any(not s or s != s.strip() for s in segments):
-        return (f"{path!r} is not a dotted path: write keys separated by single dots, without spaces around them, "
-                "e.g. context.ip")
+        return (
+            f"{path!r} is not a dotted path: write keys separated by single dots, without spaces around them, "
+            "e.g. context.ip"
+        )
     if len(segments) > PATH_MAX_DEPTH:
         return f"{path!r} is {len(segments)} keys deep, over the limit of {PATH_MAX_DEPTH}"
     if segments[0] in PROTECTED_FIELDS:
-        return (f"{path!r} cannot be changed: {segments[0]} is needed to deliver and partition the event "
-                f"(protected fields: {', '.join(sorted(PROTECTED_FIELDS))})")
+        return (
+            f"{path!r} cannot be changed: {segments[0]} is needed to deliver and partition the event "
+            f"(protected fields: {', '.join(sorted(PROTECTED_FIELDS))})"
+        )
     return None
 
 
@@ -134,8 +138,11 @@ def _inside(path: str, other: str) -> bool:
 def _first_overlap(paths: tuple[str, ...], others: tuple[str, ...] | None = None) -> tuple[str, str] | None:
     """The first (inner, outer) pair where one path lies within the other: among ``paths`` themselves, or between
     ``paths`` and ``others``."""
-    pairs = ((a, b) for i, a in enumerate(paths) for b in paths[i + 1:]) if others is None else (
-        (a, b) for a in paths for b in others)
+    pairs = (
+        ((a, b) for i, a in enumerate(paths) for b in paths[i + 1 :])
+        if others is None
+        else ((a, b) for a in paths for b in others)
+    )
     for a, b in pairs:
         if _inside(a, b):
             return a, b
@@ -160,8 +167,10 @@ class Consent(_Section):
     def _check_require(cls, v: Any) -> tuple[str, ...]:
         categories = _text_list(v, "consent.require", what="consent category", max_chars=CATEGORY_MAX_CHARS)
         if CONSENT_PREFERENCES_KEY in categories:
-            raise _problem(f"consent.require lists {CONSENT_PREFERENCES_KEY!r}, which holds the categories in "
-                           "Segment's shape; list the category names themselves")
+            raise _problem(
+                f"consent.require lists {CONSENT_PREFERENCES_KEY!r}, which holds the categories in "
+                "Segment's shape; list the category names themselves"
+            )
         return categories
 
     @field_validator("missing", mode="before")
@@ -186,8 +195,9 @@ class Events(_Section):
     @model_validator(mode="after")
     def _one_of(self) -> Events:
         if (self.include is None) == (self.exclude is None):
-            raise _problem('events must give either include or exclude (not both, not neither), e.g. '
-                           '{"include": ["track"]}')
+            raise _problem(
+                'events must give either include or exclude (not both, not neither), e.g. {"include": ["track"]}'
+            )
         return self
 
 
@@ -214,9 +224,15 @@ class Blueprint(_Section):
             where = "" if inner == outer else f" (inside {outer!r})"
             raise ValidationError.from_exception_data(
                 type(self).__name__,
-                [InitErrorDetails(type=_problem(
-                    f"hash_fields and drop_fields both change {inner!r}{where}; list it in only one of them"),
-                    loc=("hash_fields",), input=self.hash_fields)],
+                [
+                    InitErrorDetails(
+                        type=_problem(
+                            f"hash_fields and drop_fields both change {inner!r}{where}; list it in only one of them"
+                        ),
+                        loc=("hash_fields",),
+                        input=self.hash_fields,
+                    )
+                ],
             )
         return self
 
@@ -228,11 +244,16 @@ class Blueprint(_Section):
     def public(self) -> dict[str, Any]:
         """The JSON form, every section present (``null`` / ``[]`` when unused); ``parse_blueprint`` accepts it."""
         return {
-            "consent": None if self.consent is None else {"require": list(self.consent.require),
-                                                          "missing": self.consent.missing},
-            "events": None if self.events is None else (
-                {"include": list(self.events.include)} if self.events.include is not None
-                else {"exclude": list(self.events.exclude or ())}),
+            "consent": None
+            if self.consent is None
+            else {"require": list(self.consent.require), "missing": self.consent.missing},
+            "events": None
+            if self.events is None
+            else (
+                {"include": list(self.events.include)}
+                if self.events.include is not None
+                else {"exclude": list(self.events.exclude or ())}
+            ),
             "drop_fields": list(self.drop_fields),
             "hash_fields": list(self.hash_fields),
         }
@@ -273,8 +294,15 @@ def parse_blueprint(data: Any, *, field_prefix: str = "blueprint") -> Blueprint:
     if data is None:
         return DEFAULT
     if not isinstance(data, dict):
-        raise ConfigError([{"field": field_prefix, "message": "blueprint must be an object such as "
-                            '{"consent": {"require": ["analytics"]}}; {} forwards all events'}])
+        raise ConfigError(
+            [
+                {
+                    "field": field_prefix,
+                    "message": "blueprint must be an object such as "
+                    '{"consent": {"require": ["analytics"]}}; {} forwards all events',
+                }
+            ]
+        )
     try:
         return Blueprint.model_validate(data)
     except ValidationError as exc:
@@ -282,8 +310,9 @@ def parse_blueprint(data: Any, *, field_prefix: str = "blueprint") -> Blueprint:
         for error in exc.errors(include_input=False, include_url=False):
             field = _field_of(error["loc"])
             by_field.setdefault(field, _message(field, error))
-        raise ConfigError([{"field": f"{field_prefix}.{f}" if f else field_prefix, "message": m}
-                           for f, m in by_field.items()]) from None
+        raise ConfigError(
+            [{"field": f"{field_prefix}.{f}" if f else field_prefix, "message": m} for f, m in by_field.items()]
+        ) from None
 
 
 def describe(bp: Blueprint) -> list[str]:
@@ -298,8 +327,11 @@ def describe(bp: Blueprint) -> list[str]:
             out.append("Removes events whose type or event name is " + _or(bp.events.exclude or ()) + ".")
     if bp.consent is not None:
         sentence = "Delivers an event only when consent is granted for " + _and(bp.consent.require) + "; "
-        sentence += ("an event without consent information is delivered." if bp.consent.missing == "allow"
-                     else "an event without consent information is not delivered.")
+        sentence += (
+            "an event without consent information is delivered."
+            if bp.consent.missing == "allow"
+            else "an event without consent information is not delivered."
+        )
         out.append(sentence)
     if bp.drop_fields:
         out.append("Removes " + _and(bp.drop_fields) + ".")
@@ -327,6 +359,7 @@ def from_form(values: Mapping[str, str]) -> dict[str, Any]:
 
     The result goes through ``parse_blueprint`` like any other input.
     """
+
     def items(name: str) -> list[str]:
         return [part.strip() for part in re.split(r"[,\n]", values.get(name) or "") if part.strip()]
 

@@ -32,7 +32,17 @@ from datetime import UTC, datetime
 from typing import Any
 
 from workers.clock import hour_of, iso
-from workers.errors import InvalidInput
+from workers.events.reasons import (
+    INVALID_FIELD,
+    INVALID_TIMESTAMP,
+    INVALID_TYPE,
+    MISSING_EVENT,
+    MISSING_IDENTITY,
+    NOT_AN_OBJECT,
+    Invalid,
+    json_type,
+    short_value,
+)
 
 EVENT_TYPES: tuple[str, ...] = ("track", "identify", "page", "screen", "group", "alias")
 _EVENT_TYPE_SET: frozenset[str] = frozenset(EVENT_TYPES)
@@ -74,26 +84,6 @@ _CANONICAL_KEYS: frozenset[str] = frozenset(CANONICAL_ORDER)
 _PASS_THROUGH_HEAD: tuple[str, ...] = ("event", "name", "anonymous_id", "user_id", "group_id", "previous_id")
 _PASS_THROUGH_TAIL: tuple[str, ...] = ("context", "properties", "traits", "source_id")
 
-# Reasons: stable snake_case codes, used as metric labels.
-NOT_AN_OBJECT = "not_an_object"
-INVALID_TYPE = "invalid_type"
-MISSING_EVENT = "missing_event"
-MISSING_IDENTITY = "missing_identity"
-INVALID_TIMESTAMP = "invalid_timestamp"
-INVALID_FIELD = "invalid_field"
-TOO_LARGE = "too_large"
-NOT_SERIALIZABLE = "not_serializable"
-REASONS: tuple[str, ...] = (
-    NOT_AN_OBJECT,
-    INVALID_TYPE,
-    MISSING_EVENT,
-    MISSING_IDENTITY,
-    INVALID_TIMESTAMP,
-    INVALID_FIELD,
-    TOO_LARGE,
-    NOT_SERIALIZABLE,
-)
-
 # Accepted date-time shapes (ASCII digits only): extended ``YYYY-MM-DD[T ]HH:MM[:SS[.frac]][Z|±HH[:MM]]`` and basic
 # ``YYYYMMDDTHHMM[SS[.frac]][Z|±HH[MM]]``. Ranges (month 13, hour 24, ...) are checked by ``datetime.fromisoformat``.
 _DATETIME_RE = re.compile(
@@ -104,21 +94,11 @@ _DATETIME_RE = re.compile(
 # Already in the canonical form: only the ranges remain to be checked.
 _CANONICAL_DATETIME_RE = re.compile(r"[1-9]\d{3}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z", re.ASCII)
 MIN_YEAR = 1000  # hour partitions and ISO strings need a four-digit year
-_DETAIL_VALUE_CHARS = 40
 
 
-
-class Invalid(InvalidInput):
-    """The event breaks a rule: ``reason`` is its stable code, ``detail`` says what is wrong."""
-
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(detail)
-        self.reason = reason
-        self.detail = detail
-
-
-def check(event: Any, integration_id: str, default_received_at: str, default_hour: str,
-          times: set[str]) -> tuple[dict[str, Any], str]:
+def check(
+    event: Any, integration_id: str, default_received_at: str, default_hour: str, times: set[str]
+) -> tuple[dict[str, Any], str]:
     """The stamped envelope of one incoming event and the hour of its ``received_at``; raises ``Invalid``.
 
     ``default_received_at`` (canonical text) and ``default_hour`` stamp an event that has none; ``times`` holds the
@@ -140,7 +120,10 @@ def check(event: Any, integration_id: str, default_received_at: str, default_hou
 
 
 def _fast_envelope(
-    event: dict[Any, Any], integration_id: str, default_received_at: str, default_hour: str,
+    event: dict[Any, Any],
+    integration_id: str,
+    default_received_at: str,
+    default_hour: str,
     times: set[str],
 ) -> tuple[dict[Any, Any], str] | None:
     """The envelope and hour of an event that passes every rule, built in one pass; None for anything unusual
@@ -183,8 +166,16 @@ def _fast_fields_valid(get: Any, event_type: str, event_id: Any) -> bool:
     user_id = get("user_id")
     anonymous_id = get("anonymous_id")
     event_name = get("event")
-    for value in (event_id, user_id, anonymous_id, get("source_id"), event_name, get("name"), get("group_id"),
-                  get("previous_id")):
+    for value in (
+        event_id,
+        user_id,
+        anonymous_id,
+        get("source_id"),
+        event_name,
+        get("name"),
+        get("group_id"),
+        get("previous_id"),
+    ):
         if value is not None and (type(value) is not str or len(value) > FIELD_MAX_CHARS):
             return False
     if not (user_id or anonymous_id) or (event_type == "track" and not event_name) or event_id == "":
@@ -195,8 +186,9 @@ def _fast_fields_valid(get: Any, event_type: str, event_id: Any) -> bool:
     return True
 
 
-def _fast_times(get: Any, envelope: dict[Any, Any], default_received_at: str, default_hour: str,
-                times: set[str]) -> str | None:
+def _fast_times(
+    get: Any, envelope: dict[Any, Any], default_received_at: str, default_hour: str, times: set[str]
+) -> str | None:
     """Adds ``timestamp``, ``received_at`` and ``sent_at`` to ``envelope`` when each is already canonical, and
     returns the hour of ``received_at``; None when one is not (``_envelope`` normalises or explains it)."""
     timestamp = get("timestamp")
@@ -245,7 +237,7 @@ def _envelope(
             raise Invalid(INVALID_TYPE, "type is required (one of alias, group, identify, page, screen, track)")
         raise Invalid(
             INVALID_TYPE,
-            f"type {_short_value(event_type)} is not one of alias, group, identify, page, screen, track",
+            f"type {short_value(event_type)} is not one of alias, group, identify, page, screen, track",
         )
 
     for name in STRING_FIELDS:
@@ -317,12 +309,12 @@ def _normalise_timestamp(name: str, value: Any) -> tuple[str, datetime]:
         try:
             return value, datetime.fromisoformat(value)
         except ValueError as error:
-            detail = f"{name} {_short_value(value)} is not a valid date-time: {error}"
+            detail = f"{name} {short_value(value)} is not a valid date-time: {error}"
             raise Invalid(INVALID_TIMESTAMP, detail) from None
     if _DATETIME_RE.fullmatch(value) is None:
         raise Invalid(
             INVALID_TIMESTAMP,
-            f"{name} {_short_value(value)} is not an ISO-8601 date-time with a date and a time "
+            f"{name} {short_value(value)} is not an ISO-8601 date-time with a date and a time "
             "(e.g. 2026-05-12T10:00:00Z)",
         )
     try:
@@ -332,10 +324,10 @@ def _normalise_timestamp(name: str, value: Any) -> tuple[str, datetime]:
         else:
             parsed = parsed.astimezone(UTC)
     except (ValueError, OverflowError) as error:
-        detail = f"{name} {_short_value(value)} is not a valid date-time: {error}"
+        detail = f"{name} {short_value(value)} is not a valid date-time: {error}"
         raise Invalid(INVALID_TIMESTAMP, detail) from None
     if parsed.year < MIN_YEAR:
-        raise Invalid(INVALID_TIMESTAMP, f"{name} {_short_value(value)} is before the year {MIN_YEAR}")
+        raise Invalid(INVALID_TIMESTAMP, f"{name} {short_value(value)} is before the year {MIN_YEAR}")
     return iso(parsed), parsed
 
 
@@ -353,37 +345,3 @@ def client_event_id(event: dict[Any, Any]) -> str | None:
     if isinstance(event_id, str) and 0 < len(event_id) <= FIELD_MAX_CHARS:
         return event_id
     return None
-
-
-def json_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, (int, float)):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, (list, tuple)):
-        return "an array"
-    if isinstance(value, dict):
-        return "an object"
-    return f"a {type(value).__name__}"
-
-
-def short(text: str) -> str:
-    if len(text) <= _DETAIL_VALUE_CHARS * 2:
-        return text
-    return text[: _DETAIL_VALUE_CHARS * 2] + "..."
-
-
-def _short_value(value: Any) -> str:
-    """A bounded repr for messages: never a whole payload."""
-    if isinstance(value, str):
-        text = value if len(value) <= _DETAIL_VALUE_CHARS else value[:_DETAIL_VALUE_CHARS] + "..."
-        return repr(text)
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)[:_DETAIL_VALUE_CHARS]
-    return json_type(value)

@@ -1,6 +1,6 @@
 """The prepared message ``signal.append`` carries from the producer that prepared it to the ingest worker:
-``encode_message`` and ``decode_message``, one explicit pair over the fields of ``Prepared`` the append uses (carrying a new field is
-one line on each side, and one check in ``decode_message``).
+``encode_message`` and ``decode_message``, one explicit pair over the fields of ``Prepared`` the append uses (carrying
+a new field is one line on each side, and one check in ``decode_message``).
 
 The worker appends the lines as they come and never looks at an event again, so the message holds exactly what the
 append needs, in a form parsed in one go (a few long strings, not one object per event).
@@ -78,11 +78,19 @@ def encode_message(prepared: Prepared) -> dict[str, Any]:
 
 def message_of(prepared: Prepared) -> Message:
     """What ``decode_message(encode(prepared))`` gives, without the round trip through text (a worker that prepares)."""
-    live = [(pos, hour, event_id, type_, event, received_at)
-            for pos, hour, event_id, type_, event, received_at in _live(prepared.envelopes_by_hour)]
-    return Message(prepared.lines_by_hour, prepared.indexes_by_hour, list(prepared.rejected), live,
-                   _removed_counts(prepared), [tuple(e) for e in _removed_live(prepared)],
-                   prepared.partition_fallback)
+    live = [
+        (pos, hour, event_id, type_, event, received_at)
+        for pos, hour, event_id, type_, event, received_at in _live(prepared.envelopes_by_hour)
+    ]
+    return Message(
+        prepared.lines_by_hour,
+        prepared.indexes_by_hour,
+        list(prepared.rejected),
+        live,
+        _removed_counts(prepared),
+        [tuple(e) for e in _removed_live(prepared)],
+        prepared.partition_fallback,
+    )
 
 
 def describe_message(message: object) -> str:
@@ -100,8 +108,11 @@ def count_events(message: object) -> int:
     """How many events an encoded message speaks for, as far as it can be read (at least 1): what a message that
     cannot be appended is counted as."""
     try:
-        n = (sum(len(i) for i in message["indexes"].values()) + len(message["rejected"])  # type: ignore[index]
-             + sum(message.get("removed", {}).values()))  # type: ignore[union-attr]
+        n = (
+            sum(len(i) for i in message["indexes"].values())
+            + len(message["rejected"])  # type: ignore[index]
+            + sum(message.get("removed", {}).values())
+        )  # type: ignore[union-attr]
     except (TypeError, KeyError, AttributeError):
         return 1
     return max(n, 1)
@@ -110,8 +121,8 @@ def count_events(message: object) -> int:
 def decode_message(message: object) -> Message:
     """The ``Message`` an encoded prepared message holds; ``BadMessage`` names what is wrong with anything else.
 
-    Each hour's text may be str (JSON) or bytes (``workers.queue.wire``'s ``signal-prepared`` body). Checks the structure
-    and every count (lines against indexes, positions of live lines), not each line's JSON:
+    Each hour's text may be str (JSON) or bytes (``workers.queue.wire``'s ``signal-prepared`` body). Checks the
+    structure and every count (lines against indexes, positions of live lines), not each line's JSON:
     lines come from ``prepare`` in a producer of the fleet.
     """
     if not isinstance(message, dict):
@@ -155,24 +166,52 @@ def decode_message(message: object) -> Message:
     fallback = message["fallback"]
     if type(fallback) is not int or not 0 <= fallback <= total:
         raise BadMessage(f"fallback must be a count of the message's lines (0 to {total})")
-    return Message(lines_by_hour, indexes, [Rejection(*rj) for rj in rejected], [tuple(e) for e in live],
-                   removed, [tuple(e) for e in removed_live], fallback)
+    return Message(
+        lines_by_hour,
+        indexes,
+        [Rejection(*rj) for rj in rejected],
+        [tuple(e) for e in live],
+        removed,
+        [tuple(e) for e in removed_live],
+        fallback,
+    )
 
 
 def _is_rejection(item: object) -> bool:
-    return (type(item) is list and len(item) == 4 and type(item[0]) is int and type(item[1]) is str
-            and type(item[2]) is str and (item[3] is None or type(item[3]) is str))
+    return (
+        type(item) is list
+        and len(item) == 4
+        and type(item[0]) is int
+        and type(item[1]) is str
+        and type(item[2]) is str
+        and (item[3] is None or type(item[3]) is str)
+    )
 
 
 def _is_live(item: object, total: int, hours: dict[str, Any]) -> bool:
-    return (type(item) is list and len(item) == 6 and type(item[0]) is int and 0 <= item[0] < total
-            and item[1] in hours and type(item[2]) is str and type(item[3]) is str
-            and (item[4] is None or type(item[4]) is str) and type(item[5]) is str)
+    return (
+        type(item) is list
+        and len(item) == 6
+        and type(item[0]) is int
+        and 0 <= item[0] < total
+        and item[1] in hours
+        and type(item[2]) is str
+        and type(item[3]) is str
+        and (item[4] is None or type(item[4]) is str)
+        and type(item[5]) is str
+    )
 
 
 def _is_removed_live(item: object, removed: dict[str, int]) -> bool:
-    return (type(item) is list and len(item) == 5 and type(item[0]) is str and type(item[1]) is str
-            and (item[2] is None or type(item[2]) is str) and type(item[3]) is str and item[4] in removed)
+    return (
+        type(item) is list
+        and len(item) == 5
+        and type(item[0]) is str
+        and type(item[1]) is str
+        and (item[2] is None or type(item[2]) is str)
+        and type(item[3]) is str
+        and item[4] in removed
+    )
 
 
 def _removed_counts(prepared: Prepared) -> dict[str, int]:
@@ -184,8 +223,10 @@ def _removed_counts(prepared: Prepared) -> dict[str, int]:
 
 def _removed_live(prepared: Prepared) -> list[list[Any]]:
     """The last ``RECENT_MAX`` events the blueprint removed, as Live Events shows them (state ``filtered``)."""
-    return [[rm.envelope["event_id"], rm.envelope["type"], rm.envelope.get("event"), rm.envelope["received_at"],
-             rm.reason] for rm in prepared.removed[-RECENT_MAX:]]
+    return [
+        [rm.envelope["event_id"], rm.envelope["type"], rm.envelope.get("event"), rm.envelope["received_at"], rm.reason]
+        for rm in prepared.removed[-RECENT_MAX:]
+    ]
 
 
 def _live(envelopes_by_hour: dict[str, list[dict[str, Any]]]) -> list[list[Any]]:

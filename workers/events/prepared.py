@@ -18,7 +18,8 @@ import orjson
 
 from workers.clock import hour_of, iso
 from workers.events import partition_time
-from workers.events.envelope import MIN_YEAR, NOT_SERIALIZABLE, TOO_LARGE, Invalid, check, client_event_id, short
+from workers.events.envelope import MIN_YEAR, check, client_event_id
+from workers.events.reasons import NOT_SERIALIZABLE, TOO_LARGE, Invalid, short
 
 if TYPE_CHECKING:
     from workers.events.rules import Rules
@@ -74,8 +75,6 @@ class Prepared:
         self.accepted += 1
 
 
-
-
 def prepare(
     events: list[Any],
     integration_id: str,
@@ -111,17 +110,31 @@ def prepare(
                 envelope = kept  # type: ignore[assignment]
             line = _dumps(envelope)
         except Invalid as invalid:
-            rejected.append(Rejection(index, invalid.reason, invalid.detail,
-                                      client_event_id(event) if isinstance(event, dict) else None))
+            rejected.append(
+                Rejection(
+                    index, invalid.reason, invalid.detail, client_event_id(event) if isinstance(event, dict) else None
+                )
+            )
             continue
         except (_JSONEncodeError, UnicodeEncodeError) as error:  # a value (to hash) with no JSON or UTF-8 text
-            rejected.append(Rejection(index, NOT_SERIALIZABLE,
-                                      f"event cannot be serialised as JSON: {short(str(error))}",
-                                      envelope["event_id"] if envelope is not None else None))
+            rejected.append(
+                Rejection(
+                    index,
+                    NOT_SERIALIZABLE,
+                    f"event cannot be serialised as JSON: {short(str(error))}",
+                    envelope["event_id"] if envelope is not None else None,
+                )
+            )
             continue
         if len(line) > event_max_bytes:
-            rejected.append(Rejection(index, TOO_LARGE, f"event is {len(line)} bytes as JSON, over the limit of "
-                                      f"{event_max_bytes} bytes", envelope["event_id"]))
+            rejected.append(
+                Rejection(
+                    index,
+                    TOO_LARGE,
+                    f"event is {len(line)} bytes as JSON, over the limit of {event_max_bytes} bytes",
+                    envelope["event_id"],
+                )
+            )
             continue
         if by_timestamp is not None and (timestamp := envelope.get("timestamp")) is not None:
             hour, outside = by_timestamp.hour(envelope["received_at"], timestamp)

@@ -97,8 +97,10 @@ class Rules:
         self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in block))
 
     def __repr__(self) -> str:
-        return (f"Rules(include={self.include!r}, exclude={self.exclude!r}, require={self.require!r}, "
-                f"allow_missing={self.allow_missing!r}, tree={self.tree!r})")
+        return (
+            f"Rules(include={self.include!r}, exclude={self.exclude!r}, require={self.require!r}, "
+            f"allow_missing={self.allow_missing!r}, tree={self.tree!r})"
+        )
 
     def hash_value(self, value: Any) -> str:
         """Lowercase hex HMAC-SHA-256 of a value's text (a string's UTF-8, else its compact sorted JSON)."""
@@ -114,8 +116,9 @@ class Rules:
         removes it, the reason (``filtered_out`` or ``consent_denied``)."""
         if self.include is not None:
             kind, name = event.get("type"), event.get("event")
-            if not ((isinstance(kind, str) and kind in self.include)
-                    or (isinstance(name, str) and name in self.include)):
+            if not (
+                (isinstance(kind, str) and kind in self.include) or (isinstance(name, str) and name in self.include)
+            ):
                 return FILTERED_OUT
         elif self.exclude is not None:
             kind, name = event.get("type"), event.get("event")

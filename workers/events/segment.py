@@ -49,8 +49,9 @@ FIELD_MAP: dict[str, str] = {
 }
 CANONICAL_FIELDS: frozenset[str] = frozenset(FIELD_MAP.values())
 # Never taken from the client: stamped by the API (source_id) or by ingest (integration_id), or a credential.
-DROPPED_FIELDS: frozenset[str] = frozenset({"writeKey", "write_key", "integration_id", "integrationId", "source_id",
-                                            "sourceId", "_metadata"})
+DROPPED_FIELDS: frozenset[str] = frozenset(
+    {"writeKey", "write_key", "integration_id", "integrationId", "source_id", "sourceId", "_metadata"}
+)
 ORIGINAL_TIMESTAMP = "originalTimestamp"  # RudderStack's client-side time of the call
 
 
@@ -73,14 +74,16 @@ def gunzip(data: bytes, *, max_bytes: int) -> bytes:
     try:
         out = decompressor.decompress(data, max_bytes + 1)
         if len(out) > max_bytes or decompressor.unconsumed_tail:
-            raise MalformedRequest("body_too_large", f"the decompressed body is over the limit of {max_bytes} bytes",
-                                   status=413)
+            raise MalformedRequest(
+                "body_too_large", f"the decompressed body is over the limit of {max_bytes} bytes", status=413
+            )
         out += decompressor.flush()
     except zlib.error:
         raise MalformedRequest("invalid_gzip", "the body is not valid gzip (Content-Encoding: gzip)") from None
     if len(out) > max_bytes:
-        raise MalformedRequest("body_too_large", f"the decompressed body is over the limit of {max_bytes} bytes",
-                               status=413)
+        raise MalformedRequest(
+            "body_too_large", f"the decompressed body is over the limit of {max_bytes} bytes", status=413
+        )
     if not decompressor.eof:
         raise MalformedRequest("invalid_gzip", "the gzip body is truncated")
     return out
@@ -120,17 +123,26 @@ def read_calls(document: Any, event_type: str | None, *, event_max_bytes: int) -
         size = len(orjson.dumps(message))
         if size > event_max_bytes:
             where = f"call {index} of the batch" if event_type is None else "the call"
-            raise MalformedRequest("event_too_large",
-                                   f"{where} is {size} bytes, over the limit of {event_max_bytes} bytes per call")
+            raise MalformedRequest(
+                "event_too_large", f"{where} is {size} bytes, over the limit of {event_max_bytes} bytes per call"
+            )
     return calls
 
 
 # -- mapping ------------------------------------------------------------------------------------------------------
 
 
-def to_envelope(message: Any, *, source_id: str, received_at: str, event_type: str | None = None,
-                batch_context: dict[str, Any] | None = None, batch_sent_at: Any = None,
-                client_ip: str | None = None, user_agent: str | None = None) -> Any:
+def to_envelope(
+    message: Any,
+    *,
+    source_id: str,
+    received_at: str,
+    event_type: str | None = None,
+    batch_context: dict[str, Any] | None = None,
+    batch_sent_at: Any = None,
+    client_ip: str | None = None,
+    user_agent: str | None = None,
+) -> Any:
     """The canonical envelope of one Segment call; anything but an object is passed on for ingest to reject."""
     if not isinstance(message, dict):
         return message
@@ -171,11 +183,28 @@ def to_envelope(message: Any, *, source_id: str, received_at: str, event_type: s
     return out
 
 
-def envelopes(calls: Calls, *, source_id: str, received_at: str, event_type: str | None,
-              client_ip: str | None = None, user_agent: str | None = None) -> list[Any]:
-    return [to_envelope(m, source_id=source_id, received_at=received_at, event_type=event_type,
-                        batch_context=calls.context, batch_sent_at=calls.sent_at, client_ip=client_ip,
-                        user_agent=user_agent) for m in calls.messages]
+def envelopes(
+    calls: Calls,
+    *,
+    source_id: str,
+    received_at: str,
+    event_type: str | None,
+    client_ip: str | None = None,
+    user_agent: str | None = None,
+) -> list[Any]:
+    return [
+        to_envelope(
+            m,
+            source_id=source_id,
+            received_at=received_at,
+            event_type=event_type,
+            batch_context=calls.context,
+            batch_sent_at=calls.sent_at,
+            client_ip=client_ip,
+            user_agent=user_agent,
+        )
+        for m in calls.messages
+    ]
 
 
 def body_write_key(document: Any) -> str | None:

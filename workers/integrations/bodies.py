@@ -21,7 +21,13 @@ DELIVERY_MODES: tuple[str, ...] = catalog.DELIVERY_MODES
 NAME_MAX_CHARS = 200
 SOURCE_ID_MAX_CHARS = 200
 INSTALL_FIELDS: tuple[str, ...] = (
-    "name", "variant", "config", "blueprint", "delivery_mode", "enabled", "source_id",
+    "name",
+    "variant",
+    "config",
+    "blueprint",
+    "delivery_mode",
+    "enabled",
+    "source_id",
 )
 UPDATE_FIELDS: tuple[str, ...] = ("config", "name", "blueprint")
 
@@ -149,8 +155,10 @@ def merged_config(current: IntegrationConfig, patch: Any) -> dict[str, Any]:
 
 def _not_updatable(field: str) -> str:
     if field == "variant":
-        return ("variant cannot be changed after install: objects in one format per prefix keep the Athena table "
-                "valid; install a new integration with another prefix for the other format")
+        return (
+            "variant cannot be changed after install: objects in one format per prefix keep the Athena table "
+            "valid; install a new integration with another prefix for the other format"
+        )
     return f"{field} cannot be changed here; the fields are {', '.join(UPDATE_FIELDS)} and verify"
 
 
@@ -168,8 +176,9 @@ def validate_update(current: IntegrationConfig, body: Any, *, merge: bool = True
     every wrong field is reported at once; the config, merged into ``current`` (or replacing it when ``merge`` is
     False), is validated like an install's; a blueprint replaces the current one."""
     if not isinstance(body, dict):
-        raise ConfigError([{"field": "body", "message": 'the body must be {"config": {...}, "name": "...", '
-                                                        '"blueprint": {...}}'}])
+        raise ConfigError(
+            [{"field": "body", "message": 'the body must be {"config": {...}, "name": "...", "blueprint": {...}}'}]
+        )
     errors: list[dict[str, str]] = [
         {"field": str(k), "message": _not_updatable(str(k))} for k in body if k not in UPDATE_FIELDS
     ]

@@ -173,8 +173,7 @@ class IntegrationConfig(BaseModel):
             raise field_error(ALLOWED["partition_time_bound_s"] + f" (got {v})")
         return v
 
-    @field_validator("batch_max_events", "batch_max_bytes", "buffer_max_bytes", "partition_time_bound_s",
-                     mode="before")
+    @field_validator("batch_max_events", "batch_max_bytes", "buffer_max_bytes", "partition_time_bound_s", mode="before")
     @classmethod
     def _no_bool_for_int(cls, v: Any, info: Any) -> Any:
         if isinstance(v, bool):
@@ -309,9 +308,7 @@ def __raw_kms_problem(data: dict[str, Any]) -> str | None:
 def parse_config(data: dict[str, Any], *, field_prefix: str = "config") -> IntegrationConfig:
     """Validate user input into an ``IntegrationConfig`` or raise ``ConfigError`` listing every wrong field."""
     if not isinstance(data, dict):
-        raise ConfigError(
-            [{"field": field_prefix or "config", "message": "config must be an object of settings"}]
-        )
+        raise ConfigError([{"field": field_prefix or "config", "message": "config must be an object of settings"}])
     try:
         return IntegrationConfig.model_validate(data)
     except ValidationError as exc:

@@ -83,8 +83,9 @@ def install_integration(r: redis.Redis, body: Any, *, settings: Settings) -> Int
     return registry.install(r, body)
 
 
-def update_integration(r: redis.Redis, integration_id: str, body: Any, *, settings: Settings,
-                       merge: bool = True) -> Integration:
+def update_integration(
+    r: redis.Redis, integration_id: str, body: Any, *, settings: Settings, merge: bool = True
+) -> Integration:
     """Apply ``{"config": {...partial...}, "name": ..., "blueprint": {...whole...}, "verify": bool}``: every wrong
     field is reported at once, the merged config is validated like an install and its bucket checked (unless
     ``"verify": false``); a blueprint replaces the current one (``{}``: forward all events). With ``merge=False``
@@ -100,36 +101,59 @@ def update_integration(r: redis.Redis, integration_id: str, body: Any, *, settin
 def counts(r: redis.Redis, integration_id: str) -> dict[str, int]:
     """What blocks a delete: buffered events (held ones included) and held batches."""
     st = status.integration_status(r, integration_id)
-    return {"buffered_events": st["buffered_events"], "dead_letter_events": st["dead_letter_events"],
-            "dead_letter_batches": st["dead_letter_batches"]}
+    return {
+        "buffered_events": st["buffered_events"],
+        "dead_letter_events": st["dead_letter_events"],
+        "dead_letter_batches": st["dead_letter_batches"],
+    }
 
 
-def delete_integration(r: redis.Redis, broker: Broker, integration_id: str, *, settings: Settings,
-                       flush: bool = False, timeout_s: float = FLUSH_TIMEOUT_S) -> None:
+def delete_integration(
+    r: redis.Redis,
+    broker: Broker,
+    integration_id: str,
+    *,
+    settings: Settings,
+    flush: bool = False,
+    timeout_s: float = FLUSH_TIMEOUT_S,
+) -> None:
     """Delete an integration. Held events always block it (replay them first); buffered events block it unless
     ``flush``: then it is disabled, its buffers are sealed and uploaded, and it is deleted once they are delivered
     (re-enabled and refused if they are not delivered within ``timeout_s``)."""
     integ = registry.get(r, integration_id)
     found = counts(r, integration_id)
     if found["dead_letter_events"]:
-        raise NotEmpty("held", f"{found['dead_letter_events']} events are held in the dead-letter store; fix the "
-                       "cause and replay them before deleting the integration", found)
+        raise NotEmpty(
+            "held",
+            f"{found['dead_letter_events']} events are held in the dead-letter store; fix the "
+            "cause and replay them before deleting the integration",
+            found,
+        )
     if found["buffered_events"] and not flush:
-        raise NotEmpty("buffered", f"{found['buffered_events']} events are buffered and not yet delivered; "
-                       "delete with ?flush=true to deliver them first", found)
+        raise NotEmpty(
+            "buffered",
+            f"{found['buffered_events']} events are buffered and not yet delivered; "
+            "delete with ?flush=true to deliver them first",
+            found,
+        )
     if found["buffered_events"]:
         registry.set_enabled(r, integration_id, False)  # no new events while it drains
         found = flush_and_wait(r, broker, integration_id, settings=settings, timeout_s=timeout_s)
         if found["buffered_events"]:
             if integ.enabled:
                 registry.set_enabled(r, integration_id, True)
-            raise NotEmpty("timeout", f"{found['buffered_events']} events were still not delivered after "
-                           f"{timeout_s:g}s; see the status and try again", found)
+            raise NotEmpty(
+                "timeout",
+                f"{found['buffered_events']} events were still not delivered after "
+                f"{timeout_s:g}s; see the status and try again",
+                found,
+            )
     registry.delete(r, integration_id)
 
 
-def flush_and_wait(r: redis.Redis, broker: Broker, integration_id: str, *, settings: Settings,
-                   timeout_s: float) -> dict[str, int]:
+def flush_and_wait(
+    r: redis.Redis, broker: Broker, integration_id: str, *, settings: Settings, timeout_s: float
+) -> dict[str, int]:
     """Seal and dispatch every buffer of an integration, then wait until only held events (if any) remain."""
     for batch_id in flush_now(r, integration_id, settings=settings):
         broker.upload(integration_id, batch_id)
@@ -155,8 +179,9 @@ def flush_now(r: redis.Redis, integration_id: str, *, settings: Settings) -> lis
 # -- test event ---------------------------------------------------------------------------------------------------
 
 
-def run_test_event(r: redis.Redis, broker: Broker, integration_id: str, *, settings: Settings,
-                   timeout_s: float = TEST_EVENT_TIMEOUT_S) -> tuple[int, dict[str, Any]]:
+def run_test_event(
+    r: redis.Redis, broker: Broker, integration_id: str, *, settings: Settings, timeout_s: float = TEST_EVENT_TIMEOUT_S
+) -> tuple[int, dict[str, Any]]:
     """Send one test track event through the real path (ingest task, seal, upload task) and wait for its outcome.
 
     Returns (HTTP status, body): 200 delivered with the object key, 424 failed with code/message/hint, 409 when the
@@ -168,8 +193,14 @@ def run_test_event(r: redis.Redis, broker: Broker, integration_id: str, *, setti
     if not integ.enabled:
         return 409, {"error": "disabled", "message": f"integration {integration_id} is disabled; enable it first"}
     event_id = f"test-{uuid.uuid4()}"
-    event = {"event_id": event_id, "type": "track", "event": "Signal Test Event", "anonymous_id": "signal-test-event",
-             "properties": {"test": True}, "context": {"library": {"name": "signal-s3", "test_event": True}}}
+    event = {
+        "event_id": event_id,
+        "type": "track",
+        "event": "Signal Test Event",
+        "anonymous_id": "signal-test-event",
+        "properties": {"test": True},
+        "context": {"library": {"name": "signal-s3", "test_event": True}},
+    }
     if integ.source_id:
         event["source_id"] = integ.source_id
     started = time.monotonic()
@@ -177,8 +208,9 @@ def run_test_event(r: redis.Redis, broker: Broker, integration_id: str, *, setti
     deadline = started + timeout_s
     state, flushed, found = "queued", False, None
     while True:
-        found = next((v for v in status.live_events(r, integration_id, limit=buffer.LIST_MAX)
-                      if v["event_id"] == event_id), None)
+        found = next(
+            (v for v in status.live_events(r, integration_id, limit=buffer.LIST_MAX) if v["event_id"] == event_id), None
+        )
         if found is not None:
             state = found["state"]
             if state == "buffered" and not flushed:
@@ -189,18 +221,33 @@ def run_test_event(r: redis.Redis, broker: Broker, integration_id: str, *, setti
             if state == "filtered":
                 return 409, _filtered_test_event(integ, event_id, found["reason"])
             if state == "delivered":
-                return 200, {"event_id": event_id, "state": "delivered", "bucket": integ.config.bucket,
-                             "object_key": found.get("object_key"), "batch_id": found.get("batch_id"),
-                             "elapsed_ms": int((time.monotonic() - started) * 1000)}
+                return 200, {
+                    "event_id": event_id,
+                    "state": "delivered",
+                    "bucket": integ.config.bucket,
+                    "object_key": found.get("object_key"),
+                    "batch_id": found.get("batch_id"),
+                    "elapsed_ms": int((time.monotonic() - started) * 1000),
+                }
             if state == "failed":
                 meta = buffer.batch_meta(r, integration_id, found["batch_id"])
-                return 424, {"error": "delivery_failed", "event_id": event_id, "state": "failed",
-                             "code": found.get("code"), "message": meta.get("error_message") or "delivery failed",
-                             "hint": found.get("hint"), "batch_id": found.get("batch_id")}
+                return 424, {
+                    "error": "delivery_failed",
+                    "event_id": event_id,
+                    "state": "failed",
+                    "code": found.get("code"),
+                    "message": meta.get("error_message") or "delivery failed",
+                    "hint": found.get("hint"),
+                    "batch_id": found.get("batch_id"),
+                }
         if time.monotonic() >= deadline:
-            body = {"error": "timeout", "event_id": event_id, "state": state,
-                    "message": f"the test event was not delivered within {timeout_s:g}s (last state: {state}); "
-                               "are the workers running?"}
+            body = {
+                "error": "timeout",
+                "event_id": event_id,
+                "state": state,
+                "message": f"the test event was not delivered within {timeout_s:g}s (last state: {state}); "
+                "are the workers running?",
+            }
             if found is not None and found.get("code"):
                 body["code"] = found["code"]
             return 504, body
@@ -209,7 +256,7 @@ def run_test_event(r: redis.Redis, broker: Broker, integration_id: str, *, setti
 
 _FILTERED_WHY = {
     "consent_denied": "the blueprint requires consent the test event does not carry (it has no consent information)",
-    "filtered_out": "the blueprint's events rule does not deliver a track event named \"Signal Test Event\"",
+    "filtered_out": 'the blueprint\'s events rule does not deliver a track event named "Signal Test Event"',
 }
 
 
@@ -218,9 +265,13 @@ def _filtered_test_event(integ: Integration, event_id: str, reason: str) -> dict
     under ``removed_events``, but nothing went to S3, so the bucket was not tested."""
     why = _FILTERED_WHY.get(reason, "the blueprint removed it")
     return {
-        "error": "filtered", "event_id": event_id, "state": "filtered", "reason": reason, "code": reason,
+        "error": "filtered",
+        "event_id": event_id,
+        "state": "filtered",
+        "reason": reason,
+        "code": reason,
         "message": f"the test event was removed by the integration's blueprint ({reason}): {why}; nothing was "
-                   "written to S3, so the bucket was not tested",
+        "written to S3, so the bucket was not tested",
         "hint": "Blueprint: " + " ".join(describe(integ.blueprint)) + " To test the bucket, send an event the "
-                "blueprint delivers, or test while the blueprint forwards all events.",
+        "blueprint delivers, or test while the blueprint forwards all events.",
     }

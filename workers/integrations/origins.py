@@ -20,8 +20,7 @@ MAX_CHARS = 300
 DEFAULT_PORTS = {"http": 80, "https": 443}
 _HOST = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$")
 _IPV6 = re.compile(r"^\[[0-9a-f:.]+\]$")
-HELP = ("use scheme://host[:port] (e.g. https://www.example.com) or *.example.com / https://*.example.com for "
-        "subdomains")
+HELP = "use scheme://host[:port] (e.g. https://www.example.com) or *.example.com / https://*.example.com for subdomains"
 
 
 class InvalidOrigin(InvalidInput):
@@ -37,8 +36,15 @@ def _split(origin: str) -> tuple[str, str, int]:
         raise InvalidOrigin(origin) from None
     scheme = parts.scheme.lower()
     host = (parts.hostname or "").lower()
-    if scheme not in DEFAULT_PORTS or not host or parts.path not in ("", "/") or parts.query or parts.fragment \
-            or parts.username is not None or parts.password is not None:
+    if (
+        scheme not in DEFAULT_PORTS
+        or not host
+        or parts.path not in ("", "/")
+        or parts.query
+        or parts.fragment
+        or parts.username is not None
+        or parts.password is not None
+    ):
         raise InvalidOrigin(origin)
     if ":" in host:
         host = f"[{host}]"
@@ -73,7 +79,7 @@ def normalise(entry: str) -> str:
         if port != DEFAULT_PORTS[scheme_]:
             raise InvalidOrigin(entry)  # with a port, say which scheme it belongs to
         return f"*.{host}"
-    return f"{scheme}://*.{_render(scheme, host, port)[len(scheme) + 3:]}"
+    return f"{scheme}://*.{_render(scheme, host, port)[len(scheme) + 3 :]}"
 
 
 def check(value: Any, field: str = "allowed_origins") -> tuple[list[str], list[dict[str, str]]]:
@@ -87,8 +93,12 @@ def check(value: Any, field: str = "allowed_origins") -> tuple[list[str], list[d
     for n, entry in enumerate(value):
         where = f"{field}[{n}]"
         if not isinstance(entry, str) or not entry.strip() or len(entry) > MAX_CHARS:
-            errors.append({"field": where, "message": f"{where} must be a non-empty string of at most {MAX_CHARS} "
-                                                      f"characters; {HELP}"})
+            errors.append(
+                {
+                    "field": where,
+                    "message": f"{where} must be a non-empty string of at most {MAX_CHARS} characters; {HELP}",
+                }
+            )
             continue
         if entry.strip() == "*":
             errors.append({"field": where, "message": f"{where}: leave {field} empty to allow any origin"})
@@ -130,8 +140,11 @@ class OriginPolicy:
         if _render(scheme, host, port) in self._exact:
             return True
         for pattern_scheme, domain, pattern_port in self._patterns:
-            if (pattern_scheme in (None, scheme) and host.endswith(domain)
-                    and port == (pattern_port or DEFAULT_PORTS[scheme])):
+            if (
+                pattern_scheme in (None, scheme)
+                and host.endswith(domain)
+                and port == (pattern_port or DEFAULT_PORTS[scheme])
+            ):
                 return True
         return False
 

@@ -156,7 +156,11 @@ def _mutate(r: redis.Redis, integration_id: str, change: Callable[[Integration],
 
 
 def update(
-    r: redis.Redis, integration_id: str, *, config: IntegrationConfig | None = None, name: str | None = None,
+    r: redis.Redis,
+    integration_id: str,
+    *,
+    config: IntegrationConfig | None = None,
+    name: str | None = None,
     blueprint: Blueprint | None = None,
 ) -> Integration:
     """Replace the config, the name and/or the blueprint of an integration (already validated) in one atomic

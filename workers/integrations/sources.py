@@ -6,13 +6,14 @@ random, encrypted at rest with ``workers.crypto`` like integration secrets, show
 and never logged (``Source`` has no write key in its repr).
 
 Collection routes a source's events to each enabled integration in ``keys.source_integrations(id)``, an index that
-``workers.integrations.registry`` keeps when integrations are installed or deleted. The source ``default`` is created on demand
-for integrations installed without a ``source_id``.
+``workers.integrations.registry`` keeps when integrations are installed or deleted. The source ``default`` is created
+on demand for integrations installed without a ``source_id``.
 
 Settings of a source (``create`` / ``update``, validated with one message per wrong field): ``allowed_origins``
-(``workers.integrations.origins``; empty: any website) and ``rate_limit_eps`` (events per second, ``workers.store.ratelimit``; null: the
-fleet's ``SIGNAL_SOURCE_RATE_LIMIT_EPS``, 0: no limit). Requests collection refuses for a source (over its rate
-limit, from an origin it does not allow) are counted per reason in ``keys.source_stats(id)`` (``Refusals``).
+(``workers.integrations.origins``; empty: any website) and ``rate_limit_eps`` (events per second,
+``workers.store.ratelimit``; null: the fleet's ``SIGNAL_SOURCE_RATE_LIMIT_EPS``, 0: no limit). Requests collection
+refuses for a source (over its rate limit, from an origin it does not allow) are counted per reason in
+``keys.source_stats(id)`` (``Refusals``).
 """
 
 from __future__ import annotations
@@ -67,8 +68,14 @@ class Source:
 
     def public(self) -> dict[str, Any]:
         """JSON-able view, write key included (it authorises sending events to this source only)."""
-        return {"id": self.id, "name": self.name, "write_key": self.write_key, "created_at": clock.iso(self.created_at),
-                "allowed_origins": list(self.allowed_origins), "rate_limit_eps": self.rate_limit_eps}
+        return {
+            "id": self.id,
+            "name": self.name,
+            "write_key": self.write_key,
+            "created_at": clock.iso(self.created_at),
+            "allowed_origins": list(self.allowed_origins),
+            "rate_limit_eps": self.rate_limit_eps,
+        }
 
     def effective_rate_limit_eps(self, settings: Settings) -> int:
         return settings.source_rate_limit_eps if self.rate_limit_eps is None else self.rate_limit_eps
@@ -97,19 +104,37 @@ def check_rate_limit(value: Any) -> int | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= RATE_LIMIT_MAX_EPS:
-        raise ConfigError([{"field": "rate_limit_eps", "message": (
-            f"rate_limit_eps must be a whole number of events per second from 0 (no limit) to {RATE_LIMIT_MAX_EPS}, "
-            "or null for the fleet's default (SIGNAL_SOURCE_RATE_LIMIT_EPS)")}])
+        raise ConfigError(
+            [
+                {
+                    "field": "rate_limit_eps",
+                    "message": (
+                        "rate_limit_eps must be a whole number of events per second from 0 (no limit) to "
+                        f"{RATE_LIMIT_MAX_EPS}, or null for the fleet's default (SIGNAL_SOURCE_RATE_LIMIT_EPS)"
+                    ),
+                }
+            ]
+        )
     return value
 
 
 def validate(body: Any, *, creating: bool) -> dict[str, Any]:
     """The fields of a create or update body, checked: every wrong or unknown field is reported at once."""
     if not isinstance(body, dict):
-        raise ConfigError([{"field": "body", "message": 'the body must be an object such as {"name": "Website", '
-                                                        '"allowed_origins": [], "rate_limit_eps": null}'}])
-    errors = [{"field": str(k), "message": f"{k} is not a source field; the fields are {', '.join(FIELDS)}"}
-              for k in body if k not in FIELDS]
+        raise ConfigError(
+            [
+                {
+                    "field": "body",
+                    "message": 'the body must be an object such as {"name": "Website", '
+                    '"allowed_origins": [], "rate_limit_eps": null}',
+                }
+            ]
+        )
+    errors = [
+        {"field": str(k), "message": f"{k} is not a source field; the fields are {', '.join(FIELDS)}"}
+        for k in body
+        if k not in FIELDS
+    ]
     out: dict[str, Any] = {}
     if creating and "name" not in body:
         errors.append({"field": "name", "message": "name is required"})
@@ -129,34 +154,47 @@ def validate(body: Any, *, creating: bool) -> dict[str, Any]:
 
 
 def _record(source: Source) -> bytes:
-    return orjson.dumps({
-        "id": source.id,
-        "name": source.name,
-        "write_key": crypto.encrypt(source.write_key),
-        "created_at_ms": clock.to_ms(source.created_at),
-        "allowed_origins": list(source.allowed_origins),
-        "rate_limit_eps": source.rate_limit_eps,
-    })
+    return orjson.dumps(
+        {
+            "id": source.id,
+            "name": source.name,
+            "write_key": crypto.encrypt(source.write_key),
+            "created_at_ms": clock.to_ms(source.created_at),
+            "allowed_origins": list(source.allowed_origins),
+            "rate_limit_eps": source.rate_limit_eps,
+        }
+    )
 
 
 def _load(raw: bytes | str) -> Source:
     data = orjson.loads(raw)
-    return Source(id=data["id"], name=data["name"], write_key=crypto.decrypt(data["write_key"]),
-                  created_at=clock.from_ms(data["created_at_ms"]),
-                  allowed_origins=tuple(data.get("allowed_origins") or ()), rate_limit_eps=data.get("rate_limit_eps"))
+    return Source(
+        id=data["id"],
+        name=data["name"],
+        write_key=crypto.decrypt(data["write_key"]),
+        created_at=clock.from_ms(data["created_at_ms"]),
+        allowed_origins=tuple(data.get("allowed_origins") or ()),
+        rate_limit_eps=data.get("rate_limit_eps"),
+    )
 
 
 # -- operations -------------------------------------------------------------------------------------------------
 
 
-def create(r: redis.Redis, name: Any, *, source_id: str | None = None, allowed_origins: Any = None,
-           rate_limit_eps: Any = None) -> Source:
+def create(
+    r: redis.Redis, name: Any, *, source_id: str | None = None, allowed_origins: Any = None, rate_limit_eps: Any = None
+) -> Source:
     """A new source with a fresh write key. With ``source_id`` given and taken, the existing source is returned."""
     body: dict[str, Any] = {"name": name, "allowed_origins": allowed_origins, "rate_limit_eps": rate_limit_eps}
     fields = validate(body, creating=True)
-    source = Source(id=source_id or uuid.uuid4().hex, name=fields["name"], write_key=new_write_key(),
-                    created_at=clock.from_ms(clock.now_ms()), allowed_origins=fields["allowed_origins"],
-                    rate_limit_eps=fields["rate_limit_eps"])
+    source = Source(
+        id=source_id or uuid.uuid4().hex,
+        name=fields["name"],
+        write_key=new_write_key(),
+        created_at=clock.from_ms(clock.now_ms()),
+        allowed_origins=fields["allowed_origins"],
+        rate_limit_eps=fields["rate_limit_eps"],
+    )
     if not r.set(keys.source(source.id), _record(source), nx=True):
         return get(r, source.id)
     r.set(keys.write_key(write_key_digest(source.write_key)), source.id)
@@ -174,8 +212,12 @@ def get(r: redis.Redis, source_id: str) -> Source:
 def create_from(r: redis.Redis, body: Any) -> Source:
     """Create a source from ``{"name", "allowed_origins"?, "rate_limit_eps"?}`` (the admin API's and CLI's body)."""
     fields = validate(body, creating=True)
-    return create(r, fields["name"], allowed_origins=list(fields.get("allowed_origins", ())),
-                  rate_limit_eps=fields.get("rate_limit_eps"))
+    return create(
+        r,
+        fields["name"],
+        allowed_origins=list(fields.get("allowed_origins", ())),
+        rate_limit_eps=fields.get("rate_limit_eps"),
+    )
 
 
 def update(r: redis.Redis, source_id: str, body: Any) -> Source:
@@ -249,8 +291,12 @@ class Route:
 
 def route(r: redis.Redis, source_id: str, settings: Settings) -> Route:
     source = get(r, source_id)
-    return Route(source.id, origins.OriginPolicy(source.allowed_origins), source.effective_rate_limit_eps(settings),
-                 tuple(enabled_integrations(r, source_id)))
+    return Route(
+        source.id,
+        origins.OriginPolicy(source.allowed_origins),
+        source.effective_rate_limit_eps(settings),
+        tuple(enabled_integrations(r, source_id)),
+    )
 
 
 RATE_LIMITED = "rate_limited"
@@ -264,17 +310,23 @@ def refusals(r: redis.Redis, source_ids: list[str]) -> dict[str, dict[str, dict[
     for source_id in source_ids:
         pipe.hgetall(keys.source_stats(source_id))
     out = {}
-    for source_id, raw in zip(source_ids, pipe.execute()):
+    for source_id, raw in zip(source_ids, pipe.execute(), strict=True):
         counts = {text(k): int(v) for k, v in raw.items()}
-        out[source_id] = {reason: {"requests": counts.get(f"{reason}:requests", 0),
-                                   "events": counts.get(f"{reason}:events", 0)} for reason in REFUSAL_REASONS}
+        out[source_id] = {
+            reason: {"requests": counts.get(f"{reason}:requests", 0), "events": counts.get(f"{reason}:events", 0)}
+            for reason in REFUSAL_REASONS
+        }
     return out
 
 
 def view(r: redis.Redis, source: Source, settings: Settings) -> dict[str, Any]:
     """What every face shows of one source: its settings, where its events go, and what collection refused."""
-    return {**source.public(), "effective_rate_limit_eps": source.effective_rate_limit_eps(settings),
-            "integrations": integration_ids(r, source.id), "refused": refusals(r, [source.id])[source.id]}
+    return {
+        **source.public(),
+        "effective_rate_limit_eps": source.effective_rate_limit_eps(settings),
+        "integrations": integration_ids(r, source.id),
+        "refused": refusals(r, [source.id])[source.id],
+    }
 
 
 class Refusals:

@@ -99,10 +99,14 @@ def live_events(r: redis.Redis, integration_id: str, limit: int = 50) -> list[di
             pipe.hmget(keys.batch_meta(integration_id, b), "state", "error_code", "error_hint", "key")
     traced = iter(pipe.execute())
     out = []
-    for rec, b in zip(records, batch_ids):
+    for rec, b in zip(records, batch_ids, strict=True):
         view: dict[str, Any] = {
-            "event_id": rec["event_id"], "type": rec["type"], "event": rec.get("event"),
-            "received_at": rec["received_at"], "batch_id": b, "state": "buffered",
+            "event_id": rec["event_id"],
+            "type": rec["type"],
+            "event": rec.get("event"),
+            "received_at": rec["received_at"],
+            "batch_id": b,
+            "state": "buffered",
         }
         if rec.get("state") == "filtered":
             view.update(state="filtered", reason=rec["reason"])

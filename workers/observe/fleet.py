@@ -34,8 +34,10 @@ class Worker:
 def workers_online(app: Celery, timeout_s: float = INSPECT_TIMEOUT_S) -> list[Worker]:
     """The workers that answered an ``inspect active_queues`` broadcast within ``timeout_s``, with their queues."""
     replies: dict[str, Any] = app.control.inspect(timeout=timeout_s).active_queues() or {}
-    return sorted((Worker(name, tuple(sorted(q["name"] for q in queues or ()))) for name, queues in replies.items()),
-                  key=lambda w: w.name)
+    return sorted(
+        (Worker(name, tuple(sorted(q["name"] for q in queues or ()))) for name, queues in replies.items()),
+        key=lambda w: w.name,
+    )
 
 
 def last_tick_ms(r: redis.Redis) -> int | None:
@@ -49,8 +51,11 @@ def beat(r: redis.Redis, settings: Settings, now_ms: int) -> dict[str, Any]:
     if tick is None:
         return {"last_tick_at": None, "age_s": None, "late": True}
     age_s = max(0.0, (now_ms - tick) / 1000)
-    return {"last_tick_at": clock.iso(clock.from_ms(tick)), "age_s": age_s,
-            "late": age_s > BEAT_LATE_TICKS * settings.flush_interval_s}
+    return {
+        "last_tick_at": clock.iso(clock.from_ms(tick)),
+        "age_s": age_s,
+        "late": age_s > BEAT_LATE_TICKS * settings.flush_interval_s,
+    }
 
 
 def totals(r: redis.Redis) -> dict[str, int]:
@@ -65,12 +70,19 @@ def totals(r: redis.Redis) -> dict[str, int]:
     return out
 
 
-def overview(r: redis.Redis, app: Celery, settings: Settings, *,
-             inspect_timeout_s: float = INSPECT_TIMEOUT_S) -> dict[str, Any]:
+def overview(
+    r: redis.Redis, app: Celery, settings: Settings, *, inspect_timeout_s: float = INSPECT_TIMEOUT_S
+) -> dict[str, Any]:
     """Everything the Fleet page shows. A broker that cannot be read is reported, not raised."""
-    out: dict[str, Any] = {"totals": totals(r), "beat": beat(r, settings, clock.now_ms()),
-                           "flush_interval_s": settings.flush_interval_s, "flower_url": settings.flower_url,
-                           "queues": None, "workers": None, "broker_error": None}
+    out: dict[str, Any] = {
+        "totals": totals(r),
+        "beat": beat(r, settings, clock.now_ms()),
+        "flush_interval_s": settings.flush_interval_s,
+        "flower_url": settings.flower_url,
+        "queues": None,
+        "workers": None,
+        "broker_error": None,
+    }
     try:
         out["queues"] = topology.queue_depths(settings)
         out["workers"] = workers_online(app, inspect_timeout_s)

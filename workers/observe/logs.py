@@ -18,8 +18,18 @@ import orjson
 from workers import clock
 
 FIELDS: tuple[str, ...] = (
-    "integration_id", "batch_id", "key", "code", "events", "bytes", "attempt", "retry_in_s", "upload_s", "reasons",
-    "task_id", "task_name",
+    "integration_id",
+    "batch_id",
+    "key",
+    "code",
+    "events",
+    "bytes",
+    "attempt",
+    "retry_in_s",
+    "upload_s",
+    "reasons",
+    "task_id",
+    "task_name",
 )
 
 

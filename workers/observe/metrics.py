@@ -55,7 +55,7 @@ class IntegrationCounters:
     latency: Histogram = Histogram({}, 0, 0)
 
     def by_prefix(self, prefix: str) -> dict[str, int]:
-        return {k[len(prefix):]: v for k, v in self.stats.items() if k.startswith(prefix)}
+        return {k[len(prefix) :]: v for k, v in self.stats.items() if k.startswith(prefix)}
 
 
 def read(r: redis.Redis) -> list[IntegrationCounters]:
@@ -71,18 +71,24 @@ def read(r: redis.Redis) -> list[IntegrationCounters]:
     rows = []
     held: list[tuple[int, str]] = []  # (row index, batch id)
     for n, iid in enumerate(iids):
-        stats_raw, dead, upload, latency = replies[4 * n: 4 * n + 4]
-        rows.append(IntegrationCounters(
-            iid, {text(k): int(v) for k, v in stats_raw.items()}, len(dead), 0,
-            Histogram.from_hash(upload), Histogram.from_hash(latency),
-        ))
+        stats_raw, dead, upload, latency = replies[4 * n : 4 * n + 4]
+        rows.append(
+            IntegrationCounters(
+                iid,
+                {text(k): int(v) for k, v in stats_raw.items()},
+                len(dead),
+                0,
+                Histogram.from_hash(upload),
+                Histogram.from_hash(latency),
+            )
+        )
         held += [(n, text(b)) for b in dead]
     events = [0] * len(rows)
     for start in range(0, len(held), _CHUNK):
-        chunk = held[start:start + _CHUNK]
+        chunk = held[start : start + _CHUNK]
         for n, batch_id in chunk:
             pipe.hget(keys.batch_meta(rows[n].integration_id, batch_id), "events")
-        for (n, _), v in zip(chunk, pipe.execute()):
+        for (n, _), v in zip(chunk, pipe.execute(), strict=True):
             events[n] += int(v or 0)
     return [
         IntegrationCounters(row.integration_id, row.stats, row.dead_letter_batches, events[n], row.upload, row.latency)
@@ -97,10 +103,16 @@ def read_refusals(r: redis.Redis) -> dict[str, dict[str, dict[str, int]]]:
 
 def refusal_families(refused: dict[str, dict[str, dict[str, int]]]) -> list[Metric]:
     labels = ["source_id", "reason"]
-    requests = CounterMetricFamily("signal_collect_refused_requests", "Collection requests refused per source: "
-                                   "rate_limited (429) or origin_not_allowed (403).", labels=labels)
-    events = CounterMetricFamily("signal_collect_refused_events", "Events in the collection requests refused per "
-                                 "source, by reason.", labels=labels)
+    requests = CounterMetricFamily(
+        "signal_collect_refused_requests",
+        "Collection requests refused per source: rate_limited (429) or origin_not_allowed (403).",
+        labels=labels,
+    )
+    events = CounterMetricFamily(
+        "signal_collect_refused_events",
+        "Events in the collection requests refused per source, by reason.",
+        labels=labels,
+    )
     for source_id, reasons in sorted(refused.items()):
         for reason, counts in sorted(reasons.items()):
             requests.add_metric([source_id, reason], counts["requests"])
@@ -112,35 +124,51 @@ def families(rows: Iterable[IntegrationCounters]) -> list[Metric]:
     """The metric families of the fleet, one labelled series per integration (and reason / error code)."""
     iid = ["integration_id"]
     ingested = CounterMetricFamily("signal_events_ingested", "Events accepted into the buffers.", labels=iid)
-    rejected = CounterMetricFamily("signal_events_rejected", "Events rejected, by reason.",
-                                   labels=[*iid, "reason"])
-    removed = CounterMetricFamily("signal_events_removed", "Valid events the integration's blueprint removed "
-                                  "(never written to S3), by reason: filtered_out, consent_denied.",
-                                  labels=[*iid, "reason"])
-    fallback = CounterMetricFamily("signal_events_partition_fallback", "Events of a partition_time timestamp "
-                                   "integration whose timestamp was outside partition_time_bound_s, partitioned by "
-                                   "their received hour.", labels=iid)
-    buffered_events = GaugeMetricFamily("signal_events_buffered",
-                                        "Accepted events not yet delivered (open buffers and sealed batches).",
-                                        labels=iid)
-    buffered_bytes = GaugeMetricFamily("signal_bytes_buffered", "Bytes of the events counted in "
-                                       "signal_events_buffered (uncompressed JSON lines).", labels=iid)
+    rejected = CounterMetricFamily("signal_events_rejected", "Events rejected, by reason.", labels=[*iid, "reason"])
+    removed = CounterMetricFamily(
+        "signal_events_removed",
+        "Valid events the integration's blueprint removed "
+        "(never written to S3), by reason: filtered_out, consent_denied.",
+        labels=[*iid, "reason"],
+    )
+    fallback = CounterMetricFamily(
+        "signal_events_partition_fallback",
+        "Events of a partition_time timestamp "
+        "integration whose timestamp was outside partition_time_bound_s, partitioned by "
+        "their received hour.",
+        labels=iid,
+    )
+    buffered_events = GaugeMetricFamily(
+        "signal_events_buffered", "Accepted events not yet delivered (open buffers and sealed batches).", labels=iid
+    )
+    buffered_bytes = GaugeMetricFamily(
+        "signal_bytes_buffered",
+        "Bytes of the events counted in signal_events_buffered (uncompressed JSON lines).",
+        labels=iid,
+    )
     objects = CounterMetricFamily("signal_objects_delivered", "Objects written to S3.", labels=iid)
     events = CounterMetricFamily("signal_events_delivered", "Events written to S3.", labels=iid)
-    nbytes = CounterMetricFamily("signal_bytes_delivered", "Bytes written to S3 (gzipped object sizes).",
-                                 labels=iid)
-    failures = CounterMetricFamily("signal_upload_failures", "Failed upload attempts, by AWS error code.",
-                                   labels=[*iid, "code"])
-    retries = CounterMetricFamily("signal_upload_retries", "Upload attempts that failed transiently and are "
-                                  "retried.", labels=iid)
-    dead_batches = GaugeMetricFamily("signal_dead_letter_batches", "Batches held in the dead-letter store.",
-                                     labels=iid)
-    dead_events = GaugeMetricFamily("signal_dead_letter_events", "Events in the batches held in the dead-letter "
-                                    "store.", labels=iid)
-    upload = HistogramMetricFamily("signal_upload_duration_seconds", "Duration of the successful upload attempt "
-                                   "of each delivered batch.", labels=iid)
-    latency = HistogramMetricFamily("signal_event_to_object_latency_seconds", "From the append of a batch's first "
-                                    "event to its object confirmed by S3.", labels=iid)
+    nbytes = CounterMetricFamily("signal_bytes_delivered", "Bytes written to S3 (gzipped object sizes).", labels=iid)
+    failures = CounterMetricFamily(
+        "signal_upload_failures", "Failed upload attempts, by AWS error code.", labels=[*iid, "code"]
+    )
+    retries = CounterMetricFamily(
+        "signal_upload_retries", "Upload attempts that failed transiently and are retried.", labels=iid
+    )
+    dead_batches = GaugeMetricFamily("signal_dead_letter_batches", "Batches held in the dead-letter store.", labels=iid)
+    dead_events = GaugeMetricFamily(
+        "signal_dead_letter_events", "Events in the batches held in the dead-letter store.", labels=iid
+    )
+    upload = HistogramMetricFamily(
+        "signal_upload_duration_seconds",
+        "Duration of the successful upload attempt of each delivered batch.",
+        labels=iid,
+    )
+    latency = HistogramMetricFamily(
+        "signal_event_to_object_latency_seconds",
+        "From the append of a batch's first event to its object confirmed by S3.",
+        labels=iid,
+    )
     for row in rows:
         label = [row.integration_id]
         ingested.add_metric(label, row.stats.get("ingested_events", 0))
@@ -161,8 +189,23 @@ def families(rows: Iterable[IntegrationCounters]) -> list[Metric]:
         dead_events.add_metric(label, row.dead_letter_events)
         upload.add_metric(label, prometheus_buckets(row.upload, UPLOAD_BUCKETS_S), row.upload.sum_us / 1e6)
         latency.add_metric(label, prometheus_buckets(row.latency, LATENCY_BUCKETS_S), row.latency.sum_us / 1e6)
-    return [ingested, rejected, removed, fallback, buffered_events, buffered_bytes, objects, events, nbytes, failures,
-            retries, dead_batches, dead_events, upload, latency]
+    return [
+        ingested,
+        rejected,
+        removed,
+        fallback,
+        buffered_events,
+        buffered_bytes,
+        objects,
+        events,
+        nbytes,
+        failures,
+        retries,
+        dead_batches,
+        dead_events,
+        upload,
+        latency,
+    ]
 
 
 class FleetCollector(Collector):
@@ -198,8 +241,9 @@ def render(r: redis.Redis, accept: str | None = None) -> tuple[bytes, str]:
     return encoder(fleet_registry(r)), content_type
 
 
-def serve(r: redis.Redis, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
-          on_ready: Callable[[str], None] | None = None) -> None:
+def serve(
+    r: redis.Redis, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, on_ready: Callable[[str], None] | None = None
+) -> None:
     """Serve the fleet's and this process's metrics over HTTP until SIGTERM or SIGINT (``signal-s3 metrics``).
 
     ``on_ready`` gets the URL once the port is bound; OSError when it cannot be bound.

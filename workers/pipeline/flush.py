@@ -30,15 +30,16 @@ def flush_due(r: redis.Redis, *, settings: Settings, force: bool = False) -> lis
             candidates += [(iid, None) for iid in registry.ids(r) if iid not in indexed]
     work: list[tuple[str, str]] = []
     for start in range(0, len(candidates), FLUSH_CHUNK):
-        work += _flush_chunk(r, candidates[start:start + FLUSH_CHUNK], now_ms, settings=settings, force=force)
+        work += _flush_chunk(r, candidates[start : start + FLUSH_CHUNK], now_ms, settings=settings, force=force)
     return work
 
 
 FLUSH_CHUNK = 500
 
 
-def _flush_chunk(r: redis.Redis, candidates: list[tuple[str, int | None]], now_ms: int, *, settings: Settings,
-                 force: bool) -> list[tuple[str, str]]:
+def _flush_chunk(
+    r: redis.Redis, candidates: list[tuple[str, int | None]], now_ms: int, *, settings: Settings, force: bool
+) -> list[tuple[str, str]]:
     """Flush what is due of some integrations (one pipelined read for all of them), then move each in the due index
     to the time something of it is next due."""
     tick_ms = int(settings.flush_interval_s * 1000)
@@ -53,12 +54,17 @@ def _flush_chunk(r: redis.Redis, candidates: list[tuple[str, int | None]], now_m
     work: list[tuple[str, str]] = []
     updates: list[tuple[str, int | None, int | None]] = []
     for n, (iid, seen) in enumerate(candidates):
-        hours, due_batches, first_pending, installed = replies[4 * n:4 * n + 4]
+        hours, due_batches, first_pending, installed = replies[4 * n : 4 * n + 4]
         next_ms = [int(first_pending[0][1])] if first_pending else []
         interval_ms = tick_ms
         if hours and installed:
             try:
-                interval_ms = int(registry.get(r, iid, max_age_s=settings.integration_cache_ttl_s).config.effective_flush_interval_s(settings) * 1000)
+                interval_ms = int(
+                    registry.get(r, iid, max_age_s=settings.integration_cache_ttl_s).config.effective_flush_interval_s(
+                        settings
+                    )
+                    * 1000
+                )
             except registry.UnknownIntegration:
                 pass
         for hour, first_ms in hours:

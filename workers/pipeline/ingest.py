@@ -36,8 +36,13 @@ class IngestResult:
     partition_fallback: int = 0
 
     def summary(self) -> dict[str, object]:
-        return {"accepted": self.accepted, "rejected": self.rejected, "duplicate": self.duplicate,
-                "removed": self.removed, "partition_fallback": self.partition_fallback}
+        return {
+            "accepted": self.accepted,
+            "rejected": self.rejected,
+            "duplicate": self.duplicate,
+            "removed": self.removed,
+            "partition_fallback": self.partition_fallback,
+        }
 
 
 def prepare(r: redis.Redis, integration_id: str, events: object, *, settings: Settings) -> prepared.Prepared:
@@ -51,8 +56,14 @@ def prepare(r: redis.Redis, integration_id: str, events: object, *, settings: Se
     integ = registry.get_enabled(r, integration_id, max_age_s=settings.integration_cache_ttl_s)
     if not isinstance(events, list):
         raise TypeError("events must be a list of event objects")
-    return prepared.prepare(events, integration_id, received_at=clock.now(), event_max_bytes=settings.event_max_bytes,
-                            rules=integ.rules, partition=integ.config)
+    return prepared.prepare(
+        events,
+        integration_id,
+        received_at=clock.now(),
+        event_max_bytes=settings.event_max_bytes,
+        rules=integ.rules,
+        partition=integ.config,
+    )
 
 
 def publish(r: redis.Redis, producer: Broker, integration_id: str, events: list[Any], *, settings: Settings) -> str:
@@ -77,8 +88,9 @@ def ingest(r: redis.Redis, integration_id: str, events: object, *, message_id: s
     return append(r, integration_id, message, message_id=message_id, settings=settings)
 
 
-def append(r: redis.Redis, integration_id: str, message: Message, *, message_id: str,
-           settings: Settings) -> IngestResult:
+def append(
+    r: redis.Redis, integration_id: str, message: Message, *, message_id: str, settings: Settings
+) -> IngestResult:
     """Append a prepared message's lines to the integration's hourly buffers, once per message, with its rejections.
 
     Raises UnknownIntegration / IntegrationDisabled (nothing buffered). The rejections ``prepare`` made are counted
@@ -103,8 +115,9 @@ def append(r: redis.Redis, integration_id: str, message: Message, *, message_id:
         partition_fallback=message.partition_fallback,
     )
     result = buffer.append(r, integration_id, appended, append_limits(cfg, settings, now_ms))
-    _tell_due_index(r, integration_id, result, now_ms=now_ms, settings=settings,
-                    interval_s=cfg.effective_flush_interval_s(settings))
+    _tell_due_index(
+        r, integration_id, result, now_ms=now_ms, settings=settings, interval_s=cfg.effective_flush_interval_s(settings)
+    )
     if result.duplicate:
         return IngestResult(0, [], duplicate=True)
     if result.refused_positions:
@@ -112,12 +125,21 @@ def append(r: redis.Redis, integration_id: str, message: Message, *, message_id:
         indexes = [i for idx in message.indexes_by_hour.values() for i in idx]
         lines = [line for group in message.lines_by_hour.values() for line in group]
         for pos in result.refused_positions:
-            rejected.append({
-                "index": indexes[pos], "reason": "buffer_full", "event_id": orjson.loads(lines[pos])["event_id"],
-                "detail": "the integration's buffer is full (buffer_max_bytes): delivery is failing or too slow",
-            })
-    return IngestResult(result.accepted, rejected, sealed=result.sealed, removed=dict(message.removed),
-                        partition_fallback=message.partition_fallback)
+            rejected.append(
+                {
+                    "index": indexes[pos],
+                    "reason": "buffer_full",
+                    "event_id": orjson.loads(lines[pos])["event_id"],
+                    "detail": "the integration's buffer is full (buffer_max_bytes): delivery is failing or too slow",
+                }
+            )
+    return IngestResult(
+        result.accepted,
+        rejected,
+        sealed=result.sealed,
+        removed=dict(message.removed),
+        partition_fallback=message.partition_fallback,
+    )
 
 
 def append_limits(cfg: IntegrationConfig, settings: Settings, now_ms: int) -> buffer.Limits:
@@ -133,8 +155,15 @@ def append_limits(cfg: IntegrationConfig, settings: Settings, now_ms: int) -> bu
     )
 
 
-def _tell_due_index(r: redis.Redis, integration_id: str, result: buffer.AppendResult, *, now_ms: int,
-                    settings: Settings, interval_s: float) -> None:
+def _tell_due_index(
+    r: redis.Redis,
+    integration_id: str,
+    result: buffer.AppendResult,
+    *,
+    now_ms: int,
+    settings: Settings,
+    interval_s: float,
+) -> None:
     """Lower the integration's score in the due index for what this append left to flush (before the message is
     acknowledged). A duplicate may be the redelivery of a message whose process died before doing this: due now."""
     due_at = []
@@ -148,16 +177,25 @@ def _tell_due_index(r: redis.Redis, integration_id: str, result: buffer.AppendRe
         due.lower(r, integration_id, min(due_at))
 
 
-def record_ingest_failure(r: redis.Redis, integration_id: str, events: object, exc: BaseException, *,
-                          n: int | None = None) -> int:
+def record_ingest_failure(
+    r: redis.Redis, integration_id: str, events: object, exc: BaseException, *, n: int | None = None
+) -> int:
     """Count the events of a message whose ingest failed unexpectedly (nothing was appended), so the integration's
     status shows them as rejected (reason ``ingest_failed``) with the error, instead of only a worker log line.
     ``n`` is their number when ``events`` is not the list of them (a prepared message)."""
     if n is None:
         n = len(events) if isinstance(events, list) else 1
     detail = f"ingest failed before buffering: {type(exc).__name__}: {str(exc)[:200]}"
-    record = orjson.dumps({"at_ms": clock.now_ms(), "index": None, "reason": "ingest_failed", "detail": detail,
-                           "event_id": None, "events": n})
+    record = orjson.dumps(
+        {
+            "at_ms": clock.now_ms(),
+            "index": None,
+            "reason": "ingest_failed",
+            "detail": detail,
+            "event_id": None,
+            "events": n,
+        }
+    )
     pipe = r.pipeline(transaction=False)
     pipe.hincrby(keys.stats(integration_id), "rejected:ingest_failed", n)
     pipe.lpush(keys.rejections(integration_id), record)
@@ -170,8 +208,17 @@ def _live_records(live: list[tuple[int, str, str, str, str | None, str]], now_ms
     """Trace records of the last accepted lines (the live events view), keyed by flattened position, each missing
     the generation the append script completes it with."""
     return {
-        pos: orjson.dumps({"event_id": event_id, "type": type_, "event": event, "received_at": received_at,
-                           "at_ms": now_ms, "hour": hour})[:-1] + b',"gen":'
+        pos: orjson.dumps(
+            {
+                "event_id": event_id,
+                "type": type_,
+                "event": event,
+                "received_at": received_at,
+                "at_ms": now_ms,
+                "hour": hour,
+            }
+        )[:-1]
+        + b',"gen":'
         for pos, hour, event_id, type_, event, received_at in live
     }
 
@@ -179,7 +226,16 @@ def _live_records(live: list[tuple[int, str, str, str, str | None, str]], now_ms
 def _removed_records(removed_live: list[tuple[str, str, str | None, str, str]], now_ms: int) -> list[bytes]:
     """Live events records (state ``filtered``, with the reason) of the last events the blueprint removed."""
     return [
-        orjson.dumps({"event_id": event_id, "type": type_, "event": event, "received_at": received_at,
-                      "at_ms": now_ms, "state": "filtered", "reason": reason})
+        orjson.dumps(
+            {
+                "event_id": event_id,
+                "type": type_,
+                "event": event,
+                "received_at": received_at,
+                "at_ms": now_ms,
+                "state": "filtered",
+                "reason": reason,
+            }
+        )
         for event_id, type_, event, received_at, reason in removed_live
     ]

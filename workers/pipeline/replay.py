@@ -31,8 +31,9 @@ class ReplayReport:
         return {
             "delivered": self.delivered,
             "already_delivered": self.skipped,
-            "still_failing": [{"batch_id": b, "code": f.code, "message": f.message, "hint": f.hint}
-                              for b, f in self.failed],
+            "still_failing": [
+                {"batch_id": b, "code": f.code, "message": f.message, "hint": f.hint} for b, f in self.failed
+            ],
         }
 
 
@@ -63,8 +64,16 @@ def replay(
             report.failed.append((b, exc.failure))
             if isinstance(exc, TransientError):
                 # keep it visible and waiting: back to the dead-letter store, not into silent retries
-                buffer.hold(r, integration_id, b, token="", now_ms=clock.now_ms(), code=exc.failure.code,
-                            message=exc.failure.message, hint=exc.failure.hint or hint_for(exc.failure.code))
+                buffer.hold(
+                    r,
+                    integration_id,
+                    b,
+                    token="",
+                    now_ms=clock.now_ms(),
+                    code=exc.failure.code,
+                    message=exc.failure.message,
+                    hint=exc.failure.hint or hint_for(exc.failure.code),
+                )
             state = "failed"
         else:
             (report.delivered if outcome.state == "delivered" else report.skipped).append(b)

@@ -56,29 +56,65 @@ def upload(r: redis.Redis, integration_id: str, batch_id: str, *, settings: Sett
     try:
         integ = registry.get(r, integration_id, max_age_s=settings.integration_cache_ttl_s)
     except registry.UnknownIntegration:
-        f = Failure("IntegrationMissing", f"integration {integration_id} is not installed", True,
-                    hint_for("IntegrationMissing"), None)
-        buffer.hold(r, integration_id, batch_id, token="", now_ms=now_ms, code=f.code, message=f.message,
-                    hint=f.hint or "")
-        log.error("held integration=%s batch=%s code=%s: %s", integration_id, batch_id, f.code, f.message,
-                  extra={"integration_id": integration_id, "batch_id": batch_id, "code": f.code})
+        f = Failure(
+            "IntegrationMissing",
+            f"integration {integration_id} is not installed",
+            True,
+            hint_for("IntegrationMissing"),
+            None,
+        )
+        buffer.hold(
+            r, integration_id, batch_id, token="", now_ms=now_ms, code=f.code, message=f.message, hint=f.hint or ""
+        )
+        log.error(
+            "held integration=%s batch=%s code=%s: %s",
+            integration_id,
+            batch_id,
+            f.code,
+            f.message,
+            extra={"integration_id": integration_id, "batch_id": batch_id, "code": f.code},
+        )
         raise PermanentError(f) from None
     cfg = integ.config
     meta_hour = buffer.batch_meta(r, integration_id, batch_id).get("hour")
     if meta_hour is None:
         return UploadOutcome("skipped")
-    c = buffer.claim(r, integration_id, batch_id, token=token, now_ms=now_ms, lease_ms=int(settings.lease_s * 1000),
-                     key=object_key(cfg.prefix, meta_hour, batch_id, integ.variant))
+    c = buffer.claim(
+        r,
+        integration_id,
+        batch_id,
+        token=token,
+        now_ms=now_ms,
+        lease_ms=int(settings.lease_s * 1000),
+        key=object_key(cfg.prefix, meta_hour, batch_id, integ.variant),
+    )
     if c.state != "ok":
         return UploadOutcome("skipped")
     if c.claims > settings.max_worker_losses:
-        f = Failure("WorkerLost", f"the batch's upload was interrupted {c.claims - 1} times in a row "
-                    "(worker killed or out of memory)", True, hint_for("WorkerLost"), None)
-        buffer.hold(r, integration_id, batch_id, token=token, now_ms=now_ms, code=f.code, message=f.message,
-                    hint=f.hint or "")
-        log.error("held integration=%s batch=%s code=%s: %s", integration_id, batch_id, f.code, f.message,
-                  extra={"integration_id": integration_id, "batch_id": batch_id, "code": f.code,
-                         "events": c.events, "key": c.key})
+        f = Failure(
+            "WorkerLost",
+            f"the batch's upload was interrupted {c.claims - 1} times in a row (worker killed or out of memory)",
+            True,
+            hint_for("WorkerLost"),
+            None,
+        )
+        buffer.hold(
+            r, integration_id, batch_id, token=token, now_ms=now_ms, code=f.code, message=f.message, hint=f.hint or ""
+        )
+        log.error(
+            "held integration=%s batch=%s code=%s: %s",
+            integration_id,
+            batch_id,
+            f.code,
+            f.message,
+            extra={
+                "integration_id": integration_id,
+                "batch_id": batch_id,
+                "code": f.code,
+                "events": c.events,
+                "key": c.key,
+            },
+        )
         raise PermanentError(f)
     lines = buffer.read_batch(r, integration_id, batch_id, settings.drain_chunk_events, c.events)
     started_s = time.perf_counter()
@@ -90,37 +126,82 @@ def upload(r: redis.Redis, integration_id: str, batch_id: str, *, settings: Sett
     except Exception as exc:  # classified below: nothing escapes unrecorded
         _record_failure(r, integration_id, batch_id, token, c, classify(exc), cfg, settings)
     upload_s = time.perf_counter() - started_s
-    buffer.ack(r, integration_id, batch_id, now_ms=clock.now_ms(), compressed_bytes=result.compressed_bytes,
-               key=c.key, upload_s=upload_s)
-    log.info("delivered integration=%s batch=%s events=%d bytes=%d key=%s", integration_id, batch_id, c.events,
-             result.compressed_bytes, c.key,
-             extra={"integration_id": integration_id, "batch_id": batch_id, "events": c.events,
-                    "bytes": result.compressed_bytes, "key": c.key, "upload_s": round(upload_s, 6)})
+    buffer.ack(
+        r,
+        integration_id,
+        batch_id,
+        now_ms=clock.now_ms(),
+        compressed_bytes=result.compressed_bytes,
+        key=c.key,
+        upload_s=upload_s,
+    )
+    log.info(
+        "delivered integration=%s batch=%s events=%d bytes=%d key=%s",
+        integration_id,
+        batch_id,
+        c.events,
+        result.compressed_bytes,
+        c.key,
+        extra={
+            "integration_id": integration_id,
+            "batch_id": batch_id,
+            "events": c.events,
+            "bytes": result.compressed_bytes,
+            "key": c.key,
+            "upload_s": round(upload_s, 6),
+        },
+    )
     return UploadOutcome("delivered", key=c.key, events=c.events)
 
 
-def _record_failure(r: redis.Redis, iid: str, batch_id: str, token: str, c: buffer.Claim, f: Failure, cfg: object,
-                    settings: Settings) -> NoReturn:
+def _record_failure(
+    r: redis.Redis, iid: str, batch_id: str, token: str, c: buffer.Claim, f: Failure, cfg: object, settings: Settings
+) -> NoReturn:
     """Hold the batch (permanent, or retried for too long) or schedule its retry; raises either way."""
     now_ms = clock.now_ms()
     first_ms = c.first_failure_ms or now_ms
     if not f.permanent and now_ms - first_ms >= settings.max_retry_age_s * 1000:
-        f = Failure(f.code, f"still failing after {settings.max_retry_age_s}s of retries: {f.message}", True,
-                    f.hint or hint_for(f.code), f.http_status)
+        f = Failure(
+            f.code,
+            f"still failing after {settings.max_retry_age_s}s of retries: {f.message}",
+            True,
+            f.hint or hint_for(f.code),
+            f.http_status,
+        )
     if f.permanent:
         if f.code in AUTH_CODES:
             clients.evict(cfg)
         buffer.hold(r, iid, batch_id, token=token, now_ms=now_ms, code=f.code, message=f.message, hint=f.hint or "")
-        log.error("held integration=%s batch=%s code=%s: %s | hint: %s", iid, batch_id, f.code, f.message, f.hint,
-                  extra={"integration_id": iid, "batch_id": batch_id, "code": f.code, "events": c.events,
-                         "key": c.key})
+        log.error(
+            "held integration=%s batch=%s code=%s: %s | hint: %s",
+            iid,
+            batch_id,
+            f.code,
+            f.message,
+            f.hint,
+            extra={"integration_id": iid, "batch_id": batch_id, "code": f.code, "events": c.events, "key": c.key},
+        )
         raise PermanentError(f)
     delay_s = compute_backoff_s(c.attempts, base_s=settings.retry_backoff_base_s, max_s=settings.retry_backoff_max_s)
     # The Celery retry comes at delay_s; the sweep picks the batch up only if that retry message was lost.
     sweep_at_ms = now_ms + int((delay_s + settings.lease_s) * 1000)
     buffer.fail(r, iid, batch_id, token=token, now_ms=now_ms, retry_at_ms=sweep_at_ms, code=f.code, message=f.message)
-    log.warning("retrying integration=%s batch=%s code=%s attempt=%d in %.2fs: %s", iid, batch_id, f.code,
-                c.attempts, delay_s, f.message,
-                extra={"integration_id": iid, "batch_id": batch_id, "code": f.code, "events": c.events,
-                       "key": c.key, "attempt": c.attempts, "retry_in_s": round(delay_s, 3)})
+    log.warning(
+        "retrying integration=%s batch=%s code=%s attempt=%d in %.2fs: %s",
+        iid,
+        batch_id,
+        f.code,
+        c.attempts,
+        delay_s,
+        f.message,
+        extra={
+            "integration_id": iid,
+            "batch_id": batch_id,
+            "code": f.code,
+            "events": c.events,
+            "key": c.key,
+            "attempt": c.attempts,
+            "retry_in_s": round(delay_s, 3),
+        },
+    )
     raise TransientError(f, retry_in_s=delay_s)

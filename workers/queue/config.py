@@ -41,12 +41,14 @@ def broker_config(settings: Settings) -> dict[str, Any]:
             task_default_queue_type="quorum",
         )
     else:
-        config.update(broker_transport_options={
-            "visibility_timeout": settings.visibility_timeout_s,
-            # look for messages of dead workers every ~10 s (kombu's default sweep is every ~100 s)
-            "unacked_restore_interval": 5,
-            "unacked_restore_throttle": 2,
-        })
+        config.update(
+            broker_transport_options={
+                "visibility_timeout": settings.visibility_timeout_s,
+                # look for messages of dead workers every ~10 s (kombu's default sweep is every ~100 s)
+                "unacked_restore_interval": 5,
+                "unacked_restore_throttle": 2,
+            }
+        )
     return config
 
 
@@ -62,8 +64,9 @@ def worker_config(settings: Settings) -> dict[str, Any]:
         "worker_prefetch_multiplier": 1,
         "task_routes": TASK_ROUTES,
         # the upload's time limits follow from the settings: above botocore's worst case, below the batch lease
-        "task_annotations": {"signal.upload": {"soft_time_limit": settings.upload_timeout_s,
-                                               "time_limit": settings.upload_time_limit_s}},
+        "task_annotations": {
+            "signal.upload": {"soft_time_limit": settings.upload_timeout_s, "time_limit": settings.upload_time_limit_s}
+        },
         "beat_schedule": {
             "flush-due": {
                 "task": "signal.flush_due",

@@ -48,14 +48,33 @@ class Broker:
         self.app = Celery("signal-api", set_as_current=False)
         self.app.conf.update(**broker_config(settings), broker_connection_timeout=CONNECT_TIMEOUT_S)
 
-    def _send(self, name: str, args: list[Any], queue: str, task_id: str, argsrepr: str,
-              compression: str | None = None, serializer: str | None = None) -> None:
+    def _send(
+        self,
+        name: str,
+        args: list[Any],
+        queue: str,
+        task_id: str,
+        argsrepr: str,
+        compression: str | None = None,
+        serializer: str | None = None,
+    ) -> None:
         try:
             # mandatory: a message no queue takes (a queue deleted while this process runs, whose declaration kombu
             # remembers) comes back as an error instead of being confirmed and dropped
-            self.app.send_task(name, args=args, queue=queue, task_id=task_id, argsrepr=argsrepr, kwargsrepr="{}",
-                               retry=True, retry_policy=PUBLISH_RETRY, confirm_timeout=CONFIRM_TIMEOUT_S,
-                               mandatory=True, compression=compression, serializer=serializer)
+            self.app.send_task(
+                name,
+                args=args,
+                queue=queue,
+                task_id=task_id,
+                argsrepr=argsrepr,
+                kwargsrepr="{}",
+                retry=True,
+                retry_policy=PUBLISH_RETRY,
+                confirm_timeout=CONFIRM_TIMEOUT_S,
+                mandatory=True,
+                compression=compression,
+                serializer=serializer,
+            )
         except (KombuError, AMQPError, OSError, redis.RedisError) as exc:
             raise BrokerUnavailable(f"the broker did not take {name}: {type(exc).__name__}") from None
 
@@ -64,20 +83,33 @@ class Broker:
         de-duplicated by)."""
         message = encode_message(events)
         task_id = str(uuid.uuid4())
-        self._send("signal.append", [integration_id, message], "ingest", task_id,
-                   repr((integration_id, describe_message(message))), compression=wire.INGEST_COMPRESSION,
-                   serializer=wire.PREPARED)
+        self._send(
+            "signal.append",
+            [integration_id, message],
+            "ingest",
+            task_id,
+            repr((integration_id, describe_message(message))),
+            compression=wire.INGEST_COMPRESSION,
+            serializer=wire.PREPARED,
+        )
         return task_id
 
     def ingest(self, integration_id: str, events: list[Any]) -> str:
         task_id = str(uuid.uuid4())
-        self._send("signal.ingest", [integration_id, events], "ingest", task_id,
-                   repr((integration_id, f"<{len(events)} items>")), compression=wire.INGEST_COMPRESSION)
+        self._send(
+            "signal.ingest",
+            [integration_id, events],
+            "ingest",
+            task_id,
+            repr((integration_id, f"<{len(events)} items>")),
+            compression=wire.INGEST_COMPRESSION,
+        )
         return task_id
 
     def upload(self, integration_id: str, batch_id: str) -> None:
-        self._send("signal.upload", [integration_id, batch_id], "flush", str(uuid.uuid4()),
-                   repr((integration_id, batch_id)))
+        self._send(
+            "signal.upload", [integration_id, batch_id], "flush", str(uuid.uuid4()), repr((integration_id, batch_id))
+        )
 
     def close(self) -> None:
         self.app.close()

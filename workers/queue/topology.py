@@ -52,8 +52,9 @@ def task_queues(settings: Settings) -> tuple[Queue, ...]:
 
 def dead_letter_queue() -> Queue:
     """Where RabbitMQ moves a message past its delivery limit: kept until someone looks at it. No worker consumes it."""
-    return Queue(DEAD_LETTER, Exchange(DEAD_LETTER, type="fanout"), routing_key="",
-                 queue_arguments={"x-queue-type": "quorum"})
+    return Queue(
+        DEAD_LETTER, Exchange(DEAD_LETTER, type="fanout"), routing_key="", queue_arguments={"x-queue-type": "quorum"}
+    )
 
 
 def declare(connection: Connection, settings: Settings) -> None:
@@ -89,8 +90,7 @@ def queue_depths(settings: Settings, *, timeout_s: float = 5.0) -> dict[str, int
     if not settings.broker_is_amqp:
         import redis
 
-        r = redis.Redis.from_url(settings.celery_broker_url, socket_timeout=timeout_s,
-                                 socket_connect_timeout=timeout_s)
+        r = redis.Redis.from_url(settings.celery_broker_url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
         try:
             pipe = r.pipeline(transaction=False)
             for name in QUEUE_NAMES:
@@ -103,7 +103,7 @@ def queue_depths(settings: Settings, *, timeout_s: float = 5.0) -> dict[str, int
         finally:
             r.close()
         n = len(REDIS_PRIORITY_SUFFIXES)
-        return {**{name: sum(counts[i * n:(i + 1) * n]) for i, name in enumerate(QUEUE_NAMES)}, "unacked": unacked}
+        return {**{name: sum(counts[i * n : (i + 1) * n]) for i, name in enumerate(QUEUE_NAMES)}, "unacked": unacked}
     depths: dict[str, int] = {}
     with Connection(settings.celery_broker_url, connect_timeout=timeout_s) as conn:
         conn.ensure_connection(max_retries=1)

@@ -1,7 +1,7 @@
 """How task messages look on the broker: plain JSON written and read by orjson, ``signal.ingest`` bodies compressed.
 
-Imported by every process that publishes or consumes (``workers.app``, ``workers.queue.producer``); ``install()`` registers
-the codecs in kombu once per process. The bytes on the wire stay standard, so any Celery producer still works:
+Imported by every process that publishes or consumes (``workers.app``, ``workers.queue.producer``); ``install()``
+registers the codecs in kombu once per process. The bytes on the wire stay standard, so any Celery producer still works:
 
 - ``json``: the same JSON any producer writes, produced and parsed by orjson (kombu's decoder calls a Python hook for
   every object, ~5 per event). Celery decodes a protocol-2 body twice (the consumer strategy reads
@@ -111,6 +111,8 @@ def load_prepared(data: bytes) -> list[Any]:
         hours = dict.fromkeys(lengths)
     message["hours"] = hours
     return body
+
+
 compress = partial(isal_zlib.compress, level=COMPRESSION_LEVEL)
 decompress = isal_zlib.decompress
 
@@ -123,7 +125,12 @@ def install() -> None:
     if _installed:
         return
     serialization.register("json", dumps, loads, content_type=JSON_CONTENT_TYPE, content_encoding="utf-8")
-    serialization.register(PREPARED, dump_prepared, _DecodeOnce(load_prepared), content_type=PREPARED_CONTENT_TYPE,
-                           content_encoding="binary")
+    serialization.register(
+        PREPARED,
+        dump_prepared,
+        _DecodeOnce(load_prepared),
+        content_type=PREPARED_CONTENT_TYPE,
+        content_encoding="binary",
+    )
     compression.register(compress, decompress, _ZLIB_CONTENT_TYPE, aliases=["gzip", "zlib"])
     _installed = True

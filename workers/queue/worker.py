@@ -75,9 +75,18 @@ def hide_arguments(body: object = None, headers: dict | None = None, **_: object
     if headers is None or "argsrepr" not in headers:
         return
     args = body[0] if isinstance(body, tuple) and body and isinstance(body[0], list | tuple) else []
-    headers["argsrepr"] = repr(tuple(a if isinstance(a, str) else f"<{len(a)} items>" if isinstance(a, list)
-                                     else describe_message(a) if isinstance(a, dict) else type(a).__name__
-                                     for a in args))
+    headers["argsrepr"] = repr(
+        tuple(
+            a
+            if isinstance(a, str)
+            else f"<{len(a)} items>"
+            if isinstance(a, list)
+            else describe_message(a)
+            if isinstance(a, dict)
+            else type(a).__name__
+            for a in args
+        )
+    )
     headers["kwargsrepr"] = "{}"
 
 
@@ -107,8 +116,10 @@ def shutdown_hazard(pool: str, remap_sigterm: str | None) -> str | None:
     Celery's soft shutdown (REMAP_SIGTERM=SIGQUIT) then stalls for the whole timeout and fails the running task,
     whose message is acked: its events would be lost."""
     if "solo" in pool.lower() and (remap_sigterm or "").upper() == "SIGQUIT":
-        return ("REMAP_SIGTERM=SIGQUIT must not be set for a -P solo worker (it would fail and drop the running "
-                "task at shutdown); unset it for ingest workers, keep it for prefork flush workers")
+        return (
+            "REMAP_SIGTERM=SIGQUIT must not be set for a -P solo worker (it would fail and drop the running "
+            "task at shutdown); unset it for ingest workers, keep it for prefork flush workers"
+        )
     return None
 
 

@@ -108,8 +108,14 @@ def location_template(cfg: _Destination) -> str:
     return f"{location(cfg)}{components}/"
 
 
-def athena_ddl(integration_id: str, cfg: _Destination, *, table: str | None = None, database: str = "default",
-               variant: str = "default") -> str:
+def athena_ddl(
+    integration_id: str,
+    cfg: _Destination,
+    *,
+    table: str | None = None,
+    database: str = "default",
+    variant: str = "default",
+) -> str:
     """The ``CREATE EXTERNAL TABLE IF NOT EXISTS`` statement for the objects of one integration, in its variant's
     format (``default``: gzipped NDJSON, ``parquet``).
 

@@ -39,7 +39,14 @@ ROW_GROUP_BYTES: Final = 16 * 1024 * 1024  # of event JSON (uncompressed, as buf
 RECORD_BATCH_EVENTS: Final = 2_048
 
 STRING_COLUMNS: tuple[str, ...] = (
-    "event_id", "type", "event", "name", "anonymous_id", "user_id", "group_id", "previous_id",
+    "event_id",
+    "type",
+    "event",
+    "name",
+    "anonymous_id",
+    "user_id",
+    "group_id",
+    "previous_id",
 )
 TIME_COLUMNS: tuple[str, ...] = ("timestamp", "received_at", "sent_at")
 JSON_COLUMNS: tuple[str, ...] = ("context", "properties", "traits")
@@ -53,7 +60,15 @@ SCHEMA: Final = pa.schema(
     metadata={"signal.envelope": "canonical envelope; context/properties/traits/extra as JSON text"},
 )
 DICTIONARY_COLUMNS: tuple[str, ...] = (
-    "type", "event", "name", "anonymous_id", "user_id", "group_id", "previous_id", "source_id", "integration_id",
+    "type",
+    "event",
+    "name",
+    "anonymous_id",
+    "user_id",
+    "group_id",
+    "previous_id",
+    "source_id",
+    "integration_id",
 )
 
 _ENVELOPE_KEYS: Final = frozenset(ENVELOPE_COLUMNS)
@@ -114,8 +129,9 @@ def record_batch(lines: list[bytes]) -> pa.RecordBatch:
             value = get(name)
             # decoded at once: orjson's output buffer is far larger than its text, keeping it would hold ~4 KiB
             append(None if value is None else _dumps(value).decode("utf-8"))
-        extras.append(None if envelope_keys.issuperset(event) else
-                      {k: v for k, v in event.items() if k not in envelope_keys})
+        extras.append(
+            None if envelope_keys.issuperset(event) else {k: v for k, v in event.items() if k not in envelope_keys}
+        )
     arrays: dict[str, pa.Array] = {}
     for name in STRING_COLUMNS + TAIL_COLUMNS:
         arrays[name] = _strings(name, texts[name], extras)
@@ -182,8 +198,12 @@ class ParquetEncoder:
         self._row_group_bytes = row_group_bytes
         self._sink = _Sink()
         self._writer = pq.ParquetWriter(
-            self._sink, SCHEMA, compression=COMPRESSION, compression_level=COMPRESSION_LEVEL,
-            use_dictionary=list(DICTIONARY_COLUMNS), write_statistics=True,
+            self._sink,
+            SCHEMA,
+            compression=COMPRESSION,
+            compression_level=COMPRESSION_LEVEL,
+            use_dictionary=list(DICTIONARY_COLUMNS),
+            write_statistics=True,
         )
         self._pending: list[pa.RecordBatch] = []
         self._pending_events = 0
@@ -202,7 +222,7 @@ class ParquetEncoder:
             return b""
         size = sum(map(len, lines)) + len(lines)
         for start in range(0, len(lines), RECORD_BATCH_EVENTS):
-            self._pending.append(record_batch(lines[start:start + RECORD_BATCH_EVENTS]))
+            self._pending.append(record_batch(lines[start : start + RECORD_BATCH_EVENTS]))
         self._pending_events += len(lines)
         self._pending_bytes += size
         self.events += len(lines)

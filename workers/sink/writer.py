@@ -23,6 +23,7 @@ MAX_PARTS: Final = 10_000
 # Parts double in size every this many parts, so an upload of unknown length never needs more than MAX_PARTS.
 PARTS_PER_SIZE_STEP: Final = 1_000
 
+
 @dataclass(frozen=True)
 class UploadResult:
     key: str
@@ -45,7 +46,6 @@ class _Stopwatch:
 
     def __exit__(self, *_: object) -> None:
         self.total_s += time.perf_counter() - self._t0
-
 
 
 def content_md5(body: bytes) -> str:
@@ -77,8 +77,9 @@ def object_params(cfg: S3Config, key: str, content_type: str) -> dict[str, Any]:
 
 
 class _MultipartUpload:
-    def __init__(self, client: Any, cfg: S3Config, key: str, content_type: str, base_part_bytes: int,
-                 stopwatch: _Stopwatch) -> None:
+    def __init__(
+        self, client: Any, cfg: S3Config, key: str, content_type: str, base_part_bytes: int, stopwatch: _Stopwatch
+    ) -> None:
         self._client = client
         self._stopwatch = stopwatch
         self._bucket = cfg.bucket
@@ -111,7 +112,11 @@ class _MultipartUpload:
         md5 = content_md5(body)
         with self._stopwatch:
             response = self._client.upload_part(
-                Bucket=self._bucket, Key=self._key, UploadId=self._upload_id, PartNumber=number, Body=body,
+                Bucket=self._bucket,
+                Key=self._key,
+                UploadId=self._upload_id,
+                PartNumber=number,
+                Body=body,
                 ContentMD5=md5,
             )
         part = {"PartNumber": number, "ETag": response["ETag"]}
@@ -122,7 +127,10 @@ class _MultipartUpload:
     def complete(self) -> str:
         with self._stopwatch:
             response = self._client.complete_multipart_upload(
-                Bucket=self._bucket, Key=self._key, UploadId=self._upload_id, MultipartUpload={"Parts": self._parts},
+                Bucket=self._bucket,
+                Key=self._key,
+                UploadId=self._upload_id,
+                MultipartUpload={"Parts": self._parts},
             )
         return str(response.get("ETag", ""))
 
@@ -133,8 +141,9 @@ class _MultipartUpload:
             pass
 
 
-def put_object(cfg: S3Config, key: str, chunks: Iterable[list[bytes]], *, settings: Settings,
-               variant: str = "default") -> UploadResult:
+def put_object(
+    cfg: S3Config, key: str, chunks: Iterable[list[bytes]], *, settings: Settings, variant: str = "default"
+) -> UploadResult:
     """Write the event lines of ``chunks`` as one object at ``key`` in the variant's format (overwriting any object
     there): gzipped NDJSON (``default``) or Parquet.
 
@@ -151,8 +160,9 @@ def put_object(cfg: S3Config, key: str, chunks: Iterable[list[bytes]], *, settin
         for lines in chunks:
             buffer += encoder.write(lines)
             if upload is None and len(buffer) >= settings.multipart_threshold_bytes:
-                upload = _MultipartUpload(client, cfg, key, encoder.content_type, settings.multipart_part_bytes,
-                                          stopwatch)
+                upload = _MultipartUpload(
+                    client, cfg, key, encoder.content_type, settings.multipart_part_bytes, stopwatch
+                )
             if upload is not None:
                 upload.send_full_parts(buffer)
         buffer += encoder.finish()
@@ -163,14 +173,14 @@ def put_object(cfg: S3Config, key: str, chunks: Iterable[list[bytes]], *, settin
             buffer.clear()
             md5 = content_md5(body)
             with stopwatch:
-                response = client.put_object(**object_params(cfg, key, encoder.content_type), Body=body,
-                                             ContentMD5=md5)
+                response = client.put_object(**object_params(cfg, key, encoder.content_type), Body=body, ContentMD5=md5)
             etag = str(response.get("ETag", ""))
             parts = 0
         else:
             if upload is None:
-                upload = _MultipartUpload(client, cfg, key, encoder.content_type, settings.multipart_part_bytes,
-                                          stopwatch)
+                upload = _MultipartUpload(
+                    client, cfg, key, encoder.content_type, settings.multipart_part_bytes, stopwatch
+                )
             upload.send_full_parts(buffer)
             upload.send_rest(buffer)
             etag = upload.complete()

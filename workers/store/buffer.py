@@ -27,8 +27,15 @@ TRACE_TTL_MS = 48 * 3600 * 1000  # how long the path event -> batch -> object st
 
 def _prefixes(iid: str) -> list[object]:
     """The key prefixes _lib.lua builds per-hour and per-batch keys from, in its order."""
-    return [keys.buffer_prefix(iid), keys.batch(iid, ""), keys.batch_meta(iid, ""), keys.generation(iid, ""),
-            keys.sealed(iid, "", "")[:-1], keys.delivered(iid, ""), TRACE_TTL_MS]
+    return [
+        keys.buffer_prefix(iid),
+        keys.batch(iid, ""),
+        keys.batch_meta(iid, ""),
+        keys.generation(iid, ""),
+        keys.sealed(iid, "", "")[:-1],
+        keys.delivered(iid, ""),
+        TRACE_TTL_MS,
+    ]
 
 
 class NotReplicated(Unavailable, redis.TimeoutError):
@@ -95,22 +102,36 @@ def append(r: redis.Redis, iid: str, message: Append, limits: Limits) -> AppendR
     ``duplicate``.
     """
     args = _append_args(iid, message, limits)
-    script_keys = [keys.seen(iid, message.message_id), keys.open_index(iid), keys.open_bytes(iid), keys.stats(iid),
-                   keys.pending(iid), keys.rejections(iid), keys.live(iid)]
+    script_keys = [
+        keys.seen(iid, message.message_id),
+        keys.open_index(iid),
+        keys.open_bytes(iid),
+        keys.stats(iid),
+        keys.pending(iid),
+        keys.rejections(iid),
+        keys.live(iid),
+    ]
     if limits.min_replicas:
         reply = _append_replicated(r, script_keys, args, limits.min_replicas, limits.replicas_timeout_ms)
     else:
         reply = SCRIPTS.append(keys=script_keys, args=args, client=r)
     dup, accepted, refused, sealed, opened = reply
-    return AppendResult(bool(dup), int(accepted), [int(p) - 1 for p in refused], [text(b) for b in sealed],
-                        bool(opened))
+    return AppendResult(
+        bool(dup), int(accepted), [int(p) - 1 for p in refused], [text(b) for b in sealed], bool(opened)
+    )
 
 
 def _append_args(iid: str, m: Append, limits: Limits) -> list[object]:
     """append.lua's ARGV, in the order its header documents."""
     args: list[object] = [
-        m.now_ms, limits.seen_ttl_ms, limits.cap_bytes, limits.batch_max_events, limits.batch_max_bytes, limits.seal_due_ms,
-        LIST_MAX, *_prefixes(iid),
+        m.now_ms,
+        limits.seen_ttl_ms,
+        limits.cap_bytes,
+        limits.batch_max_events,
+        limits.batch_max_bytes,
+        limits.seal_due_ms,
+        LIST_MAX,
+        *_prefixes(iid),
     ]
     counts = [(f"rejected:{reason}", n) for reason, n in m.rejection_counts.items()]
     counts += [(f"removed:{reason}", n) for reason, n in m.removed_counts.items()]
@@ -136,8 +157,9 @@ def _append_args(iid: str, m: Append, limits: Limits) -> list[object]:
 REPLICATED_ATTEMPTS = 3
 
 
-def _append_replicated(r: redis.Redis, script_keys: list[str], args: list[object], min_replicas: int,
-                       timeout_ms: int) -> list[object]:
+def _append_replicated(
+    r: redis.Redis, script_keys: list[str], args: list[object], min_replicas: int, timeout_ms: int
+) -> list[object]:
     """append.lua then WAIT on the same connection (WAIT counts the writes of its own connection only)."""
     for attempt in range(1, REPLICATED_ATTEMPTS + 1):
         node = db.node_of(r, script_keys[0])
@@ -164,7 +186,7 @@ def open_buffers(r: redis.Redis, iids: Sequence[str]) -> dict[str, list[tuple[st
     pipe = r.pipeline(transaction=False)
     for iid in iids:
         pipe.zrange(keys.open_index(iid), 0, -1, withscores=True)
-    return {iid: [(text(h), int(s)) for h, s in rows] for iid, rows in zip(iids, pipe.execute()) if rows}
+    return {iid: [(text(h), int(s)) for h, s in rows] for iid, rows in zip(iids, pipe.execute(), strict=True) if rows}
 
 
 def seal(r: redis.Redis, iid: str, hour: str, *, now_ms: int, seal_due_ms: int) -> str | None:
@@ -201,8 +223,14 @@ def claim(r: redis.Redis, iid: str, batch_id: str, *, token: str, now_ms: int, l
         return Claim(state)
     _, hour, events, nbytes, attempts, claims, first_failure, obj_key = res
     return Claim(
-        "ok", text(hour), int(events), int(nbytes), int(attempts), int(claims),
-        int(first_failure) if first_failure else None, text(obj_key),
+        "ok",
+        text(hour),
+        int(events),
+        int(nbytes),
+        int(attempts),
+        int(claims),
+        int(first_failure) if first_failure else None,
+        text(obj_key),
     )
 
 
@@ -229,7 +257,13 @@ def read_batch(
 
 
 def ack(
-    r: redis.Redis, iid: str, batch_id: str, *, now_ms: int, compressed_bytes: int, key: str,
+    r: redis.Redis,
+    iid: str,
+    batch_id: str,
+    *,
+    now_ms: int,
+    compressed_bytes: int,
+    key: str,
     upload_s: float | None = None,
 ) -> bool:
     """Finish a delivered batch: delete it, count the delivery and observe the fleet-wide histograms (the latency
@@ -238,43 +272,66 @@ def ack(
     True when this call finished the batch; False when it was already gone (nothing is counted twice).
     """
     upload_us = "" if upload_s is None else max(round(upload_s * 1_000_000), 0)
-    return bool(SCRIPTS.ack(
-        keys=[keys.batch_meta(iid, batch_id), keys.batch(iid, batch_id), keys.pending(iid), keys.dead(iid),
-              keys.stats(iid), keys.status(iid), keys.delivered(iid, batch_id), keys.hist_upload(iid),
-              keys.hist_latency(iid)],
-        args=[batch_id, now_ms, compressed_bytes, key, TRACE_TTL_MS, upload_us,
-              *lua_buckets(LATENCY_BUCKETS_S), *lua_buckets(UPLOAD_BUCKETS_S)],
-        client=r,
-    ))
+    return bool(
+        SCRIPTS.ack(
+            keys=[
+                keys.batch_meta(iid, batch_id),
+                keys.batch(iid, batch_id),
+                keys.pending(iid),
+                keys.dead(iid),
+                keys.stats(iid),
+                keys.status(iid),
+                keys.delivered(iid, batch_id),
+                keys.hist_upload(iid),
+                keys.hist_latency(iid),
+            ],
+            args=[
+                batch_id,
+                now_ms,
+                compressed_bytes,
+                key,
+                TRACE_TTL_MS,
+                upload_us,
+                *lua_buckets(LATENCY_BUCKETS_S),
+                *lua_buckets(UPLOAD_BUCKETS_S),
+            ],
+            client=r,
+        )
+    )
 
 
 def fail(
     r: redis.Redis, iid: str, batch_id: str, *, token: str, now_ms: int, retry_at_ms: int, code: str, message: str
 ) -> str:
-    return text(SCRIPTS.fail(
-        keys=[keys.batch_meta(iid, batch_id), keys.pending(iid), keys.status(iid), keys.stats(iid)],
-        args=[batch_id, token, now_ms, retry_at_ms, code, message],
-        client=r,
-    ))
+    return text(
+        SCRIPTS.fail(
+            keys=[keys.batch_meta(iid, batch_id), keys.pending(iid), keys.status(iid), keys.stats(iid)],
+            args=[batch_id, token, now_ms, retry_at_ms, code, message],
+            client=r,
+        )
+    )
 
 
 def hold(
     r: redis.Redis, iid: str, batch_id: str, *, token: str, now_ms: int, code: str, message: str, hint: str
 ) -> str:
-    return text(SCRIPTS.hold(
-        keys=[keys.batch_meta(iid, batch_id), keys.pending(iid), keys.dead(iid), keys.status(iid),
-              keys.stats(iid)],
-        args=[batch_id, token, now_ms, code, message, hint],
-        client=r,
-    ))
+    return text(
+        SCRIPTS.hold(
+            keys=[keys.batch_meta(iid, batch_id), keys.pending(iid), keys.dead(iid), keys.status(iid), keys.stats(iid)],
+            args=[batch_id, token, now_ms, code, message, hint],
+            client=r,
+        )
+    )
 
 
 def release(r: redis.Redis, iid: str, batch_id: str, *, due_ms: int) -> str:
-    return text(SCRIPTS.release(
-        keys=[keys.batch_meta(iid, batch_id), keys.pending(iid), keys.dead(iid)],
-        args=[batch_id, due_ms],
-        client=r,
-    ))
+    return text(
+        SCRIPTS.release(
+            keys=[keys.batch_meta(iid, batch_id), keys.pending(iid), keys.dead(iid)],
+            args=[batch_id, due_ms],
+            client=r,
+        )
+    )
 
 
 def held_batches(r: redis.Redis, iid: str) -> list[dict[str, str]]:
@@ -285,7 +342,7 @@ def held_batches(r: redis.Redis, iid: str) -> list[dict[str, str]]:
         pipe.hgetall(keys.batch_meta(iid, batch_id))
     return [
         {"batch_id": batch_id, **{text(k): text(v) for k, v in meta.items()}}
-        for batch_id, meta in zip(ids, pipe.execute())
+        for batch_id, meta in zip(ids, pipe.execute(), strict=True)
         if meta
     ]
 

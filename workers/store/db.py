@@ -27,7 +27,12 @@ _clients: dict[tuple[int, str, bool], Any] = {}
 # Redis errors worth retrying a task for: the connection, a cluster between a master's loss and its replica's
 # promotion, a full Redis (noeviction refuses writes until uploads free memory).
 TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
-    redis.ConnectionError, redis.TimeoutError, ClusterDownError, TryAgainError, SlotNotCoveredError, OutOfMemoryError,
+    redis.ConnectionError,
+    redis.TimeoutError,
+    ClusterDownError,
+    TryAgainError,
+    SlotNotCoveredError,
+    OutOfMemoryError,
 )
 
 
@@ -113,13 +118,17 @@ def eviction_warning(r: redis.Redis) -> str | None:
     try:
         policy = r.config_get("maxmemory-policy").get("maxmemory-policy")
     except redis.ResponseError:  # CONFIG disabled (managed Redis): say so instead of guessing
-        return ("cannot read Redis maxmemory-policy (CONFIG is disabled); make sure it is 'noeviction', "
-                "or buffered events may be evicted and lost")
+        return (
+            "cannot read Redis maxmemory-policy (CONFIG is disabled); make sure it is 'noeviction', "
+            "or buffered events may be evicted and lost"
+        )
     if isinstance(policy, bytes):
         policy = policy.decode()
     if policy != "noeviction":
-        return (f"Redis maxmemory-policy is '{policy}': buffered events can be EVICTED AND LOST under memory "
-                "pressure. Set 'maxmemory-policy noeviction' (and 'appendonly yes', 'appendfsync everysec').")
+        return (
+            f"Redis maxmemory-policy is '{policy}': buffered events can be EVICTED AND LOST under memory "
+            "pressure. Set 'maxmemory-policy noeviction' (and 'appendonly yes', 'appendfsync everysec')."
+        )
     return None
 
 

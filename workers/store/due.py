@@ -52,7 +52,7 @@ def due(r: redis.Redis, now_ms: int) -> list[tuple[str, int]]:
     are read after the ids: a write counted after this read is one the tick may not have seen."""
     ids = [text(member) for member in r.zrangebyscore(keys.DUE, "-inf", now_ms)]
     versions = r.hmget(keys.DUE_VERSIONS, ids) if ids else []
-    return [(iid, int(v or 0)) for iid, v in zip(ids, versions)]
+    return [(iid, int(v or 0)) for iid, v in zip(ids, versions, strict=True)]
 
 
 def reschedule(r: redis.Redis, updates: Sequence[tuple[str, int | None, int | None]]) -> None:
@@ -60,7 +60,7 @@ def reschedule(r: redis.Redis, updates: Sequence[tuple[str, int | None, int | No
 
     An id written since the tick read it is only lowered; None as the version read means "only lower"."""
     for start in range(0, len(updates), _CHUNK):
-        chunk = updates[start:start + _CHUNK]
+        chunk = updates[start : start + _CHUNK]
         args: list[object] = [len(chunk)]
         for integration_id, version, next_ms in chunk:
             args += [integration_id, "" if version is None else version, "" if next_ms is None else next_ms]

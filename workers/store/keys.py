@@ -26,7 +26,8 @@ Per integration ``I``:
   sig:{I}:hist:latency_s     hash    event-to-object latency histogram (first append -> ack), same fields
 Global:
   sig:integrations           set     ids of every installed integration
-  sig:{due}:index            zset    due index: integration id -> ms when the tick must next look at it (workers/store/due.py)
+  sig:{due}:index            zset    due index: integration id -> ms when the tick must next look at it
+  (workers/store/due.py)
   sig:{due}:versions         hash    due index: integration id -> number of writes that lowered its time
   sig:due:checked            string  set while the due index was checked against every integration recently (expires)
 

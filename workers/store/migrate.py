@@ -54,8 +54,10 @@ def check_drained(source: redis.Redis, broker: BrokerKeys) -> None:
     pipe.hlen(broker.unacked)
     *queued, unacked = pipe.execute()
     if sum(queued) or unacked:
-        raise NotDrained(f"the source still holds {sum(queued)} queued and {unacked} unacknowledged broker messages: "
-                         "stop the producers, let the workers empty the queues, then stop them and copy")
+        raise NotDrained(
+            f"the source still holds {sum(queued)} queued and {unacked} unacknowledged broker messages: "
+            "stop the producers, let the workers empty the queues, then stop them and copy"
+        )
 
 
 def copy_store(source: redis.Redis, target: redis.Redis, *, broker: BrokerKeys) -> CopyReport:

@@ -69,8 +69,13 @@ def slice_of(rate_eps: int) -> int:
 class Limiter:
     """One API process's view of every source's bucket. ``rate_eps`` 0 means no limit (nothing is asked)."""
 
-    def __init__(self, r: redis.Redis, *, monotonic: Callable[[], float] = time.monotonic,
-                 now_ms: Callable[[], int] = clock.now_ms) -> None:
+    def __init__(
+        self,
+        r: redis.Redis,
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
+        now_ms: Callable[[], int] = clock.now_ms,
+    ) -> None:
         self._script = functools.partial(SCRIPTS.rate_take, client=r)
         self._monotonic = monotonic
         self._now_ms = now_ms
@@ -105,7 +110,8 @@ class Limiter:
         need = events - usable
         granted, retry_after_ms = self._script(
             keys=[keys.source_rate(source_id)],
-            args=[self._now_ms(), rate_eps, burst_of(rate_eps), need, max(need, slice_of(rate_eps))])
+            args=[self._now_ms(), rate_eps, burst_of(rate_eps), need, max(need, slice_of(rate_eps))],
+        )
         now = self._monotonic()
         with self._lock:
             held = self._slices.setdefault(source_id, _Slice())

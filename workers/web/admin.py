@@ -31,38 +31,56 @@ def _body(schema: dict[str, Any], *, required: bool = True) -> dict[str, Any]:
     return {"requestBody": {"required": required, "content": {"application/json": {"schema": schema}}}}
 
 
-INSTALL_BODY = _body({
-    "type": "object",
-    "required": ["name", "config"],
-    "properties": {
-        "name": {"type": "string", "minLength": 1, "maxLength": bodies.NAME_MAX_CHARS},
-        "variant": {"type": "string", "enum": list(bodies.VARIANTS),
-                    "description": "output format, fixed for the integration's life: "
-                                   + "; ".join(f"{v['id']}: {v['description']}" for v in catalog.VARIANTS)},
-        "config": catalog.config_schema(partial=False),
-        "blueprint": catalog.blueprint_schema(),
-        "delivery_mode": {"type": "string", "enum": list(bodies.DELIVERY_MODES)},
-        "enabled": {"type": "boolean"},
-        "source_id": {"type": "string"},
-        "verify": {"type": "boolean", "description": "check the bucket with GetBucketLocation first (default true)"},
-    },
-})
-PATCH_BODY = _body({
-    "type": "object",
-    "properties": {
-        "name": {"type": "string", "minLength": 1, "maxLength": bodies.NAME_MAX_CHARS},
-        "config": catalog.config_schema(partial=True),
-        "blueprint": catalog.blueprint_schema(),
-        "verify": {"type": "boolean"},
-    },
-})
+INSTALL_BODY = _body(
+    {
+        "type": "object",
+        "required": ["name", "config"],
+        "properties": {
+            "name": {"type": "string", "minLength": 1, "maxLength": bodies.NAME_MAX_CHARS},
+            "variant": {
+                "type": "string",
+                "enum": list(bodies.VARIANTS),
+                "description": "output format, fixed for the integration's life: "
+                + "; ".join(f"{v['id']}: {v['description']}" for v in catalog.VARIANTS),
+            },
+            "config": catalog.config_schema(partial=False),
+            "blueprint": catalog.blueprint_schema(),
+            "delivery_mode": {"type": "string", "enum": list(bodies.DELIVERY_MODES)},
+            "enabled": {"type": "boolean"},
+            "source_id": {"type": "string"},
+            "verify": {
+                "type": "boolean",
+                "description": "check the bucket with GetBucketLocation first (default true)",
+            },
+        },
+    }
+)
+PATCH_BODY = _body(
+    {
+        "type": "object",
+        "properties": {
+            "name": {"type": "string", "minLength": 1, "maxLength": bodies.NAME_MAX_CHARS},
+            "config": catalog.config_schema(partial=True),
+            "blueprint": catalog.blueprint_schema(),
+            "verify": {"type": "boolean"},
+        },
+    }
+)
 _SOURCE_FIELDS: dict[str, Any] = {
     "name": {"type": "string", "minLength": 1, "maxLength": sources.NAME_MAX_CHARS},
-    "allowed_origins": {"type": ["array", "null"], "items": {"type": "string"}, "maxItems": origins.MAX_ENTRIES,
-                        "description": "origins that may send events from a browser: https://www.example.com or "
-                                       "*.example.com; empty: any"},
-    "rate_limit_eps": {"type": ["integer", "null"], "minimum": 0, "maximum": sources.RATE_LIMIT_MAX_EPS,
-                       "description": "events per second; null: SIGNAL_SOURCE_RATE_LIMIT_EPS, 0: no limit"},
+    "allowed_origins": {
+        "type": ["array", "null"],
+        "items": {"type": "string"},
+        "maxItems": origins.MAX_ENTRIES,
+        "description": "origins that may send events from a browser: https://www.example.com or "
+        "*.example.com; empty: any",
+    },
+    "rate_limit_eps": {
+        "type": ["integer", "null"],
+        "minimum": 0,
+        "maximum": sources.RATE_LIMIT_MAX_EPS,
+        "description": "events per second; null: SIGNAL_SOURCE_RATE_LIMIT_EPS, 0: no limit",
+    },
 }
 SOURCE_BODY = _body({"type": "object", "required": ["name"], "properties": _SOURCE_FIELDS})
 SOURCE_PATCH_BODY = _body({"type": "object", "properties": _SOURCE_FIELDS})
@@ -74,32 +92,39 @@ IntegrationId = Path(..., min_length=1, max_length=ID_MAX_CHARS)
 
 router = APIRouter(prefix="/v1/admin", dependencies=[Depends(require_admin)], tags=["admin"])
 
+
 @router.get("/integration-catalog")
 def catalog_entries(category: str | None = Query(None, max_length=100)) -> dict[str, Any]:
     return {"integrations": catalog.entries(category)}
 
+
 @router.post("/integration-catalog/{integration_type}/install", status_code=201, openapi_extra=INSTALL_BODY)
 async def install(request: Request, integration_type: str = Path(..., max_length=100)) -> JSONResponse:
     if catalog.find(integration_type) is None:
-        raise ApiError(404, "not_found", f"unknown integration type {integration_type!r}; "
-                                         f"the catalog has {catalog.INTEGRATION_TYPE}")
+        raise ApiError(
+            404,
+            "not_found",
+            f"unknown integration type {integration_type!r}; the catalog has {catalog.INTEGRATION_TYPE}",
+        )
     body = await read_json(request)
     st = state(request)
     integ = await asyncio.to_thread(manage.install_integration, st.r, body, settings=st.settings)
     log.info("installed integration=%s source=%s bucket=%s", integ.id, integ.source_id, integ.config.bucket)
     return json_response(201, manage.view(integ))
 
+
 @router.get("/integrations")
-def list_integrations(request: Request, source_id: str | None = Query(None, max_length=ID_MAX_CHARS)
-                      ) -> dict[str, Any]:
+def list_integrations(request: Request, source_id: str | None = Query(None, max_length=ID_MAX_CHARS)) -> dict[str, Any]:
     found = registry.list_all(state(request).r)
     if source_id is not None:
         found = [i for i in found if i.source_id == source_id]
     return {"integrations": [manage.view(i) for i in found]}
 
+
 @router.get("/integrations/{integration_id}")
 def get_integration(request: Request, integration_id: str = IntegrationId) -> dict[str, Any]:
     return manage.view(registry.get(state(request).r, integration_id))
+
 
 @router.patch("/integrations/{integration_id}", openapi_extra=PATCH_BODY)
 async def patch_integration(request: Request, integration_id: str = IntegrationId) -> dict[str, Any]:
@@ -108,45 +133,57 @@ async def patch_integration(request: Request, integration_id: str = IntegrationI
     integ = await asyncio.to_thread(manage.update_integration, st.r, integration_id, body, settings=st.settings)
     return manage.view(integ)
 
+
 @router.delete("/integrations/{integration_id}")
-def delete_integration(request: Request, integration_id: str = IntegrationId,
-                       flush: bool = Query(False, description="seal and deliver buffered events first"),
-                       timeout_s: float = Query(manage.FLUSH_TIMEOUT_S, gt=0, le=300)) -> dict[str, Any]:
+def delete_integration(
+    request: Request,
+    integration_id: str = IntegrationId,
+    flush: bool = Query(False, description="seal and deliver buffered events first"),
+    timeout_s: float = Query(manage.FLUSH_TIMEOUT_S, gt=0, le=300),
+) -> dict[str, Any]:
     st = state(request)
-    manage.delete_integration(st.r, st.broker, integration_id, settings=st.settings, flush=flush,
-                              timeout_s=timeout_s)
+    manage.delete_integration(st.r, st.broker, integration_id, settings=st.settings, flush=flush, timeout_s=timeout_s)
     log.info("deleted integration=%s", integration_id)
     return {"deleted": True, "id": integration_id}
+
 
 @router.post("/integrations/{integration_id}/enable")
 def enable(request: Request, integration_id: str = IntegrationId) -> dict[str, Any]:
     return manage.view(registry.set_enabled(state(request).r, integration_id, True))
 
+
 @router.post("/integrations/{integration_id}/disable")
 def disable(request: Request, integration_id: str = IntegrationId) -> dict[str, Any]:
     return manage.view(registry.set_enabled(state(request).r, integration_id, False))
 
+
 @router.post("/integrations/{integration_id}/test-event")
-def send_test_event(request: Request, integration_id: str = IntegrationId,
-                    timeout_s: float = Query(manage.TEST_EVENT_TIMEOUT_S, gt=0, le=120)) -> JSONResponse:
+def send_test_event(
+    request: Request,
+    integration_id: str = IntegrationId,
+    timeout_s: float = Query(manage.TEST_EVENT_TIMEOUT_S, gt=0, le=120),
+) -> JSONResponse:
     st = state(request)
     code, body = manage.run_test_event(st.r, st.broker, integration_id, settings=st.settings, timeout_s=timeout_s)
     if code != 200 and "message" not in body:
         body["message"] = "test event failed"
     return json_response(code, body)
 
+
 @router.get("/integrations/{integration_id}/status")
 def get_status(request: Request, integration_id: str = IntegrationId) -> dict[str, Any]:
     return status.integration_status(state(request).r, integration_id)
 
+
 @router.get("/integrations/{integration_id}/live-events")
-def live(request: Request, integration_id: str = IntegrationId,
-         limit: int = Query(20, ge=1, le=100)) -> dict[str, Any]:
+def live(request: Request, integration_id: str = IntegrationId, limit: int = Query(20, ge=1, le=100)) -> dict[str, Any]:
     return {"events": status.live_events(state(request).r, integration_id, limit=limit)}
+
 
 @router.get("/integrations/{integration_id}/dead-letter")
 def dead_letter(request: Request, integration_id: str = IntegrationId) -> dict[str, Any]:
     return {"batches": status.dead_letter(state(request).r, integration_id)}
+
 
 @router.post("/integrations/{integration_id}/dead-letter/replay", openapi_extra=REPLAY_BODY)
 async def replay_held(request: Request, integration_id: str = IntegrationId) -> dict[str, Any]:
@@ -158,13 +195,13 @@ async def replay_held(request: Request, integration_id: str = IntegrationId) -> 
         raise ConfigError([{"field": "batch_id", "message": "batch_id must be the id of a held batch"}])
     st = state(request)
     try:
-        report = await asyncio.to_thread(replay.replay, st.r, integration_id, settings=st.settings,
-                                         batch_id=batch_id)
+        report = await asyncio.to_thread(replay.replay, st.r, integration_id, settings=st.settings, batch_id=batch_id)
     except registry.UnknownIntegration:
         raise
     except LookupError as exc:
         raise ApiError(404, "not_found", str(exc)) from None
     return report.summary()
+
 
 @router.post("/sources", status_code=201, openapi_extra=SOURCE_BODY)
 async def create_source(request: Request) -> JSONResponse:
@@ -174,15 +211,18 @@ async def create_source(request: Request) -> JSONResponse:
     log.info("created source=%s", source.id)
     return json_response(201, sources.view(st.r, source, st.settings))
 
+
 @router.get("/sources")
 def list_sources(request: Request) -> dict[str, Any]:
     st = state(request)
     return {"sources": [sources.view(st.r, s, st.settings) for s in sources.list_all(st.r)]}
 
+
 @router.get("/sources/{source_id}")
 def get_source(request: Request, source_id: str = SourceId) -> dict[str, Any]:
     st = state(request)
     return sources.view(st.r, sources.get(st.r, source_id), st.settings)
+
 
 @router.patch("/sources/{source_id}", openapi_extra=SOURCE_PATCH_BODY)
 async def patch_source(request: Request, source_id: str = SourceId) -> dict[str, Any]:
@@ -193,11 +233,12 @@ async def patch_source(request: Request, source_id: str = SourceId) -> dict[str,
     log.info("updated source=%s fields=%s", source.id, ",".join(sorted(body)))
     return sources.view(st.r, source, st.settings)
 
+
 metrics_router = APIRouter(dependencies=[Depends(require_admin)], tags=["admin"])
+
 
 @metrics_router.get("/metrics", response_class=Response, responses={200: {"content": {"text/plain": {}}}})
 async def fleet_metrics(request: Request) -> Response:
     """The fleet's Prometheus metrics (read from Redis: any API replica serves the same numbers)."""
     body, content_type = await asyncio.to_thread(metrics.render, state(request).r, request.headers.get("accept"))
     return Response(body, media_type=content_type)
-

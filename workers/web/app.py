@@ -14,7 +14,7 @@ from fastapi import FastAPI
 
 from workers.queue.producer import Broker
 from workers.settings import Settings, get_settings
-from workers.web import admin, collection, console, integration_pages
+from workers.web import admin, collection, collection_routes, console, integration_pages
 from workers.web.errors import install_handlers
 from workers.web.pages import Static
 from workers.web.state import State
@@ -22,8 +22,7 @@ from workers.web.state import State
 log = logging.getLogger(__name__)
 # uvicorn on uvloop (libuv's event loop) and httptools (llhttp, Node's HTTP parser): the standard fast pair, in C,
 # instead of asyncio's pure-Python event loop and h11's pure-Python parser. The bench's bare ASGI app runs on the same.
-SERVER_OPTIONS: dict[str, Any] = {"loop": "uvloop", "http": "httptools", "server_header": False,
-                                  "proxy_headers": False}
+SERVER_OPTIONS: dict[str, Any] = {"loop": "uvloop", "http": "httptools", "server_header": False, "proxy_headers": False}
 # A /v1/batch request of 20 events allocates ~2,000 short-lived objects (the parsed JSON, the envelopes), all freed by
 # reference counting. With CPython's default first threshold (700 allocations) the cyclic collector ran every
 # request or two and a full collection of the whole process every ~70,000 allocations: about a third of the CPU of a
@@ -73,15 +72,19 @@ def create_app(settings: Settings | None = None, *, broker: Broker | None = None
         await st.drain()  # nothing accepted stays behind in memory
         await asyncio.to_thread(st.close)
 
-    app = Api(title="Signal S3 destination", version="0.1.0", lifespan=lifespan,
-                  description="Admin API of the Amazon S3 destination and Segment-compatible event collection. "
-                              "The web console is served at /.")
+    app = Api(
+        title="Signal S3 destination",
+        version="0.1.0",
+        lifespan=lifespan,
+        description="Admin API of the Amazon S3 destination and Segment-compatible event collection. "
+        "The web console is served at /.",
+    )
     app.state.signal = st
     app.collection = collection.Endpoint(st)
     install_handlers(app)
     app.include_router(admin.router)
     app.include_router(admin.metrics_router)
-    app.include_router(collection.router)
+    app.include_router(collection_routes.router)
     app.include_router(console.router)
     # an integration's own pages after the console's: /integrations/library is not an integration id
     app.include_router(integration_pages.router)
@@ -108,6 +111,13 @@ def serve(host: str | None = None, port: int | None = None, workers: int = 1) ->
     import uvicorn
 
     settings = get_settings()
-    uvicorn.run("workers.web.app:served_app", factory=True, workers=workers, host=host or settings.api_host,
-                port=port or settings.api_port, log_level=settings.log_level.lower(),
-                access_log=settings.api_access_log, **SERVER_OPTIONS)
+    uvicorn.run(
+        "workers.web.app:served_app",
+        factory=True,
+        workers=workers,
+        host=host or settings.api_host,
+        port=port or settings.api_port,
+        log_level=settings.log_level.lower(),
+        access_log=settings.api_access_log,
+        **SERVER_OPTIONS,
+    )

@@ -72,7 +72,7 @@ class Batcher:
                 batch.future.add_done_callback(_retrieve)
                 lane.batches.append(batch)
             room = self.max_events - len(batch.events)
-            batch.events.extend(events[start:start + room])
+            batch.events.extend(events[start : start + room])
             start += room
             waits.append(batch.future)
         self._schedule(integration_id, lane)

@@ -5,18 +5,18 @@ Paths: ``/v1/track|t``, ``/v1/page|p``, ``/v1/identify|i``, ``/v1/group|g``, ``/
 (analytics.js' own metrics: answered, nothing stored). Bodies are JSON whatever the Content-Type says
 (``application/json``, ``text/plain`` from analytics.js and beacons), optionally gzip.
 
-The write key is the HTTP Basic username, else the ``writeKey`` query parameter (beacons cannot set headers), else
-the body's ``writeKey``: a wrong or missing one is 401. Then, per source: a request from an origin the source does not
-allow is 403 without CORS grant, and one over the source's rate limit is 429 with ``Retry-After`` (both counted per
-source). Each request's events go to every enabled integration of the source: prepared here and published as
-``signal.append`` through the micro-batcher (``workers.web.batcher``); the answer is 200 only once they are on the
-broker (503 when they could not be published: the client retries).
+The write key is the HTTP Basic username, else the ``writeKey`` query parameter (beacons cannot set headers), else the
+body's ``writeKey``: a wrong or missing one is 401. Then, per source: a request from an origin the source does not allow
+is 403 without CORS grant, and one over the source's rate limit is 429 with ``Retry-After`` (both counted per source).
+Each request's events go to every enabled integration of the source: prepared here and published as ``signal.append``
+through the micro-batcher (``workers.web.batcher``); the answer is 200 only once they are on the broker (503 when they
+could not be published: the client retries).
 
-``Endpoint`` serves POST and OPTIONS of these paths as a plain ASGI app, in front of FastAPI (``workers.web.app``):
-they are most of the API's requests, and FastAPI's routing, dependency solving and request objects cost several
-times what collecting an event does. ``router`` declares the same routes in FastAPI for the OpenAPI document and
-for every other method (405). Errors are rendered by the app's exception handlers, so their bodies are those of
-every other route. CORS: ``workers.web.cors`` (these routes only).
+``Endpoint`` serves POST and OPTIONS of these paths as a plain ASGI app, in front of FastAPI (``workers.web.app``): they
+are most of the API's requests, and FastAPI's routing, dependency solving and request objects cost several times what
+collecting an event does. ``router`` declares the same routes in FastAPI for the OpenAPI document and for every other
+method (405; ``workers.web.collection_routes``). Errors are rendered by the app's exception handlers, so their bodies
+are those of every other route. CORS: ``workers.web.cors`` (these routes only).
 """
 
 from __future__ import annotations
@@ -29,9 +29,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import parse_qsl
 
-from fastapi import APIRouter, Query, Security
 from fastapi.exceptions import RequestValidationError
-from fastapi.security import HTTPBasic, HTTPBasicCredentials
 from starlette.requests import ClientDisconnect, Request
 
 from workers import clock
@@ -51,53 +49,38 @@ Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 # path -> the call type it takes (None: a batch)
-SHORT_PATHS: dict[str, str | None] = {"t": "track", "p": "page", "i": "identify", "g": "group", "a": "alias",
-                                      "s": "screen", "b": None}
+SHORT_PATHS: dict[str, str | None] = {
+    "t": "track",
+    "p": "page",
+    "i": "identify",
+    "g": "group",
+    "a": "alias",
+    "s": "screen",
+    "b": None,
+}
 BEACON_PATH = "/beacon/v1/batch"
 METRICS_PATH = "/v1/m"
 # every collection path -> the call type it takes (None: a batch); METRICS_PATH is answered without reading
-PATHS: dict[str, str | None] = {"/v1/batch": None, **{f"/v1/{t}": t for t in EVENT_TYPES},
-                                **{f"/v1/{short}": t for short, t in SHORT_PATHS.items()}, BEACON_PATH: None}
-WRITE_KEY_QUERY_MAX_CHARS = 500
-
-_CALL_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "messageId": {"type": "string"}, "anonymousId": {"type": "string"}, "userId": {"type": "string"},
-        "timestamp": {"type": "string", "format": "date-time"}, "sentAt": {"type": "string", "format": "date-time"},
-        "originalTimestamp": {"type": "string", "format": "date-time"},
-        "context": {"type": "object"}, "properties": {"type": "object"}, "traits": {"type": "object"},
-        "event": {"type": "string"}, "name": {"type": "string"}, "groupId": {"type": "string"},
-        "previousId": {"type": "string"}, "writeKey": {"type": "string"},
-    },
+PATHS: dict[str, str | None] = {
+    "/v1/batch": None,
+    **{f"/v1/{t}": t for t in EVENT_TYPES},
+    **{f"/v1/{short}": t for short, t in SHORT_PATHS.items()},
+    BEACON_PATH: None,
 }
-
-
-def _body(schema: dict[str, Any]) -> dict[str, Any]:
-    content = {"schema": schema}
-    return {"requestBody": {"required": True, "content": {"application/json": content, "text/plain": content}}}
-
-
-CALL_BODY = _body(_CALL_SCHEMA)
-BATCH_BODY = _body({
-    "type": "object",
-    "required": ["batch"],
-    "properties": {
-        "batch": {"type": "array", "items": {**_CALL_SCHEMA, "properties": {
-            **_CALL_SCHEMA["properties"], "type": {"type": "string", "enum": list(EVENT_TYPES)}}}},
-        "context": {"type": "object"},
-        "sentAt": {"type": "string", "format": "date-time"},
-        "writeKey": {"type": "string"},
-    },
-})
+WRITE_KEY_QUERY_MAX_CHARS = 500
 
 _OK_BODY = b'{"success":true}'
 _OK_HEADERS = [(b"content-length", str(len(_OK_BODY)).encode()), (b"content-type", b"application/json")]
 
 
 def _write_key_error() -> ApiError:
-    error = ApiError(401, "unauthorized", "a valid write key is required (HTTP Basic username with an empty "
-                     "password, the writeKey query parameter, or writeKey in the body)", success=False)
+    error = ApiError(
+        401,
+        "unauthorized",
+        "a valid write key is required (HTTP Basic username with an empty "
+        "password, the writeKey query parameter, or writeKey in the body)",
+        success=False,
+    )
     error.headers["WWW-Authenticate"] = 'Basic realm="signal"'
     return error
 
@@ -133,9 +116,16 @@ def query_write_key(query_string: bytes) -> str | None:
         if name == "writeKey":
             found = value
     if found is not None and len(found) > WRITE_KEY_QUERY_MAX_CHARS:
-        raise RequestValidationError([{
-            "type": "string_too_long", "loc": ("query", "writeKey"), "input": None,
-            "msg": f"String should have at most {WRITE_KEY_QUERY_MAX_CHARS} characters"}])
+        raise RequestValidationError(
+            [
+                {
+                    "type": "string_too_long",
+                    "loc": ("query", "writeKey"),
+                    "input": None,
+                    "msg": f"String should have at most {WRITE_KEY_QUERY_MAX_CHARS} characters",
+                }
+            ]
+        )
     return found
 
 
@@ -188,8 +178,13 @@ async def _admit(st: State, route: sources.Route, events: int) -> None:
     if decision.allowed:
         return
     st.refuse(route.source_id, sources.RATE_LIMITED, events)
-    error = ApiError(429, "rate_limited", f"this source is over its rate limit of {route.rate_limit_eps} events per "
-                     f"second; retry after {decision.retry_after_header} s", success=False)
+    error = ApiError(
+        429,
+        "rate_limited",
+        f"this source is over its rate limit of {route.rate_limit_eps} events per "
+        f"second; retry after {decision.retry_after_header} s",
+        success=False,
+    )
     error.headers["Retry-After"] = decision.retry_after_header
     raise error
 
@@ -205,14 +200,19 @@ async def _chunks(receive: Receive) -> AsyncIterator[bytes]:
             return
 
 
-async def collect_request(st: State, scope: Scope, receive: Receive, headers: dict[bytes, bytes],
-                          event_type: str | None) -> None:
+async def collect_request(
+    st: State, scope: Scope, receive: Receive, headers: dict[bytes, bytes], event_type: str | None
+) -> None:
     """Take one request's events: on the broker when this returns; raises what the client is answered otherwise."""
     header_key = basic_username(headers.get(b"authorization"))
     query_key = query_write_key(scope.get("query_string", b""))
     source_id = await _source_of(st, header_key or query_key) if header_key or query_key else None
-    body = await collect_body(_chunks(receive), _text(headers.get(b"content-encoding")),
-                              _text(headers.get(b"content-length")), max_bytes=st.settings.api_max_body_bytes)
+    body = await collect_body(
+        _chunks(receive),
+        _text(headers.get(b"content-encoding")),
+        _text(headers.get(b"content-length")),
+        max_bytes=st.settings.api_max_body_bytes,
+    )
     document = segment.parse_json(body)
     if source_id is None:
         source_id = await _source_of(st, segment.body_write_key(document))
@@ -220,16 +220,25 @@ async def collect_request(st: State, scope: Scope, receive: Receive, headers: di
     origin = _text(headers.get(b"origin"))
     if origin is not None and not route.origins.allows(origin):
         st.refuse(source_id, sources.ORIGIN_NOT_ALLOWED, 0)
-        raise _OriginNotAllowed(403, "origin_not_allowed", f"this source does not accept events from {origin[:200]}; "
-                                "add it to the source's allowed_origins", success=False)
+        raise _OriginNotAllowed(
+            403,
+            "origin_not_allowed",
+            f"this source does not accept events from {origin[:200]}; add it to the source's allowed_origins",
+            success=False,
+        )
     calls = segment.read_calls(document, event_type, event_max_bytes=st.settings.event_max_bytes)
     await _admit(st, route, len(calls.messages))
     client = scope.get("client")
     events = segment.envelopes(
-        calls, source_id=source_id, received_at=clock.iso(clock.now()), event_type=event_type,
-        client_ip=client_ip(client[0] if client else None, _text(headers.get(b"x-forwarded-for")),
-                                    st.settings.trusted_proxies),
-        user_agent=_text(headers.get(b"user-agent")))
+        calls,
+        source_id=source_id,
+        received_at=clock.iso(clock.now()),
+        event_type=event_type,
+        client_ip=client_ip(
+            client[0] if client else None, _text(headers.get(b"x-forwarded-for")), st.settings.trusted_proxies
+        ),
+        user_agent=_text(headers.get(b"user-agent")),
+    )
     if events and route.integration_ids:
         batcher = st.batcher()
         try:
@@ -249,8 +258,8 @@ def _route_path(scope: Scope) -> str:
     router reads it)."""
     path: str = scope["path"]
     root = scope.get("root_path")
-    if root and path.startswith(root) and path[len(root):len(root) + 1] == "/":
-        return path[len(root):]
+    if root and path.startswith(root) and path[len(root) : len(root) + 1] == "/":
+        return path[len(root) :]
     return path
 
 
@@ -275,8 +284,13 @@ class Endpoint:
         headers = dict(reversed(scope["headers"]))  # the first of a repeated header, as Starlette's Headers.get
         origin = headers.get(b"origin")
         if scope["method"] == "OPTIONS":
-            await send({"type": "http.response.start", "status": 204,
-                        "headers": cors.preflight(origin, headers.get(b"access-control-request-headers"))})
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 204,
+                    "headers": cors.preflight(origin, headers.get(b"access-control-request-headers")),
+                }
+            )
             await send({"type": "http.response.body", "body": b""})
             return
         path = _route_path(scope)
@@ -302,37 +316,3 @@ class Endpoint:
         if not isinstance(exc, _OriginNotAllowed):
             response.raw_headers.extend(cors.grant(origin))
         await response(scope, receive, send)
-
-
-# -- the same routes for FastAPI: the OpenAPI document, and 405 for other methods ---------------------------------
-
-_basic = HTTPBasic(auto_error=False, scheme_name="writeKey",
-                   description="A source's write key as the Basic username, empty password")
-WriteKeyQuery = Query(None, alias="writeKey", max_length=WRITE_KEY_QUERY_MAX_CHARS,
-                      description="the write key, for clients that cannot set headers (beacons)")
-
-
-async def _served_by_endpoint(credentials: HTTPBasicCredentials | None = Security(_basic),
-                              write_key: str | None = WriteKeyQuery) -> None:
-    # declares a collection route's parameters (no docstring: it would become the OpenAPI description)
-    raise RuntimeError("collection requests are served by workers.web.collection.Endpoint")
-
-
-async def _metrics() -> None:
-    """analytics.js' own metrics: accepted and dropped (nothing of the site's events is in them)."""
-    raise RuntimeError("collection requests are served by workers.web.collection.Endpoint")
-
-
-def _declared() -> APIRouter:
-    """The collection routes as FastAPI knows them (``Endpoint`` serves them): for the OpenAPI document and the 405
-    answers to other methods."""
-    out = APIRouter(tags=["collect"])
-    for path, event_type in PATHS.items():
-        in_schema = path == "/v1/batch" or path.removeprefix("/v1/") in EVENT_TYPES
-        out.add_api_route(path, _served_by_endpoint, methods=["POST"], name=path, include_in_schema=in_schema,
-                          openapi_extra=BATCH_BODY if event_type is None else CALL_BODY)
-    out.add_api_route(METRICS_PATH, _metrics, methods=["POST"], include_in_schema=False)
-    return out
-
-
-router = _declared()

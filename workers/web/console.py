@@ -56,6 +56,7 @@ router = APIRouter(route_class=ConsoleRoute, include_in_schema=False)
 def home() -> Response:
     return RedirectResponse("/integrations", status_code=303)
 
+
 @router.get("/signin")
 def signin_page(request: Request, next: str | None = Query(None, max_length=2000)) -> Response:  # noqa: A002
     st = state(request)
@@ -66,6 +67,7 @@ def signin_page(request: Request, next: str | None = Query(None, max_length=2000
         return RedirectResponse(local_path(next), status_code=303)
     signed_out = request.query_params.get("signed_out") == "1"
     return render(request, "signin.html", next=local_path(next), error=None, signed_out=signed_out)
+
 
 @router.post("/signin")
 async def signin(request: Request) -> Response:
@@ -79,17 +81,28 @@ async def signin(request: Request) -> Response:
     client = request.client.host if request.client else "unknown"
     wait_s = await asyncio.to_thread(session.locked_out_s, st.r, st.settings, client)
     if wait_s:
-        return render(request, "signin.html", next=target, signed_out=False,
-                      error=f"Too many failed sign-ins. Try again in {wait_s} s.")
+        return render(
+            request,
+            "signin.html",
+            next=target,
+            signed_out=False,
+            error=f"Too many failed sign-ins. Try again in {wait_s} s.",
+        )
     if not admin_token_matches(st.settings, form.get("token", "")):
         await asyncio.to_thread(session.record_failure, st.r, st.settings, client)
         log.warning("failed console sign-in from %s", client)
-        return render(request, "signin.html", next=target, signed_out=False,
-                      error="That is not the admin token (SIGNAL_ADMIN_TOKEN).")
+        return render(
+            request,
+            "signin.html",
+            next=target,
+            signed_out=False,
+            error="That is not the admin token (SIGNAL_ADMIN_TOKEN).",
+        )
     await asyncio.to_thread(session.clear_failures, st.r, client)
     response = RedirectResponse(target, status_code=303)
     session.set_session(response, request, st.settings, session.issue(int(time.time())))
     return response
+
 
 @router.post("/signout")
 def signout(request: Request, _: dict[str, str] = Depends(posted)) -> Response:
@@ -99,6 +112,7 @@ def signout(request: Request, _: dict[str, str] = Depends(posted)) -> Response:
     session.clear_cookie(response, request, session.COOKIE)
     return response
 
+
 # -- integrations: installed, library, install ----------------------------------------------------------------------
 
 
@@ -107,8 +121,14 @@ def installed_rows(r: Any) -> list[dict[str, Any]]:
     rows = []
     for integ in registry.list_all(r):
         st = status.integration_status(r, integ.id)
-        rows.append({"integration": manage.view(integ), "status": st, "error": status.current_error(st),
-                     "source_name": names.get(integ.source_id or "", integ.source_id)})
+        rows.append(
+            {
+                "integration": manage.view(integ),
+                "status": st,
+                "error": status.current_error(st),
+                "source_name": names.get(integ.source_id or "", integ.source_id),
+            }
+        )
     return rows
 
 
@@ -119,36 +139,61 @@ def _entry(integration_type: str) -> dict[str, Any]:
     return entry
 
 
-def _install_page(request: Request, entry: dict[str, Any], form: dict[str, str], *,
-                  error: ConfigError | None = None, failure: Any = None) -> Response:
+def _install_page(
+    request: Request,
+    entry: dict[str, Any],
+    form: dict[str, str],
+    *,
+    error: ConfigError | None = None,
+    failure: Any = None,
+) -> Response:
     errors = forms.errors_by_field(error)
     head = forms.head_fields(entry, sources.list_all(state(request).r), form, errors)
     fields = forms.config_fields(entry, form, errors)
     bp_fields = forms.blueprint_fields(form, errors)
     shown = {f.name for f in head + fields} | forms.blueprint_shown(bp_fields, errors)
     return render(
-        request, "install.html", nav="integrations", entry=entry, head_fields=head,
-        fields=fields, blueprint_fields=bp_fields, form=form, errors=errors,
-        other_errors=[(k, v) for k, v in errors.items() if k not in shown], failure=failure,
-        skip_check_name=forms.SKIP_CHECK)
+        request,
+        "install.html",
+        nav="integrations",
+        entry=entry,
+        head_fields=head,
+        fields=fields,
+        blueprint_fields=bp_fields,
+        form=form,
+        errors=errors,
+        other_errors=[(k, v) for k, v in errors.items() if k not in shown],
+        failure=failure,
+        skip_check_name=forms.SKIP_CHECK,
+    )
 
 
 @router.get("/integrations", dependencies=SIGNED_IN)
 def installed(request: Request) -> Response:
-    return render(request, "installed.html", nav="integrations", tab="installed",
-                  rows=installed_rows(state(request).r))
+    return render(request, "installed.html", nav="integrations", tab="installed", rows=installed_rows(state(request).r))
+
 
 @router.get("/integrations/library", dependencies=SIGNED_IN)
-def library(request: Request, category: str = Query("", max_length=100),
-            q: str = Query("", max_length=200)) -> Response:
-    return render(request, "library.html", nav="integrations", tab="library",
-                  entries=catalog.search(q, category or None), categories=catalog.categories(),
-                  category=category, q=q)
+def library(
+    request: Request, category: str = Query("", max_length=100), q: str = Query("", max_length=200)
+) -> Response:
+    return render(
+        request,
+        "library.html",
+        nav="integrations",
+        tab="library",
+        entries=catalog.search(q, category or None),
+        categories=catalog.categories(),
+        category=category,
+        q=q,
+    )
+
 
 @router.get("/integrations/library/{integration_type}/install", dependencies=SIGNED_IN)
 def install_form(request: Request, integration_type: str) -> Response:
     entry = _entry(integration_type)
     return _install_page(request, entry, {"name": entry["name"]})
+
 
 @router.post("/integrations/library/{integration_type}/install")
 def install(request: Request, integration_type: str, form: dict[str, str] = Depends(posted)) -> Response:
@@ -160,12 +205,18 @@ def install(request: Request, integration_type: str, form: dict[str, str] = Depe
         return _install_page(request, entry, form, error=exc)
     except manage.BucketCheckFailed as exc:
         return _install_page(request, entry, form, failure=exc.failure)
-    log.info("installed integration=%s source=%s bucket=%s (console)", integ.id, integ.source_id,
-             integ.config.bucket)
-    return redirect(request, f"/integrations/{integ.id}",
-                    {"kind": "ok", "text": f"{integ.name} installed with the default blueprint."
-                     if integ.blueprint.is_default else
-                     f"{integ.name} installed. Blueprint: " + " ".join(blueprint.describe(integ.blueprint))})
+    log.info("installed integration=%s source=%s bucket=%s (console)", integ.id, integ.source_id, integ.config.bucket)
+    return redirect(
+        request,
+        f"/integrations/{integ.id}",
+        {
+            "kind": "ok",
+            "text": f"{integ.name} installed with the default blueprint."
+            if integ.blueprint.is_default
+            else f"{integ.name} installed. Blueprint: " + " ".join(blueprint.describe(integ.blueprint)),
+        },
+    )
+
 
 # -- sources ------------------------------------------------------------------------------------------------------
 
@@ -183,15 +234,30 @@ def _integrations_of(r: Any, source_id: str) -> list[Integration]:
 def _sources_page(request: Request, *, error: ConfigError | None = None, name: str = "") -> Response:
     st = state(request)
     r, url = st.r, st.settings.collection_url
-    listed = [{"source": s, "integrations": _integrations_of(r, s.id), "view": sources.view(r, s, st.settings),
-               "snippets": snippet.for_source(s.id, s.write_key, api_url=url)} for s in sources.list_all(r)]
-    return render(request, "sources.html", nav="sources", listed=listed, collection_url=url,
-                  errors=forms.errors_by_field(error), name=name)
+    listed = [
+        {
+            "source": s,
+            "integrations": _integrations_of(r, s.id),
+            "view": sources.view(r, s, st.settings),
+            "snippets": snippet.for_source(s.id, s.write_key, api_url=url),
+        }
+        for s in sources.list_all(r)
+    ]
+    return render(
+        request,
+        "sources.html",
+        nav="sources",
+        listed=listed,
+        collection_url=url,
+        errors=forms.errors_by_field(error),
+        name=name,
+    )
 
 
 @router.get("/sources", dependencies=SIGNED_IN)
 def sources_page(request: Request) -> Response:
     return _sources_page(request)
+
 
 @router.post("/sources")
 def create_source(request: Request, form: dict[str, str] = Depends(posted)) -> Response:
@@ -200,8 +266,12 @@ def create_source(request: Request, form: dict[str, str] = Depends(posted)) -> R
     except ConfigError as exc:
         return _sources_page(request, error=exc, name=form.get("name", ""))
     log.info("created source=%s (console)", source.id)
-    return redirect(request, f"/sources#source-{source.id}",
-                    {"kind": "ok", "text": f"Source {source.name} created: copy its write key below."})
+    return redirect(
+        request,
+        f"/sources#source-{source.id}",
+        {"kind": "ok", "text": f"Source {source.name} created: copy its write key below."},
+    )
+
 
 # -- fleet --------------------------------------------------------------------------------------------------------
 
@@ -210,11 +280,12 @@ def overview(request: Request) -> dict[str, Any]:
     st = state(request)
     return fleet.overview(st.r, st.broker.app, st.settings)
 
+
 @router.get("/fleet", dependencies=SIGNED_IN)
 def fleet_page(request: Request) -> Response:
     return render(request, "fleet.html", nav="fleet", fleet=overview(request))
 
+
 @router.get("/fleet/panel", dependencies=SIGNED_IN)
 def fleet_panel(request: Request) -> Response:
     return fragment(request, "_fleet_panel.html", fleet=overview(request))
-

@@ -26,20 +26,30 @@ def grant(origin: bytes | None) -> Headers:
     """The headers that let the page at ``origin`` read an answer (none without an Origin header)."""
     if origin is None:
         return []
-    return [(b"access-control-allow-origin", origin), (b"access-control-expose-headers", EXPOSE_HEADERS.encode()),
-            (b"vary", b"Origin")]
+    return [
+        (b"access-control-allow-origin", origin),
+        (b"access-control-expose-headers", EXPOSE_HEADERS.encode()),
+        (b"vary", b"Origin"),
+    ]
 
 
 def preflight(origin: bytes | None, asked: bytes | None) -> Headers:
     """The headers of the 204 answering a CORS preflight: any origin, POST, the asked-for request headers."""
     text = asked.decode("latin-1") if asked else ""
-    allowed = text if text and len(text) <= _HEADER_LIST_MAX_CHARS and all(
-        c.isalnum() or c in "-_, " for c in text) else DEFAULT_ALLOW_HEADERS
-    headers = [(b"access-control-allow-methods", ALLOW_METHODS.encode()),
-               (b"access-control-allow-headers", allowed.encode("latin-1")),
-               (b"access-control-max-age", str(MAX_AGE_S).encode()),
-               (b"vary", b"Origin, Access-Control-Request-Headers")]
+    allowed = (
+        text
+        if text and len(text) <= _HEADER_LIST_MAX_CHARS and all(c.isalnum() or c in "-_, " for c in text)
+        else DEFAULT_ALLOW_HEADERS
+    )
+    headers = [
+        (b"access-control-allow-methods", ALLOW_METHODS.encode()),
+        (b"access-control-allow-headers", allowed.encode("latin-1")),
+        (b"access-control-max-age", str(MAX_AGE_S).encode()),
+        (b"vary", b"Origin, Access-Control-Request-Headers"),
+    ]
     if origin is not None:
-        headers += [(b"access-control-allow-origin", origin),
-                    (b"access-control-expose-headers", EXPOSE_HEADERS.encode())]
+        headers += [
+            (b"access-control-allow-origin", origin),
+            (b"access-control-expose-headers", EXPOSE_HEADERS.encode()),
+        ]
     return headers

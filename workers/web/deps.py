@@ -24,8 +24,9 @@ from workers.web.state import state
 ID_MAX_CHARS = 200
 
 
-_bearer = HTTPBearer(auto_error=False, scheme_name="adminToken",
-                     description="SIGNAL_ADMIN_TOKEN, as Authorization: Bearer <token>")
+_bearer = HTTPBearer(
+    auto_error=False, scheme_name="adminToken", description="SIGNAL_ADMIN_TOKEN, as Authorization: Bearer <token>"
+)
 
 
 def admin_token_matches(settings: Settings, given: str) -> bool:
@@ -44,8 +45,7 @@ ADMIN_DISABLED = "the admin API is disabled: set SIGNAL_ADMIN_TOKEN to enable it
 CONSOLE_DISABLED = "the console is disabled: set SIGNAL_ADMIN_TOKEN to enable it (you sign in with that token)"
 
 
-def require_admin(request: Request,
-                  credentials: HTTPAuthorizationCredentials | None = Security(_bearer)) -> None:
+def require_admin(request: Request, credentials: HTTPAuthorizationCredentials | None = Security(_bearer)) -> None:
     settings = state(request).settings
     if not admin_enabled(settings):
         raise ApiError(503, "admin_disabled", ADMIN_DISABLED)
@@ -57,19 +57,25 @@ def require_admin(request: Request,
 
 async def read_body(request: Request, *, max_bytes: int) -> bytes:
     """The request body, refused (413) as soon as it exceeds ``max_bytes``, compressed or decompressed."""
-    return await collect_body(request.stream(), request.headers.get("content-encoding"),
-                              request.headers.get("content-length"), max_bytes=max_bytes)
+    return await collect_body(
+        request.stream(),
+        request.headers.get("content-encoding"),
+        request.headers.get("content-length"),
+        max_bytes=max_bytes,
+    )
 
 
-async def collect_body(chunks: AsyncIterator[bytes], content_encoding: str | None, content_length: str | None, *,
-                       max_bytes: int) -> bytes:
+async def collect_body(
+    chunks: AsyncIterator[bytes], content_encoding: str | None, content_length: str | None, *, max_bytes: int
+) -> bytes:
     """A body from its chunks and its Content-Encoding and Content-Length headers: 415 for an encoding other than
     gzip, 413 as soon as it exceeds ``max_bytes`` (announced, received or decompressed)."""
     encoding = (content_encoding or "identity").strip().lower()
     if encoding not in ("", "identity", "gzip"):
         raise ApiError(415, "unsupported_encoding", "Content-Encoding must be gzip or absent")
-    too_large = segment.MalformedRequest("body_too_large", f"the request body is over the limit of {max_bytes} bytes",
-                                         status=413)
+    too_large = segment.MalformedRequest(
+        "body_too_large", f"the request body is over the limit of {max_bytes} bytes", status=413
+    )
     length = content_length or ""
     if length.isdigit() and int(length) > max_bytes:
         raise too_large

@@ -47,14 +47,17 @@ def install_handlers(app: FastAPI) -> None:
     @app.exception_handler(ConfigError)
     async def config_error(_: Request, exc: ConfigError) -> JSONResponse:
         count = len(exc.errors)
-        return json_response(422, {"error": "invalid", "message": f"{count} invalid field{'s' if count != 1 else ''}",
-                                   "errors": exc.errors})
+        return json_response(
+            422,
+            {"error": "invalid", "message": f"{count} invalid field{'s' if count != 1 else ''}", "errors": exc.errors},
+        )
 
     @app.exception_handler(manage.BucketCheckFailed)
     async def bucket_check(_: Request, exc: manage.BucketCheckFailed) -> JSONResponse:
         f = exc.failure
-        return json_response(424, {"error": "bucket_check_failed", "code": f.code, "message": f.message,
-                                   "hint": f.hint})
+        return json_response(
+            424, {"error": "bucket_check_failed", "code": f.code, "message": f.message, "hint": f.hint}
+        )
 
     @app.exception_handler(manage.NotEmpty)
     async def not_empty(_: Request, exc: manage.NotEmpty) -> JSONResponse:
@@ -85,14 +88,16 @@ def install_handlers(app: FastAPI) -> None:
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         codes = {401: "unauthorized", 404: "not_found", 405: "method_not_allowed"}
         detail = exc.detail if isinstance(exc.detail, str) else "request refused"
-        return json_response(exc.status_code, {"error": codes.get(exc.status_code, "http_error"), "message": detail},
-                             dict(exc.headers or {}))
+        return json_response(
+            exc.status_code,
+            {"error": codes.get(exc.status_code, "http_error"), "message": detail},
+            dict(exc.headers or {}),
+        )
 
     @app.exception_handler(BrokerUnavailable)
     async def broker_unavailable(_: Request, exc: BrokerUnavailable) -> JSONResponse:
         log.error("%s", exc)
-        return json_response(503, {"error": "broker_unavailable", "message": BROKER_UNAVAILABLE},
-                             {"Retry-After": "5"})
+        return json_response(503, {"error": "broker_unavailable", "message": BROKER_UNAVAILABLE}, {"Retry-After": "5"})
 
     @app.exception_handler(redis.RedisError)
     async def redis_error(_: Request, exc: redis.RedisError) -> JSONResponse:

@@ -3,7 +3,8 @@
 A form field is named by the path the API's validation errors use (``name``, ``source_id``, ``config.region``,
 ``blueprint.consent.require``), so
 each ``ConfigError`` message lands next to its input without translation. Forms turn into the same bodies the admin
-API takes (install, PATCH); validation happens once, in ``workers.integrations.config`` / ``workers.integrations.registry``. Secrets are never
+API takes (install, PATCH); validation happens once, in ``workers.integrations.config`` /
+``workers.integrations.registry``. Secrets are never
 echoed: their inputs are always empty, a settings form shows their redacted value (``****`` + last 4) instead.
 """
 
@@ -46,8 +47,9 @@ class Field:
 
 def parse(body: bytes) -> dict[str, str]:
     """An ``application/x-www-form-urlencoded`` body as a dict (the last value of a repeated name wins)."""
-    return dict(parse_qsl(body.decode("utf-8", errors="replace"), keep_blank_values=True,
-                          max_num_fields=FORM_MAX_FIELDS))
+    return dict(
+        parse_qsl(body.decode("utf-8", errors="replace"), keep_blank_values=True, max_num_fields=FORM_MAX_FIELDS)
+    )
 
 
 def errors_by_field(error: ConfigError | None) -> dict[str, str]:
@@ -69,8 +71,9 @@ _BLUEPRINT_LABELS = {
 }
 
 
-def blueprint_fields(form: dict[str, str], errors: dict[str, str], *,
-                     current: blueprint.Blueprint | None = None) -> list[Field]:
+def blueprint_fields(
+    form: dict[str, str], errors: dict[str, str], *, current: blueprint.Blueprint | None = None
+) -> list[Field]:
     """The inputs of a blueprint (``catalog.BLUEPRINT_FIELDS``), named ``blueprint.<field>`` like the API's errors.
     A submitted form shows what was typed; otherwise the ``current`` blueprint (a settings form), else the default.
     An error of a whole section (``blueprint.events``: include and exclude both given) shows on its first input."""
@@ -83,15 +86,22 @@ def blueprint_fields(form: dict[str, str], errors: dict[str, str], *,
             first = next((n for n in names if n.startswith(key + ".")), names[0])
             placed.setdefault(first, message)
     out = []
-    for f, name in zip(catalog.BLUEPRINT_FIELDS, names):
+    for f, name in zip(catalog.BLUEPRINT_FIELDS, names, strict=True):
         options: tuple[tuple[str, str], ...] = ()
         if f["type"] == "select":
             options = tuple((v, v) for v in f["allowed_values"])
         value = form.get(name, "") if typed else stored.get(f["name"], "")
-        out.append(Field(name=name, label=_BLUEPRINT_LABELS.get(f["name"], f["name"]),
-                         kind="select" if f["type"] == "select" else "text",
-                         description=f["description"] + (" Comma-separated." if f["type"] == "list" else ""),
-                         options=options, value=value or _text(f.get("default")), error=placed.get(name)))
+        out.append(
+            Field(
+                name=name,
+                label=_BLUEPRINT_LABELS.get(f["name"], f["name"]),
+                kind="select" if f["type"] == "select" else "text",
+                description=f["description"] + (" Comma-separated." if f["type"] == "list" else ""),
+                options=options,
+                value=value or _text(f.get("default")),
+                error=placed.get(name),
+            )
+        )
     return out
 
 
@@ -104,7 +114,7 @@ def blueprint_shown(fields: list[Field], errors: dict[str, str]) -> set[str]:
 def blueprint_body(form: dict[str, str]) -> dict[str, Any] | None:
     """The blueprint of a submitted form (``blueprint.from_form``; ``{}`` forwards all events), or None when the form
     has no blueprint inputs (nothing to change)."""
-    values = {k[len(BLUEPRINT_PREFIX):]: v for k, v in form.items() if k.startswith(BLUEPRINT_PREFIX)}
+    values = {k[len(BLUEPRINT_PREFIX) :]: v for k, v in form.items() if k.startswith(BLUEPRINT_PREFIX)}
     return blueprint.from_form(values) if values else None
 
 
@@ -116,15 +126,17 @@ def _text(value: Any) -> str:
     return str(value)
 
 
-def config_fields(entry: dict[str, Any], values: dict[str, str], errors: dict[str, str], *,
-                  current: dict[str, Any] | None = None) -> list[Field]:
+def config_fields(
+    entry: dict[str, Any], values: dict[str, str], errors: dict[str, str], *, current: dict[str, Any] | None = None
+) -> list[Field]:
     """The inputs of an entry's config. ``values`` are what was typed (form names); ``current`` is the public config
     of an installed integration (a settings form: secrets redacted, blank keeps them)."""
     out = []
     for f in entry["fields"]:
         name = f"config.{f['name']}"
         kind = {"select": "select", "secret": "password", "integer": "number", "number": "number"}.get(
-            f["type"], "text")
+            f["type"], "text"
+        )
         options: tuple[tuple[str, str], ...] = ()
         if f["type"] == "select":
             blank = (("", "Choose\u2026"),) if f["required"] else (("", "Default" if "default" in f else "None"),)
@@ -140,19 +152,35 @@ def config_fields(entry: dict[str, Any], values: dict[str, str], errors: dict[st
             value = ""  # never echoed
             redacted = current.get(f["name"]) if current is not None else None
         when = f.get("required_when")
-        out.append(Field(
-            name=name, label=f.get("label") or f["name"], kind=kind, description=f["description"],
-            required=f["required"] and not (current is not None and f["type"] == "secret"), options=options,
-            value=value, error=errors.get(name), current=redacted,
-            clearable=redacted is not None and not f["required"], advanced=bool(f.get("advanced")),
-            show_when=(f"config.{next(iter(when))}", next(iter(when.values()))) if when else None,
-        ))
+        out.append(
+            Field(
+                name=name,
+                label=f.get("label") or f["name"],
+                kind=kind,
+                description=f["description"],
+                required=f["required"] and not (current is not None and f["type"] == "secret"),
+                options=options,
+                value=value,
+                error=errors.get(name),
+                current=redacted,
+                clearable=redacted is not None and not f["required"],
+                advanced=bool(f.get("advanced")),
+                show_when=(f"config.{next(iter(when))}", next(iter(when.values()))) if when else None,
+            )
+        )
     return out
 
 
 def name_field(form: dict[str, str], errors: dict[str, str]) -> Field:
-    return Field("name", "Name", "text", "How this integration is shown in the console.", True,
-                 value=form.get("name", ""), error=errors.get("name"))
+    return Field(
+        "name",
+        "Name",
+        "text",
+        "How this integration is shown in the console.",
+        True,
+        value=form.get("name", ""),
+        error=errors.get("name"),
+    )
 
 
 def _sentence(text: str) -> str:
@@ -160,8 +188,9 @@ def _sentence(text: str) -> str:
     return text if text.endswith(".") else text + "."
 
 
-def head_fields(entry: dict[str, Any], source_list: list[Any], form: dict[str, str], errors: dict[str, str]
-                ) -> list[Field]:
+def head_fields(
+    entry: dict[str, Any], source_list: list[Any], form: dict[str, str], errors: dict[str, str]
+) -> list[Field]:
     """The inputs of an install form above the config: name, variant and source."""
     variants = tuple((v["id"], v["name"]) for v in entry["variants"])
     source_options = tuple((s.id, s.name) for s in source_list)
@@ -171,14 +200,26 @@ def head_fields(entry: dict[str, Any], source_list: list[Any], form: dict[str, s
         default_source = ""
     return [
         name_field(form, errors),
-        Field("variant", "Variant", "select",
-              " ".join(f"{v['name']}: {_sentence(v['description'])}" for v in entry["variants"]), True,
-              options=variants,
-              value=form.get("variant", variants[0][0]), error=errors.get("variant")),
-        Field("source_id", "Source", "select",
-              "Where its events come from: every event sent with this source's write key is delivered here.",
-              False, options=source_options, value=form.get("source_id", default_source),
-              error=errors.get("source_id")),
+        Field(
+            "variant",
+            "Variant",
+            "select",
+            " ".join(f"{v['name']}: {_sentence(v['description'])}" for v in entry["variants"]),
+            True,
+            options=variants,
+            value=form.get("variant", variants[0][0]),
+            error=errors.get("variant"),
+        ),
+        Field(
+            "source_id",
+            "Source",
+            "select",
+            "Where its events come from: every event sent with this source's write key is delivered here.",
+            False,
+            options=source_options,
+            value=form.get("source_id", default_source),
+            error=errors.get("source_id"),
+        ),
     ]
 
 

@@ -48,9 +48,17 @@ def _page(request: Request, integ: Integration, tab: str, template: str, **conte
         source_name = sources.get(r, integ.source_id).name if integ.source_id else None
     except sources.UnknownSource:
         source_name = integ.source_id
-    return render(request, template, nav="integrations", tab=tab, tabs=TABS,
-                  integration=manage.view(integ), blueprint_rules=blueprint.describe(integ.blueprint),
-                  source_name=source_name, **context)
+    return render(
+        request,
+        template,
+        nav="integrations",
+        tab=tab,
+        tabs=TABS,
+        integration=manage.view(integ),
+        blueprint_rules=blueprint.describe(integ.blueprint),
+        source_name=source_name,
+        **context,
+    )
 
 
 def _status(r: Any, integration_id: str) -> dict[str, Any]:
@@ -58,8 +66,14 @@ def _status(r: Any, integration_id: str) -> dict[str, Any]:
     return {"status": st, "error": status.current_error(st)}
 
 
-def _settings_page(request: Request, integ: Integration, form: dict[str, str] | None = None, *,
-                   error: ConfigError | None = None, failure: Any = None) -> Response:
+def _settings_page(
+    request: Request,
+    integ: Integration,
+    form: dict[str, str] | None = None,
+    *,
+    error: ConfigError | None = None,
+    failure: Any = None,
+) -> Response:
     entry = catalog.find(catalog.INTEGRATION_TYPE)
     assert entry is not None
     errors = forms.errors_by_field(error)
@@ -68,39 +82,80 @@ def _settings_page(request: Request, integ: Integration, form: dict[str, str] | 
     fields = forms.config_fields(entry, form, errors, current=integ.config.public_dict())
     bp_fields = forms.blueprint_fields(form, errors, current=integ.blueprint)
     shown = {f.name for f in fields} | {"name"} | forms.blueprint_shown(bp_fields, errors)
-    return _page(request, integ, "settings", "integration_settings.html", name_field=name,
-                 fields=fields, blueprint_fields=bp_fields, form=form, errors=errors,
-                 other_errors=[(k, v) for k, v in errors.items() if k not in shown], failure=failure,
-                 skip_check_name=forms.SKIP_CHECK)
+    return _page(
+        request,
+        integ,
+        "settings",
+        "integration_settings.html",
+        name_field=name,
+        fields=fields,
+        blueprint_fields=bp_fields,
+        form=form,
+        errors=errors,
+        other_errors=[(k, v) for k, v in errors.items() if k not in shown],
+        failure=failure,
+        skip_check_name=forms.SKIP_CHECK,
+    )
 
 
-def _delete_page(request: Request, integ: Integration, *, refused: str | None = None,
-                 flush: bool = False) -> Response:
-    return _page(request, integ, "settings", "integration_delete.html",
-                 counts=manage.counts(state(request).r, integ.id), refused=refused, flush=flush)
+def _delete_page(request: Request, integ: Integration, *, refused: str | None = None, flush: bool = False) -> Response:
+    return _page(
+        request,
+        integ,
+        "settings",
+        "integration_delete.html",
+        counts=manage.counts(state(request).r, integ.id),
+        refused=refused,
+        flush=flush,
+    )
 
 
 def _test_outcome(code: int, body: dict[str, Any]) -> dict[str, Any]:
     if code == 200:
-        return {"kind": "test", "ok": True, "event_id": body["event_id"], "bucket": body["bucket"],
-                "object_key": body.get("object_key"), "elapsed_ms": body.get("elapsed_ms")}
+        return {
+            "kind": "test",
+            "ok": True,
+            "event_id": body["event_id"],
+            "bucket": body["bucket"],
+            "object_key": body.get("object_key"),
+            "elapsed_ms": body.get("elapsed_ms"),
+        }
     if body.get("state") == "filtered":
-        return {"kind": "test", "ok": False, "filtered": True, "event_id": body["event_id"], "code": body["reason"],
-                "message": body["message"], "hint": body["hint"]}
-    return {"kind": "test", "ok": False, "event_id": body.get("event_id"), "code": body.get("code") or body["error"],
-            "message": body.get("message"), "hint": body.get("hint")}
+        return {
+            "kind": "test",
+            "ok": False,
+            "filtered": True,
+            "event_id": body["event_id"],
+            "code": body["reason"],
+            "message": body["message"],
+            "hint": body["hint"],
+        }
+    return {
+        "kind": "test",
+        "ok": False,
+        "event_id": body.get("event_id"),
+        "code": body.get("code") or body["error"],
+        "message": body.get("message"),
+        "hint": body.get("hint"),
+    }
 
 
 def _replay_outcome(summary: dict[str, Any]) -> dict[str, Any]:
     failing = summary["still_failing"]
-    return {"kind": "replay", "delivered": len(summary["delivered"]),
-            "delivered_ids": summary["delivered"][:FLASH_LIST_MAX], "already": len(summary["already_delivered"]),
-            "failing": failing[:FLASH_LIST_MAX], "failing_count": len(failing)}
+    return {
+        "kind": "replay",
+        "delivered": len(summary["delivered"]),
+        "delivered_ids": summary["delivered"][:FLASH_LIST_MAX],
+        "already": len(summary["already_delivered"]),
+        "failing": failing[:FLASH_LIST_MAX],
+        "failing_count": len(failing),
+    }
 
 
 router = APIRouter(route_class=ConsoleRoute, include_in_schema=False)
 
 BASE = "/integrations/{integration_id}"
+
 
 @router.get(BASE, dependencies=SIGNED_IN)
 def status_tab(request: Request, integration_id: str = IntegrationId) -> Response:
@@ -108,59 +163,70 @@ def status_tab(request: Request, integration_id: str = IntegrationId) -> Respons
     integ = registry.get(r, integration_id)
     return _page(request, integ, "status", "integration_status.html", **_status(r, integ.id))
 
+
 @router.get(BASE + "/status/panel", dependencies=SIGNED_IN)
 def status_panel(request: Request, integration_id: str = IntegrationId) -> Response:
     r = state(request).r
     return fragment(request, "_status_panel.html", **_status(r, registry.get(r, integration_id).id))
 
+
 @router.get(BASE + "/live", dependencies=SIGNED_IN)
 def live_tab(request: Request, integration_id: str = IntegrationId) -> Response:
     r = state(request).r
     integ = registry.get(r, integration_id)
-    return _page(request, integ, "live", "integration_live.html",
-                 events=status.live_events(r, integ.id, limit=LIVE_LIMIT))
+    return _page(
+        request, integ, "live", "integration_live.html", events=status.live_events(r, integ.id, limit=LIVE_LIMIT)
+    )
+
 
 @router.get(BASE + "/live/rows", dependencies=SIGNED_IN)
 def live_rows(request: Request, integration_id: str = IntegrationId) -> Response:
-    return fragment(request, "_live_rows.html",
-                    events=status.live_events(state(request).r, integration_id, limit=LIVE_LIMIT))
+    return fragment(
+        request, "_live_rows.html", events=status.live_events(state(request).r, integration_id, limit=LIVE_LIMIT)
+    )
+
 
 @router.post(BASE + "/test-event")
-def send_test_event(request: Request, integration_id: str = IntegrationId,
-                    _: dict[str, str] = Depends(posted)) -> Response:
+def send_test_event(
+    request: Request, integration_id: str = IntegrationId, _: dict[str, str] = Depends(posted)
+) -> Response:
     st = state(request)
     code, body = manage.run_test_event(st.r, st.broker, integration_id, settings=st.settings)
     return redirect(request, f"/integrations/{integration_id}/live", _test_outcome(code, body))
+
 
 @router.get(BASE + "/dead-letter", dependencies=SIGNED_IN)
 def dead_letter_tab(request: Request, integration_id: str = IntegrationId) -> Response:
     r = state(request).r
     integ = registry.get(r, integration_id)
-    return _page(request, integ, "dead-letter", "integration_dead_letter.html",
-                 batches=status.dead_letter(r, integ.id))
+    return _page(request, integ, "dead-letter", "integration_dead_letter.html", batches=status.dead_letter(r, integ.id))
+
 
 @router.post(BASE + "/dead-letter/replay")
-def replay_held(request: Request, integration_id: str = IntegrationId,
-                form: dict[str, str] = Depends(posted)) -> Response:
+def replay_held(
+    request: Request, integration_id: str = IntegrationId, form: dict[str, str] = Depends(posted)
+) -> Response:
     st = state(request)
     registry.get(st.r, integration_id)
     target = f"/integrations/{integration_id}/dead-letter"
     try:
-        report = replay.replay(st.r, integration_id, settings=st.settings,
-                                 batch_id=form.get("batch_id") or None)
+        report = replay.replay(st.r, integration_id, settings=st.settings, batch_id=form.get("batch_id") or None)
     except registry.UnknownIntegration:
         raise
     except LookupError as exc:
         return redirect(request, target, {"kind": "error", "text": str(exc)})
     return redirect(request, target, _replay_outcome(report.summary()))
 
+
 @router.get(BASE + "/settings", dependencies=SIGNED_IN)
 def settings_tab(request: Request, integration_id: str = IntegrationId) -> Response:
     return _settings_page(request, registry.get(state(request).r, integration_id))
 
+
 @router.post(BASE + "/settings")
-def save_settings(request: Request, integration_id: str = IntegrationId,
-                  form: dict[str, str] = Depends(posted)) -> Response:
+def save_settings(
+    request: Request, integration_id: str = IntegrationId, form: dict[str, str] = Depends(posted)
+) -> Response:
     st = state(request)
     integ = registry.get(st.r, integration_id)
     entry = catalog.find(catalog.INTEGRATION_TYPE)
@@ -174,28 +240,30 @@ def save_settings(request: Request, integration_id: str = IntegrationId,
     log.info("updated integration=%s (console)", integ.id)
     return redirect(request, f"/integrations/{integ.id}/settings", {"kind": "ok", "text": "Settings saved."})
 
+
 def set_enabled(request: Request, integration_id: str, enabled: bool) -> Response:
     integ = registry.set_enabled(state(request).r, integration_id, enabled)
     text = f"{integ.name} is {'enabled: it receives events' if enabled else 'disabled: it receives no events'}."
     return redirect(request, f"/integrations/{integ.id}/settings", {"kind": "ok", "text": text})
 
+
 @router.post(BASE + "/enable")
-def enable(request: Request, integration_id: str = IntegrationId,
-           _: dict[str, str] = Depends(posted)) -> Response:
+def enable(request: Request, integration_id: str = IntegrationId, _: dict[str, str] = Depends(posted)) -> Response:
     return set_enabled(request, integration_id, True)
 
+
 @router.post(BASE + "/disable")
-def disable(request: Request, integration_id: str = IntegrationId,
-            _: dict[str, str] = Depends(posted)) -> Response:
+def disable(request: Request, integration_id: str = IntegrationId, _: dict[str, str] = Depends(posted)) -> Response:
     return set_enabled(request, integration_id, False)
+
 
 @router.get(BASE + "/delete", dependencies=SIGNED_IN)
 def confirm_delete(request: Request, integration_id: str = IntegrationId) -> Response:
     return _delete_page(request, registry.get(state(request).r, integration_id))
 
+
 @router.post(BASE + "/delete")
-def delete(request: Request, integration_id: str = IntegrationId,
-           form: dict[str, str] = Depends(posted)) -> Response:
+def delete(request: Request, integration_id: str = IntegrationId, form: dict[str, str] = Depends(posted)) -> Response:
     st = state(request)
     integ = registry.get(st.r, integration_id)
     flush = form.get("flush") == "1"
@@ -206,6 +274,7 @@ def delete(request: Request, integration_id: str = IntegrationId,
     log.info("deleted integration=%s (console)", integ.id)
     return redirect(request, "/integrations", {"kind": "ok", "text": f"{integ.name} was deleted."})
 
+
 @router.get(BASE + "/query", dependencies=SIGNED_IN)
 def query_tab(request: Request, integration_id: str = IntegrationId) -> Response:
     integ = registry.get(state(request).r, integration_id)
@@ -215,4 +284,3 @@ def query_tab(request: Request, integration_id: str = IntegrationId) -> Response
         ddl, ddl_error = None, str(exc)
     policy = json.dumps(iam.iam_policy(integ.config), indent=2)
     return _page(request, integ, "query", "integration_query.html", ddl=ddl, ddl_error=ddl_error, policy=policy)
-

@@ -37,8 +37,10 @@ from workers.web.state import state
 log = logging.getLogger(__name__)
 
 HERE = Path(__file__).parent
-CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
-       "form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
+    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
 SECURITY_HEADERS = {
     "Content-Security-Policy": CSP,
     "X-Content-Type-Options": "nosniff",
@@ -110,10 +112,21 @@ def variant_name(variant_id: str) -> str:
 
 
 def _environment() -> Environment:
-    env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(default=True),
-                      undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
-    env.filters.update(when=when, ago=ago, bytes=human_bytes, plural=plural, number=lambda n: f"{int(n or 0):,}",
-                       variant_name=variant_name)
+    env = Environment(
+        loader=FileSystemLoader(HERE / "templates"),
+        autoescape=select_autoescape(default=True),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters.update(
+        when=when,
+        ago=ago,
+        bytes=human_bytes,
+        plural=plural,
+        number=lambda n: f"{int(n or 0):,}",
+        variant_name=variant_name,
+    )
     return env
 
 
@@ -126,8 +139,13 @@ def render(request: Request, template: str, *, status_code: int = 200, nav: str 
     signed = getattr(request.state, "session", None)
     flash = session.read_flash(request, st.settings) if signed is not None else None
     html = TEMPLATES.get_template(template).render(
-        request=request, nav=nav, signed_in=signed is not None, csrf=signed.csrf if signed else "",
-        flash=flash, **context)
+        request=request,
+        nav=nav,
+        signed_in=signed is not None,
+        csrf=signed.csrf if signed else "",
+        flash=flash,
+        **context,
+    )
     response = HTMLResponse(html, status_code=status_code, headers={"Cache-Control": "no-store"})
     if flash is not None:
         session.clear_cookie(response, request, session.FLASH_COOKIE)
@@ -184,8 +202,9 @@ async def posted(request: Request, current: session.Session = Depends(signed_in)
         raise Forbidden("a form posted from another site was refused; nothing was changed")
     form = await read_form(request)
     if not session.csrf_matches(current, form.get("csrf_token", "")):
-        raise Forbidden("the form's security token is missing or expired: reload the page and try again "
-                        "(nothing was changed)")
+        raise Forbidden(
+            "the form's security token is missing or expired: reload the page and try again (nothing was changed)"
+        )
     return form
 
 
@@ -242,8 +261,9 @@ class ConsoleRoute(APIRoute):
                     response = error_response(request, exc)
                 except Exception as again:  # noqa: BLE001 - e.g. the flash of a broken key: a bare page
                     log.error("could not render the error page: %s", type(again).__name__)
-                    response = HTMLResponse("<!doctype html><title>Error</title><p>internal error; see the log",
-                                            status_code=500)
+                    response = HTMLResponse(
+                        "<!doctype html><title>Error</title><p>internal error; see the log", status_code=500
+                    )
             response.headers.update(SECURITY_HEADERS)
             return response
 

@@ -94,8 +94,9 @@ def issue(now_s: int) -> Session:
 
 
 def cookie_value(settings: Settings, session: Session) -> str:
-    return encode(signing_key(settings), {"v": VERSION, "signed_in": True, "iat": session.issued_at_s,
-                                          "csrf": session.csrf})
+    return encode(
+        signing_key(settings), {"v": VERSION, "signed_in": True, "iat": session.issued_at_s, "csrf": session.csrf}
+    )
 
 
 def load(settings: Settings, r: redis.Redis, value: str | None, now_s: int) -> Session | None:
@@ -141,8 +142,9 @@ def same_origin(request: Request) -> bool:
 
 
 def set_cookie(response: Response, request: Request, name: str, value: str, max_age_s: int) -> None:
-    response.set_cookie(name, value, max_age=max_age_s, path="/", httponly=True, samesite="strict",
-                        secure=request.url.scheme == "https")
+    response.set_cookie(
+        name, value, max_age=max_age_s, path="/", httponly=True, samesite="strict", secure=request.url.scheme == "https"
+    )
 
 
 def clear_cookie(response: Response, request: Request, name: str) -> None:

@@ -43,8 +43,12 @@ class State:
         loop = asyncio.get_running_loop()
         entry = self._batchers.get(id(loop))
         if entry is None or entry[0] is not loop:
-            batcher = Batcher(self.publish, max_events=self.settings.collect_batch_events,
-                              linger_s=self.settings.collect_batch_ms / 1000, executor=self.executor)
+            batcher = Batcher(
+                self.publish,
+                max_events=self.settings.collect_batch_events,
+                linger_s=self.settings.collect_batch_ms / 1000,
+                executor=self.executor,
+            )
             self._batchers = {k: v for k, v in self._batchers.items() if not v[0].is_closed()}
             self._batchers[id(loop)] = (loop, batcher)
             return batcher
@@ -64,8 +68,9 @@ class State:
         try:
             self.refusals.flush(self.r)
         except redis.RedisError as exc:
-            log.warning("could not count refused requests yet (%s); they are kept for the next flush",
-                        type(exc).__name__)
+            log.warning(
+                "could not count refused requests yet (%s); they are kept for the next flush", type(exc).__name__
+            )
 
     async def drain(self) -> None:
         loop = asyncio.get_running_loop()

@@ -55,14 +55,20 @@ class Package:
 
 
 ANALYTICS_NEXT = Package(
-    key="analytics-next", name="@segment/analytics-next", version="1.84.3",
+    key="analytics-next",
+    name="@segment/analytics-next",
+    version="1.84.3",
     integrity="sha512-5l7cPBzScxhfJ0zdcKQI4daDvMIWWUk7hClT1xGRelnHUltIEoQ9w8+ZpFPoWJMpX8D7IA1nVAfJbpiKi3XaKw==",
-    files=(("package/dist/umd/index.js", "analytics-next/bundles"),
-           ("package/dist/umd/*.bundle.*.js", "analytics-next/bundles")),
+    files=(
+        ("package/dist/umd/index.js", "analytics-next/bundles"),
+        ("package/dist/umd/*.bundle.*.js", "analytics-next/bundles"),
+    ),
     script="analytics-next/bundles/index.js",
 )
 RUDDERSTACK = Package(
-    key="rudderstack", name="@rudderstack/analytics-js", version="3.34.1",
+    key="rudderstack",
+    name="@rudderstack/analytics-js",
+    version="3.34.1",
     integrity="sha512-cci768CvaM64Wr/MDDtLF8K49aPy7TwwfwL9G1a2SSfgwL4XfVfGNVT//Mv8yph0a14pPc/Nf5HDWhVjAD5vQg==",
     files=(("package/dist/npm/modern/bundled/umd/index.js", "rudderstack/rsa.js"),),
     script="rudderstack/rsa.js",
@@ -90,11 +96,14 @@ def tarball(package: Package, cache_dir: Path | None = None) -> bytes:
         with urllib.request.urlopen(package.tarball_url, timeout=DOWNLOAD_TIMEOUT_S) as response:
             data = response.read()
     except OSError as exc:
-        raise SdkFetchError(f"cannot download {package.name}@{package.version} from {package.tarball_url}: "
-                            f"{exc}") from None
+        raise SdkFetchError(
+            f"cannot download {package.name}@{package.version} from {package.tarball_url}: {exc}"
+        ) from None
     if integrity_of(data) != package.integrity:
-        raise SdkFetchError(f"{package.tarball_url} does not match the pinned integrity of "
-                            f"{package.name}@{package.version}; refusing to use it")
+        raise SdkFetchError(
+            f"{package.tarball_url} does not match the pinned integrity of "
+            f"{package.name}@{package.version}; refusing to use it"
+        )
     cache.parent.mkdir(parents=True, exist_ok=True)
     partial = cache.with_suffix(f".{os.getpid()}.part")
     partial.write_bytes(data)
@@ -128,6 +137,6 @@ def install(dest: Path, packages: tuple[Package, ...] = PACKAGES, cache_dir: Pat
 def _target(package: Package, member: str) -> str | None:
     """Where a tarball member goes under the SDK dir (a name of ours: nothing from the archive picks a path)."""
     for pattern, where in package.files:
-        if fnmatch.fnmatchcase(member, pattern) and "/" not in member[len(pattern.rsplit("/", 1)[0]) + 1:]:
+        if fnmatch.fnmatchcase(member, pattern) and "/" not in member[len(pattern.rsplit("/", 1)[0]) + 1 :]:
             return where if where.endswith(".js") else f"{where}/{member.rsplit('/', 1)[-1]}"
     return None

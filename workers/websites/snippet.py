@@ -62,8 +62,9 @@ def _merged(base: dict[str, Any], extra: dict[str, Any] | None) -> dict[str, Any
     return out
 
 
-def analytics_next(write_key: str, *, api_url: str, sdk_base_url: str = DEFAULT_SDK_BASE_URL,
-                   options: dict[str, Any] | None = None) -> str:
+def analytics_next(
+    write_key: str, *, api_url: str, sdk_base_url: str = DEFAULT_SDK_BASE_URL, options: dict[str, Any] | None = None
+) -> str:
     """analytics.js (``@segment/analytics-next``): ``window.analytics`` sends to ``api_url`` and records a page view.
 
     ``options`` are merged into the load options, e.g. ``{"integrations": {"Segment.io": {"deliveryStrategy":
@@ -71,8 +72,11 @@ def analytics_next(write_key: str, *, api_url: str, sdk_base_url: str = DEFAULT_
     api = urlsplit(check_api_url(api_url))
     base = check_sdk_base_url(sdk_base_url)
     segment_io = {"apiHost": f"{api.netloc}{api.path}/v1", "protocol": api.scheme}
-    settings = {"writeKey": write_key, "cdnURL": base,
-                "cdnSettings": {"integrations": {"Segment.io": {"apiKey": write_key, **segment_io}}}}
+    settings = {
+        "writeKey": write_key,
+        "cdnURL": base,
+        "cdnSettings": {"integrations": {"Segment.io": {"apiKey": write_key, **segment_io}}},
+    }
     load_options = _merged({"integrations": {"Segment.io": segment_io}}, options)
     package = sdk.ANALYTICS_NEXT
     return (
@@ -88,8 +92,14 @@ def analytics_next(write_key: str, *, api_url: str, sdk_base_url: str = DEFAULT_
     )
 
 
-def rudderstack(write_key: str, *, api_url: str, sdk_base_url: str = DEFAULT_SDK_BASE_URL,
-                source_id: str = "signal", options: dict[str, Any] | None = None) -> str:
+def rudderstack(
+    write_key: str,
+    *,
+    api_url: str,
+    sdk_base_url: str = DEFAULT_SDK_BASE_URL,
+    source_id: str = "signal",
+    options: dict[str, Any] | None = None,
+) -> str:
     """RudderStack JS v3 (``@rudderstack/analytics-js``, bundled build): ``window.rudderanalytics`` sends to
     ``api_url`` and records a page view.
 
@@ -97,10 +107,16 @@ def rudderstack(write_key: str, *, api_url: str, sdk_base_url: str = DEFAULT_SDK
     to ``/beacon/v1/batch``."""
     api = check_api_url(api_url)
     base = check_sdk_base_url(sdk_base_url)
-    source_config = {"source": {"id": source_id, "name": source_id, "workspaceId": "signal", "enabled": True,
-                                "config": {"statsCollection": {"errors": {"enabled": False},
-                                                               "metrics": {"enabled": False}}},
-                                "destinations": []}}
+    source_config = {
+        "source": {
+            "id": source_id,
+            "name": source_id,
+            "workspaceId": "signal",
+            "enabled": True,
+            "config": {"statsCollection": {"errors": {"enabled": False}, "metrics": {"enabled": False}}},
+            "destinations": [],
+        }
+    }
     package = sdk.RUDDERSTACK
     return (
         f"<!-- Signal: RudderStack JS v3 ({package.name} {package.version}, bundled build, self-hosted) -->\n"
@@ -112,8 +128,11 @@ def rudderstack(write_key: str, *, api_url: str, sdk_base_url: str = DEFAULT_SDK
         "    loadIntegration: false,\n"
         "    polyfillIfRequired: false"
         + "".join(f",\n    {_js(key)}: {_js(value)}" for key, value in (options or {}).items())
-        + ("\n" if "useBeacon" in (options or {}) else
-           "\n    // useBeacon: true  (send with navigator.sendBeacon to /beacon/v1/batch)\n")
+        + (
+            "\n"
+            if "useBeacon" in (options or {})
+            else "\n    // useBeacon: true  (send with navigator.sendBeacon to /beacon/v1/batch)\n"
+        )
         + "  });\n"
         "  rudderanalytics.page();\n"
         "</script>\n"
@@ -128,17 +147,24 @@ class Snippet:
     sdk_files: str  # what the site must serve, and where
 
 
-def for_source(source_id: str, write_key: str, *, api_url: str,
-               sdk_base_url: str = DEFAULT_SDK_BASE_URL) -> list[Snippet]:
+def for_source(
+    source_id: str, write_key: str, *, api_url: str, sdk_base_url: str = DEFAULT_SDK_BASE_URL
+) -> list[Snippet]:
     """Both snippets of one source, ready to show (the console's Sources page, ``signal-s3 sources snippet``)."""
     base = check_sdk_base_url(sdk_base_url)
     return [
-        Snippet("analytics-next", "Segment analytics.js (analytics-next)",
-                analytics_next(write_key, api_url=api_url, sdk_base_url=base),
-                f"{_join(base, 'analytics-next/bundles/')}: index.js and its *.bundle.*.js files from "
-                f"{sdk.ANALYTICS_NEXT.name}@{sdk.ANALYTICS_NEXT.version} (package/dist/umd/)"),
-        Snippet("rudderstack", "RudderStack JavaScript SDK v3",
-                rudderstack(write_key, api_url=api_url, sdk_base_url=base, source_id=source_id),
-                f"{_join(base, sdk.RUDDERSTACK.script)}: package/dist/npm/modern/bundled/umd/index.js of "
-                f"{sdk.RUDDERSTACK.name}@{sdk.RUDDERSTACK.version}"),
+        Snippet(
+            "analytics-next",
+            "Segment analytics.js (analytics-next)",
+            analytics_next(write_key, api_url=api_url, sdk_base_url=base),
+            f"{_join(base, 'analytics-next/bundles/')}: index.js and its *.bundle.*.js files from "
+            f"{sdk.ANALYTICS_NEXT.name}@{sdk.ANALYTICS_NEXT.version} (package/dist/umd/)",
+        ),
+        Snippet(
+            "rudderstack",
+            "RudderStack JavaScript SDK v3",
+            rudderstack(write_key, api_url=api_url, sdk_base_url=base, source_id=source_id),
+            f"{_join(base, sdk.RUDDERSTACK.script)}: package/dist/npm/modern/bundled/umd/index.js of "
+            f"{sdk.RUDDERSTACK.name}@{sdk.RUDDERSTACK.version}",
+        ),
     ]

@@ -12,6 +12,7 @@ from bench.events import make_events
 from bench.procs import Stack, cpu_s
 from workers import clock
 from workers.events import prepared
+from workers.pipeline import ingest
 from workers.queue.producer import Broker
 from workers.settings import Settings
 from workers.store import keys
@@ -45,16 +46,17 @@ def drain(
     """``total`` events in tasks of 500, published before any worker runs, then drained by one ``-P solo`` ingest
     worker; timed from the moment the queue appears to the last event in its buffer.
 
-    ``producer="api"``: published as the API does (``Broker.publish``: prepared here, ``signal.append``,
-    compressed); ``"plain"``: as a producer that sends ``signal.ingest`` with an uncompressed list of event objects
-    and Celery's defaults (the worker prepares them).
+    ``producer="api"``: published as the API does (``workers.pipeline.ingest.publish``: prepared here,
+    ``signal.append``, compressed); ``"plain"``: as a producer that sends ``signal.ingest`` with an uncompressed list
+    of event objects and Celery's defaults (the worker prepares them).
     """
     events = make_events(BATCH, seed=11)
-    broker = Broker(Settings(redis_url=stack.redis.url))
+    settings = Settings(redis_url=stack.redis.url)
+    broker = Broker(settings)
     t0 = time.perf_counter()
     for _ in range(total // BATCH):
         if producer == "api":
-            broker.publish(iid, events)
+            ingest.publish(r, broker, iid, events, settings=settings)
         else:
             broker.app.send_task("signal.ingest", args=[iid, events], queue="ingest")
     publish_s = time.perf_counter() - t0

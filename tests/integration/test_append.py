@@ -17,6 +17,7 @@ from workers import clock
 from workers.events import prepared
 from workers.events.message import encode_message
 from workers.integrations import registry, status
+from workers.pipeline import ingest
 from workers.queue import wire
 from workers.queue.producer import Broker
 from workers.settings import get_settings
@@ -25,12 +26,23 @@ from workers.store import buffer, keys
 BAD = [{"type": "explode", "user_id": "u"}, "not an object", {"type": "page", "anonymous_id": "a", "timestamp": "x"}]
 
 
+class Producer:
+    """What the API does with a request's events: prepares them here and publishes ``signal.append``."""
+
+    def __init__(self, r: Any) -> None:
+        self.r, self.settings = r, get_settings()
+        self.broker = Broker(self.settings)
+        self.app = self.broker.app
+
+    def publish(self, integration_id: str, events: list[Any]) -> str:
+        return ingest.publish(self.r, self.broker, integration_id, events, settings=self.settings)
+
+
 @pytest.fixture
-def producer(fleet: Any) -> Iterator[Broker]:
-    """The API's producer: prepares here, publishes ``signal.append``."""
-    broker = Broker(get_settings(), fleet.r)
-    yield broker
-    broker.close()
+def producer(fleet: Any) -> Iterator[Producer]:
+    made = Producer(fleet.r)
+    yield made
+    made.broker.close()
 
 
 def runs(worker: Any, task_id: str) -> list[str]:

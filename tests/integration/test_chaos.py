@@ -243,7 +243,7 @@ def test_an_ingest_message_delivered_twice_is_appended_once(fleet, make_bucket, 
 DYING_CONSUMER = """
 import os, sys
 from kombu import Connection
-from workers.pipeline import delivery
+from workers.pipeline import ingest
 from workers.store.db import redis_client
 from workers.settings import get_settings
 from workers.app import app  # registers the JSON serializer the fleet uses

@@ -73,7 +73,7 @@ def test_logs_are_json_lines_with_context_and_hold_no_secret(fleet, moto_iam, st
     assert sorted(r["key"] for r in delivered) == sorted(objects)
     assert sum(r["events"] for r in delivered) == len(events)
     for r in delivered:
-        assert r["level"] == "INFO" and r["logger"] == "workers.pipeline.delivery"
+        assert r["level"] == "INFO" and r["logger"] == "workers.pipeline.upload"
         assert r["batch_id"] in r["key"] and r["task_name"] == "signal.upload" and r["task_id"]
         assert r["message"].startswith(f"delivered integration={good} batch={r['batch_id']}")
     for iid, events_held in ((wrong_secret, 10), (bad_token, 7)):

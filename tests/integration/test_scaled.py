@@ -377,7 +377,7 @@ def test_a_script_is_refused_any_key_outside_its_slot_every_time(redis_client):
     for _ in range(3):
         with pytest.raises(redis.ResponseError, match="same slot"):
             scripts.SCRIPTS.seal(keys=script_keys, args=args, client=r)
-    without_flags_line = buffer._source("seal").partition("\n")[2]
+    without_flags_line = scripts.source("seal").partition("\n")[2]
     assert r.eval(without_flags_line, len(script_keys), *script_keys, *args) == 0
 
 

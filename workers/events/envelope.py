@@ -120,11 +120,7 @@ def check(
 
 
 def _fast_envelope(
-    event: dict[Any, Any],
-    integration_id: str,
-    default_received_at: str,
-    default_hour: str,
-    times: set[str],
+    event: dict[Any, Any], integration_id: str, default_received_at: str, default_hour: str, times: set[str]
 ) -> tuple[dict[Any, Any], str] | None:
     """The envelope and hour of an event that passes every rule, built in one pass; None for anything unusual
     (a rule broken, a timestamp not in the canonical form): ``_envelope`` then decides and explains.
@@ -138,52 +134,55 @@ def _fast_envelope(
     if type(event_type) is not str or event_type not in _EVENT_TYPE_SET:
         return None
     event_id = get("event_id")
-    if not _fast_fields_valid(get, event_type, event_id):
+    event_name = get("event")
+    name = get("name")
+    anonymous_id = get("anonymous_id")
+    user_id = get("user_id")
+    group_id = get("group_id")
+    previous_id = get("previous_id")
+    source_id = get("source_id")
+    for value in (event_id, user_id, anonymous_id, source_id, event_name, name, group_id, previous_id):
+        if value is not None and (type(value) is not str or len(value) > FIELD_MAX_CHARS):
+            return None
+    if not (user_id or anonymous_id) or (event_type == "track" and not event_name) or event_id == "":
         return None
+    context = get("context")
+    properties = get("properties")
+    traits = get("traits")
+    for value in (context, properties, traits):
+        if value is not None and type(value) is not dict:
+            return None
+
     envelope: dict[Any, Any] = {"event_id": event_id if event_id is not None else _new_event_id(), "type": event_type}
-    for name in _PASS_THROUGH_HEAD:
-        value = get(name)
-        if value is not None:
-            envelope[name] = value
+    if event_name is not None:
+        envelope["event"] = event_name
+    if name is not None:
+        envelope["name"] = name
+    if anonymous_id is not None:
+        envelope["anonymous_id"] = anonymous_id
+    if user_id is not None:
+        envelope["user_id"] = user_id
+    if group_id is not None:
+        envelope["group_id"] = group_id
+    if previous_id is not None:
+        envelope["previous_id"] = previous_id
     hour = _fast_times(get, envelope, default_received_at, default_hour, times)
     if hour is None:
         return None
-    for name in _PASS_THROUGH_TAIL:
-        value = get(name)
-        if value is not None:
-            envelope[name] = value
+    if context is not None:
+        envelope["context"] = context
+    if properties is not None:
+        envelope["properties"] = properties
+    if traits is not None:
+        envelope["traits"] = traits
+    if source_id is not None:
+        envelope["source_id"] = source_id
     envelope["integration_id"] = integration_id
     if not _CANONICAL_KEYS.issuperset(event):
         for key in event:
             if key not in _CANONICAL_KEYS:
                 envelope[key] = event[key]
     return envelope, hour
-
-
-def _fast_fields_valid(get: Any, event_type: str, event_id: Any) -> bool:
-    """Whether the identifiers, the event name and the object fields pass their rules (``_envelope`` names which
-    one does not)."""
-    user_id = get("user_id")
-    anonymous_id = get("anonymous_id")
-    event_name = get("event")
-    for value in (
-        event_id,
-        user_id,
-        anonymous_id,
-        get("source_id"),
-        event_name,
-        get("name"),
-        get("group_id"),
-        get("previous_id"),
-    ):
-        if value is not None and (type(value) is not str or len(value) > FIELD_MAX_CHARS):
-            return False
-    if not (user_id or anonymous_id) or (event_type == "track" and not event_name) or event_id == "":
-        return False
-    for value in (get("context"), get("properties"), get("traits")):
-        if value is not None and type(value) is not dict:
-            return False
-    return True
 
 
 def _fast_times(

@@ -72,6 +72,17 @@ class Settings(BaseSettings):
     # change reaches every worker and API process within this long. 0 reads it for every message.
     integration_cache_ttl_s: float = Field(1.0, ge=0, le=60)
 
+    # Credentials: whether an integration may write with the fleet's own AWS identity (credentials "fleet"); in a fleet
+    # shared by several teams it would let any integration write with the fleet's rights.
+    allow_fleet_credentials: bool = False
+    # The fleet's principal as customers' trust policies name it (default: STS GetCallerIdentity of its identity).
+    fleet_principal_arn: str | None = None
+    # A role's temporary credentials last this long and are refreshed this long before they expire; a refused
+    # AssumeRole is remembered this long per process before STS is asked again (a replay asks at once).
+    sts_session_duration_s: int = Field(3600, ge=900, le=43200)
+    sts_refresh_before_s: int = Field(900, ge=60)
+    sts_refusal_hold_s: float = Field(300.0, ge=0)
+
     # botocore: one retry layer of its own, bounded; Celery/our store retry on top with longer backoff.
     s3_max_attempts: int = Field(3, ge=1)
     s3_connect_timeout_s: float = Field(5.0, gt=0)
@@ -185,6 +196,16 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"SIGNAL_UPLOAD_TIMEOUT_S ({self.upload_timeout_s}s) must be at least botocore's worst case for one "
                 f"request, (connect + read timeout) x attempts = {worst}s"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _refresh_within_the_session(self) -> Settings:
+        if self.sts_refresh_before_s >= self.sts_session_duration_s:
+            raise ValueError(
+                f"SIGNAL_STS_REFRESH_BEFORE_S ({self.sts_refresh_before_s}s) must be shorter than "
+                f"SIGNAL_STS_SESSION_DURATION_S ({self.sts_session_duration_s}s), or every request would assume the "
+                "role again"
             )
         return self
 

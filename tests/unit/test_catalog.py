@@ -6,7 +6,7 @@ import jsonschema
 import pytest
 
 from workers.events import blueprint
-from workers.integrations import bodies, catalog
+from workers.integrations import bodies, catalog, schema
 from workers.integrations.config import IntegrationConfig
 from workers.sink import object_keys
 
@@ -24,8 +24,8 @@ def test_variants_have_names_descriptions_and_key_patterns() -> None:
 
 
 def test_every_config_field_is_in_the_catalog() -> None:
-    assert [f["name"] for f in catalog.FIELDS] == list(IntegrationConfig.model_fields)
-    fields = {f["name"]: f for f in catalog.FIELDS}
+    assert [f["name"] for f in schema.FIELDS] == list(IntegrationConfig.model_fields)
+    fields = {f["name"]: f for f in schema.FIELDS}
     assert fields["partition_time"]["allowed_values"] == ["received_at", "timestamp"]
     assert fields["partition_time"]["default"] == "received_at"
     assert fields["partition_time_bound_s"]["default"] == 7 * 24 * 3600
@@ -55,9 +55,9 @@ EXAMPLES = [
 
 @pytest.mark.parametrize("example", EXAMPLES)
 def test_the_blueprint_schema_accepts_what_the_model_accepts(example: dict) -> None:
-    schema = catalog.blueprint_schema()
-    jsonschema.Draft202012Validator.check_schema(schema)
-    jsonschema.validate(example, schema)
+    body_schema = schema.blueprint_schema()
+    jsonschema.Draft202012Validator.check_schema(body_schema)
+    jsonschema.validate(example, body_schema)
     blueprint.parse_blueprint(example)
 
 
@@ -72,4 +72,4 @@ def test_the_blueprint_schema_accepts_what_the_model_accepts(example: dict) -> N
 )
 def test_the_blueprint_schema_refuses_what_the_model_refuses(bad: dict) -> None:
     with pytest.raises(jsonschema.ValidationError):
-        jsonschema.validate(bad, catalog.blueprint_schema())
+        jsonschema.validate(bad, schema.blueprint_schema())

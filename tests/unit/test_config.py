@@ -7,7 +7,7 @@ from pydantic import SecretStr
 
 from tests.support.seed import ACCESS_KEY_ID, SECRET_ACCESS_KEY, SESSION_TOKEN, seed_config
 from workers.errors import ConfigError
-from workers.integrations.checks import AWS_REGIONS, STORAGE_CLASSES, redact
+from workers.integrations.checks import AWS_REGION_MESSAGE, AWS_REGIONS, STORAGE_CLASSES, redact
 from workers.integrations.config import IntegrationConfig, parse_config
 from workers.settings import Settings
 
@@ -159,6 +159,12 @@ def test_valid_values(field: str, value: Any) -> None:
         assert got == value
 
 
+ACCESS_KEY_ID_REQUIRED = (
+    "access_key_id is required with credentials access_key (the default); to grant access by role instead, give "
+    "role_arn and external_id"
+)
+SECRET_REQUIRED = ACCESS_KEY_ID_REQUIRED.replace("access_key_id", "secret_access_key", 1)
+REGION_MESSAGE = AWS_REGION_MESSAGE
 INVALID_ROWS: list[tuple[str, Any, str]] = [
     # bucket
     ("bucket", _DROP, "bucket is required"),
@@ -177,16 +183,36 @@ INVALID_ROWS: list[tuple[str, Any, str]] = [
     ("bucket", 123, "bucket must be a string naming an S3 bucket (3-63 lowercase letters, digits, dots or hyphens)"),
     # region
     ("region", _DROP, "region is required"),
-    ("region", "us-east-9", "region must be an AWS region code such as us-east-1, eu-west-1 or ap-southeast-2"),
-    ("region", "US-EAST-1", "region must be an AWS region code such as us-east-1, eu-west-1 or ap-southeast-2"),
-    ("region", "", "region must be an AWS region code such as us-east-1, eu-west-1 or ap-southeast-2"),
+    ("region", "us-east-9", REGION_MESSAGE),
+    ("region", "US-EAST-1", REGION_MESSAGE),
+    ("region", "", REGION_MESSAGE),
     # secrets
-    ("access_key_id", _DROP, "access_key_id is required"),
-    ("access_key_id", "", "access_key_id must not be empty"),
-    ("access_key_id", "   ", "access_key_id must not be empty"),
+    (
+        "access_key_id",
+        _DROP,
+        ACCESS_KEY_ID_REQUIRED,
+    ),
+    (
+        "access_key_id",
+        "",
+        ACCESS_KEY_ID_REQUIRED,
+    ),
+    (
+        "access_key_id",
+        "   ",
+        ACCESS_KEY_ID_REQUIRED,
+    ),
     ("access_key_id", 42, "access_key_id must be a non-empty string (the AWS access key ID)"),
-    ("secret_access_key", _DROP, "secret_access_key is required"),
-    ("secret_access_key", "", "secret_access_key must not be empty"),
+    (
+        "secret_access_key",
+        _DROP,
+        SECRET_REQUIRED,
+    ),
+    (
+        "secret_access_key",
+        "",
+        SECRET_REQUIRED,
+    ),
     ("session_token", 7, "session_token must be a string (an STS session token) or omitted"),
     # prefix
     ("prefix", "events", "prefix must end with / (for example events/)"),

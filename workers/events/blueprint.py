@@ -350,7 +350,8 @@ def _or(items: Iterable[str]) -> str:
     return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " or " + items[-1]
 
 
-# Flat field names of a form (the console's install and settings pages), as in ``catalog.BLUEPRINT_FIELDS``.
+# Flat field names of a form (the console's install and settings pages), as in
+# ``workers.integrations.schema.BLUEPRINT_FIELDS``.
 FORM_LISTS: tuple[str, ...] = ("consent.require", "events.include", "events.exclude", "drop_fields", "hash_fields")
 
 

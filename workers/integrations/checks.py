@@ -71,6 +71,17 @@ STORAGE_CLASSES: tuple[str, ...] = (
     "REDUCED_REDUNDANCY",
 )
 SSE_ALGORITHMS: tuple[str, ...] = ("AES256", "aws:kms")
+# How the fleet gets credentials to write with: the integration's key pair (the default), a role it assumes with STS,
+# or the fleet's own identity (the standard AWS chain: environment, shared config, IRSA, ECS and EC2 roles).
+ACCESS_KEY, ASSUME_ROLE, FLEET = "access_key", "assume_role", "fleet"
+CREDENTIAL_MODES: tuple[str, ...] = (ACCESS_KEY, ASSUME_ROLE, FLEET)
+ADDRESSING_STYLES: tuple[str, ...] = ("auto", "path", "virtual")
+# auto: botocore's default on AWS (a CRC32 checksum on every upload, and Content-MD5); when_required: no checksum
+# header unless the request needs one (S3-compatible stores that refuse them; the default with an endpoint_url)
+CHECKSUM_MODES: tuple[str, ...] = ("auto", "when_required")
+OBJECT_TAGS_MAX = 10
+TAG_KEY_MAX_CHARS = 128
+TAG_VALUE_MAX_CHARS = 256
 
 KIB = 1024
 MIB = 1024 * KIB
@@ -91,6 +102,12 @@ KMS_KEY_ID_MAX_CHARS = 2048
 
 BUCKET_CHARS = re.compile(r"^[a-z0-9.-]+$")
 CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
+# IAM: arn:<partition>:iam::<12-digit account>:role/<optional path/><name>
+ROLE_ARN = re.compile(r"arn:aws(?:-cn|-us-gov)?:iam::[0-9]{12}:role/[\w+=,.@/-]{1,512}")
+EXTERNAL_ID = re.compile(r"[\w+=,.@:/-]{2,1224}")
+ROLE_SESSION_NAME = re.compile(r"[\w+=,.@-]{2,64}")
+# S3 object tags: letters, digits, spaces and + - = . _ : / @ (AWS' rule for tag keys and values)
+TAG_TEXT = re.compile(r"[\w\s+\-=.:/@]*")
 
 # What each field accepts, used when the input has the wrong type or shape.
 ALLOWED: dict[str, str] = {
@@ -122,6 +139,23 @@ ALLOWED: dict[str, str] = {
         "partition_time must be received_at (the hour the event arrived) or timestamp (the hour the event says "
         "it happened)"
     ),
+    "credentials": (
+        "credentials must be access_key (the integration's key pair), assume_role (a role the fleet assumes with STS)"
+        " or fleet (the fleet's own AWS identity)"
+    ),
+    "role_arn": "role_arn must be an IAM role ARN such as arn:aws:iam::123456789012:role/signal-writer",
+    "external_id": (
+        "external_id must be 2 to 1224 characters of letters, digits and + = , . @ : / - _ (AWS' rule for an "
+        "ExternalId)"
+    ),
+    "role_session_name": "role_session_name must be 2 to 64 characters of letters, digits and + = , . @ - _",
+    "addressing_style": "addressing_style must be auto, path or virtual",
+    "checksums": "checksums must be auto or when_required, or omitted for the default",
+    "object_tags": (
+        f"object_tags must be an object of at most {OBJECT_TAGS_MAX} tags (key: value), or text such as "
+        "team=analytics, env=prod"
+    ),
+    "bucket_key_enabled": "bucket_key_enabled must be true or false",
     "partition_time_bound_s": (
         f"partition_time_bound_s must be a whole number of seconds from {PARTITION_TIME_BOUND_S_MIN} to "
         f"{PARTITION_TIME_BOUND_S_MAX} (366 days)"
@@ -148,6 +182,36 @@ def kms_problem(server_side_encryption: str | None, kms_key_id: str | None) -> s
         return "kms_key_id is required when server_side_encryption is aws:kms; give the KMS key ARN"
     if server_side_encryption != "aws:kms" and kms_key_id:
         return "kms_key_id is only allowed when server_side_encryption is aws:kms; remove it or set aws:kms"
+    return None
+
+
+STORE_REGION = re.compile(r"[a-z0-9][a-z0-9-]{0,39}")
+AWS_REGION_MESSAGE = (
+    "region must be an AWS region code such as us-east-1, eu-west-1 or ap-southeast-2 (with an endpoint_url, the "
+    "region the store signs with, such as auto)"
+)
+
+
+def region_problem(region: str) -> str | None:
+    """The region's shape: an AWS region code, or (checked against the list by ``store_region_problem``) the region an
+    S3-compatible store signs with (``auto`` for R2, ``us-west-004`` for B2)."""
+    if region not in AWS_REGIONS and not STORE_REGION.fullmatch(region):
+        return AWS_REGION_MESSAGE
+    return None
+
+
+def store_region_problem(region: str | None, endpoint_url: str | None) -> str | None:
+    """On Amazon S3 (no ``endpoint_url``) the region is one of AWS's; a compatible store names its own."""
+    if region is not None and endpoint_url is None and region not in AWS_REGIONS:
+        return AWS_REGION_MESSAGE
+    return None
+
+
+def kms_key_id_problem(kms_key_id: str) -> str | None:
+    if len(kms_key_id) > KMS_KEY_ID_MAX_CHARS or CONTROL_CHARS.search(kms_key_id):
+        return (
+            f"kms_key_id must be a KMS key ARN of at most {KMS_KEY_ID_MAX_CHARS} characters without control characters"
+        )
     return None
 
 
@@ -206,4 +270,91 @@ def endpoint_url_problem(url: str) -> str | None:
         return "endpoint_url must be an http:// or https:// URL with a host, e.g. https://s3.example.com"
     if parts.username or parts.password:
         return "endpoint_url must not contain credentials; use access_key_id and secret_access_key"
+    return None
+
+
+def object_tags_problem(tags: dict[str, str]) -> str | None:
+    """Why ``tags`` are not valid S3 object tags (at most 10; keys 1-128, values 0-256 characters of letters, digits,
+    spaces and + - = . _ : / @; no key starting with aws:), or None."""
+    if len(tags) > OBJECT_TAGS_MAX:
+        return f"object_tags may hold at most {OBJECT_TAGS_MAX} tags (got {len(tags)})"
+    for key, value in tags.items():
+        if not isinstance(key, str) or not isinstance(value, str):
+            return "object_tags must map text keys to text values"
+        if not 1 <= len(key) <= TAG_KEY_MAX_CHARS or not TAG_TEXT.fullmatch(key):
+            return (
+                f"object_tags key {key[:40]!r} must be 1 to {TAG_KEY_MAX_CHARS} characters of letters, digits, "
+                "spaces and + - = . _ : / @"
+            )
+        if key.lower().startswith("aws:"):
+            return f"object_tags key {key[:40]!r} must not start with aws: (reserved by AWS)"
+        if len(value) > TAG_VALUE_MAX_CHARS or not TAG_TEXT.fullmatch(value):
+            return (
+                f"object_tags value of {key[:40]!r} must be at most {TAG_VALUE_MAX_CHARS} characters of letters, "
+                "digits, spaces and + - = . _ : / @"
+            )
+    return None
+
+
+def parse_object_tags(text: str) -> dict[str, str]:
+    """``team=analytics, env=prod`` as a dict (how a form writes tags); ValueError naming a pair without ``=``."""
+    tags: dict[str, str] = {}
+    for pair in text.split(","):
+        if not pair.strip():
+            continue
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"object_tags must be key=value pairs separated by commas, got {pair.strip()[:40]!r}")
+        tags[key.strip()] = value.strip()
+    return tags
+
+
+def credentials_problems(values: dict[str, object]) -> dict[str, str]:
+    """The rules between the credential fields, by the field each problem is shown next to. ``values`` are the
+    normalised settings (None for anything not given); ``credentials`` is the effective mode."""
+    mode = values.get("credentials")
+    has_id, has_secret = values.get("access_key_id") is not None, values.get("secret_access_key") is not None
+    out: dict[str, str] = {}
+    if mode == ACCESS_KEY:
+        for name in ("access_key_id", "secret_access_key"):
+            if values.get(name) is None:
+                out[name] = (
+                    f"{name} is required with credentials access_key (the default); to grant access by "
+                    "role instead, give role_arn and external_id"
+                )
+        for name in ("role_arn", "external_id", "role_session_name"):
+            if values.get(name) is not None:
+                out[name] = f"{name} is only used with credentials assume_role"
+    elif mode == ASSUME_ROLE:
+        for name, what in (
+            ("role_arn", "the role to assume"),
+            ("external_id", "the ExternalId its trust policy requires"),
+        ):
+            if values.get(name) is None:
+                out[name] = f"{name} is required with credentials assume_role ({what})"
+        if has_id != has_secret:
+            missing = "secret_access_key" if has_id else "access_key_id"
+            out[missing] = (
+                "give both access_key_id and secret_access_key (the identity that assumes the role), or "
+                "neither (the fleet's own identity assumes it)"
+            )
+    elif mode == FLEET:
+        for name in (
+            "access_key_id",
+            "secret_access_key",
+            "session_token",
+            "role_arn",
+            "external_id",
+            "role_session_name",
+        ):
+            if values.get(name) is not None:
+                out[name] = f"{name} is not used with credentials fleet (the fleet's own AWS identity writes)"
+    if values.get("session_token") is not None and not (has_id and has_secret) and "session_token" not in out:
+        out["session_token"] = "session_token goes with access_key_id and secret_access_key; give them too"
+    return out
+
+
+def bucket_key_problem(server_side_encryption: object, bucket_key_enabled: object) -> str | None:
+    if bucket_key_enabled and server_side_encryption != "aws:kms":
+        return "bucket_key_enabled is only used with server_side_encryption aws:kms (S3 Bucket Keys are for SSE-KMS)"
     return None

@@ -7,6 +7,7 @@ of each field are ``workers.integrations.checks``). No message, repr or ``public
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import (
@@ -23,29 +24,41 @@ from pydantic_core import InitErrorDetails
 
 from workers.errors import ConfigError
 from workers.integrations.checks import (
+    ACCESS_KEY,
+    ADDRESSING_STYLES,
     ALLOWED,
-    AWS_REGIONS,
+    ASSUME_ROLE,
     BATCH_MAX_BYTES_MAX,
     BATCH_MAX_BYTES_MIN,
     BATCH_MAX_EVENTS_MAX,
     BATCH_MAX_EVENTS_MIN,
-    CONTROL_CHARS,
+    CHECKSUM_MODES,
+    CREDENTIAL_MODES,
+    EXTERNAL_ID,
     FLUSH_INTERVAL_S_MAX,
     FLUSH_INTERVAL_S_MIN,
-    KMS_KEY_ID_MAX_CHARS,
     MIB,
     PARTITION_TIME_BOUND_S_DEFAULT,
     PARTITION_TIME_BOUND_S_MAX,
     PARTITION_TIME_BOUND_S_MIN,
     PARTITION_TIMES,
+    ROLE_ARN,
+    ROLE_SESSION_NAME,
     SSE_ALGORITHMS,
     STORAGE_CLASSES,
+    bucket_key_problem,
     bucket_problem,
+    credentials_problems,
     endpoint_url_problem,
     field_error,
+    kms_key_id_problem,
     kms_problem,
+    object_tags_problem,
+    parse_object_tags,
     prefix_problem,
     redact,
+    region_problem,
+    store_region_problem,
 )
 
 if TYPE_CHECKING:
@@ -61,183 +74,181 @@ class IntegrationConfig(BaseModel):
 
     bucket: str = Field(validation_alias=AliasChoices("bucket", "bucket_name"))
     region: str
-    access_key_id: SecretStr
-    secret_access_key: SecretStr
+    credentials: str = ACCESS_KEY
+    role_arn: str | None = None
+    external_id: str | None = None
+    role_session_name: str | None = None
+    access_key_id: SecretStr | None = None
+    secret_access_key: SecretStr | None = None
     session_token: SecretStr | None = None
     prefix: str = ""
     storage_class: str = "STANDARD"
     server_side_encryption: str | None = None
     kms_key_id: str | None = None
+    bucket_key_enabled: bool = False
+    object_tags: dict[str, str] = Field(default_factory=dict)
     batch_max_events: int = 100_000
     batch_max_bytes: int = 64 * MIB
     flush_interval_s: float | None = None
     buffer_max_bytes: int | None = None
     endpoint_url: str | None = None
+    addressing_style: str = "auto"
+    checksums: str | None = None  # None: auto on Amazon S3, when_required with an endpoint_url
     partition_time: str = "received_at"
     partition_time_bound_s: int = PARTITION_TIME_BOUND_S_DEFAULT
 
-    # -- per-field rules -------------------------------------------------------------------------------------
+    # -- per-field rules, by kind (each message names what is allowed: checks.ALLOWED) -------------------
 
-    @field_validator("bucket")
-    @classmethod
-    def _check_bucket(cls, v: str) -> str:
-        problem = bucket_problem(v)
-        if problem:
-            raise field_error(problem)
-        return v
+    # blank (None or "") means the default
+    _DEFAULTS: ClassVar[tuple[str, ...]] = (
+        "storage_class",
+        "addressing_style",
+        "partition_time",
+        "batch_max_events",
+        "batch_max_bytes",
+        "partition_time_bound_s",
+        "prefix",
+    )
+    # blank means not given; text is stripped
+    _OPTIONAL: ClassVar[tuple[str, ...]] = (
+        "access_key_id",
+        "secret_access_key",
+        "session_token",
+        "server_side_encryption",
+        "kms_key_id",
+        "endpoint_url",
+        "role_arn",
+        "external_id",
+        "role_session_name",
+        "checksums",
+    )
+    _NUMBERS: ClassVar[tuple[str, ...]] = (
+        "batch_max_events",
+        "batch_max_bytes",
+        "buffer_max_bytes",
+        "partition_time_bound_s",
+        "flush_interval_s",
+    )
+    _CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {
+        "credentials": CREDENTIAL_MODES,
+        "storage_class": STORAGE_CLASSES,
+        "server_side_encryption": SSE_ALGORITHMS,
+        "addressing_style": ADDRESSING_STYLES,
+        "checksums": CHECKSUM_MODES,
+        "partition_time": PARTITION_TIMES,
+    }
+    _RANGES: ClassVar[dict[str, tuple[float, float]]] = {
+        "batch_max_events": (BATCH_MAX_EVENTS_MIN, BATCH_MAX_EVENTS_MAX),
+        "batch_max_bytes": (BATCH_MAX_BYTES_MIN, BATCH_MAX_BYTES_MAX),
+        "flush_interval_s": (FLUSH_INTERVAL_S_MIN, FLUSH_INTERVAL_S_MAX),
+        "partition_time_bound_s": (PARTITION_TIME_BOUND_S_MIN, PARTITION_TIME_BOUND_S_MAX),
+        "buffer_max_bytes": (1, float("inf")),
+    }
+    _PROBLEMS: ClassVar[dict[str, Callable[[str], str | None]]] = {
+        "bucket": bucket_problem,
+        "prefix": prefix_problem,
+        "endpoint_url": endpoint_url_problem,
+        "kms_key_id": kms_key_id_problem,
+        "region": region_problem,
+        "role_arn": lambda v: None if ROLE_ARN.fullmatch(v) else ALLOWED["role_arn"],
+        "external_id": lambda v: None if EXTERNAL_ID.fullmatch(v) else ALLOWED["external_id"],
+        "role_session_name": lambda v: None if ROLE_SESSION_NAME.fullmatch(v) else ALLOWED["role_session_name"],
+    }
 
-    @field_validator("region")
+    @model_validator(mode="before")
     @classmethod
-    def _check_region(cls, v: str) -> str:
-        if v not in AWS_REGIONS:
-            raise field_error("region must be an AWS region code such as us-east-1, eu-west-1 or ap-southeast-2")
-        return v
+    def _default_credentials(cls, data: Any) -> Any:
+        """No ``credentials`` given: ``assume_role`` when a ``role_arn`` is, else ``access_key`` (the key pair)."""
+        if isinstance(data, dict) and data.get("credentials") in (None, ""):
+            role_arn = data.get("role_arn")
+            given = isinstance(role_arn, str) and role_arn.strip()
+            data = {**data, "credentials": ASSUME_ROLE if given else ACCESS_KEY}
+        return data
 
-    @field_validator("access_key_id", "secret_access_key", mode="before")
+    @field_validator(*_DEFAULTS, mode="before")
     @classmethod
-    def _check_required_secret(cls, v: Any, info: Any) -> Any:
+    def _blank_is_default(cls, v: Any, info: Any) -> Any:
+        return cls.model_fields[info.field_name].default if v is None or v == "" else v
+
+    @field_validator(*_OPTIONAL, mode="before")
+    @classmethod
+    def _blank_is_unset(cls, v: Any) -> Any:
         if isinstance(v, SecretStr):
             v = v.get_secret_value()
         if isinstance(v, str):
-            v = v.strip()
-            if not v:
-                raise field_error(f"{info.field_name} must not be empty")
+            return v.strip() or None
         return v
 
-    @field_validator("session_token", "server_side_encryption", "kms_key_id", "endpoint_url", mode="before")
+    @field_validator(*_NUMBERS, mode="before")
     @classmethod
-    def _empty_means_unset(cls, v: Any) -> Any:
-        if isinstance(v, SecretStr):
-            v = v.get_secret_value()
-        if isinstance(v, str) and not v.strip():
-            return None
-        if isinstance(v, str):
-            return v.strip()
-        return v
-
-    @field_validator("prefix", mode="before")
-    @classmethod
-    def _none_prefix_is_empty(cls, v: Any) -> Any:
-        return "" if v is None else v
-
-    @field_validator("prefix")
-    @classmethod
-    def _check_prefix(cls, v: str) -> str:
-        problem = prefix_problem(v)
-        if problem:
-            raise field_error(problem)
-        return v
-
-    @field_validator("storage_class", mode="before")
-    @classmethod
-    def _none_storage_class_is_default(cls, v: Any) -> Any:
-        return "STANDARD" if v is None or v == "" else v
-
-    @field_validator("storage_class")
-    @classmethod
-    def _check_storage_class(cls, v: str) -> str:
-        if v not in STORAGE_CLASSES:
-            raise field_error(ALLOWED["storage_class"])
-        return v
-
-    @field_validator("server_side_encryption")
-    @classmethod
-    def _check_sse(cls, v: str | None) -> str | None:
-        if v is not None and v not in SSE_ALGORITHMS:
-            raise field_error(ALLOWED["server_side_encryption"])
-        return v
-
-    @field_validator("kms_key_id")
-    @classmethod
-    def _check_kms_key_id(cls, v: str | None) -> str | None:
-        if v is not None and (len(v) > KMS_KEY_ID_MAX_CHARS or CONTROL_CHARS.search(v)):
-            raise field_error(
-                f"kms_key_id must be a KMS key ARN of at most {KMS_KEY_ID_MAX_CHARS} characters "
-                "without control characters"
-            )
-        return v
-
-    @field_validator("partition_time", mode="before")
-    @classmethod
-    def _check_partition_time(cls, v: Any) -> Any:
-        if v is None or v == "":
-            return "received_at"
-        if v not in PARTITION_TIMES:
-            raise field_error(ALLOWED["partition_time"])
-        return v
-
-    @field_validator("partition_time_bound_s")
-    @classmethod
-    def _check_partition_time_bound_s(cls, v: int) -> int:
-        if not PARTITION_TIME_BOUND_S_MIN <= v <= PARTITION_TIME_BOUND_S_MAX:
-            raise field_error(ALLOWED["partition_time_bound_s"] + f" (got {v})")
-        return v
-
-    @field_validator("batch_max_events", "batch_max_bytes", "buffer_max_bytes", "partition_time_bound_s", mode="before")
-    @classmethod
-    def _no_bool_for_int(cls, v: Any, info: Any) -> Any:
+    def _no_bool_for_a_number(cls, v: Any, info: Any) -> Any:
         if isinstance(v, bool):
             raise field_error(ALLOWED[info.field_name])
         return v
 
-    @field_validator("batch_max_events", "batch_max_bytes", "partition_time_bound_s", mode="before")
+    @field_validator(*_CHOICES)
     @classmethod
-    def _none_is_default(cls, v: Any, info: Any) -> Any:
-        return cls.model_fields[info.field_name].default if v is None else v
-
-    @field_validator("flush_interval_s", mode="before")
-    @classmethod
-    def _no_bool_for_float(cls, v: Any) -> Any:
-        if isinstance(v, bool):
-            raise field_error(ALLOWED["flush_interval_s"])
+    def _one_of(cls, v: str | None, info: Any) -> str | None:
+        if v is not None and v not in cls._CHOICES[info.field_name]:
+            raise field_error(ALLOWED[info.field_name])
         return v
 
-    @field_validator("batch_max_events")
+    @field_validator(*_RANGES)
     @classmethod
-    def _check_batch_max_events(cls, v: int) -> int:
-        if not BATCH_MAX_EVENTS_MIN <= v <= BATCH_MAX_EVENTS_MAX:
-            raise field_error(ALLOWED["batch_max_events"] + f" (got {v})")
+    def _in_range(cls, v: float | None, info: Any) -> float | None:
+        low, high = cls._RANGES[info.field_name]
+        if v is not None and not low <= v <= high:
+            raise field_error(ALLOWED[info.field_name] + (f" (got {v:g})" if isinstance(v, float) else f" (got {v})"))
         return v
 
-    @field_validator("batch_max_bytes")
+    @field_validator(*_PROBLEMS)
     @classmethod
-    def _check_batch_max_bytes(cls, v: int) -> int:
-        if not BATCH_MAX_BYTES_MIN <= v <= BATCH_MAX_BYTES_MAX:
-            raise field_error(ALLOWED["batch_max_bytes"] + f" (got {v})")
+    def _no_problem(cls, v: str | None, info: Any) -> str | None:
+        problem = cls._PROBLEMS[info.field_name](v) if v is not None else None
+        if problem:
+            raise field_error(problem)
         return v
 
-    @field_validator("flush_interval_s")
+    @field_validator("object_tags", mode="before")
     @classmethod
-    def _check_flush_interval_s(cls, v: float | None) -> float | None:
-        if v is not None and not FLUSH_INTERVAL_S_MIN <= v <= FLUSH_INTERVAL_S_MAX:
-            raise field_error(ALLOWED["flush_interval_s"] + f" (got {v:g})")
+    def _check_object_tags(cls, v: Any) -> Any:
+        if v is None or v == "":
+            return {}
+        if isinstance(v, str):  # a form's text: team=analytics, env=prod
+            try:
+                v = parse_object_tags(v)
+            except ValueError as exc:
+                raise field_error(str(exc)) from None
+        if not isinstance(v, dict):
+            raise field_error(ALLOWED["object_tags"])
+        problem = object_tags_problem(v)
+        if problem:
+            raise field_error(problem)
         return v
 
-    @field_validator("buffer_max_bytes")
+    @field_validator("bucket_key_enabled", mode="before")
     @classmethod
-    def _check_buffer_max_bytes(cls, v: int | None) -> int | None:
-        if v is not None and v <= 0:
-            raise field_error(ALLOWED["buffer_max_bytes"] + f" (got {v})")
-        return v
-
-    @field_validator("endpoint_url")
-    @classmethod
-    def _check_endpoint_url(cls, v: str | None) -> str | None:
-        if v is not None:
-            problem = endpoint_url_problem(v)
-            if problem:
-                raise field_error(problem)
+    def _check_bucket_key_enabled(cls, v: Any) -> Any:
+        if v is None or v == "":
+            return False
+        if isinstance(v, str) and v.lower() in ("true", "false"):
+            return v.lower() == "true"  # a form's select
+        if not isinstance(v, bool):
+            raise field_error(ALLOWED["bucket_key_enabled"])
         return v
 
     # -- cross-field rules -----------------------------------------------------------------------------------
 
     @model_validator(mode="after")
-    def _check_kms(self) -> IntegrationConfig:
-        problem = kms_problem(self.server_side_encryption, self.kms_key_id)
-        if problem:
+    def _check_between_fields(self) -> IntegrationConfig:
+        problems = cross_field_problems(self.model_dump(mode="python"))
+        if problems:
             raise ValidationError.from_exception_data(
                 type(self).__name__,
-                [InitErrorDetails(type=field_error(problem), loc=("kms_key_id",), input=self.kms_key_id)],
+                [
+                    InitErrorDetails(type=field_error(message), loc=(name,), input=None)
+                    for name, message in problems.items()
+                ],
             )
         return self
 
@@ -252,6 +263,12 @@ class IntegrationConfig(BaseModel):
     @property
     def is_custom_endpoint(self) -> bool:
         return self.endpoint_url is not None
+
+    @property
+    def effective_checksums(self) -> str:
+        """``checksums`` as set, else ``when_required`` for an S3-compatible store (an ``endpoint_url``) and ``auto`` on
+        Amazon S3."""
+        return self.checksums or ("when_required" if self.endpoint_url else "auto")
 
     def public_dict(self) -> dict[str, Any]:
         """Every field as JSON-able values, secrets redacted."""
@@ -294,15 +311,42 @@ def errors_from(exc: ValidationError, *, field_prefix: str = "config") -> list[d
     return [{"field": _join(field_prefix, name), "message": msg} for name, msg in by_field.items()]
 
 
-def __raw_kms_problem(data: dict[str, Any]) -> str | None:
-    """The kms rule on raw input, so it is reported together with other errors (the model check runs last)."""
-    sse = data.get("server_side_encryption")
-    kms = data.get("kms_key_id")
-    if sse is not None and sse not in SSE_ALGORITHMS and sse != "":
-        return None  # server_side_encryption itself is wrong; that is its own error
-    if kms is not None and not isinstance(kms, str):
-        return None
-    return kms_problem(sse or None, (kms or "").strip() or None)
+def cross_field_problems(values: dict[str, Any]) -> dict[str, str]:
+    """Every rule between fields, by the field its message is shown next to (``values``: normalised settings, secrets
+    as they are, None for what is not given)."""
+    out = credentials_problems(
+        {
+            k: values.get(k)
+            for k in (
+                "credentials",
+                "access_key_id",
+                "secret_access_key",
+                "session_token",
+                "role_arn",
+                "external_id",
+                "role_session_name",
+            )
+        }
+    )
+    kms = kms_problem(values.get("server_side_encryption"), values.get("kms_key_id"))
+    if kms:
+        out["kms_key_id"] = kms
+    region = store_region_problem(values.get("region"), values.get("endpoint_url"))
+    if region:
+        out["region"] = region
+    bucket_key = bucket_key_problem(values.get("server_side_encryption"), values.get("bucket_key_enabled"))
+    if bucket_key:
+        out["bucket_key_enabled"] = bucket_key
+    return out
+
+
+def _normalised(data: dict[str, Any]) -> dict[str, Any]:
+    """Raw input as the cross-field rules read it, so their problems are reported together with the fields' own (the
+    model checks them only once every field is valid)."""
+    out = {k: (v.strip() or None) if isinstance(v, str) else v for k, v in data.items()}
+    if not out.get("credentials"):
+        out["credentials"] = ASSUME_ROLE if out.get("role_arn") else ACCESS_KEY
+    return out
 
 
 def parse_config(data: dict[str, Any], *, field_prefix: str = "config") -> IntegrationConfig:
@@ -313,9 +357,13 @@ def parse_config(data: dict[str, Any], *, field_prefix: str = "config") -> Integ
         return IntegrationConfig.model_validate(data)
     except ValidationError as exc:
         errors = errors_from(exc, field_prefix=field_prefix)
-        kms_field = _join(field_prefix, "kms_key_id")
-        if not any(e["field"] == kms_field for e in errors):
-            problem = __raw_kms_problem(data)
-            if problem:
-                errors.append({"field": kms_field, "message": problem})
-        raise ConfigError(errors) from None
+        wrong = {e["field"] for e in errors}
+        if (
+            _join(field_prefix, "server_side_encryption") not in wrong
+            and _join(field_prefix, "credentials") not in wrong
+        ):
+            for name, message in cross_field_problems(_normalised(data)).items():
+                if _join(field_prefix, name) not in wrong:
+                    errors.append({"field": _join(field_prefix, name), "message": message})
+        order = {_join(field_prefix, name): i for i, name in enumerate(IntegrationConfig.model_fields)}
+        raise ConfigError(sorted(errors, key=lambda e: order.get(e["field"], len(order)))) from None

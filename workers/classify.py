@@ -66,6 +66,20 @@ HINTS: Final[dict[str, str]] = {
         "No AWS credentials were available. Enter both the access key ID and the secret access key in the "
         "integration settings."
     ),
+    # Credentials by role or by the fleet's identity (workers.sink.credentials).
+    "AssumeRoleDenied": (
+        "Check both: the role's trust policy must allow sts:AssumeRole for the fleet's principal, and its "
+        "sts:ExternalId condition must equal this integration's external_id (the role must exist too). See Query & "
+        "access for the trust policy, then replay the held batches."
+    ),
+    "NoFleetIdentity": (
+        "The fleet has no AWS identity (no credentials in its environment, shared config, web identity / IRSA, ECS "
+        "or EC2 role). Give the fleet one, or give the integration a key pair, then replay the held batches."
+    ),
+    "FleetCredentialsNotAllowed": (
+        "This integration writes with the fleet's own identity, which the fleet does not allow "
+        "(SIGNAL_ALLOW_FLEET_CREDENTIALS). Switch it to assume_role or access_key, then replay the held batches."
+    ),
     # Failures of our own, not S3's.
     "IntegrationMissing": "The integration is no longer installed. Reinstall it, then replay the held batches.",
     "WorkerLost": (
@@ -160,7 +174,16 @@ _SSE_WORDS = re.compile(r"encrypt|kms|sse|x-amz-server-side", re.IGNORECASE)
 _NUMERIC_CODES = {"301": "PermanentRedirect", "403": "AccessDenied"}
 
 
-def classify(exc: BaseException) -> Failure:
+# A bucket with Object Lock refuses an upload without Content-MD5 or a checksum header (AWS: InvalidRequest; some
+# stores: their own code). The uploader adds one and tries again at once.
+OBJECT_LOCK_CODES: Final = frozenset({"MissingUploadObjectWithObjectLockHeaders", "ObjectLockChecksumRequired"})
+_OBJECT_LOCK_WORDS = re.compile(r"object lock", re.IGNORECASE)
+_CHECKSUM_WORDS = re.compile(r"content-md5|checksum", re.IGNORECASE)
+#: The credentials expired: permanent for a session token the user gave, transient when the fleet refreshes them.
+EXPIRED_CODES: Final = frozenset({"ExpiredToken", "TokenRefreshRequired", "InvalidToken"})
+
+
+def classify(exc: BaseException, *, refreshing_credentials: bool = False) -> Failure:
     """Translate any exception into a ``Failure``: transient (retry with backoff) or permanent (hold for the user).
 
     Transient:
@@ -189,11 +212,18 @@ def classify(exc: BaseException) -> Failure:
 
     The hint is ``hint_for(code)`` for permanent failures (an InvalidArgument about encryption gets the KMS hint) and
     None for transient ones, which heal without the user.
+
+    Two codes depend on the situation: an upload a bucket with Object Lock refused for want of a checksum is
+    ``ObjectLockChecksumRequired`` (transient: the uploader adds one), and expired credentials (``EXPIRED_CODES``) are
+    transient when the fleet refreshes them itself (``refreshing_credentials``: a role's, or the fleet's own).
     """
     if isinstance(exc, TransientError | PermanentError):
         return exc.failure
     if isinstance(exc, boto_exc.ClientError):
-        return _classify_client_error(exc)
+        failure = _classify_client_error(exc)
+        if refreshing_credentials and failure.code in EXPIRED_CODES:
+            return Failure(failure.code, failure.message, False, None, failure.http_status)
+        return failure
     if isinstance(exc, _NO_CREDENTIALS):
         return _failure("NoCredentials", exc, permanent=True)
     if isinstance(exc, boto_exc.ParamValidationError):
@@ -218,6 +248,10 @@ def _classify_client_error(exc: boto_exc.ClientError) -> Failure:
     code = _NUMERIC_CODES.get(code, code)
     raw_message = str(error.get("Message") or "")
     message = f"{exc.operation_name}: {raw_message}" if raw_message else f"{exc.operation_name}: {code}"
+    if code in OBJECT_LOCK_CODES or (
+        code == "InvalidRequest" and _OBJECT_LOCK_WORDS.search(raw_message) and _CHECKSUM_WORDS.search(raw_message)
+    ):
+        return Failure("ObjectLockChecksumRequired", scrub(message), False, None, http_status)
 
     transient = (
         code in TRANSIENT_CODES

@@ -294,3 +294,22 @@ def test_failure_is_frozen() -> None:
     failure = classify(client_error("AccessDenied", 403))
     with pytest.raises(dataclasses.FrozenInstanceError):
         failure.code = "x"  # type: ignore[misc]
+
+
+def test_an_upload_a_locked_bucket_refused_for_want_of_a_checksum_is_retried_with_one():
+    aws = client_error("InvalidRequest", 400)
+    aws.response["Error"]["Message"] = (
+        "Content-MD5 OR x-amz-checksum- HTTP header is required for Put Object requests with Object Lock parameters"
+    )
+    for exc in (aws, client_error("MissingUploadObjectWithObjectLockHeaders", 400)):
+        failure = classify(exc)
+        assert (failure.code, failure.permanent) == ("ObjectLockChecksumRequired", False)
+    assert classify(client_error("InvalidRequest", 400)).permanent  # any other InvalidRequest is the user's to fix
+
+
+def test_expired_credentials_are_transient_only_when_the_fleet_refreshes_them():
+    for code in ("ExpiredToken", "TokenRefreshRequired", "InvalidToken"):
+        assert classify(client_error(code, 400)).permanent  # a session token the user gave: they must renew it
+        renewed = classify(client_error(code, 400), refreshing_credentials=True)
+        assert not renewed.permanent and renewed.hint is None
+    assert classify(client_error("AccessDenied", 403), refreshing_credentials=True).permanent

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 
@@ -33,6 +34,14 @@ class Destination:
     region: str = "us-east-1"
     server_side_encryption: str | None = None
     kms_key_id: str | None = None
+    object_tags: dict[str, str] = dataclasses.field(default_factory=dict)
+
+
+def test_objects_tagged_by_the_integration_need_put_object_tagging_too() -> None:
+    tagged = iam_policy(Destination(prefix="events/", object_tags={"team": "analytics"}), multipart=False)
+    assert tagged["Statement"][0]["Action"] == ["s3:PutObject", "s3:PutObjectTagging"]
+    assert tagged["Statement"][0]["Resource"] == "arn:aws:s3:::datafly-events-production/events/*"
+    assert "s3:PutObjectTagging" not in str(iam_policy(Destination(prefix="events/")))
 
 
 def test_no_prefix_single_put_is_exactly_the_documented_policy() -> None:

@@ -13,6 +13,7 @@ from workers.errors import Failure, NotFound, PermanentError, TransientError
 from workers.integrations import registry
 from workers.pipeline.upload import upload
 from workers.settings import Settings
+from workers.sink import clients
 from workers.store import buffer, due
 
 
@@ -45,8 +46,10 @@ def replay(
     batch_id: str | None = None,
     on_progress: Callable[[str, str], None] | None = None,
 ) -> ReplayReport:
-    """Re-upload held batches now (after the user fixed the cause): same hour path, exactly once."""
-    registry.get(r, integration_id)
+    """Re-upload held batches now (after the user fixed the cause): same hour path, exactly once. The user's fix may
+    be in their AWS account (a trust policy): a role refused before is asked again."""
+    integ = registry.get(r, integration_id, max_age_s=0)
+    clients.evict(integ.config)
     held = [b["batch_id"] for b in buffer.held_batches(r, integration_id)]
     if batch_id is not None:
         if batch_id not in held:

@@ -17,13 +17,15 @@ from typing import NoReturn
 import redis
 
 from workers import clock
-from workers.classify import AUTH_CODES, classify, hint_for
+from workers.classify import AUTH_CODES, EXPIRED_CODES, classify, hint_for
 from workers.errors import Failure, PermanentError, TransientError
 from workers.integrations import registry
+from workers.integrations.checks import ACCESS_KEY, FLEET
+from workers.integrations.config import IntegrationConfig
 from workers.settings import Settings
 from workers.sink import clients, writer
 from workers.sink.object_keys import object_key, variant_of
-from workers.store import buffer
+from workers.store import buffer, facts
 
 log = logging.getLogger(__name__)
 
@@ -56,75 +58,59 @@ def upload(r: redis.Redis, integration_id: str, batch_id: str, *, settings: Sett
     try:
         integ = registry.get(r, integration_id, max_age_s=settings.integration_cache_ttl_s)
     except registry.UnknownIntegration:
-        f = Failure(
-            "IntegrationMissing",
-            f"integration {integration_id} is not installed",
-            True,
-            hint_for("IntegrationMissing"),
-            None,
-        )
-        buffer.hold(
-            r, integration_id, batch_id, token="", now_ms=now_ms, code=f.code, message=f.message, hint=f.hint or ""
-        )
-        log.error(
-            "held integration=%s batch=%s code=%s: %s",
+        _hold(
+            r,
             integration_id,
             batch_id,
-            f.code,
-            f.message,
-            extra={"integration_id": integration_id, "batch_id": batch_id, "code": f.code},
+            "",
+            _failure("IntegrationMissing", f"integration {integration_id} is not installed"),
+            now_ms,
         )
-        raise PermanentError(f) from None
     cfg = integ.config
     meta_hour = buffer.batch_meta(r, integration_id, batch_id).get("hour")
     if meta_hour is None:
         return UploadOutcome("skipped")
+    key = object_key(cfg.prefix, meta_hour, batch_id, integ.variant)
     c = buffer.claim(
-        r,
-        integration_id,
-        batch_id,
-        token=token,
-        now_ms=now_ms,
-        lease_ms=int(settings.lease_s * 1000),
-        key=object_key(cfg.prefix, meta_hour, batch_id, integ.variant),
+        r, integration_id, batch_id, token=token, now_ms=now_ms, lease_ms=int(settings.lease_s * 1000), key=key
     )
     if c.state != "ok":
         return UploadOutcome("skipped")
     if c.claims > settings.max_worker_losses:
-        f = Failure(
-            "WorkerLost",
-            f"the batch's upload was interrupted {c.claims - 1} times in a row (worker killed or out of memory)",
-            True,
-            hint_for("WorkerLost"),
-            None,
-        )
-        buffer.hold(
-            r, integration_id, batch_id, token=token, now_ms=now_ms, code=f.code, message=f.message, hint=f.hint or ""
-        )
-        log.error(
-            "held integration=%s batch=%s code=%s: %s",
+        _hold(
+            r,
             integration_id,
             batch_id,
-            f.code,
-            f.message,
-            extra={
-                "integration_id": integration_id,
-                "batch_id": batch_id,
-                "code": f.code,
-                "events": c.events,
-                "key": c.key,
-            },
+            token,
+            _failure(
+                "WorkerLost",
+                f"the batch's upload was interrupted {c.claims - 1} times in a row (worker killed or out of memory)",
+            ),
+            now_ms,
+            c,
         )
-        raise PermanentError(f)
-    lines = buffer.read_batch(r, integration_id, batch_id, settings.drain_chunk_events, c.events)
+    if cfg.credentials == FLEET and not settings.allow_fleet_credentials:
+        _hold(
+            r,
+            integration_id,
+            batch_id,
+            token,
+            _failure(
+                "FleetCredentialsNotAllowed",
+                "the integration writes "
+                "with the fleet's own identity, which SIGNAL_ALLOW_FLEET_CREDENTIALS does not allow",
+            ),
+            now_ms,
+            c,
+        )
     started_s = time.perf_counter()
     try:
-        # the key was fixed at the first uncertain attempt: write the format it names
-        result = writer.put_object(cfg, c.key, lines, settings=settings, variant=variant_of(c.key))
+        result = _write(r, integration_id, batch_id, c, cfg, settings)
     except buffer.BatchVanished:
         return UploadOutcome("skipped")  # delivered by another uploader meanwhile: nothing was completed here
     except Exception as exc:  # classified below: nothing escapes unrecorded
-        _record_failure(r, integration_id, batch_id, token, c, classify(exc), cfg, settings)
+        failure = classify(exc, refreshing_credentials=cfg.credentials != ACCESS_KEY)
+        _record_failure(r, integration_id, batch_id, token, c, failure, cfg, settings)
     upload_s = time.perf_counter() - started_s
     buffer.ack(
         r,
@@ -154,8 +140,57 @@ def upload(r: redis.Redis, integration_id: str, batch_id: str, *, settings: Sett
     return UploadOutcome("delivered", key=c.key, events=c.events)
 
 
+def _write(
+    r: redis.Redis, iid: str, batch_id: str, c: buffer.Claim, cfg: IntegrationConfig, settings: Settings
+) -> writer.UploadResult:
+    """The batch written as the object its key names (the key was fixed at the first uncertain attempt: write the
+    format it names). A bucket with Object Lock gets a checksum on every request: known from a check, or learned
+    here from the store's refusal, then remembered for every worker, and the batch is written again at once."""
+
+    def put(checksum: bool) -> writer.UploadResult:
+        lines = buffer.read_batch(r, iid, batch_id, settings.drain_chunk_events, c.events)
+        return writer.put_object(cfg, c.key, lines, settings=settings, variant=variant_of(c.key), checksum=checksum)
+
+    known = facts.object_lock(r, iid)
+    try:
+        return put(known)
+    except Exception as exc:
+        if known or classify(exc).code != "ObjectLockChecksumRequired":
+            raise
+    facts.set_object_lock(r, iid, True, now_ms=clock.now_ms())
+    return put(True)
+
+
+def _failure(code: str, message: str) -> Failure:
+    return Failure(code, message, True, hint_for(code), None)
+
+
+def _hold(
+    r: redis.Redis, iid: str, batch_id: str, token: str, f: Failure, now_ms: int, c: buffer.Claim | None = None
+) -> NoReturn:
+    """Hold the batch in the dead-letter store for a failure of our own, log it, and raise it."""
+    buffer.hold(r, iid, batch_id, token=token, now_ms=now_ms, code=f.code, message=f.message, hint=f.hint or "")
+    context = {"events": c.events, "key": c.key} if c is not None else {}
+    log.error(
+        "held integration=%s batch=%s code=%s: %s",
+        iid,
+        batch_id,
+        f.code,
+        f.message,
+        extra={"integration_id": iid, "batch_id": batch_id, "code": f.code, **context},
+    )
+    raise PermanentError(f)
+
+
 def _record_failure(
-    r: redis.Redis, iid: str, batch_id: str, token: str, c: buffer.Claim, f: Failure, cfg: object, settings: Settings
+    r: redis.Redis,
+    iid: str,
+    batch_id: str,
+    token: str,
+    c: buffer.Claim,
+    f: Failure,
+    cfg: IntegrationConfig,
+    settings: Settings,
 ) -> NoReturn:
     """Hold the batch (permanent, or retried for too long) or schedule its retry; raises either way."""
     now_ms = clock.now_ms()
@@ -168,9 +203,11 @@ def _record_failure(
             f.hint or hint_for(f.code),
             f.http_status,
         )
+    if f.code in EXPIRED_CODES or (cfg.credentials == ACCESS_KEY and f.code in AUTH_CODES):
+        # the next attempt starts from a fresh client (a role's session stays: S3 applies a changed permission to
+        # it at once, and asking STS again per failed batch would flood the customer's CloudTrail)
+        clients.evict(cfg)
     if f.permanent:
-        if f.code in AUTH_CODES:
-            clients.evict(cfg)
         buffer.hold(r, iid, batch_id, token=token, now_ms=now_ms, code=f.code, message=f.message, hint=f.hint or "")
         log.error(
             "held integration=%s batch=%s code=%s: %s | hint: %s",

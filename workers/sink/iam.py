@@ -5,10 +5,12 @@
 - ``s3:AbortMultipartUpload`` and ``s3:ListMultipartUploadParts`` on the same objects when multipart uploads are used
   (an abandoned upload is aborted so its parts stop costing storage).
 - ``s3:GetBucketLocation`` on the bucket: the region check behind the "wrong region" hint.
+- ``s3:PutObjectTagging`` on the same objects when the integration tags them (``object_tags``).
 - With ``server_side_encryption == "aws:kms"``: ``kms:GenerateDataKey`` (every encrypted write) and ``kms:Decrypt``
   (S3 decrypts the data key to complete a multipart upload) on the configured key.
 
 With no prefix, no multipart and no KMS the result is exactly the policy shown in the destination's setup guide.
+A role the fleet assumes also needs a trust policy naming the fleet (``workers.sink.credentials.trust_policy``).
 """
 
 from __future__ import annotations
@@ -41,6 +43,9 @@ class _Destination(Protocol):
     @property
     def kms_key_id(self) -> str | None: ...
 
+    @property
+    def object_tags(self) -> dict[str, str]: ...
+
 
 def partition_of(region: str) -> str:
     """The ARN partition of a region: ``aws-cn`` for ``cn-*``, ``aws-us-gov`` for ``us-gov-*``, else ``aws``."""
@@ -64,6 +69,8 @@ def iam_policy(cfg: _Destination, *, multipart: bool = True) -> dict[str, Any]:
     partition = partition_of(cfg.region)
     bucket = escape_resource(cfg.bucket)
     object_actions = ["s3:PutObject", *(MULTIPART_ACTIONS if multipart else ())]
+    if cfg.object_tags:
+        object_actions.append("s3:PutObjectTagging")  # x-amz-tagging on PutObject and CreateMultipartUpload
     statements: list[dict[str, Any]] = [
         {
             "Effect": "Allow",

@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Final
+from urllib.parse import urlencode
 
 from workers.settings import Settings
 from workers.sink.clients import S3Config, client_for
@@ -62,7 +63,7 @@ def part_bytes_for(part_number: int, base_part_bytes: int) -> int:
 
 
 def object_params(cfg: S3Config, key: str, content_type: str) -> dict[str, Any]:
-    """Parameters shared by PutObject and CreateMultipartUpload."""
+    """Parameters shared by PutObject and CreateMultipartUpload: type, storage class, encryption, tags."""
     params: dict[str, Any] = {
         "Bucket": cfg.bucket,
         "Key": key,
@@ -73,14 +74,36 @@ def object_params(cfg: S3Config, key: str, content_type: str) -> dict[str, Any]:
         params["ServerSideEncryption"] = cfg.server_side_encryption
     if cfg.kms_key_id:
         params["SSEKMSKeyId"] = cfg.kms_key_id
+    if cfg.bucket_key_enabled:
+        params["BucketKeyEnabled"] = True
+    if cfg.object_tags:
+        params["Tagging"] = urlencode(cfg.object_tags)  # x-amz-tagging: needs s3:PutObjectTagging
     return params
+
+
+def body_checksum(cfg: S3Config, body: bytes, *, required: bool) -> dict[str, str]:
+    """The Content-MD5 of a PutObject or UploadPart body: always with ``checksums`` auto, and with when_required only
+    when the bucket needs one (``required``: it has Object Lock)."""
+    if required or cfg.effective_checksums == "auto":
+        return {"ContentMD5": content_md5(body)}
+    return {}
 
 
 class _MultipartUpload:
     def __init__(
-        self, client: Any, cfg: S3Config, key: str, content_type: str, base_part_bytes: int, stopwatch: _Stopwatch
+        self,
+        client: Any,
+        cfg: S3Config,
+        key: str,
+        content_type: str,
+        base_part_bytes: int,
+        stopwatch: _Stopwatch,
+        *,
+        checksum: bool,
     ) -> None:
         self._client = client
+        self._cfg = cfg
+        self._checksum = checksum
         self._stopwatch = stopwatch
         self._bucket = cfg.bucket
         self._key = key
@@ -109,7 +132,6 @@ class _MultipartUpload:
 
     def _send(self, body: bytes) -> None:
         number = len(self._parts) + 1
-        md5 = content_md5(body)
         with self._stopwatch:
             response = self._client.upload_part(
                 Bucket=self._bucket,
@@ -117,7 +139,7 @@ class _MultipartUpload:
                 UploadId=self._upload_id,
                 PartNumber=number,
                 Body=body,
-                ContentMD5=md5,
+                **body_checksum(self._cfg, body, required=self._checksum),
             )
         part = {"PartNumber": number, "ETag": response["ETag"]}
         # When botocore added a flexible checksum to the part, completion must repeat it.
@@ -142,10 +164,17 @@ class _MultipartUpload:
 
 
 def put_object(
-    cfg: S3Config, key: str, chunks: Iterable[list[bytes]], *, settings: Settings, variant: str = "default"
+    cfg: S3Config,
+    key: str,
+    chunks: Iterable[list[bytes]],
+    *,
+    settings: Settings,
+    variant: str = "default",
+    checksum: bool = False,
 ) -> UploadResult:
     """Write the event lines of ``chunks`` as one object at ``key`` in the variant's format (overwriting any object
-    there): gzipped NDJSON (``default``) or Parquet.
+    there): gzipped NDJSON (``default``) or Parquet. ``checksum``: a Content-MD5 on every request whatever
+    ``checksums`` says (a bucket with Object Lock needs one).
 
     Memory stays bounded to about one part (or the multipart threshold, whichever is larger) plus what the encoder
     holds (one chunk; for Parquet one row group). Raises ValueError for an object without events; botocore errors
@@ -161,7 +190,7 @@ def put_object(
             buffer += encoder.write(lines)
             if upload is None and len(buffer) >= settings.multipart_threshold_bytes:
                 upload = _MultipartUpload(
-                    client, cfg, key, encoder.content_type, settings.multipart_part_bytes, stopwatch
+                    client, cfg, key, encoder.content_type, settings.multipart_part_bytes, stopwatch, checksum=checksum
                 )
             if upload is not None:
                 upload.send_full_parts(buffer)
@@ -171,15 +200,18 @@ def put_object(
         if upload is None and len(buffer) < settings.multipart_threshold_bytes:
             body = bytes(buffer)
             buffer.clear()
-            md5 = content_md5(body)
             with stopwatch:
-                response = client.put_object(**object_params(cfg, key, encoder.content_type), Body=body, ContentMD5=md5)
+                response = client.put_object(
+                    **object_params(cfg, key, encoder.content_type),
+                    Body=body,
+                    **body_checksum(cfg, body, required=checksum),
+                )
             etag = str(response.get("ETag", ""))
             parts = 0
         else:
             if upload is None:
                 upload = _MultipartUpload(
-                    client, cfg, key, encoder.content_type, settings.multipart_part_bytes, stopwatch
+                    client, cfg, key, encoder.content_type, settings.multipart_part_bytes, stopwatch, checksum=checksum
                 )
             upload.send_full_parts(buffer)
             upload.send_rest(buffer)

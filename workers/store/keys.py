@@ -24,6 +24,7 @@ Per integration ``I``:
   sig:{I}:delivered:<id>     string  object key a delivered batch was written to (expires)
   sig:{I}:hist:upload_s      hash    upload duration histogram: cumulative le:<bound_s> counters, count, sum_us
   sig:{I}:hist:latency_s     hash    event-to-object latency histogram (first append -> ack), same fields
+  sig:{I}:bucket             hash    what the fleet learned of the bucket: object_lock (1/0), checked_ms
 Global:
   sig:integrations           set     ids of every installed integration
   sig:{due}:index            zset    due index: integration id -> ms when the tick must next look at it
@@ -136,6 +137,10 @@ def hist_upload(integration_id: str) -> str:
 
 def hist_latency(integration_id: str) -> str:
     return f"{tag(integration_id)}:hist:latency_s"
+
+
+def bucket_facts(integration_id: str) -> str:
+    return f"{tag(integration_id)}:bucket"
 
 
 SOURCES = f"{PREFIX}:sources"

@@ -264,16 +264,72 @@ def test_the_kms_key_is_asked_for_only_with_aws_kms(browser, console_url):
     page = new_page(browser, DESKTOP, errors)
     sign_in_with_the_keyboard(page, console_url)
     page.goto(console_url + "/integrations/library/amazon_s3/install")
-    kms = page.get_by_role("textbox", name="KMS key ID (required with aws:kms)")
+    kms = page.locator("#field-config-kms-key-id")
     expect(kms).to_be_hidden()
     page.get_by_role("combobox", name="Server-side encryption").select_option("aws:kms")
-    expect(kms).to_be_visible()
+    expect(page.get_by_role("textbox", name="KMS key ID (required)")).to_be_visible()
+    expect(page.get_by_role("combobox", name="S3 Bucket Key")).to_be_visible()
     page.get_by_role("combobox", name="Server-side encryption").select_option("AES256")
     expect(kms).to_be_hidden()
+    expect(page.locator("#field-config-bucket-key-enabled")).to_be_hidden()
     expect(page.locator("details.advanced")).not_to_have_attribute("open", "")
     expect(page.get_by_role("textbox", name="Batch max events")).to_be_hidden()
     page.get_by_text("Advanced settings").click()
     expect(page.get_by_role("textbox", name="Batch max events")).to_be_visible()
+    assert errors == []
+    page.context.close()
+
+
+@pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["1280x800", "390x844"])
+def test_the_credentials_choice_asks_for_what_it_needs_and_proposes_an_external_id(
+    browser, console_url, fleet, make_bucket, viewport
+):
+    size = f"{viewport['width']}x{viewport['height']}"
+    errors = PageErrors()
+    page = new_page(browser, viewport, errors)
+    sign_in_with_the_keyboard(page, console_url)
+    page.goto(console_url + "/integrations/library/amazon_s3/install")
+    credentials = page.get_by_role("combobox", name="Credentials")
+    access_key = page.get_by_label("Access key ID (required)")
+    role_arn = page.locator("#field-config-role-arn")
+    expect(access_key).to_be_visible()  # the setup guide's way, by default
+    expect(role_arn).to_be_hidden()
+    credentials.select_option("assume_role")
+    expect(page.get_by_role("textbox", name="Role ARN (required)")).to_be_visible()
+    external_id = page.get_by_role("textbox", name="External ID (required)")
+    expect(external_id).to_have_value(re.compile(r"^signal-[0-9a-f]{32}$"))  # proposed, kept unless changed
+    expect(page.get_by_label("Access key ID (required with access_key)")).to_be_visible()  # optional for a role
+    screenshot(page, f"console-install-role-{size}")
+    assert page.evaluate(OVERFLOW) <= 0
+    credentials.select_option("fleet")
+    expect(access_key).to_be_hidden()
+    expect(role_arn).to_be_hidden()
+
+    # Saved without a bucket check (the role does not exist yet): the key fields it does not use are not sent.
+    credentials.select_option("assume_role")
+    page.get_by_role("textbox", name="Name").fill("By role")
+    page.get_by_role("textbox", name="Bucket (required)").fill(make_bucket())
+    page.get_by_role("combobox", name="Region (required)").select_option("us-east-1")
+    role_arn.fill("arn:aws:iam::123456789012:role/signal-writer")
+    proposed = external_id.input_value()
+    page.get_by_label("Save without checking the bucket").check()
+    page.get_by_role("button", name="Install Integration").click()
+    page.wait_for_url(re.compile(r"/integrations/[0-9a-f-]+$"))
+    iid = page.url.rsplit("/", 1)[1]
+    config = registry.get(fleet.r, iid).config
+    assert (config.credentials, config.role_arn, config.external_id) == (
+        "assume_role",
+        "arn:aws:iam::123456789012:role/signal-writer",
+        proposed,
+    )
+    assert config.access_key_id is None
+    page.goto(console_url + f"/integrations/{iid}/query")
+    trust = page.locator("#trust-policy")
+    expect(trust).to_contain_text(proposed)
+    expect(trust).to_contain_text("sts:AssumeRole")
+    expect(page.locator("#principal-unknown")).to_contain_text("SIGNAL_FLEET_PRINCIPAL_ARN")  # no AWS identity here
+    screenshot(page, f"console-query-role-{size}")
+    assert page.evaluate(WIDE) == []
     assert errors == []
     page.context.close()
 

@@ -20,7 +20,7 @@ from tests.support.s3_fixtures import unique_bucket
 from tests.support.seed import ACCESS_KEY_ID, SECRET_ACCESS_KEY, SESSION_TOKEN
 from workers.classify import HINTS
 from workers.errors import ConfigError
-from workers.integrations import bodies, catalog, registry, sources
+from workers.integrations import bodies, catalog, registry, schema, sources
 from workers.observe import fleet as fleet_mod
 from workers.store import keys
 from workers.websites import snippet
@@ -90,18 +90,29 @@ def test_the_install_form_is_built_from_the_catalog_field_schema(fleet, console)
     form = page.find("form", class_="form")
     advanced = form.find("details")
     assert advanced.find("summary").text == "Advanced settings" and "open" not in advanced.attrs
-    for f in catalog.FIELDS:
+    for f in schema.FIELDS:
         name = f"config.{f['name']}"
         control = form.find(name=name)
         label = form.find("label", for_=control.get("id"))
         assert label.text.startswith(f["label"]), label.text
-        assert ("(required)" in label.text) is f["required"]
+        required = next(iter(label.find_all("span", class_="req")), None)
+        if f.get("required_when"):  # required with the default of the field it depends on, and marked so
+            ((depends, value),) = f["required_when"].items()
+            mark = label.find("span", **{"data-required-when": f"config.{depends}"})
+            assert mark.get("data-required-value") == value
+            default = next(d.get("default") for d in schema.FIELDS if d["name"] == depends)
+            assert (required is not None) is (default == value), f["name"]
+        else:
+            assert (required is not None) is f["required"], f["name"]
         help_id = control.get("aria-describedby").split()[0]
         assert form.by_id(help_id).text == f["description"]
         assert bool(advanced.find_all(name=name)) is bool(f.get("advanced"))
         if f["type"] == "select":
             assert control.tag == "select"
             assert [o.get("value") for o in control.find_all("option")][1:] == list(f["allowed_values"])
+        elif f["type"] == "boolean":
+            assert control.tag == "select"
+            assert [o.get("value") for o in control.find_all("option")] == ["false", "true"]
         elif f["type"] == "secret":
             assert control.get("type") == "password" and control.get("autocomplete") == "off"
             assert control.get("value") == ""
@@ -139,7 +150,7 @@ def test_variants_and_fields_added_to_the_catalog_appear_in_the_form(console, mo
         catalog.ENTRY,
         "fields",
         [
-            *catalog.FIELDS,
+            *schema.FIELDS,
             {
                 "name": "row_group_events",
                 "label": "Row group events",

@@ -36,6 +36,7 @@ Plan = Callable[[str, str, Mapping[str, str]], "Fault | None"]
 
 _HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "te"})
 _COPY_BYTES = 64 * 1024
+SEEN_BODY_MAX_BYTES = 16 * 1024
 
 
 @dataclass(frozen=True)
@@ -144,6 +145,7 @@ class Seen:
     body_bytes: int
     body_md5: str
     fault: str | None  # label of the injected fault, None when forwarded
+    body: bytes = b""  # the body itself when it is small (an STS form, a probe object): up to SEEN_BODY_MAX_BYTES
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -366,7 +368,8 @@ class FaultProxy:
         fault = plan(method, target, headers) if plan is not None else None
         md5 = base64.b64encode(hashlib.md5(body, usedforsecurity=False).digest()).decode("ascii")
         label = fault.label if fault is not None else None
-        seen = Seen(method, target, {k.lower(): v for k, v in headers.items()}, len(body), md5, label)
+        small = body if len(body) <= SEEN_BODY_MAX_BYTES else b""
+        seen = Seen(method, target, {k.lower(): v for k, v in headers.items()}, len(body), md5, label, small)
         with self._lock:
             self.requests += 1
             self.seen.append(seen)

@@ -20,10 +20,11 @@ from workers.queue.config import broker_config
 from workers.settings import Settings
 from workers.store import buffer, keys
 
-KEY_PATTERN = re.compile(
-    r"^events/(\d{4})/(\d{2})/(\d{2})/(\d{2})/"
+KEY_TAIL = (
+    r"(\d{4})/(\d{2})/(\d{2})/(\d{2})/"
     r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}\.json\.gz$"
 )
+KEY_PATTERN = re.compile(r"^events/" + KEY_TAIL)
 
 
 def install(
@@ -155,14 +156,15 @@ def chunks(seq: list, n: int) -> Iterable[list]:
 class Bucket:
     """What landed in a bucket, read incrementally (an object is fetched again only when its ETag changes)."""
 
-    def __init__(self, s3: Any, name: str) -> None:
+    def __init__(self, s3: Any, name: str, prefix: str = "") -> None:
         self.s3 = s3
         self.name = name
+        self.prefix = prefix  # only the objects under it (one integration's, when several share the bucket)
         self._cache: dict[str, tuple[str, list[dict]]] = {}
 
     def objects(self) -> dict[str, list[dict]]:
         listed: dict[str, str] = {}
-        for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.name):
+        for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.name, Prefix=self.prefix):
             for obj in page.get("Contents", []):
                 listed[obj["Key"]] = obj["ETag"]
         for key, etag in listed.items():
@@ -206,8 +208,9 @@ def assert_exactly_once(fleet: Any, iid: str, bucket: Bucket, sent: set[str]) ->
     doubled = {event_id: n for event_id, n in counts.items() if n > 1}
     assert not doubled, f"{len(doubled)} events delivered more than once, e.g. {sorted(doubled.items())[:5]}"
     assert set(counts) == sent
+    layout = re.compile("^" + re.escape(registry.get(fleet.r, iid).config.prefix) + KEY_TAIL)
     for key, events in objects.items():
-        assert KEY_PATTERN.match(key), f"object key outside the layout: {key}"
+        assert layout.match(key), f"object key outside the layout: {key}"
         assert events, f"empty object {key}"
         assert all(e["integration_id"] == iid for e in events), key
     assert buffer.held_batches(fleet.r, iid) == [], "batches were held in the dead-letter store"

@@ -8,7 +8,7 @@ import pytest
 
 from tests.support.seed import ACCESS_KEY_ID, SECRET_ACCESS_KEY
 from workers.errors import ConfigError
-from workers.integrations import bodies, catalog
+from workers.integrations import bodies, catalog, schema
 from workers.web import forms
 
 
@@ -19,25 +19,29 @@ def entry() -> dict:
 
 def test_every_catalog_field_becomes_an_input_named_by_its_error_path(entry):
     fields = {f.name: f for f in forms.config_fields(entry, {}, {})}
-    assert list(fields) == [f"config.{f['name']}" for f in catalog.FIELDS]
+    assert list(fields) == [f"config.{f['name']}" for f in schema.FIELDS]
     region = fields["config.region"]
     assert region.kind == "select" and region.required and region.label == "Region"
-    assert [v for v, _ in region.options] == ["", *sorted(catalog.FIELDS[1]["allowed_values"])]
+    assert [v for v, _ in region.options] == ["", *sorted(schema.FIELDS[1]["allowed_values"])]
     assert fields["config.storage_class"].value == "STANDARD"  # the catalog's default is preselected
     assert fields["config.server_side_encryption"].options[0] == ("", "None")
     assert fields["config.secret_access_key"].kind == "password"
-    assert fields["config.kms_key_id"].show_when == ("config.server_side_encryption", "aws:kms")
+    assert fields["config.kms_key_id"].show_when == ("config.server_side_encryption", ("aws:kms",))
     assert [n for n, f in fields.items() if f.advanced] == [
+        "config.role_session_name",
+        "config.object_tags",
         "config.batch_max_events",
         "config.batch_max_bytes",
         "config.flush_interval_s",
         "config.buffer_max_bytes",
         "config.endpoint_url",
+        "config.addressing_style",
+        "config.checksums",
         "config.partition_time",
         "config.partition_time_bound_s",
     ]
     assert fields["config.batch_max_events"].kind == "number" and fields["config.batch_max_events"].value == "100000"
-    assert fields["config.bucket"].description == catalog.FIELDS[0]["description"]
+    assert fields["config.bucket"].description == schema.FIELDS[0]["description"]
 
 
 def test_a_field_or_variant_added_to_the_catalog_needs_no_other_change(entry):
@@ -165,7 +169,7 @@ def test_the_library_search_matches_every_word_in_name_category_or_description()
 
 def test_blueprint_inputs_are_the_catalogs_named_by_their_error_paths_default_forward_all():
     fields = forms.blueprint_fields({}, {})
-    assert [f.name for f in fields] == [f"blueprint.{f['name']}" for f in catalog.BLUEPRINT_FIELDS]
+    assert [f.name for f in fields] == [f"blueprint.{f['name']}" for f in schema.BLUEPRINT_FIELDS]
     by_name = {f.name: f for f in fields}
     assert by_name["blueprint.consent.missing"].kind == "select"
     assert by_name["blueprint.consent.missing"].value == "deny"

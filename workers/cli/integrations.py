@@ -26,7 +26,7 @@ from workers.errors import ConfigError
 from workers.integrations import manage, registry, status
 from workers.pipeline import replay
 from workers.settings import get_settings
-from workers.sink import athena, iam
+from workers.sink import athena
 from workers.store import buffer
 
 
@@ -173,8 +173,17 @@ def cmd_athena_ddl(args: argparse.Namespace) -> int:
 
 
 def cmd_iam_policy(args: argparse.Namespace) -> int:
-    print_json(iam.iam_policy(registry.get(common.redis_client(), args.id).config))
+    """The permissions policy; for a role also its trust policy: ``{"permissions_policy", "trust_policy"}``."""
+    policies = manage.access_policies(registry.get(common.redis_client(), args.id), settings=get_settings())
+    print_json(policies if "trust_policy" in policies else policies["permissions_policy"])
     return EXIT_OK
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """Every step an upload takes, each ok or failed with its hint; exit 1 when a step failed."""
+    report = manage.check_connection(common.redis_client(), args.id, settings=get_settings())
+    print_json(report)
+    return EXIT_OK if report["ok"] else EXIT_FAILED
 
 
 def _test_arguments(parser: argparse.ArgumentParser) -> None:
@@ -222,7 +231,18 @@ COMMANDS: tuple[Command, ...] = (
         cmd_athena_ddl,
         _athena_arguments,
     ),
-    Command("iam-policy", "print the least-privilege IAM policy for the integration", cmd_iam_policy, id_argument),
+    Command(
+        "iam-policy",
+        "print the least-privilege IAM policy for the integration (with a role: its trust policy too)",
+        cmd_iam_policy,
+        id_argument,
+    ),
+    Command(
+        "check",
+        "check the connection: credentials, bucket and region, Object Lock, a test object written",
+        cmd_check,
+        id_argument,
+    ),
     Command(
         "test", "send a test event through the fleet and print where it landed (or why not)", cmd_test, _test_arguments
     ),

@@ -19,12 +19,13 @@ from workers import clock
 from workers.errors import ConfigError, Failure, Refused
 from workers.events.blueprint import describe
 from workers.integrations import bodies, catalog, registry, sources, status
+from workers.integrations.checks import ASSUME_ROLE, FLEET
 from workers.integrations.config import IntegrationConfig
 from workers.integrations.model import Integration
 from workers.queue.producer import Broker
 from workers.settings import Settings
-from workers.sink import bucket
-from workers.store import buffer, due, keys
+from workers.sink import bucket, check, credentials, iam
+from workers.store import buffer, due, facts, keys
 
 TEST_EVENT_TIMEOUT_S = 30.0
 FLUSH_TIMEOUT_S = 30.0
@@ -55,10 +56,60 @@ def view(integ: Integration) -> dict[str, Any]:
     return {**integ.public(), "type": catalog.INTEGRATION_TYPE}
 
 
-def _check_bucket(config: IntegrationConfig, settings: Settings) -> None:
+def _allowed(config: IntegrationConfig | None, settings: Settings) -> None:
+    """``credentials: fleet`` only where the fleet allows it: in a fleet shared by several teams it would let any
+    integration write with the fleet's rights."""
+    if config is not None and config.credentials == FLEET and not settings.allow_fleet_credentials:
+        raise ConfigError(
+            [
+                {
+                    "field": "config.credentials",
+                    "message": (
+                        "credentials fleet (the fleet's own AWS identity) is not allowed by this fleet "
+                        "(SIGNAL_ALLOW_FLEET_CREDENTIALS); use assume_role or access_key"
+                    ),
+                }
+            ]
+        )
+
+
+def _check_bucket(config: IntegrationConfig, settings: Settings) -> bool | None:
+    """The bucket check of an install or update (GetBucketLocation: exists, answers, in its region), then whether it
+    has Object Lock (None: not permitted to know). Raises ``BucketCheckFailed``."""
     failure = bucket.verify_bucket(config, settings=settings)
     if failure is not None:
         raise BucketCheckFailed(failure)
+    try:
+        return bucket.detect_object_lock(config, settings=settings)
+    except Exception:  # noqa: BLE001 - not needed to install: the first upload finds out instead
+        return None
+
+
+def _remember(r: redis.Redis, integration_id: str, object_lock: bool | None) -> None:
+    if object_lock is not None:
+        facts.set_object_lock(r, integration_id, object_lock, now_ms=clock.now_ms())
+
+
+def access_policies(integ: Integration, *, settings: Settings) -> dict[str, Any]:
+    """What to paste in the customer's account: the least-privilege permissions policy, and for a role also the trust
+    policy that lets the fleet's principal assume it with the integration's external ID."""
+    policies: dict[str, Any] = {"permissions_policy": iam.iam_policy(integ.config)}
+    if integ.config.credentials == ASSUME_ROLE:
+        key_pair = integ.config.access_key_id is not None
+        principal = None if key_pair else credentials.fleet_principal(settings)
+        policies["trust_policy"] = credentials.trust_policy(
+            principal, integ.config.external_id or "", key_pair=key_pair
+        )
+    return policies
+
+
+def check_connection(r: redis.Redis, integration_id: str, *, settings: Settings) -> dict[str, Any]:
+    """Every step an upload takes, each ok or failed with its hint (``workers.sink.check``); what it learns of the
+    bucket (Object Lock) is remembered for the uploads."""
+    integ = registry.get(r, integration_id, max_age_s=0)
+    report = check.check_connection(integ.config, settings=settings)
+    _remember(r, integration_id, report.object_lock)
+    return {"integration_id": integration_id, **report.view()}
 
 
 # -- install / update / delete ------------------------------------------------------------------------------------
@@ -76,11 +127,13 @@ def install_integration(r: redis.Redis, body: Any, *, settings: Settings) -> Int
     source_id = fields["source_id"]
     if source_id is not None and not r.exists(keys.source(source_id)):
         raise ConfigError([{"field": "source_id", "message": f"source {source_id} does not exist; create it first"}])
-    if verify:
-        _check_bucket(fields["config"], settings)
+    _allowed(fields["config"], settings)
+    object_lock = _check_bucket(fields["config"], settings) if verify else None
     if source_id is None:
         body = {**body, "source_id": sources.ensure_default(r).id}
-    return registry.install(r, body)
+    integ = registry.install(r, body)
+    _remember(r, integ.id, object_lock)
+    return integ
 
 
 def update_integration(
@@ -93,9 +146,11 @@ def update_integration(
     current = registry.get(r, integration_id)
     body, verify = bodies.pop_verify(body)
     change = bodies.validate_update(current.config, body, merge=merge)
-    if change.config is not None and verify:
-        _check_bucket(change.config, settings)
-    return registry.update(r, integration_id, config=change.config, name=change.name, blueprint=change.blueprint)
+    _allowed(change.config, settings)
+    object_lock = _check_bucket(change.config, settings) if change.config is not None and verify else None
+    integ = registry.update(r, integration_id, config=change.config, name=change.name, blueprint=change.blueprint)
+    _remember(r, integration_id, object_lock)
+    return integ
 
 
 def counts(r: redis.Redis, integration_id: str) -> dict[str, int]:

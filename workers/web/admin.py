@@ -15,7 +15,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from workers.errors import ConfigError
-from workers.integrations import bodies, catalog, manage, origins, registry, sources, status
+from workers.integrations import bodies, catalog, manage, origins, registry, schema, sources, status
 from workers.observe import metrics
 from workers.pipeline import replay
 from workers.web.deps import ID_MAX_CHARS, read_json, require_admin
@@ -43,8 +43,8 @@ INSTALL_BODY = _body(
                 "description": "output format, fixed for the integration's life: "
                 + "; ".join(f"{v['id']}: {v['description']}" for v in catalog.VARIANTS),
             },
-            "config": catalog.config_schema(partial=False),
-            "blueprint": catalog.blueprint_schema(),
+            "config": schema.config_schema(partial=False),
+            "blueprint": schema.blueprint_schema(),
             "delivery_mode": {"type": "string", "enum": list(bodies.DELIVERY_MODES)},
             "enabled": {"type": "boolean"},
             "source_id": {"type": "string"},
@@ -60,8 +60,8 @@ PATCH_BODY = _body(
         "type": "object",
         "properties": {
             "name": {"type": "string", "minLength": 1, "maxLength": bodies.NAME_MAX_CHARS},
-            "config": catalog.config_schema(partial=True),
-            "blueprint": catalog.blueprint_schema(),
+            "config": schema.config_schema(partial=True),
+            "blueprint": schema.blueprint_schema(),
             "verify": {"type": "boolean"},
         },
     }
@@ -168,6 +168,21 @@ def send_test_event(
     if code != 200 and "message" not in body:
         body["message"] = "test event failed"
     return json_response(code, body)
+
+
+@router.post("/integrations/{integration_id}/check")
+def check_connection(request: Request, integration_id: str = IntegrationId) -> dict[str, Any]:
+    """Every step an upload takes (credentials, bucket and region, Object Lock, a test object written with the
+    storage class, encryption and tags), each ok or failed with its hint."""
+    st = state(request)
+    return manage.check_connection(st.r, integration_id, settings=st.settings)
+
+
+@router.get("/integrations/{integration_id}/access-policies")
+def access_policies(request: Request, integration_id: str = IntegrationId) -> dict[str, Any]:
+    """The IAM permissions policy to grant, and for a role the trust policy that lets the fleet assume it."""
+    st = state(request)
+    return manage.access_policies(registry.get(st.r, integration_id), settings=st.settings)
 
 
 @router.get("/integrations/{integration_id}/status")

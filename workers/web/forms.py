@@ -10,13 +10,14 @@ echoed: their inputs are always empty, a settings form shows their redacted valu
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
 from workers.errors import ConfigError
 from workers.events import blueprint
-from workers.integrations import catalog
+from workers.integrations import schema
 from workers.integrations.sources import DEFAULT_SOURCE_ID, DEFAULT_SOURCE_NAME
 
 FORM_MAX_FIELDS = 200
@@ -38,7 +39,8 @@ class Field:
     current: str | None = None  # a secret's redacted current value
     clearable: bool = False  # an optional secret that is set: offer to remove it
     advanced: bool = False
-    show_when: tuple[str, str] | None = None  # (form field name, value) that asks for this field
+    show_when: tuple[str, tuple[str, ...]] | None = None  # (form field name, values) this field belongs to
+    required_with: tuple[str, str] | None = None  # (form field name, value) that makes this field required
 
     @property
     def id(self) -> str:
@@ -74,19 +76,19 @@ _BLUEPRINT_LABELS = {
 def blueprint_fields(
     form: dict[str, str], errors: dict[str, str], *, current: blueprint.Blueprint | None = None
 ) -> list[Field]:
-    """The inputs of a blueprint (``catalog.BLUEPRINT_FIELDS``), named ``blueprint.<field>`` like the API's errors.
+    """The inputs of a blueprint (``schema.BLUEPRINT_FIELDS``), named ``blueprint.<field>`` like the API's errors.
     A submitted form shows what was typed; otherwise the ``current`` blueprint (a settings form), else the default.
     An error of a whole section (``blueprint.events``: include and exclude both given) shows on its first input."""
     typed = any(k.startswith(BLUEPRINT_PREFIX) for k in form)
     stored = blueprint.to_form(current if current is not None else blueprint.DEFAULT)
-    names = [BLUEPRINT_PREFIX + f["name"] for f in catalog.BLUEPRINT_FIELDS]
+    names = [BLUEPRINT_PREFIX + f["name"] for f in schema.BLUEPRINT_FIELDS]
     placed = dict(errors)
     for key, message in errors.items():
         if key.startswith("blueprint") and key not in names:
             first = next((n for n in names if n.startswith(key + ".")), names[0])
             placed.setdefault(first, message)
     out = []
-    for f, name in zip(catalog.BLUEPRINT_FIELDS, names, strict=True):
+    for f, name in zip(schema.BLUEPRINT_FIELDS, names, strict=True):
         options: tuple[tuple[str, str], ...] = ()
         if f["type"] == "select":
             options = tuple((v, v) for v in f["allowed_values"])
@@ -121,8 +123,12 @@ def blueprint_body(form: dict[str, str]) -> dict[str, Any] | None:
 def _text(value: Any) -> str:
     if value is None:
         return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
     if isinstance(value, float):
         return f"{value:g}"
+    if isinstance(value, dict):  # object tags, as a form writes them
+        return ", ".join(f"{k}={v}" for k, v in value.items())
     return str(value)
 
 
@@ -131,44 +137,65 @@ def config_fields(
 ) -> list[Field]:
     """The inputs of an entry's config. ``values`` are what was typed (form names); ``current`` is the public config
     of an installed integration (a settings form: secrets redacted, blank keeps them)."""
-    out = []
-    for f in entry["fields"]:
-        name = f"config.{f['name']}"
-        kind = {"select": "select", "secret": "password", "integer": "number", "number": "number"}.get(
-            f["type"], "text"
-        )
-        options: tuple[tuple[str, str], ...] = ()
-        if f["type"] == "select":
-            blank = (("", "Choose\u2026"),) if f["required"] else (("", "Default" if "default" in f else "None"),)
-            options = blank + tuple((v, v) for v in f["allowed_values"])
-        if name in values:
-            value = values[name]
-        elif current is not None:
-            value = _text(current.get(f["name"]))
-        else:
-            value = _text(f.get("default"))
-        redacted = None
-        if f["type"] == "secret":
-            value = ""  # never echoed
-            redacted = current.get(f["name"]) if current is not None else None
-        when = f.get("required_when")
-        out.append(
-            Field(
-                name=name,
-                label=f.get("label") or f["name"],
-                kind=kind,
-                description=f["description"],
-                required=f["required"] and not (current is not None and f["type"] == "secret"),
-                options=options,
-                value=value,
-                error=errors.get(name),
-                current=redacted,
-                clearable=redacted is not None and not f["required"],
-                advanced=bool(f.get("advanced")),
-                show_when=(f"config.{next(iter(when))}", next(iter(when.values()))) if when else None,
-            )
-        )
-    return out
+    shown = {f["name"]: _field_value(f, values, current) for f in entry["fields"]}
+    return [_config_field(f, shown, values, errors, current) for f in entry["fields"]]
+
+
+def _field_value(f: dict[str, Any], values: dict[str, str], current: dict[str, Any] | None) -> str:
+    """What the input of ``f`` shows: what was typed, else the current setting, else the default (or, for a value
+    the catalog proposes, a new random one)."""
+    name = f"config.{f['name']}"
+    if f["type"] == "secret":
+        return ""  # never echoed
+    if name in values:
+        return values[name]
+    if current is not None and f["name"] in current:
+        return _text(current[f["name"]])
+    if current is None and f.get("proposed"):
+        return "signal-" + uuid.uuid4().hex
+    return _text(f.get("default"))
+
+
+def _config_field(
+    f: dict[str, Any],
+    shown: dict[str, str],
+    values: dict[str, str],
+    errors: dict[str, str],
+    current: dict[str, Any] | None,
+) -> Field:
+    name = f"config.{f['name']}"
+    kind = {"select": "select", "secret": "password", "integer": "number", "number": "number", "boolean": "select"}.get(
+        f["type"], "text"
+    )
+    options: tuple[tuple[str, str], ...] = ()
+    if f["type"] == "select":
+        blank = (("", "Choose\u2026"),) if f["required"] else (("", "Default" if "default" in f else "None"),)
+        labels = f.get("value_labels", {})
+        options = blank + tuple((v, labels.get(v, v)) for v in f["allowed_values"])
+    elif f["type"] == "boolean":
+        options = (("false", "No"), ("true", "Yes"))
+    redacted = current.get(f["name"]) if current is not None and f["type"] == "secret" else None
+    when = f.get("required_when")
+    required_with = (f"config.{next(iter(when))}", next(iter(when.values()))) if when and redacted is None else None
+    required_now = f["required"] or (
+        when is not None and all(shown.get(control) == wanted for control, wanted in when.items())
+    )
+    show = f.get("shown_when") or ({k: [v] for k, v in when.items()} if when else None)
+    return Field(
+        name=name,
+        label=f.get("label") or f["name"],
+        kind=kind,
+        description=f["description"],
+        required=required_now and not (redacted is not None),
+        options=options,
+        value=shown[f["name"]],
+        error=errors.get(name),
+        current=redacted,
+        clearable=redacted is not None and not required_now,
+        advanced=bool(f.get("advanced")),
+        show_when=(f"config.{next(iter(show))}", tuple(next(iter(show.values())))) if show else None,
+        required_with=required_with,
+    )
 
 
 def name_field(form: dict[str, str], errors: dict[str, str]) -> Field:
@@ -223,10 +250,27 @@ def head_fields(
     ]
 
 
+def applies(
+    f: dict[str, Any], entry: dict[str, Any], form: dict[str, str], current: dict[str, Any] | None = None
+) -> bool:
+    """Whether a field belongs to what the form chose (``shown_when``: the console hides it otherwise, and a hidden
+    input is not sent, even when the browser kept a value in it)."""
+    show = f.get("shown_when") or {k: [v] for k, v in (f.get("required_when") or {}).items()}
+    for control, wanted in show.items():
+        spec = next(c for c in entry["fields"] if c["name"] == control)
+        value = _field_value(spec, form, current)
+        if value not in wanted:
+            return False
+    return True
+
+
 def install_body(entry: dict[str, Any], form: dict[str, str]) -> dict[str, Any]:
-    """The admin API's install body of a submitted install form. Blank inputs are left out (defaults apply)."""
+    """The admin API's install body of a submitted install form. Blank inputs, and inputs that do not belong to what
+    the form chose, are left out (defaults apply)."""
     config: dict[str, Any] = {}
     for f in entry["fields"]:
+        if not applies(f, entry, form):
+            continue
         raw = form.get(f"config.{f['name']}", "")
         if raw.strip():
             config[f["name"]] = raw if f["type"] == "secret" else raw.strip()
@@ -250,7 +294,9 @@ def update_body(entry: dict[str, Any], form: dict[str, str]) -> dict[str, Any]:
     for f in entry["fields"]:
         name = f"config.{f['name']}"
         raw = form.get(name, "")
-        if f["type"] == "secret":
+        if not applies(f, entry, form):
+            config[f["name"]] = None  # no longer part of what the form chose: cleared
+        elif f["type"] == "secret":
             if raw.strip():
                 config[f["name"]] = raw
             elif form.get(f"{name}.remove"):

@@ -20,7 +20,7 @@ from workers.events import blueprint
 from workers.integrations import catalog, manage, registry, sources, status
 from workers.integrations.model import Integration
 from workers.pipeline import replay
-from workers.sink import athena, iam
+from workers.sink import athena, credentials
 from workers.web import forms
 from workers.web.deps import ID_MAX_CHARS
 from workers.web.pages import ConsoleRoute, fragment, posted, redirect, render, signed_in
@@ -73,6 +73,7 @@ def _settings_page(
     *,
     error: ConfigError | None = None,
     failure: Any = None,
+    check: dict[str, Any] | None = None,
 ) -> Response:
     entry = catalog.find(catalog.INTEGRATION_TYPE)
     assert entry is not None
@@ -87,6 +88,7 @@ def _settings_page(
         integ,
         "settings",
         "integration_settings.html",
+        check=check,
         name_field=name,
         fields=fields,
         blueprint_fields=bp_fields,
@@ -277,10 +279,35 @@ def delete(request: Request, integration_id: str = IntegrationId, form: dict[str
 
 @router.get(BASE + "/query", dependencies=SIGNED_IN)
 def query_tab(request: Request, integration_id: str = IntegrationId) -> Response:
-    integ = registry.get(state(request).r, integration_id)
+    st = state(request)
+    integ = registry.get(st.r, integration_id)
     try:
         ddl, ddl_error = athena.athena_ddl(integ.id, integ.config), None
     except ValueError as exc:
         ddl, ddl_error = None, str(exc)
-    policy = json.dumps(iam.iam_policy(integ.config), indent=2)
-    return _page(request, integ, "query", "integration_query.html", ddl=ddl, ddl_error=ddl_error, policy=policy)
+    policies = manage.access_policies(integ, settings=st.settings)
+    policy = json.dumps(policies["permissions_policy"], indent=2)
+    trust = json.dumps(policies["trust_policy"], indent=2) if "trust_policy" in policies else None
+    return _page(
+        request,
+        integ,
+        "query",
+        "integration_query.html",
+        ddl=ddl,
+        ddl_error=ddl_error,
+        policy=policy,
+        trust=trust,
+        principal_unknown=trust is not None and credentials.FLEET_PRINCIPAL in trust,
+    )
+
+
+@router.post(BASE + "/check")
+def check_connection(
+    request: Request, integration_id: str = IntegrationId, _: dict[str, str] = Depends(posted)
+) -> Response:
+    """Check connection (Settings tab): every step an upload takes, shown on the settings page."""
+    st = state(request)
+    integ = registry.get(st.r, integration_id)
+    report = manage.check_connection(st.r, integ.id, settings=st.settings)
+    log.info("checked connection integration=%s ok=%s (console)", integ.id, report["ok"])
+    return _settings_page(request, integ, check=report)

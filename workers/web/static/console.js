@@ -1,7 +1,10 @@
 /* Signal console: small enhancements over server-rendered pages; every page also works without this file.
    - [data-refresh="<url>"][data-refresh-s="<seconds>"]: the element's content is fetched again every few seconds
    - [data-copy="<element id>"]: a button that copies that element's text
-   - [data-show-when="<field name>"][data-show-value="<value>"]: a field shown when another field has that value
+   - [data-show-when="<field name>"][data-show-value="<values>"]: a field shown when another field has one of these
+     (space-separated) values
+   - [data-required-when="<field name>"][data-required-value="<value>"]: a field's "(required)" mark, which says
+     "(required with <value>)" while another field has any other value
    - form[data-busy="<label>"]: its button says what is happening and cannot be pressed twice
    - form[data-autosubmit]: its selects submit the form when changed */
 (function () {
@@ -86,8 +89,28 @@
       return;
     }
     function update() {
-      var wanted = control.value === row.getAttribute("data-show-value");
-      row.hidden = !(wanted || input.value !== "" || row.classList.contains("invalid"));
+      var wanted = row.getAttribute("data-show-value").split(" ").indexOf(control.value) >= 0;
+      row.hidden = !(wanted || row.classList.contains("invalid"));  // what is hidden is not sent (forms.py)
+    }
+    control.addEventListener("change", update);
+    update();
+  }
+
+  function requiredWhen(mark) {
+    var form = mark.closest("form");
+    var control = form && form.elements.namedItem(mark.getAttribute("data-required-when"));
+    var input = mark.closest(".field") && mark.closest(".field").querySelector("input, select");
+    if (!control) {
+      return;
+    }
+    function update() {
+      var value = mark.getAttribute("data-required-value");
+      var required = control.value === value;
+      mark.textContent = required ? "(required)" : "(required with " + value + ")";
+      mark.className = required ? "req" : "muted";
+      if (input) {
+        input.setAttribute("aria-required", required ? "true" : "false");
+      }
     }
     control.addEventListener("change", update);
     update();
@@ -119,6 +142,7 @@
   document.addEventListener("DOMContentLoaded", function () {
     document.querySelectorAll("[data-refresh]").forEach(autoRefresh);
     document.querySelectorAll("[data-show-when]").forEach(showWhen);
+    document.querySelectorAll("[data-required-when]").forEach(requiredWhen);
     document.querySelectorAll("form[data-busy]").forEach(busyForm);
     document.querySelectorAll("form[data-autosubmit]").forEach(autoSubmit);
     document.addEventListener("click", function (event) {

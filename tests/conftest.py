@@ -8,6 +8,7 @@ pytest_plugins = [
     "tests.support.redis_fixtures",
     "tests.support.scaled_fixtures",
     "tests.support.s3_fixtures",
+    "tests.support.aws_account",
     "tests.support.celery_fixtures",
     "tests.support.browser",
     "tests.support.api",

@@ -283,3 +283,19 @@ def test_secret_template_holds_placeholders_only() -> None:
     assert "data" not in secret
     for key, value in secret["stringData"].items():
         assert re.fullmatch(r"<[a-z-]+>(:<[a-z-]+>)?", value), f"{key} is not a placeholder"
+
+
+def test_only_the_processes_that_talk_to_aws_carry_the_fleets_aws_identity() -> None:
+    (account,) = objects_of("ServiceAccount").values()
+    assert account["metadata"]["name"] == "signal-fleet" and account["automountServiceAccountToken"] is False
+    assert account["metadata"]["annotations"]["eks.amazonaws.com/role-arn"].startswith("arn:aws:iam::")
+    identity = {
+        name: d["spec"]["template"]["spec"].get("serviceAccountName") for name, d in objects_of("Deployment").items()
+    }
+    assert identity == {
+        "signal-flush": "signal-fleet",  # uploads
+        "signal-api": "signal-fleet",  # bucket and connection checks
+        "signal-ingest": None,
+        "signal-beat": None,
+        "signal-flower": None,
+    }

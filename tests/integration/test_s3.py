@@ -17,7 +17,6 @@ import botocore.utils
 import orjson
 import pytest
 from botocore.stub import Stubber
-from pydantic import SecretStr
 
 from tests.support.faultproxy import Fault, FaultProxy, fail_first, random_faults
 from tests.support.s3_fixtures import (
@@ -28,6 +27,7 @@ from tests.support.s3_fixtures import (
     s3_client,
 )
 from workers.classify import HINTS, classify
+from workers.integrations.config import IntegrationConfig
 from workers.settings import Settings
 from workers.sink import clients, writer
 from workers.sink.bucket import bucket_region, verify_bucket
@@ -51,19 +51,22 @@ def make_cfg(
     storage_class: str = "STANDARD",
     server_side_encryption: str | None = None,
     kms_key_id: str | None = None,
-) -> SimpleNamespace:
-    return SimpleNamespace(
-        bucket=bucket,
-        region=region,
-        access_key_id=SecretStr(access_key_id),
-        secret_access_key=SecretStr(secret_access_key),
-        session_token=SecretStr(session_token) if session_token is not None else None,
-        prefix="events/",
-        storage_class=storage_class,
-        server_side_encryption=server_side_encryption,
-        kms_key_id=kms_key_id,
-        endpoint_url=endpoint,
-    )
+    checksums: str | None = "auto",  # the moto endpoint plays Amazon S3 here, where every body carries its MD5
+) -> IntegrationConfig:
+    return IntegrationConfig.model_validate(
+        {
+            "bucket": bucket,
+            "region": region,
+            "access_key_id": access_key_id,
+            "secret_access_key": secret_access_key,
+            "session_token": session_token,
+            "prefix": "events/",
+            "server_side_encryption": server_side_encryption,
+            "kms_key_id": kms_key_id,
+            "endpoint_url": endpoint,
+            "checksums": checksums,
+        }
+    ).model_copy(update={"storage_class": storage_class})  # unchecked: S3 itself must refuse a bogus class
 
 
 def fast_settings(**overrides: Any) -> Settings:
@@ -597,10 +600,10 @@ def test_auth_failures_are_permanent_with_the_seed_hint(moto_iam: MotoIam, code:
 
 def test_clients_are_cached_per_credentials_region_and_endpoint(moto_server: MotoServer) -> None:
     settings = fast_settings()
-    cfg = make_cfg(moto_server.endpoint, "b", secret_access_key="secret-one-" + "x" * 29)
+    cfg = make_cfg(moto_server.endpoint, "bkt", secret_access_key="secret-one-" + "x" * 29)
     same = make_cfg(moto_server.endpoint, "other-bucket", secret_access_key="secret-one-" + "x" * 29)
-    other_secret = make_cfg(moto_server.endpoint, "b", secret_access_key="secret-two-" + "x" * 29)
-    other_region = make_cfg(moto_server.endpoint, "b", region="eu-west-1", secret_access_key="secret-one-" + "x" * 29)
+    other_secret = make_cfg(moto_server.endpoint, "bkt", secret_access_key="secret-two-" + "x" * 29)
+    other_region = make_cfg(moto_server.endpoint, "bkt", region="eu-west-1", secret_access_key="secret-one-" + "x" * 29)
 
     client = clients.client_for(cfg, settings=settings)
     assert clients.client_for(same, settings=settings) is client
@@ -619,13 +622,13 @@ def test_clients_are_cached_per_credentials_region_and_endpoint(moto_server: Mot
 def test_client_cache_is_bounded() -> None:
     settings = fast_settings()
     for i in range(clients.CLIENT_CACHE_SIZE + 5):
-        clients.client_for(make_cfg("http://127.0.0.1:9", "b", access_key_id=f"key-{i}"), settings=settings)
+        clients.client_for(make_cfg("http://127.0.0.1:9", "bkt", access_key_id=f"key-{i}"), settings=settings)
     assert len(clients._clients) == clients.CLIENT_CACHE_SIZE
 
 
 def test_client_configuration(moto_server: MotoServer) -> None:
     settings = fast_settings(s3_max_attempts=4, s3_connect_timeout_s=1.5, s3_read_timeout_s=7.0)
-    custom = clients.client_for(make_cfg(moto_server.endpoint, "b"), settings=settings)
+    custom = clients.client_for(make_cfg(moto_server.endpoint, "bkt", checksums=None), settings=settings)
     config = custom.meta.config
     assert config.retries == {"mode": "standard", "total_max_attempts": 4}
     assert (config.connect_timeout, config.read_timeout) == (1.5, 7.0)
@@ -635,6 +638,6 @@ def test_client_configuration(moto_server: MotoServer) -> None:
     assert config.response_checksum_validation == "when_required"
     assert custom.meta.endpoint_url == moto_server.endpoint
 
-    aws = clients.client_for(make_cfg(None, "b", region="eu-central-1"), settings=settings)
+    aws = clients.client_for(make_cfg(None, "bkt", region="eu-central-1", checksums=None), settings=settings)
     assert aws.meta.region_name == "eu-central-1"
     assert aws.meta.config.request_checksum_calculation == "when_supported"

@@ -8,15 +8,15 @@ PYTEST_ARGS ?=
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help install redis-bin rabbitmq-bin chromium-bin systemd-bin wrk-bin test unit integration deploy-checks run \
-	flower flower-auth bench lint format clean
+.PHONY: help install redis-bin rabbitmq-bin chromium-bin systemd-bin promtool-bin wrk-bin test unit integration \
+	deploy-checks run flower flower-auth bench lint format clean
 
 help:
 	@echo "make install      create $(VENV) and install the project with its test extras"
-	@echo "make test         the lint, then all tests (installs redis-server, rabbitmq-server, chromium and systemd's"
-	@echo "                  systemd-analyze first if missing, as root)"
+	@echo "make test         the lint, then all tests (installs redis-server, rabbitmq-server, chromium, systemd's"
+	@echo "                  systemd-analyze and prometheus's promtool first if missing, as root)"
 	@echo "make unit         tests/unit only"
-	@echo "make deploy-checks tests/deploy only (compose, Kubernetes, systemd files)"
+	@echo "make deploy-checks tests/deploy only (compose, Kubernetes, systemd files, alert rules)"
 	@echo "make integration  tests/integration only (real redis-server, rabbitmq-server, moto_server, celery, chromium)"
 	@echo "make run          run the fleet locally against moto S3 (RUN_SECONDS=N to stop after N seconds)"
 	@echo "make flower       Flower on 127.0.0.1:\$${FLOWER_PORT:-5555}; requires FLOWER_BASIC_AUTH=user:password"
@@ -85,13 +85,13 @@ chromium-bin:
 	  fi; \
 	fi
 
-test: lint redis-bin rabbitmq-bin chromium-bin systemd-bin
+test: lint redis-bin rabbitmq-bin chromium-bin systemd-bin promtool-bin
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 unit: install
 	$(VENV)/bin/pytest tests/unit $(PYTEST_ARGS)
 
-deploy-checks: install systemd-bin
+deploy-checks: install systemd-bin promtool-bin
 	$(VENV)/bin/pytest tests/deploy $(PYTEST_ARGS)
 
 integration: install redis-bin rabbitmq-bin chromium-bin
@@ -122,6 +122,22 @@ systemd-bin:
 	  else \
 	    echo "error: systemd-analyze is not on PATH. The deployment checks verify the systemd units with it." >&2; \
 	    echo "Install it, e.g. 'sudo apt-get install systemd', or run 'make test' as root on Debian/Ubuntu." >&2; \
+	    exit 1; \
+	  fi; \
+	fi
+
+# The alert rules of deploy/prometheus are checked and unit-tested with promtool, from Debian's prometheus package
+# (no Prometheus needs to run; on a host with systemd the package also enables its own prometheus service).
+promtool-bin:
+	@if ! command -v promtool >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "promtool not found: installing Debian's prometheus package"; \
+	    DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null || exit 1; \
+	  else \
+	    echo "error: promtool is not on PATH. The deployment checks test the alert rules with it." >&2; \
+	    echo "Install it, e.g. 'sudo apt-get install prometheus' (Debian/Ubuntu) or 'brew install prometheus' (macOS)," >&2; \
+	    echo "or run 'make test' as root on Debian/Ubuntu to have it installed." >&2; \
 	    exit 1; \
 	  fi; \
 	fi

@@ -79,6 +79,9 @@ def test_scraped_counts_match_the_bucket_and_the_dead_letter_store(
     assert value("signal_events_rejected_total", **a, reason="missing_event") == 3
     assert value("signal_events_rejected_total", **a, reason="not_an_object") == 3
     assert value("signal_events_buffered", **a) == 0 and value("signal_bytes_buffered", **a) == 0
+    # everything was delivered: nothing waits, so neither is late
+    assert value("signal_oldest_buffered_event_age_seconds", **a) == 0
+    assert value("signal_waiting_since_last_delivery_seconds", **a) == 0
     assert value("signal_dead_letter_batches", **a) == 0
     assert value("signal_upload_retries_total", **a) == fleet.stats(iid).get("retries", 0)
     for hist in ("signal_upload_duration_seconds", "signal_event_to_object_latency_seconds"):
@@ -92,6 +95,9 @@ def test_scraped_counts_match_the_bucket_and_the_dead_letter_store(
     assert value("signal_dead_letter_events", **m) == 40
     assert value("signal_upload_failures_total", **m, code="NoSuchBucket") == len(held)
     assert value("signal_objects_delivered_total", **m) == 0
-    assert value("signal_events_buffered", **m) == 40  # held events are still buffered, waiting for a replay
+    # held events wait for a replay, not for delivery: counted as dead-letter events, neither buffered nor late
+    assert value("signal_events_buffered", **m) == 0 and value("signal_bytes_buffered", **m) == 0
+    assert value("signal_oldest_buffered_event_age_seconds", **m) == 0
+    assert value("signal_waiting_since_last_delivery_seconds", **m) == 0
     assert value("signal_upload_duration_seconds_count", **m) == 0
     assert ("process_cpu_seconds_total", ()) in samples  # the serving process's own metrics

@@ -7,6 +7,7 @@ import pytest
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 
+from workers import clock
 from workers.observe import metrics
 from workers.store import buffer, histograms, keys
 
@@ -48,6 +49,10 @@ def seal_and_claim(r, iid, *, now):
     return batch_id
 
 
+def hold(r, iid, batch_id, *, now):
+    assert buffer.hold(r, iid, batch_id, token="t", now_ms=now, code="AccessDenied", message="no", hint="") == "ok"
+
+
 def scrape(r, accept=None):
     body, content_type = metrics.render(r, accept)
     samples = {}
@@ -79,8 +84,8 @@ def test_every_counter_of_every_integration_is_read_from_redis(r):
     assert value(samples, "signal_events_ingested_total", **a) == 14
     assert value(samples, "signal_events_rejected_total", **a, reason="invalid_type") == 2
     assert value(samples, "signal_events_rejected_total", **a, reason="missing_event") == 1
-    assert value(samples, "signal_events_buffered", **a) == 7  # 3 held + 4 open
-    assert value(samples, "signal_bytes_buffered", **a) == 7 * 7
+    assert value(samples, "signal_events_buffered", **a) == 4  # open; the 3 held are signal_dead_letter_events
+    assert value(samples, "signal_bytes_buffered", **a) == 4 * 7
     assert value(samples, "signal_objects_delivered_total", **a) == 1
     assert value(samples, "signal_events_delivered_total", **a) == 7
     assert value(samples, "signal_bytes_delivered_total", **a) == 321
@@ -111,6 +116,9 @@ def test_every_counter_of_every_integration_is_read_from_redis(r):
     for name in (
         "signal_events_ingested_total",
         "signal_events_buffered",
+        "signal_bytes_buffered",
+        "signal_oldest_buffered_event_age_seconds",
+        "signal_waiting_since_last_delivery_seconds",
         "signal_objects_delivered_total",
         "signal_events_delivered_total",
         "signal_bytes_delivered_total",
@@ -203,3 +211,109 @@ def test_collection_refusals_are_counted_per_source_and_reason(r):
     assert value(samples, "signal_collect_refused_events_total", source_id="src-1", reason="rate_limited") == 30
     assert value(samples, "signal_collect_refused_requests_total", source_id="src-2", reason="origin_not_allowed") == 1
     assert value(samples, "signal_collect_refused_requests_total", source_id="src-2", reason="rate_limited") == 0
+
+
+def test_held_events_are_not_buffered_until_a_replay_puts_them_back_in_line(r):
+    append(r, A, 3, now=T0, message_id="m1")
+    held = seal_and_claim(r, A, now=T0 + 1000)
+    hold(r, A, held, now=T0 + 2000)
+    append(r, A, 2, now=T0 + 3000, message_id="m2")
+    a = {"integration_id": A}
+
+    samples, _ = scrape(r)
+    assert value(samples, "signal_events_buffered", **a) == 2
+    assert value(samples, "signal_bytes_buffered", **a) == 2 * 7
+    assert value(samples, "signal_dead_letter_events", **a) == 3
+
+    assert buffer.release(r, A, held, due_ms=T0 + 4000) == "ok"  # replayed: waiting for delivery again
+    samples, _ = scrape(r)
+    assert value(samples, "signal_events_buffered", **a) == 5
+    assert value(samples, "signal_bytes_buffered", **a) == 5 * 7
+    assert value(samples, "signal_dead_letter_events", **a) == 0
+
+    assert buffer.ack(r, A, held, now_ms=T0 + 5000, compressed_bytes=10, key="k")
+    samples, _ = scrape(r)
+    assert value(samples, "signal_events_buffered", **a) == 2
+
+
+def ages(r, monkeypatch, now):
+    """The two waiting gauges of integration A, scraped at ``now``."""
+    monkeypatch.setattr(clock, "now_ms", lambda: now)
+    samples, _ = scrape(r)
+    a = {"integration_id": A}
+    return (
+        value(samples, "signal_oldest_buffered_event_age_seconds", **a),
+        value(samples, "signal_waiting_since_last_delivery_seconds", **a),
+    )
+
+
+def test_the_oldest_waiting_event_is_found_in_open_buffers_and_pending_batches_but_not_held_ones(r, monkeypatch):
+    assert ages(r, monkeypatch, T0) == (0, 0)  # nothing was ever sent
+    append(r, A, 1, now=T0, message_id="m1")
+    hold(r, A, seal_and_claim(r, A, now=T0 + 1000), now=T0 + 2000)
+    assert ages(r, monkeypatch, T0 + 600_000) == (0, 0)  # held events wait for a person, not for delivery
+
+    append(r, A, 2, now=T0 + 10_000, message_id="m2")
+    assert ages(r, monkeypatch, T0 + 70_000) == (60, 60)  # an open buffer: its first append
+
+    seal_and_claim(r, A, now=T0 + 80_000)  # sealed and uploading: still waiting
+    append(r, A, 1, now=T0 + 90_000, message_id="m3")  # a newer open buffer
+    assert ages(r, monkeypatch, T0 + 310_000) == (300, 300)
+
+
+def test_a_pending_batch_without_its_first_append_counts_from_its_seal(r, monkeypatch):
+    append(r, A, 2, now=T0, message_id="m1")
+    batch_id = buffer.seal(r, A, HOUR, now_ms=T0 + 30_000, seal_due_ms=T0 + 60_000)
+    r.hdel(keys.batch_meta(A, batch_id), "first_ms")  # a batch sealed before first_ms was recorded
+    assert ages(r, monkeypatch, T0 + 90_000) == (60, 60)
+
+
+def test_waiting_since_the_last_delivery_is_zero_while_idle_and_grows_while_nothing_is_delivered(r, monkeypatch):
+    append(r, A, 2, now=T0, message_id="m1")
+    delivered = seal_and_claim(r, A, now=T0 + 60_000)
+    assert buffer.ack(r, A, delivered, now_ms=T0 + 61_000, compressed_bytes=10, key="k")
+    later = T0 + 10 * 86_400_000
+    assert ages(r, monkeypatch, later) == (0, 0)  # idle for ten days: nothing waits, nothing is late
+
+    # an event after the idle days: late from its own append, not from the last delivery ten days ago
+    append(r, A, 1, now=later, message_id="m2")
+    assert ages(r, monkeypatch, later + 30_000) == (30, 30)
+
+    # S3 fails: the batch retries and nothing is delivered, so both grow
+    stuck = seal_and_claim(r, A, now=later + 60_000)
+    outcome = buffer.fail(
+        r, A, stuck, token="t", now_ms=later + 61_000, retry_at_ms=later + 120_000, code="SlowDown", message="slow"
+    )
+    assert outcome == "ok"
+    append(r, A, 1, now=later + 100_000, message_id="m3")
+    assert ages(r, monkeypatch, later + 3_600_000) == (3600, 3600)
+
+    # the retried batch is delivered; the newer event still waits, but an object came 100 s ago
+    assert buffer.ack(r, A, stuck, now_ms=later + 3_500_000, compressed_bytes=10, key="k2")
+    assert ages(r, monkeypatch, later + 3_600_000) == (3500, 100)
+
+
+def test_a_scrape_reads_every_batch_in_bounded_round_trips(r, monkeypatch):
+    monkeypatch.setattr(metrics, "_CHUNK", 2)
+    firsts = [T0 + 5000, T0 + 1000, T0 + 9000]
+    for n, first in enumerate(firsts):  # three pending batches, the oldest in the middle
+        append(r, A, 1, now=first, message_id=f"p{n}")
+        seal_and_claim(r, A, now=T0 + 20_000)
+    for n in range(2):  # two held ones, older still
+        append(r, A, 1, now=T0 - 1000, message_id=f"h{n}")
+        hold(r, A, seal_and_claim(r, A, now=T0), now=T0)
+    r.zadd(keys.pending(A), {"delivered-meanwhile": T0})  # its metadata is gone: skipped
+    executes = []
+    pipeline = r.pipeline
+
+    def counting_pipeline(*args, **kwargs):
+        pipe = pipeline(*args, **kwargs)
+        execute = pipe.execute
+        pipe.execute = lambda *a, **k: executes.append(1) or execute(*a, **k)
+        return pipe
+
+    monkeypatch.setattr(r, "pipeline", counting_pipeline)
+    (row,) = [c for c in metrics.read(r) if c.integration_id == A]
+    assert row.oldest_waiting_ms == T0 + 1000
+    assert (row.dead_letter_batches, row.dead_letter_events, row.dead_letter_bytes) == (2, 2, 2 * 7)
+    assert len(executes) == 1 + 3  # the counters, then 6 batches' metadata 2 at a time

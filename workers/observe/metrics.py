@@ -5,6 +5,11 @@ Every counter already lives in Redis, per integration, updated by the Lua script
 scrape reads them, so each worker process of each host is counted exactly once, with no multiprocess directory and
 nothing lost when a worker restarts; any process that can reach Redis serves the same numbers.
 
+Two gauges say whether delivery keeps up, from when the events still waiting were appended (the open index's first
+appends, the ``first_ms`` of each pending batch) and the last delivery (``sig:{I}:status``): how old the oldest
+waiting event is, and how long events have waited with no object delivered. Held batches wait for a person, not for
+delivery: they are counted apart (``signal_dead_letter_*``), not as buffered or waiting.
+
 Histograms are kept the same way: one hash per integration of cumulative bucket counters ``le:<bound_s>`` plus
 ``count`` and ``sum_us`` (microseconds, so sums stay exact integers), incremented by ack.lua once per delivered batch.
 
@@ -19,7 +24,7 @@ from __future__ import annotations
 import signal
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import redis
 from prometheus_client import CollectorRegistry, ProcessCollector, start_http_server
@@ -28,6 +33,7 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
+from workers import clock
 from workers.integrations import registry, sources
 from workers.store import keys
 from workers.store.db import text
@@ -35,7 +41,7 @@ from workers.store.histograms import LATENCY_BUCKETS_S, UPLOAD_BUCKETS_S, Histog
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 9108
-_CHUNK = 1000  # held batches read per pipeline round trip
+_CHUNK = 1000  # batch metadata (held and pending batches) read per pipeline round trip
 
 
 def prometheus_buckets(h: Histogram, bounds_s: Sequence[float]) -> list[tuple[str, float]]:
@@ -45,7 +51,13 @@ def prometheus_buckets(h: Histogram, bounds_s: Sequence[float]) -> list[tuple[st
 
 @dataclass(frozen=True)
 class IntegrationCounters:
-    """One integration's numbers as stored in Redis."""
+    """One integration's numbers as stored in Redis.
+
+    ``stats`` holds the raw counters of ``sig:{I}:stats``, whose ``buffered_*`` still include the held batches (ack.lua
+    takes them off only on delivery); ``buffered_events`` / ``buffered_bytes`` are what waits for delivery.
+    ``oldest_waiting_ms`` is when the oldest event waiting for delivery (open buffers and pending batches, never held
+    ones) was appended, None when nothing waits; ``last_success_ms`` is when an object was last delivered.
+    """
 
     integration_id: str
     stats: dict[str, int] = field(default_factory=dict)
@@ -53,13 +65,40 @@ class IntegrationCounters:
     dead_letter_events: int = 0
     upload: Histogram = Histogram({}, 0, 0)
     latency: Histogram = Histogram({}, 0, 0)
+    dead_letter_bytes: int = 0
+    oldest_waiting_ms: int | None = None
+    last_success_ms: int | None = None
 
     def by_prefix(self, prefix: str) -> dict[str, int]:
         return {k[len(prefix) :]: v for k, v in self.stats.items() if k.startswith(prefix)}
 
+    @property
+    def buffered_events(self) -> int:
+        """Accepted events waiting for delivery: open buffers and sealed batches, held batches left out."""
+        return max(self.stats.get("buffered_events", 0) - self.dead_letter_events, 0)
+
+    @property
+    def buffered_bytes(self) -> int:
+        return max(self.stats.get("buffered_bytes", 0) - self.dead_letter_bytes, 0)
+
+    def oldest_waiting_age_s(self, now_ms: int) -> float:
+        """Seconds since the oldest event waiting for delivery was appended; 0 when nothing waits."""
+        if self.oldest_waiting_ms is None:
+            return 0.0
+        return max(now_ms - self.oldest_waiting_ms, 0) / 1000
+
+    def waiting_since_delivery_s(self, now_ms: int) -> float:
+        """While events wait: seconds since the last delivery, or since the oldest waiting event was appended when
+        that came later (an integration that was idle since its last object is not late). 0 when nothing waits."""
+        if self.oldest_waiting_ms is None:
+            return 0.0
+        since_ms = max(self.last_success_ms or 0, self.oldest_waiting_ms)
+        return max(now_ms - since_ms, 0) / 1000
+
 
 def read(r: redis.Redis) -> list[IntegrationCounters]:
-    """Every installed integration's counters, in two pipelined round trips (plus one per 1000 held batches)."""
+    """Every installed integration's counters, in two pipelined round trips plus one per 1000 held or pending batches
+    (their metadata: the held batches' events and bytes, the pending batches' first append)."""
     iids = sorted(registry.ids(r))
     pipe = r.pipeline(transaction=False)
     for iid in iids:
@@ -67,11 +106,16 @@ def read(r: redis.Redis) -> list[IntegrationCounters]:
         pipe.zrange(keys.dead(iid), 0, -1)
         pipe.hgetall(keys.hist_upload(iid))
         pipe.hgetall(keys.hist_latency(iid))
+        pipe.hget(keys.status(iid), "last_success_ms")
+        # the open index before the pending batches: a buffer sealed in between is then seen at least once
+        pipe.zrange(keys.open_index(iid), 0, 0, withscores=True)
+        pipe.zrange(keys.pending(iid), 0, -1)
     replies = pipe.execute()
     rows = []
-    held: list[tuple[int, str]] = []  # (row index, batch id)
+    batches: list[tuple[int, str, bool]] = []  # (row index, batch id, held)
+    oldest: list[int | None] = []
     for n, iid in enumerate(iids):
-        stats_raw, dead, upload, latency = replies[4 * n : 4 * n + 4]
+        stats_raw, dead, upload, latency, last_success, first_open, pending = replies[7 * n : 7 * n + 7]
         rows.append(
             IntegrationCounters(
                 iid,
@@ -80,18 +124,31 @@ def read(r: redis.Redis) -> list[IntegrationCounters]:
                 0,
                 Histogram.from_hash(upload),
                 Histogram.from_hash(latency),
+                last_success_ms=int(last_success) if last_success else None,
             )
         )
-        held += [(n, text(b)) for b in dead]
-    events = [0] * len(rows)
-    for start in range(0, len(held), _CHUNK):
-        chunk = held[start : start + _CHUNK]
-        for n, batch_id in chunk:
-            pipe.hget(keys.batch_meta(rows[n].integration_id, batch_id), "events")
-        for (n, _), v in zip(chunk, pipe.execute(), strict=True):
-            events[n] += int(v or 0)
+        oldest.append(int(first_open[0][1]) if first_open else None)
+        batches += [(n, text(b), True) for b in dead]
+        batches += [(n, text(b), False) for b in pending]
+    events, nbytes = [0] * len(rows), [0] * len(rows)
+    for start in range(0, len(batches), _CHUNK):
+        chunk = batches[start : start + _CHUNK]
+        for n, batch_id, held in chunk:
+            fields = ("events", "bytes") if held else ("first_ms", "sealed_ms")
+            pipe.hmget(keys.batch_meta(rows[n].integration_id, batch_id), fields)
+        for (n, _, held), meta in zip(chunk, pipe.execute(), strict=True):
+            if held:
+                held_events, held_bytes = meta
+                events[n] += int(held_events or 0)
+                nbytes[n] += int(held_bytes or 0)
+                continue
+            first_ms, sealed_ms = meta
+            if first_ms is None and sealed_ms is None:  # no metadata: delivered since the index was read
+                continue
+            appended_ms, current = int(first_ms or sealed_ms), oldest[n]
+            oldest[n] = appended_ms if current is None else min(current, appended_ms)
     return [
-        IntegrationCounters(row.integration_id, row.stats, row.dead_letter_batches, events[n], row.upload, row.latency)
+        replace(row, dead_letter_events=events[n], dead_letter_bytes=nbytes[n], oldest_waiting_ms=oldest[n])
         for n, row in enumerate(rows)
     ]
 
@@ -120,8 +177,12 @@ def refusal_families(refused: dict[str, dict[str, dict[str, int]]]) -> list[Metr
     return [requests, events]
 
 
-def families(rows: Iterable[IntegrationCounters]) -> list[Metric]:
-    """The metric families of the fleet, one labelled series per integration (and reason / error code)."""
+def families(rows: Iterable[IntegrationCounters], *, now_ms: int | None = None) -> list[Metric]:
+    """The metric families of the fleet, one labelled series per integration (and reason / error code).
+
+    ``now_ms`` is the time the ages are measured at (default: the clock's now).
+    """
+    now_ms = clock.now_ms() if now_ms is None else now_ms
     iid = ["integration_id"]
     ingested = CounterMetricFamily("signal_events_ingested", "Events accepted into the buffers.", labels=iid)
     rejected = CounterMetricFamily("signal_events_rejected", "Events rejected, by reason.", labels=[*iid, "reason"])
@@ -139,11 +200,26 @@ def families(rows: Iterable[IntegrationCounters]) -> list[Metric]:
         labels=iid,
     )
     buffered_events = GaugeMetricFamily(
-        "signal_events_buffered", "Accepted events not yet delivered (open buffers and sealed batches).", labels=iid
+        "signal_events_buffered",
+        "Accepted events waiting for delivery (open buffers and sealed batches; held batches are in "
+        "signal_dead_letter_events).",
+        labels=iid,
     )
     buffered_bytes = GaugeMetricFamily(
         "signal_bytes_buffered",
         "Bytes of the events counted in signal_events_buffered (uncompressed JSON lines).",
+        labels=iid,
+    )
+    oldest_age = GaugeMetricFamily(
+        "signal_oldest_buffered_event_age_seconds",
+        "Seconds since the oldest event waiting for delivery (open buffers and sealed batches, not held ones) was "
+        "appended; 0 when nothing waits.",
+        labels=iid,
+    )
+    waiting = GaugeMetricFamily(
+        "signal_waiting_since_last_delivery_seconds",
+        "While events wait for delivery: seconds since the last object was delivered, or since the oldest waiting "
+        "event was appended if that came later; 0 when nothing waits (an idle integration).",
         labels=iid,
     )
     objects = CounterMetricFamily("signal_objects_delivered", "Objects written to S3.", labels=iid)
@@ -177,8 +253,10 @@ def families(rows: Iterable[IntegrationCounters]) -> list[Metric]:
         for reason, count in sorted(row.by_prefix("removed:").items()):
             removed.add_metric([*label, reason], count)
         fallback.add_metric(label, row.stats.get(keys.STAT_PARTITION_FALLBACK, 0))
-        buffered_events.add_metric(label, row.stats.get("buffered_events", 0))
-        buffered_bytes.add_metric(label, row.stats.get("buffered_bytes", 0))
+        buffered_events.add_metric(label, row.buffered_events)
+        buffered_bytes.add_metric(label, row.buffered_bytes)
+        oldest_age.add_metric(label, row.oldest_waiting_age_s(now_ms))
+        waiting.add_metric(label, row.waiting_since_delivery_s(now_ms))
         objects.add_metric(label, row.stats.get("delivered_objects", 0))
         events.add_metric(label, row.stats.get("delivered_events", 0))
         nbytes.add_metric(label, row.stats.get("delivered_bytes", 0))
@@ -196,6 +274,8 @@ def families(rows: Iterable[IntegrationCounters]) -> list[Metric]:
         fallback,
         buffered_events,
         buffered_bytes,
+        oldest_age,
+        waiting,
         objects,
         events,
         nbytes,

@@ -30,3 +30,8 @@ def iso(dt: datetime) -> str:
 def hour_of(dt: datetime) -> str:
     """The buffer hour of an instant: ``YYYYMMDDHH`` in UTC."""
     return dt.astimezone(UTC).strftime("%Y%m%d%H")
+
+
+def hour_of_ms(ms: int) -> str:
+    """``hour_of`` of an instant in milliseconds since the epoch."""
+    return hour_of(from_ms(ms))

@@ -71,6 +71,8 @@ class Settings(BaseSettings):
     # How long a process uses an integration it read before reading it again (its config, blueprint, enabled): a
     # change reaches every worker and API process within this long. 0 reads it for every message.
     integration_cache_ttl_s: float = Field(1.0, ge=0, le=60)
+    # How long the object ledger keeps the record of each object written (workers/store/ledger.py).
+    ledger_retention_s: int = Field(7 * 24 * 3600, ge=3600, le=90 * 24 * 3600)
 
     # Credentials: whether an integration may write with the fleet's own AWS identity (credentials "fleet"); in a fleet
     # shared by several teams it would let any integration write with the fleet's rights.

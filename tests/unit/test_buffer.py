@@ -140,7 +140,7 @@ def test_fail_schedules_the_retry_in_our_own_store_and_pins_the_key(r):
     assert r.zrangebyscore(keys.pending(IID), "-inf", T0 + 49) == []
     assert r.zrangebyscore(keys.pending(IID), "-inf", T0 + 50) == [b.encode()]
     c = buffer.claim(r, IID, b, token="t2", now_ms=T0 + 60, lease_ms=1000, key="k/new")
-    assert (c.attempts, c.first_failure_ms, c.key) == (2, T0, "k/old")
+    assert (c.attempts, c.retry_since_ms, c.key) == (2, T0, "k/old")
 
 
 def test_hold_keeps_events_until_release(r):
@@ -167,7 +167,7 @@ def test_hold_keeps_events_until_release(r):
     assert buffer.release(r, IID, b, due_ms=T0 + 10) == "ok"
     assert buffer.held_batches(r, IID) == []
     c = buffer.claim(r, IID, b, token="t3", now_ms=T0 + 20, lease_ms=1000, key="k2")
-    assert c.state == "ok" and c.first_failure_ms is None
+    assert c.state == "ok" and c.retry_since_ms is None
     # S3 refused outright and nothing was uncertain: the new key (from the fixed config) is used
     assert c.key == "k2"
 

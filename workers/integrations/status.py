@@ -39,10 +39,13 @@ def integration_status(r: redis.Redis, integration_id: str) -> dict[str, Any]:
             "permanent": st.get("last_error_permanent") == "1",
             "at": _iso_ms(st.get("last_error_ms")),
         }
+    held_events = sum(int(b.get("events", 0)) for b in held)
+    held_bytes = sum(int(b.get("bytes", 0)) for b in held)
     return {
         "integration_id": integration_id,
-        "buffered_events": stats.get("buffered_events", 0),
-        "buffered_bytes": stats.get("buffered_bytes", 0),
+        # the store's buffered counters include held batches until they are delivered: held is not buffered
+        "buffered_events": max(stats.get("buffered_events", 0) - held_events, 0),
+        "buffered_bytes": max(stats.get("buffered_bytes", 0) - held_bytes, 0),
         "ingested_events": stats.get("ingested_events", 0),
         "rejected_events": {k.split(":", 1)[1]: v for k, v in stats.items() if k.startswith("rejected:")},
         "removed_events": {k.split(":", 1)[1]: v for k, v in stats.items() if k.startswith("removed:")},
@@ -58,7 +61,7 @@ def integration_status(r: redis.Redis, integration_id: str) -> dict[str, Any]:
         "batches_in_flight": pending,
         "retrying_batches": len(retrying),
         "dead_letter_batches": len(held),
-        "dead_letter_events": sum(int(b.get("events", 0)) for b in held),
+        "dead_letter_events": held_events,
     }
 
 
@@ -76,14 +79,51 @@ def current_error(st: dict[str, Any]) -> dict[str, Any] | None:
     return None
 
 
-def live_events(r: redis.Redis, integration_id: str, limit: int = 50) -> list[dict[str, Any]]:
+LIVE_STATES = ("buffered", "uploading", "retrying", "delivered", "failed", "filtered")
+
+
+def live_events(
+    r: redis.Redis,
+    integration_id: str,
+    limit: int = 50,
+    *,
+    state: str | None = None,
+    type_: str | None = None,
+    event: str | None = None,
+) -> list[dict[str, Any]]:
     """The most recent valid events, newest first, each with its delivery state:
     ``buffered`` (waiting for its flush), ``uploading`` / ``retrying`` (sealed into a batch on its way, with the last
     error code when retrying), ``delivered`` (with the object key), ``failed`` (held in the dead-letter store, with
     the error code and hint) or ``filtered`` (removed by the integration's blueprint, with the ``reason``:
-    ``filtered_out`` or ``consent_denied``; it never reaches S3)."""
+    ``filtered_out`` or ``consent_denied``; it never reaches S3). Each has its ``line`` as stored when it was short
+    enough to keep. ``state``, ``type_`` and ``event`` (a case-insensitive part of the name) filter the records kept
+    (the last ``buffer.LIST_MAX``); ``limit`` applies after them."""
     registry.get(r, integration_id)
-    records = [orjson.loads(x) for x in r.lrange(keys.live(integration_id), 0, max(limit, 1) - 1)]
+    raw = r.lrange(
+        keys.live(integration_id), 0, buffer.LIST_MAX - 1 if (state or type_ or event) else max(limit, 1) - 1
+    )
+    views = _traced(r, integration_id, [orjson.loads(x) for x in raw])
+    wanted = (event or "").lower()
+    return [
+        v
+        for v in views
+        if (state is None or v["state"] == state)
+        and (type_ is None or v["type"] == type_)
+        and (not wanted or wanted in (v.get("event") or "").lower())
+    ][:limit]
+
+
+def pinned_event(r: redis.Redis, integration_id: str) -> dict[str, Any] | None:
+    """The test event sent last (kept apart for ``buffer.PIN_TTL_MS``), traced like a live event, however many events
+    arrived since; None when there is none."""
+    raw = r.get(keys.pinned(integration_id))
+    if raw is None:
+        return None
+    return _traced(r, integration_id, [orjson.loads(raw)])[0]
+
+
+def _traced(r: redis.Redis, integration_id: str, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Live records with their state, traced through the sealed batch to the object (two round trips)."""
     pipe = r.pipeline(transaction=False)
     for rec in records:
         if "hour" in rec:
@@ -106,8 +146,11 @@ def live_events(r: redis.Redis, integration_id: str, limit: int = 50) -> list[di
             "event": rec.get("event"),
             "received_at": rec["received_at"],
             "batch_id": b,
+            "hour": rec.get("hour"),
             "state": "buffered",
         }
+        if rec.get("line") is not None:
+            view["line"] = rec["line"]
         if rec.get("state") == "filtered":
             view.update(state="filtered", reason=rec["reason"])
         elif b:

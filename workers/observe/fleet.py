@@ -63,8 +63,8 @@ def totals(r: redis.Redis) -> dict[str, int]:
     out = {"integrations": 0, "buffered_events": 0, "buffered_bytes": 0, "held_batches": 0, "held_events": 0}
     for c in metrics.read(r):
         out["integrations"] += 1
-        out["buffered_events"] += c.stats.get("buffered_events", 0)
-        out["buffered_bytes"] += c.stats.get("buffered_bytes", 0)
+        out["buffered_events"] += c.buffered_events
+        out["buffered_bytes"] += c.buffered_bytes
         out["held_batches"] += c.dead_letter_batches
         out["held_events"] += c.dead_letter_events
     return out

@@ -7,6 +7,7 @@ ingest worker does with a prepared message; ``ingest`` does both for any other p
 from __future__ import annotations
 
 import logging
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -109,10 +110,11 @@ def append(
         lines_by_hour=message.lines_by_hour,
         rejection_counts=Counter(rj.reason for rj in message.rejected),
         rejection_records=[orjson.dumps({"at_ms": now_ms, **rj}) for rj in rejected],
-        live_records=_live_records(message.live, now_ms),
+        live_records=_live_records(message.live, _lines_at(message, message.live), now_ms),
         removed_counts=message.removed,
         removed_records=_removed_records(message.removed_live, now_ms),
         partition_fallback=message.partition_fallback,
+        pin=_pin(message),
     )
     result = buffer.append(r, integration_id, appended, append_limits(cfg, settings, now_ms))
     _tell_due_index(
@@ -204,11 +206,32 @@ def record_ingest_failure(
     return n
 
 
-def _live_records(live: list[tuple[int, str, str, str, str | None, str]], now_ms: int) -> dict[int, bytes]:
-    """Trace records of the last accepted lines (the live events view), keyed by flattened position, each missing
-    the generation the append script completes it with."""
-    return {
-        pos: orjson.dumps(
+LIVE_LINE_MAX = 8 * 1024  # a live record keeps its event's line up to this size (the inspector shows it)
+TEST_EVENT_ID = re.compile(r"test-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def _lines_at(message: Message, live: list[tuple[int, str, str, str, str | None, str]]) -> dict[int, bytes]:
+    """The lines of the live records' positions (flattened over the hours, in order), without copying the rest."""
+    wanted = sorted(pos for pos, *_ in live)
+    out: dict[int, bytes] = {}
+    offset = 0
+    k = 0
+    for group in message.lines_by_hour.values():
+        while k < len(wanted) and wanted[k] < offset + len(group):
+            out[wanted[k]] = group[wanted[k] - offset]
+            k += 1
+        offset += len(group)
+    return out
+
+
+def _live_records(
+    live: list[tuple[int, str, str, str, str | None, str]], lines: dict[int, bytes], now_ms: int
+) -> dict[int, bytes]:
+    """Trace records of the last accepted lines (the live events view), keyed by flattened position, each with its
+    line (when short enough to keep) and missing the generation the append script completes it with."""
+    out = {}
+    for pos, hour, event_id, type_, event, received_at in live:
+        head = orjson.dumps(
             {
                 "event_id": event_id,
                 "type": type_,
@@ -218,9 +241,21 @@ def _live_records(live: list[tuple[int, str, str, str, str | None, str]], now_ms
                 "hour": hour,
             }
         )[:-1]
-        + b',"gen":'
-        for pos, hour, event_id, type_, event, received_at in live
-    }
+        line = lines.get(pos, b"")
+        kept = b',"line":' + line if 0 < len(line) <= LIVE_LINE_MAX else b""
+        out[pos] = head + kept + b',"gen":'
+    return out
+
+
+def _pin(message: Message) -> int:
+    """The record to keep apart for a test event (``signal-s3 test``, Send test event), in append.lua's terms."""
+    for pos, _hour, event_id, *_ in message.live:
+        if TEST_EVENT_ID.fullmatch(event_id):
+            return pos + 1
+    for k, (event_id, *_) in enumerate(message.removed_live):
+        if TEST_EVENT_ID.fullmatch(event_id):
+            return -(k + 1)
+    return 0
 
 
 def _removed_records(removed_live: list[tuple[str, str, str | None, str, str]], now_ms: int) -> list[bytes]:

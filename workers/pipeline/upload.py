@@ -25,7 +25,7 @@ from workers.integrations.config import IntegrationConfig
 from workers.settings import Settings
 from workers.sink import clients, writer
 from workers.sink.object_keys import object_key, variant_of
-from workers.store import buffer, facts
+from workers.store import buffer, facts, ledger
 
 log = logging.getLogger(__name__)
 
@@ -112,14 +112,30 @@ def upload(r: redis.Redis, integration_id: str, batch_id: str, *, settings: Sett
         failure = classify(exc, refreshing_credentials=cfg.credentials != ACCESS_KEY)
         _record_failure(r, integration_id, batch_id, token, c, failure, cfg, settings)
     upload_s = time.perf_counter() - started_s
+    written_ms = clock.now_ms()
+    record = ledger.Record(
+        key=c.key,
+        hour=c.hour,
+        events=c.events,
+        raw_bytes=c.bytes,
+        bytes=result.compressed_bytes,
+        first_ms=c.first_ms,
+        last_ms=c.last_ms,
+        written_ms=written_ms,
+        upload_ms=round(upload_s * 1000),
+        attempts=c.attempts,
+        etag=result.etag.strip('"'),
+    )
     buffer.ack(
         r,
         integration_id,
         batch_id,
-        now_ms=clock.now_ms(),
+        now_ms=written_ms,
         compressed_bytes=result.compressed_bytes,
         key=c.key,
         upload_s=upload_s,
+        ledger_record=ledger.pack(record),
+        ledger_ttl_ms=settings.ledger_retention_s * 1000,
     )
     log.info(
         "delivered integration=%s batch=%s events=%d bytes=%d key=%s",
@@ -194,7 +210,7 @@ def _record_failure(
 ) -> NoReturn:
     """Hold the batch (permanent, or retried for too long) or schedule its retry; raises either way."""
     now_ms = clock.now_ms()
-    first_ms = c.first_failure_ms or now_ms
+    first_ms = c.retry_since_ms or now_ms
     if not f.permanent and now_ms - first_ms >= settings.max_retry_age_s * 1000:
         f = Failure(
             f.code,

@@ -15,14 +15,16 @@ from dataclasses import dataclass, field
 
 import redis
 
+from workers import clock
 from workers.errors import SignalError, Unavailable
-from workers.store import db, keys
+from workers.store import db, keys, overview
 from workers.store.db import text
 from workers.store.histograms import LATENCY_BUCKETS_S, UPLOAD_BUCKETS_S, lua_buckets
 from workers.store.scripts import SCRIPTS
 
 LIST_MAX = 100  # recent rejections and recent live events kept per integration
 TRACE_TTL_MS = 48 * 3600 * 1000  # how long the path event -> batch -> object stays traceable
+PIN_TTL_MS = 15 * 60 * 1000  # how long a test event stays pinned on top of Live Events
 
 
 def _prefixes(iid: str) -> list[object]:
@@ -35,7 +37,15 @@ def _prefixes(iid: str) -> list[object]:
         keys.sealed(iid, "", "")[:-1],
         keys.delivered(iid, ""),
         TRACE_TTL_MS,
+        keys.open_last(iid),
     ]
+
+
+def _overview_at(iid: str, now_ms: int) -> tuple[str, str, str]:
+    """The overview block key of the hour of ``now_ms``, its block suffix and its field prefix."""
+    hour = clock.hour_of_ms(now_ms)
+    block = overview.block_of(hour)
+    return keys.overview(iid, block), block, overview.field_prefix(hour)
 
 
 class NotReplicated(Unavailable, redis.TimeoutError):
@@ -91,6 +101,7 @@ class Append:
     removed_counts: Mapping[str, int] = field(default_factory=dict)
     removed_records: Sequence[bytes] = ()
     partition_fallback: int = 0
+    pin: int = 0  # a record also kept alone (a test event's): position of its line + 1, or -(index + 1) if removed
 
 
 def append(r: redis.Redis, iid: str, message: Append, limits: Limits) -> AppendResult:
@@ -110,6 +121,8 @@ def append(r: redis.Redis, iid: str, message: Append, limits: Limits) -> AppendR
         keys.pending(iid),
         keys.rejections(iid),
         keys.live(iid),
+        _overview_at(iid, message.now_ms)[0],
+        keys.pinned(iid),
     ]
     if limits.min_replicas:
         reply = _append_replicated(r, script_keys, args, limits.min_replicas, limits.replicas_timeout_ms)
@@ -131,6 +144,10 @@ def _append_args(iid: str, m: Append, limits: Limits) -> list[object]:
         limits.batch_max_bytes,
         limits.seal_due_ms,
         LIST_MAX,
+        overview.field_prefix(clock.hour_of_ms(m.now_ms)),
+        overview.RETENTION_S,
+        m.pin,
+        PIN_TTL_MS,
         *_prefixes(iid),
     ]
     counts = [(f"rejected:{reason}", n) for reason, n in m.rejection_counts.items()]
@@ -208,8 +225,10 @@ class Claim:
     bytes: int = 0
     attempts: int = 0
     claims: int = 0
-    first_failure_ms: int | None = None
+    retry_since_ms: int | None = None  # the first failure since sealed or last replayed (the retry age)
     key: str = ""
+    first_ms: int = 0  # when the batch's first event was appended
+    last_ms: int = 0  # and its last
 
 
 def claim(r: redis.Redis, iid: str, batch_id: str, *, token: str, now_ms: int, lease_ms: int, key: str) -> Claim:
@@ -221,7 +240,7 @@ def claim(r: redis.Redis, iid: str, batch_id: str, *, token: str, now_ms: int, l
     state = text(res[0])
     if state != "ok":
         return Claim(state)
-    _, hour, events, nbytes, attempts, claims, first_failure, obj_key = res
+    _, hour, events, nbytes, attempts, claims, retry_since, obj_key, first_ms, last_ms = res
     return Claim(
         "ok",
         text(hour),
@@ -229,8 +248,10 @@ def claim(r: redis.Redis, iid: str, batch_id: str, *, token: str, now_ms: int, l
         int(nbytes),
         int(attempts),
         int(claims),
-        int(first_failure) if first_failure else None,
+        int(retry_since) if retry_since else None,
         text(obj_key),
+        int(float(first_ms or now_ms)),
+        int(float(last_ms or now_ms)),
     )
 
 
@@ -265,13 +286,18 @@ def ack(
     compressed_bytes: int,
     key: str,
     upload_s: float | None = None,
+    ledger_record: bytes = b"",
+    ledger_ttl_ms: int = 7 * 86_400_000,
 ) -> bool:
-    """Finish a delivered batch: delete it, count the delivery and observe the fleet-wide histograms (the latency
-    from its first event's append to ``now_ms``, and ``upload_s``, the successful upload attempt, when given).
+    """Finish a delivered batch: delete it, count the delivery, observe the histograms (the latency from its first
+    event's append to ``now_ms``, and ``upload_s``, the successful upload attempt, when given), count it in the
+    delivery overview and append ``ledger_record`` (``workers.store.ledger.pack``) to the ledger of the hour, kept
+    ``ledger_ttl_ms``.
 
     True when this call finished the batch; False when it was already gone (nothing is counted twice).
     """
     upload_us = "" if upload_s is None else max(round(upload_s * 1_000_000), 0)
+    ov_key, _, hh = _overview_at(iid, now_ms)
     return bool(
         SCRIPTS.ack(
             keys=[
@@ -284,6 +310,8 @@ def ack(
                 keys.delivered(iid, batch_id),
                 keys.hist_upload(iid),
                 keys.hist_latency(iid),
+                ov_key,
+                keys.ledger(iid, clock.hour_of_ms(now_ms)),
             ],
             args=[
                 batch_id,
@@ -292,6 +320,11 @@ def ack(
                 key,
                 TRACE_TTL_MS,
                 upload_us,
+                hh,
+                overview.RETENTION_S,
+                ledger_ttl_ms,
+                ledger_record,
+                *overview.lua_latency_bounds(),
                 *lua_buckets(LATENCY_BUCKETS_S),
                 *lua_buckets(UPLOAD_BUCKETS_S),
             ],
@@ -315,10 +348,18 @@ def fail(
 def hold(
     r: redis.Redis, iid: str, batch_id: str, *, token: str, now_ms: int, code: str, message: str, hint: str
 ) -> str:
+    ov_key, block, hh = _overview_at(iid, now_ms)
     return text(
         SCRIPTS.hold(
-            keys=[keys.batch_meta(iid, batch_id), keys.pending(iid), keys.dead(iid), keys.status(iid), keys.stats(iid)],
-            args=[batch_id, token, now_ms, code, message, hint],
+            keys=[
+                keys.batch_meta(iid, batch_id),
+                keys.pending(iid),
+                keys.dead(iid),
+                keys.status(iid),
+                keys.stats(iid),
+                ov_key,
+            ],
+            args=[batch_id, token, now_ms, code, message, hint, block, hh, overview.RETENTION_S],
             client=r,
         )
     )
@@ -328,7 +369,7 @@ def release(r: redis.Redis, iid: str, batch_id: str, *, due_ms: int) -> str:
     return text(
         SCRIPTS.release(
             keys=[keys.batch_meta(iid, batch_id), keys.pending(iid), keys.dead(iid)],
-            args=[batch_id, due_ms],
+            args=[batch_id, due_ms, keys.overview(iid, "")],
             client=r,
         )
     )

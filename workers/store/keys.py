@@ -8,6 +8,7 @@ Per integration ``I``:
   sig:{I}:buf:<hour>         list    open buffer: one compact JSON line per event
   sig:{I}:open               zset    index of open buffers: hour -> ms of first append
   sig:{I}:openbytes          hash    hour -> bytes in that open buffer
+  sig:{I}:openlast           hash    hour -> ms of the last append to that open buffer (moved into the batch's meta)
   sig:{I}:batch:<id>         list    sealed batch, immutable once sealed
   sig:{I}:meta:<id>          hash    batch metadata (hour, events, bytes, state, attempts, lease, errors)
   sig:{I}:pending            zset    batch id -> ms when it may next be (re)claimed (lease expiry / retry due)
@@ -25,6 +26,11 @@ Per integration ``I``:
   sig:{I}:hist:upload_s      hash    upload duration histogram: cumulative le:<bound_s> counters, count, sum_us
   sig:{I}:hist:latency_s     hash    event-to-object latency histogram (first append -> ack), same fields
   sig:{I}:bucket             hash    what the fleet learned of the bucket: object_lock (1/0), checked_ms
+  sig:{I}:ov:<YYYYMMDD>.<q>  hash    delivery overview of six UTC hours (q = hour // 6): counts per hour of the day
+                                     (workers/store/overview.py; expires)
+  sig:{I}:ledger:<hour>      string  object ledger: one packed record per object confirmed in that UTC hour
+                                     (workers/store/ledger.py; expires)
+  sig:{I}:pinned             string  the test event Live Events keeps on top until it is delivered or failed (expires)
 Global:
   sig:integrations           set     ids of every installed integration
   sig:{due}:index            zset    due index: integration id -> ms when the tick must next look at it
@@ -81,6 +87,10 @@ def open_index(integration_id: str) -> str:
 
 def open_bytes(integration_id: str) -> str:
     return f"{tag(integration_id)}:openbytes"
+
+
+def open_last(integration_id: str) -> str:
+    return f"{tag(integration_id)}:openlast"
 
 
 def batch(integration_id: str, batch_id: str) -> str:
@@ -141,6 +151,19 @@ def hist_latency(integration_id: str) -> str:
 
 def bucket_facts(integration_id: str) -> str:
     return f"{tag(integration_id)}:bucket"
+
+
+def overview(integration_id: str, block: str) -> str:
+    """One block of the delivery overview (``workers.store.overview.block_of``); ``block=""`` gives the prefix."""
+    return f"{tag(integration_id)}:ov:{block}"
+
+
+def ledger(integration_id: str, hour: str) -> str:
+    return f"{tag(integration_id)}:ledger:{hour}"
+
+
+def pinned(integration_id: str) -> str:
+    return f"{tag(integration_id)}:pinned"
 
 
 SOURCES = f"{PREFIX}:sources"

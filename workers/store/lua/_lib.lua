@@ -5,9 +5,10 @@
 -- prefixes passed in ARGV (all of them carry the integration's hash tag, so every key is in one cluster slot).
 
 -- The prefixes, in the order workers/store/buffer.py passes them, starting at ARGV[i].
+-- `last` is a whole key name: the hash of each open buffer's last append.
 local function prefixes(i)
   return {buf = ARGV[i], batch = ARGV[i + 1], meta = ARGV[i + 2], gen = ARGV[i + 3], sealed = ARGV[i + 4],
-          delivered = ARGV[i + 5], trace_ttl_ms = ARGV[i + 6]}
+          delivered = ARGV[i + 5], trace_ttl_ms = ARGV[i + 6], last = ARGV[i + 7]}
 end
 
 -- Generation of the open buffer of `hour`: events appended now are sealed under sealed:<hour>:<generation>.
@@ -19,7 +20,7 @@ end
 -- The batch becomes immutable; it is indexed in `pending` as due at `due_ms` (the sweep's grace before it may
 -- re-dispatch a batch whose upload message was lost). The buffer's generation is traced to the batch id (for the
 -- live events view) and the hour moves to the next generation. The batch keeps the time its first event was appended
--- (`first_ms`, the open index's score) for the event-to-object latency. Returns the number of events sealed (0: none).
+-- (`first_ms`, the open index's score) for the event-to-object latency, and its last (`last_ms`) for the ledger. Returns the number of events sealed (0: none).
 -- A batch id is sealed once: run again with the same id (a client that retried the call after a lost reply), it
 -- touches nothing and answers as the first run did, so a buffer filled meanwhile never overwrites the batch.
 local function seal(p, hour, batch_id, open_key, openbytes_key, pending_key, now_ms, due_ms)
@@ -31,16 +32,19 @@ local function seal(p, hour, batch_id, open_key, openbytes_key, pending_key, now
   if n == 0 then
     redis.call('ZREM', open_key, hour)
     redis.call('HDEL', openbytes_key, hour)
+    redis.call('HDEL', p.last, hour)
     return 0
   end
   local bytes = tonumber(redis.call('HGET', openbytes_key, hour) or '0')
   local first_ms = tonumber(redis.call('ZSCORE', open_key, hour) or now_ms)
+  local last_ms = tonumber(redis.call('HGET', p.last, hour) or now_ms)
   redis.call('RENAME', buf, p.batch .. batch_id)
   redis.call('ZREM', open_key, hour)
   redis.call('HDEL', openbytes_key, hour)
+  redis.call('HDEL', p.last, hour)
   redis.call('HSET', p.meta .. batch_id,
     'hour', hour, 'events', n, 'bytes', bytes, 'sealed_ms', now_ms, 'first_ms', string.format('%d', first_ms),
-    'state', 'pending', 'attempts', 0, 'claims', 0, 'uncertain', 0)
+    'last_ms', string.format('%d', last_ms), 'state', 'pending', 'attempts', 0, 'claims', 0, 'uncertain', 0)
   redis.call('ZADD', pending_key, due_ms, batch_id)
   local gen = generation(p, hour)
   redis.call('SET', p.sealed .. hour .. ':' .. gen, batch_id, 'PX', p.trace_ttl_ms)

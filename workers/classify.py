@@ -48,7 +48,10 @@ HINTS: Final[dict[str, str]] = {
         "The bucket does not exist. Verify the bucket name (names are case-sensitive and globally unique)."
     ),
     "InvalidAccessKeyId": "The access key ID is incorrect or the IAM user has been deleted. Verify credentials.",
-    "SignatureDoesNotMatch": "The secret access key is incorrect. Regenerate the access key pair.",
+    "SignatureDoesNotMatch": (
+        "The secret access key does not match the access key ID. Check it for a typo or stray spaces and paste it "
+        "again; regenerate the key pair only if the secret is lost."
+    ),
     "PermanentRedirect": _SEED_WRONG_REGION,
     "AuthorizationHeaderMalformed": _SEED_WRONG_REGION,
     "IllegalLocationConstraintException": _SEED_WRONG_REGION,

@@ -17,7 +17,10 @@ SEED_NO_SUCH_BUCKET = (
     "The bucket does not exist. Verify the bucket name (names are case-sensitive and globally unique)."
 )
 SEED_INVALID_KEY = "The access key ID is incorrect or the IAM user has been deleted. Verify credentials."
-SEED_SIGNATURE = "The secret access key is incorrect. Regenerate the access key pair."
+SEED_SIGNATURE = (
+    "The secret access key does not match the access key ID. Check it for a typo or stray spaces and paste it "
+    "again; regenerate the key pair only if the secret is lost."
+)
 SEED_WRONG_REGION = (
     "S3 bucket region must match the region config field. Check the bucket\u2019s actual region in the S3 console."
 )

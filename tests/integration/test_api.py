@@ -23,6 +23,7 @@ from tests.support.processes import REPO_ROOT, child_pids, pid_alive, venv_comma
 from tests.support.s3_fixtures import unique_bucket
 from tests.support.seed import ACCESS_KEY_ID, BUCKET, INSTALL_BODY_TEXT, SECRET_ACCESS_KEY
 from workers.classify import HINTS
+from workers.store import keys
 
 SEED_BODY = INSTALL_BODY_TEXT
 SEED_BUCKET = BUCKET
@@ -248,6 +249,88 @@ def test_admin_token_and_write_keys_are_distinct_powers(api: Api) -> None:
     assert response.status_code == 401 and "Traceback" not in response.text
 
 
+def test_guessing_the_admin_token_locks_the_address_out_of_every_admin_route_and_the_sign_in(
+    start_api: Callable[..., Api], fleet: Any
+) -> None:
+    """Wrong Bearer tokens count per address in the sign-in's own count, shared by every API process: once it is
+    full, the admin API and the console's sign-in answer 429 with Retry-After, even to the right token."""
+    limits = {"SIGNAL_CONSOLE_SIGNIN_MAX_FAILURES": "3", "SIGNAL_CONSOLE_SIGNIN_WINDOW_S": "120"}
+    one, two = start_api(**limits), start_api(**limits)
+    statuses = [
+        (one if i % 2 else two).anon.get("/v1/admin/sources", headers={"Authorization": f"Bearer guess-{i}"})
+        for i in range(20)
+    ]
+    assert [r.status_code for r in statuses] == [401] * 3 + [429] * 17
+    assert one.anon.get("/v1/admin/sources").status_code == 429  # no token, locked all the same
+    for client, path in (
+        (one.admin, "/v1/admin/sources"),
+        (two.admin, "/v1/admin/integration-catalog"),
+        (one.admin, "/metrics"),
+        (two.admin, "/openapi.json"),
+    ):
+        refused = client.get(path)
+        assert refused.status_code == 429, (path, refused.text)
+        wait_s = refused.headers["retry-after"]
+        assert 0 < int(wait_s) <= 120
+        assert refused.json() == {
+            "error": "too_many_failures",
+            "message": f"too many wrong admin tokens from this address; retry after {wait_s} s",
+        }
+    signin = httpx.post(
+        f"{two.base_url}/signin", data={"token": TOKEN, "next": "/integrations"}, headers={"Origin": two.base_url}
+    )
+    assert signin.status_code == 429 and "set-cookie" not in signin.headers and int(signin.headers["retry-after"]) > 0
+    assert "Too many wrong admin tokens from this address. Try again in" in signin.text
+    key = keys.signin_failures("127.0.0.1")
+    assert int(fleet.r.get(key)) == 3 and 0 < fleet.r.ttl(key) <= 120  # refusals while locked never extend it
+    fleet.r.delete(key)  # the window ends
+    assert one.admin.get("/v1/admin/sources").status_code == 200
+    assert "wrong admin token from 127.0.0.1" in one.process.log_text()
+
+
+def test_behind_a_trusted_proxy_the_lock_holds_the_visitors_address_not_the_proxys(
+    start_api: Callable[..., Api], fleet: Any
+) -> None:
+    api = start_api(SIGNAL_CONSOLE_SIGNIN_MAX_FAILURES="2", SIGNAL_TRUSTED_PROXIES="127.0.0.1/32")
+    guesser = {"X-Forwarded-For": "203.0.113.7"}
+    for _ in range(2):
+        assert api.anon.get("/metrics", headers={**guesser, "Authorization": "Bearer guess"}).status_code == 401
+    assert api.admin.get("/metrics", headers=guesser).status_code == 429
+    assert api.admin.get("/metrics", headers={"X-Forwarded-For": "198.51.100.1"}).status_code == 200
+    assert fleet.r.exists(keys.signin_failures("203.0.113.7"))
+    assert not fleet.r.exists(keys.signin_failures("127.0.0.1"))
+    page = httpx.get(f"{api.base_url}/signin", headers=guesser)  # the sign-in reads the same address
+    assert page.status_code == 429 and "Try again in" in page.text
+
+
+def test_admin_errors_share_one_shape(api: Api) -> None:
+    """Every refusal of the admin API is {"error", "message"} (plus its own facts), never a collection body."""
+    refusals = [
+        (api.anon.get("/v1/admin/sources"), 401, "unauthorized"),
+        (api.admin.get("/v1/admin/integrations/nope"), 404, "not_found"),
+        (api.admin.put("/v1/admin/sources"), 405, "method_not_allowed"),
+        (api.admin.post("/v1/admin/sources", content=b"{nope"), 400, "invalid_json"),
+        (
+            api.admin.post("/v1/admin/sources", content=b'{"name": ' + b"[" * 1100 + b"]" * 1100 + b"}"),
+            400,
+            "json_too_deep",
+        ),
+        (api.admin.post("/v1/admin/sources", content=b"x" * 600_000), 413, "body_too_large"),
+        (api.admin.post("/v1/admin/sources", content=b"{}", headers={"Content-Encoding": "br"}), 415, None),
+        (api.admin.post("/v1/admin/sources", json={"name": ""}), 422, "invalid"),
+        (api.admin.get("/v1/admin/integrations/x/live-events", params={"limit": 0}), 422, "invalid"),
+    ]
+    for response, status, error in refusals:
+        body = response.json()
+        assert response.status_code == status, response.text
+        assert isinstance(body["error"], str) and isinstance(body["message"], str) and body["message"]
+        assert "success" not in body, body
+        if error is not None:
+            assert body["error"] == error, body
+    assert refusals[4][0].json()["message"] == "the JSON is nested deeper than 1024 levels"
+    assert refusals[6][0].json()["error"] == "unsupported_encoding"
+
+
 def test_admin_routes_answer_503_without_an_admin_token(
     request: pytest.FixtureRequest, fleet: Any, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
@@ -293,7 +376,7 @@ def test_patch_enable_disable_status_live_events_and_dead_letter(api: Api, make_
 
     st = api.status(iid)
     assert st["buffered_events"] == 0 and st["delivered_objects"] == 0 and st["last_error"] is None
-    assert api.admin.get(f"{base}/live-events", params={"limit": 5}).json() == {"events": []}
+    assert api.admin.get(f"{base}/live-events", params={"limit": 5}).json() == {"events": [], "pinned": None}
     for bad in (0, 101, "x"):
         response = api.admin.get(f"{base}/live-events", params={"limit": bad})
         assert response.status_code == 422 and response.json()["errors"][0]["field"] == "limit"
@@ -512,7 +595,7 @@ def test_no_operation_answers_a_server_error(fleet: Any) -> None:
     write_key = sources.create(fleet.r, "Fuzz").write_key
     admin = {"Authorization": f"Bearer {TOKEN}"}
     collector = {"Authorization": "Basic " + base64.b64encode(f"{write_key}:".encode()).decode()}
-    schema = schemathesis.openapi.from_asgi("/openapi.json", app)
+    schema = schemathesis.openapi.from_asgi("/openapi.json", app, headers=admin)  # the document is the admin's
     labels = []
     for result in schema.get_all_operations():
         operation = result.ok()

@@ -482,7 +482,8 @@ def test_other_methods_and_neighbouring_paths_are_answered_by_fastapi_as_before(
     for path in ("/v1/trackx", "/v1/Track", "/beacon/v1/batchx"):
         response = api.anon.post(path, json={"event": "e"})
         assert response.status_code == 404 and response.json() == {"error": "not_found", "message": "Not Found"}
-    schema = api.anon.get("/openapi.json").json()
+    assert api.anon.get("/openapi.json").status_code == 401  # the document is the admin's
+    schema = api.admin.get("/openapi.json").json()
     for path in ("/v1/batch", "/v1/track", "/v1/page", "/v1/identify", "/v1/group", "/v1/alias", "/v1/screen"):
         operation = schema["paths"][path]["post"]
         assert operation["tags"] == ["collect"] and operation["security"] == [{"writeKey": []}], path
@@ -506,6 +507,7 @@ def test_collection_errors_keep_their_json_bodies_and_stay_readable_by_the_page(
             track,
             422,
             {
+                "success": False,
                 "error": "invalid",
                 "message": "invalid request parameters",
                 "errors": [{"field": "writeKey", "message": "writeKey: String should have at most 500 characters"}],
@@ -516,7 +518,7 @@ def test_collection_errors_keep_their_json_bodies_and_stay_readable_by_the_page(
             {**browser, "Content-Encoding": "br"},
             track,
             415,
-            {"error": "unsupported_encoding", "message": "Content-Encoding must be gzip or absent"},
+            {"success": False, "error": "unsupported_encoding", "message": "Content-Encoding must be gzip or absent"},
         ),
         (
             "/v1/track",
@@ -563,6 +565,27 @@ def test_collection_errors_keep_their_json_bodies_and_stay_readable_by_the_page(
         ),
         (
             "/v1/track",
+            browser,
+            b'{"event": "e", "properties": ' + b'{"a": ' * 1100 + b"1" + b"}" * 1100 + b"}",
+            400,
+            {"success": False, "error": "json_too_deep", "message": "the JSON is nested deeper than 1024 levels"},
+        ),
+        (
+            "/v1/batch",
+            browser,
+            b'{"batch": [{"type": "track", "event": "e", "properties": ' + b"[" * 300 + b"]" * 300 + b"}]}",
+            400,
+            {"success": False, "error": "json_too_deep", "message": "a call is nested deeper than 254 levels"},
+        ),
+        (
+            "/v1/track",
+            browser,
+            b'{"event": "e"',
+            400,
+            {"success": False, "error": "invalid_json", "message": "the request body is not valid JSON"},
+        ),
+        (
+            "/v1/track",
             {"Origin": ORIGIN, **basic("wk_wrong")},
             track,
             401,
@@ -578,6 +601,7 @@ def test_collection_errors_keep_their_json_bodies_and_stay_readable_by_the_page(
         response = api.anon.post(path, headers=headers, content=body)
         assert response.status_code == status, (path, headers, response.text)
         assert response.json() == expected
+        assert list(response.json())[:3] == ["success", "error", "message"]  # every error, the same fields
         assert response.headers["content-type"] == "application/json"
         assert response.headers["access-control-allow-origin"] == ORIGIN, (path, headers)
     unauthorized = api.anon.post("/v1/track", headers=basic("wk_wrong"), content=track)

@@ -20,7 +20,7 @@ from tests.support.console import ConsoleClient, parse
 from workers.integrations import registry, sources
 from workers.store import keys
 from workers.web import console as console_module
-from workers.web import integration_pages, session
+from workers.web import delivery_pages, integration_pages, session
 from workers.web.app import create_app
 from workers.web.deps import CONSOLE_DISABLED
 
@@ -49,7 +49,7 @@ def _settings() -> Any:
 def console_routes(integration_id: str) -> list[tuple[str, str]]:
     """(method, path) of every route of the console, path parameters filled in."""
     out = []
-    for route in [*console_module.router.routes, *integration_pages.router.routes]:
+    for route in [*console_module.router.routes, *integration_pages.router.routes, *delivery_pages.router.routes]:
         path = route.path.replace("{integration_id}", integration_id).replace("{integration_type}", "amazon_s3")
         for method in sorted(route.methods - {"HEAD"}):
             out.append((method, path))
@@ -145,8 +145,16 @@ def test_failed_sign_ins_are_throttled_across_api_processes(fleet, console_setti
             assert "That is not the admin token" in client.sign_in("guess").text
         for client in (a, b):  # the count lives in Redis: both processes refuse, even the right token
             refused = client.sign_in(CONSOLE_TOKEN)
-            assert refused.status_code == 200 and "set-cookie" not in refused.headers
-            assert re.search(r"Too many failed sign-ins\. Try again in \d+ s\.", refused.text)
+            assert refused.status_code == 429 and "set-cookie" not in refused.headers
+            wait_s = int(refused.headers["retry-after"])
+            assert 0 < wait_s <= 60
+            message = parse(refused.text).by_id("signin-error").text
+            assert re.fullmatch(r"Too many wrong admin tokens from this address\. Try again in \d+ s\.", message)
+            shown = client.get("/signin")  # the page says so before anyone types again
+            assert shown.status_code == 429 and "Try again in" in parse(shown.text).by_id("signin-error").text
+            # the admin API refuses the address too: the sign-in's lock cannot be sidestepped there
+            api = httpx.get(f"{one}/v1/admin/sources", headers={"Authorization": f"Bearer {CONSOLE_TOKEN}"})
+            assert api.status_code == 429 and api.json()["error"] == "too_many_failures"
         key = keys.signin_failures("127.0.0.1")
         assert 0 < fleet.r.ttl(key) <= 60 and int(fleet.r.get(key)) == 3
         fleet.r.delete(key)  # the window ends
@@ -232,8 +240,11 @@ def test_every_console_response_carries_the_security_headers(fleet, console, con
         console.get("/integrations/nope"),
         console.get("/integrations/library/gcs/install"),
         console.post(f"/integrations/{iid}/enable", csrf=False),
+        console.get("/api"),
+        console.get("/openapi.json"),
+        anon.get("/openapi.json"),
     ]
-    assert [r.status_code for r in responses] == [200, 303, 200, 200, 200, 200, 200, 404, 404, 403]
+    assert [r.status_code for r in responses] == [200, 303, 200, 200, 200, 200, 200, 404, 404, 403, 200, 200, 401]
     for response in responses:
         assert_security_headers(response)
     assert responses[2].headers["content-type"].startswith(("text/javascript", "application/javascript"))
@@ -248,6 +259,7 @@ def test_pages_run_no_inline_script_and_load_nothing_from_elsewhere(fleet, conso
         "/integrations/library/amazon_s3/install",
         "/sources",
         "/fleet",
+        "/api",
         *(f"/integrations/{iid}{tab}" for tab in ("", "/live", "/dead-letter", "/settings", "/query", "/delete")),
     ]
     for path in paths + ["/signin"]:
@@ -260,3 +272,78 @@ def test_pages_run_no_inline_script_and_load_nothing_from_elsewhere(fleet, conso
             for attr in ("src", "href", "action"):
                 value = el.get(attr)
                 assert value is None or value.startswith(("/", "#")), (path, el.tag, attr, value)
+
+
+# -- the API's reference ----------------------------------------------------------------------------------------------
+
+
+def test_the_openapi_document_is_served_only_with_the_admin_token_or_a_session_and_never_docs_from_a_cdn(
+    fleet, console, console_url, console_settings
+):
+    anon = httpx.Client(base_url=console_url)
+    for path in ("/docs", "/redoc", "/docs/oauth2-redirect"):  # FastAPI's pages load Swagger UI / ReDoc from a CDN
+        assert anon.get(path).status_code == 404 and console.get(path).status_code == 404, path
+    refused = anon.get("/openapi.json")
+    assert refused.status_code == 401 and refused.headers["www-authenticate"] == "Bearer"
+    assert set(refused.json()) == {"error", "message"} and refused.json()["error"] == "unauthorized"
+    wrong = anon.get("/openapi.json", headers={"Authorization": "Bearer wrong"})
+    with_token = anon.get("/openapi.json", headers={"Authorization": f"Bearer {CONSOLE_TOKEN}"})
+    with_session = console.get("/openapi.json")
+    assert wrong.status_code == 401 and with_token.status_code == 200 and with_session.status_code == 200
+    for response in (refused, wrong, with_token, with_session):
+        assert_security_headers(response)
+        assert response.headers["x-frame-options"] == "DENY"
+    document = with_token.json()
+    assert with_session.json() == document
+    assert "/v1/admin/integrations/{integration_id}" in document["paths"] and "/v1/batch" in document["paths"]
+    assert "/openapi.json" not in document["paths"] and "/api" not in document["paths"]
+    # a cookie that is no session is not enough, and without SIGNAL_ADMIN_TOKEN the document is not served at all
+    forged = httpx.get(f"{console_url}/openapi.json", cookies={session.COOKIE: "forged.value"})
+    assert forged.status_code == 401
+    disabled = console_settings.model_copy(update={"admin_token": None})
+    with serve_in_thread(create_app(disabled)) as url:
+        assert httpx.get(f"{url}/openapi.json").status_code == 503
+        assert httpx.get(f"{url}/docs").status_code == 404
+
+
+def test_the_api_page_shows_every_route_with_its_parameters_and_body_fields(fleet, console, console_url):
+    anon = httpx.Client(base_url=console_url, follow_redirects=False)
+    assert anon.get("/api").headers["location"] == "/signin?next=/api"
+    page = console.page("/api")
+    assert page.find("h1").text == "API reference"
+    assert page.find("a", href="/api").get("aria-current") == "page"  # in the sidebar
+    document = console.get("/openapi.json").json()
+    operations = [(m.upper(), p, op) for p, item in document["paths"].items() for m, op in item.items()]
+    admin = [o for o in operations if o[1].startswith("/v1/admin") or o[1] == "/metrics"]
+    assert len(admin) >= 19
+    for method, path, op in operations:
+        section = next(
+            (s for s in page.find_all("section", class_="operation") if s.find("h3").text == f"{method} {path}"), None
+        )
+        assert section is not None, (method, path)
+        assert section.find("p", class_="summary").text == op["summary"]
+        assert page.find("a", href="#" + section.get("id")), (method, path)  # in the table of contents
+        shown = [td.text for td in section.find_all("td") if td.get("data-label") in ("Name", "Field")]
+        assert shown[: len(op.get("parameters", []))] == [p["name"] for p in op.get("parameters", [])], path
+        if "requestBody" in op:
+            schema = op["requestBody"]["content"]["application/json"]["schema"]
+            assert set(schema.get("properties", {})) <= set(shown), path
+    install = page.by_id("op-post-v1-admin-integration-catalog-integration-type-install")
+    rows = {
+        cells[0]: cells[1:]
+        for cells in ([td.text for td in tr.find_all("td")] for tr in install.find_all("tr"))
+        if cells
+    }
+    assert rows["integration_type"][:3] == ["path", "string", "yes"]
+    assert rows["name"][:2] == ["string", "yes"] and rows["config"][:2] == ["object", "yes"]
+    assert rows["config.bucket"][:2] == ["string", "yes"] and "S3 bucket" in rows["config.bucket"][2]
+    assert rows["config.secret_access_key"][0] == "string or null" and rows["verify"][0] == "boolean"
+    regions = document["paths"]["/v1/admin/integration-catalog/{integration_type}/install"]["post"]["requestBody"]
+    regions = regions["content"]["application/json"]["schema"]["properties"]["config"]["properties"]["region"]["enum"]
+    assert f"({len(regions)} values)" in rows["config.region"][2]
+    assert "One of: deny, allow" in rows["blueprint.consent.missing"][2]
+    delete = page.by_id("op-delete-v1-admin-integrations-integration-id")
+    assert "at most 300" in delete.text and "default 30" in delete.text
+    batch = page.by_id("op-post-v1-batch")
+    assert "batch[].event" in batch.text and "A source's write key" in batch.text
+    assert "Collect a batch of calls" in batch.text

@@ -105,6 +105,7 @@ def test_every_page_is_labelled_fits_the_screen_runs_without_errors_and_is_scree
         "query": f"/integrations/{good}/query",
         "sources": "/sources",
         "fleet": "/fleet",
+        "api": "/api",
         "delivered-status": f"/integrations/{good}",
         "delivered-live-events": f"/integrations/{good}/live",
     }
@@ -126,6 +127,55 @@ def test_every_page_is_labelled_fits_the_screen_runs_without_errors_and_is_scree
     assert errors == []
     assert [u for u in requested if not u.startswith(console_url + "/")] == []  # nothing from anywhere else
     assert any(u.endswith("/static/console.js") for u in requested)
+    page.context.close()
+
+
+TABS = """nav => { const links = Array.from(nav.querySelectorAll('a'));
+  return { rows: new Set(links.map(a => Math.round(a.getBoundingClientRect().top))).size,
+           overflowX: getComputedStyle(nav).overflowX, scrollWidth: nav.scrollWidth, clientWidth: nav.clientWidth,
+           current: links.findIndex(a => a.getAttribute('aria-current') === 'page') }; }"""
+SHOWN = """el => { const r = el.getBoundingClientRect(), box = el.closest('nav').getBoundingClientRect();
+  return r.left >= box.left - 1 && r.right <= box.right + 1 && r.right <= document.documentElement.clientWidth + 1; }"""
+CODE = """() => Array.from(document.querySelectorAll('pre')).map(pre => {
+  const before = pre.scrollLeft; pre.scrollLeft = pre.scrollWidth;
+  const reached = pre.scrollLeft + pre.clientWidth >= pre.scrollWidth - 1; pre.scrollLeft = before;
+  return { id: pre.id, wider: pre.scrollWidth > pre.clientWidth, overflowX: getComputedStyle(pre).overflowX,
+           right: pre.getBoundingClientRect().right, reached }; })"""
+
+
+@pytest.mark.parametrize("viewport", [PHONE, DESKTOP], ids=["390x844", "1280x800"])
+def test_tabs_stay_one_row_and_code_scrolls_inside_its_box_at_phone_width(browser, console_url, populated, viewport):
+    size = f"{viewport['width']}x{viewport['height']}"
+    errors = PageErrors()
+    page = new_page(browser, viewport, errors)
+    sign_in_with_the_keyboard(page, console_url)
+    width = viewport["width"]
+    for path in (f"/integrations/{populated['good']}/query", "/integrations/library"):
+        page.goto(console_url + path)
+        assert page.evaluate(OVERFLOW) <= 0, f"{path} is wider than the screen: {page.evaluate(WIDE)}"
+        nav = page.locator("main nav.tabs")
+        tabs = nav.evaluate(TABS)
+        assert tabs["rows"] == 1, tabs  # one row, never wrapped
+        if tabs["scrollWidth"] > tabs["clientWidth"]:
+            assert tabs["overflowX"] in ("auto", "scroll"), tabs  # the row scrolls sideways
+        links = nav.locator("a")
+        assert links.nth(tabs["current"]).evaluate(SHOWN), f"the current tab of {path} is out of view"
+        for i in range(links.count()):  # every tab can be scrolled into view and followed
+            links.nth(i).scroll_into_view_if_needed()
+            assert links.nth(i).evaluate(SHOWN), (path, i)
+    page.goto(console_url + f"/integrations/{populated['good']}/query")
+    blocks = page.evaluate(CODE)
+    assert {b["id"] for b in blocks} >= {"ddl", "iam-policy"}
+    for block in blocks:
+        assert block["right"] <= width + 1, block  # the box fits the screen
+        if block["wider"]:
+            assert block["overflowX"] in ("auto", "scroll") and block["reached"], block  # its lines scroll inside it
+    if viewport == PHONE:
+        assert any(b["wider"] for b in blocks)  # the DDL's long lines do not fit a phone
+    page.locator("#ddl").focus()  # the keyboard scrolls it too
+    page.keyboard.press("End")
+    screenshot(page, f"console-query-code-{size}")
+    assert errors == []
     page.context.close()
 
 

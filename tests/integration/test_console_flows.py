@@ -27,7 +27,10 @@ from workers.events.blueprint import parse_blueprint
 
 TOKEN = "flows-" + uuid.uuid4().hex
 EXPECT_S = 60_000  # ms Playwright waits for a page to show what a step expects
-SIGNATURE_HINT = "The secret access key is incorrect. Regenerate the access key pair."
+SIGNATURE_HINT = (
+    "The secret access key does not match the access key ID. Check it for a typo or stray spaces and paste it "
+    "again; regenerate the key pair only if the secret is lost."
+)
 
 
 @pytest.fixture
@@ -184,7 +187,12 @@ def test_a_wrong_secret_is_shown_fixed_in_settings_and_replayed_exactly_once(
     expect(check.nth(0)).to_have_text("SignatureDoesNotMatch")
     expect(check.nth(2)).to_have_text(SIGNATURE_HINT)
     screenshot(page, "wrong-secret-1-bucket-check")
-    fill_connection()
+    # what was typed stays, the access key ID included; only the secret is asked for again
+    expect(page.get_by_label("Access key ID (required)", exact=True)).to_have_value(moto_iam.limited.access_key_id)
+    expect(page.get_by_label("Bucket (required)", exact=True)).to_have_value(moto_iam.bucket)
+    expect(page.get_by_label("Secret access key (required)", exact=True)).to_have_value("")
+    expect(page.locator("#retype-secrets")).to_contain_text("type the secret access key again")
+    page.get_by_label("Secret access key (required)", exact=True).fill(wrong_secret)
     page.get_by_label("Save without checking the bucket").check()
     page.get_by_role("button", name="Install Integration").click()
     page.wait_for_url(re.compile(r"/integrations/[0-9a-f-]{36}$"))

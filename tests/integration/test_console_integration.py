@@ -12,7 +12,7 @@ import json
 from tests.support.console import cells, flush, ingest, install, parse, row_of
 from tests.support.fleet import event_counts, make_events, read_objects
 from tests.support.s3_fixtures import unique_bucket
-from tests.support.seed import SECRET_ACCESS_KEY, SESSION_TOKEN
+from tests.support.seed import ACCESS_KEY_ID, SECRET_ACCESS_KEY, SESSION_TOKEN
 from workers.classify import HINTS
 from workers.events.blueprint import parse_blueprint
 from workers.integrations import registry
@@ -26,7 +26,7 @@ def test_status_shows_buffered_delivered_retrying_held_and_the_last_error(fleet,
     flush(fleet, iid)
     ingest(fleet, iid, make_events(3))
     page = console.page(f"/integrations/{iid}")
-    stats = {s.find("h2").text: s.text for s in page.find_all("section", class_="stat")}
+    stats = {s.find("h2").text: s.text for s in page.by_id("status-panel").find_all("section", class_="stat")}
     assert stats["Buffered"].startswith("Buffered 3 events")
     assert stats["Delivered"].startswith("Delivered 12 events in 1 object")
     assert "s ago" in stats["Last success"] and "events/" in stats["Last success"]
@@ -41,8 +41,9 @@ def test_status_shows_buffered_delivered_retrying_held_and_the_last_error(fleet,
     error = panel.by_id("last-error")
     assert error.find("h2").text == "Last error: NoSuchBucket"
     assert HINTS["NoSuchBucket"] in error.text and "UTC" in error.find("time").text
-    held = {s.find("h2").text: s.text for s in panel.find_all("section", class_="stat")}["Held"]
-    assert held == "Held 1 batch · 3 events"
+    after = {s.find("h2").text: s.text for s in panel.find_all("section", class_="stat")}
+    assert after["Held"] == "Held 1 batch · 3 events"
+    assert after["Buffered"].startswith("Buffered 0 events")  # held is not buffered
 
 
 def test_status_and_live_events_show_what_the_blueprint_removed_and_the_partition_fallbacks(
@@ -187,13 +188,23 @@ def test_settings_show_redacted_secrets_keep_blank_ones_and_report_errors_next_t
     region = page.find(name="config.region")
     assert page.by_id(region.get("id") + "-error").text.startswith("Error: region must be an AWS region code")
     assert "new-secret-value" not in wrong.text and page.find(name="config.prefix").get("value") == "other/"
-    failed = parse(
-        console.post(
-            f"/integrations/{iid}/settings",
-            {**typed, "config.bucket": unique_bucket(), "config.session_token.remove": "1"},
-        ).text
-    )
+    access_key = page.find(name="config.access_key_id")  # stored: shown redacted only
+    assert access_key.get("value") == "" and "Current value ****MPLE" in page.by_id(access_key.get("id") + "-help").text
+    failed_text = console.post(
+        f"/integrations/{iid}/settings",
+        {
+            **typed,
+            "config.bucket": unique_bucket(),
+            "config.session_token.remove": "1",
+            "config.access_key_id": "AKIATYPEDKEY0000TEST",
+            "config.secret_access_key": "typed-secret-value",
+        },
+    ).text
+    failed = parse(failed_text)
     assert [td.text for td in failed.by_id("bucket-check").find_all("td")][0] == "NoSuchBucket"
+    assert failed.find(name="config.access_key_id").get("value") == "AKIATYPEDKEY0000TEST"  # what was just typed
+    assert failed.find(name="config.secret_access_key").get("value") == "" and "typed-secret-value" not in failed_text
+    assert ACCESS_KEY_ID not in failed_text and SECRET_ACCESS_KEY not in failed_text  # nothing stored, unredacted
     assert registry.get(fleet.r, iid).config.bucket == bucket
     assert (
         console.post(f"/integrations/{iid}/settings", {**typed, "config.session_token.remove": "1"}).status_code == 303

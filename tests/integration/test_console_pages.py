@@ -23,6 +23,7 @@ from workers.errors import ConfigError
 from workers.integrations import bodies, catalog, registry, schema, sources
 from workers.observe import fleet as fleet_mod
 from workers.store import keys
+from workers.web import forms
 from workers.websites import snippet
 
 # -- Integrations: Installed and the Integration Library -------------------------------------------------------------
@@ -56,7 +57,8 @@ def test_installed_lists_each_integration_with_its_delivery_and_a_visible_error_
     link = row_of(table, "Events lake").find("a")
     assert link.get("href") == f"/integrations/{good}"
     name, source, enabled, buffered, delivered, last_success, error = cells(row_of(table, "Broken bucket"))
-    assert source == "Default source" and buffered == "5" and delivered == "0" and last_success == "never"
+    # its five events are held, not buffered
+    assert source == "Default source" and buffered == "0" and delivered == "0" and last_success == "never"
     badge = row_of(table, "Broken bucket").find("span", class_="error")
     assert badge.text == "NoSuchBucket" and "badge" in badge.get("class")
     assert cells(row_of(table, "Paused"))[2] == "Disabled"
@@ -113,6 +115,9 @@ def test_the_install_form_is_built_from_the_catalog_field_schema(fleet, console)
         elif f["type"] == "boolean":
             assert control.tag == "select"
             assert [o.get("value") for o in control.find_all("option")] == ["false", "true"]
+        elif f["name"] in forms.IDENTIFIERS:  # stored like a secret, but an identifier: a text input, empty
+            assert control.get("type") == "text" and control.get("autocomplete") == "off"
+            assert control.get("value") == ""
         elif f["type"] == "secret":
             assert control.get("type") == "password" and control.get("autocomplete") == "off"
             assert control.get("value") == ""
@@ -220,8 +225,12 @@ def test_wrong_fields_show_the_apis_messages_next_to_them_and_keep_what_was_type
     assert page.find(name="config.bucket").get("value") == "Bad_Bucket"
     assert page.find(name="config.prefix").get("value") == "/events"
     assert page.find(name="name").get("value") == "Lake"
-    assert page.find(name="config.access_key_id").get("value") == ""
-    assert ACCESS_KEY_ID not in response.text and SECRET_ACCESS_KEY not in response.text
+    # the access key ID the person just typed stays (an identifier); the secret access key is never sent back
+    assert page.find(name="config.access_key_id").get("value") == ACCESS_KEY_ID
+    assert page.find(name="config.secret_access_key").get("value") == "" and SECRET_ACCESS_KEY not in response.text
+    assert page.by_id("retype-secrets").text == (
+        "Secrets are never sent back to the browser: type the secret access key again."
+    )
     assert registry.list_all(fleet.r) == []
     try:
         bodies.validate_install(api_body)
@@ -244,8 +253,11 @@ def test_a_failed_bucket_check_shows_the_troubleshooting_row_and_stores_nothing(
     row = parse(response.text).by_id("bucket-check")
     code, message, hint = (td.text for td in row.find("tbody").find_all("td"))
     assert code == "NoSuchBucket" and hint == HINTS["NoSuchBucket"] and message
-    assert parse(response.text).find(name="config.bucket").get("value") == missing
-    assert SECRET_ACCESS_KEY not in response.text
+    page = parse(response.text)
+    assert page.find(name="config.bucket").get("value") == missing
+    assert page.find(name="config.access_key_id").get("value") == ACCESS_KEY_ID  # kept: only secrets are retyped
+    assert page.find(name="config.secret_access_key").get("value") == "" and SECRET_ACCESS_KEY not in response.text
+    assert "type the secret access key again" in page.by_id("retype-secrets").text
     assert registry.list_all(fleet.r) == []
 
 
@@ -339,7 +351,7 @@ def test_fleet_shows_queue_depths_beat_totals_and_flower_when_configured(
     assert page.by_id("queue-ingest").find("p", class_="big").text == "3"
     assert page.by_id("queue-flush").find("p", class_="big").text == "1"
     assert page.by_id("beat").find("time").text in ("2 s ago", "3 s ago")
-    assert page.by_id("buffered-total").find("p", class_="big").text == "8"
+    assert page.by_id("buffered-total").find("p", class_="big").text == "2"  # the 6 held are not buffered
     assert page.by_id("held-total").text.startswith("Held 6 events in 1 batch")
     assert "No worker answered" in page.text
     assert not page.find_all(id="flower-link")
@@ -436,5 +448,8 @@ def test_no_secret_appears_in_any_page(fleet, console, console_settings, make_bu
     )
     for path, text in zip(pages + ["settings error", "install error"], texts, strict=True):
         for secret in secrets:
+            if path == "install error" and secret == ACCESS_KEY_ID:
+                continue  # the person's own access key ID, just typed, stays in its input (an identifier)
             assert secret not in text, (path, secret[:6])
+    assert texts[-1].count(ACCESS_KEY_ID) == 1  # only there, in the input's value
     assert "****EKEY" in texts[pages.index(f"/integrations/{iid}/settings")]

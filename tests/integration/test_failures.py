@@ -40,7 +40,10 @@ SEED_HINTS = {
         "The bucket does not exist. Verify the bucket name (names are case-sensitive and globally unique)."
     ),
     "InvalidAccessKeyId": "The access key ID is incorrect or the IAM user has been deleted. Verify credentials.",
-    "SignatureDoesNotMatch": "The secret access key is incorrect. Regenerate the access key pair.",
+    "SignatureDoesNotMatch": (
+        "The secret access key does not match the access key ID. Check it for a typo or stray spaces and paste it "
+        "again; regenerate the key pair only if the secret is lost."
+    ),
     "Wrong region error": (
         "S3 bucket region must match the region config field. Check the bucket\u2019s actual region in the S3 console."
     ),

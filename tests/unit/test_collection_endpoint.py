@@ -179,3 +179,24 @@ def test_each_api_process_collects_cyclic_garbage_less_often(monkeypatch: pytest
         assert app.GC_THRESHOLDS[0] >= 10 * 700  # CPython's default first threshold
     finally:
         gc.set_threshold(*before)
+
+
+def test_json_nested_too_deep_is_told_apart_from_json_that_is_not_valid() -> None:
+    from workers.events import segment
+    from workers.web import deps
+
+    inner = b"[" * (deps.JSON_MAX_DEPTH - 1) + b"]" * (deps.JSON_MAX_DEPTH - 1)
+    assert isinstance(deps.parse_json(b'{"batch": ' + inner + b"}")["batch"], list)  # 1024 deep: read
+    for body, reason, message in (
+        (
+            b"[" * (deps.JSON_MAX_DEPTH + 1) + b"]" * (deps.JSON_MAX_DEPTH + 1),
+            "json_too_deep",
+            "nested deeper than 1024",
+        ),
+        (b'{"a":' * 5000, "json_too_deep", "nested deeper than 1024 levels"),
+        (b"{nope", "invalid_json", "not valid JSON"),
+        (b"  ", "empty_body", "empty"),
+    ):
+        with pytest.raises(segment.MalformedRequest) as caught:
+            deps.parse_json(body)
+        assert caught.value.reason == reason and message in caught.value.message and caught.value.status == 400

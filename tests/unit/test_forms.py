@@ -85,6 +85,24 @@ def test_secrets_are_never_echoed_and_a_settings_form_shows_them_redacted(entry)
     assert fields["config.bucket"].required
 
 
+def test_a_form_shown_again_keeps_the_access_key_id_just_typed_but_never_a_secret_or_a_stored_one(entry):
+    typed = {
+        "config.access_key_id": ACCESS_KEY_ID,
+        "config.secret_access_key": SECRET_ACCESS_KEY,
+        "config.session_token": "typed-session-token",
+    }
+    fields = {f.name: f for f in forms.config_fields(entry, typed, {})}
+    access_key = fields["config.access_key_id"]
+    assert (access_key.kind, access_key.value) == ("text", ACCESS_KEY_ID)  # an identifier: shown as typed
+    assert fields["config.secret_access_key"].value == "" and fields["config.secret_access_key"].kind == "password"
+    assert fields["config.session_token"].value == "" and fields["config.session_token"].kind == "password"
+    current = {"access_key_id": "****MPLE", "secret_access_key": "****EKEY"}
+    stored = {f.name: f for f in forms.config_fields(entry, {}, {}, current=current)}["config.access_key_id"]
+    assert (stored.value, stored.current) == ("", "****MPLE")  # the stored one only redacted
+    retyped = {f.name: f for f in forms.config_fields(entry, typed, {}, current=current)}["config.access_key_id"]
+    assert (retyped.value, retyped.current) == (ACCESS_KEY_ID, "****MPLE")
+
+
 def test_an_install_form_becomes_the_apis_install_body(entry):
     form = {
         "csrf_token": "t",

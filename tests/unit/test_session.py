@@ -1,8 +1,10 @@
-"""The console's session cookie, CSRF and origin checks, and the sign-in throttle, as plain functions."""
+"""The console's session cookie, CSRF and origin checks, and the throttle on wrong admin tokens (sign-in and API), as
+plain functions."""
 
 from __future__ import annotations
 
 import base64
+from types import SimpleNamespace
 
 import fakeredis
 import pytest
@@ -13,7 +15,8 @@ from pydantic import SecretStr
 from workers import crypto
 from workers.settings import Settings
 from workers.store import keys
-from workers.web import session
+from workers.web import deps, session
+from workers.web.errors import ApiError
 
 NOW = 1_800_000_000
 
@@ -119,6 +122,63 @@ def test_failed_sign_ins_lock_a_client_out_for_the_rest_of_the_window():
     assert r.ttl(keys.signin_failures("203.0.113.7")) <= 120  # more failures never extend the window
     session.clear_failures(r, "203.0.113.7")
     assert session.locked_out_s(r, s, "203.0.113.7") == 0
+
+
+def api_request(peer: str, token: str | None, r: fakeredis.FakeRedis, s: Settings, **headers: str) -> Request:
+    """A request to an admin route from ``peer``, with ``token`` as its Bearer token, on an app with ``s`` and ``r``."""
+    app = SimpleNamespace(state=SimpleNamespace(signal=SimpleNamespace(settings=s, r=r)))
+    raw = [(k.replace("_", "-").lower().encode(), v.encode()) for k, v in headers.items()]
+    return Request(
+        {
+            "type": "http",
+            "scheme": "http",
+            "method": "GET",
+            "path": "/v1/admin/sources",
+            "query_string": b"",
+            "headers": raw,
+            "client": (peer, 40000),
+            "server": ("127.0.0.1", 8084),
+            "app": app,
+        }
+    )
+
+
+def refusal(request_: Request, token: str | None) -> ApiError | None:
+    try:
+        deps.check_admin_token(request_, token)
+    except ApiError as exc:
+        return exc
+    return None
+
+
+def test_wrong_bearer_tokens_and_failed_sign_ins_share_one_lock_that_refuses_even_the_right_token():
+    s = settings(console_signin_max_failures=3, console_signin_window_s=120)
+    r = fakeredis.FakeRedis()
+    guesser = api_request("203.0.113.7", None, r, s)
+    assert refusal(guesser, None).status == 401  # no token: refused, not counted
+    for _ in range(2):
+        wrong = refusal(guesser, "guess")
+        assert wrong.status == 401 and wrong.headers["WWW-Authenticate"] == "Bearer"
+    assert refusal(guesser, "the-admin-token") is None  # not locked yet
+    session.record_failure(r, s, deps.client_address(guesser))  # a failed console sign-in: the same count
+    locked = refusal(guesser, "the-admin-token")
+    assert locked.status == 429 and locked.body["error"] == "too_many_failures"
+    assert 0 < int(locked.headers["Retry-After"]) <= 120 and locked.headers["Retry-After"] in locked.body["message"]
+    assert set(locked.body) == {"error", "message"}
+    assert refusal(api_request("198.51.100.1", None, r, s), "the-admin-token") is None  # another address
+
+
+def test_the_throttled_address_is_the_client_behind_trusted_proxies_only():
+    s = settings(console_signin_max_failures=1, trusted_proxies="10.0.0.0/8")
+    r = fakeredis.FakeRedis()
+    proxied = api_request("10.0.0.5", None, r, s, x_forwarded_for="203.0.113.7, 10.0.0.9")
+    assert deps.client_address(proxied) == "203.0.113.7"
+    assert refusal(proxied, "guess").status == 401
+    assert r.exists(keys.signin_failures("203.0.113.7"))
+    assert refusal(api_request("10.0.0.5", None, r, s, x_forwarded_for="198.51.100.1"), "the-admin-token") is None
+    # an untrusted peer cannot pick its address with the header
+    spoofing = api_request("192.0.2.1", None, r, s, x_forwarded_for="198.51.100.1")
+    assert deps.client_address(spoofing) == "192.0.2.1"
 
 
 def test_a_flash_is_signed_like_the_session():

@@ -15,8 +15,8 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from workers.errors import ConfigError
-from workers.integrations import bodies, catalog, manage, origins, registry, schema, sources, status
-from workers.observe import metrics
+from workers.integrations import bodies, catalog, find, manage, origins, overview, registry, schema, sources, status
+from workers.observe import fleet, metrics
 from workers.pipeline import replay
 from workers.web.deps import ID_MAX_CHARS, read_json, require_admin
 from workers.web.errors import ApiError, json_response
@@ -191,8 +191,78 @@ def get_status(request: Request, integration_id: str = IntegrationId) -> dict[st
 
 
 @router.get("/integrations/{integration_id}/live-events")
-def live(request: Request, integration_id: str = IntegrationId, limit: int = Query(20, ge=1, le=100)) -> dict[str, Any]:
-    return {"events": status.live_events(state(request).r, integration_id, limit=limit)}
+def live(
+    request: Request,
+    integration_id: str = IntegrationId,
+    limit: int = Query(20, ge=1, le=100),
+    state_: str | None = Query(None, alias="state", pattern="^(" + "|".join(status.LIVE_STATES) + ")$"),
+    type_: str | None = Query(None, alias="type", max_length=20),
+    event: str | None = Query(None, max_length=200, description="a part of the event name, any case"),
+) -> dict[str, Any]:
+    """The latest events with their state (and the line as stored); the test event sent last is ``pinned``."""
+    r = state(request).r
+    events = status.live_events(r, integration_id, limit=limit, state=state_, type_=type_, event=event)
+    return {"events": events, "pinned": status.pinned_event(r, integration_id)}
+
+
+@router.get("/overview")
+def fleet_overview(request: Request, hours: int = Query(24, ge=1, le=overview.MAX_HOURS)) -> dict[str, Any]:
+    """The fleet's delivery per UTC hour: received, filtered and rejected (by reason), delivered, held, objects,
+    bytes and event-to-object latency p50 / p95, summed over every integration; with the events buffered now."""
+    st = state(request)
+    now = fleet.totals(st.r)
+    return overview.fleet_overview(st.r, hours=hours, buffered=now["buffered_events"], held=now["held_events"])
+
+
+@router.get("/integrations/{integration_id}/overview")
+def integration_overview(
+    request: Request, integration_id: str = IntegrationId, hours: int = Query(24, ge=1, le=overview.MAX_HOURS)
+) -> dict[str, Any]:
+    """The integration's delivery per UTC hour of the last ``hours`` (at most 168): the funnel received ->
+    filtered -> rejected -> delivered -> held, objects, bytes, latency p50 / p95; with the events buffered now."""
+    return overview.integration_overview(state(request).r, integration_id, hours=hours)
+
+
+@router.get("/integrations/{integration_id}/objects")
+def list_objects(
+    request: Request,
+    integration_id: str = IntegrationId,
+    since: str | None = Query(None, max_length=40, description="ISO 8601; default: 24 hours before until"),
+    until: str | None = Query(None, max_length=40, description="ISO 8601; default: now"),
+    cursor: str | None = Query(None, max_length=20, description="next_cursor of the previous page"),
+    limit: int = Query(100, ge=1, le=1000),
+) -> dict[str, Any]:
+    """The object ledger: every object written in the window, newest first (key, events, bytes, first and last
+    event time, written at, upload time, attempts, ETag, the aws s3 cp line)."""
+    try:
+        since_at = overview.parse_time(since, "since")
+        until_at = overview.parse_time(until, "until")
+        return overview.objects(
+            state(request).r, integration_id, since=since_at, until=until_at, cursor=cursor, limit=limit
+        )
+    except ValueError as exc:
+        raise ConfigError([{"field": str(exc).split(" ", 1)[0], "message": str(exc)}]) from None
+
+
+@router.get("/integrations/{integration_id}/events/{event_id:path}")
+def find_event(
+    request: Request,
+    integration_id: str = IntegrationId,
+    event_id: str = Path(..., min_length=1, max_length=200),
+    at: str | None = Query(None, max_length=40, description="about when it was sent (ISO 8601): search that hour"),
+) -> dict[str, Any]:
+    """Where one event is: buffered, uploading / retrying, delivered (object key and line number), held (batch and
+    error), filtered or rejected (reason); 404 says what was searched."""
+    try:
+        when = overview.parse_time(at, "at")
+    except ValueError as exc:
+        raise ConfigError([{"field": "at", "message": str(exc)}]) from None
+    st = state(request)
+    try:
+        return find.find_event(st.r, integration_id, event_id, at=when, settings=st.settings)
+    except find.EventNotFound as exc:
+        hint = "" if when is not None else " Give at= (about when it was sent) to search the objects of that hour."
+        raise ApiError(404, "not_found", f"{exc}.{hint}", searched=exc.searched) from None
 
 
 @router.get("/integrations/{integration_id}/dead-letter")

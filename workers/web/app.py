@@ -14,7 +14,15 @@ from fastapi import FastAPI
 
 from workers.queue.producer import Broker
 from workers.settings import Settings, get_settings
-from workers.web import admin, collection, collection_routes, console, integration_pages
+from workers.web import (
+    admin,
+    collection,
+    collection_routes,
+    console,
+    delivery_pages,
+    integration_pages,
+    reference,
+)
 from workers.web.errors import install_handlers
 from workers.web.pages import Static
 from workers.web.state import State
@@ -49,7 +57,7 @@ def _redact_access_log() -> None:
 
 class Api(FastAPI):
     """The FastAPI app, with the collection routes' POST and OPTIONS sent straight to their plain ASGI endpoint
-    (``collection.Endpoint``) and everything else (admin API, console, docs, other methods) to FastAPI."""
+    (``collection.Endpoint``) and everything else (admin API, console, OpenAPI document, other methods) to FastAPI."""
 
     collection: collection.Endpoint
 
@@ -77,7 +85,12 @@ def create_app(settings: Settings | None = None, *, broker: Broker | None = None
         version="0.1.0",
         lifespan=lifespan,
         description="Admin API of the Amazon S3 destination and Segment-compatible event collection. "
-        "The web console is served at /.",
+        "The web console is served at /, and this reference at /api inside it.",
+        # FastAPI's /docs and /redoc load Swagger UI and ReDoc from a CDN: off. The document is served by
+        # workers.web.reference (admin token or console session), and the console's /api page renders it.
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.signal = st
     app.collection = collection.Endpoint(st)
@@ -85,8 +98,10 @@ def create_app(settings: Settings | None = None, *, broker: Broker | None = None
     app.include_router(admin.router)
     app.include_router(admin.metrics_router)
     app.include_router(collection_routes.router)
+    app.include_router(reference.router)
     app.include_router(console.router)
     # an integration's own pages after the console's: /integrations/library is not an integration id
+    app.include_router(delivery_pages.router)
     app.include_router(integration_pages.router)
     app.mount("/static", Static(), name="static")
     return app

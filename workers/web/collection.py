@@ -11,6 +11,8 @@ is 403 without CORS grant, and one over the source's rate limit is 429 with ``Re
 Each request's events go to every enabled integration of the source: prepared here and published as ``signal.append``
 through the micro-batcher (``workers.web.batcher``); the answer is 200 only once they are on the broker (503 when they
 could not be published: the client retries).
+Every answer is JSON with ``success``: ``{"success": true}``, or ``false`` with the ``error`` and ``message`` every
+route's errors have (``workers.web.errors``).
 
 ``Endpoint`` serves POST and OPTIONS of these paths as a plain ASGI app, in front of FastAPI (``workers.web.app``): they
 are most of the API's requests, and FastAPI's routing, dependency solving and request objects cost several times what
@@ -29,6 +31,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import parse_qsl
 
+import orjson
 from fastapi.exceptions import RequestValidationError
 from starlette.requests import ClientDisconnect, Request
 
@@ -38,8 +41,8 @@ from workers.events.envelope import EVENT_TYPES
 from workers.integrations import sources
 from workers.web import cors
 from workers.web.client import client_ip
-from workers.web.deps import collect_body
-from workers.web.errors import BROKER_UNAVAILABLE, ApiError
+from workers.web.deps import collect_body, parse_json
+from workers.web.errors import BROKER_UNAVAILABLE, COLLECTION_SCOPE_KEY, ApiError
 from workers.web.state import State
 
 log = logging.getLogger(__name__)
@@ -68,6 +71,7 @@ PATHS: dict[str, str | None] = {
     BEACON_PATH: None,
 }
 WRITE_KEY_QUERY_MAX_CHARS = 500
+CALL_MAX_DEPTH = 254  # orjson writes JSON at most this deep: a call nested deeper cannot be stored
 
 _OK_BODY = b'{"success":true}'
 _OK_HEADERS = [(b"content-length", str(len(_OK_BODY)).encode()), (b"content-type", b"application/json")]
@@ -79,7 +83,6 @@ def _write_key_error() -> ApiError:
         "unauthorized",
         "a valid write key is required (HTTP Basic username with an empty "
         "password, the writeKey query parameter, or writeKey in the body)",
-        success=False,
     )
     error.headers["WWW-Authenticate"] = 'Basic realm="signal"'
     return error
@@ -183,7 +186,6 @@ async def _admit(st: State, route: sources.Route, events: int) -> None:
         "rate_limited",
         f"this source is over its rate limit of {route.rate_limit_eps} events per "
         f"second; retry after {decision.retry_after_header} s",
-        success=False,
     )
     error.headers["Retry-After"] = decision.retry_after_header
     raise error
@@ -213,7 +215,7 @@ async def collect_request(
         _text(headers.get(b"content-length")),
         max_bytes=st.settings.api_max_body_bytes,
     )
-    document = segment.parse_json(body)
+    document = parse_json(body)
     if source_id is None:
         source_id = await _source_of(st, segment.body_write_key(document))
     route = await _route_of(st, source_id)
@@ -224,9 +226,15 @@ async def collect_request(
             403,
             "origin_not_allowed",
             f"this source does not accept events from {origin[:200]}; add it to the source's allowed_origins",
-            success=False,
         )
-    calls = segment.read_calls(document, event_type, event_max_bytes=st.settings.event_max_bytes)
+    try:
+        calls = segment.read_calls(document, event_type, event_max_bytes=st.settings.event_max_bytes)
+    except orjson.JSONEncodeError as exc:  # measuring a call's size writes it as JSON
+        if "recursion" not in str(exc).lower():
+            raise
+        raise segment.MalformedRequest(
+            "json_too_deep", f"a call is nested deeper than {CALL_MAX_DEPTH} levels"
+        ) from None
     await _admit(st, route, len(calls.messages))
     client = scope.get("client")
     events = segment.envelopes(
@@ -248,7 +256,7 @@ async def collect_request(
                 await asyncio.gather(*(batcher.submit(iid, events) for iid in route.integration_ids))
         except Exception as exc:  # noqa: BLE001 - the broker could not take the events: the client retries
             log.error("could not publish %d events of source=%s: %s", len(events), source_id, type(exc).__name__)
-            error = ApiError(503, "broker_unavailable", BROKER_UNAVAILABLE, success=False)
+            error = ApiError(503, "broker_unavailable", BROKER_UNAVAILABLE)
             error.headers["Retry-After"] = "5"
             raise error from None
 
@@ -307,8 +315,9 @@ class Endpoint:
 
     @staticmethod
     async def _answer_error(scope: Scope, receive: Receive, send: Send, exc: Exception, origin: bytes | None) -> None:
-        """The app's own answer to ``exc`` (its exception handlers, most specific class first), granted CORS unless
-        the origin was refused."""
+        """The app's own answer to ``exc`` (its exception handlers, most specific class first, with
+        ``"success": false`` as every error of these routes), granted CORS unless the origin was refused."""
+        scope[COLLECTION_SCOPE_KEY] = True
         request = Request(scope, receive)
         handlers = request.app.exception_handlers
         handler = next(handlers[cls] for cls in type(exc).__mro__ if cls in handlers)

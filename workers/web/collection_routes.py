@@ -59,6 +59,10 @@ BATCH_BODY = _body(
 )
 
 
+ANSWER = (
+    'Answers {"success": true} once the events are on the broker; an error is {"success": false, "error", '
+    '"message"}. The body is JSON whatever the Content-Type says, optionally gzip.'
+)
 _basic = HTTPBasic(
     auto_error=False, scheme_name="writeKey", description="A source's write key as the Basic username, empty password"
 )
@@ -93,6 +97,8 @@ def _declared() -> APIRouter:
             _served_by_endpoint,
             methods=["POST"],
             name=path,
+            summary=f"Collect one {event_type} call" if event_type else "Collect a batch of calls",
+            description=ANSWER,
             include_in_schema=in_schema,
             openapi_extra=BATCH_BODY if event_type is None else CALL_BODY,
         )

@@ -1,5 +1,5 @@
 """The web console at ``/``: sign-in, Integrations (Installed and the Integration Library, the install form),
-Sources and Fleet. The pages of one integration are in ``workers.web.integration_pages``.
+Sources, Fleet and the API reference. The pages of one integration are in ``workers.web.integration_pages``.
 
 Pages are views over the plain functions the admin API calls (``manage``, ``catalog``, ``registry``, ``status``,
 ``sources``, ``fleet``): no rule is written twice. Every route needs a signed-in session (``pages.signed_in``) and every
@@ -21,10 +21,11 @@ from fastapi.responses import RedirectResponse, Response
 from workers.errors import ConfigError
 from workers.events import blueprint
 from workers.integrations import catalog, manage, registry, sources, status
+from workers.integrations import overview as delivery
 from workers.integrations.model import Integration
 from workers.observe import fleet
-from workers.web import forms, session
-from workers.web.deps import admin_enabled, admin_token_matches
+from workers.web import delivery_pages, forms, reference, session
+from workers.web.deps import admin_enabled, admin_token_matches, client_address
 from workers.web.pages import (
     ConsoleDisabled,
     ConsoleRoute,
@@ -57,6 +58,20 @@ def home() -> Response:
     return RedirectResponse("/integrations", status_code=303)
 
 
+def _locked_page(request: Request, target: str, wait_s: int) -> Response:
+    """The sign-in page of an address locked out by wrong admin tokens: 429, with ``Retry-After``."""
+    response = render(
+        request,
+        "signin.html",
+        status_code=429,
+        next=target,
+        signed_out=False,
+        error=f"Too many wrong admin tokens from this address. Try again in {wait_s} s.",
+    )
+    response.headers["Retry-After"] = str(wait_s)
+    return response
+
+
 @router.get("/signin")
 def signin_page(request: Request, next: str | None = Query(None, max_length=2000)) -> Response:  # noqa: A002
     st = state(request)
@@ -65,6 +80,9 @@ def signin_page(request: Request, next: str | None = Query(None, max_length=2000
     current = session.load(st.settings, st.r, request.cookies.get(session.COOKIE), int(time.time()))
     if current is not None:
         return RedirectResponse(local_path(next), status_code=303)
+    wait_s = session.locked_out_s(st.r, st.settings, client_address(request))
+    if wait_s:
+        return _locked_page(request, local_path(next), wait_s)
     signed_out = request.query_params.get("signed_out") == "1"
     return render(request, "signin.html", next=local_path(next), error=None, signed_out=signed_out)
 
@@ -78,16 +96,10 @@ async def signin(request: Request) -> Response:
         raise Forbidden("a sign-in posted from another site was refused")
     form = await read_form(request)
     target = local_path(form.get("next"))
-    client = request.client.host if request.client else "unknown"
+    client = client_address(request)
     wait_s = await asyncio.to_thread(session.locked_out_s, st.r, st.settings, client)
     if wait_s:
-        return render(
-            request,
-            "signin.html",
-            next=target,
-            signed_out=False,
-            error=f"Too many failed sign-ins. Try again in {wait_s} s.",
-        )
+        return _locked_page(request, target, wait_s)
     if not admin_token_matches(st.settings, form.get("token", "")):
         await asyncio.to_thread(session.record_failure, st.r, st.settings, client)
         log.warning("failed console sign-in from %s", client)
@@ -164,6 +176,7 @@ def _install_page(
         errors=errors,
         other_errors=[(k, v) for k, v in errors.items() if k not in shown],
         failure=failure,
+        retype=[f.label.lower() for f in fields if f.kind == "password" and form.get(f.name, "").strip()],
         skip_check_name=forms.SKIP_CHECK,
     )
 
@@ -282,10 +295,23 @@ def overview(request: Request) -> dict[str, Any]:
 
 
 @router.get("/fleet", dependencies=SIGNED_IN)
-def fleet_page(request: Request) -> Response:
-    return render(request, "fleet.html", nav="fleet", fleet=overview(request))
+def fleet_page(request: Request, hours: int = Query(24, ge=1, le=delivery.MAX_HOURS)) -> Response:
+    st = state(request)
+    now = overview(request)
+    totals = now["totals"]
+    answer = delivery.fleet_overview(st.r, hours=hours, buffered=totals["buffered_events"], held=totals["held_events"])
+    return render(request, "fleet.html", nav="fleet", fleet=now, **delivery_pages.overview_context(answer, hours))
 
 
 @router.get("/fleet/panel", dependencies=SIGNED_IN)
 def fleet_panel(request: Request) -> Response:
     return fragment(request, "_fleet_panel.html", fleet=overview(request))
+
+
+# -- the API reference ----------------------------------------------------------------------------------------------
+
+
+@router.get("/api", dependencies=SIGNED_IN)
+def api_reference(request: Request) -> Response:
+    """Every route of the API with its parameters and body fields, from the app's own OpenAPI document."""
+    return render(request, "api_reference.html", nav="api", groups=reference.groups(request.app.openapi()))

@@ -5,7 +5,9 @@ A form field is named by the path the API's validation errors use (``name``, ``s
 each ``ConfigError`` message lands next to its input without translation. Forms turn into the same bodies the admin
 API takes (install, PATCH); validation happens once, in ``workers.integrations.config`` /
 ``workers.integrations.registry``. Secrets are never
-echoed: their inputs are always empty, a settings form shows their redacted value (``****`` + last 4) instead.
+echoed: their inputs are always empty, a settings form shows their redacted value (``****`` + last 4) instead. The
+access key ID is stored and shown like a secret, but it is an identifier (CloudTrail shows it): a form shown again
+after an error keeps what the person just typed in it, never the stored value.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from workers.integrations.sources import DEFAULT_SOURCE_ID, DEFAULT_SOURCE_NAME
 
 FORM_MAX_FIELDS = 200
 SKIP_CHECK = "skip_bucket_check"
+# Fields of type "secret" that identify rather than authenticate: a text input that shows what was just typed.
+IDENTIFIERS = frozenset({"access_key_id"})
 
 
 @dataclass(frozen=True)
@@ -146,7 +150,8 @@ def _field_value(f: dict[str, Any], values: dict[str, str], current: dict[str, A
     the catalog proposes, a new random one)."""
     name = f"config.{f['name']}"
     if f["type"] == "secret":
-        return ""  # never echoed
+        # a secret is never echoed; an identifier only as the person typed it (the stored one stays redacted)
+        return values.get(name, "") if f["name"] in IDENTIFIERS else ""
     if name in values:
         return values[name]
     if current is not None and f["name"] in current:
@@ -167,6 +172,8 @@ def _config_field(
     kind = {"select": "select", "secret": "password", "integer": "number", "number": "number", "boolean": "select"}.get(
         f["type"], "text"
     )
+    if f["name"] in IDENTIFIERS:
+        kind = "text"
     options: tuple[tuple[str, str], ...] = ()
     if f["type"] == "select":
         blank = (("", "Choose\u2026"),) if f["required"] else (("", "Default" if "default" in f else "None"),)

@@ -1,9 +1,8 @@
-"""The console's pages of one installed integration, one tab each, and their actions.
-
-Status (``status.integration_status``), Live Events (``status.live_events``, refreshed in place, and the test event
-of ``manage.run_test_event``), Dead letter (``status.dead_letter`` and ``replay.replay``), Settings
-(``manage.update_integration``, enable / disable, ``manage.delete_integration``), Query & access (``athena.athena_ddl``,
-``iam.iam_policy``).
+"""The console's pages of one installed integration, one tab each, and their actions: Dead letter
+(``status.dead_letter`` and ``replay.replay``), Settings (``manage.update_integration``, enable / disable, Check
+connection, ``manage.delete_integration``), Query & access (``athena.athena_ddl``, the IAM policies). The tabs of what
+was delivered (Status with the overview, Live Events, Objects) are in ``workers.web.delivery_pages``; ``page`` renders
+any tab.
 """
 
 from __future__ import annotations
@@ -23,7 +22,7 @@ from workers.pipeline import replay
 from workers.sink import athena, credentials
 from workers.web import forms
 from workers.web.deps import ID_MAX_CHARS
-from workers.web.pages import ConsoleRoute, fragment, posted, redirect, render, signed_in
+from workers.web.pages import ConsoleRoute, posted, redirect, render, signed_in
 from workers.web.state import state
 
 log = logging.getLogger(__name__)
@@ -31,18 +30,18 @@ log = logging.getLogger(__name__)
 TABS: tuple[tuple[str, str, str], ...] = (
     ("status", "Status", ""),
     ("live", "Live Events", "/live"),
+    ("objects", "Objects", "/objects"),
     ("dead-letter", "Dead letter", "/dead-letter"),
     ("settings", "Settings", "/settings"),
     ("query", "Query & access", "/query"),
 )
-LIVE_LIMIT = 50
 FLASH_LIST_MAX = 10  # batches listed in a replay's outcome (the counts are always complete)
 
 SIGNED_IN = [Depends(signed_in)]
 IntegrationId = Path(..., min_length=1, max_length=ID_MAX_CHARS)
 
 
-def _page(request: Request, integ: Integration, tab: str, template: str, **context: Any) -> Response:
+def page(request: Request, integ: Integration, tab: str, template: str, **context: Any) -> Response:
     r = state(request).r
     try:
         source_name = sources.get(r, integ.source_id).name if integ.source_id else None
@@ -59,11 +58,6 @@ def _page(request: Request, integ: Integration, tab: str, template: str, **conte
         source_name=source_name,
         **context,
     )
-
-
-def _status(r: Any, integration_id: str) -> dict[str, Any]:
-    st = status.integration_status(r, integration_id)
-    return {"status": st, "error": status.current_error(st)}
 
 
 def _settings_page(
@@ -83,7 +77,7 @@ def _settings_page(
     fields = forms.config_fields(entry, form, errors, current=integ.config.public_dict())
     bp_fields = forms.blueprint_fields(form, errors, current=integ.blueprint)
     shown = {f.name for f in fields} | {"name"} | forms.blueprint_shown(bp_fields, errors)
-    return _page(
+    return page(
         request,
         integ,
         "settings",
@@ -101,7 +95,7 @@ def _settings_page(
 
 
 def _delete_page(request: Request, integ: Integration, *, refused: str | None = None, flush: bool = False) -> Response:
-    return _page(
+    return page(
         request,
         integ,
         "settings",
@@ -110,36 +104,6 @@ def _delete_page(request: Request, integ: Integration, *, refused: str | None = 
         refused=refused,
         flush=flush,
     )
-
-
-def _test_outcome(code: int, body: dict[str, Any]) -> dict[str, Any]:
-    if code == 200:
-        return {
-            "kind": "test",
-            "ok": True,
-            "event_id": body["event_id"],
-            "bucket": body["bucket"],
-            "object_key": body.get("object_key"),
-            "elapsed_ms": body.get("elapsed_ms"),
-        }
-    if body.get("state") == "filtered":
-        return {
-            "kind": "test",
-            "ok": False,
-            "filtered": True,
-            "event_id": body["event_id"],
-            "code": body["reason"],
-            "message": body["message"],
-            "hint": body["hint"],
-        }
-    return {
-        "kind": "test",
-        "ok": False,
-        "event_id": body.get("event_id"),
-        "code": body.get("code") or body["error"],
-        "message": body.get("message"),
-        "hint": body.get("hint"),
-    }
 
 
 def _replay_outcome(summary: dict[str, Any]) -> dict[str, Any]:
@@ -159,49 +123,11 @@ router = APIRouter(route_class=ConsoleRoute, include_in_schema=False)
 BASE = "/integrations/{integration_id}"
 
 
-@router.get(BASE, dependencies=SIGNED_IN)
-def status_tab(request: Request, integration_id: str = IntegrationId) -> Response:
-    r = state(request).r
-    integ = registry.get(r, integration_id)
-    return _page(request, integ, "status", "integration_status.html", **_status(r, integ.id))
-
-
-@router.get(BASE + "/status/panel", dependencies=SIGNED_IN)
-def status_panel(request: Request, integration_id: str = IntegrationId) -> Response:
-    r = state(request).r
-    return fragment(request, "_status_panel.html", **_status(r, registry.get(r, integration_id).id))
-
-
-@router.get(BASE + "/live", dependencies=SIGNED_IN)
-def live_tab(request: Request, integration_id: str = IntegrationId) -> Response:
-    r = state(request).r
-    integ = registry.get(r, integration_id)
-    return _page(
-        request, integ, "live", "integration_live.html", events=status.live_events(r, integ.id, limit=LIVE_LIMIT)
-    )
-
-
-@router.get(BASE + "/live/rows", dependencies=SIGNED_IN)
-def live_rows(request: Request, integration_id: str = IntegrationId) -> Response:
-    return fragment(
-        request, "_live_rows.html", events=status.live_events(state(request).r, integration_id, limit=LIVE_LIMIT)
-    )
-
-
-@router.post(BASE + "/test-event")
-def send_test_event(
-    request: Request, integration_id: str = IntegrationId, _: dict[str, str] = Depends(posted)
-) -> Response:
-    st = state(request)
-    code, body = manage.run_test_event(st.r, st.broker, integration_id, settings=st.settings)
-    return redirect(request, f"/integrations/{integration_id}/live", _test_outcome(code, body))
-
-
 @router.get(BASE + "/dead-letter", dependencies=SIGNED_IN)
 def dead_letter_tab(request: Request, integration_id: str = IntegrationId) -> Response:
     r = state(request).r
     integ = registry.get(r, integration_id)
-    return _page(request, integ, "dead-letter", "integration_dead_letter.html", batches=status.dead_letter(r, integ.id))
+    return page(request, integ, "dead-letter", "integration_dead_letter.html", batches=status.dead_letter(r, integ.id))
 
 
 @router.post(BASE + "/dead-letter/replay")
@@ -288,7 +214,7 @@ def query_tab(request: Request, integration_id: str = IntegrationId) -> Response
     policies = manage.access_policies(integ, settings=st.settings)
     policy = json.dumps(policies["permissions_policy"], indent=2)
     trust = json.dumps(policies["trust_policy"], indent=2) if "trust_policy" in policies else None
-    return _page(
+    return page(
         request,
         integ,
         "query",

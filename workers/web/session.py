@@ -1,4 +1,4 @@
-"""The console's sign-in: a signed session cookie, its CSRF token, sign-out, and the throttle on failed sign-ins.
+"""The console's sign-in: a signed session cookie, its CSRF token, sign-out, and the throttle on wrong admin tokens.
 
 The cookie ``signal_session`` is ``<payload>.<signature>``, both base64url: the payload is JSON
 ``{"signed_in": true, "iat": <issue time, s>, "csrf": <random token>}``, the signature HMAC-SHA256 over it. It holds no
@@ -10,9 +10,11 @@ Redis until it would have expired (a copied cookie stops working too).
 Every state-changing request carries the session's CSRF token (a hidden form field) and, when the browser says where
 it came from (``Origin``, ``Sec-Fetch-Site``), must come from the console's own origin.
 
-Failed sign-ins are counted per client address in Redis, so every API process shares the count: after
-``SIGNAL_CONSOLE_SIGNIN_MAX_FAILURES`` within ``SIGNAL_CONSOLE_SIGNIN_WINDOW_S`` the client is refused until the
-window ends, even with the right token.
+Wrong admin tokens are counted per client address (``deps.client_address``, trusted proxies honoured) in one count
+in Redis, so every API process shares it: a failed sign-in and a wrong Bearer token on an admin route
+(``workers.web.deps``) both add to it. After ``SIGNAL_CONSOLE_SIGNIN_MAX_FAILURES`` within
+``SIGNAL_CONSOLE_SIGNIN_WINDOW_S`` the address is refused (429) by the sign-in and by the admin API until the window
+ends, even with the right token. A successful sign-in clears the count.
 """
 
 from __future__ import annotations
@@ -165,11 +167,11 @@ def read_flash(request: Request, settings: Settings) -> dict[str, Any] | None:
     return decode(signing_key(settings), value) if value else None
 
 
-# -- failed sign-ins ------------------------------------------------------------------------------------------------
+# -- wrong admin tokens ---------------------------------------------------------------------------------------------
 
 
 def locked_out_s(r: redis.Redis, settings: Settings, client: str) -> int:
-    """Seconds until ``client`` may try to sign in again; 0 when it may now."""
+    """Seconds until ``client`` may present the admin token again (sign-in or API); 0 when it may now."""
     key = keys.signin_failures(client)
     pipe = r.pipeline(transaction=False)
     pipe.get(key)
@@ -181,6 +183,7 @@ def locked_out_s(r: redis.Redis, settings: Settings, client: str) -> int:
 
 
 def record_failure(r: redis.Redis, settings: Settings, client: str) -> None:
+    """One more wrong admin token from ``client`` (a failed sign-in or a wrong Bearer token)."""
     key = keys.signin_failures(client)
     pipe = r.pipeline(transaction=True)
     pipe.set(key, 0, ex=settings.console_signin_window_s, nx=True)  # the window starts at the first failure

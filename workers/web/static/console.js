@@ -6,7 +6,8 @@
    - [data-required-when="<field name>"][data-required-value="<value>"]: a field's "(required)" mark, which says
      "(required with <value>)" while another field has any other value
    - form[data-busy="<label>"]: its button says what is happening and cannot be pressed twice
-   - form[data-autosubmit]: its selects submit the form when changed */
+   - form[data-autosubmit]: its selects submit the form when changed
+   - button[data-pause="<element id>"]: pauses and resumes that element's refresh (shown only with this file) */
 (function () {
   "use strict";
 
@@ -19,7 +20,7 @@
     var seconds = Math.max(1, Number(el.getAttribute("data-refresh-s")) || 5);
     var busy = false;
     window.setInterval(function () {
-      if (busy || document.hidden) {
+      if (busy || document.hidden || el.hasAttribute("data-paused")) {
         return;
       }
       busy = true;
@@ -131,6 +132,24 @@
     });
   }
 
+  function pauseButton(button) {
+    var target = document.getElementById(button.getAttribute("data-pause"));
+    if (!target) {
+      return;
+    }
+    button.hidden = false;
+    button.addEventListener("click", function () {
+      var paused = !target.hasAttribute("data-paused");
+      if (paused) {
+        target.setAttribute("data-paused", "true");
+      } else {
+        target.removeAttribute("data-paused");
+      }
+      button.setAttribute("aria-pressed", paused ? "true" : "false");
+      button.textContent = paused ? "Resume" : "Pause";
+    });
+  }
+
   function autoSubmit(form) {
     form.querySelectorAll("select").forEach(function (select) {
       select.addEventListener("change", function () {
@@ -145,6 +164,7 @@
     document.querySelectorAll("[data-required-when]").forEach(requiredWhen);
     document.querySelectorAll("form[data-busy]").forEach(busyForm);
     document.querySelectorAll("form[data-autosubmit]").forEach(autoSubmit);
+    document.querySelectorAll("button[data-pause]").forEach(pauseButton);
     document.addEventListener("click", function (event) {
       var button = event.target.closest("button[data-copy]");
       if (button) {

@@ -15,53 +15,24 @@ from typing import Any
 
 import pytest
 
-from tests.integration.conftest import CONSOLE_TOKEN
-from tests.support.browser import PageErrors, screenshot
+from tests.support.browser import (
+    DESKTOP,
+    OVERFLOW,
+    PHONE,
+    UNLABELLED,
+    WIDE,
+    XSS,
+    PageErrors,
+    expect,
+    new_page,
+    screenshot,
+    sign_in_with_the_keyboard,
+)
 from tests.support.console import flush, ingest, install
 from tests.support.fleet import make_events
 from tests.support.processes import free_port
 from tests.support.s3_fixtures import unique_bucket
 from workers.integrations import registry, sources
-
-PHONE = {"width": 390, "height": 844}
-DESKTOP = {"width": 1280, "height": 800}
-XSS = "<img src=x onerror=alert(1)>"
-
-UNLABELLED = """() => Array.from(document.querySelectorAll('input:not([type=hidden]), select, textarea'))
-  .filter(el => !(el.labels && el.labels.length) && !el.getAttribute('aria-label')
-                && !el.getAttribute('aria-labelledby'))
-  .map(el => el.name || el.id || el.outerHTML)"""
-OVERFLOW = "() => document.documentElement.scrollWidth - document.documentElement.clientWidth"
-WIDE = """() => { const w = document.documentElement.clientWidth;
-  const clipped = e => { for (let p = e.parentElement; p; p = p.parentElement) {
-    if (getComputedStyle(p).overflowX !== 'visible') return true; } return false; };
-  return Array.from(document.querySelectorAll('body *'))
-    .filter(e => e.getBoundingClientRect().right > w + 1 && !clipped(e))
-    .slice(0, 5).map(e => e.tagName + '.' + e.className + '#' + e.id); }"""
-
-
-def expect(locator: Any) -> Any:
-    from playwright.sync_api import expect as playwright_expect
-
-    return playwright_expect(locator)
-
-
-def new_page(browser: Any, viewport: dict[str, int], errors: PageErrors, **options: Any) -> Any:
-    context = browser.new_context(viewport=viewport, **options)
-    opened = context.new_page()
-    opened.on("console", lambda msg: errors.append(f"console.{msg.type}: {msg.text}") if msg.type == "error" else None)
-    opened.on("pageerror", lambda exc: errors.append(f"pageerror: {exc}"))
-    opened.on("dialog", lambda dialog: (errors.append(f"dialog: {dialog.message}"), dialog.dismiss()))
-    return opened
-
-
-def sign_in_with_the_keyboard(page: Any, base_url: str) -> None:
-    page.goto(base_url + "/integrations")
-    assert "/signin?next=/integrations" in page.url
-    expect(page.locator(":focus")).to_have_id("token")  # ready to type
-    page.keyboard.type(CONSOLE_TOKEN)
-    page.keyboard.press("Enter")
-    page.wait_for_url(base_url + "/integrations")
 
 
 @pytest.fixture
@@ -108,6 +79,8 @@ def test_every_page_is_labelled_fits_the_screen_runs_without_errors_and_is_scree
         "api": "/api",
         "delivered-status": f"/integrations/{good}",
         "delivered-live-events": f"/integrations/{good}/live",
+        "objects": f"/integrations/{good}/objects",
+        "find-event": f"/integrations/{held}/live/find?event_id=xss-event",
     }
     for name, path in pages.items():
         page.goto(console_url + path)

@@ -142,4 +142,14 @@ def test_make_run_serves_a_demo_website_whose_events_land_in_the_bucket(
         assert [e["user_id"] for e in found if e["type"] == "identify"] == ["demo-user"]
     finally:
         process.stop(signal.SIGINT, timeout=90)
-    assert "stopped" in process.log_text()
+    log = process.log_text()
+    assert "stopped" in log
+    # the closing account covers every accepted event, the website's too: delivered, or said to be still on its way
+    summary = re.search(r"accepted: (\d+)  delivered: (\d+)  in bucket: (\d+)", log)
+    assert summary is not None, log[-2000:]
+    accepted, delivered, in_bucket = (int(n) for n in summary.groups())
+    late = re.search(r"not delivered yet: (\d+) buffered, (\d+) messages waiting for a worker, (\d+) held", log)
+    buffered, held = (int(late.group(1)), int(late.group(3))) if late else (0, 0)
+    assert accepted == delivered + buffered + held, log[-2000:]
+    if late is None:
+        assert in_bucket == delivered  # every delivered event is in the bucket once

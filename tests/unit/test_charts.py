@@ -3,6 +3,8 @@ lines with gaps where nothing was delivered."""
 
 from __future__ import annotations
 
+import pytest
+
 from workers.web import charts
 
 
@@ -32,11 +34,15 @@ def test_bars_stack_each_hours_events_by_where_they_went_on_a_round_scale():
     chart = charts.bars(hours)
     first, empty = chart.columns
     assert [r.series for r in first.rects] == ["delivered", "held", "filtered", "rejected"]
-    plot = charts.BARS_HEIGHT - charts.BOTTOM
+    plot = charts.BARS_HEIGHT - charts.BOTTOM - charts.TOP
     assert [t.label for t in chart.ticks] == ["0", "50", "100"]  # 70 rounds up to 100
-    assert [r.height for r in first.rects] == [plot * 0.6, plot * 0.05, plot * 0.03, plot * 0.02]
-    assert first.rects[0].y + first.rects[0].height == plot  # the stack starts on the axis
-    assert all(a.y == b.y + b.height for a, b in zip(first.rects, first.rects[1:], strict=False))
+    assert [r.height for r in first.rects] == pytest.approx(
+        [plot * 0.6, plot * 0.05, plot * 0.03, plot * 0.02], abs=0.01
+    )
+    assert first.rects[0].y + first.rects[0].height == charts.TOP + plot  # the stack starts on the axis
+    assert all(
+        a.y == pytest.approx(b.y + b.height, abs=0.02) for a, b in zip(first.rects, first.rects[1:], strict=False)
+    )
     assert "70 received, 60 delivered in 0 objects, 5 held, 3 filtered, 2 rejected" in first.title
     assert empty.rects == [] and not chart.empty
 
@@ -56,5 +62,5 @@ def test_latency_lines_skip_hours_without_deliveries():
     chart = charts.latency(hours)
     assert len(chart.p95.split()) == 2 and len(chart.p50.split()) == 2
     assert [t.label for t in chart.ticks] == ["0 s", "50 s", "100 s"]
-    assert chart.points[1][1] == 0.0  # the highest p95 touches the top
+    assert chart.points[1][1] == charts.TOP  # the highest p95 touches the top
     assert "p50 30 s, p95 100 s" in chart.points[1][2]

@@ -193,5 +193,5 @@ def test_the_ledger_pages_newest_first_with_a_cursor(r):
 
 
 def test_a_record_round_trips_with_long_keys_and_multipart_etags():
-    rec = ledger.Record("événements/" + "k" * 900, HOUR, 1, 2, 3, 4, 5, 6, 7, 8, "abc-12")
+    rec = ledger.Record("événements/" + "k" * 900, HOUR, 1, 2, 3, 4, 5, 6, 7, 8, "abc-12", "my.bucket-1")
     assert list(ledger.unpack(ledger.pack(rec) * 2)) == [rec, rec]

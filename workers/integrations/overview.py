@@ -140,6 +140,6 @@ def objects(
         "bucket": integ.config.bucket,
         "since": clock.iso(clock.from_ms(since_ms)),
         "until": clock.iso(clock.from_ms(until_ms)),
-        "objects": [rec.view(integ.config.bucket) for rec in page.records],
+        "objects": [rec.view() for rec in page.records],
         "next_cursor": page.cursor,
     }

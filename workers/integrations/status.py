@@ -150,7 +150,7 @@ def _traced(r: redis.Redis, integration_id: str, records: list[dict[str, Any]]) 
             "state": "buffered",
         }
         if rec.get("line") is not None:
-            view["line"] = rec["line"]
+            view["line"] = orjson.dumps(rec["line"]).decode()  # kept as JSON in the record; the line as stored
         if rec.get("state") == "filtered":
             view.update(state="filtered", reason=rec["reason"])
         elif b:

@@ -241,13 +241,14 @@ def drain(procs: Processes, s3: Any, seen: dict[str, int], integration_id: str, 
     print(f"stopped sending; waiting up to {drain_s:g}s for accepted events to land (Ctrl-C to skip)", flush=True)
 
     def waiting() -> tuple[int, int]:
-        """(messages not yet appended, events buffered and not held)."""
+        """(messages not yet done: waiting in the ingest queue or taken by a worker, events buffered)."""
         st = status.integration_status(r, integration_id)
         try:
-            queued = topology.queue_depths(settings, timeout_s=2.0).get("ingest", 0)
+            depths = topology.queue_depths(settings, timeout_s=2.0)
+            queued = depths.get("ingest", 0) + depths.get("unacked", 0)
         except Exception:  # noqa: BLE001 - a stopped broker holds nothing more we could wait for
             queued = 0
-        return queued, st["buffered_events"] - st["dead_letter_events"]
+        return queued, st["buffered_events"]  # held events are not buffered: they are reported apart
 
     try:
         deadline = time.monotonic() + drain_s
@@ -265,6 +266,6 @@ def drain(procs: Processes, s3: Any, seen: dict[str, int], integration_id: str, 
     )
     if buffered or queued or st["dead_letter_events"]:
         print(
-            f"not delivered yet: {buffered} buffered, {queued} messages waiting in the ingest queue, "
+            f"not delivered yet: {buffered} buffered, {queued} messages waiting for a worker, "
             f"{st['dead_letter_events']} held (see the console's Dead letter tab)"
         )

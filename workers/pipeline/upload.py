@@ -125,6 +125,7 @@ def upload(r: redis.Redis, integration_id: str, batch_id: str, *, settings: Sett
         upload_ms=round(upload_s * 1000),
         attempts=c.attempts,
         etag=result.etag.strip('"'),
+        bucket=cfg.bucket,
     )
     buffer.ack(
         r,

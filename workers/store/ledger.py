@@ -3,15 +3,15 @@
 The uploader packs the record (``pack``) and ``ack.lua`` appends it in the step that deletes the delivered batch, so
 every object is recorded exactly once (an ack run again finds the batch gone and records nothing). Records of the
 objects confirmed in one UTC hour are packed one after another into one Redis string per integration and hour
-(``keys.ledger``), so an object costs its record and nothing per key: 65 bytes plus its key and ETag. The hour is the
-one the object was written in, the hour the delivery overview counts it in, so the ledger's sums per hour are the
-overview's ``objects``, ``delivered`` and ``bytes``.
+(``keys.ledger``), so an object costs its record and nothing per key: 66 bytes plus its key, ETag and bucket. The
+hour is the one the object was written in, the hour the delivery overview counts it in, so the ledger's sums per hour
+are the overview's ``objects``, ``delivered`` and ``bytes``.
 
 A record, little-endian (``struct`` in Lua and in Python)::
 
     u16 length of the rest | u32 events | u64 raw bytes | u64 object bytes | u64 first append ms | u64 last append ms
     | u64 written ms | u32 upload ms | u16 attempts | 10 bytes partition hour YYYYMMDDHH | u16 key length | key
-    | u8 etag length | etag
+    | u8 etag length | etag | u8 bucket length | bucket (where it was written: the config may change since)
 """
 
 from __future__ import annotations
@@ -46,14 +46,16 @@ class Record:
     upload_ms: int  # the successful upload attempt
     attempts: int  # upload attempts (1: the first one succeeded)
     etag: str
+    bucket: str = ""
 
     @property
     def batch_id(self) -> str:
         name = self.key.rsplit("/", 1)[-1]
         return name.split(".", 1)[0]
 
-    def view(self, bucket: str) -> dict[str, Any]:
+    def view(self) -> dict[str, Any]:
         return {
+            "bucket": self.bucket,
             "key": self.key,
             "batch_id": self.batch_id,
             "hour": self.hour,
@@ -66,13 +68,13 @@ class Record:
             "upload_s": self.upload_ms / 1000,
             "attempts": self.attempts,
             "etag": self.etag,
-            "copy": f"aws s3 cp s3://{bucket}/{self.key} .",
+            "copy_command": f"aws s3 cp s3://{self.bucket}/{self.key} .",
         }
 
 
 def pack(rec: Record) -> bytes:
     """A record as ``ack.lua`` appends it."""
-    key, etag = rec.key.encode(), rec.etag.encode()[:255]
+    key, etag, bucket = rec.key.encode(), rec.etag.encode()[:255], rec.bucket.encode()[:255]
     body = (
         _HEAD.pack(
             rec.events,
@@ -89,6 +91,8 @@ def pack(rec: Record) -> bytes:
         + key
         + bytes([len(etag)])
         + etag
+        + bytes([len(bucket)])
+        + bucket
     )
     return _LEN.pack(len(body)) + body
 
@@ -108,7 +112,9 @@ def unpack(blob: bytes) -> Iterator[Record]:
         key = body[at : at + key_len].decode()
         at += key_len
         etag = body[at + 1 : at + 1 + body[at]].decode()
-        yield Record(key, hour.decode(), events, raw, size, first, last, written, upload_ms, attempts, etag)
+        at += 1 + body[at]
+        bucket = body[at + 1 : at + 1 + body[at]].decode() if at < len(body) else ""
+        yield Record(key, hour.decode(), events, raw, size, first, last, written, upload_ms, attempts, etag, bucket)
 
 
 def hours_between(since_ms: int, until_ms: int) -> list[str]:

@@ -16,6 +16,7 @@ BARS_HEIGHT = 180
 LINES_HEIGHT = 120
 LEFT = 48  # room for the axis labels
 BOTTOM = 20
+TOP = 12  # room for the top label
 SERIES = (  # bottom to top
     ("delivered", "Delivered"),
     ("held", "Held"),
@@ -101,14 +102,14 @@ def _short(n: float) -> str:
 
 def bars(hours: list[dict[str, Any]]) -> BarChart:
     """Stacked bars of the overview's ``hours`` (as ``workers.integrations.overview.hour_view`` gives them)."""
-    plot_w, plot_h = WIDTH - LEFT, BARS_HEIGHT - BOTTOM
+    plot_w, plot_h = WIDTH - LEFT, BARS_HEIGHT - BOTTOM - TOP
     top = _nice_max(max((sum(_count(h, s) for s, _ in SERIES) for h in hours), default=0))
     step = plot_w / max(len(hours), 1)
     every = max(1, round(len(hours) / 8))
     columns = []
     for n, h in enumerate(hours):
         x = LEFT + n * step
-        y = float(plot_h)
+        y = float(TOP + plot_h)
         rects = []
         for series, _ in SERIES:
             value = _count(h, series)
@@ -123,13 +124,13 @@ def bars(hours: list[dict[str, Any]]) -> BarChart:
             f"{_count(h, 'rejected'):,} rejected"
         )
         columns.append(Column(h["hour"], _label(h["hour"], n, every), round(x, 2), round(step, 2), rects, title))
-    ticks = [Tick(round(plot_h - plot_h * f, 2), _short(top * f)) for f in (0, 0.5, 1)]
+    ticks = [Tick(round(TOP + plot_h - plot_h * f, 2), _short(top * f)) for f in (0, 0.5, 1)]
     return BarChart(WIDTH, BARS_HEIGHT, columns, ticks, empty=not any(c.rects for c in columns))
 
 
 def latency(hours: list[dict[str, Any]]) -> LineChart:
     """p50 and p95 of the event-to-object latency per hour, as two polylines (hours without deliveries are gaps)."""
-    plot_w, plot_h = WIDTH - LEFT, LINES_HEIGHT - BOTTOM
+    plot_w, plot_h = WIDTH - LEFT, LINES_HEIGHT - BOTTOM - TOP
     values = [h["latency_p95_s"] for h in hours if h["latency_p95_s"] is not None]
     top = _nice_max(max(values, default=0))
     step = plot_w / max(len(hours), 1)
@@ -139,17 +140,17 @@ def latency(hours: list[dict[str, Any]]) -> LineChart:
         for n, h in enumerate(hours):
             if h[name] is not None:
                 x = LEFT + n * step + step / 2
-                out.append(f"{x:.1f},{plot_h - plot_h * h[name] / top:.1f}")
+                out.append(f"{x:.1f},{TOP + plot_h - plot_h * h[name] / top:.1f}")
         return " ".join(out)
 
     markers = [
         (
             round(LEFT + n * step + step / 2, 1),
-            round(plot_h - plot_h * h["latency_p95_s"] / top, 1),
+            round(TOP + plot_h - plot_h * h["latency_p95_s"] / top, 1),
             f"{h['hour'][:13].replace('T', ' ')}h UTC: p50 {h['latency_p50_s']:g} s, p95 {h['latency_p95_s']:g} s",
         )
         for n, h in enumerate(hours)
         if h["latency_p95_s"] is not None
     ]
-    ticks = [Tick(round(plot_h - plot_h * f, 2), _short(top * f) + " s") for f in (0, 0.5, 1)]
+    ticks = [Tick(round(TOP + plot_h - plot_h * f, 2), _short(top * f) + " s") for f in (0, 0.5, 1)]
     return LineChart(WIDTH, LINES_HEIGHT, points("latency_p50_s"), points("latency_p95_s"), ticks, markers, not values)

@@ -233,3 +233,34 @@ def test_live_events_filters_pauses_and_pins_the_test_event(browser, console_url
     expect(page.locator("#pinned-event")).to_have_count(0)
     assert errors == []
     page.context.close()
+
+
+def test_a_failed_replay_keeps_the_first_failure_and_held_events_are_never_buffered(
+    browser, console_url, fleet, account
+):
+    iid = account["iid"]
+    errors = PageErrors()
+    page = new_page(browser, DESKTOP, errors)
+    sign_in_with_the_keyboard(page, console_url)
+    page.goto(console_url + f"/integrations/{iid}")
+    panel = page.locator("#status-panel")
+    expect(panel.locator("section.stat").filter(has_text="Buffered")).to_contain_text("Buffered3")
+    expect(panel.locator("section.stat").filter(has_text="Held")).to_contain_text("Held1batch · 4 events")
+
+    registry.update(
+        fleet.r, iid, config=registry.get(fleet.r, iid).config.model_copy(update={"bucket": unique_bucket()})
+    )
+    page.goto(console_url + f"/integrations/{iid}/dead-letter")
+    first = page.locator("#held-batches td[data-label='First failure'] time").get_attribute("datetime")
+    last = page.locator("#held-batches td[data-label='Last failure'] time").get_attribute("datetime")
+    page.wait_for_timeout(1100)  # a replay a second later: its failure has another time
+    page.get_by_role("button", name="Replay all (1)").click()
+    page.wait_for_url(re.compile(r"/dead-letter$"))
+    expect(page.locator(".flash, .notice").first).to_contain_text("NoSuchBucket")
+    cells = page.locator("#held-batches tbody tr").first
+    assert cells.locator("td[data-label='First failure'] time").get_attribute("datetime") == first
+    assert cells.locator("td[data-label='Last failure'] time").get_attribute("datetime") > last
+    page.goto(console_url + f"/integrations/{iid}")
+    expect(panel.locator("section.stat").filter(has_text="Buffered")).to_contain_text("Buffered3")
+    assert errors == []
+    page.context.close()

@@ -82,6 +82,7 @@ def test_every_metric_the_rules_read_is_served() -> None:
     read = {name for rule in alerting_rules() for name in re.findall(r"\bsignal_\w+", rule["expr"])}
     assert read == {
         "signal_waiting_since_last_delivery_seconds",
+        "signal_flush_interval_seconds",
         "signal_dead_letter_batches",
         "signal_events_rejected_total",
         "signal_events_ingested_total",

@@ -7,8 +7,11 @@ import pytest
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.support.seed import install_body
 from workers import clock
+from workers.integrations import registry
 from workers.observe import metrics
+from workers.settings import get_settings
 from workers.store import buffer, histograms, keys
 
 A, B = "int-a", "int-b"
@@ -317,3 +320,17 @@ def test_a_scrape_reads_every_batch_in_bounded_round_trips(r, monkeypatch):
     assert row.oldest_waiting_ms == T0 + 1000
     assert (row.dead_letter_batches, row.dead_letter_events, row.dead_letter_bytes) == (2, 2, 2 * 7)
     assert len(executes) == 1 + 3  # the counters, then 6 batches' metadata 2 at a time
+
+
+def test_the_flush_interval_each_integration_waits_is_served_for_the_stall_alert():
+    r = fakeredis.FakeRedis()
+    hourly = registry.install(r, {**install_body(), "config": {**install_body()["config"], "flush_interval_s": 3600}})
+    default = registry.install(r, install_body())
+    body, _ = metrics.render(r)
+    served = {
+        s.labels["integration_id"]: s.value
+        for family in text_string_to_metric_families(body.decode())
+        for s in family.samples
+        if s.name == "signal_flush_interval_seconds"
+    }
+    assert served == {hourly.id: 3600.0, default.id: get_settings().flush_interval_s}

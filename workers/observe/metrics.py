@@ -26,6 +26,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 
+import orjson
 import redis
 from prometheus_client import CollectorRegistry, ProcessCollector, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
@@ -35,6 +36,7 @@ from prometheus_client.utils import floatToGoString
 
 from workers import clock
 from workers.integrations import registry, sources
+from workers.settings import get_settings
 from workers.store import keys
 from workers.store.db import text
 from workers.store.histograms import LATENCY_BUCKETS_S, UPLOAD_BUCKETS_S, Histogram
@@ -68,6 +70,7 @@ class IntegrationCounters:
     dead_letter_bytes: int = 0
     oldest_waiting_ms: int | None = None
     last_success_ms: int | None = None
+    flush_interval_s: float | None = None  # the integration's own; None: the fleet's SIGNAL_FLUSH_INTERVAL_S
 
     def by_prefix(self, prefix: str) -> dict[str, int]:
         return {k[len(prefix) :]: v for k, v in self.stats.items() if k.startswith(prefix)}
@@ -110,12 +113,13 @@ def read(r: redis.Redis) -> list[IntegrationCounters]:
         # the open index before the pending batches: a buffer sealed in between is then seen at least once
         pipe.zrange(keys.open_index(iid), 0, 0, withscores=True)
         pipe.zrange(keys.pending(iid), 0, -1)
+        pipe.get(keys.integration(iid))
     replies = pipe.execute()
     rows = []
     batches: list[tuple[int, str, bool]] = []  # (row index, batch id, held)
     oldest: list[int | None] = []
     for n, iid in enumerate(iids):
-        stats_raw, dead, upload, latency, last_success, first_open, pending = replies[7 * n : 7 * n + 7]
+        stats_raw, dead, upload, latency, last_success, first_open, pending, record = replies[8 * n : 8 * n + 8]
         rows.append(
             IntegrationCounters(
                 iid,
@@ -125,6 +129,7 @@ def read(r: redis.Redis) -> list[IntegrationCounters]:
                 Histogram.from_hash(upload),
                 Histogram.from_hash(latency),
                 last_success_ms=int(last_success) if last_success else None,
+                flush_interval_s=_flush_interval_s(record),
             )
         )
         oldest.append(int(first_open[0][1]) if first_open else None)
@@ -153,6 +158,17 @@ def read(r: redis.Redis) -> list[IntegrationCounters]:
     ]
 
 
+def _flush_interval_s(record: bytes | None) -> float | None:
+    """An integration's own flush interval, read from its record's public part (no secret is decrypted)."""
+    if not record:
+        return None
+    try:
+        value = orjson.loads(record)["config"].get("flush_interval_s")
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
 def read_refusals(r: redis.Redis) -> dict[str, dict[str, dict[str, int]]]:
     """Refused collection requests and events of every source, by reason."""
     return sources.refusals(r, sorted(text(m) for m in r.smembers(keys.SOURCES)))
@@ -177,7 +193,9 @@ def refusal_families(refused: dict[str, dict[str, dict[str, int]]]) -> list[Metr
     return [requests, events]
 
 
-def families(rows: Iterable[IntegrationCounters], *, now_ms: int | None = None) -> list[Metric]:
+def families(
+    rows: Iterable[IntegrationCounters], *, now_ms: int | None = None, default_flush_interval_s: float = 60.0
+) -> list[Metric]:
     """The metric families of the fleet, one labelled series per integration (and reason / error code).
 
     ``now_ms`` is the time the ages are measured at (default: the clock's now).
@@ -214,6 +232,12 @@ def families(rows: Iterable[IntegrationCounters], *, now_ms: int | None = None) 
         "signal_oldest_buffered_event_age_seconds",
         "Seconds since the oldest event waiting for delivery (open buffers and sealed batches, not held ones) was "
         "appended; 0 when nothing waits.",
+        labels=iid,
+    )
+    interval = GaugeMetricFamily(
+        "signal_flush_interval_seconds",
+        "How old a buffer gets before it is written: the integration's flush_interval_s, else the fleet's "
+        "SIGNAL_FLUSH_INTERVAL_S (the alert on stalled delivery scales with it).",
         labels=iid,
     )
     waiting = GaugeMetricFamily(
@@ -257,6 +281,7 @@ def families(rows: Iterable[IntegrationCounters], *, now_ms: int | None = None) 
         buffered_bytes.add_metric(label, row.buffered_bytes)
         oldest_age.add_metric(label, row.oldest_waiting_age_s(now_ms))
         waiting.add_metric(label, row.waiting_since_delivery_s(now_ms))
+        interval.add_metric(label, row.flush_interval_s or default_flush_interval_s)
         objects.add_metric(label, row.stats.get("delivered_objects", 0))
         events.add_metric(label, row.stats.get("delivered_events", 0))
         nbytes.add_metric(label, row.stats.get("delivered_bytes", 0))
@@ -276,6 +301,7 @@ def families(rows: Iterable[IntegrationCounters], *, now_ms: int | None = None) 
         buffered_bytes,
         oldest_age,
         waiting,
+        interval,
         objects,
         events,
         nbytes,
@@ -298,7 +324,7 @@ class FleetCollector(Collector):
         return []  # registering must not touch Redis
 
     def collect(self) -> Iterator[Metric]:
-        yield from families(read(self._r))
+        yield from families(read(self._r), default_flush_interval_s=get_settings().flush_interval_s)
         yield from refusal_families(read_refusals(self._r))
 
 

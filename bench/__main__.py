@@ -1,7 +1,8 @@
 """``python -m bench`` (``make bench``): measure the limit and the product side by side; print a table, write JSON.
 
 ``BENCH_QUICK=1`` scales every phase down (~3 minutes). ``BENCH_ONLY=http`` runs the HTTP phases alone,
-``BENCH_ONLY=ingest`` the ingest phases (raw RPUSH and the drains) alone.
+``BENCH_ONLY=ingest`` the ingest phases (raw RPUSH and the drains) alone, ``BENCH_ONLY=account`` the delivery overview
+and ledger phase (bench/account.py) alone.
 ``BENCH_KEEP_LOGS=1`` keeps the process logs.
 """
 
@@ -29,6 +30,12 @@ SIZES = {
     "memory": 300_000 if QUICK else 1_300_000,
     "buffer_memory": 64 * 1024**2 if QUICK else 512 * 1024**2,  # bytes of event lines (bench/scale.py)
     "blueprint": 20_000 if QUICK else 100_000,
+    # the delivery overview and ledger (bench/account.py): messages of 500 events and acks per run, paired runs,
+    # integrations whose seven days of overview and ledger are written (scaled to 1,000)
+    "account_messages": 40 if QUICK else 150,
+    "account_acks": 500 if QUICK else 2_000,
+    "account_rounds": 5 if QUICK else 11,
+    "account_integrations": 200 if QUICK else 1_000,
     # seconds per wrk run, and of the end-to-end soak
     "http_s": 3.0 if QUICK else 10.0,
     "soak_s": 15.0 if QUICK else 60.0,
@@ -129,6 +136,9 @@ def run(stack: Any, results: dict[str, Any]) -> None:
     if ONLY == "http":
         http_phases(stack, r, bucket, results)
         return
+    if ONLY == "account":
+        account_phase(stack, results)
+        return
 
     # -- ingest ---------------------------------------------------------------------------------------------------
     n = SIZES["ingest"]
@@ -196,6 +206,7 @@ def run(stack: Any, results: dict[str, Any]) -> None:
     from bench import blueprint as blueprint_bench
 
     results["blueprint"] = blueprint_bench.run(n)
+    account_phase(stack, results)
 
     # -- end to end ---------------------------------------------------------------------------------------------
     api_eps = results["http"]["runs"]["api1 /v1/batch"]["events_per_s"]
@@ -219,6 +230,18 @@ def http_phases(stack: Any, r: Any, bucket: str, results: dict[str, Any]) -> Non
     results["http"] = http.measure(stack, r, bucket, SIZES["http_s"])
     step("http: one ingest worker puts every accepted event in its buffer")
     http.check_buffers(stack, r, results["http"])
+
+
+def account_phase(stack: Any, results: dict[str, Any]) -> None:
+    """The delivery overview and the object ledger (bench/account.py), on a redis-server of their own."""
+    from bench import account
+
+    step(
+        f"account: append.lua / ack.lua with and without the overview and ledger ({SIZES['account_rounds']} paired "
+        f"runs of {SIZES['account_messages']} messages / {SIZES['account_acks']:,} acks), then Redis memory of "
+        f"{account.DAYS} days of {SIZES['account_integrations']:,} integrations, on a private redis-server"
+    )
+    results["account"] = account.run(stack, SIZES)
 
 
 def run_scale(stack: Any, r: Any, settings: Any, results: dict[str, Any]) -> None:
@@ -481,6 +504,10 @@ def table(res: dict[str, Any]) -> list[dict[str, Any]]:
             "info",
             None,
         )
+    from bench import account
+
+    for measure in account.rows(res):
+        row(*measure)
     if "soak" in res:
         sk = res["soak"]
         row(

@@ -76,10 +76,12 @@ ACK_CUTS = (
     "local ov, hh = KEYS[10], ARGV[7]\n",
     "redis.call('HINCRBY', ov, hh .. 'd', events)\nredis.call('HINCRBY', ov, hh .. 'o', 1)\n"
     "redis.call('HINCRBY', ov, hh .. 'b', ARGV[3])\n",
-    "local bucket = hh .. 'l+'\nfor k = 1, n_bounds do\n  if latency_ms <= tonumber(ARGV[11 + k]) then\n"
+    "local bucket = hh .. 'l+'\nfor k = 1, n_bounds do\n  if latency_ms <= tonumber(ARGV[12 + k]) then\n"
     "    bucket = hh .. 'l' .. (k - 1)\n    break\n  end\nend\nredis.call('HINCRBY', ov, bucket, events)\n"
     "redis.call('EXPIRE', ov, ARGV[8], 'NX')\n",
-    "redis.call('APPEND', KEYS[11], ARGV[10])\nredis.call('PEXPIRE', KEYS[11], ARGV[9])\n",
+    "if redis.call('GET', KEYS[12]) ~= ARGV[10] then\n  redis.call('RPUSH', KEYS[11], ARGV[10])\n"
+    "  redis.call('SET', KEYS[12], ARGV[10], 'PX', ARGV[9])\nend\nredis.call('RPUSH', KEYS[11], ARGV[11])\n"
+    "redis.call('PEXPIRE', KEYS[11], ARGV[9])\n",
 )
 
 # One busy hour of the overview as the scripts leave it: accepted, two blueprint reasons, two rejection reasons
@@ -93,9 +95,11 @@ WORST_EXTRA = ("r:invalid_timestamp", *(f"l{k}" for k in range(13) if f"l{k}" no
 
 # Writes records the way ack.lua does, one APPEND and PEXPIRE per object, for every hour key of one integration.
 LEDGER_FILL = """
+local n = tonumber(ARGV[2])
 for _, key in ipairs(KEYS) do
-  for i = 2, #ARGV do
-    redis.call('APPEND', key, ARGV[i])
+  redis.call('RPUSH', key, ARGV[3])
+  for _ = 1, n do
+    redis.call('RPUSH', key, ARGV[4])
     redis.call('PEXPIRE', key, ARGV[1])
   end
 end
@@ -386,8 +390,9 @@ def append_cost(small: dict[str, Any], large: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def ledger_record(key: str, hour: str, now_ms: int, events: int) -> bytes:
-    """A record as the uploader packs it (``key``: ``events/YYYY/MM/DD/HH/<uuid>.json.gz``), a 34-character ETag."""
+def ledger_record(key: str, hour: str, now_ms: int, events: int) -> tuple[bytes, bytes]:
+    """A header and record as the uploader packs them (``key``: ``events/YYYY/MM/DD/HH/<uuid>.json.gz``), an MD5
+    ETag, a bucket name of 24 characters."""
     return ledger.pack(
         ledger.Record(
             key=key,
@@ -401,7 +406,9 @@ def ledger_record(key: str, hour: str, now_ms: int, events: int) -> bytes:
             upload_ms=420,
             attempts=1,
             etag=ETAG,
-        )
+            bucket="datafly-events-production",
+        ),
+        prefix="events/",
     )
 
 
@@ -464,15 +471,16 @@ def ack_ab(r: redis.Redis, *, objects: int, rounds: int) -> dict[str, Any]:
     key = object_key("events/", hour, str(uuid.uuid4()))
     record = ledger_record(key, hour, now, EVENTS_PER_OBJECT)
     ov_key, _, hh = buffer._overview_at(iid, now)
-    extra = [ov_key, keys.ledger(iid, hour), hh, overview.RETENTION_S, 7 * 86_400_000]
-    extra += [record, *overview.lua_latency_bounds()]
+    extra = [ov_key, keys.ledger(iid, hour[:8]), keys.ledger_head(iid, hour[:8]), hh, overview.RETENTION_S]
+    extra += [7 * 86_400_000, *record, *overview.lua_latency_bounds()]
     conn = redis.Connection()
     out["added"]["worker_us"] = (
         best_us(lambda: ledger_record(key, hour, now, EVENTS_PER_OBJECT))
         + best_us(
             lambda: (
                 buffer._overview_at(iid, now),
-                keys.ledger(iid, clock.hour_of_ms(now)),
+                keys.ledger(iid, clock.hour_of_ms(now)[:8]),
+                keys.ledger_head(iid, clock.hour_of_ms(now)[:8]),
                 overview.lua_latency_bounds(),
             )
         )
@@ -577,40 +585,39 @@ def overview_memory(r: redis.Redis, integrations: int, *, written: list[str]) ->
 
 def ledger_memory(r: redis.Redis, integrations: int) -> dict[str, Any]:
     """``used_memory`` per record as ``ack.lua`` stores them, ``DAYS`` days of ``integrations`` integrations, at one
-    object per integration and hour and at one per minute."""
+    object per integration and hour and at one per minute: a string per integration and day holding one header and
+    the day's records."""
     fill = r.register_script(LEDGER_FILL)
     hours = hours_of(DAYS)
+    days = sorted({h[:8] for h in hours})
     ttl_ms = 7 * 86_400_000
     out: dict[str, Any] = {"integrations_measured": integrations, "days": DAYS, "etag_chars": len(ETAG)}
     for shape, per_hour in (("hourly", 1), ("per_minute", OBJECTS_PER_HOUR_STEADY)):
         r.flushdb()
-        fill(keys=["bench:warm"], args=[ttl_ms, b"x"])  # the script loaded before the baseline
+        fill(keys=["bench:warm"], args=[ttl_ms, 1, b"h", b"x"])  # the script loaded before the baseline
         r.delete("bench:warm")
         before = used_memory(r)
         records = 0
         now = clock.now_ms()
+        header, record = ledger_record(object_key("events/", hours[0], str(uuid.uuid4())), hours[0], now, 1_000)
         for _ in range(integrations):
             iid = str(uuid.uuid4())
-            # the records of one integration's hour (the same bytes in each of its hours: memory depends on lengths)
-            recs = [
-                ledger_record(object_key("events/", hours[0], str(uuid.uuid4())), hours[0], now, 1_000)
-                for _ in range(per_hour)
-            ]
-            fill(keys=[keys.ledger(iid, h) for h in hours], args=[ttl_ms, *recs])
-            records += per_hour * len(hours)
+            # a day's records of one integration (the same bytes each: memory depends on lengths)
+            fill(keys=[keys.ledger(iid, d) for d in days], args=[ttl_ms, per_hour * 24, header, record])
+            records += per_hour * 24 * len(days)
         used = used_memory(r) - before
-        content = int(r.strlen(keys.ledger(iid, hours[0])))
+        content = sum(map(len, r.lrange(keys.ledger(iid, days[0]), 0, -1)))
         out[shape] = {
             "objects_per_hour": per_hour,
             "records": records,
             "used_memory_bytes": used,
             "bytes_per_record": used / records,
-            "bytes_per_integration_hour": used / integrations / len(hours),
+            "bytes_per_integration_hour": used / integrations / (len(days) * 24),
             "string_bytes_per_key": content,
-            "allocated_bytes_per_key": int(r.memory_usage(keys.ledger(iid, hours[0])) or 0),
-            "bytes_fleet_7d": used / integrations * INTEGRATIONS,
+            "allocated_bytes_per_key": int(r.memory_usage(keys.ledger(iid, days[0])) or 0),
+            "bytes_fleet_7d": used / integrations * INTEGRATIONS * DAYS / len(days),
         }
-    out["record_bytes"] = len(recs[0])
+    out["record_bytes"] = len(record)
     return out
 
 

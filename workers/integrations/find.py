@@ -178,8 +178,8 @@ def _in_objects(
     """The event in the objects the ledger recorded for the partition ``hours`` (written in them or up to
     ``LEDGER_LOOKAHEAD_H`` later), read back from S3."""
     first = clock.to_ms(datetime.strptime(hours[0], "%Y%m%d%H").replace(tzinfo=clock.now().tzinfo))
-    written_hours = ledger.hours_between(first, first + LEDGER_LOOKAHEAD_H * 3_600_000)
-    candidates = [rec for rec in ledger.records_of_hours(r, integ.id, written_hours) if rec.hour in hours]
+    records = ledger.records_between(r, integ.id, first, first + LEDGER_LOOKAHEAD_H * 3_600_000)
+    candidates = [rec for rec in records if rec.hour in hours]
     for rec in candidates:
         if search.objects_read >= OBJECTS_MAX:
             search.bounded = True

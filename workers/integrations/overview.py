@@ -18,7 +18,7 @@ from workers.store.db import text
 from workers.store.overview import Hour
 
 MAX_HOURS = 7 * 24
-_CURSOR = re.compile(r"[0-9]{10}\.[0-9]{1,6}")
+_CURSOR = re.compile(r"[0-9]{8}\.[0-9]{1,7}")
 _CHUNK = 2000  # block reads per pipeline round trip
 
 

@@ -135,7 +135,7 @@ def upload(r: redis.Redis, integration_id: str, batch_id: str, *, settings: Sett
         compressed_bytes=result.compressed_bytes,
         key=c.key,
         upload_s=upload_s,
-        ledger_record=ledger.pack(record),
+        ledger_record=ledger.pack(record, prefix=cfg.prefix),
         ledger_ttl_ms=settings.ledger_retention_s * 1000,
     )
     log.info(

@@ -286,13 +286,13 @@ def ack(
     compressed_bytes: int,
     key: str,
     upload_s: float | None = None,
-    ledger_record: bytes = b"",
+    ledger_record: tuple[bytes, bytes] = (b"", b""),
     ledger_ttl_ms: int = 7 * 86_400_000,
 ) -> bool:
     """Finish a delivered batch: delete it, count the delivery, observe the histograms (the latency from its first
     event's append to ``now_ms``, and ``upload_s``, the successful upload attempt, when given), count it in the
-    delivery overview and append ``ledger_record`` (``workers.store.ledger.pack``) to the ledger of the hour, kept
-    ``ledger_ttl_ms``.
+    delivery overview and append ``ledger_record`` (header and record, ``workers.store.ledger.pack``) to the ledger of
+    the day, kept ``ledger_ttl_ms``.
 
     True when this call finished the batch; False when it was already gone (nothing is counted twice).
     """
@@ -311,7 +311,8 @@ def ack(
                 keys.hist_upload(iid),
                 keys.hist_latency(iid),
                 ov_key,
-                keys.ledger(iid, clock.hour_of_ms(now_ms)),
+                keys.ledger(iid, clock.hour_of_ms(now_ms)[:8]),
+                keys.ledger_head(iid, clock.hour_of_ms(now_ms)[:8]),
             ],
             args=[
                 batch_id,
@@ -323,7 +324,7 @@ def ack(
                 hh,
                 overview.RETENTION_S,
                 ledger_ttl_ms,
-                ledger_record,
+                *ledger_record,
                 *overview.lua_latency_bounds(),
                 *lua_buckets(LATENCY_BUCKETS_S),
                 *lua_buckets(UPLOAD_BUCKETS_S),

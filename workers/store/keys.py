@@ -28,8 +28,9 @@ Per integration ``I``:
   sig:{I}:bucket             hash    what the fleet learned of the bucket: object_lock (1/0), checked_ms
   sig:{I}:ov:<YYYYMMDD>.<q>  hash    delivery overview of six UTC hours (q = hour // 6): counts per hour of the day
                                      (workers/store/overview.py; expires)
-  sig:{I}:ledger:<hour>      string  object ledger: one packed record per object confirmed in that UTC hour
+  sig:{I}:ledger:<YYYYMMDD>  list    object ledger: packed records of the objects confirmed that UTC day
                                      (workers/store/ledger.py; expires)
+  sig:{I}:ledgerhead:<day>   string  the day's last header record (bucket, prefix, format), so it is written once
   sig:{I}:pinned             string  the test event Live Events keeps on top until it is delivered or failed (expires)
 Global:
   sig:integrations           set     ids of every installed integration
@@ -158,8 +159,12 @@ def overview(integration_id: str, block: str) -> str:
     return f"{tag(integration_id)}:ov:{block}"
 
 
-def ledger(integration_id: str, hour: str) -> str:
-    return f"{tag(integration_id)}:ledger:{hour}"
+def ledger(integration_id: str, day: str) -> str:
+    return f"{tag(integration_id)}:ledger:{day}"
+
+
+def ledger_head(integration_id: str, day: str) -> str:
+    return f"{tag(integration_id)}:ledgerhead:{day}"
 
 
 def pinned(integration_id: str) -> str:

@@ -1,24 +1,37 @@
 """The object ledger: one record per object written, kept for ``SIGNAL_LEDGER_RETENTION_S``.
 
 The uploader packs the record (``pack``) and ``ack.lua`` appends it in the step that deletes the delivered batch, so
-every object is recorded exactly once (an ack run again finds the batch gone and records nothing). Records of the
-objects confirmed in one UTC hour are packed one after another into one Redis string per integration and hour
-(``keys.ledger``), so an object costs its record and nothing per key: 66 bytes plus its key, ETag and bucket. The
-hour is the one the object was written in, the hour the delivery overview counts it in, so the ledger's sums per hour
+every object is recorded exactly once (an ack run again finds the batch gone and records nothing). The records of one
+integration and UTC day are the elements of one Redis list (``keys.ledger``), newest last: a list packs small elements
+tightly, where a string grown by APPEND keeps up to as much room again as it holds.
+
+Compact, because a busy integration writes an object a minute: what every object of a day shares (bucket, prefix,
+format) is written once, as a header record, whenever it changes (``ack.lua`` compares it with the day's last header,
+``keys.ledger_head``); an object record holds its numbers, its batch uuid and its ETag in binary (16 bytes each), and
+its key is rebuilt from the header: ``<prefix>YYYY/MM/DD/HH/<uuid><suffix>``. A key that does not follow that layout
+is kept whole. About 60 bytes per object of the usual layout.
+
+Records, little-endian, each ``u16 length | u8 type | body``:
+
+- ``H`` header: u8 flags (1: Parquet) | u8 length, bucket | u8 length, prefix
+- ``O`` object: varints (LEB128) of events | raw bytes | object bytes | written, ms since the day began | ms from its
+  first event's append to written | from its last | upload ms | attempts | hours from its partition hour to the hour
+  it was written (zigzag) | 16 bytes batch uuid | ETag: u8 1, 16 bytes MD5, varint parts when it has that form, else
+  u8 0, u8 length and its text
+- ``K`` object with its key kept whole: the ``O`` fields, then u16 length and the key
+
+The hour a record is written in is the hour the delivery overview counts the object in, so the ledger's sums per hour
 are the overview's ``objects``, ``delivered`` and ``bytes``.
-
-A record, little-endian (``struct`` in Lua and in Python)::
-
-    u16 length of the rest | u32 events | u64 raw bytes | u64 object bytes | u64 first append ms | u64 last append ms
-    | u64 written ms | u32 upload ms | u16 attempts | 10 bytes partition hour YYYYMMDDHH | u16 key length | key
-    | u8 etag length | etag | u8 bucket length | bucket (where it was written: the config may change since)
 """
 
 from __future__ import annotations
 
+import re
 import struct
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import redis
@@ -26,9 +39,11 @@ import redis
 from workers import clock
 from workers.store import keys
 
-_HEAD = struct.Struct("<IQQQQQIH10sH")
-_LEN = struct.Struct("<H")
 MAX_LIMIT = 1000
+SUFFIXES = (".json.gz", ".parquet")  # by the header's flag bit 0
+_LEN = struct.Struct("<H")
+_MD5_ETAG = re.compile(r"([0-9a-f]{32})(?:-([0-9]{1,5}))?")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -72,55 +87,158 @@ class Record:
         }
 
 
-def pack(rec: Record) -> bytes:
-    """A record as ``ack.lua`` appends it."""
-    key, etag, bucket = rec.key.encode(), rec.etag.encode()[:255], rec.bucket.encode()[:255]
-    body = (
-        _HEAD.pack(
-            rec.events,
-            rec.raw_bytes,
-            rec.bytes,
-            rec.first_ms,
-            rec.last_ms,
-            rec.written_ms,
-            rec.upload_ms,
-            rec.attempts,
-            rec.hour.encode(),
-            len(key),
-        )
-        + key
-        + bytes([len(etag)])
-        + etag
-        + bytes([len(bucket)])
-        + bucket
+def _framed(kind: bytes, body: bytes) -> bytes:
+    return _LEN.pack(len(body) + 1) + kind + body
+
+
+def _short(text: str) -> bytes:
+    data = text.encode()[:255]
+    return bytes([len(data)]) + data
+
+
+def _hour_number(hour: str) -> int:
+    return int((datetime.strptime(hour, "%Y%m%d%H").replace(tzinfo=UTC) - _EPOCH).total_seconds()) // 3600
+
+
+def _hour_text(number: int) -> str:
+    return clock.hour_of_ms(number * 3_600_000)
+
+
+def _varints(*numbers: int) -> bytes:
+    out = bytearray()
+    for n in numbers:
+        while n >= 0x80:
+            out.append((n & 0x7F) | 0x80)
+            n >>= 7
+        out.append(n)
+    return bytes(out)
+
+
+def _read_varints(buf: bytes, pos: int, count: int) -> tuple[list[int], int]:
+    values = []
+    for _ in range(count):
+        n, shift = 0, 0
+        while True:
+            byte = buf[pos]
+            pos += 1
+            n |= (byte & 0x7F) << shift
+            if byte < 0x80:
+                break
+            shift += 7
+        values.append(n)
+    return values, pos
+
+
+def _zigzag(n: int) -> int:
+    return n * 2 if n >= 0 else -n * 2 - 1
+
+
+def _unzigzag(n: int) -> int:
+    return n // 2 if n % 2 == 0 else -(n + 1) // 2
+
+
+def _rebuilt(prefix: str, hour: str, batch_id: str, suffix: str) -> str:
+    return f"{prefix}{hour[0:4]}/{hour[4:6]}/{hour[6:8]}/{hour[8:10]}/{batch_id}{suffix}"
+
+
+def pack(rec: Record, *, prefix: str) -> tuple[bytes, bytes]:
+    """The header ``rec`` belongs under (bucket, ``prefix``, format) and its object record, as ``ack.lua`` appends
+    them (the header only when it differs from the day's last one)."""
+    parquet = rec.key.endswith(SUFFIXES[1])
+    header = _framed(b"H", bytes([1 if parquet else 0]) + _short(rec.bucket) + _short(prefix))
+    try:
+        batch = uuid.UUID(rec.batch_id)
+        whole = _rebuilt(prefix, rec.hour, str(batch), SUFFIXES[parquet]) != rec.key
+    except ValueError:
+        batch, whole = uuid.UUID(int=0), True
+    day_start = rec.written_ms - rec.written_ms % 86_400_000
+    fields = _varints(
+        rec.events,
+        rec.raw_bytes,
+        rec.bytes,
+        rec.written_ms - day_start,
+        max(rec.written_ms - rec.first_ms, 0),
+        max(rec.written_ms - rec.last_ms, 0),
+        max(rec.upload_ms, 0),
+        rec.attempts,
+        _zigzag(rec.written_ms // 3_600_000 - _hour_number(rec.hour)),
     )
-    return _LEN.pack(len(body)) + body
+    fields += batch.bytes
+    md5 = _MD5_ETAG.fullmatch(rec.etag)
+    etag = (
+        bytes([1]) + bytes.fromhex(md5.group(1)) + _varints(int(md5.group(2) or 0))
+        if md5 is not None
+        else bytes([0]) + _short(rec.etag)
+    )
+    body = fields + etag
+    if whole:
+        key = rec.key.encode()
+        return header, _framed(b"K", body + _LEN.pack(len(key)) + key)
+    return header, _framed(b"O", body)
 
 
-def unpack(blob: bytes) -> Iterator[Record]:
-    """The records of one hour's string, in the order they were written."""
+def unpack(blob: bytes, day: str) -> Iterator[Record]:
+    """The object records of one day's elements (joined), in the order they were written (``day``: YYYYMMDD, the
+    day they were written, which their times count from)."""
+    day_ms = clock.to_ms(datetime.strptime(day, "%Y%m%d").replace(tzinfo=UTC))
     pos = 0
-    while pos + _LEN.size <= len(blob):
+    bucket, prefix, suffix = "", "", SUFFIXES[0]
+    while pos + _LEN.size < len(blob):
         (length,) = _LEN.unpack_from(blob, pos)
         start = pos + _LEN.size
-        body = blob[start : start + length]
+        kind, body = blob[start : start + 1], blob[start + 1 : start + length]
         pos = start + length
-        if len(body) < length:
-            return  # a torn tail cannot happen (APPEND is atomic); stop rather than misread
-        events, raw, size, first, last, written, upload_ms, attempts, hour, key_len = _HEAD.unpack_from(body)
-        at = _HEAD.size
-        key = body[at : at + key_len].decode()
-        at += key_len
-        etag = body[at + 1 : at + 1 + body[at]].decode()
-        at += 1 + body[at]
-        bucket = body[at + 1 : at + 1 + body[at]].decode() if at < len(body) else ""
-        yield Record(key, hour.decode(), events, raw, size, first, last, written, upload_ms, attempts, etag, bucket)
+        if len(body) < length - 1:
+            return  # each record is one element: a torn one cannot happen; stop rather than misread
+        if kind == b"H":
+            suffix = SUFFIXES[body[0] & 1]
+            bucket = body[2 : 2 + body[1]].decode()
+            at = 2 + body[1]
+            prefix = body[at + 1 : at + 1 + body[at]].decode()
+            continue
+        numbers, at = _read_varints(body, 0, 9)
+        events, raw, size, written_in_day, first_d, last_d, upload_ms, attempts, hour_back = numbers
+        batch = body[at : at + 16]
+        at += 16
+        if body[at] == 1:
+            etag = body[at + 1 : at + 17].hex()
+            (parts,), at = _read_varints(body, at + 17, 1)
+            etag += f"-{parts}" if parts else ""
+        else:
+            etag = body[at + 2 : at + 2 + body[at + 1]].decode()
+            at += 2 + body[at + 1]
+        written = day_ms + written_in_day
+        hour_n = written // 3_600_000 - _unzigzag(hour_back)
+        hour = _hour_text(hour_n)
+        if kind == b"K":
+            (key_len,) = _LEN.unpack_from(body, at)
+            key = body[at + 2 : at + 2 + key_len].decode()
+        else:
+            key = _rebuilt(prefix, hour, str(uuid.UUID(bytes=batch)), suffix)
+        yield Record(
+            key,
+            hour,
+            events,
+            raw,
+            size,
+            written - first_d,
+            written - last_d,
+            written,
+            upload_ms,
+            attempts,
+            etag,
+            bucket,
+        )
 
 
-def hours_between(since_ms: int, until_ms: int) -> list[str]:
-    """The UTC hours ``YYYYMMDDHH`` from the one holding ``since_ms`` to the one holding ``until_ms``, newest first."""
-    first, last = since_ms // 3_600_000, until_ms // 3_600_000
-    return [clock.hour_of_ms(h * 3_600_000) for h in range(last, first - 1, -1)]
+def days_between(since_ms: int, until_ms: int) -> list[str]:
+    """The UTC days ``YYYYMMDD`` from the one holding ``since_ms`` to the one holding ``until_ms``, newest first."""
+    first, last = since_ms // 86_400_000, until_ms // 86_400_000
+    return [clock.hour_of_ms(d * 86_400_000)[:8] for d in range(last, first - 1, -1)]
+
+
+def day_of(ms: int) -> str:
+    return clock.hour_of_ms(ms)[:8]
 
 
 @dataclass(frozen=True)
@@ -132,31 +250,35 @@ class Page:
 def read(
     r: redis.Redis, integration_id: str, *, since_ms: int, until_ms: int, cursor: str | None = None, limit: int = 100
 ) -> Page:
-    """Records written from ``since_ms`` to ``until_ms``, newest first, ``limit`` at a time. The cursor names the hour
-    and how many of its records (newest first) were already returned."""
+    """Records written from ``since_ms`` to ``until_ms``, newest first, ``limit`` at a time. The cursor names the day
+    and how many of its records in the window (newest first) were already returned."""
     limit = max(1, min(limit, MAX_LIMIT))
-    hours = hours_between(since_ms, until_ms)
-    skip_hour, skip = cursor.split(".", 1) if cursor else (None, "0")
-    if skip_hour is not None:
-        hours = [h for h in hours if h <= skip_hour]
+    days = days_between(since_ms, until_ms)
+    skip_day, skip = cursor.split(".", 1) if cursor else (None, "0")
+    if skip_day is not None:
+        days = [d for d in days if d <= skip_day]
     out: list[Record] = []
-    for hour in hours:
-        blob = r.get(keys.ledger(integration_id, hour))
-        records = [rec for rec in reversed(list(unpack(blob or b""))) if since_ms <= rec.written_ms <= until_ms]
-        offset = int(skip) if hour == skip_hour else 0
+    for n, day in enumerate(days):
+        blob = b"".join(r.lrange(keys.ledger(integration_id, day), 0, -1))
+        records = [rec for rec in reversed(list(unpack(blob, day))) if since_ms <= rec.written_ms <= until_ms]
+        offset = int(skip) if day == skip_day else 0
         room = limit - len(out)
         out += records[offset : offset + room]
         if offset + room < len(records):
-            return Page(out, f"{hour}.{offset + room}")
+            return Page(out, f"{day}.{offset + room}")
         if len(out) == limit:
-            later = hours[hours.index(hour) + 1 :]
-            return Page(out, f"{later[0]}.0" if later else None)
+            return Page(out, f"{days[n + 1]}.0" if n + 1 < len(days) else None)
     return Page(out, None)
 
 
-def records_of_hours(r: redis.Redis, integration_id: str, hours: list[str]) -> list[Record]:
-    """Every record written in these hours, oldest first (one round trip)."""
+def records_between(r: redis.Redis, integration_id: str, since_ms: int, until_ms: int) -> list[Record]:
+    """Every record written from ``since_ms`` to ``until_ms``, oldest first (one round trip)."""
+    days = days_between(since_ms, until_ms)
     pipe = r.pipeline(transaction=False)
-    for hour in hours:
-        pipe.get(keys.ledger(integration_id, hour))
-    return sorted((rec for blob in pipe.execute() for rec in unpack(blob or b"")), key=lambda rec: rec.written_ms)
+    for day in days:
+        pipe.lrange(keys.ledger(integration_id, day), 0, -1)
+    found = zip(days, pipe.execute(), strict=True)
+    return sorted(
+        (rec for day, got in found for rec in unpack(b"".join(got), day) if since_ms <= rec.written_ms <= until_ms),
+        key=lambda rec: rec.written_ms,
+    )

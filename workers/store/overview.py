@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 from workers.store.histograms import LATENCY_BUCKETS_S
 
-RETENTION_S = 8 * 86400  # seven days to show, plus the block that is still being written
+RETENTION_S = 7 * 86400 + 6 * 3600  # the last hour of a block stays readable for seven days
 HOURS_PER_BLOCK = 6
 OVERFLOW = "+"  # latency field suffix beyond the last bound
 

@@ -2,10 +2,10 @@
 -- Finish a batch after S3 confirmed the PUT: delete it, count the delivery and record the object. Idempotent.
 -- KEYS[1] batch meta  KEYS[2] batch list  KEYS[3] pending  KEYS[4] dead  KEYS[5] stats  KEYS[6] status
 -- KEYS[7] delivered trace of this batch  KEYS[8] upload duration histogram  KEYS[9] event-to-object latency histogram
--- KEYS[10] the delivery overview's block of now  KEYS[11] the object ledger of now's hour
+-- KEYS[10] the delivery overview's block of now  KEYS[11] the object ledger of today  KEYS[12] its last header
 -- ARGV: batch_id, now_ms, compressed_bytes, object_key, trace_ttl_ms,
 --       upload_us (duration of the successful upload attempt, '' = not observed),
---       overview field prefix (hour of the day), overview ttl_s, ledger ttl_ms, the ledger record of the object,
+--       overview field prefix (hour of the day), overview ttl_s, ledger ttl_ms, the object's ledger header and record,
 --       the overview's latency bounds (n, bound_ms * n),
 --       the latency histogram's buckets, then the upload histogram's buckets (each: n, (field, bound_us) * n)
 -- The latency is now_ms minus the time the batch's first event was appended (clamped at 0 across host clocks).
@@ -34,10 +34,10 @@ local latency_ms = math.max(now - first, 0)
 redis.call('HINCRBY', ov, hh .. 'd', events)
 redis.call('HINCRBY', ov, hh .. 'o', 1)
 redis.call('HINCRBY', ov, hh .. 'b', ARGV[3])
-local n_bounds = tonumber(ARGV[11])
+local n_bounds = tonumber(ARGV[12])
 local bucket = hh .. 'l+'
 for k = 1, n_bounds do
-  if latency_ms <= tonumber(ARGV[11 + k]) then
+  if latency_ms <= tonumber(ARGV[12 + k]) then
     bucket = hh .. 'l' .. (k - 1)
     break
   end
@@ -45,10 +45,15 @@ end
 redis.call('HINCRBY', ov, bucket, events)
 redis.call('EXPIRE', ov, ARGV[8], 'NX')
 
--- the ledger: this object's record (packed by workers/store/ledger.py), appended to the hour's string
-redis.call('APPEND', KEYS[11], ARGV[10])
+-- the ledger: this object's record (packed by workers/store/ledger.py) pushed onto the day's list, after its header
+-- when the day's last header is another
+if redis.call('GET', KEYS[12]) ~= ARGV[10] then
+  redis.call('RPUSH', KEYS[11], ARGV[10])
+  redis.call('SET', KEYS[12], ARGV[10], 'PX', ARGV[9])
+end
+redis.call('RPUSH', KEYS[11], ARGV[11])
 redis.call('PEXPIRE', KEYS[11], ARGV[9])
 
-local i = observe(KEYS[9], latency_ms * 1000, 12 + n_bounds)
+local i = observe(KEYS[9], latency_ms * 1000, 13 + n_bounds)
 if ARGV[6] ~= '' then observe(KEYS[8], tonumber(ARGV[6]), i) end
 return 1

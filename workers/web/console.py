@@ -300,7 +300,13 @@ def fleet_page(request: Request, hours: int = Query(24, ge=1, le=delivery.MAX_HO
     now = overview(request)
     totals = now["totals"]
     answer = delivery.fleet_overview(st.r, hours=hours, buffered=totals["buffered_events"], held=totals["held_events"])
-    return render(request, "fleet.html", nav="fleet", fleet=now, **delivery_pages.overview_context(answer, hours))
+    return render(
+        request,
+        "fleet.html",
+        nav="fleet",
+        fleet=now,
+        **delivery_pages.overview_context(answer, hours, request.url.path),
+    )
 
 
 @router.get("/fleet/panel", dependencies=SIGNED_IN)

@@ -28,11 +28,15 @@ Hours = Query(24, ge=1, le=overview.MAX_HOURS)
 router = APIRouter(route_class=ConsoleRoute, include_in_schema=False)
 
 
-def overview_context(answer: dict[str, Any], hours: int) -> dict[str, Any]:
-    """What ``_overview.html`` draws: the API's answer, its bars and its latency lines."""
+def overview_context(answer: dict[str, Any], hours: int, path: str) -> dict[str, Any]:
+    """What ``_overview.html`` draws: the API's answer, its bars and its latency lines.
+
+    ``path`` is the page's own path: the window links name it in full, as every link of the console does.
+    """
     return {
         "overview": answer,
         "overview_hours": hours,
+        "overview_path": path,
         "bars": charts.bars(answer["hours"]),
         "lines": charts.latency(answer["hours"]),
     }
@@ -49,7 +53,12 @@ def status_tab(request: Request, integration_id: str = IntegrationId, hours: int
     integ = registry.get(r, integration_id)
     answer = overview.integration_overview(r, integ.id, hours=hours)
     return page(
-        request, integ, "status", "integration_status.html", **_status(r, integ.id), **overview_context(answer, hours)
+        request,
+        integ,
+        "status",
+        "integration_status.html",
+        **_status(r, integ.id),
+        **overview_context(answer, hours, request.url.path),
     )
 
 

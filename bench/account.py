@@ -69,7 +69,7 @@ APPEND_CUTS = (
     "  if string.sub(stat, 1, 9) == 'rejected:' then\n    count('r:' .. string.sub(stat, 10), n)\n"
     "  elseif string.sub(stat, 1, 8) == 'removed:' then\n    count('f:' .. string.sub(stat, 9), n)\n  end\n",
     "  count('a', accepted)\n",
-    "  count('r:buffer_full', #refused)\n",
+    "  count('r:buffer_full', refused_events)\n",
     "if counted then redis.call('EXPIRE', ov, ARGV[9], 'NX') end\n",
 )
 ACK_CUTS = (
@@ -357,10 +357,10 @@ def append_ab(r: redis.Redis, settings: Settings, *, size: int, messages: int, r
 def append_worker_us() -> float:
     """The ingest worker's own overview work per message: the block key and field prefix, and their arguments."""
     iid, now = str(uuid.uuid4()), clock.now_ms()
-    ov_key, _, hh = buffer._overview_at(iid, now)
+    ov_key, _, hh = buffer.overview_at(iid, now)
     extra = [ov_key, hh, overview.RETENTION_S]
     conn = redis.Connection()
-    return best_us(lambda: (buffer._overview_at(iid, now), overview.field_prefix(clock.hour_of_ms(now)))) + best_us(
+    return best_us(lambda: (buffer.overview_at(iid, now), overview.field_prefix(clock.hour_of_ms(now)))) + best_us(
         lambda: conn.pack_command(*extra)
     )
 
@@ -470,7 +470,7 @@ def ack_ab(r: redis.Redis, *, objects: int, rounds: int) -> dict[str, Any]:
     hour = clock.hour_of_ms(now)
     key = object_key("events/", hour, str(uuid.uuid4()))
     record = ledger_record(key, hour, now, EVENTS_PER_OBJECT)
-    ov_key, _, hh = buffer._overview_at(iid, now)
+    ov_key, _, hh = buffer.overview_at(iid, now)
     extra = [ov_key, keys.ledger(iid, hour[:8]), keys.ledger_head(iid, hour[:8]), hh, overview.RETENTION_S]
     extra += [7 * 86_400_000, *record, *overview.lua_latency_bounds()]
     conn = redis.Connection()
@@ -478,7 +478,7 @@ def ack_ab(r: redis.Redis, *, objects: int, rounds: int) -> dict[str, Any]:
         best_us(lambda: ledger_record(key, hour, now, EVENTS_PER_OBJECT))
         + best_us(
             lambda: (
-                buffer._overview_at(iid, now),
+                buffer.overview_at(iid, now),
                 keys.ledger(iid, clock.hour_of_ms(now)[:8]),
                 keys.ledger_head(iid, clock.hour_of_ms(now)[:8]),
                 overview.lua_latency_bounds(),

@@ -29,7 +29,7 @@ from workers import clock
 from workers.integrations import registry
 from workers.pipeline import flush, ingest
 from workers.settings import Settings
-from workers.store import buffer, due, keys
+from workers.store import chunks, due, keys
 
 BUSY = 50
 TICK_SIZES = (1_000, 10_000)
@@ -97,11 +97,11 @@ def memory(r: Any, total_bytes: int) -> dict[str, Any]:
     before = int(r.info("memory")["used_memory"])
     buffered, n, now = 0, 0, clock.now_ms()
     while buffered < total_bytes:
-        buffer.append(
+        chunks.append(
             r,
             iids[n % len(iids)],
-            buffer.Append(message_id=f"m-{n}", now_ms=now, lines_by_hour={hour: lines}),
-            buffer.Limits(
+            chunks.Append(message_id=f"m-{n}", now_ms=now, chunks_by_hour=chunks.chunks({hour: lines})),
+            chunks.Limits(
                 cap_bytes=64 * GIB,
                 batch_max_events=10**9,
                 batch_max_bytes=64 * GIB,

@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 import pytest
 
-from tests.support.fleet import Bucket, assert_exactly_once, chunks, make_events, run_id
+from tests.support.fleet import Bucket, assert_exactly_once, make_events, run_id, slices
 from tests.support.processes import wait_until
 from workers import clock
 from workers.events import prepared
@@ -58,7 +58,7 @@ def test_events_the_api_prepared_land_exactly_once_and_invalid_ones_are_rejected
     worker = start_worker()
     start_beat()
     events = make_events(1500, run=run_id("api"))
-    task_ids = [producer.publish(iid, batch[:100] + BAD + batch[100:]) for batch in chunks(events, 500)]
+    task_ids = [producer.publish(iid, batch[:100] + BAD + batch[100:]) for batch in slices(events, 500)]
     wait_until(lambda: all(runs(worker, t) for t in task_ids), 30, message=lambda: worker.log_tail())
 
     assert_exactly_once(fleet, iid, bucket, {e["event_id"] for e in events})

@@ -9,7 +9,7 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.json as pajson
 
-from tests.support.fleet import chunks, event_counts, make_events, read_objects
+from tests.support.fleet import event_counts, make_events, read_objects, slices
 from tests.support.s3_fixtures import TEST_ACCESS_KEY_ID, TEST_SECRET_ACCESS_KEY
 from workers.sink import athena
 
@@ -23,7 +23,7 @@ def test_every_event_reads_back_through_the_ddl_partitions(fleet, make_bucket, s
     start_worker()
     start_beat()
     events = make_events(900)
-    for batch in chunks(events, 300):
+    for batch in slices(events, 300):
         fleet.sender.ingest(iid, batch)
     fleet.wait_delivered(iid, len(events))
     objects = read_objects(fleet.s3, bucket)

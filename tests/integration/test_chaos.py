@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from tests.support.faultproxy import Fault, Plan, fail_first, random_faults
-from tests.support.fleet import Bucket, assert_exactly_once, chunks, make_events, run_id
+from tests.support.fleet import Bucket, assert_exactly_once, make_events, run_id, slices
 from tests.support.processes import wait_until
 from workers.store import buffer, db, keys
 
@@ -105,7 +105,7 @@ def test_chaos_kills_and_s3_faults_lose_and_duplicate_nothing(
     chaos = threading.Thread(target=killer, name="killer", daemon=True)
     chaos.start()
     try:
-        for batch in chunks(events, TASK_EVENTS):
+        for batch in slices(events, TASK_EVENTS):
             fleet.sender.ingest(iid, batch)
             if stop.wait(SEND_PACE_S):
                 break
@@ -182,7 +182,7 @@ def test_two_beats_and_concurrent_flushes_deliver_each_event_once(fleet, make_bu
     flushing = threading.Thread(target=flusher, name="flusher", daemon=True)
     flushing.start()
     try:
-        for batch in chunks(events, 200):
+        for batch in slices(events, 200):
             fleet.sender.ingest(iid, batch)
             if stop.wait(0.05):
                 break

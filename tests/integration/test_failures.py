@@ -164,7 +164,11 @@ def held_events(r: Any, iid: str) -> int:
 
 
 def held_lines(r: Any, iid: str) -> list[bytes]:
-    return [line for b in buffer.held_batches(r, iid) for line in r.lrange(keys.batch(iid, b["batch_id"]), 0, -1)]
+    return [
+        line
+        for b in buffer.held_batches(r, iid)
+        for line in buffer.lines_of(r.lrange(keys.batch(iid, b["batch_id"]), 0, -1))
+    ]
 
 
 def wait_held(fleet: Any, iid: str, events: int, timeout_s: float = HELD_TIMEOUT_S) -> list[dict[str, str]]:
@@ -184,7 +188,7 @@ def assert_held_intact(fleet: Any, iid: str, events: list[dict], held: list[dict
     """Every sent event is in a held batch, once; nothing is still retrying or open."""
     lines = held_lines(fleet.r, iid)
     assert len(lines) == len(events)
-    assert sum(fleet.r.llen(keys.batch(iid, b["batch_id"])) for b in held) == len(events)
+    assert sum(int(b["events"]) for b in held) == len(events)
     assert Counter(orjson.loads(line)["event_id"] for line in lines) == Counter(e["event_id"] for e in events)
     assert buffer.pending_batches(fleet.r, iid) == []
     assert buffer.open_buffers(fleet.r, [iid]) == {}

@@ -7,7 +7,7 @@ import urllib.request
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support.fleet import chunks, make_events, read_objects
+from tests.support.fleet import make_events, read_objects, slices
 from tests.support.processes import ManagedProcess, _merged_env, free_port, venv_command, wait_until
 from workers.store import buffer
 
@@ -35,7 +35,7 @@ def test_scraped_counts_match_the_bucket_and_the_dead_letter_store(
     start_beat()
     events = make_events(600)
     bad = [{"type": "explode", "user_id": "u"}, {"type": "track", "user_id": "u"}, "not an object"]
-    for batch in chunks(events, 200):
+    for batch in slices(events, 200):
         fleet.sender.ingest(iid, batch[:100] + bad + batch[100:])
     fleet.sender.ingest(missing, make_events(40))
     fleet.wait_delivered(iid, len(events))

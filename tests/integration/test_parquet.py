@@ -16,7 +16,7 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from tests.support.fleet import chunks, duplicates, event_counts, make_events, parquet_rows, read_objects
+from tests.support.fleet import duplicates, event_counts, make_events, parquet_rows, read_objects, slices
 from tests.support.processes import wait_until
 from tests.support.s3_fixtures import TEST_ACCESS_KEY_ID, TEST_SECRET_ACCESS_KEY
 from workers.integrations import status
@@ -63,7 +63,7 @@ def test_parquet_objects_hold_every_event_once_row_by_row(fleet, make_bucket, st
         if i % 3 == 2:
             e["traits"] = {"plan": "pro", "tags": ["a", None, 1.5]}
     bad = [{"type": "explode", "user_id": "u"}, "not an object"]
-    for batch in chunks(events, 500):
+    for batch in slices(events, 500):
         fleet.sender.ingest(iid, batch[:100] + bad + batch[100:])
     fleet.wait_delivered(iid, len(events))
 
@@ -118,7 +118,7 @@ def test_a_large_parquet_batch_is_one_multipart_object_in_bounded_row_groups(
     for e in events:
         e["received_at"] = received_at  # one hour: one buffer, one batch
         e["properties"]["token"] = uuid.uuid4().hex + uuid.uuid4().hex  # incompressible: the object passes 5 MiB
-    for batch in chunks(events, 500):
+    for batch in slices(events, 500):
         fleet.sender.ingest(iid, batch)
     wait_until(
         lambda: fleet.stats(iid).get("ingested_events", 0) >= total, 180, message=lambda: f"ingested {fleet.stats(iid)}"
@@ -141,7 +141,7 @@ def test_a_large_parquet_batch_is_one_multipart_object_in_bounded_row_groups(
         assert row["received_at"] == datetime.fromisoformat(received_at)
     # two worker processes ingest messages concurrently; each message's events stay together, in order
     positions = {row["event_id"]: i for i, row in enumerate(rows)}
-    for message in chunks(events, 500):
+    for message in slices(events, 500):
         at = [positions[e["event_id"]] for e in message]
         assert at == list(range(at[0], at[0] + len(message)))
 
@@ -172,7 +172,7 @@ def test_parquet_objects_read_back_through_the_ddl_partitions(fleet, make_bucket
     start_worker()
     start_beat()
     events = make_events(700)
-    for batch in chunks(events, 350):
+    for batch in slices(events, 350):
         fleet.sender.ingest(iid, batch)
     fleet.wait_delivered(iid, len(events))
     objects = read_objects(fleet.s3, bucket)

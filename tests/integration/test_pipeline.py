@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from tests.support.fleet import chunks, duplicates, event_counts, make_events, read_objects
+from tests.support.fleet import duplicates, event_counts, make_events, read_objects, slices
 from tests.support.processes import wait_until
 from workers.integrations import status
 from workers.store import buffer, keys
@@ -36,7 +36,7 @@ def test_events_land_once_in_hourly_gzipped_ndjson_objects(fleet, make_bucket, s
         "not an object",
         {"type": "page", "anonymous_id": "a", "timestamp": "yesterday"},
     ]
-    for batch in chunks(events, 500):
+    for batch in slices(events, 500):
         fleet.sender.ingest(iid, batch[:250] + bad + batch[250:])
     fleet.wait_delivered(iid, len(events))
 

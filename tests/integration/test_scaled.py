@@ -21,14 +21,14 @@ from typing import Any
 import pytest
 import redis
 
-from tests.support.fleet import Bucket, assert_exactly_once, chunks, make_events, run_id
+from tests.support.fleet import Bucket, assert_exactly_once, make_events, run_id, slices
 from tests.support.processes import free_port, wait_until
 from tests.support.scaled import wait_for_master
 from workers.integrations import manage, registry, status
 from workers.integrations.config import parse_config
 from workers.pipeline import flush, ingest
 from workers.queue import topology
-from workers.store import buffer, db, keys, scripts
+from workers.store import buffer, chunks, db, keys, scripts
 
 SCALED = pytest.mark.parametrize("topology", ["scaled"], indirect=True)
 BOTH = pytest.mark.parametrize("topology", ["redis", "scaled"], indirect=True)
@@ -74,7 +74,7 @@ def test_a_broker_restart_during_ingest_loses_and_duplicates_nothing(
 
     def produce() -> None:
         try:
-            for batch in chunks(events, 300):
+            for batch in slices(events, 300):
                 send_until_taken(fleet.sender, iid, batch, str(uuid.uuid4()), refused)
                 time.sleep(0.15)
         except BaseException as exc:  # noqa: BLE001 - reported by the test thread
@@ -226,7 +226,7 @@ def test_a_redis_master_failover_during_ingest(fleet, cluster, make_bucket, star
 
     def send(name: str) -> list[str]:
         task_ids = [str(uuid.uuid4()) for _ in range(5)]
-        for task_id, batch in zip(task_ids, chunks(phases[name], 100), strict=True):
+        for task_id, batch in zip(task_ids, slices(phases[name], 100), strict=True):
             send_until_taken(fleet.sender, iid, batch, task_id, [])
         return task_ids
 
@@ -313,14 +313,16 @@ def test_a_script_the_client_sent_twice_changes_nothing_twice(redis_client, topo
     iid = str(uuid.uuid4())
     hour = "2026112509"
 
-    def append(message_id: str, n: int) -> buffer.AppendResult:
-        return buffer.append(
+    def append(message_id: str, n: int) -> chunks.AppendResult:
+        return chunks.append(
             r,
             iid,
-            buffer.Append(
-                message_id=message_id, now_ms=1, lines_by_hour={hour: [f'{{"n":{i}}}'.encode() for i in range(n)]}
+            chunks.Append(
+                message_id=message_id,
+                now_ms=1,
+                chunks_by_hour=chunks.chunks({hour: [f'{{"n":{i}}}'.encode() for i in range(n)]}),
             ),
-            buffer.Limits(
+            chunks.Limits(
                 cap_bytes=10**9, batch_max_events=10**6, batch_max_bytes=10**9, seal_due_ms=2, seen_ttl_ms=60_000
             ),
         )
@@ -350,7 +352,8 @@ def test_a_script_the_client_sent_twice_changes_nothing_twice(redis_client, topo
     runs = sum(server.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0) for _, server in db.servers(r))
     assert runs == 2  # the server really ran it twice
     assert result.duplicate and result.accepted == 0  # the second run found the first run's message id
-    assert r.llen(keys.buffer(iid, hour)) == 101
+    assert r.llen(keys.buffer(iid, hour)) == 2  # a chunk per message
+    assert len(buffer.lines_of(r.lrange(keys.buffer(iid, hour), 0, -1))) == 101
     assert int(r.hget(keys.stats(iid), "ingested_events")) == 101
 
     batch_id = buffer.seal(r, iid, hour, now_ms=3, seal_due_ms=4)
@@ -373,7 +376,7 @@ def test_a_script_is_refused_any_key_outside_its_slot_every_time(redis_client):
         if r.keyslot(keys.tag(i)) != r.keyslot(keys.tag(first)) and r.get_node_from_key(keys.tag(i)).name == node.name
     )
     script_keys = [keys.open_index(first), keys.open_bytes(first), keys.pending(first)]
-    args = ["2026112509", "b-1", 1, 2, *buffer._prefixes(other)]
+    args = ["2026112509", "b-1", 1, 2, *buffer.prefixes(other)]
     for _ in range(3):
         with pytest.raises(redis.ResponseError, match="same slot"):
             scripts.SCRIPTS.seal(keys=script_keys, args=args, client=r)

@@ -148,7 +148,7 @@ def duplicates(objects: dict[str, list[dict]]) -> dict[str, int]:
     return {k: v for k, v in event_counts(objects).items() if v > 1}
 
 
-def chunks(seq: list, n: int) -> Iterable[list]:
+def slices(seq: list, n: int) -> Iterable[list]:
     for i in range(0, len(seq), n):
         yield seq[i : i + n]
 

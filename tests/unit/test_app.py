@@ -98,7 +98,7 @@ def test_ingest_retries_redis_blips_only():
     from redis.exceptions import ClusterDownError, OutOfMemoryError, SlotNotCoveredError, TryAgainError
 
     import tasks.ingest  # noqa: F401  (registers the task)
-    from workers.store.buffer import NotReplicated
+    from workers.store.chunks import NotReplicated
 
     task = app.tasks["signal.ingest"]
     # a lost connection, a cluster between a master's loss and its replica's promotion, a full Redis

@@ -7,7 +7,7 @@ from pathlib import Path
 import fakeredis
 import pytest
 
-from workers.store import buffer, keys, scripts
+from workers.store import buffer, chunks, keys, scripts
 
 IID = "int-1"
 HOUR = "2026112509"
@@ -20,11 +20,11 @@ def r() -> fakeredis.FakeRedis:
 
 
 def append(r, lines, *, message_id="m1", hour=HOUR, max_events=100, max_bytes=10_000, cap=1_000_000, now=T0):
-    return buffer.append(
+    return chunks.append(
         r,
         IID,
-        buffer.Append(message_id=message_id, now_ms=now, lines_by_hour={hour: lines}),
-        buffer.Limits(
+        chunks.Append(message_id=message_id, now_ms=now, chunks_by_hour=chunks.chunks({hour: lines})),
+        chunks.Limits(
             cap_bytes=cap,
             batch_max_events=max_events,
             batch_max_bytes=max_bytes,
@@ -42,10 +42,19 @@ def stats(r):
     return {k.decode(): int(v) for k, v in r.hgetall(keys.stats(IID)).items()}
 
 
+def stored(r, key):
+    """The lines a buffer or batch list holds, whatever its chunks."""
+    return buffer.lines_of(r.lrange(key, 0, -1))
+
+
+def events_in(r, key):
+    return len(stored(r, key))
+
+
 def test_append_buffers_lines_in_order_and_indexes_the_buffer(r):
     res = append(r, lines(3))
     assert (res.duplicate, res.accepted, res.sealed) == (False, 3, [])
-    assert r.lrange(keys.buffer(IID, HOUR), 0, -1) == lines(3)
+    assert r.lrange(keys.buffer(IID, HOUR), 0, -1) == [b"\n".join(lines(3))]  # one message, one hour: one element
     assert buffer.open_buffers(r, [IID]) == {IID: [(HOUR, T0)]}
     assert stats(r)["buffered_events"] == 3 and stats(r)["buffered_bytes"] == 30
 
@@ -54,25 +63,27 @@ def test_a_redelivered_message_appends_nothing(r):
     append(r, lines(3), message_id="same")
     again = append(r, lines(3), message_id="same")
     assert again.duplicate and again.accepted == 0
-    assert r.llen(keys.buffer(IID, HOUR)) == 3
+    assert events_in(r, keys.buffer(IID, HOUR)) == 3
     assert stats(r)["ingested_events"] == 3
 
 
 def test_reaching_batch_max_events_seals_without_waiting(r):
     res = append(r, lines(25), max_events=10)
     assert len(res.sealed) == 2
-    sizes = [r.llen(keys.batch(IID, b)) for b in res.sealed]
-    assert sizes == [10, 10]
-    assert r.llen(keys.buffer(IID, HOUR)) == 5
-    all_lines = [x for b in res.sealed for x in r.lrange(keys.batch(IID, b), 0, -1)]
-    assert all_lines + r.lrange(keys.buffer(IID, HOUR), 0, -1) == lines(25)
+    sizes = [events_in(r, keys.batch(IID, b)) for b in res.sealed]
+    assert sizes == [10, 10] == [int(buffer.batch_meta(r, IID, b)["events"]) for b in res.sealed]
+    assert events_in(r, keys.buffer(IID, HOUR)) == 5
+    all_lines = [x for b in res.sealed for x in stored(r, keys.batch(IID, b))]
+    assert all_lines + stored(r, keys.buffer(IID, HOUR)) == lines(25)
 
 
 def test_batch_max_bytes_is_never_exceeded(r):
     res = append(r, lines(50, size=10), max_bytes=95)
     for b in res.sealed:
         assert int(buffer.batch_meta(r, IID, b)["bytes"]) <= 95
-    assert sum(int(buffer.batch_meta(r, IID, b)["events"]) for b in res.sealed) + r.llen(keys.buffer(IID, HOUR)) == 50
+        assert sum(map(len, stored(r, keys.batch(IID, b)))) == int(buffer.batch_meta(r, IID, b)["bytes"])
+    everything = [x for b in res.sealed for x in stored(r, keys.batch(IID, b))] + stored(r, keys.buffer(IID, HOUR))
+    assert everything == lines(50, size=10)
 
 
 def test_an_event_larger_than_batch_max_bytes_gets_a_batch_of_its_own(r):
@@ -81,11 +92,44 @@ def test_an_event_larger_than_batch_max_bytes_gets_a_batch_of_its_own(r):
     assert [int(buffer.batch_meta(r, IID, b)["events"]) for b in res.sealed] == [1, 1]
 
 
-def test_over_the_cap_events_are_refused_and_counted(r):
-    res = append(r, lines(10), cap=55)
-    assert res.accepted == 5
-    assert res.refused_positions == [5, 6, 7, 8, 9]
-    assert stats(r)["rejected:buffer_full"] == 5
+def test_a_chunk_over_the_cap_is_refused_whole_and_counted(r):
+    append(r, lines(5), cap=55, message_id="a")
+    res = append(r, lines(10, tag="n"), cap=55, message_id="b")
+    assert (res.accepted, res.refused) == (0, [0])
+    assert stats(r)["rejected:buffer_full"] == 10
+    assert stored(r, keys.buffer(IID, HOUR)) == lines(5)
+
+
+def test_chunks_cut_at_the_limits_keep_every_line_exactly_once_and_in_order(r):
+    """Messages of uneven sizes fill each batch to its limit: chunks are cut at line boundaries, never lost or doubled
+    at the cut, and the counts beside the list match what it holds."""
+    sent = []
+    for m, n in enumerate([7, 13, 1, 30, 4, 9]):
+        batch = lines(n, tag=f"m{m}-")
+        sent += batch
+        append(r, batch, message_id=f"m{m}", max_events=10)
+    batches = [b for b in buffer.pending_batches(r, IID)]
+    assert [int(buffer.batch_meta(r, IID, b)["events"]) for b in batches] == [10] * 6
+    got = [
+        x
+        for b in sorted(batches, key=lambda b: stored(r, keys.batch(IID, b))[0])
+        for x in stored(r, keys.batch(IID, b))
+    ]
+    got += stored(r, keys.buffer(IID, HOUR))
+    assert sorted(got) == sorted(sent) and len(got) == len(sent) == 64
+    assert int(r.hget(keys.open_count(IID), HOUR)) == 4 == events_in(r, keys.buffer(IID, HOUR))
+
+
+def test_a_buffer_written_one_event_per_element_is_counted_by_its_length(r):
+    """A buffer from before chunks (one line per element, no count beside it) keeps filling and seals exactly."""
+    r.rpush(keys.buffer(IID, HOUR), *lines(8, tag="old"))
+    r.zadd(keys.open_index(IID), {HOUR: T0})
+    r.hset(keys.open_bytes(IID), HOUR, 80)
+    append(r, lines(5), max_events=10)
+    [batch] = buffer.pending_batches(r, IID)
+    assert stored(r, keys.batch(IID, batch)) == lines(8, tag="old") + lines(2)
+    assert buffer.batch_meta(r, IID, batch)["events"] == "10"
+    assert stored(r, keys.buffer(IID, HOUR)) == lines(5)[2:]
 
 
 def test_seal_is_atomic_and_a_second_seal_finds_nothing(r):
@@ -93,13 +137,13 @@ def test_seal_is_atomic_and_a_second_seal_finds_nothing(r):
     b1 = buffer.seal(r, IID, HOUR, now_ms=T0, seal_due_ms=T0 + 1)
     b2 = buffer.seal(r, IID, HOUR, now_ms=T0, seal_due_ms=T0 + 1)
     assert b1 and b2 is None
-    assert r.lrange(keys.batch(IID, b1), 0, -1) == lines(4)
+    assert stored(r, keys.batch(IID, b1)) == lines(4)
     assert buffer.open_buffers(r, [IID]) == {}
     meta = buffer.batch_meta(r, IID, b1)
     assert (meta["hour"], meta["events"], meta["bytes"], meta["state"]) == (HOUR, "4", "40", "pending")
     # events appended after the seal start a fresh buffer
     append(r, lines(2, tag="n"), message_id="m2")
-    assert r.llen(keys.buffer(IID, HOUR)) == 2
+    assert events_in(r, keys.buffer(IID, HOUR)) == 2
 
 
 def sealed(r, n=3):
@@ -161,7 +205,7 @@ def test_hold_keeps_events_until_release(r):
     )
     assert buffer.claim(r, IID, b, token="t2", now_ms=T0 + 5000, lease_ms=1000, key="k").state == "dead"
     assert r.zrangebyscore(keys.pending(IID), "-inf", T0 + 10**9) == []
-    assert r.llen(keys.batch(IID, b)) == 3
+    assert events_in(r, keys.batch(IID, b)) == 3
     status = {k.decode(): v.decode() for k, v in r.hgetall(keys.status(IID)).items()}
     assert status["last_error_code"] == "AccessDenied" and status["last_error_permanent"] == "1"
     assert buffer.release(r, IID, b, due_ms=T0 + 10) == "ok"
@@ -172,29 +216,42 @@ def test_hold_keeps_events_until_release(r):
     assert c.key == "k2"
 
 
-def test_read_batch_yields_bounded_chunks(r):
-    b = sealed(r, n=25)
-    chunks = list(buffer.read_batch(r, IID, b, 10, 25))
-    assert [len(c) for c in chunks] == [10, 10, 5]
-    assert [x for c in chunks for x in c] == lines(25)
+def sealed_of(r, sizes):
+    for m, n in enumerate(sizes):
+        append(r, lines(n, tag=f"m{m}-"), message_id=f"m{m}", max_events=1000)
+    return buffer.seal(r, IID, HOUR, now_ms=T0, seal_due_ms=T0 + 1)
+
+
+def test_read_batch_yields_about_chunk_events_at_a_time(r):
+    b = sealed_of(r, [5] * 20)  # 20 elements of 5 events
+    parts = list(buffer.read_batch(r, IID, b, 10, 100))
+    assert [len(buffer.lines_of(p)) for p in parts] == [5] + [10] * 9 + [5]
+    assert buffer.lines_of([x for p in parts for x in p]) == [x for m in range(20) for x in lines(5, tag=f"m{m}-")]
 
 
 def test_reading_a_batch_that_vanishes_midway_never_yields_its_last_chunk(r):
-    b = sealed(r, n=25)
+    b = sealed_of(r, [5] * 5)
     reader = buffer.read_batch(r, IID, b, 10, 25)
-    assert len(next(reader)) == 10
+    assert len(next(reader)) == 1
     r.delete(keys.batch(IID, b))  # another uploader delivered and acked it
     with pytest.raises(buffer.BatchVanished):
         next(reader)
 
 
+def test_reading_a_batch_short_of_its_events_yields_nothing_of_its_end(r):
+    b = sealed_of(r, [5] * 3)
+    r.rpop(keys.batch(IID, b))
+    with pytest.raises(buffer.BatchVanished):
+        list(buffer.read_batch(r, IID, b, 100, 15))
+
+
 def test_live_records_trace_each_event_to_its_batch(r):
     live = {0: b'{"event_id":"a","gen":', 14: b'{"event_id":"b","gen":'}
-    res = buffer.append(
+    res = chunks.append(
         r,
         IID,
-        buffer.Append(message_id="m", now_ms=T0, lines_by_hour={HOUR: lines(15)}, live_records=live),
-        buffer.Limits(cap_bytes=10**6, batch_max_events=10, batch_max_bytes=10**6, seal_due_ms=T0, seen_ttl_ms=1000),
+        chunks.Append(message_id="m", now_ms=T0, chunks_by_hour=chunks.chunks({HOUR: lines(15)}), live_records=live),
+        chunks.Limits(cap_bytes=10**6, batch_max_events=10, batch_max_bytes=10**6, seal_due_ms=T0, seen_ttl_ms=1000),
     )
     assert len(res.sealed) == 1
     import orjson
@@ -263,7 +320,7 @@ def test_an_append_says_when_it_opened_a_buffer(r):
 def seal_with(r, batch_id):
     return scripts.SCRIPTS.seal(
         keys=[keys.open_index(IID), keys.open_bytes(IID), keys.pending(IID)],
-        args=[HOUR, batch_id, T0, T0 + 10, *buffer._prefixes(IID)],
+        args=[HOUR, batch_id, T0, T0 + 10, *buffer.prefixes(IID)],
         client=r,
     )
 
@@ -273,12 +330,12 @@ def test_a_seal_sent_twice_never_overwrites_its_batch_with_newer_events(r):
     assert seal_with(r, "b-1") == 3
     append(r, lines(2, tag="n"), message_id="b")  # a new buffer fills before the retry arrives
     assert seal_with(r, "b-1") == 3  # answered as the first run was
-    assert r.lrange(keys.batch(IID, "b-1"), 0, -1) == lines(3)
-    assert r.lrange(keys.buffer(IID, HOUR), 0, -1) == lines(2, tag="n")
+    assert stored(r, keys.batch(IID, "b-1")) == lines(3)
+    assert stored(r, keys.buffer(IID, HOUR)) == lines(2, tag="n")
     buffer.claim(r, IID, "b-1", token="t", now_ms=T0, lease_ms=1000, key="k")
     buffer.ack(r, IID, "b-1", now_ms=T0, compressed_bytes=1, key="k")
     assert seal_with(r, "b-1") == 0  # delivered: its object must never be written again with other events
-    assert r.llen(keys.buffer(IID, HOUR)) == 2
+    assert events_in(r, keys.buffer(IID, HOUR)) == 2
 
 
 def test_a_claim_sent_twice_counts_one_claim(r):

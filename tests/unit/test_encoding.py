@@ -111,12 +111,19 @@ def test_stream_is_a_single_gzip_member_readable_by_zlib() -> None:
     assert data.count(b"\n") == 10
 
 
-@pytest.mark.parametrize("bad", [[b"a\nb"], [b"ok", b""], [b"trailing\n"]])
-def test_lines_with_newlines_or_empty_lines_are_refused(bad: list[bytes]) -> None:
+@pytest.mark.parametrize("bad", [[b"ok", b""], [b"trailing\n"], [b"a\n\nb"], [b"\nleading"]])
+def test_empty_lines_are_refused(bad: list[bytes]) -> None:
     compressor = GzipNdjson()
-    with pytest.raises(ValueError, match="newline"):
+    with pytest.raises(ValueError, match="non-empty"):
         compressor.write(bad)
     assert compressor.events == 0
+
+
+def test_elements_of_several_lines_are_taken_as_they_are_and_counted_by_line() -> None:
+    compressor = GzipNdjson()
+    blob = compressor.write([b'{"a":1}\n{"a":2}', b'{"a":3}']) + compressor.finish()
+    assert compressor.events == 3
+    assert decode(blob) == [b'{"a":1}', b'{"a":2}', b'{"a":3}']
 
 
 def test_write_after_finish_and_double_finish_are_refused() -> None:

@@ -9,7 +9,7 @@ from tests.support.seed import install_body
 from workers.integrations import registry
 from workers.observe import fleet
 from workers.settings import Settings
-from workers.store import buffer, keys
+from workers.store import buffer, chunks, keys
 
 T0 = 1_764_061_200_000
 
@@ -32,11 +32,15 @@ def test_totals_add_up_every_integrations_buffered_and_held_events():
     r = fakeredis.FakeRedis()
     first, second = (registry.install(r, install_body()).id for _ in range(2))
     for iid, n in ((first, 3), (second, 2)):
-        buffer.append(
+        chunks.append(
             r,
             iid,
-            buffer.Append(message_id=f"m-{iid}", now_ms=T0, lines_by_hour={"2025112509": [b'{"event_id":"e"}'] * n}),
-            buffer.Limits(
+            chunks.Append(
+                message_id=f"m-{iid}",
+                now_ms=T0,
+                chunks_by_hour=chunks.chunks({"2025112509": [b'{"event_id":"e"}'] * n}),
+            ),
+            chunks.Limits(
                 cap_bytes=10**6, batch_max_events=100, batch_max_bytes=10**6, seal_due_ms=T0, seen_ttl_ms=1000
             ),
         )

@@ -26,7 +26,9 @@ def install(r: fakeredis.FakeRedis, blueprint: dict[str, Any] | None = None, **c
 
 def buffered(r: fakeredis.FakeRedis, iid: str) -> dict[str, list[dict[str, Any]]]:
     hours = buffer.open_buffers(r, [iid]).get(iid, [])
-    return {hour: [orjson.loads(x) for x in r.lrange(keys.buffer(iid, hour), 0, -1)] for hour, _ in hours}
+    return {
+        hour: [orjson.loads(x) for x in buffer.lines_of(r.lrange(keys.buffer(iid, hour), 0, -1))] for hour, _ in hours
+    }
 
 
 def track(event_id: str, **fields: Any) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from workers import clock
 from workers.integrations import registry
 from workers.observe import metrics
 from workers.settings import get_settings
-from workers.store import buffer, histograms, keys
+from workers.store import buffer, chunks, histograms, keys
 
 A, B = "int-a", "int-b"
 HOUR = "2026112509"
@@ -28,13 +28,16 @@ def r() -> fakeredis.FakeRedis:
 
 def append(r, iid, n, *, now, message_id, rejections=None):
     lines = [f"{message_id}-{i:04d}".encode() for i in range(n)]
-    return buffer.append(
+    return chunks.append(
         r,
         iid,
-        buffer.Append(
-            message_id=message_id, now_ms=now, lines_by_hour={HOUR: lines}, rejection_counts=rejections or {}
+        chunks.Append(
+            message_id=message_id,
+            now_ms=now,
+            chunks_by_hour=chunks.chunks({HOUR: lines}),
+            rejection_counts=rejections or {},
         ),
-        buffer.Limits(
+        chunks.Limits(
             cap_bytes=1_000_000,
             batch_max_events=1000,
             batch_max_bytes=1_000_000,
@@ -151,11 +154,11 @@ def test_a_batch_acked_twice_is_counted_and_observed_once(r):
 
 def test_every_batch_keeps_the_first_append_of_its_own_events(r):
     def add(n, now, message_id):
-        return buffer.append(
+        return chunks.append(
             r,
             A,
-            buffer.Append(message_id=message_id, now_ms=now, lines_by_hour={HOUR: [b"x" * 10] * n}),
-            buffer.Limits(
+            chunks.Append(message_id=message_id, now_ms=now, chunks_by_hour=chunks.chunks({HOUR: [b"x" * 10] * n})),
+            chunks.Limits(
                 cap_bytes=10_000, batch_max_events=2, batch_max_bytes=10_000, seal_due_ms=now + 1, seen_ttl_ms=60_000
             ),
         )

@@ -11,7 +11,7 @@ import pytest
 
 from workers import clock
 from workers.integrations import overview as views
-from workers.store import buffer, keys, ledger, overview
+from workers.store import buffer, chunks, keys, ledger, overview
 from workers.store.histograms import LATENCY_BUCKETS_S
 
 IID = "int-ov"
@@ -27,17 +27,17 @@ def r() -> fakeredis.FakeRedis:
 
 
 def append(r, n, *, now=T0, message_id="m1", rejected=None, removed=None, cap=1_000_000):
-    return buffer.append(
+    return chunks.append(
         r,
         IID,
-        buffer.Append(
+        chunks.Append(
             message_id=message_id,
             now_ms=now,
-            lines_by_hour={HOUR: [b'{"event_id":"e%d"}' % i for i in range(n)]},
+            chunks_by_hour=chunks.chunks({HOUR: [b'{"event_id":"e%d"}' % i for i in range(n)]}),
             rejection_counts=rejected or {},
             removed_counts=removed or {},
         ),
-        buffer.Limits(cap_bytes=cap, batch_max_events=1000, batch_max_bytes=10**6, seal_due_ms=now, seen_ttl_ms=60_000),
+        chunks.Limits(cap_bytes=cap, batch_max_events=1000, batch_max_bytes=10**6, seal_due_ms=now, seen_ttl_ms=60_000),
     )
 
 
@@ -83,7 +83,8 @@ def test_one_message_counts_what_it_accepted_filtered_and_rejected_in_the_hour_i
 
 
 def test_events_over_the_buffer_cap_are_rejected_as_buffer_full_in_the_overview(r):
-    append(r, 10, cap=len(b'{"event_id":"e0"}') * 4)
+    append(r, 4, cap=len(b'{"event_id":"e0"}') * 5)
+    append(r, 6, cap=len(b'{"event_id":"e0"}') * 5, message_id="m2")  # the message's chunk would pass the cap
     h = counts(r)
     assert (h.accepted, h.rejected) == (4, {"buffer_full": 6})
 

@@ -198,7 +198,7 @@ def install(r: fakeredis.FakeRedis) -> str:
 
 def buffered(r: fakeredis.FakeRedis, iid: str) -> list[dict]:
     hours = [h.decode() for h in r.zrange(keys.open_index(iid), 0, -1)]
-    return [orjson.loads(line) for h in sorted(hours) for line in r.lrange(keys.buffer(iid, h), 0, -1)]
+    return [orjson.loads(line) for h in sorted(hours) for line in buffer.lines_of(r.lrange(keys.buffer(iid, h), 0, -1))]
 
 
 def stats(r: fakeredis.FakeRedis, iid: str) -> dict[str, int]:

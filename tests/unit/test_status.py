@@ -6,18 +6,18 @@ import fakeredis
 
 from tests.support.seed import install_body
 from workers.integrations import registry, status
-from workers.store import buffer, keys
+from workers.store import buffer, chunks, keys
 
 T0 = 1_764_061_200_000
 HOUR = "2026112509"
 
 
 def sealed(r, iid, message_id):
-    buffer.append(
+    chunks.append(
         r,
         iid,
-        buffer.Append(message_id=message_id, now_ms=T0, lines_by_hour={HOUR: [b'{"event_id":"e"}']}),
-        buffer.Limits(cap_bytes=10**6, batch_max_events=10, batch_max_bytes=10**6, seal_due_ms=T0, seen_ttl_ms=1000),
+        chunks.Append(message_id=message_id, now_ms=T0, chunks_by_hour=chunks.chunks({HOUR: [b'{"event_id":"e"}']})),
+        chunks.Limits(cap_bytes=10**6, batch_max_events=10, batch_max_bytes=10**6, seal_due_ms=T0, seen_ttl_ms=1000),
     )
     return buffer.seal(r, iid, HOUR, now_ms=T0, seal_due_ms=T0)
 

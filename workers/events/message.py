@@ -42,9 +42,10 @@ class BadMessage(InvalidInput):
 
 @dataclass(frozen=True, slots=True)
 class Message:
-    """A decoded prepared message: the lines to append per hour and what goes with them."""
+    """A decoded prepared message: the lines to append per hour, as one NDJSON text each (lines joined by newlines,
+    no trailing one: the chunk the buffer stores), and what goes with them."""
 
-    lines_by_hour: dict[str, list[bytes]]
+    texts_by_hour: dict[str, bytes]
     indexes_by_hour: dict[str, list[int]]
     rejected: list[Rejection]
     live: list[tuple[int, str, str, str, str | None, str]]  # (position, hour, event_id, type, event, received_at)
@@ -54,7 +55,12 @@ class Message:
 
     @property
     def accepted(self) -> int:
-        return sum(map(len, self.lines_by_hour.values()))
+        return sum(map(len, self.indexes_by_hour.values()))
+
+    @property
+    def lines_by_hour(self) -> dict[str, list[bytes]]:
+        """The lines one by one (split on demand: the append never needs them)."""
+        return {hour: text.split(b"\n") for hour, text in self.texts_by_hour.items()}
 
     @property
     def events(self) -> int:
@@ -83,7 +89,7 @@ def message_of(prepared: Prepared) -> Message:
         for pos, hour, event_id, type_, event, received_at in _live(prepared.envelopes_by_hour)
     ]
     return Message(
-        prepared.lines_by_hour,
+        {hour: b"\n".join(lines) for hour, lines in prepared.lines_by_hour.items()},
         prepared.indexes_by_hour,
         list(prepared.rejected),
         live,
@@ -136,7 +142,7 @@ def decode_message(message: object) -> Message:
     hours, indexes = message["hours"], message["indexes"]
     if not isinstance(hours, dict) or not isinstance(indexes, dict) or set(hours) != set(indexes):
         raise BadMessage("hours and indexes must be objects with the same hours")
-    lines_by_hour: dict[str, list[bytes]] = {}
+    texts_by_hour: dict[str, bytes] = {}
     total = 0
     for hour, text in hours.items():
         idx = indexes[hour]
@@ -144,13 +150,13 @@ def decode_message(message: object) -> Message:
             raise BadMessage(f"hour {hour[:20]!r} is not YYYYMMDDHH")
         if type(text) is str:
             text = text.encode()  # JSON (any producer): the wire form gives bytes (workers.queue.wire.load_prepared)
-        lines = text.split(b"\n") if type(text) is bytes and text[:1] == b"{" and text[-1:] == b"}" else []
-        if not lines or not all(lines):
+        if type(text) is not bytes or text[:1] != b"{" or text[-1:] != b"}" or b"\n\n" in text:
             raise BadMessage(f"hours[{hour!r}] must be non-empty lines of JSON objects")
-        if type(idx) is not list or len(idx) != len(lines) or not all(type(i) is int for i in idx):
-            raise BadMessage(f"hours[{hour!r}] has {len(lines)} lines: indexes[{hour!r}] must list as many integers")
-        lines_by_hour[hour] = lines
-        total += len(lines)
+        n = text.count(b"\n") + 1
+        if type(idx) is not list or len(idx) != n or not all(type(i) is int for i in idx):
+            raise BadMessage(f"hours[{hour!r}] has {n} lines: indexes[{hour!r}] must list as many integers")
+        texts_by_hour[hour] = text
+        total += n
     rejected = message["rejected"]
     if not isinstance(rejected, list) or not all(_is_rejection(rj) for rj in rejected):
         raise BadMessage("rejected must list [index, reason, detail, event_id or null] items")
@@ -167,7 +173,7 @@ def decode_message(message: object) -> Message:
     if type(fallback) is not int or not 0 <= fallback <= total:
         raise BadMessage(f"fallback must be a count of the message's lines (0 to {total})")
     return Message(
-        lines_by_hour,
+        texts_by_hour,
         indexes,
         [Rejection(*rj) for rj in rejected],
         [tuple(e) for e in live],

@@ -155,21 +155,29 @@ def _in_store(
 
 
 def _scan(r: redis.Redis, key: str, event_id: str, search: _Search) -> str | None:
-    """The line of ``event_id`` in a buffer or batch list, reading it in chunks within the request's bound."""
+    """The line of ``event_id`` in a buffer or batch list (elements of one or more lines), read a few elements at a
+    time within the request's bound."""
     wanted = read.needle(event_id)
-    start = 0
+    start, seen, step = 0, 0, 1
     while True:
         if search.events_scanned >= SCAN_MAX_EVENTS:
             search.bounded = True
             return None
-        chunk = r.lrange(key, start, start + SCAN_CHUNK - 1)
-        if not chunk:
+        elements = r.lrange(key, start, start + step - 1)
+        if not elements:
             return None
-        search.events_scanned += len(chunk)
-        for line in chunk:
-            if wanted in line and orjson.loads(line).get("event_id") == event_id:
-                return line.decode()
-        start += len(chunk)
+        events = sum(e.count(b"\n") for e in elements) + len(elements)
+        search.events_scanned += events
+        seen += events
+        for element in elements:
+            at = element.find(wanted)
+            while at >= 0:
+                line = element[element.rfind(b"\n", 0, at) + 1 :].split(b"\n", 1)[0]
+                if orjson.loads(line).get("event_id") == event_id:
+                    return line.decode()
+                at = element.find(wanted, at + 1)
+        start += len(elements)
+        step = max(1, SCAN_CHUNK * start // seen)
 
 
 def _in_objects(

@@ -22,9 +22,11 @@ from workers.integrations import registry
 from workers.integrations.config import IntegrationConfig
 from workers.queue.producer import Broker
 from workers.settings import Settings
-from workers.store import buffer, due, keys
+from workers.store import buffer, chunks, due, keys
 
 log = logging.getLogger(__name__)
+
+BUFFER_FULL = "the integration's buffer is full (buffer_max_bytes): delivery is failing or too slow"
 
 
 @dataclass(frozen=True)
@@ -94,8 +96,9 @@ def append(
 ) -> IngestResult:
     """Append a prepared message's lines to the integration's hourly buffers, once per message, with its rejections.
 
-    Raises UnknownIntegration / IntegrationDisabled (nothing buffered). The rejections ``prepare`` made are counted
-    with the append; lines over the integration's buffer cap are refused one by one (reason ``buffer_full``).
+    Each hour's text goes in whole, as one chunk: the worker never splits it into lines. Raises UnknownIntegration /
+    IntegrationDisabled (nothing buffered). The rejections ``prepare`` made are counted with the append; an hour's
+    lines that would pass the integration's buffer cap are refused together (reason ``buffer_full``).
     """
     integ = registry.get_enabled(r, integration_id, max_age_s=settings.integration_cache_ttl_s)
     cfg = integ.config
@@ -104,10 +107,13 @@ def append(
         {"index": rj.index, "reason": rj.reason, "detail": rj.detail, "event_id": rj.event_id}
         for rj in message.rejected
     ]
-    appended = buffer.Append(
+    appended = chunks.Append(
         message_id=message_id,
         now_ms=now_ms,
-        lines_by_hour=message.lines_by_hour,
+        chunks_by_hour={
+            hour: [chunks.Chunk(text, len(message.indexes_by_hour[hour]))]
+            for hour, text in message.texts_by_hour.items()
+        },
         rejection_counts=Counter(rj.reason for rj in message.rejected),
         rejection_records=[orjson.dumps({"at_ms": now_ms, **rj}) for rj in rejected],
         live_records=_live_records(message.live, _lines_at(message, message.live), now_ms),
@@ -116,25 +122,27 @@ def append(
         partition_fallback=message.partition_fallback,
         pin=_pin(message),
     )
-    result = buffer.append(r, integration_id, appended, append_limits(cfg, settings, now_ms))
+    result = chunks.append(r, integration_id, appended, append_limits(cfg, settings, now_ms))
     _tell_due_index(
         r, integration_id, result, now_ms=now_ms, settings=settings, interval_s=cfg.effective_flush_interval_s(settings)
     )
     if result.duplicate:
         return IngestResult(0, [], duplicate=True)
-    if result.refused_positions:
-        # lines went in grouped by hour: map their positions back to the producer's indexes
-        indexes = [i for idx in message.indexes_by_hour.values() for i in idx]
-        lines = [line for group in message.lines_by_hour.values() for line in group]
-        for pos in result.refused_positions:
-            rejected.append(
-                {
-                    "index": indexes[pos],
-                    "reason": "buffer_full",
-                    "event_id": orjson.loads(lines[pos])["event_id"],
-                    "detail": "the integration's buffer is full (buffer_max_bytes): delivery is failing or too slow",
-                }
-            )
+    if result.refused:
+        # one chunk per hour, in order: map the refused ones back to the producer's indexes
+        hours = list(message.texts_by_hour)
+        for ordinal in result.refused:
+            hour = hours[ordinal]
+            lines = message.texts_by_hour[hour].split(b"\n")
+            for index, line in zip(message.indexes_by_hour[hour], lines, strict=True):
+                rejected.append(
+                    {
+                        "index": index,
+                        "reason": "buffer_full",
+                        "event_id": orjson.loads(line)["event_id"],
+                        "detail": BUFFER_FULL,
+                    }
+                )
     return IngestResult(
         result.accepted,
         rejected,
@@ -144,9 +152,9 @@ def append(
     )
 
 
-def append_limits(cfg: IntegrationConfig, settings: Settings, now_ms: int) -> buffer.Limits:
+def append_limits(cfg: IntegrationConfig, settings: Settings, now_ms: int) -> chunks.Limits:
     """The bounds of an append for one integration: its buffer cap and batch limits, the fleet's replication."""
-    return buffer.Limits(
+    return chunks.Limits(
         cap_bytes=cfg.effective_buffer_max_bytes(settings),
         batch_max_events=cfg.batch_max_events,
         batch_max_bytes=cfg.batch_max_bytes,
@@ -160,7 +168,7 @@ def append_limits(cfg: IntegrationConfig, settings: Settings, now_ms: int) -> bu
 def _tell_due_index(
     r: redis.Redis,
     integration_id: str,
-    result: buffer.AppendResult,
+    result: chunks.AppendResult,
     *,
     now_ms: int,
     settings: Settings,
@@ -211,16 +219,21 @@ TEST_EVENT_ID = re.compile(r"test-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4
 
 
 def _lines_at(message: Message, live: list[tuple[int, str, str, str, str | None, str]]) -> dict[int, bytes]:
-    """The lines of the live records' positions (flattened over the hours, in order), without copying the rest."""
-    wanted = sorted(pos for pos, *_ in live)
+    """The lines of the live records' positions (over all hours, in order): the last lines of the message, split off
+    the end of each hour's text without splitting the rest."""
+    wanted = {pos for pos, *_ in live}
     out: dict[int, bytes] = {}
     offset = 0
-    k = 0
-    for group in message.lines_by_hour.values():
-        while k < len(wanted) and wanted[k] < offset + len(group):
-            out[wanted[k]] = group[wanted[k] - offset]
-            k += 1
-        offset += len(group)
+    for hour, text in message.texts_by_hour.items():
+        n = len(message.indexes_by_hour[hour])
+        first = min((pos for pos in wanted if offset <= pos < offset + n), default=None)
+        if first is not None:
+            last = offset + n - first  # lines wanted from the end
+            tail = text.rsplit(b"\n", last)[-last:]
+            for k, line in enumerate(tail):
+                if first + k in wanted:
+                    out[first + k] = line
+        offset += n
     return out
 
 

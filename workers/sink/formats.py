@@ -1,6 +1,7 @@
 """Object formats: one streaming encoder per variant (``default``: gzipped NDJSON, ``workers.sink.ndjson``;
-``parquet``: ``workers.sink.parquet``). Every encoder takes the batch's lines in chunks (``write``), then ``finish``
-once; the concatenation of everything they return is the object."""
+``parquet``: ``workers.sink.parquet``). Every encoder takes the batch's elements (one or more lines joined by
+newlines) a few at a time (``write``), then ``finish`` once; the concatenation of everything they return is the
+object."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ class Encoder(Protocol):
     raw_bytes: int
     compressed_bytes: int
 
-    def write(self, lines: list[bytes]) -> bytes: ...
+    def write(self, elements: list[bytes]) -> bytes: ...
 
     def finish(self) -> bytes: ...
 

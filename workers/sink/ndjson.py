@@ -1,8 +1,9 @@
 """The ``default`` variant's object body: NDJSON + gzip, one event per line, newline-terminated, compressed with isal.
 
 The gzip output is a standard single-member gzip stream (readable by ``gzip.decompress``, ``zcat``, Athena, Spark).
-Every encoder takes the batch's lines in chunks (``write``), then ``finish`` once; the concatenation of everything
-they return is the object.
+Every encoder takes the batch's elements a few at a time (``write``; each element one or more lines joined by newlines,
+as the buffer holds them), then ``finish`` once; the concatenation of everything they return is the object. Gzip
+takes the elements' bytes as they are: it never looks at a line.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ NDJSON_CONTENT_TYPE: Final = "application/x-ndjson"
 
 
 class GzipNdjson:
-    """Streaming compressor: ``write`` lines in chunks, then ``finish`` once; concatenate everything returned.
+    """Streaming compressor: ``write`` elements a few at a time, then ``finish`` once; concatenate everything returned.
 
     ``events`` counts lines written, ``raw_bytes`` the uncompressed NDJSON bytes, ``compressed_bytes`` the bytes
     returned so far (the full object size after ``finish``).
@@ -34,17 +35,18 @@ class GzipNdjson:
         self.raw_bytes = 0
         self.compressed_bytes = 0
 
-    def write(self, lines: list[bytes]) -> bytes:
-        """Compress ``lines`` (compact JSON without newlines); returns the compressed bytes available so far."""
+    def write(self, elements: list[bytes]) -> bytes:
+        """Compress ``elements`` (each compact JSON lines joined by newlines); returns the compressed bytes available
+        so far."""
         if self._finished:
             raise ValueError("write after finish")
-        if not lines:
+        if not elements:
             return b""
-        data = b"\n".join(lines) + b"\n"
-        if data.count(b"\n") != len(lines) or b"" in lines:
-            raise ValueError("every line must be non-empty and contain no newline")
+        data = b"\n".join(elements) + b"\n"
+        if b"" in elements or data[:1] == b"\n" or b"\n\n" in data:
+            raise ValueError("every line must be non-empty")
         compressed = self._compressor.compress(data)
-        self.events += len(lines)
+        self.events += data.count(b"\n")
         self.raw_bytes += len(data)
         self.compressed_bytes += len(compressed)
         return compressed

@@ -183,7 +183,7 @@ def _keep_misfits(name: str, values: list[Any], extras: list[dict[str, Any] | No
 
 
 class ParquetEncoder:
-    """Streaming encoder: ``write`` lines in chunks, then ``finish`` once; concatenate everything returned.
+    """Streaming encoder: ``write`` elements a few at a time, then ``finish`` once; concatenate everything returned.
 
     ``events`` counts lines written, ``raw_bytes`` their NDJSON size (lines plus newlines, as the gzip variant
     counts), ``compressed_bytes`` the object bytes returned so far (the full object size after ``finish``).
@@ -214,10 +214,12 @@ class ParquetEncoder:
         self.compressed_bytes = 0
         self.row_groups = 0
 
-    def write(self, lines: list[bytes]) -> bytes:
-        """Add ``lines`` (compact JSON objects, one event each); returns the object bytes available so far."""
+    def write(self, elements: list[bytes]) -> bytes:
+        """Add ``elements`` (each compact JSON objects, one event each, joined by newlines: lines are split as they
+        are parsed); returns the object bytes available so far."""
         if self._finished:
             raise ValueError("write after finish")
+        lines = [line for element in elements for line in element.split(b"\n")]
         if not lines:
             return b""
         size = sum(map(len, lines)) + len(lines)

@@ -5,11 +5,14 @@ may touch any of them. Buffer hours are ``YYYYMMDDHH`` (UTC); batch ids are uuid
 
 Per integration ``I``:
   sig:{I}:integration        string  the registry record (JSON; secrets encrypted)
-  sig:{I}:buf:<hour>         list    open buffer: one compact JSON line per event
+  sig:{I}:buf:<hour>         list    open buffer: chunks, each the NDJSON lines of one message for that hour joined
+                                     by newlines, no trailing one (a buffer written one event per element is a list
+                                     of one-line chunks)
   sig:{I}:open               zset    index of open buffers: hour -> ms of first append
-  sig:{I}:openbytes          hash    hour -> bytes in that open buffer
+  sig:{I}:openbytes          hash    hour -> bytes in that open buffer (its lines, newlines not counted)
+  sig:{I}:opencount          hash    hour -> events in that open buffer (absent: a buffer of one-line chunks, LLEN)
   sig:{I}:openlast           hash    hour -> ms of the last append to that open buffer (moved into the batch's meta)
-  sig:{I}:batch:<id>         list    sealed batch, immutable once sealed
+  sig:{I}:batch:<id>         list    sealed batch, the chunks of a buffer, immutable once sealed
   sig:{I}:meta:<id>          hash    batch metadata (hour, events, bytes, state, attempts, lease, errors)
   sig:{I}:pending            zset    batch id -> ms when it may next be (re)claimed (lease expiry / retry due)
   sig:{I}:dead               zset    dead-letter index: batch id -> ms it was held
@@ -88,6 +91,10 @@ def open_index(integration_id: str) -> str:
 
 def open_bytes(integration_id: str) -> str:
     return f"{tag(integration_id)}:openbytes"
+
+
+def open_count(integration_id: str) -> str:
+    return f"{tag(integration_id)}:opencount"
 
 
 def open_last(integration_id: str) -> str:

@@ -5,10 +5,18 @@
 -- prefixes passed in ARGV (all of them carry the integration's hash tag, so every key is in one cluster slot).
 
 -- The prefixes, in the order workers/store/buffer.py passes them, starting at ARGV[i].
--- `last` is a whole key name: the hash of each open buffer's last append.
+-- `last` and `count` are whole key names: the hashes of each open buffer's last append and of its events.
 local function prefixes(i)
   return {buf = ARGV[i], batch = ARGV[i + 1], meta = ARGV[i + 2], gen = ARGV[i + 3], sealed = ARGV[i + 4],
-          delivered = ARGV[i + 5], trace_ttl_ms = ARGV[i + 6], last = ARGV[i + 7]}
+          delivered = ARGV[i + 5], trace_ttl_ms = ARGV[i + 6], last = ARGV[i + 7], count = ARGV[i + 8]}
+end
+
+-- Events in the open buffer of `hour`: its count, or, for a buffer written before counts were kept (one event per
+-- element), its length.
+local function buffered_events(p, hour)
+  local n = redis.call('HGET', p.count, hour)
+  if n then return tonumber(n) end
+  return redis.call('LLEN', p.buf .. hour)
 end
 
 -- Generation of the open buffer of `hour`: events appended now are sealed under sealed:<hour>:<generation>.
@@ -28,11 +36,12 @@ local function seal(p, hour, batch_id, open_key, openbytes_key, pending_key, now
   if done then return tonumber(done) end
   if redis.call('EXISTS', p.delivered .. batch_id) == 1 then return 0 end
   local buf = p.buf .. hour
-  local n = redis.call('LLEN', buf)
-  if n == 0 then
+  local n = buffered_events(p, hour)
+  if n == 0 or redis.call('EXISTS', buf) == 0 then
     redis.call('ZREM', open_key, hour)
     redis.call('HDEL', openbytes_key, hour)
     redis.call('HDEL', p.last, hour)
+    redis.call('HDEL', p.count, hour)
     return 0
   end
   local bytes = tonumber(redis.call('HGET', openbytes_key, hour) or '0')
@@ -42,6 +51,7 @@ local function seal(p, hour, batch_id, open_key, openbytes_key, pending_key, now
   redis.call('ZREM', open_key, hour)
   redis.call('HDEL', openbytes_key, hour)
   redis.call('HDEL', p.last, hour)
+  redis.call('HDEL', p.count, hour)
   redis.call('HSET', p.meta .. batch_id,
     'hour', hour, 'events', n, 'bytes', bytes, 'sealed_ms', now_ms, 'first_ms', string.format('%d', first_ms),
     'last_ms', string.format('%d', last_ms), 'state', 'pending', 'attempts', 0, 'claims', 0, 'uncertain', 0)

@@ -1,5 +1,6 @@
 #!lua
--- Append validated event lines to the open hourly buffers of one integration, at most once per message.
+-- Append the chunks of a message to the open hourly buffers of one integration, at most once per message.
+-- A chunk is the NDJSON lines of one message for one hour joined by newlines: one list element, whatever its events.
 --
 -- KEYS[1] seen marker of this message   KEYS[2] open index (zset hour -> first append ms)
 -- KEYS[3] openbytes (hash hour -> bytes) KEYS[4] stats (hash)   KEYS[5] pending (zset)   KEYS[6] rejections (list)
@@ -7,19 +8,22 @@
 -- ARGV: now_ms, seen_ttl_ms, cap_bytes, batch_max_events, batch_max_bytes, seal_due_ms, list_max,
 --       overview field prefix (hour of the day), overview ttl_s,
 --       pin (0: none; p > 0: the live record of line position p; -k: the k-th removed record), pin ttl_ms,
---       the prefixes of _lib.lua (buffer, batch, meta, gen, sealed, delivered, trace_ttl_ms, last),
+--       the prefixes of _lib.lua (buffer, batch, meta, gen, sealed, delivered, trace_ttl_ms, last, count),
 --       n_counts, (stats field, count) * n_counts, n_records, record * n_records,
 --       n_live, (position, record-without-its-closing-generation) * n_live,
 --       n_removed, live record of an event the blueprint removed * n_removed,
---       n_groups, then per group: hour, n_ids, batch_id * n_ids, n_lines, line * n_lines
--- A buffer that would pass batch_max_events / batch_max_bytes is sealed first (with the group's next batch id),
--- so no object ever exceeds the limits (a single line larger than batch_max_bytes makes a batch of its own).
--- Lines that would push the integration's buffered bytes over cap_bytes are refused.
+--       n_groups, then per group: hour, n_ids, batch_id * n_ids, n_chunks, (events, chunk) * n_chunks
+-- Positions count lines over all chunks in order. A buffer is filled up to batch_max_events / batch_max_bytes and
+-- sealed (with the group's next batch id): a chunk that does not fit whole is cut at a line boundary, its first lines
+-- complete the buffer and the rest starts the next one, so no object ever exceeds the limits (a single line larger
+-- than batch_max_bytes makes a batch of its own). A chunk that would push the integration's buffered bytes over
+-- cap_bytes is refused whole. The counts the thresholds and the seal need are kept beside the list (openbytes,
+-- opencount): nothing here looks at a line unless a chunk has to be cut.
 -- A live record gets the generation of the buffer its line went into, so its batch (and object) can be traced.
 -- The overview counts, in the hour of now, the events accepted (a), removed by the blueprint (f:<reason>) and
 -- rejected (r:<reason>, buffer_full included): once per message, like everything else here.
 -- The pinned record (a test event's) is also written alone to KEYS[9], so it can be followed however busy the list.
--- Returns {duplicate (0/1), accepted, {refused positions, 1-based over all lines}, {sealed batch ids},
+-- Returns {duplicate (0/1), accepted events, {refused chunks, 1-based over all chunks}, {sealed batch ids},
 --          opened (1 when an hour's buffer was opened: the due index must learn of it)}.
 -- A duplicate still writes (it renews the marker), so a WAIT that follows it covers the first run's writes too.
 
@@ -43,7 +47,7 @@ local function count(field, n)
   counted = true
 end
 
-local i = 20
+local i = 21
 local n_counts = tonumber(ARGV[i]); i = i + 1
 for _ = 1, n_counts do
   local stat, n = ARGV[i], ARGV[i + 1]
@@ -75,8 +79,28 @@ for k = 1, n_removed do
 end
 
 local buffered = tonumber(redis.call('HGET', stats_key, 'buffered_bytes') or '0')
-local accepted, accepted_bytes, position = 0, 0, 0
-local refused, sealed, opened = {}, {}, 0
+local accepted, accepted_bytes, position, chunk_no = 0, 0, 0, 0
+local refused, refused_events, sealed, opened = {}, 0, {}, 0
+local live_at = {}  -- the positions of the live records, in order
+for q in pairs(live) do live_at[#live_at + 1] = q end
+table.sort(live_at)
+local next_live = 1
+
+-- The first lines of `text` that fit in room_events events and room_bytes bytes (at least one when `one`):
+-- how many, where the last of them ends, and their bytes (newlines not counted).
+local function cut(text, room_events, room_bytes, one)
+  local j, at, bytes, from = 0, 0, 0, 1
+  while j < room_events do
+    local nl = string.find(text, '\n', from, true)
+    local stop = nl and nl - 1 or #text
+    local len = stop - from + 1
+    if bytes + len > room_bytes and not (one and j == 0) then break end
+    j, at, bytes = j + 1, stop, bytes + len
+    if not nl then break end
+    from = nl + 1
+  end
+  return j, at, bytes
+end
 
 local n_groups = tonumber(ARGV[i]); i = i + 1
 for _ = 1, n_groups do
@@ -86,24 +110,21 @@ for _ = 1, n_groups do
   local n_ids = tonumber(ARGV[i]); i = i + 1
   local ids_at, next_id = i, 0
   i = i + n_ids
-  local n_lines = tonumber(ARGV[i]); i = i + 1
+  local n_chunks = tonumber(ARGV[i]); i = i + 1
 
-  local n = redis.call('LLEN', buf)
+  local n = buffered_events(p, hour)
   local b = tonumber(redis.call('HGET', openbytes_key, hour) or '0')
   local touched = false
   local pend = {}
   local function push_pending()
-    local k = 1
-    while k <= #pend do
-      redis.call('RPUSH', buf, unpack(pend, k, math.min(k + 999, #pend)))
-      k = k + 1000
-    end
+    if #pend > 0 then redis.call('RPUSH', buf, unpack(pend)) end
     pend = {}
   end
   local function seal_now()
-    if next_id >= n_ids then return end  -- out of ids: let it overflow, the next flush seals it
+    if next_id >= n_ids then return false end  -- out of ids: let it overflow, the next flush seals it
     push_pending()
     redis.call('HSET', openbytes_key, hour, b)
+    redis.call('HSET', p.count, hour, n)
     local id = ARGV[ids_at + next_id]
     next_id = next_id + 1
     if seal(p, hour, id, open_key, openbytes_key, pending_key, now, seal_due) > 0 then
@@ -111,38 +132,70 @@ for _ = 1, n_groups do
       gen = gen + 1
     end
     n, b, touched = 0, 0, false
+    return true
+  end
+  -- `text`, the next k lines (bytes without newlines), goes into the open buffer as one element
+  local function put(text, k, bytes)
+    if not touched then
+      redis.call('HSET', p.last, hour, now)  -- the last append to this hour's buffer: now (the ledger's last event)
+      touched = true
+    end
+    if n == 0 then opened = opened + redis.call('ZADD', open_key, 'NX', now, hour) end
+    pend[#pend + 1] = text
+    if #pend == 1000 then push_pending() end
+    local last = position + k
+    while next_live <= #live_at and live_at[next_live] <= last do
+      local q = live_at[next_live]
+      if q > position then
+        local record = live[q] .. gen .. '}'
+        redis.call('LPUSH', KEYS[7], record)
+        if pin == q then redis.call('SET', KEYS[9], record, 'PX', pin_ttl) end
+      end
+      next_live = next_live + 1
+    end
+    position = last
+    n, b = n + k, b + bytes
+    buffered = buffered + bytes
+    accepted, accepted_bytes = accepted + k, accepted_bytes + bytes
   end
 
-  for _ = 1, n_lines do
-    local line = ARGV[i]; i = i + 1
-    position = position + 1
-    local len = #line
-    if buffered + len > cap then
-      refused[#refused + 1] = position
+  for _ = 1, n_chunks do
+    local k, text = tonumber(ARGV[i]), ARGV[i + 1]
+    i = i + 2
+    chunk_no = chunk_no + 1
+    local bytes = #text - k + 1
+    if buffered + bytes > cap then
+      refused[#refused + 1] = chunk_no
+      refused_events = refused_events + k
+      position = position + k
     else
-      if n > 0 and (n + 1 > max_events or b + len > max_bytes) then seal_now() end
-      if not touched then
-        redis.call('HSET', p.last, hour, now)  -- the last append to this hour's buffer: now (the ledger's last event)
-        touched = true
-      end
-      pend[#pend + 1] = line
-      if live[position] then
-        redis.call('LPUSH', KEYS[7], live[position] .. gen .. '}')
-        if pin == position then redis.call('SET', KEYS[9], live[position] .. gen .. '}', 'PX', pin_ttl) end
-      end
-      if n == 0 then opened = opened + redis.call('ZADD', open_key, 'NX', now, hour) end
-      n = n + 1
-      b = b + len
-      buffered = buffered + len
-      accepted = accepted + 1
-      accepted_bytes = accepted_bytes + len
-      if n >= max_events or b >= max_bytes then
-        seal_now()  -- the buffer is full: hand it over now rather than at the next beat
+      while k > 0 do
+        if n + k <= max_events and b + bytes <= max_bytes then
+          put(text, k, bytes)
+          k = 0
+        else
+          -- fill the buffer with the lines that fit (at least one when it is empty), seal it, go on with the rest
+          local j, at, jb = cut(text, max_events - n, max_bytes - b, n == 0)
+          if j > 0 then
+            put(string.sub(text, 1, at), j, jb)
+            text, k, bytes = string.sub(text, at + 2), k - j, bytes - jb
+          end
+          if not seal_now() then
+            if k > 0 then put(text, k, bytes) end
+            k = 0
+          end
+        end
+        if n > 0 and (n >= max_events or b >= max_bytes) then
+          seal_now()  -- the buffer is full: hand it over now rather than at the next beat
+        end
       end
     end
   end
   push_pending()
-  if n > 0 then redis.call('HSET', openbytes_key, hour, b) end
+  if n > 0 then
+    redis.call('HSET', openbytes_key, hour, b)
+    redis.call('HSET', p.count, hour, n)
+  end
 end
 
 if accepted > 0 then
@@ -152,9 +205,9 @@ if accepted > 0 then
   count('a', accepted)
 end
 if n_live + n_removed > 0 then redis.call('LTRIM', KEYS[7], 0, list_max - 1) end
-if #refused > 0 then
-  redis.call('HINCRBY', stats_key, 'rejected:buffer_full', #refused)
-  count('r:buffer_full', #refused)
+if refused_events > 0 then
+  redis.call('HINCRBY', stats_key, 'rejected:buffer_full', refused_events)
+  count('r:buffer_full', refused_events)
 end
 if counted then redis.call('EXPIRE', ov, ARGV[9], 'NX') end
 return {0, accepted, refused, sealed, math.min(opened, 1)}

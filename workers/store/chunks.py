@@ -1,0 +1,194 @@
+"""What goes into an open buffer: chunks, each the NDJSON lines of one message for one hour (one Redis value
+whatever its events), and the append that puts a message's chunks in, atomically and once per message
+(``lua/append.lua``).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import redis
+
+from workers import clock
+from workers.errors import Unavailable
+from workers.store import buffer, db, keys, overview
+from workers.store.db import text
+from workers.store.scripts import SCRIPTS
+
+
+class NotReplicated(Unavailable, redis.TimeoutError):
+    """An append reached fewer replicas than SIGNAL_REDIS_MIN_REPLICAS in time: its message must not be acknowledged
+    yet (the task is retried; the append itself is not repeated, its message id is recorded)."""
+
+
+@dataclass(frozen=True)
+class AppendResult:
+    duplicate: bool
+    accepted: int  # events
+    refused: list[int]  # 0-based ordinals of the chunks (over all hours, in order) refused for the buffer cap
+    sealed: list[str]  # batch ids sealed because a buffer reached its limits
+    opened: bool = False  # an hour's buffer was opened: the due index must learn when it is due
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """One buffer element: ``events`` NDJSON lines joined by newlines, without a trailing one."""
+
+    text: bytes
+    events: int
+
+    @property
+    def bytes(self) -> int:
+        """The bytes of its lines, newlines not counted (what the buffer limits and the stats count)."""
+        return len(self.text) - self.events + 1
+
+
+def chunk(lines: Sequence[bytes]) -> Chunk:
+    """The chunk of ``lines`` (non-empty compact JSON, no newline inside)."""
+    return Chunk(b"\n".join(lines), len(lines))
+
+
+def chunks(lines_by_hour: Mapping[str, Sequence[bytes]]) -> dict[str, list[Chunk]]:
+    """One chunk per hour: what a message appends."""
+    return {hour: [chunk(lines)] for hour, lines in lines_by_hour.items() if lines}
+
+
+def _ids_needed(group: Sequence[Chunk], max_events: int, max_bytes: int) -> int:
+    events = sum(c.events for c in group)
+    total = sum(c.bytes for c in group)
+    return min(events + 1, 2 + events // max_events + (2 * total) // max_bytes)
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """The bounds one append works within, from the integration's config and the fleet's settings."""
+
+    cap_bytes: int  # the integration's buffered bytes may not pass this: lines over it are refused (buffer_full)
+    batch_max_events: int  # a buffer that would pass either limit is sealed first
+    batch_max_bytes: int
+    seal_due_ms: int  # when the sweep may dispatch a batch sealed by this append
+    seen_ttl_ms: int  # how long the message id is remembered
+    min_replicas: int = 0  # replicas that must hold the append before it counts (Redis WAIT); 0: none
+    replicas_timeout_ms: int = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Append:
+    """What one message appends, atomically and once per ``message_id``: its chunks per ``YYYYMMDDHH`` hour (one
+    each, from a producer's message) and the counts and records that go with them.
+
+    ``rejection_counts`` / ``removed_counts`` become the stats ``rejected:<reason>`` / ``removed:<reason>``;
+    ``partition_fallback`` counts lines partitioned by their received hour (timestamp out of bound).
+    ``live_records`` maps positions of lines over all chunks, in order, to a JSON object missing its closing generation
+    (``b'{..., "gen":'``): the script completes it with the generation of the buffer the line went into.
+    ``removed_records`` are complete live records of events the blueprint removed.
+    """
+
+    message_id: str
+    now_ms: int
+    chunks_by_hour: Mapping[str, Sequence[Chunk]]
+    rejection_counts: Mapping[str, int] = field(default_factory=dict)
+    rejection_records: Sequence[bytes] = ()
+    live_records: Mapping[int, bytes] = field(default_factory=dict)
+    removed_counts: Mapping[str, int] = field(default_factory=dict)
+    removed_records: Sequence[bytes] = ()
+    partition_fallback: int = 0
+    pin: int = 0  # a record also kept alone (a test event's): position of its line + 1, or -(index + 1) if removed
+
+
+def append(r: redis.Redis, iid: str, message: Append, limits: Limits) -> AppendResult:
+    """Append a message's chunks to their hourly buffers with its counts, in one script (``lua/append.lua``).
+
+    With ``limits.min_replicas``, the script and a WAIT run on one connection to the integration's master, and
+    ``NotReplicated`` is raised when fewer replicas acknowledged it in time. A client that runs the script again (a
+    retry after a lost reply, a redelivered message) finds its message id and appends nothing: the answer is then
+    ``duplicate``.
+    """
+    args = _append_args(iid, message, limits)
+    script_keys = [
+        keys.seen(iid, message.message_id),
+        keys.open_index(iid),
+        keys.open_bytes(iid),
+        keys.stats(iid),
+        keys.pending(iid),
+        keys.rejections(iid),
+        keys.live(iid),
+        buffer.overview_at(iid, message.now_ms)[0],
+        keys.pinned(iid),
+    ]
+    if limits.min_replicas:
+        reply = _append_replicated(r, script_keys, args, limits.min_replicas, limits.replicas_timeout_ms)
+    else:
+        reply = SCRIPTS.append(keys=script_keys, args=args, client=r)
+    dup, accepted, refused, sealed, opened = reply
+    return AppendResult(
+        bool(dup), int(accepted), [int(c) - 1 for c in refused], [text(b) for b in sealed], bool(opened)
+    )
+
+
+def _append_args(iid: str, m: Append, limits: Limits) -> list[object]:
+    """append.lua's ARGV, in the order its header documents."""
+    args: list[object] = [
+        m.now_ms,
+        limits.seen_ttl_ms,
+        limits.cap_bytes,
+        limits.batch_max_events,
+        limits.batch_max_bytes,
+        limits.seal_due_ms,
+        buffer.LIST_MAX,
+        overview.field_prefix(clock.hour_of_ms(m.now_ms)),
+        overview.RETENTION_S,
+        m.pin,
+        buffer.PIN_TTL_MS,
+        *buffer.prefixes(iid),
+    ]
+    counts = [(f"rejected:{reason}", n) for reason, n in m.rejection_counts.items()]
+    counts += [(f"removed:{reason}", n) for reason, n in m.removed_counts.items()]
+    if m.partition_fallback:
+        counts.append((keys.STAT_PARTITION_FALLBACK, m.partition_fallback))
+    args.append(len(counts))
+    for stat, count in counts:
+        args += [stat, count]
+    args.append(len(m.rejection_records))
+    args += m.rejection_records
+    args.append(len(m.live_records))
+    for position, record in m.live_records.items():
+        args += [position + 1, record]
+    args.append(len(m.removed_records))
+    args += m.removed_records
+    args.append(len(m.chunks_by_hour))
+    for hour, group in m.chunks_by_hour.items():
+        n_ids = _ids_needed(group, limits.batch_max_events, limits.batch_max_bytes)
+        args += [hour, n_ids, *(str(uuid.uuid4()) for _ in range(n_ids)), len(group)]
+        for c in group:
+            args += [c.events, c.text]
+    return args
+
+
+REPLICATED_ATTEMPTS = 3
+
+
+def _append_replicated(
+    r: redis.Redis, script_keys: list[str], args: list[object], min_replicas: int, timeout_ms: int
+) -> list[object]:
+    """append.lua then WAIT on the same connection (WAIT counts the writes of its own connection only)."""
+    for attempt in range(1, REPLICATED_ATTEMPTS + 1):
+        node = db.node_of(r, script_keys[0])
+        pipe = node.pipeline(transaction=False)
+        SCRIPTS.append(keys=script_keys, args=args, client=pipe)
+        pipe.wait(min_replicas, timeout_ms)
+        try:
+            reply, acked = pipe.execute()
+        except (redis.exceptions.MovedError, redis.ConnectionError):
+            # a failover or a resharding moved the slot: read the slot map again (the append is not repeated twice:
+            # its message id is recorded)
+            if attempt == REPLICATED_ATTEMPTS:
+                raise
+            db.refresh_slots(r)
+            continue
+        if int(acked) < min_replicas:
+            raise NotReplicated(f"the append reached {acked} of {min_replicas} replicas within {timeout_ms} ms")
+        return reply  # type: ignore[no-any-return]
+    raise AssertionError("unreachable")

@@ -42,10 +42,24 @@ def fill_list(r: redis.Redis, key: str, lines: list[bytes], total: int) -> int:
     return nbytes
 
 
+MESSAGE_EVENTS = 500  # the API publishes tasks of up to 500 events: a chunk each
+
+
 def fill_open_buffer(r: redis.Redis, iid: str, lines: list[bytes], total: int) -> str:
-    """An open buffer of ``total`` lines for the current hour, as ``append`` leaves it; returns the hour."""
+    """An open buffer of ``total`` lines for the current hour, as ``append`` leaves it (chunks of the lines of one
+    message of 500 events, the count beside the list); returns the hour."""
     hour = clock.hour_of(clock.now())
-    nbytes = fill_list(r, keys.buffer(iid, hour), lines, total)
+    pipe = r.pipeline(transaction=False)
+    nbytes = 0
+    for i in range(0, total, MESSAGE_EVENTS):
+        start = i % len(lines)
+        part = lines[start : start + MESSAGE_EVENTS][: total - i]
+        pipe.rpush(keys.buffer(iid, hour), b"\n".join(part))
+        nbytes += sum(len(x) for x in part)
+        if len(pipe) >= 50:
+            pipe.execute()
+    pipe.execute()
+    r.hset(keys.open_count(iid), hour, total)
     r.hset(keys.open_bytes(iid), hour, nbytes)
     r.zadd(keys.open_index(iid), {hour: clock.now_ms()}, nx=True)
     r.hincrby(keys.stats(iid), "buffered_bytes", nbytes)

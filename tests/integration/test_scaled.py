@@ -296,9 +296,10 @@ def test_a_redis_master_failover_during_ingest(fleet, cluster, make_bucket, star
 
 @BOTH
 def test_a_script_the_client_sent_twice_changes_nothing_twice(redis_client, topology, monkeypatch):
-    """The server runs the script and its reply is lost. redis-py's cluster client reconnects and sends it again
-    (on one Redis the client gives up, and the ingest task's own retry sends it again): the message id recorded by the
-    first run makes the second append nothing; a retried claim counts one claim."""
+    """The server runs the script and its reply is lost. The append sends its transaction again (and the ingest task's
+    retry would): the message id recorded by the first run makes the second take back what it pushed and append
+    nothing. redis-py's cluster client reconnects and sends a claim again (on one Redis the client gives up, and the
+    upload's own retry sends it again): a retried claim counts one claim."""
     from redis.connection import Connection
 
     r = redis_client
@@ -347,14 +348,27 @@ def test_a_script_the_client_sent_twice_changes_nothing_twice(redis_client, topo
 
     monkeypatch.setattr(Connection, "send_command", send_command)
     monkeypatch.setattr(Connection, "read_response", read_response)
-    result = as_the_fleet_calls(lambda: append("m-1", 100))
-    assert lost == ["EVALSHA"]
-    runs = sum(server.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0) for _, server in db.servers(r))
+    exec_read = Connection.read_response
+
+    def read_exec(self: Any, *args: Any, **kwargs: Any) -> Any:
+        # the append is one MULTI ... EXEC: its EXEC reply (the only array among them) is lost
+        response = exec_read(self, *args, **kwargs)
+        if isinstance(response, list) and not lost:
+            lost.append("EXEC")
+            self.disconnect()
+            raise redis.ConnectionError("the reply was lost")
+        return response
+
+    monkeypatch.setattr(Connection, "read_response", read_exec)
+    result = append("m-1", 100)  # the append sends its transaction again itself
+    assert lost == ["EXEC"]
+    runs = sum(server.info("commandstats").get("cmdstat_eval", {}).get("calls", 0) for _, server in db.servers(r))
     assert runs == 2  # the server really ran it twice
     assert result.duplicate and result.accepted == 0  # the second run found the first run's message id
-    assert r.llen(keys.buffer(iid, hour)) == 2  # a chunk per message
+    assert r.llen(keys.buffer(iid, hour)) == 2  # a chunk per message: the second run took its own back
     assert len(buffer.lines_of(r.lrange(keys.buffer(iid, hour), 0, -1))) == 101
     assert int(r.hget(keys.stats(iid), "ingested_events")) == 101
+    monkeypatch.setattr(Connection, "read_response", read_response)
 
     batch_id = buffer.seal(r, iid, hour, now_ms=3, seal_due_ms=4)
     lost.clear()

@@ -352,3 +352,15 @@ def test_a_hold_sent_twice_counts_one_failure(r):
         assert buffer.hold(r, IID, b, token="", now_ms=T0, code="WorkerLost", message="m", hint="h") == "ok"
     assert stats(r)["failures:WorkerLost"] == 1
     assert [h["batch_id"] for h in buffer.held_batches(r, IID)] == [b]
+
+
+def test_the_append_script_never_receives_a_chunks_bytes():
+    """Redis copies every script argument into Lua: the chunks go in by RPUSH in the same transaction instead."""
+    text = b"\n".join(lines(500))
+    message = chunks.Append(message_id="m", now_ms=T0, chunks_by_hour={HOUR: [chunks.Chunk(text, 500)]})
+    limits = chunks.Limits(
+        cap_bytes=10**9, batch_max_events=10**6, batch_max_bytes=10**9, seal_due_ms=T0, seen_ttl_ms=1
+    )
+    args = chunks._append_args(IID, message, limits)
+    assert not [a for a in args if isinstance(a, bytes) and len(a) > 100]
+    assert args[-2:] == [500, 5000]  # the chunk's events and bytes

@@ -73,6 +73,11 @@ def find_event(
     hours = _hours_around(at) if at is not None else None
     recent = _in_recent(r, integration_id, event_id)
     if recent is not None and recent["state"] != "delivered":
+        if recent.get("line") is None and recent["state"] != "filtered":
+            # a live record holds no line: the event is in its buffer or batch, or just delivered
+            stored = _in_store(r, integration_id, event_id, hours, search)
+            if stored is not None:
+                return recent | {"line": stored["line"]}
         return recent | {"line": recent.get("line")}
     stored = _in_store(r, integration_id, event_id, hours, search)
     if stored is not None:

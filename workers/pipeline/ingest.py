@@ -116,7 +116,7 @@ def append(
         },
         rejection_counts=Counter(rj.reason for rj in message.rejected),
         rejection_records=[orjson.dumps({"at_ms": now_ms, **rj}) for rj in rejected],
-        live_records=_live_records(message.live, _lines_at(message, message.live), now_ms),
+        live_records=_live_records(message.live, now_ms),
         removed_counts=message.removed,
         removed_records=_removed_records(message.removed_live, now_ms),
         partition_fallback=message.partition_fallback,
@@ -214,49 +214,28 @@ def record_ingest_failure(
     return n
 
 
-LIVE_LINE_MAX = 8 * 1024  # a live record keeps its event's line up to this size (the inspector shows it)
 TEST_EVENT_ID = re.compile(r"test-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
-def _lines_at(message: Message, live: list[tuple[int, str, str, str, str | None, str]]) -> dict[int, bytes]:
-    """The lines of the live records' positions (over all hours, in order): the last lines of the message, split off
-    the end of each hour's text without splitting the rest."""
-    wanted = {pos for pos, *_ in live}
-    out: dict[int, bytes] = {}
-    offset = 0
-    for hour, text in message.texts_by_hour.items():
-        n = len(message.indexes_by_hour[hour])
-        first = min((pos for pos in wanted if offset <= pos < offset + n), default=None)
-        if first is not None:
-            last = offset + n - first  # lines wanted from the end
-            tail = text.rsplit(b"\n", last)[-last:]
-            for k, line in enumerate(tail):
-                if first + k in wanted:
-                    out[first + k] = line
-        offset += n
-    return out
-
-
-def _live_records(
-    live: list[tuple[int, str, str, str, str | None, str]], lines: dict[int, bytes], now_ms: int
-) -> dict[int, bytes]:
-    """Trace records of the last accepted lines (the live events view), keyed by flattened position, each with its
-    line (when short enough to keep) and missing the generation the append script completes it with."""
+def _live_records(live: list[tuple[int, str, str, str, str | None, str]], now_ms: int) -> dict[int, bytes]:
+    """Trace records of the last accepted lines (the live events view), keyed by position over all hours, each
+    missing the generation the append script completes it with. A record holds no line: the event is in its buffer,
+    its batch or its object, where finding it reads it (``workers.integrations.find``)."""
     out = {}
     for pos, hour, event_id, type_, event, received_at in live:
-        head = orjson.dumps(
-            {
-                "event_id": event_id,
-                "type": type_,
-                "event": event,
-                "received_at": received_at,
-                "at_ms": now_ms,
-                "hour": hour,
-            }
-        )[:-1]
-        line = lines.get(pos, b"")
-        kept = b',"line":' + line if 0 < len(line) <= LIVE_LINE_MAX else b""
-        out[pos] = head + kept + b',"gen":'
+        out[pos] = (
+            orjson.dumps(
+                {
+                    "event_id": event_id,
+                    "type": type_,
+                    "event": event,
+                    "received_at": received_at,
+                    "at_ms": now_ms,
+                    "hour": hour,
+                }
+            )[:-1]
+            + b',"gen":'
+        )
     return out
 
 

@@ -43,8 +43,8 @@ class GzipNdjson:
         if not elements:
             return b""
         data = b"\n".join(elements) + b"\n"
-        if b"" in elements or data[:1] == b"\n" or b"\n\n" in data:
-            raise ValueError("every line must be non-empty")
+        if b"" in elements or data[:1] == b"\n":
+            raise ValueError("every element must be non-empty lines")
         compressed = self._compressor.compress(data)
         self.events += data.count(b"\n")
         self.raw_bytes += len(data)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import redis
 
@@ -99,14 +100,14 @@ class Append:
 
 
 def append(r: redis.Redis, iid: str, message: Append, limits: Limits) -> AppendResult:
-    """Append a message's chunks to their hourly buffers with its counts, in one script (``lua/append.lua``).
+    """Append a message's chunks to their hourly buffers with its counts, atomically: one MULTI/EXEC that RPUSHes each
+    hour's chunks and runs ``lua/append.lua`` over them (the script never receives a chunk's bytes as an argument).
 
-    With ``limits.min_replicas``, the script and a WAIT run on one connection to the integration's master, and
-    ``NotReplicated`` is raised when fewer replicas acknowledged it in time. A client that runs the script again (a
-    retry after a lost reply, a redelivered message) finds its message id and appends nothing: the answer is then
+    With ``limits.min_replicas``, a WAIT follows on the same connection, and ``NotReplicated`` is raised when fewer
+    replicas acknowledged it in time. A client that sends the transaction again (a retry after a lost reply, a
+    redelivered message) finds its message id: the script takes back what that transaction pushed and the answer is
     ``duplicate``.
     """
-    args = _append_args(iid, message, limits)
     script_keys = [
         keys.seen(iid, message.message_id),
         keys.open_index(iid),
@@ -118,10 +119,8 @@ def append(r: redis.Redis, iid: str, message: Append, limits: Limits) -> AppendR
         buffer.overview_at(iid, message.now_ms)[0],
         keys.pinned(iid),
     ]
-    if limits.min_replicas:
-        reply = _append_replicated(r, script_keys, args, limits.min_replicas, limits.replicas_timeout_ms)
-    else:
-        reply = SCRIPTS.append(keys=script_keys, args=args, client=r)
+    pushes = [(keys.buffer(iid, hour), [c.text for c in group]) for hour, group in message.chunks_by_hour.items()]
+    reply = _transaction(r, pushes, script_keys, _append_args(iid, message, limits), limits)
     dup, accepted, refused, sealed, opened = reply
     return AppendResult(
         bool(dup), int(accepted), [int(c) - 1 for c in refused], [text(b) for b in sealed], bool(opened)
@@ -163,32 +162,48 @@ def _append_args(iid: str, m: Append, limits: Limits) -> list[object]:
         n_ids = _ids_needed(group, limits.batch_max_events, limits.batch_max_bytes)
         args += [hour, n_ids, *(str(uuid.uuid4()) for _ in range(n_ids)), len(group)]
         for c in group:
-            args += [c.events, c.text]
+            args += [c.events, c.bytes]
     return args
 
 
-REPLICATED_ATTEMPTS = 3
+ATTEMPTS = 3
 
 
-def _append_replicated(
-    r: redis.Redis, script_keys: list[str], args: list[object], min_replicas: int, timeout_ms: int
-) -> list[object]:
-    """append.lua then WAIT on the same connection (WAIT counts the writes of its own connection only)."""
-    for attempt in range(1, REPLICATED_ATTEMPTS + 1):
+def _transaction(
+    r: redis.Redis, pushes: list[tuple[str, list[bytes]]], script_keys: list[str], args: list[object], limits: Limits
+) -> list[Any]:
+    """MULTI, the RPUSHes, EVAL append.lua, EXEC (and WAIT) in one round trip on the connection of the integration's
+    server. EVAL, not EVALSHA: a script missing from a server's cache (a restart, a failover) would fail inside EXEC
+    after the pushes were applied; Redis finds the compiled script by its digest all the same."""
+    for attempt in range(1, ATTEMPTS + 1):
         node = db.node_of(r, script_keys[0])
         pipe = node.pipeline(transaction=False)
-        SCRIPTS.append(keys=script_keys, args=args, client=pipe)
-        pipe.wait(min_replicas, timeout_ms)
+        pipe.execute_command("MULTI")
+        for key, texts in pushes:
+            pipe.execute_command("RPUSH", key, *texts)
+        pipe.execute_command("EVAL", SCRIPTS.append.script, len(script_keys), *script_keys, *args)
+        pipe.execute_command("EXEC")
+        if limits.min_replicas:
+            pipe.wait(limits.min_replicas, limits.replicas_timeout_ms)
         try:
-            reply, acked = pipe.execute()
-        except (redis.exceptions.MovedError, redis.ConnectionError):
-            # a failover or a resharding moved the slot: read the slot map again (the append is not repeated twice:
-            # its message id is recorded)
-            if attempt == REPLICATED_ATTEMPTS:
+            replies = pipe.execute()
+        except (redis.exceptions.MovedError, redis.exceptions.AskError, redis.ConnectionError):
+            # a failover or a resharding moved the slot, or the reply was lost: read the slot map again and send it
+            # again (its message id makes a second append nothing)
+            if attempt == ATTEMPTS:
                 raise
             db.refresh_slots(r)
             continue
-        if int(acked) < min_replicas:
-            raise NotReplicated(f"the append reached {acked} of {min_replicas} replicas within {timeout_ms} ms")
-        return reply  # type: ignore[no-any-return]
+        results = replies[len(pushes) + 2]
+        if results is None:
+            raise redis.exceptions.ResponseError("the append's transaction was aborted")
+        for result in results:
+            if isinstance(result, Exception):
+                raise result
+        if limits.min_replicas and int(replies[-1]) < limits.min_replicas:
+            raise NotReplicated(
+                f"the append reached {replies[-1]} of {limits.min_replicas} replicas "
+                f"within {limits.replicas_timeout_ms} ms"
+            )
+        return results[-1]  # type: ignore[no-any-return]
     raise AssertionError("unreachable")

@@ -1,6 +1,9 @@
 #!lua
 -- Append the chunks of a message to the open hourly buffers of one integration, at most once per message.
 -- A chunk is the NDJSON lines of one message for one hour joined by newlines: one list element, whatever its events.
+-- The chunks are not arguments of this script: workers/store/chunks.py RPUSHes each hour's chunks to its buffer in
+-- the same MULTI/EXEC, just before it, so Redis never copies their bytes into Lua. This script counts them where they
+-- fit, takes them back (RPOP) when a buffer must be sealed first, a chunk cut or refused, and for a duplicate.
 --
 -- KEYS[1] seen marker of this message   KEYS[2] open index (zset hour -> first append ms)
 -- KEYS[3] openbytes (hash hour -> bytes) KEYS[4] stats (hash)   KEYS[5] pending (zset)   KEYS[6] rejections (list)
@@ -12,7 +15,8 @@
 --       n_counts, (stats field, count) * n_counts, n_records, record * n_records,
 --       n_live, (position, record-without-its-closing-generation) * n_live,
 --       n_removed, live record of an event the blueprint removed * n_removed,
---       n_groups, then per group: hour, n_ids, batch_id * n_ids, n_chunks, (events, chunk) * n_chunks
+--       n_groups, then per group: hour, n_ids, batch_id * n_ids, n_chunks, (events, bytes) * n_chunks (the chunks
+--       themselves are the last n_chunks elements of the hour's buffer)
 -- Positions count lines over all chunks in order. A buffer is filled up to batch_max_events / batch_max_bytes and
 -- sealed (with the group's next batch id): a chunk that does not fit whole is cut at a line boundary, its first lines
 -- complete the buffer and the rest starts the next one, so no object ever exceeds the limits (a single line larger
@@ -28,8 +32,22 @@
 -- A duplicate still writes (it renews the marker), so a WAIT that follows it covers the first run's writes too.
 
 local now = tonumber(ARGV[1])
+local p = prefixes(12)
 if not redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[2]) then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  -- take back the chunks this transaction pushed: the first run appended them already
+  local j = 21
+  j = j + 1 + 2 * tonumber(ARGV[j])  -- counts
+  j = j + 1 + tonumber(ARGV[j])  -- records
+  j = j + 1 + 2 * tonumber(ARGV[j])  -- live
+  j = j + 1 + tonumber(ARGV[j])  -- removed
+  local n_groups = tonumber(ARGV[j]); j = j + 1
+  for _ = 1, n_groups do
+    local hour, n_ids = ARGV[j], tonumber(ARGV[j + 1])
+    local n_chunks = tonumber(ARGV[j + 2 + n_ids])
+    redis.call('RPOP', p.buf .. hour, n_chunks)
+    j = j + 3 + n_ids + 2 * n_chunks
+  end
   return {1, 0, {}, {}, 0}
 end
 local cap = tonumber(ARGV[3])
@@ -39,7 +57,6 @@ local seal_due = tonumber(ARGV[6])
 local list_max = tonumber(ARGV[7])
 local ov, hh = KEYS[8], ARGV[8]
 local pin, pin_ttl = tonumber(ARGV[10]), ARGV[11]
-local p = prefixes(12)
 local open_key, openbytes_key, stats_key, pending_key = KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local counted = false
 local function count(field, n)
@@ -72,11 +89,9 @@ for _ = 1, n_live do
   i = i + 2
 end
 local n_removed = tonumber(ARGV[i]); i = i + 1
-for k = 1, n_removed do
-  redis.call('LPUSH', KEYS[7], ARGV[i])
-  if pin == -k then redis.call('SET', KEYS[9], ARGV[i], 'PX', pin_ttl) end
-  i = i + 1
-end
+if n_removed > 0 then redis.call('LPUSH', KEYS[7], unpack(ARGV, i, i + n_removed - 1)) end
+if pin < 0 then redis.call('SET', KEYS[9], ARGV[i - pin - 1], 'PX', pin_ttl) end
+i = i + n_removed
 
 local buffered = tonumber(redis.call('HGET', stats_key, 'buffered_bytes') or '0')
 local accepted, accepted_bytes, position, chunk_no = 0, 0, 0, 0
@@ -85,6 +100,7 @@ local live_at = {}  -- the positions of the live records, in order
 for q in pairs(live) do live_at[#live_at + 1] = q end
 table.sort(live_at)
 local next_live = 1
+local live_out = {}  -- the records of accepted lines, pushed to the live list at the end in one call
 
 -- The first lines of `text` that fit in room_events events and room_bytes bytes (at least one when `one`):
 -- how many, where the last of them ends, and their bytes (newlines not counted).
@@ -111,8 +127,16 @@ for _ = 1, n_groups do
   local ids_at, next_id = i, 0
   i = i + n_ids
   local n_chunks = tonumber(ARGV[i]); i = i + 1
+  local sizes_at = i
+  i = i + 2 * n_chunks
+  local group_events, group_bytes = 0, 0
+  for c = 0, n_chunks - 1 do
+    group_events = group_events + tonumber(ARGV[sizes_at + 2 * c])
+    group_bytes = group_bytes + tonumber(ARGV[sizes_at + 2 * c + 1])
+  end
 
-  local n = buffered_events(p, hour)
+  local known = redis.call('HGET', p.count, hour)
+  local n = known and tonumber(known) or redis.call('LLEN', buf) - n_chunks  -- before chunks: one event each
   local b = tonumber(redis.call('HGET', openbytes_key, hour) or '0')
   local touched = false
   local pend = {}
@@ -134,21 +158,19 @@ for _ = 1, n_groups do
     n, b, touched = 0, 0, false
     return true
   end
-  -- `text`, the next k lines (bytes without newlines), goes into the open buffer as one element
-  local function put(text, k, bytes)
+  -- the next k lines (bytes without newlines) are in the open buffer: count them, write their live records
+  local function counted_in(k, bytes)
     if not touched then
       redis.call('HSET', p.last, hour, now)  -- the last append to this hour's buffer: now (the ledger's last event)
       touched = true
     end
     if n == 0 then opened = opened + redis.call('ZADD', open_key, 'NX', now, hour) end
-    pend[#pend + 1] = text
-    if #pend == 1000 then push_pending() end
     local last = position + k
     while next_live <= #live_at and live_at[next_live] <= last do
       local q = live_at[next_live]
       if q > position then
         local record = live[q] .. gen .. '}'
-        redis.call('LPUSH', KEYS[7], record)
+        live_out[#live_out + 1] = record
         if pin == q then redis.call('SET', KEYS[9], record, 'PX', pin_ttl) end
       end
       next_live = next_live + 1
@@ -158,35 +180,49 @@ for _ = 1, n_groups do
     buffered = buffered + bytes
     accepted, accepted_bytes = accepted + k, accepted_bytes + bytes
   end
+  local function put(text, k, bytes)
+    counted_in(k, bytes)
+    pend[#pend + 1] = text
+    if #pend == 1000 then push_pending() end
+  end
 
-  for _ = 1, n_chunks do
-    local k, text = tonumber(ARGV[i]), ARGV[i + 1]
-    i = i + 2
-    chunk_no = chunk_no + 1
-    local bytes = #text - k + 1
-    if buffered + bytes > cap then
-      refused[#refused + 1] = chunk_no
-      refused_events = refused_events + k
-      position = position + k
-    else
-      while k > 0 do
-        if n + k <= max_events and b + bytes <= max_bytes then
-          put(text, k, bytes)
-          k = 0
-        else
-          -- fill the buffer with the lines that fit (at least one when it is empty), seal it, go on with the rest
-          local j, at, jb = cut(text, max_events - n, max_bytes - b, n == 0)
-          if j > 0 then
-            put(string.sub(text, 1, at), j, jb)
-            text, k, bytes = string.sub(text, at + 2), k - j, bytes - jb
-          end
-          if not seal_now() then
-            if k > 0 then put(text, k, bytes) end
+  if buffered + group_bytes <= cap and n + group_events <= max_events and b + group_bytes <= max_bytes then
+    -- the common case: the chunks fit, and they are in place already
+    for c = 0, n_chunks - 1 do
+      chunk_no = chunk_no + 1
+      counted_in(tonumber(ARGV[sizes_at + 2 * c]), tonumber(ARGV[sizes_at + 2 * c + 1]))
+    end
+    if n >= max_events or b >= max_bytes then seal_now() end
+  else
+    -- take the chunks back (newest first) and place them one by one: seal first, cut, or refuse
+    local texts = redis.call('RPOP', buf, n_chunks)
+    for c = 0, n_chunks - 1 do
+      local k, bytes, text = tonumber(ARGV[sizes_at + 2 * c]), tonumber(ARGV[sizes_at + 2 * c + 1]), texts[n_chunks - c]
+      chunk_no = chunk_no + 1
+      if buffered + bytes > cap then
+        refused[#refused + 1] = chunk_no
+        refused_events = refused_events + k
+        position = position + k
+      else
+        while k > 0 do
+          if n + k <= max_events and b + bytes <= max_bytes then
+            put(text, k, bytes)
             k = 0
+          else
+            -- fill the buffer with the lines that fit (at least one when it is empty), seal it, go on with the rest
+            local j, at, jb = cut(text, max_events - n, max_bytes - b, n == 0)
+            if j > 0 then
+              put(string.sub(text, 1, at), j, jb)
+              text, k, bytes = string.sub(text, at + 2), k - j, bytes - jb
+            end
+            if not seal_now() then
+              if k > 0 then put(text, k, bytes) end
+              k = 0
+            end
           end
-        end
-        if n > 0 and (n >= max_events or b >= max_bytes) then
-          seal_now()  -- the buffer is full: hand it over now rather than at the next beat
+          if n > 0 and (n >= max_events or b >= max_bytes) then
+            seal_now()  -- the buffer is full: hand it over now rather than at the next beat
+          end
         end
       end
     end
@@ -203,6 +239,9 @@ if accepted > 0 then
   redis.call('HINCRBY', stats_key, 'buffered_events', accepted)
   redis.call('HINCRBY', stats_key, 'ingested_events', accepted)
   count('a', accepted)
+end
+for k = 1, #live_out, 1000 do
+  redis.call('LPUSH', KEYS[7], unpack(live_out, k, math.min(k + 999, #live_out)))
 end
 if n_live + n_removed > 0 then redis.call('LTRIM', KEYS[7], 0, list_max - 1) end
 if refused_events > 0 then

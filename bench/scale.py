@@ -266,8 +266,8 @@ def rows(res: dict[str, Any], interval_s: float) -> list[tuple[str, str, str, st
                 f"{m['buffered_bytes'] / 1e6:.0f} MB buffered",
                 f"{m['memory_per_buffered_byte']:.2f} GB",
                 f"{m['event_bytes']:.0f} B/event",
-                "info",
-                None,
+                "<= 1.15 GB",
+                m["memory_per_buffered_byte"] <= 1.15,
             )
         )
     return out

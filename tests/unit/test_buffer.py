@@ -364,3 +364,44 @@ def test_the_append_script_never_receives_a_chunks_bytes():
     args = chunks._append_args(IID, message, limits)
     assert not [a for a in args if isinstance(a, bytes) and len(a) > 100]
     assert args[-2:] == [500, 5000]  # the chunk's events and bytes
+
+
+def test_a_count_left_beside_an_emptied_buffer_is_not_trusted(r):
+    """A seal from before counts were kept renames the buffer and leaves its count: the next append starts afresh."""
+    r.hset(keys.open_count(IID), HOUR, 500)
+    append(r, lines(3), max_events=10)
+    assert int(r.hget(keys.open_count(IID), HOUR)) == 3
+    batch = buffer.seal(r, IID, HOUR, now_ms=T0, seal_due_ms=T0 + 1)
+    assert buffer.batch_meta(r, IID, batch)["events"] == "3"
+
+
+def test_a_chunk_cut_into_one_line_batches_keeps_every_line_once(r):
+    res = append(r, lines(40), max_events=1)
+    assert len(res.sealed) == 40
+    assert [stored(r, keys.batch(IID, b)) for b in res.sealed] == [[line] for line in lines(40)]
+    assert buffer.open_buffers(r, [IID]) == {}
+
+
+def test_an_append_whose_script_fails_leaves_nothing_behind(r, monkeypatch):
+    """MULTI/EXEC does not roll back: when the script fails, the chunks the transaction pushed are taken back."""
+    from redis.commands.core import Script
+
+    append(r, lines(2), message_id="before")
+    failing = Script(None, b"#!lua\nreturn redis.error_reply('ERR the script failed')")  # type: ignore[arg-type]
+    monkeypatch.setattr(scripts.SCRIPTS, "append", failing)
+    with pytest.raises(Exception, match="the script failed"):
+        append(r, lines(3, tag="x"), message_id="failing")
+    assert stored(r, keys.buffer(IID, HOUR)) == lines(2)
+
+
+def test_read_batch_never_reads_much_more_than_asked_after_small_chunks(r):
+    """A step sized on one-line chunks grows at most twofold a read: it cannot take a whole batch of large ones."""
+    for m in range(4):
+        append(r, lines(1, tag=f"s{m}-"), message_id=f"small-{m}", max_events=10**6, max_bytes=10**9)
+    for m in range(40):
+        append(r, lines(200, tag=f"b{m}-"), message_id=f"big-{m}", max_events=10**6, max_bytes=10**9)
+    batch = buffer.seal(r, IID, HOUR, now_ms=T0, seal_due_ms=T0 + 1)
+    parts = list(buffer.read_batch(r, IID, batch, 50, 8004))
+    assert [len(p) for p in parts[:4]] == [1, 2, 4, 1]  # 1 + 2 small, then 1 small and 3 large, then one at a time
+    assert max(len(buffer.lines_of(p)) for p in parts) == 601
+    assert len(buffer.lines_of([x for p in parts for x in p])) == 8004

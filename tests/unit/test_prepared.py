@@ -151,14 +151,16 @@ def broken(change) -> dict:
             "hour '2026-11-27' is not YYYYMMDDHH",
         ),
         (broken(lambda m: m["rejected"].append([1, "x"])), "rejected must list [index, reason, detail, event_id"),
-        (broken(lambda m: m["live"][0].__setitem__(0, 3)), "live must list [position below 3"),
+        (broken(lambda m: m["live"][0].__setitem__(0, 3)), "live must list at most 100 [position below 3"),
+        (broken(lambda m: m["live"].extend(m["live"] * 100)), "live must list at most 100"),
+        (broken(lambda m: m["hours"].update({"2026112715": b'{"a":1}\n\n{"b":2}'})), "non-empty lines of JSON objects"),
         (broken(lambda m: m["live"][0].__setitem__(1, "2026010100")), "live must list"),
         (broken(lambda m: m.update(removed={"consent_denied": 0})), "removed must map each reason to a positive count"),
         (
             broken(
                 lambda m: m["removed_live"].append(["e9", "track", None, "2026-11-27T15:30:00.000Z", "filtered_out"])
             ),
-            "removed_live must list [event_id, type, event, received_at, reason counted in removed]",
+            "removed_live must list at most 100 [event_id, type, event, received_at, reason in removed]",
         ),
         (broken(lambda m: m.update(fallback=4)), "fallback must be a count of the message's lines (0 to 3)"),
     ],

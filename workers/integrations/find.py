@@ -163,7 +163,7 @@ def _scan(r: redis.Redis, key: str, event_id: str, search: _Search) -> str | Non
     """The line of ``event_id`` in a buffer or batch list (elements of one or more lines), read a few elements at a
     time within the request's bound."""
     wanted = read.needle(event_id)
-    start, seen, step = 0, 0, 1
+    start, step = 0, 1
     while True:
         if search.events_scanned >= SCAN_MAX_EVENTS:
             search.bounded = True
@@ -173,7 +173,6 @@ def _scan(r: redis.Redis, key: str, event_id: str, search: _Search) -> str | Non
             return None
         events = sum(e.count(b"\n") for e in elements) + len(elements)
         search.events_scanned += events
-        seen += events
         for element in elements:
             at = element.find(wanted)
             while at >= 0:
@@ -182,7 +181,7 @@ def _scan(r: redis.Redis, key: str, event_id: str, search: _Search) -> str | Non
                     return line.decode()
                 at = element.find(wanted, at + 1)
         start += len(elements)
-        step = max(1, SCAN_CHUNK * start // seen)
+        step = buffer.next_step(step, len(elements), events, SCAN_CHUNK)
 
 
 def _in_objects(

@@ -111,6 +111,12 @@ def lines_of(elements: Sequence[bytes]) -> list[bytes]:
     return [line for element in elements for line in element.split(b"\n")]
 
 
+def next_step(step: int, elements: int, events: int, wanted_events: int) -> int:
+    """How many elements to read next for about ``wanted_events`` lines, from the lines per element of the last read:
+    at most twice the last step, so a run of small chunks before large ones never makes one read take a batch."""
+    return max(1, min(2 * step, wanted_events * elements // max(events, 1)))
+
+
 class BatchVanished(SignalError):
     """The batch was finished by another uploader while this one was reading it."""
 
@@ -137,7 +143,7 @@ def read_batch(
             return
         start, seen = start + len(elements), seen + events
         yield elements
-        step = max(1, chunk_events * start // max(seen, 1))
+        step = next_step(step, len(elements), events, chunk_events)
 
 
 def ack(

@@ -166,7 +166,7 @@ def _append_args(iid: str, m: Append, limits: Limits) -> list[object]:
     return args
 
 
-ATTEMPTS = 3
+ATTEMPTS = 4
 
 
 def _transaction(
@@ -174,10 +174,17 @@ def _transaction(
 ) -> list[Any]:
     """MULTI, the RPUSHes, EVAL append.lua, EXEC (and WAIT) in one round trip on the connection of the integration's
     server. EVAL, not EVALSHA: a script missing from a server's cache (a restart, a failover) would fail inside EXEC
-    after the pushes were applied; Redis finds the compiled script by its digest all the same."""
-    for attempt in range(1, ATTEMPTS + 1):
-        node = db.node_of(r, script_keys[0])
+    after the pushes were applied; Redis finds the compiled script by its digest all the same.
+
+    A redirection aborts the whole transaction before anything is applied (Redis checks every queued key at EXEC):
+    MOVED reads the slot map again, ASK sends it to the importing node after ASKING; a slot still moving after
+    ``ATTEMPTS`` is TryAgainError, which the ingest task retries later."""
+    ask: tuple[str, int] | None = None
+    for _ in range(ATTEMPTS):
+        node = db.node_at(r, *ask) if ask else db.node_of(r, script_keys[0])
         pipe = node.pipeline(transaction=False)
+        if ask:
+            pipe.execute_command("ASKING")  # kept by Redis for the whole MULTI block that follows
         pipe.execute_command("MULTI")
         for key, texts in pushes:
             pipe.execute_command("RPUSH", key, *texts)
@@ -187,23 +194,35 @@ def _transaction(
             pipe.wait(limits.min_replicas, limits.replicas_timeout_ms)
         try:
             replies = pipe.execute()
-        except (redis.exceptions.MovedError, redis.exceptions.AskError, redis.ConnectionError):
+        except redis.exceptions.AskError as exc:
+            ask = (exc.host, int(exc.port))
+            continue
+        except (redis.exceptions.MovedError, redis.ConnectionError):
             # a failover or a resharding moved the slot, or the reply was lost: read the slot map again and send it
             # again (its message id makes a second append nothing)
-            if attempt == ATTEMPTS:
-                raise
+            ask = None
             db.refresh_slots(r)
             continue
-        results = replies[len(pushes) + 2]
+        results = replies[(1 if ask else 0) + len(pushes) + 2]
         if results is None:
             raise redis.exceptions.ResponseError("the append's transaction was aborted")
-        for result in results:
-            if isinstance(result, Exception):
-                raise result
+        if isinstance(results[-1], Exception):
+            _take_back(node, pushes)
+            raise results[-1]
         if limits.min_replicas and int(replies[-1]) < limits.min_replicas:
             raise NotReplicated(
                 f"the append reached {replies[-1]} of {limits.min_replicas} replicas "
                 f"within {limits.replicas_timeout_ms} ms"
             )
         return results[-1]  # type: ignore[no-any-return]
-    raise AssertionError("unreachable")
+    raise redis.exceptions.TryAgainError("the integration's slot kept moving during the append")
+
+
+def _take_back(node: redis.Redis, pushes: list[tuple[str, list[bytes]]]) -> None:
+    """Remove the chunks a transaction pushed when its script failed (MULTI/EXEC does not roll back): a failed append
+    leaves nothing behind, and the message is counted as failed by the task."""
+    pipe = node.pipeline(transaction=False)
+    for key, texts in pushes:
+        for pushed in texts:
+            pipe.lrem(key, -1, pushed)
+    pipe.execute()

@@ -99,6 +99,18 @@ def node_of(r: redis.Redis, key: str) -> redis.Redis:
     return r
 
 
+def node_at(r: redis.Redis, host: str, port: int) -> redis.Redis:
+    """A client of the cluster's server at ``host:port`` (an ASK redirection's target); ``r`` on a single Redis."""
+    if isinstance(r, RedisCluster):
+        node = r.get_node(host=host, port=port)
+        if node is None:
+            r.nodes_manager.initialize()
+            node = r.get_node(host=host, port=port)
+        if node is not None:
+            return r.get_redis_connection(node)
+    return r
+
+
 def refresh_slots(r: redis.Redis) -> None:
     """Re-read the cluster's slot map (after a MOVED or a lost node); nothing to do on a single Redis."""
     if isinstance(r, RedisCluster):

@@ -89,7 +89,9 @@ for _ = 1, n_live do
   i = i + 2
 end
 local n_removed = tonumber(ARGV[i]); i = i + 1
-if n_removed > 0 then redis.call('LPUSH', KEYS[7], unpack(ARGV, i, i + n_removed - 1)) end
+for k = i, i + n_removed - 1, 1000 do
+  redis.call('LPUSH', KEYS[7], unpack(ARGV, k, math.min(k + 999, i + n_removed - 1)))
+end
 if pin < 0 then redis.call('SET', KEYS[9], ARGV[i - pin - 1], 'PX', pin_ttl) end
 i = i + n_removed
 
@@ -102,10 +104,10 @@ table.sort(live_at)
 local next_live = 1
 local live_out = {}  -- the records of accepted lines, pushed to the live list at the end in one call
 
--- The first lines of `text` that fit in room_events events and room_bytes bytes (at least one when `one`):
--- how many, where the last of them ends, and their bytes (newlines not counted).
-local function cut(text, room_events, room_bytes, one)
-  local j, at, bytes, from = 0, 0, 0, 1
+-- The first lines of `text` from byte `from` that fit in room_events events and room_bytes bytes (at least one when
+-- `one`): how many, where the last of them ends, and their bytes (newlines not counted).
+local function cut(text, from, room_events, room_bytes, one)
+  local j, at, bytes = 0, 0, 0
   while j < room_events do
     local nl = string.find(text, '\n', from, true)
     local stop = nl and nl - 1 or #text
@@ -135,8 +137,11 @@ for _ = 1, n_groups do
     group_bytes = group_bytes + tonumber(ARGV[sizes_at + 2 * c + 1])
   end
 
+  -- events in the buffer before this append: its count; one an element for a buffer written before counts were kept;
+  -- none when the list held nothing (a count left by a seal that did not know of counts is stale)
   local known = redis.call('HGET', p.count, hour)
-  local n = known and tonumber(known) or redis.call('LLEN', buf) - n_chunks  -- before chunks: one event each
+  local listed = redis.call('LLEN', buf) - n_chunks
+  local n = (known and listed > 0) and tonumber(known) or listed
   local b = tonumber(redis.call('HGET', openbytes_key, hour) or '0')
   local touched = false
   local pend = {}
@@ -204,19 +209,20 @@ for _ = 1, n_groups do
         refused_events = refused_events + k
         position = position + k
       else
+        local from = 1  -- the rest of the chunk starts here (its pieces are copied once each)
         while k > 0 do
           if n + k <= max_events and b + bytes <= max_bytes then
-            put(text, k, bytes)
+            put(from == 1 and text or string.sub(text, from), k, bytes)
             k = 0
           else
             -- fill the buffer with the lines that fit (at least one when it is empty), seal it, go on with the rest
-            local j, at, jb = cut(text, max_events - n, max_bytes - b, n == 0)
+            local j, at, jb = cut(text, from, max_events - n, max_bytes - b, n == 0)
             if j > 0 then
-              put(string.sub(text, 1, at), j, jb)
-              text, k, bytes = string.sub(text, at + 2), k - j, bytes - jb
+              put(string.sub(text, from, at), j, jb)
+              from, k, bytes = at + 2, k - j, bytes - jb
             end
             if not seal_now() then
-              if k > 0 then put(text, k, bytes) end
+              if k > 0 then put(string.sub(text, from), k, bytes) end
               k = 0
             end
           end

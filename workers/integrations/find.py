@@ -176,7 +176,8 @@ def _scan(r: redis.Redis, key: str, event_id: str, search: _Search) -> str | Non
         for element in elements:
             at = element.find(wanted)
             while at >= 0:
-                line = element[element.rfind(b"\n", 0, at) + 1 :].split(b"\n", 1)[0]
+                end = element.find(b"\n", at)
+                line = element[element.rfind(b"\n", 0, at) + 1 : end if end >= 0 else len(element)]
                 if orjson.loads(line).get("event_id") == event_id:
                     return line.decode()
                 at = element.find(wanted, at + 1)

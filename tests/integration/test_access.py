@@ -115,6 +115,7 @@ def test_a_refused_role_is_held_with_what_to_check_and_replayed_after_the_fix(fl
     assert refused.value.failure.code == "AssumeRoleDenied"
     iid = install(fleet, account.bucket, verify=False, **role(account))
     start_worker()
+    start_worker()  # two workers of two processes each: the refusal is remembered for all of them
     start_beat()
     account.proxy.reset()
     sent: set[str] = set()
@@ -133,7 +134,7 @@ def test_a_refused_role_is_held_with_what_to_check_and_replayed_after_the_fix(fl
     policy = json.loads(hint.split("Trust policy to apply: ", 1)[1].split(". Then replay", 1)[0])
     assert policy["Statement"][0]["Principal"] == {"AWS": account.fleet_arn}
     assert policy["Statement"][0]["Condition"] == {"StringEquals": {"sts:ExternalId": EXTERNAL_ID}}
-    assert len(account.assume_role_calls()) == 1  # four refused batches, one refused call: no storm
+    assert len(account.assume_role_calls()) == 1  # four refused batches in four processes, one refused call: no storm
 
     account.trust()  # the customer applies the trust policy the hint shows
     report = replay.replay(fleet.r, iid, settings=get_settings())

@@ -14,7 +14,7 @@ from workers.integrations import registry
 from workers.pipeline.upload import upload
 from workers.settings import Settings
 from workers.sink import clients
-from workers.store import buffer, due
+from workers.store import buffer, due, facts
 
 
 class NotHeld(NotFound):
@@ -50,6 +50,7 @@ def replay(
     be in their AWS account (a trust policy): a role refused before is asked again."""
     integ = registry.get(r, integration_id, max_age_s=0)
     clients.evict(integ.config)
+    facts.forget_role_refused(r, integration_id)
     held = [b["batch_id"] for b in buffer.held_batches(r, integration_id)]
     if batch_id is not None:
         if batch_id not in held:

@@ -20,10 +20,10 @@ from workers import clock
 from workers.classify import AUTH_CODES, EXPIRED_CODES, classify, hint_for
 from workers.errors import Failure, PermanentError, TransientError
 from workers.integrations import registry
-from workers.integrations.checks import ACCESS_KEY, FLEET
+from workers.integrations.checks import ACCESS_KEY, ASSUME_ROLE, FLEET
 from workers.integrations.config import IntegrationConfig
 from workers.settings import Settings
-from workers.sink import clients, writer
+from workers.sink import clients, credentials, writer
 from workers.sink.object_keys import object_key, variant_of
 from workers.store import buffer, facts, ledger
 
@@ -103,6 +103,9 @@ def upload(r: redis.Redis, integration_id: str, batch_id: str, *, settings: Sett
             now_ms,
             c,
         )
+    if cfg.credentials == ASSUME_ROLE and facts.role_refused_until_ms(r, integration_id) > now_ms:
+        # STS refused the role a moment ago, to this or another worker: hold without asking again
+        _hold(r, integration_id, batch_id, token, credentials.refused(cfg, settings), now_ms, c)
     started_s = time.perf_counter()
     try:
         result = _write(r, integration_id, batch_id, c, cfg, settings)
@@ -110,6 +113,8 @@ def upload(r: redis.Redis, integration_id: str, batch_id: str, *, settings: Sett
         return UploadOutcome("skipped")  # delivered by another uploader meanwhile: nothing was completed here
     except Exception as exc:  # classified below: nothing escapes unrecorded
         failure = classify(exc, refreshing_credentials=cfg.credentials != ACCESS_KEY)
+        if failure.code == "AssumeRoleDenied":
+            facts.set_role_refused(r, integration_id, until_ms=clock.now_ms() + int(settings.sts_refusal_hold_s * 1000))
         _record_failure(r, integration_id, batch_id, token, c, failure, cfg, settings)
     upload_s = time.perf_counter() - started_s
     written_ms = clock.now_ms()

@@ -172,8 +172,11 @@ def run_wrk(
     duration_s: float,
     delay_ms: float = 0.0,
     threads: int = 2,
+    fixed: bool = True,
 ) -> dict[str, Any]:
-    """One bounded ``wrk`` run; the script's JSON summary plus rates."""
+    """One bounded ``wrk`` run; the script's JSON summary plus rates. ``fixed``: one body per wrk thread, sent again
+    and again, so the load generator spends nothing per request on its bodies (the ratios); else a unique id in every
+    request (the soak, which checks every event lands once)."""
     body, per_request = bodies.for_path(path)
     env = {
         **os.environ,
@@ -182,6 +185,7 @@ def run_wrk(
         "BENCH_AUTH": auth,
         "BENCH_TAG": uuid.uuid4().hex[:10],
         "BENCH_DELAY_MS": f"{delay_ms:.3f}",
+        "BENCH_FIXED": "1" if fixed else "0",
     }
     threads = max(1, min(threads, connections))
     before = resource.getrusage(resource.RUSAGE_CHILDREN)

@@ -87,6 +87,7 @@ def run(
                     connections=CONNECTIONS,
                     duration_s=duration_s,
                     delay_ms=delay_ms,
+                    fixed=False,  # every event unique: the soak checks each lands exactly once
                 )
             )
         except Exception as exc:  # noqa: BLE001 - reported below

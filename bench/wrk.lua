@@ -1,6 +1,8 @@
 -- wrk script of the HTTP phases (bench/http.py writes the environment):
 --   BENCH_PATH   request path (POST)        BENCH_BODY  file with the JSON body; every "@ID@" becomes a unique id
 --   BENCH_AUTH   Authorization header value  BENCH_TAG   prefix of the ids (unique per run)
+--   BENCH_FIXED  1: one body per thread, sent again and again (the limit is then the server's, not the rewriting of
+--                every body on the same CPUs); 0: a unique id in every request (where correctness is checked)
 --   BENCH_DELAY_MS  mean pause of each connection between its requests (0: as fast as answers come); each pause is
 --                   drawn at random (exponential), so the connections do not fire in step (Poisson arrivals)
 -- Prints one JSON line at the end: requests, duration, errors by kind and latency percentiles in microseconds.
@@ -22,9 +24,13 @@ function init(args)
   prefix = os.getenv("BENCH_TAG") .. "t" .. tid .. "r"
   delay_ms = tonumber(os.getenv("BENCH_DELAY_MS") or "0")
   headers = {["Content-Type"] = "application/json", ["Authorization"] = os.getenv("BENCH_AUTH")}
+  if os.getenv("BENCH_FIXED") == "1" then
+    fixed = wrk.format("POST", path, headers, (template:gsub("@ID@", prefix .. "0")))
+  end
 end
 
 function request()
+  if fixed then return fixed end
   counter = counter + 1
   local body = template:gsub("@ID@", prefix .. counter)
   return wrk.format("POST", path, headers, body)

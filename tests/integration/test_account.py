@@ -10,31 +10,18 @@ import threading
 from typing import Any
 
 from tests.support.console import flush, ingest
-from tests.support.console import install as install_forwarding_all
+from tests.support.console import install as install_integration
 from tests.support.fleet import make_events
 from tests.support.s3_fixtures import unique_bucket
-from tests.support.seed import ACCESS_KEY_ID, SECRET_ACCESS_KEY
 from workers import clock
-from workers.integrations import manage, registry
+from workers.integrations import registry
 from workers.pipeline import replay
 from workers.settings import get_settings
 
 
 def install(fleet: Any, bucket: str) -> str:
     """An integration whose blueprint delivers only events with analytics consent."""
-    body = {
-        "name": "Account",
-        "verify": False,
-        "config": {
-            "bucket": bucket,
-            "region": "us-east-1",
-            "access_key_id": ACCESS_KEY_ID,
-            "secret_access_key": SECRET_ACCESS_KEY,
-            "prefix": "events/",
-        },
-        "blueprint": {"consent": {"require": ["analytics"]}},
-    }
-    return manage.install_integration(fleet.r, body, settings=get_settings()).id
+    return install_integration(fleet, bucket, name="Account", blueprint={"consent": {"require": ["analytics"]}})
 
 
 def consented(events: list[dict[str, Any]], ok: bool) -> list[dict[str, Any]]:
@@ -158,7 +145,7 @@ def _now_iso() -> str:
 
 
 def test_a_test_event_is_followed_however_busy_its_integration(fleet, make_bucket, start_api, start_worker, start_beat):
-    iid = install_forwarding_all(fleet, make_bucket())
+    iid = install_integration(fleet, make_bucket())
     start_worker()
     start_beat()
     api = start_api()

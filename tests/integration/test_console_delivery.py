@@ -25,30 +25,19 @@ from tests.support.browser import (
     sign_in_with_the_keyboard,
 )
 from tests.support.console import flush, ingest
+from tests.support.console import install as install_integration
 from tests.support.fleet import make_events
 from tests.support.processes import REPO_ROOT
 from tests.support.s3_fixtures import unique_bucket
-from tests.support.seed import ACCESS_KEY_ID, SECRET_ACCESS_KEY
-from workers.integrations import manage, overview, registry
-from workers.settings import get_settings
+from workers.integrations import overview, registry
 
 DOCS = REPO_ROOT / "docs"
 
 
 def install(fleet: Any, bucket: str, name: str) -> str:
-    body = {
-        "name": name,
-        "verify": False,
-        "config": {
-            "bucket": bucket,
-            "region": "us-east-1",
-            "access_key_id": ACCESS_KEY_ID,
-            "secret_access_key": SECRET_ACCESS_KEY,
-            "prefix": "events/",
-        },
-        "blueprint": {"consent": {"require": ["analytics"], "missing": "allow"}},
-    }
-    return manage.install_integration(fleet.r, body, settings=get_settings()).id
+    return install_integration(
+        fleet, bucket, name=name, blueprint={"consent": {"require": ["analytics"], "missing": "allow"}}
+    )
 
 
 @pytest.fixture

@@ -232,7 +232,15 @@ class ConsoleClient:
 # -- arranging state in this process, through the same plain functions the fleet uses --------------------------------
 
 
-def install(fleet: Any, bucket: str, *, name: str = "Amazon S3", source_id: str | None = None, **config: Any) -> str:
+def install(
+    fleet: Any,
+    bucket: str,
+    *,
+    name: str = "Amazon S3",
+    source_id: str | None = None,
+    blueprint: dict[str, Any] | None = None,
+    **config: Any,
+) -> str:
     body: dict[str, Any] = {
         "name": name,
         "verify": False,
@@ -247,6 +255,8 @@ def install(fleet: Any, bucket: str, *, name: str = "Amazon S3", source_id: str 
     }
     if source_id:
         body["source_id"] = source_id
+    if blueprint is not None:
+        body["blueprint"] = blueprint
     return manage.install_integration(fleet.r, body, settings=get_settings()).id
 
 

@@ -309,6 +309,17 @@ def parse_object_tags(text: str) -> dict[str, str]:
     return tags
 
 
+# the fields a credentials mode uses or forbids
+CREDENTIAL_FIELDS = (
+    "access_key_id",
+    "secret_access_key",
+    "session_token",
+    "role_arn",
+    "external_id",
+    "role_session_name",
+)
+
+
 def credentials_problems(values: dict[str, object]) -> dict[str, str]:
     """The rules between the credential fields, by the field each problem is shown next to. ``values`` are the
     normalised settings (None for anything not given); ``credentials`` is the effective mode."""
@@ -339,14 +350,7 @@ def credentials_problems(values: dict[str, object]) -> dict[str, str]:
                 "neither (the fleet's own identity assumes it)"
             )
     elif mode == FLEET:
-        for name in (
-            "access_key_id",
-            "secret_access_key",
-            "session_token",
-            "role_arn",
-            "external_id",
-            "role_session_name",
-        ):
+        for name in CREDENTIAL_FIELDS:
             if values.get(name) is not None:
                 out[name] = f"{name} is not used with credentials fleet (the fleet's own AWS identity writes)"
     if values.get("session_token") is not None and not (has_id and has_secret) and "session_token" not in out:

@@ -33,6 +33,7 @@ from workers.integrations.checks import (
     BATCH_MAX_EVENTS_MAX,
     BATCH_MAX_EVENTS_MIN,
     CHECKSUM_MODES,
+    CREDENTIAL_FIELDS,
     CREDENTIAL_MODES,
     EXTERNAL_ID,
     FLUSH_INTERVAL_S_MAX,
@@ -314,20 +315,7 @@ def errors_from(exc: ValidationError, *, field_prefix: str = "config") -> list[d
 def cross_field_problems(values: dict[str, Any]) -> dict[str, str]:
     """Every rule between fields, by the field its message is shown next to (``values``: normalised settings, secrets
     as they are, None for what is not given)."""
-    out = credentials_problems(
-        {
-            k: values.get(k)
-            for k in (
-                "credentials",
-                "access_key_id",
-                "secret_access_key",
-                "session_token",
-                "role_arn",
-                "external_id",
-                "role_session_name",
-            )
-        }
-    )
+    out = credentials_problems({k: values.get(k) for k in ("credentials", *CREDENTIAL_FIELDS)})
     kms = kms_problem(values.get("server_side_encryption"), values.get("kms_key_id"))
     if kms:
         out["kms_key_id"] = kms

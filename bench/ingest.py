@@ -40,6 +40,16 @@ def raw_rpush(r: redis.Redis, lines: list[bytes], total: int) -> dict[str, float
     return {"events": n, "seconds": elapsed, "events_per_s": n / elapsed}
 
 
+def wait_ingested(r: redis.Redis, iid: str, total: int) -> int:
+    """Events the integration has ingested once it reached ``total`` (or ``TIMEOUT_S`` passed)."""
+    deadline = time.monotonic() + TIMEOUT_S
+    n = 0
+    while n < total and time.monotonic() < deadline:
+        time.sleep(0.005)
+        n = int(r.hget(keys.stats(iid), "ingested_events") or 0)
+    return n
+
+
 def drain(
     stack: Stack, env: dict[str, str], r: redis.Redis, iid: str, total: int, *, producer: str = "api"
 ) -> dict[str, Any]:
@@ -64,17 +74,12 @@ def drain(
     queue_bytes = int(r.memory_usage("ingest") or 0)
     r.rename("ingest", "bench:parked")  # out of sight until the worker is ready
     worker = stack.worker(env, queues="ingest", pool="solo", name=f"drain-{uuid.uuid4().hex[:6]}")
-    stats_key = keys.stats(iid)
     try:
         time.sleep(1.0)  # let the worker settle after start-up
         cpu0, redis_cpu0 = cpu_s([worker.pid]), cpu_s([stack.redis.pid])
         t0 = time.perf_counter()
         r.rename("bench:parked", "ingest")
-        deadline = time.monotonic() + TIMEOUT_S
-        n = 0
-        while n < total and time.monotonic() < deadline:
-            time.sleep(0.005)
-            n = int(r.hget(stats_key, "ingested_events") or 0)
+        n = wait_ingested(r, iid, total)
         elapsed = time.perf_counter() - t0
         worker_cpu = cpu_s([worker.pid]) - cpu0
         redis_cpu = cpu_s([stack.redis.pid]) - redis_cpu0
@@ -102,18 +107,13 @@ def publish_to_buffered(stack: Stack, env: dict[str, str], r: redis.Redis, iid: 
     settings = Settings(redis_url=stack.redis.url)
     broker = Broker(settings)
     worker = stack.worker(env, queues="ingest", concurrency=2, name=f"e2e-{uuid.uuid4().hex[:6]}")
-    stats_key = keys.stats(iid)
     try:
         time.sleep(1.0)  # let the worker settle after start-up
         t0 = time.perf_counter()
         for _ in range(total // BATCH):
             ingest.publish(r, broker, iid, events, settings=settings)
         publish_s = time.perf_counter() - t0
-        deadline = time.monotonic() + TIMEOUT_S
-        n = 0
-        while n < total and time.monotonic() < deadline:
-            time.sleep(0.005)
-            n = int(r.hget(stats_key, "ingested_events") or 0)
+        n = wait_ingested(r, iid, total)
         elapsed = time.perf_counter() - t0
     finally:
         broker.close()

@@ -338,7 +338,7 @@ def append_ab(r: redis.Redis, settings: Settings, *, size: int, messages: int, r
         raise AssertionError(f"the A/B does not cut the overview: {written}")
     out = summary(paired(r, "append", variants, prepare, n=messages, rounds=rounds), messages)
     out["calls"] = interleaved(r, "append", variants, prepare, calls=messages * rounds, chunk=messages)
-    lines = [line for m in msgs for group in m.lines_by_hour.values() for line in group]
+    lines = [line for m in msgs for text in m.texts_by_hour.values() for line in text.split(b"\n")]
     m0 = msgs[0]
     return {
         **out,

@@ -24,7 +24,7 @@ import orjson
 import pytest
 
 from tests.support.faultproxy import Fault
-from tests.support.fleet import event_counts, make_events, read_objects
+from tests.support.fleet import event_counts, lines_of, make_events, read_objects
 from tests.support.processes import REPO_ROOT, ManagedProcess, RedisServer, venv_command, wait_until
 from tests.support.s3_fixtures import s3_client
 from workers.integrations import registry
@@ -165,9 +165,7 @@ def held_events(r: Any, iid: str) -> int:
 
 def held_lines(r: Any, iid: str) -> list[bytes]:
     return [
-        line
-        for b in buffer.held_batches(r, iid)
-        for line in buffer.lines_of(r.lrange(keys.batch(iid, b["batch_id"]), 0, -1))
+        line for b in buffer.held_batches(r, iid) for line in lines_of(r.lrange(keys.batch(iid, b["batch_id"]), 0, -1))
     ]
 
 

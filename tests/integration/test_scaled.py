@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import redis
 
-from tests.support.fleet import Bucket, assert_exactly_once, make_events, run_id, slices
+from tests.support.fleet import Bucket, assert_exactly_once, lines_of, make_events, run_id, slices
 from tests.support.processes import free_port, wait_until
 from tests.support.scaled import wait_for_master
 from workers.integrations import manage, registry, status
@@ -366,7 +366,7 @@ def test_a_script_the_client_sent_twice_changes_nothing_twice(redis_client, topo
     assert runs == 2  # the server really ran it twice
     assert result.duplicate and result.accepted == 0  # the second run found the first run's message id
     assert r.llen(keys.buffer(iid, hour)) == 2  # a chunk per message: the second run took its own back
-    assert len(buffer.lines_of(r.lrange(keys.buffer(iid, hour), 0, -1))) == 101
+    assert len(lines_of(r.lrange(keys.buffer(iid, hour), 0, -1))) == 101
     assert int(r.hget(keys.stats(iid), "ingested_events")) == 101
     monkeypatch.setattr(Connection, "read_response", read_response)
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from tests.support import legacy
-from tests.support.fleet import Bucket, assert_exactly_once, make_events, run_id
+from tests.support.fleet import Bucket, assert_exactly_once, lines_of, make_events, run_id
 from workers import clock
 from workers.integrations import registry
 from workers.pipeline import ingest, replay
@@ -37,22 +37,22 @@ def test_events_buffered_sealed_and_held_before_an_upgrade_are_delivered_exactly
     events = make_events(400, run=run_id("upgrade"))
     parts = [events[k : k + 100] for k in range(0, 400, 100)]
 
-    def lines_of(part: list[dict]) -> dict[str, list[bytes]]:
+    def prepared_lines(part: list[dict]) -> dict[str, list[bytes]]:
         return ingest.prepare(r, iid, part, settings=settings).lines_by_hour
 
     # -- written by the fleet before chunks: a sealed batch, a held batch, an open buffer ---------------------------
     now = clock.now_ms()
-    sealed_lines = lines_of(parts[0])
+    sealed_lines = prepared_lines(parts[0])
     assert legacy.append(r, iid, "old-1", sealed_lines, now_ms=now) == 100
     pending = [legacy.seal(r, iid, hour, now_ms=now) for hour in sealed_lines]
-    held_lines = lines_of(parts[1])
+    held_lines = prepared_lines(parts[1])
     assert legacy.append(r, iid, "old-2", held_lines, now_ms=now) == 100
     for hour in held_lines:
         batch = legacy.seal(r, iid, hour, now_ms=now)
         key = object_key(cfg.prefix, hour, batch, "default")
         assert buffer.claim(r, iid, batch, token="t", now_ms=now, lease_ms=60_000, key=key).state == "ok"
         buffer.hold(r, iid, batch, token="t", now_ms=now, code="AccessDenied", message="Access Denied", hint="")
-    open_lines = lines_of(parts[2])
+    open_lines = prepared_lines(parts[2])
     assert legacy.append(r, iid, "old-3", open_lines, now_ms=now) == 100
     open_hours = list(open_lines)
     assert [r.llen(keys.batch(iid, b)) for b in pending] == [len(v) for v in sealed_lines.values()]
@@ -62,11 +62,11 @@ def test_events_buffered_sealed_and_held_before_an_upgrade_are_delivered_exactly
     # -- today's fleet: appends chunks onto the old open buffer, flushes everything, replays the held batch ----------
     result = ingest.ingest(r, iid, parts[3], message_id="new-1", settings=settings)
     assert result.accepted == 100
-    new_hours = list(lines_of(parts[3]))
+    new_hours = list(prepared_lines(parts[3]))
     for hour in set(open_hours) & set(new_hours):
         elements = r.lrange(keys.buffer(iid, hour), 0, -1)
-        assert len(buffer.lines_of(elements)) == int(r.hget(keys.open_count(iid), hour))
-        assert len(elements) < len(buffer.lines_of(elements))  # one-line elements and a chunk, side by side
+        assert len(lines_of(elements)) == int(r.hget(keys.open_count(iid), hour))
+        assert len(elements) < len(lines_of(elements))  # one-line elements and a chunk, side by side
     start_worker(queues="ingest,flush", concurrency=2)
     start_beat()
     report = replay.replay(r, iid, settings=settings)

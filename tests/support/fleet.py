@@ -148,6 +148,11 @@ def duplicates(objects: dict[str, list[dict]]) -> dict[str, int]:
     return {k: v for k, v in event_counts(objects).items() if v > 1}
 
 
+def lines_of(elements: list[bytes]) -> list[bytes]:
+    """The lines of buffer or batch elements (chunks; one-line chunks for a buffer written one event per element)."""
+    return [line for element in elements for line in element.split(b"\n")]
+
+
 def slices(seq: list, n: int) -> Iterable[list]:
     for i in range(0, len(seq), n):
         yield seq[i : i + n]

@@ -7,6 +7,7 @@ from pathlib import Path
 import fakeredis
 import pytest
 
+from tests.support.fleet import lines_of
 from workers.store import buffer, chunks, keys, scripts
 
 IID = "int-1"
@@ -44,7 +45,7 @@ def stats(r):
 
 def stored(r, key):
     """The lines a buffer or batch list holds, whatever its chunks."""
-    return buffer.lines_of(r.lrange(key, 0, -1))
+    return lines_of(r.lrange(key, 0, -1))
 
 
 def events_in(r, key):
@@ -225,8 +226,8 @@ def sealed_of(r, sizes):
 def test_read_batch_yields_about_chunk_events_at_a_time(r):
     b = sealed_of(r, [5] * 20)  # 20 elements of 5 events
     parts = list(buffer.read_batch(r, IID, b, 10, 100))
-    assert [len(buffer.lines_of(p)) for p in parts] == [5] + [10] * 9 + [5]
-    assert buffer.lines_of([x for p in parts for x in p]) == [x for m in range(20) for x in lines(5, tag=f"m{m}-")]
+    assert [len(lines_of(p)) for p in parts] == [5] + [10] * 9 + [5]
+    assert lines_of([x for p in parts for x in p]) == [x for m in range(20) for x in lines(5, tag=f"m{m}-")]
 
 
 def test_reading_a_batch_that_vanishes_midway_never_yields_its_last_chunk(r):
@@ -403,5 +404,5 @@ def test_read_batch_never_reads_much_more_than_asked_after_small_chunks(r):
     batch = buffer.seal(r, IID, HOUR, now_ms=T0, seal_due_ms=T0 + 1)
     parts = list(buffer.read_batch(r, IID, batch, 50, 8004))
     assert [len(p) for p in parts[:4]] == [1, 2, 4, 1]  # 1 + 2 small, then 1 small and 3 large, then one at a time
-    assert max(len(buffer.lines_of(p)) for p in parts) == 601
-    assert len(buffer.lines_of([x for p in parts for x in p])) == 8004
+    assert max(len(lines_of(p)) for p in parts) == 601
+    assert len(lines_of([x for p in parts for x in p])) == 8004

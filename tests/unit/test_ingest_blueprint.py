@@ -8,6 +8,7 @@ import fakeredis
 import orjson
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.support.fleet import lines_of
 from tests.support.seed import install_body
 from workers.integrations import registry, status
 from workers.observe import metrics
@@ -26,9 +27,7 @@ def install(r: fakeredis.FakeRedis, blueprint: dict[str, Any] | None = None, **c
 
 def buffered(r: fakeredis.FakeRedis, iid: str) -> dict[str, list[dict[str, Any]]]:
     hours = buffer.open_buffers(r, [iid]).get(iid, [])
-    return {
-        hour: [orjson.loads(x) for x in buffer.lines_of(r.lrange(keys.buffer(iid, hour), 0, -1))] for hour, _ in hours
-    }
+    return {hour: [orjson.loads(x) for x in lines_of(r.lrange(keys.buffer(iid, hour), 0, -1))] for hour, _ in hours}
 
 
 def track(event_id: str, **fields: Any) -> dict[str, Any]:

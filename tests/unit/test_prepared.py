@@ -12,9 +12,11 @@ import orjson
 import pytest
 from kombu import Connection
 
+from tests.support.fleet import lines_of
 from workers.events import prepared
 from workers.events.message import (
     BadMessage,
+    Message,
     count_events,
     decode_message,
     describe_message,
@@ -30,6 +32,10 @@ from workers.store import buffer, keys
 
 NOW = datetime(2026, 11, 27, 15, 30, tzinfo=UTC)
 SETTINGS = Settings(redis_url="memory://")
+
+
+def lines_by_hour(message: Message) -> dict[str, list[bytes]]:
+    return {hour: lines_of([text]) for hour, text in message.texts_by_hour.items()}
 
 
 def event(i: int, **fields: object) -> dict[str, object]:
@@ -60,7 +66,7 @@ def wire_round_trip(message: dict) -> object:
 def test_a_prepared_message_decodes_to_the_lines_indexes_and_rejections_prepare_made():
     p = prepared.prepare(MIXED, "int-1", received_at=NOW, event_max_bytes=32 * 1024)
     message = decode_message(wire_round_trip(encode_message(p)))
-    assert message.lines_by_hour == p.lines_by_hour  # byte for byte, newlines inside events included
+    assert lines_by_hour(message) == p.lines_by_hour  # byte for byte, newlines inside events included
     assert message.indexes_by_hour == p.indexes_by_hour == {"2026112715": [0, 4], "2026112714": [2]}
     assert message.rejected == p.rejected
     assert [(rj.index, rj.reason, rj.event_id) for rj in message.rejected] == [
@@ -197,7 +203,7 @@ def install(r: fakeredis.FakeRedis) -> str:
 
 def buffered(r: fakeredis.FakeRedis, iid: str) -> list[dict]:
     hours = [h.decode() for h in r.zrange(keys.open_index(iid), 0, -1)]
-    return [orjson.loads(line) for h in sorted(hours) for line in buffer.lines_of(r.lrange(keys.buffer(iid, h), 0, -1))]
+    return [orjson.loads(line) for h in sorted(hours) for line in lines_of(r.lrange(keys.buffer(iid, h), 0, -1))]
 
 
 def stats(r: fakeredis.FakeRedis, iid: str) -> dict[str, int]:
@@ -281,10 +287,10 @@ def test_the_api_publishes_prepared_events_that_show_only_ids_and_counts(r):
     args = wire.load_prepared(body)[0]
     assert args[0] == iid
     message = decode_message(args[1])
-    texts_by_hour = {hour: b"\n".join(lines) for hour, lines in message.lines_by_hour.items()}
+    texts_by_hour = message.texts_by_hour
     assert b"".join(texts_by_hour.values()) == texts and b'line\\nbreak \\"quoted\\"' in texts  # as stored
     assert json.loads(header)[0][1]["hours"] == {hour: len(text) for hour, text in texts_by_hour.items()}
-    assert sorted(orjson.loads(x)["event_id"] for xs in message.lines_by_hour.values() for x in xs) == [
+    assert sorted(orjson.loads(x)["event_id"] for xs in lines_by_hour(message).values() for x in xs) == [
         "e0",
         "e2",
         "e4",

@@ -62,11 +62,6 @@ class Message:
         return sum(map(len, self.indexes_by_hour.values()))
 
     @property
-    def lines_by_hour(self) -> dict[str, list[bytes]]:
-        """The lines one by one (split on demand: the append never needs them)."""
-        return {hour: text.split(b"\n") for hour, text in self.texts_by_hour.items()}
-
-    @property
     def events(self) -> int:
         """Events the producer was given: accepted, rejected or removed."""
         return self.accepted + len(self.rejected) + sum(self.removed.values())

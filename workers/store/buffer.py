@@ -106,11 +106,6 @@ def claim(r: redis.Redis, iid: str, batch_id: str, *, token: str, now_ms: int, l
     )
 
 
-def lines_of(elements: Sequence[bytes]) -> list[bytes]:
-    """The lines of buffer or batch elements (chunks; one-line chunks for a buffer written one event per element)."""
-    return [line for element in elements for line in element.split(b"\n")]
-
-
 def next_step(step: int, elements: int, events: int, wanted_events: int) -> int:
     """How many elements to read next for about ``wanted_events`` lines, from the lines per element of the last read:
     at most twice the last step, so a run of small chunks before large ones never makes one read take a batch."""

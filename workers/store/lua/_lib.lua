@@ -11,12 +11,14 @@ local function prefixes(i)
           delivered = ARGV[i + 5], trace_ttl_ms = ARGV[i + 6], last = ARGV[i + 7], count = ARGV[i + 8]}
 end
 
--- Events in the open buffer of `hour`: its count, or, for a buffer written before counts were kept (one event per
--- element), its length.
-local function buffered_events(p, hour)
+-- Events in the open buffer of `hour`, less the last `pushed` elements (chunks an append just pushed): its count, one
+-- an element for a buffer written before counts were kept, none when the list holds nothing (a count left by a seal
+-- that did not know of counts is stale).
+local function buffered_events(p, hour, pushed)
+  local listed = redis.call('LLEN', p.buf .. hour) - (pushed or 0)
+  if listed <= 0 then return 0 end
   local n = redis.call('HGET', p.count, hour)
-  if n then return tonumber(n) end
-  return redis.call('LLEN', p.buf .. hour)
+  return n and tonumber(n) or listed
 end
 
 -- Generation of the open buffer of `hour`: events appended now are sealed under sealed:<hour>:<generation>.
@@ -37,7 +39,7 @@ local function seal(p, hour, batch_id, open_key, openbytes_key, pending_key, now
   if redis.call('EXISTS', p.delivered .. batch_id) == 1 then return 0 end
   local buf = p.buf .. hour
   local n = buffered_events(p, hour)
-  if n == 0 or redis.call('EXISTS', buf) == 0 then
+  if n == 0 then
     redis.call('ZREM', open_key, hour)
     redis.call('HDEL', openbytes_key, hour)
     redis.call('HDEL', p.last, hour)

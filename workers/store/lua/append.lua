@@ -137,11 +137,7 @@ for _ = 1, n_groups do
     group_bytes = group_bytes + tonumber(ARGV[sizes_at + 2 * c + 1])
   end
 
-  -- events in the buffer before this append: its count; one an element for a buffer written before counts were kept;
-  -- none when the list held nothing (a count left by a seal that did not know of counts is stale)
-  local known = redis.call('HGET', p.count, hour)
-  local listed = redis.call('LLEN', buf) - n_chunks
-  local n = (known and listed > 0) and tonumber(known) or listed
+  local n = buffered_events(p, hour, n_chunks)  -- before this append
   local b = tonumber(redis.call('HGET', openbytes_key, hour) or '0')
   local touched = false
   local pend = {}

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import re
 from urllib.parse import urlsplit
 
 import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.json as pajson
+import pytest
 
 from tests.support.fleet import event_counts, make_events, read_objects, slices
 from tests.support.s3_fixtures import TEST_ACCESS_KEY_ID, TEST_SECRET_ACCESS_KEY
+from workers import clock
+from workers.integrations import registry
 from workers.sink import athena
 
 PREFIX = "events/"
@@ -89,3 +93,65 @@ def test_every_event_reads_back_through_the_ddl_partitions(fleet, make_bucket, s
         e["event_id"] for key, evs in objects.items() if key.removeprefix(PREFIX).split("/")[:4] == hour for e in evs
     }
     assert set(filtered.column("event_id").to_pylist()) == in_hour
+
+
+@pytest.mark.parametrize("variant", ["default", "parquet"])
+def test_the_hive_date_layout_reads_back_through_its_ddl_projection(
+    variant, fleet, make_bucket, start_worker, start_beat
+):
+    bucket = make_bucket()
+    iid = fleet.install(bucket, prefix=PREFIX, variant=variant, batch_max_events=150, date_layout="hive")
+    start_worker()
+    start_beat()
+    events = make_events(400)
+    for batch in slices(events, 200):
+        fleet.sender.ingest(iid, batch)
+    fleet.wait_delivered(iid, len(events))
+    objects = read_objects(fleet.s3, bucket)
+    assert len(objects) >= 3 and set(event_counts(objects)) == {e["event_id"] for e in events}
+
+    # every key is the DDL's storage.location.template with the projected dt and hr filled in
+    integ = registry.get(fleet.r, iid)
+    ddl = athena.athena_ddl(iid, integ.config, variant=variant)
+    template = re.search(r"'storage\.location\.template'='([^']+)'", ddl).group(1)
+    date_range = re.search(r"'projection\.dt\.range'='(\d{4}-\d{2}-\d{2}),NOW'", ddl).group(1)
+    for key, evs in objects.items():
+        found = re.fullmatch(rf"{PREFIX}dt=(\d{{4}}-\d{{2}}-\d{{2}})/hr=(\d{{2}})/[0-9a-f-]{{36}}\.[a-z.]+", key)
+        assert found is not None, key
+        dt, hr = found.groups()
+        assert date_range <= dt <= clock.iso(clock.now())[:10] and 0 <= int(hr) <= 23
+        folder = template.replace("${dt}", dt).replace("${hr}", hr)
+        assert f"s3://{bucket}/{key}".startswith(folder) and "/" not in f"s3://{bucket}/{key}"[len(folder) :]
+        assert {e["received_at"][:13] for e in evs} == {f"{dt}T{hr}"}, key
+
+    # the objects as a dataset partitioned the Hive way (what Spark, Glue and MSCK REPAIR read)
+    endpoint = urlsplit(fleet.endpoint)
+    s3 = pafs.S3FileSystem(
+        access_key=TEST_ACCESS_KEY_ID,
+        secret_key=TEST_SECRET_ACCESS_KEY,
+        region="us-east-1",
+        endpoint_override=endpoint.netloc,
+        scheme=endpoint.scheme,
+    )
+    partitioning = ds.HivePartitioning(pa.schema([(name, pa.string()) for name in athena.partition_names("hive")]))
+    if variant == "parquet":
+        fmt: ds.FileFormat = ds.ParquetFileFormat()
+        columns = pa.schema([("event_id", pa.string()), ("integration_id", pa.string())])
+    else:
+        columns = pa.schema([(name, pa.string()) for name in ("event_id", "integration_id")])
+        fmt = ds.JsonFileFormat(
+            parse_options=pajson.ParseOptions(explicit_schema=columns, unexpected_field_behavior="ignore")
+        )
+    dataset = ds.dataset(
+        f"{bucket}/{PREFIX.rstrip('/')}",
+        filesystem=s3,
+        format=fmt,
+        partitioning=partitioning,
+        schema=pa.schema([*columns, *partitioning.schema]),
+    )
+    table = dataset.to_table()
+    assert sorted(table.column("event_id").to_pylist()) == sorted(e["event_id"] for e in events)
+    assert set(table.column("integration_id").to_pylist()) == {iid}
+    by_event = {e["event_id"]: e for evs in objects.values() for e in evs}
+    for row in table.to_pylist():
+        assert by_event[row["event_id"]]["received_at"][:13] == f"{row['dt']}T{row['hr']}"

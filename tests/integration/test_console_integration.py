@@ -264,5 +264,18 @@ def test_query_and_access_show_the_athena_ddl_and_iam_policy_with_copy_buttons(f
     integ = registry.get(fleet.r, iid)
     page = console.page(f"/integrations/{iid}/query")
     assert page.by_id("ddl").text == " ".join(athena.athena_ddl(iid, integ.config).split())
+    assert page.by_id("ddl-partitions").text.startswith(
+        "Run this in Athena to query the objects: partitioned by year, month, day, hour (the key's path date layout)"
+    )
     assert json.loads(page.by_id("iam-policy").text) == iam.iam_policy(integ.config)
     assert {b.get("data-copy") for b in page.find_all("button", class_="copy")} == {"ddl", "iam-policy"}
+
+
+def test_query_shows_the_table_of_the_integrations_own_format_and_date_layout(fleet, console, make_bucket):
+    iid = install(fleet, make_bucket(), variant="parquet", date_layout="hive")
+    integ = registry.get(fleet.r, iid)
+    page = console.page(f"/integrations/{iid}/query")
+    ddl = page.by_id("ddl").text
+    assert ddl == " ".join(athena.athena_ddl(iid, integ.config, variant="parquet").split())
+    assert "STORED AS PARQUET" in ddl and "/dt=${dt}/hr=${hr}/'" in ddl
+    assert "partitioned by dt, hr (the key's hive date layout)" in page.by_id("ddl-partitions").text

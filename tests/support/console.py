@@ -239,10 +239,12 @@ def install(
     name: str = "Amazon S3",
     source_id: str | None = None,
     blueprint: dict[str, Any] | None = None,
+    variant: str = "default",
     **config: Any,
 ) -> str:
     body: dict[str, Any] = {
         "name": name,
+        "variant": variant,
         "verify": False,
         "config": {
             "bucket": bucket,

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import pytest
 
 from workers.events.envelope import CANONICAL_ORDER
-from workers.sink.athena import COLUMNS, athena_ddl, default_table_name, location_template
+from workers.sink.athena import COLUMNS, athena_ddl, default_table_name, location_template, partition_names
 from workers.sink.object_keys import object_key
 
 INTEGRATION_ID = "3F2a9c1e-7b4d-4e8f-a1b2-c3d4e5f6a7b8"
@@ -19,6 +19,7 @@ INTEGRATION_ID = "3F2a9c1e-7b4d-4e8f-a1b2-c3d4e5f6a7b8"
 class Destination:
     bucket: str = "datafly-events-production"
     prefix: str = "events/"
+    date_layout: str = "path"
 
 
 EXPECTED_WITH_PREFIX = """\
@@ -179,3 +180,36 @@ def test_projection_ranges_cover_every_component_of_a_key() -> None:
         low, high = ranges[name].split(",")
         assert len(value) == int(digits[name])
         assert int(low) <= int(value) <= int(high)
+
+
+def hive_fill(template: str, dt: str, hr: str) -> str:
+    return template.replace("${dt}", dt).replace("${hr}", hr)
+
+
+@pytest.mark.parametrize("prefix", ["", "events/", "with space/"])
+@pytest.mark.parametrize("hour", ["2026112509", "2020010100", "2099123123"])
+@pytest.mark.parametrize(("variant", "suffix"), [("default", ".json.gz"), ("parquet", ".parquet")])
+def test_the_hive_layout_template_matches_its_keys(prefix: str, hour: str, variant: str, suffix: str) -> None:
+    cfg = Destination(prefix=prefix, date_layout="hive")
+    batch_id = str(uuid.uuid4())
+    folder = hive_fill(location_template(cfg), f"{hour[0:4]}-{hour[4:6]}-{hour[6:8]}", hour[8:10])
+    url = f"s3://{cfg.bucket}/{object_key(prefix, hour, batch_id, variant, 'hive')}"
+    assert url == f"{folder}{batch_id}{suffix}"
+    assert folder.endswith(f"/dt={hour[0:4]}-{hour[4:6]}-{hour[6:8]}/hr={hour[8:10]}/")
+
+
+def test_the_hive_layout_projects_a_date_and_an_hour() -> None:
+    ddl = athena_ddl(INTEGRATION_ID, Destination(date_layout="hive"), variant="parquet")
+    assert "PARTITIONED BY (\n  `dt` string,\n  `hr` string\n)" in ddl
+    properties = dict(re.findall(r"'([\w.]+)'='([^']*)'", ddl))
+    assert properties["projection.dt.type"] == "date"
+    assert properties["projection.dt.format"] == "yyyy-MM-dd"
+    assert properties["projection.dt.range"] == "2020-01-01,NOW"
+    assert (properties["projection.dt.interval"], properties["projection.dt.interval.unit"]) == ("1", "DAYS")
+    assert (properties["projection.hr.type"], properties["projection.hr.range"]) == ("integer", "00,23")
+    assert properties["projection.hr.digits"] == "2"
+    assert properties["storage.location.template"] == "s3://datafly-events-production/events/dt=${dt}/hr=${hr}/"
+    assert "projection.year.type" not in properties
+    assert partition_names("hive") == ("dt", "hr") and partition_names("path") == ("year", "month", "day", "hour")
+    with pytest.raises(ValueError, match="date_layout"):
+        partition_names("flat")

@@ -79,6 +79,7 @@ def test_defaults() -> None:
     assert config.is_custom_endpoint is False
     assert config.partition_time == "received_at"
     assert config.partition_time_bound_s == 7 * 24 * 3600
+    assert config.date_layout == "path"
 
 
 def test_bucket_name_is_accepted_as_alias_and_serialises_as_bucket() -> None:
@@ -144,6 +145,8 @@ VALID_ROWS: list[tuple[str, Any]] = [
     ("partition_time", "timestamp"),
     ("partition_time_bound_s", 60),
     ("partition_time_bound_s", 366 * 24 * 3600),
+    ("date_layout", "path"),
+    ("date_layout", "hive"),
 ] + [("storage_class", storage_class) for storage_class in STORAGE_CLASSES]
 
 
@@ -293,6 +296,14 @@ INVALID_ROWS: list[tuple[str, Any, str]] = [
         "endpoint_url must not contain credentials; use access_key_id and secret_access_key",
     ),
     ("endpoint_url", "http://example.com:notaport", "endpoint_url must be a valid http:// or https:// URL"),
+    *[
+        (
+            "date_layout",
+            value,
+            "date_layout must be path (YYYY/MM/DD/HH/ in the key) or hive (dt=YYYY-MM-DD/hr=HH/ in the key)",
+        )
+        for value in ("flat", "Hive", 1, ["hive"])
+    ],
     # partition time
     *[
         (

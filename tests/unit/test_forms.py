@@ -39,6 +39,7 @@ def test_every_catalog_field_becomes_an_input_named_by_its_error_path(entry):
         "config.checksums",
         "config.partition_time",
         "config.partition_time_bound_s",
+        "config.date_layout",
     ]
     assert fields["config.batch_max_events"].kind == "number" and fields["config.batch_max_events"].value == "100000"
     assert fields["config.bucket"].description == schema.FIELDS[0]["description"]

@@ -171,3 +171,18 @@ def test_non_canonical_batch_ids_are_refused(batch_id: Any) -> None:
 def test_parse_refuses_foreign_keys(prefix: str, key: str) -> None:
     with pytest.raises(ValueError):
         parse_object_key(prefix, key)
+
+
+def test_the_hive_date_layout_writes_name_value_folders() -> None:
+    assert hour_path("2026120705", "hive") == "dt=2026-12-07/hr=05"
+    key = object_key("events/", "2026120705", BATCH_ID, "parquet", "hive")
+    assert key == f"events/dt=2026-12-07/hr=05/{BATCH_ID}.parquet"
+    assert variant_of(key) == "parquet"
+    assert object_key("events/", "2026120705", BATCH_ID, "default", "path") == object_key(
+        "events/", "2026120705", BATCH_ID
+    )
+    for bad in ("flat", "", None, "HIVE"):
+        with pytest.raises(ValueError, match="date_layout"):
+            object_key("events/", "2026120705", BATCH_ID, "default", bad)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="hour"):
+        hour_path("2026023005", "hive")  # February 30th

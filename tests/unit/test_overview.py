@@ -219,6 +219,7 @@ def test_the_ledger_pages_newest_first_with_a_cursor(r):
     [
         (f"events/{HOUR_PATH}/{uuid.UUID(int=7)}.json.gz", "0123456789abcdef0123456789abcdef"),
         (f"events/{HOUR_PATH}/{uuid.UUID(int=8)}.parquet", "0123456789abcdef0123456789abcdef-12"),
+        (f"events/dt={HOUR[0:4]}-{HOUR[4:6]}-{HOUR[6:8]}/hr={HOUR[8:10]}/{uuid.UUID(int=9)}.parquet", "0" * 32),
         ("événements/elsewhere/odd-name.json.gz", "not-an-md5"),  # kept whole
     ],
 )
@@ -239,3 +240,12 @@ def test_the_header_is_written_once_a_day_until_it_changes(r):
     elements = r.lrange(keys.ledger(IID, HOUR[:8]), 0, -1)
     assert len(elements) == 3 and elements[0].count(b"my-bucket") == 1  # the header once, then two objects
     assert [rec.batch_id for rec in ledger.unpack(b"".join(elements), HOUR[:8])] == [first, second]
+
+
+def test_a_day_whose_layout_changes_rebuilds_each_key_in_its_own_layout():
+    path_key = f"events/{HOUR_PATH}/{uuid.UUID(int=10)}.json.gz"
+    hive_key = f"events/dt={HOUR[0:4]}-{HOUR[4:6]}-{HOUR[6:8]}/hr={HOUR[8:10]}/{uuid.UUID(int=11)}.json.gz"
+    recs = [ledger.Record(k, HOUR, 1, 2, 3, T0 - 5, T0 - 1, T0, 7, 1, "0" * 32, "b") for k in (path_key, hive_key)]
+    (h1, b1), (h2, b2) = (ledger.pack(rec, prefix="events/") for rec in recs)
+    assert h1 != h2 and b"K" not in (b1[2:3], b2[2:3])
+    assert list(ledger.unpack(h1 + b1 + h2 + b2 + h1 + b1, clock.hour_of_ms(T0)[:8])) == [*recs, recs[0]]

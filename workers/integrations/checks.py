@@ -13,6 +13,8 @@ from urllib.parse import urlsplit
 
 from pydantic_core import PydanticCustomError
 
+from workers.sink import object_keys
+
 # Every region of the commercial (aws), GovCloud (aws-us-gov) and China (aws-cn) partitions that has S3.
 AWS_REGIONS: frozenset[str] = frozenset(
     {
@@ -95,6 +97,7 @@ FLUSH_INTERVAL_S_MIN = 1.0
 FLUSH_INTERVAL_S_MAX = 3600.0
 PREFIX_MAX_CHARS = 900
 PARTITION_TIMES: tuple[str, ...] = ("received_at", "timestamp")
+DATE_LAYOUTS = object_keys.DATE_LAYOUTS
 PARTITION_TIME_BOUND_S_DEFAULT = 7 * 24 * 3600
 PARTITION_TIME_BOUND_S_MIN = 60
 PARTITION_TIME_BOUND_S_MAX = 366 * 24 * 3600
@@ -139,6 +142,7 @@ ALLOWED: dict[str, str] = {
         "partition_time must be received_at (the hour the event arrived) or timestamp (the hour the event says "
         "it happened)"
     ),
+    "date_layout": ("date_layout must be path (YYYY/MM/DD/HH/ in the key) or hive (dt=YYYY-MM-DD/hr=HH/ in the key)"),
     "credentials": (
         "credentials must be access_key (the integration's key pair), assume_role (a role the fleet assumes with STS)"
         " or fleet (the fleet's own AWS identity)"

@@ -35,6 +35,7 @@ from workers.integrations.checks import (
     CHECKSUM_MODES,
     CREDENTIAL_FIELDS,
     CREDENTIAL_MODES,
+    DATE_LAYOUTS,
     EXTERNAL_ID,
     FLUSH_INTERVAL_S_MAX,
     FLUSH_INTERVAL_S_MIN,
@@ -97,6 +98,7 @@ class IntegrationConfig(BaseModel):
     checksums: str | None = None  # None: auto on Amazon S3, when_required with an endpoint_url
     partition_time: str = "received_at"
     partition_time_bound_s: int = PARTITION_TIME_BOUND_S_DEFAULT
+    date_layout: str = "path"
 
     # -- per-field rules, by kind (each message names what is allowed: checks.ALLOWED) -------------------
 
@@ -105,6 +107,7 @@ class IntegrationConfig(BaseModel):
         "storage_class",
         "addressing_style",
         "partition_time",
+        "date_layout",
         "batch_max_events",
         "batch_max_bytes",
         "partition_time_bound_s",
@@ -137,6 +140,7 @@ class IntegrationConfig(BaseModel):
         "addressing_style": ADDRESSING_STYLES,
         "checksums": CHECKSUM_MODES,
         "partition_time": PARTITION_TIMES,
+        "date_layout": DATE_LAYOUTS,
     }
     _RANGES: ClassVar[dict[str, tuple[float, float]]] = {
         "batch_max_events": (BATCH_MAX_EVENTS_MIN, BATCH_MAX_EVENTS_MAX),

@@ -17,6 +17,7 @@ from workers.integrations.checks import (
     AWS_REGIONS,
     CHECKSUM_MODES,
     CREDENTIAL_MODES,
+    DATE_LAYOUTS,
     OBJECT_TAGS_MAX,
     PARTITION_TIME_BOUND_S_DEFAULT,
     PARTITION_TIMES,
@@ -252,6 +253,19 @@ FIELDS: tuple[dict[str, Any], ...] = (
         "default": PARTITION_TIME_BOUND_S_DEFAULT,
         "description": "With partition_time timestamp: an event whose timestamp is further than this from its "
         "arrival goes to the hour it arrived instead (and is counted).",
+    },
+    {
+        "name": "date_layout",
+        "label": "Date layout",
+        "type": "select",
+        "required": False,
+        "allowed_values": list(DATE_LAYOUTS),
+        "default": "path",
+        "advanced": True,
+        "description": "How the hour is written in each key: path, <prefix>2026/12/07/05/<uuid> (Athena projects "
+        "year, month, day, hour), or hive, <prefix>dt=2026-12-07/hr=05/<uuid> (partition columns dt and hr that "
+        "Glue crawlers, MSCK REPAIR TABLE and Spark also read). A change applies to batches claimed after it; "
+        "create the Athena table again for the new layout.",
     },
 )
 

@@ -70,7 +70,7 @@ def upload(r: redis.Redis, integration_id: str, batch_id: str, *, settings: Sett
     meta_hour = buffer.batch_meta(r, integration_id, batch_id).get("hour")
     if meta_hour is None:
         return UploadOutcome("skipped")
-    key = object_key(cfg.prefix, meta_hour, batch_id, integ.variant)
+    key = object_key(cfg.prefix, meta_hour, batch_id, integ.variant, cfg.date_layout)
     c = buffer.claim(
         r, integration_id, batch_id, token=token, now_ms=now_ms, lease_ms=int(settings.lease_s * 1000), key=key
     )

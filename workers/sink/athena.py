@@ -1,10 +1,12 @@
 """The Athena table over an integration's objects: ``CREATE EXTERNAL TABLE`` with partition projection.
 
-Objects live at ``<prefix>YYYY/MM/DD/HH/<batch-uuid><suffix>`` (``workers.sink.object_keys``). For the ``default``
+Objects live at ``<prefix>YYYY/MM/DD/HH/<batch-uuid><suffix>``, or ``<prefix>dt=YYYY-MM-DD/hr=HH/...`` with the
+``hive`` date layout (``workers.sink.object_keys``). For the ``default``
 variant (``.json.gz``, one canonical envelope per line) the table reads them with the OpenX JSON SerDe; for the
 ``parquet`` variant (``.parquet``, ``workers.sink.parquet``) it is ``STORED AS PARQUET`` with the Parquet schema's
-columns. Both project the four date components of the key as the partitions ``year``/``month``/``day``/``hour``, so
-no crawler or ``MSCK REPAIR`` is ever needed.
+columns. Both project the date of the key as partitions: ``year``/``month``/``day``/``hour`` for the ``path`` layout,
+``dt`` (a ``date`` projection, ``yyyy-MM-dd``) and ``hr`` for ``hive``, so no crawler or ``MSCK REPAIR`` is ever
+needed.
 
 Choices:
 - ``context``, ``properties`` and ``traits`` are ``string`` columns holding the raw JSON object. Their shape differs
@@ -73,6 +75,19 @@ PARTITIONS: tuple[tuple[str, int, int, int], ...] = (
     ("hour", 2, 0, 23),
 )
 
+# the hive layout: dt (a date projection from the first year to the present) and hr
+HIVE_PARTITIONS: tuple[str, ...] = ("dt", "hr")
+_HIVE_PROJECTION: tuple[tuple[str, str], ...] = (
+    ("projection.dt.type", "date"),
+    ("projection.dt.format", "yyyy-MM-dd"),
+    ("projection.dt.range", f"{YEAR_MIN}-01-01,NOW"),
+    ("projection.dt.interval", "1"),
+    ("projection.dt.interval.unit", "DAYS"),
+    ("projection.hr.type", "integer"),
+    ("projection.hr.range", "00,23"),
+    ("projection.hr.digits", "2"),
+)
+
 TABLE_PREFIX = "signal_events_"
 _NAME_RE = re.compile(r"[a-z0-9_]{1,255}")
 _NOT_NAME_CHAR_RE = re.compile(r"[^a-z0-9_]")
@@ -86,6 +101,9 @@ class _Destination(Protocol):
 
     @property
     def prefix(self) -> str: ...
+
+    @property
+    def date_layout(self) -> str: ...
 
 
 def default_table_name(integration_id: str) -> str:
@@ -102,9 +120,22 @@ def location(cfg: _Destination) -> str:
     return f"s3://{cfg.bucket}/{cfg.prefix}"
 
 
+def partition_names(date_layout: str) -> tuple[str, ...]:
+    """The table's partition columns for a date layout, in the key's order."""
+    if date_layout == "hive":
+        return HIVE_PARTITIONS
+    if date_layout == "path":
+        return tuple(name for name, *_ in PARTITIONS)
+    raise ValueError(f"date_layout must be path or hive, got {date_layout!r}")
+
+
 def location_template(cfg: _Destination) -> str:
-    """The ``storage.location.template``: ``s3://<bucket>/<prefix>${year}/${month}/${day}/${hour}/``."""
-    components = "/".join(f"${{{name}}}" for name, *_ in PARTITIONS)
+    """The ``storage.location.template``: ``s3://<bucket>/<prefix>${year}/${month}/${day}/${hour}/``, or
+    ``s3://<bucket>/<prefix>dt=${dt}/hr=${hr}/`` for the hive layout."""
+    if cfg.date_layout == "hive":
+        components = "/".join(f"{name}=${{{name}}}" for name in HIVE_PARTITIONS)
+    else:
+        components = "/".join(f"${{{name}}}" for name in partition_names(cfg.date_layout))
     return f"{location(cfg)}{components}/"
 
 
@@ -131,15 +162,18 @@ def athena_ddl(
 
     width = max(len(name) for name, _ in table_columns) + 2
     columns = ",\n".join(f"  {_quote(name):<{width}} {kind}" for name, kind in table_columns)
-    partitions = ",\n".join(f"  {_quote(name)} string" for name, *_ in PARTITIONS)
+    partitions = ",\n".join(f"  {_quote(name)} string" for name in partition_names(cfg.date_layout))
 
     properties: list[tuple[str, str]] = [("projection.enabled", "true")]
-    for name, digits, first, last in PARTITIONS:
-        properties += [
-            (f"projection.{name}.type", "integer"),
-            (f"projection.{name}.range", f"{first:0{digits}d},{last:0{digits}d}"),
-            (f"projection.{name}.digits", str(digits)),
-        ]
+    if cfg.date_layout == "hive":
+        properties += _HIVE_PROJECTION
+    else:
+        for name, digits, first, last in PARTITIONS:
+            properties += [
+                (f"projection.{name}.type", "integer"),
+                (f"projection.{name}.range", f"{first:0{digits}d},{last:0{digits}d}"),
+                (f"projection.{name}.digits", str(digits)),
+            ]
     properties.append(("storage.location.template", location_template(cfg)))
     tblproperties = ",\n".join(f"  '{key}'='{value}'" for key, value in properties)
 

@@ -1,4 +1,7 @@
-"""Object keys: ``<prefix>YYYY/MM/DD/HH/<batch-uuid><suffix>`` (Athena partition projection on date components).
+"""Object keys: ``<prefix><date>/<batch-uuid><suffix>``, the date by the integration's ``date_layout``:
+``path`` (the default) ``YYYY/MM/DD/HH``, or ``hive`` ``dt=YYYY-MM-DD/hr=HH`` (Hive-style ``name=value`` folders,
+which Glue crawlers, ``MSCK REPAIR TABLE`` and Spark read as partition columns). Athena projects either
+(``workers.sink.athena``).
 
 The suffix names the object's format, one per variant: ``.json.gz`` (gzipped NDJSON, the default) or ``.parquet``.
 A batch's key, suffix included, is fixed when it is first claimed; the uploader writes the format its key names.
@@ -10,24 +13,30 @@ import re
 from datetime import datetime
 
 SUFFIXES: dict[str, str] = {"default": ".json.gz", "parquet": ".parquet"}
+DATE_LAYOUTS: tuple[str, ...] = ("path", "hive")
 OBJECT_SUFFIX = SUFFIXES["default"]
 
 _HOUR_RE = re.compile(r"[0-9]{10}")
 _BATCH_ID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
-def hour_path(hour: str) -> str:
-    """``YYYYMMDDHH`` -> ``YYYY/MM/DD/HH``; ValueError unless ``hour`` is a real UTC hour."""
+def hour_path(hour: str, date_layout: str = "path") -> str:
+    """``YYYYMMDDHH`` -> ``YYYY/MM/DD/HH`` (``path``) or ``dt=YYYY-MM-DD/hr=HH`` (``hive``); ValueError unless
+    ``hour`` is a real UTC hour and the layout one of ``DATE_LAYOUTS``."""
     _check_hour(hour)
-    return f"{hour[0:4]}/{hour[4:6]}/{hour[6:8]}/{hour[8:10]}"
+    if date_layout == "path":
+        return f"{hour[0:4]}/{hour[4:6]}/{hour[6:8]}/{hour[8:10]}"
+    if date_layout == "hive":
+        return f"dt={hour[0:4]}-{hour[4:6]}-{hour[6:8]}/hr={hour[8:10]}"
+    raise ValueError(f"date_layout must be one of {', '.join(DATE_LAYOUTS)}, got {date_layout!r}")
 
 
-def object_key(prefix: str, hour: str, batch_id: str, variant: str = "default") -> str:
+def object_key(prefix: str, hour: str, batch_id: str, variant: str = "default", date_layout: str = "path") -> str:
     """The key of a batch: ``prefix`` is used as given (a folder prefix ends with ``/``)."""
     if not isinstance(prefix, str):
         raise ValueError("prefix must be a string")
     _check_batch_id(batch_id)
-    return f"{prefix}{hour_path(hour)}/{batch_id}{suffix(variant)}"
+    return f"{prefix}{hour_path(hour, date_layout)}/{batch_id}{suffix(variant)}"
 
 
 def suffix(variant: str) -> str:

@@ -8,12 +8,12 @@ tightly, where a string grown by APPEND keeps up to as much room again as it hol
 Compact, because a busy integration writes an object a minute: what every object of a day shares (bucket, prefix,
 format) is written once, as a header record, whenever it changes (``ack.lua`` compares it with the day's last header,
 ``keys.ledger_head``); an object record holds its numbers, its batch uuid and its ETag in binary (16 bytes each), and
-its key is rebuilt from the header: ``<prefix>YYYY/MM/DD/HH/<uuid><suffix>``. A key that does not follow that layout
-is kept whole. About 60 bytes per object of the usual layout.
+its key is rebuilt from the header: ``<prefix>YYYY/MM/DD/HH/<uuid><suffix>``, or ``<prefix>dt=YYYY-MM-DD/hr=HH/...``
+for the ``hive`` date layout. A key that follows neither is kept whole. About 60 bytes per object of those layouts.
 
 Records, little-endian, each ``u16 length | u8 type | body``:
 
-- ``H`` header: u8 flags (1: Parquet) | u8 length, bucket | u8 length, prefix
+- ``H`` header: u8 flags (1: Parquet, 2: the hive date layout) | u8 length, bucket | u8 length, prefix
 - ``O`` object: varints (LEB128) of events | raw bytes | object bytes | written, ms since the day began | ms from its
   first event's append to written | from its last | upload ms | attempts | hours from its partition hour to the hour
   it was written (zigzag) | 16 bytes batch uuid | ETag: u8 1, 16 bytes MD5, varint parts when it has that form, else
@@ -137,7 +137,10 @@ def _unzigzag(n: int) -> int:
     return n // 2 if n % 2 == 0 else -(n + 1) // 2
 
 
-def _rebuilt(prefix: str, hour: str, batch_id: str, suffix: str) -> str:
+def _rebuilt(prefix: str, hour: str, batch_id: str, suffix: str, hive: bool) -> str:
+    """The key ``workers.sink.object_keys.object_key`` gives these parts."""
+    if hive:
+        return f"{prefix}dt={hour[0:4]}-{hour[4:6]}-{hour[6:8]}/hr={hour[8:10]}/{batch_id}{suffix}"
     return f"{prefix}{hour[0:4]}/{hour[4:6]}/{hour[6:8]}/{hour[8:10]}/{batch_id}{suffix}"
 
 
@@ -145,12 +148,13 @@ def pack(rec: Record, *, prefix: str) -> tuple[bytes, bytes]:
     """The header ``rec`` belongs under (bucket, ``prefix``, format) and its object record, as ``ack.lua`` appends
     them (the header only when it differs from the day's last one)."""
     parquet = rec.key.endswith(SUFFIXES[1])
-    header = _framed(b"H", bytes([1 if parquet else 0]) + _short(rec.bucket) + _short(prefix))
     try:
         batch = uuid.UUID(rec.batch_id)
-        whole = _rebuilt(prefix, rec.hour, str(batch), SUFFIXES[parquet]) != rec.key
     except ValueError:
-        batch, whole = uuid.UUID(int=0), True
+        batch = uuid.UUID(int=0)
+    hive = _rebuilt(prefix, rec.hour, str(batch), SUFFIXES[parquet], True) == rec.key
+    whole = not hive and _rebuilt(prefix, rec.hour, str(batch), SUFFIXES[parquet], False) != rec.key
+    header = _framed(b"H", bytes([parquet | hive << 1]) + _short(rec.bucket) + _short(prefix))
     day_start = rec.written_ms - rec.written_ms % 86_400_000
     fields = _varints(
         rec.events,
@@ -182,7 +186,7 @@ def unpack(blob: bytes, day: str) -> Iterator[Record]:
     day they were written, which their times count from)."""
     day_ms = clock.to_ms(datetime.strptime(day, "%Y%m%d").replace(tzinfo=UTC))
     pos = 0
-    bucket, prefix, suffix = "", "", SUFFIXES[0]
+    bucket, prefix, suffix, hive = "", "", SUFFIXES[0], False
     while pos + _LEN.size < len(blob):
         (length,) = _LEN.unpack_from(blob, pos)
         start = pos + _LEN.size
@@ -191,7 +195,7 @@ def unpack(blob: bytes, day: str) -> Iterator[Record]:
         if len(body) < length - 1:
             return  # each record is one element: a torn one cannot happen; stop rather than misread
         if kind == b"H":
-            suffix = SUFFIXES[body[0] & 1]
+            suffix, hive = SUFFIXES[body[0] & 1], bool(body[0] & 2)
             bucket = body[2 : 2 + body[1]].decode()
             at = 2 + body[1]
             prefix = body[at + 1 : at + 1 + body[at]].decode()
@@ -214,7 +218,7 @@ def unpack(blob: bytes, day: str) -> Iterator[Record]:
             (key_len,) = _LEN.unpack_from(body, at)
             key = body[at + 2 : at + 2 + key_len].decode()
         else:
-            key = _rebuilt(prefix, hour, str(uuid.UUID(bytes=batch)), suffix)
+            key = _rebuilt(prefix, hour, str(uuid.UUID(bytes=batch)), suffix, hive)
         yield Record(
             key,
             hour,

@@ -208,7 +208,7 @@ def query_tab(request: Request, integration_id: str = IntegrationId) -> Response
     st = state(request)
     integ = registry.get(st.r, integration_id)
     try:
-        ddl, ddl_error = athena.athena_ddl(integ.id, integ.config), None
+        ddl, ddl_error = athena.athena_ddl(integ.id, integ.config, variant=integ.variant), None
     except ValueError as exc:
         ddl, ddl_error = None, str(exc)
     policies = manage.access_policies(integ, settings=st.settings)
@@ -221,6 +221,7 @@ def query_tab(request: Request, integration_id: str = IntegrationId) -> Response
         "integration_query.html",
         ddl=ddl,
         ddl_error=ddl_error,
+        partitions=athena.partition_names(integ.config.date_layout),
         policy=policy,
         trust=trust,
         principal_unknown=trust is not None and credentials.FLEET_PRINCIPAL in trust,

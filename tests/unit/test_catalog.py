@@ -6,7 +6,7 @@ import jsonschema
 import pytest
 
 from workers.events import blueprint
-from workers.integrations import bodies, catalog, schema
+from workers.integrations import blueprint_fields, bodies, catalog, schema
 from workers.integrations.config import IntegrationConfig
 from workers.sink import object_keys
 
@@ -55,7 +55,7 @@ EXAMPLES = [
 
 @pytest.mark.parametrize("example", EXAMPLES)
 def test_the_blueprint_schema_accepts_what_the_model_accepts(example: dict) -> None:
-    body_schema = schema.blueprint_schema()
+    body_schema = blueprint_fields.blueprint_schema()
     jsonschema.Draft202012Validator.check_schema(body_schema)
     jsonschema.validate(example, body_schema)
     blueprint.parse_blueprint(example)
@@ -72,4 +72,4 @@ def test_the_blueprint_schema_accepts_what_the_model_accepts(example: dict) -> N
 )
 def test_the_blueprint_schema_refuses_what_the_model_refuses(bad: dict) -> None:
     with pytest.raises(jsonschema.ValidationError):
-        jsonschema.validate(bad, schema.blueprint_schema())
+        jsonschema.validate(bad, blueprint_fields.blueprint_schema())

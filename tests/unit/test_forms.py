@@ -8,7 +8,7 @@ import pytest
 
 from tests.support.seed import ACCESS_KEY_ID, SECRET_ACCESS_KEY
 from workers.errors import ConfigError
-from workers.integrations import bodies, catalog, schema
+from workers.integrations import blueprint_fields, bodies, catalog, schema
 from workers.web import forms
 
 
@@ -39,6 +39,8 @@ def test_every_catalog_field_becomes_an_input_named_by_its_error_path(entry):
         "config.checksums",
         "config.partition_time",
         "config.partition_time_bound_s",
+        "config.partition_fields",
+        "config.partition_max_values",
         "config.date_layout",
     ]
     assert fields["config.batch_max_events"].kind == "number" and fields["config.batch_max_events"].value == "100000"
@@ -188,7 +190,7 @@ def test_the_library_search_matches_every_word_in_name_category_or_description()
 
 def test_blueprint_inputs_are_the_catalogs_named_by_their_error_paths_default_forward_all():
     fields = forms.blueprint_fields({}, {})
-    assert [f.name for f in fields] == [f"blueprint.{f['name']}" for f in schema.BLUEPRINT_FIELDS]
+    assert [f.name for f in fields] == [f"blueprint.{f['name']}" for f in blueprint_fields.BLUEPRINT_FIELDS]
     by_name = {f.name: f for f in fields}
     assert by_name["blueprint.consent.missing"].kind == "select"
     assert by_name["blueprint.consent.missing"].value == "deny"

@@ -164,7 +164,12 @@ def cmd_athena_ddl(args: argparse.Namespace) -> int:
     integration = registry.get(common.redis_client(), args.id)
     try:
         ddl = athena.athena_ddl(
-            integration.id, integration.config, table=args.table, database=args.database, variant=integration.variant
+            integration.id,
+            integration.config,
+            table=args.table,
+            database=args.database,
+            variant=integration.variant,
+            fields=integration.config.partition_by,
         )
     except ValueError as exc:
         return fail(str(exc), EXIT_INVALID)

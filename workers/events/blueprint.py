@@ -351,7 +351,7 @@ def _or(items: Iterable[str]) -> str:
 
 
 # Flat field names of a form (the console's install and settings pages), as in
-# ``workers.integrations.schema.BLUEPRINT_FIELDS``.
+# ``workers.integrations.blueprint_fields.BLUEPRINT_FIELDS``.
 FORM_LISTS: tuple[str, ...] = ("consent.require", "events.include", "events.exclude", "drop_fields", "hash_fields")
 
 

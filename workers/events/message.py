@@ -14,7 +14,11 @@ Version 1, a JSON object::
      "live": [[position, hour, event_id, type, event, received_at], ...],   the last RECENT_MAX accepted lines
      "removed": {"consent_denied": 3, ...},          events the blueprint removed, by reason
      "removed_live": [[event_id, type, event, received_at, reason], ...],   the last RECENT_MAX of them
-     "fallback": 0}                                  lines partitioned by received hour (timestamp out of bound)
+     "fallback": 0,                                  lines partitioned by received hour (timestamp out of bound)
+     "other": 0}                                     lines under __other__, a partition value over its bound
+
+With partition fields, the keys of ``hours`` are slots (``YYYYMMDDHH|name=value/...``, ``workers.events.partitions``).
+A message without ``other`` (a producer of the version before) counts none.
 
 A line is one compact JSON object, which never holds a raw newline (JSON escapes it), so the text splits back into
 the very lines ``prepare`` serialised. ``position`` counts lines over all hours in the order of ``hours``.
@@ -27,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from workers.errors import InvalidInput
+from workers.events import partitions
 from workers.events.prepared import Prepared, Rejection
 
 VERSION = 1
@@ -34,7 +39,8 @@ RECENT_MAX = 100  # live records a message carries (the store keeps as many per 
 # a newline not followed by the start of a JSON object: an empty line, or a line that is no object (a C-speed search;
 # ``b"\n\n" in text`` costs twice as much)
 _NOT_A_LINE_START = re.compile(rb"\n(?!\{)")
-_KEYS = frozenset({"v", "hours", "indexes", "rejected", "live", "removed", "removed_live", "fallback"})
+_KEYS = frozenset({"v", "hours", "indexes", "rejected", "live", "removed", "removed_live", "fallback", "other"})
+_OPTIONAL_KEYS = frozenset({"other"})
 
 
 class BadMessage(InvalidInput):
@@ -56,6 +62,7 @@ class Message:
     removed: dict[str, int]  # events the blueprint removed, by reason
     removed_live: list[tuple[str, str, str | None, str, str]]  # (event_id, type, event, received_at, reason)
     partition_fallback: int  # events partitioned by their received hour, their timestamp out of bound
+    partition_other: int = 0  # events under __other__: a partition value over its bound
 
     @property
     def accepted(self) -> int:
@@ -78,6 +85,7 @@ def encode_message(prepared: Prepared) -> dict[str, Any]:
         "removed": _removed_counts(prepared),
         "removed_live": _removed_live(prepared),
         "fallback": prepared.partition_fallback,
+        "other": prepared.partition_other,
     }
 
 
@@ -95,6 +103,7 @@ def message_of(prepared: Prepared) -> Message:
         _removed_counts(prepared),
         [tuple(e) for e in _removed_live(prepared)],
         prepared.partition_fallback,
+        prepared.partition_other,
     )
 
 
@@ -134,8 +143,8 @@ def decode_message(message: object) -> Message:
     if not isinstance(message, dict):
         raise BadMessage(f"expected a JSON object, got {type(message).__name__}")
     names = set(message)
-    if names != _KEYS:
-        missing, unknown = sorted(_KEYS - names), sorted(map(str, names - _KEYS))
+    if names != _KEYS and names != _KEYS - _OPTIONAL_KEYS:
+        missing, unknown = sorted(_KEYS - _OPTIONAL_KEYS - names), sorted(map(str, names - _KEYS))
         raise BadMessage(f"missing keys {missing}, unknown keys {unknown}")
     if message["v"] != VERSION:
         raise BadMessage(f"version {repr(message['v'])[:20]} (upgrade the ingest workers before the producers)")
@@ -146,8 +155,8 @@ def decode_message(message: object) -> Message:
     total = 0
     for hour, text in hours.items():
         idx = indexes[hour]
-        if len(hour) != 10 or not (hour.isascii() and hour.isdigit()):
-            raise BadMessage(f"hour {hour[:20]!r} is not YYYYMMDDHH")
+        if (len(hour) != 10 or not (hour.isascii() and hour.isdigit())) and not partitions.is_slot(hour):
+            raise BadMessage(f"hour {hour[:80]!r} is not YYYYMMDDHH (or a slot YYYYMMDDHH|name=value/...)")
         if type(text) is str:
             text = text.encode()  # JSON (any producer): the wire form gives bytes (workers.queue.wire.load_prepared)
         if type(text) is not bytes or text[:1] != b"{" or text[-1:] != b"}" or _NOT_A_LINE_START.search(text):
@@ -180,6 +189,9 @@ def decode_message(message: object) -> Message:
     fallback = message["fallback"]
     if type(fallback) is not int or not 0 <= fallback <= total:
         raise BadMessage(f"fallback must be a count of the message's lines (0 to {total})")
+    other = message.get("other", 0)
+    if type(other) is not int or not 0 <= other <= total:
+        raise BadMessage(f"other must be a count of the message's lines (0 to {total})")
     return Message(
         texts_by_hour,
         indexes,
@@ -188,6 +200,7 @@ def decode_message(message: object) -> Message:
         removed,
         [tuple(e) for e in removed_live],
         fallback,
+        other,
     )
 
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import orjson
 
 from workers.clock import hour_of, iso
-from workers.events import partition_time
+from workers.events import partition_time, partitions
 from workers.events.envelope import MIN_YEAR, check, client_event_id
 from workers.events.reasons import NOT_SERIALIZABLE, TOO_LARGE, Invalid, short
 
@@ -60,6 +60,7 @@ class Prepared:
     removed: list[Removed] = field(default_factory=list)
     accepted: int = 0
     partition_fallback: int = 0
+    partition_other: int = 0  # events whose partition value was over the bound, written under __other__
 
     def add(self, hour: str, line: bytes, index: int, envelope: dict[str, Any]) -> None:
         """One accepted line, in its hour's group."""
@@ -75,6 +76,25 @@ class Prepared:
         self.accepted += 1
 
 
+def regroup(prepared: Prepared, renamed: dict[str, str]) -> None:
+    """Move the groups of the slots ``renamed`` names to their new slots (merging groups that meet, in order), and
+    count their events in ``partition_other``."""
+    lines, indexes, envelopes = prepared.lines_by_hour, prepared.indexes_by_hour, prepared.envelopes_by_hour
+    prepared.lines_by_hour, prepared.indexes_by_hour, prepared.envelopes_by_hour = {}, {}, {}
+    for old, group in lines.items():
+        new = renamed.get(old, old)
+        if new != old:
+            prepared.partition_other += len(group)
+        if new in prepared.lines_by_hour:
+            prepared.lines_by_hour[new] += group
+            prepared.indexes_by_hour[new] += indexes[old]
+            prepared.envelopes_by_hour[new] += envelopes[old]
+        else:
+            prepared.lines_by_hour[new] = group
+            prepared.indexes_by_hour[new] = indexes[old]
+            prepared.envelopes_by_hour[new] = envelopes[old]
+
+
 def prepare(
     events: list[Any],
     integration_id: str,
@@ -83,6 +103,7 @@ def prepare(
     event_max_bytes: int,
     rules: Rules | None = None,
     partition: partition_time.PartitionConfig | None = None,
+    fields: tuple[partitions.Field, ...] = (),
 ) -> Prepared:
     """Check, stamp and serialise ``events`` (``envelope.check`` on each); ``received_at`` (aware) stamps every event
     that has none.
@@ -90,7 +111,9 @@ def prepare(
     ``rules`` (the integration's compiled blueprint, None for the default one) run on each valid, stamped event: an
     event they remove goes to ``removed`` with its reason, a changed one is serialised as changed. With a
     ``partition`` config whose ``partition_time`` is ``timestamp``, an event's hour is that of its timestamp (within
-    the bound; ``partition_fallback`` counts those outside it). Neither costs anything when not asked for.
+    the bound; ``partition_fallback`` counts those outside it). With partition ``fields``, lines are grouped by slot
+    (the hour with the event's partition values, ``workers.events.partitions``) instead of by hour. None of these
+    costs anything when not asked for.
     """
     _check_arguments(integration_id, received_at, event_max_bytes)
     default_received_at, default_hour = iso(received_at), hour_of(received_at)
@@ -139,7 +162,7 @@ def prepare(
         if by_timestamp is not None and (timestamp := envelope.get("timestamp")) is not None:
             hour, outside = by_timestamp.hour(envelope["received_at"], timestamp)
             prepared.partition_fallback += outside
-        prepared.add(hour, line, index, envelope)
+        prepared.add(partitions.slot(hour, fields, envelope) if fields else hour, line, index, envelope)
     return prepared
 
 

@@ -131,21 +131,26 @@ class Rules:
         return event
 
     def _consented(self, event: dict[str, Any]) -> bool:
-        context = event.get("context")
-        consent = context.get("consent") if isinstance(context, dict) else None
-        if not isinstance(consent, dict):
-            consent = None
-        prefs = consent.get(CONSENT_PREFERENCES_KEY) if consent is not None else None
-        if not isinstance(prefs, dict):
-            prefs = None
         for category in self.require:
-            direct = _consent_state(consent.get(category)) if consent is not None else None
-            segment = _consent_state(prefs.get(category)) if prefs is not None else None
-            if direct is False or segment is False:
-                return False
-            if direct is None and segment is None and not self.allow_missing:
+            state = consent_of(event, category)
+            if state is False or (state is None and not self.allow_missing):
                 return False
         return True
+
+
+def consent_of(event: dict[str, Any], category: str) -> bool | None:
+    """An event's consent for ``category``: False when ``context.consent`` or Segment's
+    ``context.consent.categoryPreferences`` denies it, else True when either grants it, else None (no information)."""
+    context = event.get("context")
+    consent = context.get("consent") if isinstance(context, dict) else None
+    if not isinstance(consent, dict):
+        return None
+    direct = _consent_state(consent.get(category))
+    prefs = consent.get(CONSENT_PREFERENCES_KEY)
+    segment = _consent_state(prefs.get(category)) if isinstance(prefs, dict) else None
+    if direct is False or segment is False:
+        return False
+    return True if direct or segment else None
 
 
 def _transform(obj: dict[str, Any], tree: _Tree, hash_value: Callable[[Any], str]) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from workers.events import blueprint, rules
-from workers.integrations import schema
+from workers.integrations import blueprint_fields, schema
 from workers.sink import object_keys
 
 INTEGRATION_TYPE = "amazon_s3"
@@ -42,9 +42,9 @@ VARIANTS: tuple[dict[str, str], ...] = (
 DELIVERY_MODES: tuple[str, ...] = ("server_side",)
 
 BLUEPRINT: dict[str, Any] = {
-    "description": schema.BLUEPRINT_DESCRIPTION,
+    "description": blueprint_fields.BLUEPRINT_DESCRIPTION,
     "default": DEFAULT_BLUEPRINT,
-    "fields": list(schema.BLUEPRINT_FIELDS),
+    "fields": list(blueprint_fields.BLUEPRINT_FIELDS),
     "removal_reasons": list(rules.REASONS),
     "protected_fields": sorted(blueprint.PROTECTED_FIELDS),
 }

@@ -98,6 +98,8 @@ FLUSH_INTERVAL_S_MAX = 3600.0
 PREFIX_MAX_CHARS = 900
 PARTITION_TIMES: tuple[str, ...] = ("received_at", "timestamp")
 DATE_LAYOUTS = object_keys.DATE_LAYOUTS
+PARTITION_MAX_VALUES_DEFAULT = 100
+PARTITION_MAX_VALUES_MAX = 10_000
 PARTITION_TIME_BOUND_S_DEFAULT = 7 * 24 * 3600
 PARTITION_TIME_BOUND_S_MIN = 60
 PARTITION_TIME_BOUND_S_MAX = 366 * 24 * 3600
@@ -141,6 +143,10 @@ ALLOWED: dict[str, str] = {
     "partition_time": (
         "partition_time must be received_at (the hour the event arrived) or timestamp (the hour the event says "
         "it happened)"
+    ),
+    "partition_max_values": (
+        f"partition_max_values must be a whole number from 1 to {PARTITION_MAX_VALUES_MAX}: the distinct values a "
+        "partition field may take per hour (the others go to __other__)"
     ),
     "date_layout": ("date_layout must be path (YYYY/MM/DD/HH/ in the key) or hive (dt=YYYY-MM-DD/hr=HH/ in the key)"),
     "credentials": (

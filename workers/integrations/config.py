@@ -23,6 +23,7 @@ from pydantic import (
 from pydantic_core import InitErrorDetails
 
 from workers.errors import ConfigError
+from workers.events import partitions
 from workers.integrations.checks import (
     ACCESS_KEY,
     ADDRESSING_STYLES,
@@ -40,6 +41,8 @@ from workers.integrations.checks import (
     FLUSH_INTERVAL_S_MAX,
     FLUSH_INTERVAL_S_MIN,
     MIB,
+    PARTITION_MAX_VALUES_DEFAULT,
+    PARTITION_MAX_VALUES_MAX,
     PARTITION_TIME_BOUND_S_DEFAULT,
     PARTITION_TIME_BOUND_S_MAX,
     PARTITION_TIME_BOUND_S_MIN,
@@ -98,6 +101,8 @@ class IntegrationConfig(BaseModel):
     checksums: str | None = None  # None: auto on Amazon S3, when_required with an endpoint_url
     partition_time: str = "received_at"
     partition_time_bound_s: int = PARTITION_TIME_BOUND_S_DEFAULT
+    partition_fields: tuple[str, ...] = ()
+    partition_max_values: int = PARTITION_MAX_VALUES_DEFAULT
     date_layout: str = "path"
 
     # -- per-field rules, by kind (each message names what is allowed: checks.ALLOWED) -------------------
@@ -108,6 +113,7 @@ class IntegrationConfig(BaseModel):
         "addressing_style",
         "partition_time",
         "date_layout",
+        "partition_max_values",
         "batch_max_events",
         "batch_max_bytes",
         "partition_time_bound_s",
@@ -132,6 +138,7 @@ class IntegrationConfig(BaseModel):
         "buffer_max_bytes",
         "partition_time_bound_s",
         "flush_interval_s",
+        "partition_max_values",
     )
     _CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {
         "credentials": CREDENTIAL_MODES,
@@ -148,6 +155,7 @@ class IntegrationConfig(BaseModel):
         "flush_interval_s": (FLUSH_INTERVAL_S_MIN, FLUSH_INTERVAL_S_MAX),
         "partition_time_bound_s": (PARTITION_TIME_BOUND_S_MIN, PARTITION_TIME_BOUND_S_MAX),
         "buffer_max_bytes": (1, float("inf")),
+        "partition_max_values": (1, PARTITION_MAX_VALUES_MAX),
     }
     _PROBLEMS: ClassVar[dict[str, Callable[[str], str | None]]] = {
         "bucket": bucket_problem,
@@ -231,6 +239,16 @@ class IntegrationConfig(BaseModel):
             raise field_error(problem)
         return v
 
+    @field_validator("partition_fields", mode="before")
+    @classmethod
+    def _check_partition_fields(cls, v: Any) -> Any:
+        if v is None or v == "":
+            return ()
+        try:
+            return tuple(f.spec for f in partitions.parse_fields(v))
+        except partitions.FieldsError as exc:
+            raise field_error(str(exc)) from None
+
     @field_validator("bucket_key_enabled", mode="before")
     @classmethod
     def _check_bucket_key_enabled(cls, v: Any) -> Any:
@@ -264,6 +282,11 @@ class IntegrationConfig(BaseModel):
 
     def effective_buffer_max_bytes(self, settings: Settings) -> int:
         return self.buffer_max_bytes if self.buffer_max_bytes is not None else settings.buffer_max_bytes
+
+    @property
+    def partition_by(self) -> tuple[partitions.Field, ...]:
+        """The compiled ``partition_fields`` (empty: no partition folders in the keys)."""
+        return partitions.compiled(self.partition_fields)
 
     @property
     def is_custom_endpoint(self) -> bool:

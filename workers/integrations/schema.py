@@ -1,4 +1,4 @@
-"""The fields of an integration's config and blueprint, described once: every face reads them (the console builds its
+"""The fields of an integration's config, described once: every face reads them (the console builds its
 forms from them, the admin API its OpenAPI bodies and the catalog it serves). Validation itself lives in
 ``workers.integrations.config`` and ``workers.events.blueprint``; this describes it (names, types, allowed values,
 descriptions, which field asks for which), it never re-implements it.
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from workers.events import blueprint
 from workers.integrations.checks import (
     ADDRESSING_STYLES,
     AWS_REGIONS,
@@ -19,6 +18,7 @@ from workers.integrations.checks import (
     CREDENTIAL_MODES,
     DATE_LAYOUTS,
     OBJECT_TAGS_MAX,
+    PARTITION_MAX_VALUES_DEFAULT,
     PARTITION_TIME_BOUND_S_DEFAULT,
     PARTITION_TIMES,
     SSE_ALGORITHMS,
@@ -255,6 +255,27 @@ FIELDS: tuple[dict[str, Any], ...] = (
         "arrival goes to the hour it arrived instead (and is counted).",
     },
     {
+        "name": "partition_fields",
+        "label": "Partition fields",
+        "type": "string",
+        "required": False,
+        "advanced": True,
+        "description": "Up to 3 fields whose values become folders between the prefix and the date, in order, e.g. "
+        "event, consent.marketing gives <prefix>event=order_completed/consent_marketing=true/2026/12/07/05/<uuid>. "
+        "Each of event, type, source_id, consent.<category>, context.<path> or properties.<path>. Every value "
+        "makes its own objects: choose fields with few values.",
+    },
+    {
+        "name": "partition_max_values",
+        "label": "Partition max values",
+        "type": "integer",
+        "required": False,
+        "advanced": True,
+        "default": PARTITION_MAX_VALUES_DEFAULT,
+        "description": "The distinct values one partition field may take per hour; events with a value beyond "
+        "them go under __other__ (and are counted).",
+    },
+    {
         "name": "date_layout",
         "label": "Date layout",
         "type": "select",
@@ -268,46 +289,6 @@ FIELDS: tuple[dict[str, Any], ...] = (
         "create the Athena table again for the new layout.",
     },
 )
-
-# The blueprint's fields as a form shows them (flat names; ``blueprint.from_form`` / ``to_form`` convert).
-
-BLUEPRINT_DESCRIPTION = (
-    "Which events this integration delivers and which fields it removes or hashes, applied before events are "
-    "buffered. The default blueprint forwards all events. Events a rule removes are counted, never delivered."
-)
-BLUEPRINT_FIELDS: tuple[dict[str, Any], ...] = (
-    {
-        "name": "consent.require",
-        "type": "list",
-        "description": "Consent categories that must all be granted (context.consent.<category> or "
-        'context.consent.categoryPreferences.<category> is true or "granted"), e.g. analytics.',
-    },
-    {
-        "name": "consent.missing",
-        "type": "select",
-        "allowed_values": ["deny", "allow"],
-        "default": "deny",
-        "description": "An event without consent information for a category: deny (not delivered) or allow.",
-    },
-    {
-        "name": "events.include",
-        "type": "list",
-        "description": "Deliver only events whose type or event name is listed (exact, case-sensitive).",
-    },
-    {
-        "name": "events.exclude",
-        "type": "list",
-        "description": "Never deliver events whose type or event name is listed (use include or exclude).",
-    },
-    {"name": "drop_fields", "type": "list", "description": "Dotted paths removed from every event, e.g. context.ip."},
-    {
-        "name": "hash_fields",
-        "type": "list",
-        "description": "Dotted paths replaced by an HMAC-SHA-256 under this integration's own secret key, e.g. "
-        "user_id, traits.email: joins still work, values cannot be guessed from a dictionary.",
-    },
-)
-
 
 _JSON_TYPES = {
     "string": "string",
@@ -338,52 +319,3 @@ def config_schema(*, partial: bool) -> dict[str, Any]:
     if not partial:
         schema["required"] = [f["name"] for f in FIELDS if f["required"]]
     return schema
-
-
-def blueprint_schema() -> dict[str, Any]:
-    """The JSON Schema of a blueprint (OpenAPI bodies); ``workers.events.blueprint`` does the validation."""
-
-    def texts(description: str, *, min_items: int = 1) -> dict[str, Any]:
-        return {
-            "type": "array",
-            "items": {"type": "string", "minLength": 1},
-            "minItems": min_items,
-            "maxItems": blueprint.MAX_ENTRIES,
-            "description": description,
-        }
-
-    described = {f["name"]: f["description"] for f in BLUEPRINT_FIELDS}
-    return {
-        "type": "object",
-        "description": BLUEPRINT_DESCRIPTION + " Replaced as a whole; {} is the default.",
-        "additionalProperties": False,
-        "properties": {
-            "consent": {
-                "type": ["object", "null"],
-                "additionalProperties": False,
-                "required": ["require"],
-                "properties": {
-                    "require": texts(described["consent.require"]),
-                    "missing": {
-                        "type": "string",
-                        "enum": ["deny", "allow"],
-                        "default": "deny",
-                        "description": described["consent.missing"],
-                    },
-                },
-            },
-            "events": {
-                "type": ["object", "null"],
-                "additionalProperties": False,
-                "minProperties": 1,
-                "maxProperties": 1,
-                "description": "Either include or exclude.",
-                "properties": {
-                    "include": texts(described["events.include"]),
-                    "exclude": texts(described["events.exclude"]),
-                },
-            },
-            "drop_fields": texts(described["drop_fields"], min_items=0),
-            "hash_fields": texts(described["hash_fields"], min_items=0),
-        },
-    }

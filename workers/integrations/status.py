@@ -50,6 +50,7 @@ def integration_status(r: redis.Redis, integration_id: str) -> dict[str, Any]:
         "rejected_events": {k.split(":", 1)[1]: v for k, v in stats.items() if k.startswith("rejected:")},
         "removed_events": {k.split(":", 1)[1]: v for k, v in stats.items() if k.startswith("removed:")},
         "partition_fallback_events": stats.get(keys.STAT_PARTITION_FALLBACK, 0),
+        "partition_other_events": stats.get(keys.STAT_PARTITION_OTHER, 0),
         "delivered_objects": stats.get("delivered_objects", 0),
         "delivered_events": stats.get("delivered_events", 0),
         "delivered_bytes": stats.get("delivered_bytes", 0),

@@ -217,6 +217,11 @@ def families(
         "their received hour.",
         labels=iid,
     )
+    other = CounterMetricFamily(
+        "signal_events_partition_other",
+        "Events written under __other__: a value of a partition field beyond partition_max_values in its hour.",
+        labels=iid,
+    )
     buffered_events = GaugeMetricFamily(
         "signal_events_buffered",
         "Accepted events waiting for delivery (open buffers and sealed batches; held batches are in "
@@ -277,6 +282,7 @@ def families(
         for reason, count in sorted(row.by_prefix("removed:").items()):
             removed.add_metric([*label, reason], count)
         fallback.add_metric(label, row.stats.get(keys.STAT_PARTITION_FALLBACK, 0))
+        other.add_metric(label, row.stats.get(keys.STAT_PARTITION_OTHER, 0))
         buffered_events.add_metric(label, row.buffered_events)
         buffered_bytes.add_metric(label, row.buffered_bytes)
         oldest_age.add_metric(label, row.oldest_waiting_age_s(now_ms))
@@ -297,6 +303,7 @@ def families(
         rejected,
         removed,
         fallback,
+        other,
         buffered_events,
         buffered_bytes,
         oldest_age,

@@ -16,13 +16,13 @@ import orjson
 import redis
 
 from workers import clock
-from workers.events import prepared
+from workers.events import partitions, prepared
 from workers.events.message import Message, message_of
 from workers.integrations import registry
 from workers.integrations.config import IntegrationConfig
 from workers.queue.producer import Broker
 from workers.settings import Settings
-from workers.store import buffer, chunks, due, keys
+from workers.store import buffer, chunks, due, keys, partition_values
 
 log = logging.getLogger(__name__)
 
@@ -53,20 +53,53 @@ def prepare(r: redis.Redis, integration_id: str, events: object, *, settings: Se
 
     Raises UnknownIntegration / IntegrationDisabled, and TypeError when ``events`` is not a list. Invalid events are
     rejected one by one, with a reason; the integration's blueprint runs on the valid ones (those it removes are
-    reported by reason, not as errors) and the config's ``partition_time`` picks each event's hour. The integration is
-    read through the registry's per-process cache: its config may be ``SIGNAL_INTEGRATION_CACHE_TTL_S`` old.
+    reported by reason, not as errors) and the config's ``partition_time`` picks each event's hour, its
+    ``partition_fields`` its partition (a value over ``partition_max_values`` in its hour goes under ``__other__``).
+    The integration is read through the registry's per-process cache: its config may be
+    ``SIGNAL_INTEGRATION_CACHE_TTL_S`` old.
     """
     integ = registry.get_enabled(r, integration_id, max_age_s=settings.integration_cache_ttl_s)
     if not isinstance(events, list):
         raise TypeError("events must be a list of event objects")
-    return prepared.prepare(
+    fields = integ.config.partition_by
+    ready = prepared.prepare(
         events,
         integration_id,
         received_at=clock.now(),
         event_max_bytes=settings.event_max_bytes,
         rules=integ.rules,
         partition=integ.config,
+        fields=fields,
     )
+    if fields:
+        _bound(r, integration_id, ready, fields, integ.config.partition_max_values)
+    return ready
+
+
+def _bound(
+    r: redis.Redis, integration_id: str, ready: prepared.Prepared, fields: tuple[partitions.Field, ...], bound: int
+) -> None:
+    """Send the groups whose values are over the bound of their field and hour to ``__other__``."""
+    open_names = {f.name for f in fields if f.kind not in partitions.CLOSED_KINDS}
+    slots = {slot: partitions.split_slot(slot) for slot in ready.lines_by_hour}
+    asked = [
+        (hour, name, value)
+        for hour, values in slots.values()
+        for name, value in values
+        if name in open_names and value not in (partitions.MISSING, partitions.OTHER)
+    ]
+    if not asked:
+        return
+    admitted = partition_values.admit(r, integration_id, asked, bound)
+    renamed = {}
+    for slot, (hour, values) in slots.items():
+        kept = tuple(
+            (name, value if admitted.get((hour, name, value), True) else partitions.OTHER) for name, value in values
+        )
+        if kept != values:
+            renamed[slot] = partitions.join_slot(hour, kept)
+    if renamed:
+        prepared.regroup(ready, renamed)
 
 
 def publish(r: redis.Redis, producer: Broker, integration_id: str, events: list[Any], *, settings: Settings) -> str:
@@ -120,6 +153,7 @@ def append(
         removed_counts=message.removed,
         removed_records=_removed_records(message.removed_live, now_ms),
         partition_fallback=message.partition_fallback,
+        partition_other=message.partition_other,
         pin=_pin(message),
     )
     result = chunks.append(r, integration_id, appended, append_limits(cfg, settings, now_ms))

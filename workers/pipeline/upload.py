@@ -19,6 +19,7 @@ import redis
 from workers import clock
 from workers.classify import AUTH_CODES, EXPIRED_CODES, classify, hint_for
 from workers.errors import Failure, PermanentError, TransientError
+from workers.events import partitions
 from workers.integrations import registry
 from workers.integrations.checks import ACCESS_KEY, ASSUME_ROLE, FLEET
 from workers.integrations.config import IntegrationConfig
@@ -70,7 +71,8 @@ def upload(r: redis.Redis, integration_id: str, batch_id: str, *, settings: Sett
     meta_hour = buffer.batch_meta(r, integration_id, batch_id).get("hour")
     if meta_hour is None:
         return UploadOutcome("skipped")
-    key = object_key(cfg.prefix, meta_hour, batch_id, integ.variant, cfg.date_layout)
+    hour, values = partitions.split_slot(meta_hour)
+    key = object_key(cfg.prefix + partitions.key_path(values), hour, batch_id, integ.variant, cfg.date_layout)
     c = buffer.claim(
         r, integration_id, batch_id, token=token, now_ms=now_ms, lease_ms=int(settings.lease_s * 1000), key=key
     )
@@ -120,7 +122,7 @@ def upload(r: redis.Redis, integration_id: str, batch_id: str, *, settings: Sett
     written_ms = clock.now_ms()
     record = ledger.Record(
         key=c.key,
-        hour=c.hour,
+        hour=partitions.split_slot(c.hour)[0],
         events=c.events,
         raw_bytes=c.bytes,
         bytes=result.compressed_bytes,

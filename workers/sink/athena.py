@@ -26,6 +26,7 @@ Choices:
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Protocol
 
 SERDE = "org.openx.data.jsonserde.JsonSerDe"
@@ -95,6 +96,19 @@ _NOT_NAME_CHAR_RE = re.compile(r"[^a-z0-9_]")
 _UNSAFE_LOCATION_CHARS = frozenset("'\"\\`${}")
 
 
+class _PartitionField(Protocol):
+    """A partition field as the table needs it (``workers.events.partitions.Field``)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def column(self) -> str: ...
+
+    @property
+    def enum(self) -> tuple[str, ...] | None: ...
+
+
 class _Destination(Protocol):
     @property
     def bucket(self) -> str: ...
@@ -129,14 +143,16 @@ def partition_names(date_layout: str) -> tuple[str, ...]:
     raise ValueError(f"date_layout must be path or hive, got {date_layout!r}")
 
 
-def location_template(cfg: _Destination) -> str:
+def location_template(cfg: _Destination, fields: Sequence[_PartitionField] = ()) -> str:
     """The ``storage.location.template``: ``s3://<bucket>/<prefix>${year}/${month}/${day}/${hour}/``, or
-    ``s3://<bucket>/<prefix>dt=${dt}/hr=${hr}/`` for the hive layout."""
+    ``s3://<bucket>/<prefix>dt=${dt}/hr=${hr}/`` for the hive layout; partition fields first, as
+    ``<name>=${p_<name>}/``."""
+    folders = "".join(f"{f.name}=${{{f.column}}}/" for f in fields)
     if cfg.date_layout == "hive":
         components = "/".join(f"{name}=${{{name}}}" for name in HIVE_PARTITIONS)
     else:
         components = "/".join(f"${{{name}}}" for name in partition_names(cfg.date_layout))
-    return f"{location(cfg)}{components}/"
+    return f"{location(cfg)}{folders}{components}/"
 
 
 def athena_ddl(
@@ -146,6 +162,7 @@ def athena_ddl(
     table: str | None = None,
     database: str = "default",
     variant: str = "default",
+    fields: Sequence[_PartitionField] = (),
 ) -> str:
     """The ``CREATE EXTERNAL TABLE IF NOT EXISTS`` statement for the objects of one integration, in its variant's
     format (``default``: gzipped NDJSON, ``parquet``).
@@ -162,9 +179,15 @@ def athena_ddl(
 
     width = max(len(name) for name, _ in table_columns) + 2
     columns = ",\n".join(f"  {_quote(name):<{width}} {kind}" for name, kind in table_columns)
-    partitions = ",\n".join(f"  {_quote(name)} string" for name in partition_names(cfg.date_layout))
+    names = [f.column for f in fields] + list(partition_names(cfg.date_layout))
+    partitions = ",\n".join(f"  {_quote(name)} string" for name in names)
 
     properties: list[tuple[str, str]] = [("projection.enabled", "true")]
+    for f in fields:
+        if f.enum is None:  # open values: a query names the value it wants (WHERE p_event = '...')
+            properties.append((f"projection.{f.column}.type", "injected"))
+        else:
+            properties += [(f"projection.{f.column}.type", "enum"), (f"projection.{f.column}.values", ",".join(f.enum))]
     if cfg.date_layout == "hive":
         properties += _HIVE_PROJECTION
     else:
@@ -174,7 +197,7 @@ def athena_ddl(
                 (f"projection.{name}.range", f"{first:0{digits}d},{last:0{digits}d}"),
                 (f"projection.{name}.digits", str(digits)),
             ]
-    properties.append(("storage.location.template", location_template(cfg)))
+    properties.append(("storage.location.template", location_template(cfg, fields)))
     tblproperties = ",\n".join(f"  '{key}'='{value}'" for key, value in properties)
 
     return (

@@ -96,6 +96,7 @@ class Append:
     removed_counts: Mapping[str, int] = field(default_factory=dict)
     removed_records: Sequence[bytes] = ()
     partition_fallback: int = 0
+    partition_other: int = 0  # lines under __other__: a partition value over its bound
     pin: int = 0  # a record also kept alone (a test event's): position of its line + 1, or -(index + 1) if removed
 
 
@@ -147,6 +148,8 @@ def _append_args(iid: str, m: Append, limits: Limits) -> list[object]:
     counts += [(f"removed:{reason}", n) for reason, n in m.removed_counts.items()]
     if m.partition_fallback:
         counts.append((keys.STAT_PARTITION_FALLBACK, m.partition_fallback))
+    if m.partition_other:
+        counts.append((keys.STAT_PARTITION_OTHER, m.partition_other))
     args.append(len(counts))
     for stat, count in counts:
         args += [stat, count]

@@ -1,7 +1,9 @@
 """Every Redis key name of the fleet.
 
 All keys of one integration carry the Redis Cluster hash tag ``{<integration_id>}`` so one Lua script or RENAME
-may touch any of them. Buffer hours are ``YYYYMMDDHH`` (UTC); batch ids are uuid4 strings.
+may touch any of them. Buffer hours are ``YYYYMMDDHH`` (UTC), or slots ``YYYYMMDDHH|name=value/...`` for an
+integration with partition fields (``workers.events.partitions``): every ``<hour>`` below may be a slot. Batch ids are
+uuid4 strings.
 
 Per integration ``I``:
   sig:{I}:integration        string  the registry record (JSON; secrets encrypted)
@@ -23,6 +25,8 @@ Per integration ``I``:
   sig:{I}:rejections         list    most recent rejected events with their reasons (capped)
   sig:{I}:live               list    most recent accepted events: id, type, hour, buffer generation; and events the
                                      blueprint removed: state filtered, reason (capped)
+  sig:{I}:pvals:<hour>:<name> set    the values partition field <name> took in that hour (at most
+                                     partition_max_values; workers/store/partition_values.py; expires)
   sig:{I}:gen:<hour>         string  generation of the open buffer of that hour (+1 at every seal; expires)
   sig:{I}:sealed:<hour>:<g>  string  batch id that generation <g> of the hour's buffer was sealed into (expires)
   sig:{I}:delivered:<id>     string  object key a delivered batch was written to (expires)
@@ -67,6 +71,8 @@ DUE_CHECKED = f"{PREFIX}:due:checked"
 # stats field: events of a partition_time timestamp integration whose timestamp was outside partition_time_bound_s,
 # partitioned by their received hour instead
 STAT_PARTITION_FALLBACK = "partition_fallback"
+# stats field: events written under __other__, their partition value over partition_max_values in its hour
+STAT_PARTITION_OTHER = "partition_other"
 
 
 def tag(integration_id: str) -> str:
@@ -135,6 +141,10 @@ def rejections(integration_id: str) -> str:
 
 def live(integration_id: str) -> str:
     return f"{tag(integration_id)}:live"
+
+
+def partition_values(integration_id: str, hour: str, name: str) -> str:
+    return f"{tag(integration_id)}:pvals:{hour}:{name}"
 
 
 def generation(integration_id: str, hour: str) -> str:

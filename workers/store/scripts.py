@@ -13,7 +13,19 @@ from importlib import resources
 
 from redis.commands.core import Script
 
-NAMES = ("append", "seal", "claim", "ack", "fail", "hold", "release", "lower", "reschedule", "rate_take")
+NAMES = (
+    "append",
+    "seal",
+    "claim",
+    "ack",
+    "fail",
+    "hold",
+    "release",
+    "lower",
+    "reschedule",
+    "rate_take",
+    "partition_values",
+)
 
 
 @cache
@@ -42,6 +54,7 @@ class Scripts:
     lower: Script
     reschedule: Script
     rate_take: Script
+    partition_values: Script
 
     def __init__(self) -> None:
         for name in NAMES:

@@ -15,7 +15,19 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from workers.errors import ConfigError
-from workers.integrations import bodies, catalog, find, manage, origins, overview, registry, schema, sources, status
+from workers.integrations import (
+    blueprint_fields,
+    bodies,
+    catalog,
+    find,
+    manage,
+    origins,
+    overview,
+    registry,
+    schema,
+    sources,
+    status,
+)
 from workers.observe import fleet, metrics
 from workers.pipeline import replay
 from workers.web.deps import ID_MAX_CHARS, read_json, require_admin
@@ -44,7 +56,7 @@ INSTALL_BODY = _body(
                 + "; ".join(f"{v['id']}: {v['description']}" for v in catalog.VARIANTS),
             },
             "config": schema.config_schema(partial=False),
-            "blueprint": schema.blueprint_schema(),
+            "blueprint": blueprint_fields.blueprint_schema(),
             "delivery_mode": {"type": "string", "enum": list(bodies.DELIVERY_MODES)},
             "enabled": {"type": "boolean"},
             "source_id": {"type": "string"},
@@ -61,7 +73,7 @@ PATCH_BODY = _body(
         "properties": {
             "name": {"type": "string", "minLength": 1, "maxLength": bodies.NAME_MAX_CHARS},
             "config": schema.config_schema(partial=True),
-            "blueprint": schema.blueprint_schema(),
+            "blueprint": blueprint_fields.blueprint_schema(),
             "verify": {"type": "boolean"},
         },
     }

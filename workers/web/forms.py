@@ -19,7 +19,7 @@ from urllib.parse import parse_qsl
 
 from workers.errors import ConfigError
 from workers.events import blueprint
-from workers.integrations import schema
+from workers.integrations.blueprint_fields import BLUEPRINT_FIELDS
 from workers.integrations.sources import DEFAULT_SOURCE_ID, DEFAULT_SOURCE_NAME
 
 FORM_MAX_FIELDS = 200
@@ -80,19 +80,19 @@ _BLUEPRINT_LABELS = {
 def blueprint_fields(
     form: dict[str, str], errors: dict[str, str], *, current: blueprint.Blueprint | None = None
 ) -> list[Field]:
-    """The inputs of a blueprint (``schema.BLUEPRINT_FIELDS``), named ``blueprint.<field>`` like the API's errors.
+    """The inputs of a blueprint (``BLUEPRINT_FIELDS``), named ``blueprint.<field>`` like the API's errors.
     A submitted form shows what was typed; otherwise the ``current`` blueprint (a settings form), else the default.
     An error of a whole section (``blueprint.events``: include and exclude both given) shows on its first input."""
     typed = any(k.startswith(BLUEPRINT_PREFIX) for k in form)
     stored = blueprint.to_form(current if current is not None else blueprint.DEFAULT)
-    names = [BLUEPRINT_PREFIX + f["name"] for f in schema.BLUEPRINT_FIELDS]
+    names = [BLUEPRINT_PREFIX + f["name"] for f in BLUEPRINT_FIELDS]
     placed = dict(errors)
     for key, message in errors.items():
         if key.startswith("blueprint") and key not in names:
             first = next((n for n in names if n.startswith(key + ".")), names[0])
             placed.setdefault(first, message)
     out = []
-    for f, name in zip(schema.BLUEPRINT_FIELDS, names, strict=True):
+    for f, name in zip(BLUEPRINT_FIELDS, names, strict=True):
         options: tuple[tuple[str, str], ...] = ()
         if f["type"] == "select":
             options = tuple((v, v) for v in f["allowed_values"])
@@ -133,6 +133,8 @@ def _text(value: Any) -> str:
         return f"{value:g}"
     if isinstance(value, dict):  # object tags, as a form writes them
         return ", ".join(f"{k}={v}" for k, v in value.items())
+    if isinstance(value, (list, tuple)):  # partition fields
+        return ", ".join(str(v) for v in value)
     return str(value)
 
 

@@ -207,8 +207,9 @@ def delete(request: Request, integration_id: str = IntegrationId, form: dict[str
 def query_tab(request: Request, integration_id: str = IntegrationId) -> Response:
     st = state(request)
     integ = registry.get(st.r, integration_id)
+    fields = integ.config.partition_by
     try:
-        ddl, ddl_error = athena.athena_ddl(integ.id, integ.config, variant=integ.variant), None
+        ddl, ddl_error = athena.athena_ddl(integ.id, integ.config, variant=integ.variant, fields=fields), None
     except ValueError as exc:
         ddl, ddl_error = None, str(exc)
     policies = manage.access_policies(integ, settings=st.settings)
@@ -221,7 +222,7 @@ def query_tab(request: Request, integration_id: str = IntegrationId) -> Response
         "integration_query.html",
         ddl=ddl,
         ddl_error=ddl_error,
-        partitions=athena.partition_names(integ.config.date_layout),
+        partitions=[f.column for f in fields] + list(athena.partition_names(integ.config.date_layout)),
         policy=policy,
         trust=trust,
         principal_unknown=trust is not None and credentials.FLEET_PRINCIPAL in trust,

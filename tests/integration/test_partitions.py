@@ -14,7 +14,7 @@ from tests.support.fleet import read_objects
 from tests.support.processes import wait_until
 from tests.support.s3_fixtures import unique_bucket
 from workers.events.partitions import MISSING, OTHER, encode
-from workers.integrations import registry, status
+from workers.integrations import find, registry, status
 from workers.pipeline import replay
 from workers.settings import get_settings
 from workers.sink import athena
@@ -163,3 +163,16 @@ def test_held_batches_replay_into_their_own_partitions_and_the_blueprint_runs_fi
     for e in granted:
         assert folders(keys[e["event_id"]]) == {"event": e["event"], "consent_marketing": "true"}
     assert st["removed_events"] == {"consent_denied": len(events) - len(granted)}
+
+
+def test_live_events_and_finding_an_event_name_its_partition(fleet, make_bucket, start_worker):
+    iid = fleet.install(make_bucket(), prefix=PREFIX, partition_fields=["event"], flush_interval_s=3600)
+    start_worker()  # no beat: the events wait in their buffers
+    fleet.sender.ingest(iid, [track("w1", "Sign Up"), track("w2", "a/b")])
+    wait_until(lambda: status.integration_status(fleet.r, iid)["buffered_events"] == 2, 30)
+    live = {e["event_id"]: e for e in status.live_events(fleet.r, iid)}
+    assert (live["w1"]["state"], live["w1"]["partition"]) == ("buffered", "event=%53ign%20%55p")
+    assert live["w2"]["partition"] == "event=a%2Fb" and len(live["w2"]["hour"]) == 10
+    found = find.find_event(fleet.r, iid, "w2", at=None, settings=get_settings())
+    assert (found["state"], found["partition"], found["hour"]) == ("buffered", "event=a%2Fb", live["w2"]["hour"])
+    assert '"event":"a/b"' in found["line"]

@@ -23,6 +23,7 @@ import redis
 
 from workers import clock
 from workers.errors import NotFound
+from workers.events import partitions
 from workers.integrations import registry, status
 from workers.settings import Settings
 from workers.sink import read
@@ -121,7 +122,7 @@ def _in_recent(r: redis.Redis, iid: str, event_id: str) -> dict[str, Any] | None
 def _answer(event_id: str, view: dict[str, Any]) -> dict[str, Any]:
     state = {"failed": "held"}.get(view["state"], view["state"])
     out = {"event_id": event_id, "state": state, "type": view.get("type"), "event": view.get("event")}
-    for name in ("received_at", "batch_id", "object_key", "reason", "code", "hint", "line"):
+    for name in ("received_at", "batch_id", "hour", "partition", "object_key", "reason", "code", "hint", "line"):
         if view.get(name) is not None:
             out[name] = view[name]
     return out
@@ -131,22 +132,22 @@ def _in_store(
     r: redis.Redis, iid: str, event_id: str, hours: list[str] | None, search: _Search
 ) -> dict[str, Any] | None:
     """The event among the open buffers and sealed batches (in flight or held) of ``hours`` (None: all)."""
-    open_hours = [text(h) for h in r.zrange(keys.open_index(iid), 0, -1)]
-    for hour in open_hours:
-        if hours is None or hour in hours:
-            line = _scan(r, keys.buffer(iid, hour), event_id, search)
+    open_slots = [text(h) for h in r.zrange(keys.open_index(iid), 0, -1)]
+    for slot in open_slots:
+        if hours is None or partitions.split_slot(slot)[0] in hours:
+            line = _scan(r, keys.buffer(iid, slot), event_id, search)
             if line is not None:
-                return {"event_id": event_id, "state": "buffered", "hour": hour, "line": line}
+                return {"event_id": event_id, "state": "buffered", **_slot_view(slot), "line": line}
     batches = [(b, "pending") for b in buffer.pending_batches(r, iid)]
     batches += [(meta["batch_id"], "held") for meta in buffer.held_batches(r, iid)]
     for batch_id, where in batches:
         meta = buffer.batch_meta(r, iid, batch_id)
-        if not meta or (hours is not None and meta.get("hour") not in hours):
+        if not meta or (hours is not None and partitions.split_slot(meta.get("hour", ""))[0] not in hours):
             continue
         line = _scan(r, keys.batch(iid, batch_id), event_id, search)
         if line is None:
             continue
-        out: dict[str, Any] = {"event_id": event_id, "batch_id": batch_id, "hour": meta.get("hour"), "line": line}
+        out: dict[str, Any] = {"event_id": event_id, "batch_id": batch_id, **_slot_view(meta["hour"]), "line": line}
         if where == "held" or meta.get("state") == "dead":
             return out | {
                 "state": "held",
@@ -229,3 +230,9 @@ def _read_hint(code: str) -> str:
     if code in ("AccessDenied", "403"):
         return "Reading objects back needs s3:GetObject on the integration's prefix (see Query & access)."
     return "The object could not be read back; the ledger still names it."
+
+
+def _slot_view(slot: str) -> dict[str, Any]:
+    """``hour`` and, with partition fields, ``partition`` (``event=x/consent_marketing=true``) of a buffer's slot."""
+    hour, values = partitions.split_slot(slot)
+    return {"hour": hour, **({"partition": partitions.key_path(values).rstrip("/")} if values else {})}

@@ -8,6 +8,7 @@ import orjson
 import redis
 
 from workers import clock
+from workers.events import partitions
 from workers.integrations import registry
 from workers.store import buffer, keys
 from workers.store.db import text
@@ -147,8 +148,8 @@ def _traced(r: redis.Redis, integration_id: str, records: list[dict[str, Any]]) 
             "event": rec.get("event"),
             "received_at": rec["received_at"],
             "batch_id": b,
-            "hour": rec.get("hour"),
             "state": "buffered",
+            **_partition_of(rec.get("hour")),
         }
         if rec.get("line") is not None:
             view["line"] = orjson.dumps(rec["line"]).decode()  # kept as JSON in the record; the line as stored
@@ -188,3 +189,11 @@ def dead_letter(r: redis.Redis, integration_id: str) -> list[dict[str, Any]]:
         }
         for meta in buffer.held_batches(r, integration_id)
     ]
+
+
+def _partition_of(slot: str | None) -> dict[str, Any]:
+    """``hour`` and ``partition`` (its folders, ``event=x/consent_marketing=true``, or None) of a buffer's slot."""
+    if slot is None:
+        return {"hour": None, "partition": None}
+    hour, values = partitions.split_slot(slot)
+    return {"hour": hour, "partition": partitions.key_path(values).rstrip("/") or None}

@@ -304,6 +304,38 @@ def test_the_kms_key_is_asked_for_only_with_aws_kms(browser, console_url):
 
 
 @pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["1280x800", "390x844"])
+def test_the_example_key_follows_the_partition_fields_date_layout_and_variant(browser, console_url, fleet, viewport):
+    size = f"{viewport['width']}x{viewport['height']}"
+    errors = PageErrors()
+    page = new_page(browser, viewport, errors)
+    sign_in_with_the_keyboard(page, console_url)
+    page.goto(console_url + "/integrations/library/amazon_s3/install")
+    page.get_by_text("Advanced settings").click()
+    preview = page.locator("#key-preview")
+    expect(preview).to_have_text(re.compile(r"^\d{4}/\d{2}/\d{2}/\d{2}/<batch-uuid>\.json\.gz$"))
+    page.get_by_role("textbox", name="Prefix").fill("events/")
+    page.get_by_role("textbox", name="Partition fields").fill("event, consent.marketing, properties.plan")
+    page.get_by_role("combobox", name="Date layout").select_option("hive")
+    page.get_by_role("combobox", name="Variant").select_option("parquet")
+    expect(preview).to_have_text(
+        re.compile(
+            r"^events/event=order_completed/consent_marketing=true/properties_plan=pro/"
+            r"dt=\d{4}-\d{2}-\d{2}/hr=\d{2}/<batch-uuid>\.parquet$"
+        )
+    )
+    expect(page.locator("#key-preview-error")).to_be_hidden()
+    page.get_by_role("textbox", name="Partition fields").fill("event, properties")
+    expect(page.locator("#key-preview-error")).to_contain_text("'properties' is not a field")
+    expect(preview).to_be_hidden()
+    assert page.locator("#key-preview-error").bounding_box()["width"] <= viewport["width"]
+    page.get_by_role("textbox", name="Partition fields").fill("type")
+    expect(preview).to_have_text(re.compile(r"^events/type=track/"))
+    screenshot(page, f"key-preview-{size}")
+    assert errors == []
+    page.context.close()
+
+
+@pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["1280x800", "390x844"])
 def test_the_credentials_choice_asks_for_what_it_needs_and_proposes_an_external_id(
     browser, console_url, fleet, make_bucket, viewport
 ):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from workers.events import blueprint, rules
+from workers.events import blueprint, partitions, rules
 from workers.integrations import blueprint_fields, schema
 from workers.sink import object_keys
 
@@ -97,3 +97,37 @@ def variant_ids() -> tuple[str, ...]:
 
 def variant(variant_id: str) -> dict[str, str] | None:
     return next((v for v in VARIANTS if v["id"] == variant_id), None)
+
+
+# The sample event the console builds an example key from (the install form and Settings).
+SAMPLE_EVENT: dict[str, Any] = {
+    "type": "track",
+    "event": "order_completed",
+    "source_id": "src_web",
+    "context": {
+        "consent": {"categoryPreferences": {"marketing": True, "analytics": True}},
+        "page": {"path": "/checkout"},
+        "locale": "en-US",
+    },
+    "properties": {"plan": "pro", "currency": "usd", "revenue": 42.5},
+}
+SAMPLE_DESCRIPTION = (
+    "a track call order_completed from source src_web, marketing and analytics consent granted, "
+    'context.locale en-US, context.page.path /checkout, properties {"plan": "pro", "currency": "usd", '
+    '"revenue": 42.5}'
+)
+
+
+def example_key(
+    *, prefix: str, partition_fields: str, date_layout: str, variant: str, hour: str
+) -> tuple[str | None, str | None]:
+    """The key ``SAMPLE_EVENT`` would get at ``hour`` with these settings (as a form holds them), or the problem
+    that stops it: ``(key, None)`` or ``(None, message)``."""
+    try:
+        fields = partitions.parse_fields(partition_fields or [])
+        date = object_keys.hour_path(hour, date_layout or "path")
+        suffix = object_keys.suffix(variant or "default")
+    except (partitions.FieldsError, ValueError) as exc:
+        return None, str(exc)
+    folders = "".join(f"{f.name}={f.value(SAMPLE_EVENT)}/" for f in fields)
+    return f"{prefix}{folders}{date}/<batch-uuid>{suffix}", None

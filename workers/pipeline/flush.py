@@ -37,45 +37,48 @@ def flush_due(r: redis.Redis, *, settings: Settings, force: bool = False) -> lis
 FLUSH_CHUNK = 500
 
 
+def _interval_ms(r: redis.Redis, iid: str, settings: Settings, tick_ms: int) -> int:
+    """An integration's flush interval (the tick's for one the registry no longer knows)."""
+    try:
+        integ = registry.get(r, iid, max_age_s=settings.integration_cache_ttl_s)
+    except registry.UnknownIntegration:
+        return tick_ms
+    return int(integ.config.effective_flush_interval_s(settings) * 1000)
+
+
 def _flush_chunk(
     r: redis.Redis, candidates: list[tuple[str, int | None]], now_ms: int, *, settings: Settings, force: bool
 ) -> list[tuple[str, str]]:
     """Flush what is due of some integrations (one pipelined read for all of them), then move each in the due index
-    to the time something of it is next due."""
+    to the time something of it is next due.
+
+    Only the buffers that are due are read, and the first one that is not: a tick costs what it seals, however many
+    buffers (hours, partitions) are open."""
     tick_ms = int(settings.flush_interval_s * 1000)
     seal_due_ms = now_ms + int(settings.lease_s * 1000)
+    intervals = [_interval_ms(r, iid, settings, tick_ms) for iid, _ in candidates]
     pipe = r.pipeline(transaction=False)
-    for iid, _ in candidates:
-        pipe.zrange(keys.open_index(iid), 0, -1, withscores=True)
+    for (iid, _), interval_ms in zip(candidates, intervals, strict=True):
+        # due.buffer_due_ms(first, interval, tick) <= now, solved for first
+        opened_by = "+inf" if force else now_ms if interval_ms <= tick_ms else now_ms - interval_ms + tick_ms // 2
+        pipe.zrangebyscore(keys.open_index(iid), "-inf", opened_by, withscores=True)
+        pipe.zrangebyscore(keys.open_index(iid), f"({opened_by}", "+inf", start=0, num=1, withscores=True)
         pipe.zrangebyscore(keys.pending(iid), "-inf", now_ms)
         pipe.zrange(keys.pending(iid), 0, 0, withscores=True)
         pipe.exists(keys.integration(iid))
     replies = pipe.execute()
     work: list[tuple[str, str]] = []
     updates: list[tuple[str, int | None, int | None]] = []
-    for n, (iid, seen) in enumerate(candidates):
-        hours, due_batches, first_pending, installed = replies[4 * n : 4 * n + 4]
+    for n, ((iid, seen), interval_ms) in enumerate(zip(candidates, intervals, strict=True)):
+        due_slots, first_waiting, due_batches, first_pending, installed = replies[5 * n : 5 * n + 5]
         next_ms = [int(first_pending[0][1])] if first_pending else []
-        interval_ms = tick_ms
-        if hours and installed:
-            try:
-                interval_ms = int(
-                    registry.get(r, iid, max_age_s=settings.integration_cache_ttl_s).config.effective_flush_interval_s(
-                        settings
-                    )
-                    * 1000
-                )
-            except registry.UnknownIntegration:
-                pass
-        for hour, first_ms in hours:
-            due_ms = due.buffer_due_ms(int(first_ms), interval_ms, tick_ms)
-            if force or due_ms <= now_ms:
-                batch_id = buffer.seal(r, iid, text(hour), now_ms=now_ms, seal_due_ms=seal_due_ms)
-                if batch_id:
-                    work.append((iid, batch_id))
-                    next_ms.append(seal_due_ms)
-            else:
-                next_ms.append(due_ms)
+        if first_waiting:
+            next_ms.append(due.buffer_due_ms(int(first_waiting[0][1]), interval_ms, tick_ms))
+        for slot, _ in due_slots:
+            batch_id = buffer.seal(r, iid, text(slot), now_ms=now_ms, seal_due_ms=seal_due_ms)
+            if batch_id:
+                work.append((iid, batch_id))
+                next_ms.append(seal_due_ms)
         # batches of the sweep stay due until a worker claims them: they are looked at (and sent) again next tick
         work.extend((iid, text(b)) for b in due_batches)
         updates.append((iid, seen, min(next_ms) if next_ms else due.IDLE_MS if installed else None))

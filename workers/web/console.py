@@ -18,6 +18,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import RedirectResponse, Response
 
+from workers import clock
 from workers.errors import ConfigError
 from workers.events import blueprint
 from workers.integrations import catalog, manage, registry, sources, status
@@ -178,7 +179,23 @@ def _install_page(
         failure=failure,
         retype=[f.label.lower() for f in fields if f.kind == "password" and form.get(f.name, "").strip()],
         skip_check_name=forms.SKIP_CHECK,
+        preview=forms.key_preview(fields, form.get("variant") or entry["variants"][0]["id"]),
     )
+
+
+@router.get("/integrations/key-preview", dependencies=SIGNED_IN)
+def key_preview(
+    prefix: str = "", partition_fields: str = "", date_layout: str = "", variant: str = "default"
+) -> dict[str, Any]:
+    """The example key of the install and settings forms, for what is typed now (their script asks as it changes)."""
+    key, problem = catalog.example_key(
+        prefix=prefix,
+        partition_fields=partition_fields,
+        date_layout=date_layout,
+        variant=variant,
+        hour=clock.hour_of(clock.now()),
+    )
+    return {"key": key, "error": problem}
 
 
 @router.get("/integrations", dependencies=SIGNED_IN)

@@ -17,8 +17,10 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
+from workers import clock
 from workers.errors import ConfigError
 from workers.events import blueprint
+from workers.integrations import catalog
 from workers.integrations.blueprint_fields import BLUEPRINT_FIELDS
 from workers.integrations.sources import DEFAULT_SOURCE_ID, DEFAULT_SOURCE_NAME
 
@@ -319,3 +321,17 @@ def update_body(entry: dict[str, Any], form: dict[str, str]) -> dict[str, Any]:
     if form.get(SKIP_CHECK):
         body["verify"] = False
     return body
+
+
+def key_preview(fields: list[Field], variant: str) -> dict[str, Any]:
+    """The example key the form's settings give the catalog's sample event this hour (``catalog.example_key``), or
+    what stops it; the console.js keeps it current as the person types (``/integrations/key-preview``)."""
+    shown = {f.name: f.value for f in fields}
+    key, problem = catalog.example_key(
+        prefix=shown.get("config.prefix", ""),
+        partition_fields=shown.get("config.partition_fields", ""),
+        date_layout=shown.get("config.date_layout", ""),
+        variant=variant,
+        hour=clock.hour_of(clock.now()),
+    )
+    return {"key": key, "error": problem, "sample": catalog.SAMPLE_DESCRIPTION}

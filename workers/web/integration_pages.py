@@ -91,6 +91,7 @@ def _settings_page(
         other_errors=[(k, v) for k, v in errors.items() if k not in shown],
         failure=failure,
         skip_check_name=forms.SKIP_CHECK,
+        preview=forms.key_preview(fields, integ.variant),
     )
 
 

@@ -150,6 +150,56 @@
     });
   }
 
+  // The example key of the install and settings forms: asked again of the server (which owns the rules) as the
+  // prefix, partition fields, date layout or variant change.
+  function keyPreview(box) {
+    var form = box.closest("form");
+    var code = box.querySelector("#key-preview");
+    var problem = box.querySelector("#key-preview-error");
+    var names = ["config.prefix", "config.partition_fields", "config.date_layout", "variant"];
+    var timer = null;
+    function value(name) {
+      var input = form.elements.namedItem(name);
+      return input && input.value !== undefined ? input.value : "";
+    }
+    function update() {
+      var params = new URLSearchParams({
+        prefix: value("config.prefix"),
+        partition_fields: value("config.partition_fields"),
+        date_layout: value("config.date_layout"),
+        variant: box.dataset.variant || value("variant") || "default"
+      });
+      fetch(box.dataset.keyPreview + "?" + params.toString(), { credentials: "same-origin", cache: "no-store" })
+        .then(function (response) {
+          if (response.status === 401) {
+            signInAgain();
+            return null;
+          }
+          return response.ok ? response.json() : null;
+        })
+        .then(function (answer) {
+          if (!answer) {
+            return;
+          }
+          code.textContent = answer.key || "";
+          code.hidden = !answer.key;
+          problem.textContent = answer.error || "";
+          problem.hidden = !answer.error;
+        })
+        .catch(function () {});
+    }
+    names.forEach(function (name) {
+      var input = form.elements.namedItem(name);
+      if (input && input.addEventListener) {
+        input.addEventListener("input", function () {
+          window.clearTimeout(timer);
+          timer = window.setTimeout(update, 250);
+        });
+        input.addEventListener("change", update);
+      }
+    });
+  }
+
   function autoSubmit(form) {
     form.querySelectorAll("select").forEach(function (select) {
       select.addEventListener("change", function () {
@@ -165,6 +215,7 @@
     document.querySelectorAll("form[data-busy]").forEach(busyForm);
     document.querySelectorAll("form[data-autosubmit]").forEach(autoSubmit);
     document.querySelectorAll("button[data-pause]").forEach(pauseButton);
+    document.querySelectorAll("[data-key-preview]").forEach(keyPreview);
     document.addEventListener("click", function (event) {
       var button = event.target.closest("button[data-copy]");
       if (button) {

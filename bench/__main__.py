@@ -115,7 +115,7 @@ def run(stack: Any, results: dict[str, Any]) -> None:
     from workers.settings import get_settings
 
     get_settings.cache_clear()
-    from bench import flush, ingest, soak
+    from bench import flush, ingest, partitions, soak
     from bench.events import make_events
     from tests.support.fleet import install
     from tests.support.s3_fixtures import create_bucket
@@ -154,6 +154,10 @@ def run(stack: Any, results: dict[str, Any]) -> None:
         iid = integration(**big)
         results[f"ingest_drain_{producer}"] = ingest.drain(stack, env, r, iid, n, producer=producer)
         drop_integration(r, iid)
+    step(f"ingest: the same drain with 3 partition fields ({', '.join(partitions.FIELDS)})")
+    iid = integration(partition_fields=partitions.FIELDS, **big)
+    results["ingest_drain_partitioned"] = ingest.drain(stack, env, r, iid, n, producer="api")
+    drop_integration(r, iid)
     step(f"ingest: {n:,} events published as the API does while a prefork worker (-c 2) appends them")
     iid = integration(**big)
     results["ingest_publish_to_buffered"] = ingest.publish_to_buffered(stack, env, r, iid, n)
@@ -183,6 +187,15 @@ def run(stack: Any, results: dict[str, Any]) -> None:
     iid = integration(variant="parquet", **big)
     hour = flush.fill_open_buffer(r, iid, flines, n)
     results["drain_product_parquet"] = flush.product_drain(r, iid, hour, settings, variant="parquet")
+    drop_integration(r, iid)
+    step(f"flush: the same {n:,} events in the buffers of 3 partition fields, each sealed, read and gzipped")
+    iid = integration(partition_fields=partitions.FIELDS, **big)
+    slots = partitions.fill_partitioned(r, iid, flines, n)
+    results["drain_partitioned"] = partitions.flush_partitioned(r, iid, slots, settings)
+    drop_integration(r, iid)
+    step("flush: the beat's tick with 1 and with 1,000 partitions open, none due")
+    iid = integration(partition_fields=["event"], **big)
+    results["tick_partitions"] = [partitions.tick_cost(r, iid, k, settings) for k in (1, 1_000)]
     drop_integration(r, iid)
 
     # -- flush: upload ------------------------------------------------------------------------------------------------
@@ -310,6 +323,17 @@ def table(res: dict[str, Any]) -> list[dict[str, Any]]:
             "<= 2.5 us, Redis <= 0.5 us",
             d["worker_cpu_us_per_event"] <= 2.5 and d["redis_cpu_us_per_event"] <= 0.5,
         )
+    if "ingest_drain_partitioned" in res and "ingest_drain_api" in res:
+        plain, d = res["ingest_drain_api"], res["ingest_drain_partitioned"]
+        ratio = d["events_per_s"] / plain["events_per_s"]
+        row(
+            "  the same drain with 3 partition fields",
+            f"{plain['events_per_s']:,.0f} ev/s without",
+            f"{d['events_per_s']:,.0f} ev/s",
+            f"{ratio:.2f} of without, {d['worker_cpu_us_per_event']:.1f} us CPU/event",
+            ">= 0.8 of without",
+            ratio >= 0.8 and d["complete"],
+        )
     if "ingest_publish_to_buffered" in res:
         raw, d = res["ingest_raw"], res["ingest_publish_to_buffered"]
         ratio = d["events_per_s"] / raw["events_per_s"]
@@ -410,6 +434,28 @@ def table(res: dict[str, Any]) -> list[dict[str, Any]]:
             f"{ratio:.2f} of raw",
             ">= 0.70 of raw",
             ratio >= 0.7,
+        )
+    if "drain_partitioned" in res and "drain_product" in res:
+        plain, part = res["drain_product"], res["drain_partitioned"]
+        ratio = part["events_per_s"] / plain["events_per_s"]
+        row(
+            f"  the same events in the buffers of 3 partition fields ({part['objects']} objects)",
+            f"{plain['events_per_s']:,.0f} ev/s in one",
+            f"{part['events_per_s']:,.0f}",
+            f"{ratio:.2f} of one buffer",
+            ">= 0.8 of one buffer",
+            ratio >= 0.8,
+        )
+    if "tick_partitions" in res:
+        one, many = res["tick_partitions"]
+        ratio = many["median_s"] / one["median_s"]
+        row(
+            "tick with 1,000 partitions open (none due), median",
+            f"{one['median_s'] * 1000:.2f} ms with 1",
+            f"{many['median_s'] * 1000:.2f} ms",
+            f"{ratio:.2f}x",
+            "flat: <= 1.5x",
+            ratio <= 1.5,
         )
     if "drain_product_parquet" in res:
         raw, prod = res["drain_raw"], res["drain_product_parquet"]

@@ -154,6 +154,10 @@ def test_held_batches_replay_into_their_own_partitions_and_the_blueprint_runs_fi
     )
     held = buffer.held_batches(fleet.r, iid)
     assert len(held) == 2  # one per partition: signup and purchase, consent true
+    assert {b["partition"] for b in status.dead_letter(fleet.r, iid)} == {
+        "event=signup/consent_marketing=true",
+        "event=purchase/consent_marketing=true",
+    }
     make_bucket(name=bucket)
     report = replay.replay(fleet.r, iid, settings=get_settings())
     assert report.failed == [] and len(report.delivered) + len(report.skipped) == 2

@@ -176,7 +176,7 @@ def dead_letter(r: redis.Redis, integration_id: str) -> list[dict[str, Any]]:
     return [
         {
             "batch_id": meta["batch_id"],
-            "hour": meta.get("hour"),
+            **_partition_of(meta.get("hour")),
             "object_key": meta.get("key"),
             "events": int(meta.get("events", 0)),
             "bytes": int(meta.get("bytes", 0)),

@@ -83,7 +83,9 @@ def test_a_role_is_assumed_with_its_external_id_and_its_credentials_are_reused_t
 ):
     iid = install(fleet, account.bucket, **role(account))
     assert registry.get(fleet.r, iid).config.credentials == "assume_role"  # given a role_arn, nothing else
-    start_worker()
+    # one worker process: assumed credentials are kept per process (each process of a fleet assumes the role once
+    # per refresh), so with two the uploads could each ask STS once
+    start_worker(concurrency=1)
     start_beat()
     account.proxy.reset()
     bucket = landed(fleet, account, iid)

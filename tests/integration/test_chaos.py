@@ -57,16 +57,20 @@ def chaos_plan(seed: int) -> Plan:
     return plan
 
 
-@pytest.mark.parametrize("topology", ["redis", "scaled"], indirect=True)
+# on RabbitMQ + Redis Cluster with partition fields: each event's partition is its own buffer, batch and object, and
+# every guarantee holds for each
+@pytest.mark.parametrize(
+    ("topology", "partition_fields"), [("redis", []), ("scaled", ["event", "type"])], indirect=["topology"]
+)
 def test_chaos_kills_and_s3_faults_lose_and_duplicate_nothing(
-    proxied, fault_proxy, make_bucket, start_worker, start_beat
+    proxied, fault_proxy, make_bucket, start_worker, start_beat, partition_fields
 ):
     fleet = proxied
     started = time.monotonic()
     seed = random.randrange(1 << 30)
     rng = random.Random(seed)
     bucket = Bucket(fleet.s3, make_bucket())
-    iid = fleet.install(bucket.name, batch_max_events=CHAOS_BATCH_MAX_EVENTS)
+    iid = fleet.install(bucket.name, batch_max_events=CHAOS_BATCH_MAX_EVENTS, partition_fields=partition_fields)
     fault_proxy.set_plan(chaos_plan(seed))
     live = [start_worker(env=MANY_LOSSES, concurrency=2) for _ in range(2)]
     start_beat()

@@ -213,11 +213,15 @@ def assert_exactly_once(fleet: Any, iid: str, bucket: Bucket, sent: set[str]) ->
     doubled = {event_id: n for event_id, n in counts.items() if n > 1}
     assert not doubled, f"{len(doubled)} events delivered more than once, e.g. {sorted(doubled.items())[:5]}"
     assert set(counts) == sent
-    layout = re.compile("^" + re.escape(registry.get(fleet.r, iid).config.prefix) + KEY_TAIL)
+    cfg = registry.get(fleet.r, iid).config
+    layout = re.compile("^" + re.escape(cfg.prefix) + KEY_TAIL)
     for key, events in objects.items():
-        assert layout.match(key), f"object key outside the layout: {key}"
+        folders = "".join(f"{f.name}={f.value(events[0])}/" for f in cfg.partition_by) if events else ""
+        assert layout.match(key.replace(folders, "", 1)), f"object key outside the layout: {key}"
         assert events, f"empty object {key}"
         assert all(e["integration_id"] == iid for e in events), key
+        # with partition fields, every event of an object is of the object's partition
+        assert all("".join(f"{f.name}={f.value(e)}/" for f in cfg.partition_by) == folders for e in events), key
     assert buffer.held_batches(fleet.r, iid) == [], "batches were held in the dead-letter store"
     # the last ack follows the last PUT: wait for Redis to settle, then nothing may be left behind
     wait_until(

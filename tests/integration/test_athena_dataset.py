@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import re
-from urllib.parse import urlsplit
 
 import pyarrow as pa
 import pyarrow.dataset as ds
-import pyarrow.fs as pafs
 import pyarrow.json as pajson
 import pytest
 
 from tests.support.fleet import event_counts, make_events, read_objects, slices
-from tests.support.s3_fixtures import TEST_ACCESS_KEY_ID, TEST_SECRET_ACCESS_KEY
+from tests.support.s3_fixtures import arrow_s3
 from workers import clock
 from workers.integrations import registry
 from workers.sink import athena
@@ -33,14 +31,7 @@ def test_every_event_reads_back_through_the_ddl_partitions(fleet, make_bucket, s
     objects = read_objects(fleet.s3, bucket)
     assert len(objects) >= 5 and set(event_counts(objects)) == {e["event_id"] for e in events}
 
-    endpoint = urlsplit(fleet.endpoint)
-    s3 = pafs.S3FileSystem(
-        access_key=TEST_ACCESS_KEY_ID,
-        secret_key=TEST_SECRET_ACCESS_KEY,
-        region="us-east-1",
-        endpoint_override=endpoint.netloc,
-        scheme=endpoint.scheme,
-    )
+    s3 = arrow_s3(fleet.endpoint)
     # the partition columns of the DDL, in its order, as the strings of the key (``09``, not 9)
     partitioning = ds.DirectoryPartitioning(pa.schema([(name, pa.string()) for name, *_ in athena.PARTITIONS]))
     columns = pa.schema([(name, pa.string()) for name in COLUMNS])
@@ -125,14 +116,7 @@ def test_the_hive_date_layout_reads_back_through_its_ddl_projection(
         assert {e["received_at"][:13] for e in evs} == {f"{dt}T{hr}"}, key
 
     # the objects as a dataset partitioned the Hive way (what Spark, Glue and MSCK REPAIR read)
-    endpoint = urlsplit(fleet.endpoint)
-    s3 = pafs.S3FileSystem(
-        access_key=TEST_ACCESS_KEY_ID,
-        secret_key=TEST_SECRET_ACCESS_KEY,
-        region="us-east-1",
-        endpoint_override=endpoint.netloc,
-        scheme=endpoint.scheme,
-    )
+    s3 = arrow_s3(fleet.endpoint)
     partitioning = ds.HivePartitioning(pa.schema([(name, pa.string()) for name in athena.partition_names("hive")]))
     if variant == "parquet":
         fmt: ds.FileFormat = ds.ParquetFileFormat()

@@ -8,17 +8,15 @@ import re
 import uuid
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit
 
 import orjson
 import pyarrow as pa
 import pyarrow.dataset as ds
-import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from tests.support.fleet import duplicates, event_counts, make_events, parquet_rows, read_objects, slices
 from tests.support.processes import wait_until
-from tests.support.s3_fixtures import TEST_ACCESS_KEY_ID, TEST_SECRET_ACCESS_KEY
+from tests.support.s3_fixtures import arrow_s3
 from workers.integrations import status
 from workers.sink import athena, parquet
 from workers.store import keys
@@ -178,14 +176,7 @@ def test_parquet_objects_read_back_through_the_ddl_partitions(fleet, make_bucket
     objects = read_objects(fleet.s3, bucket)
     assert len(objects) >= 4
 
-    endpoint = urlsplit(fleet.endpoint)
-    s3 = pafs.S3FileSystem(
-        access_key=TEST_ACCESS_KEY_ID,
-        secret_key=TEST_SECRET_ACCESS_KEY,
-        region="us-east-1",
-        endpoint_override=endpoint.netloc,
-        scheme=endpoint.scheme,
-    )
+    s3 = arrow_s3(fleet.endpoint)
     partitioning = ds.DirectoryPartitioning(pa.schema([(name, pa.string()) for name, *_ in athena.PARTITIONS]))
     dataset = ds.dataset(f"{bucket}/events", filesystem=s3, format="parquet", partitioning=partitioning)
     # the table's columns are the DDL's, in its order, followed by the partition columns

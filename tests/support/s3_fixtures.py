@@ -143,6 +143,22 @@ def s3_admin(moto_server: MotoServer) -> Any:
     return s3_client(moto_server.endpoint, TEST_ACCESS_KEY_ID, TEST_SECRET_ACCESS_KEY)
 
 
+def arrow_s3(endpoint: str) -> Any:
+    """pyarrow's S3 filesystem on the test moto_server (as Athena, Spark or DuckDB would read the bucket)."""
+    from urllib.parse import urlsplit
+
+    import pyarrow.fs as pafs
+
+    url = urlsplit(endpoint)
+    return pafs.S3FileSystem(
+        access_key=TEST_ACCESS_KEY_ID,
+        secret_key=TEST_SECRET_ACCESS_KEY,
+        region="us-east-1",
+        endpoint_override=url.netloc,
+        scheme=url.scheme,
+    )
+
+
 @pytest.fixture
 def make_bucket(s3_admin: Any) -> Callable[..., str]:
     """``make_bucket(region="us-east-1", name=None) -> name``: a fresh bucket on the session moto_server."""

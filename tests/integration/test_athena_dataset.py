@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.dataset as ds
@@ -19,6 +20,23 @@ PREFIX = "events/"
 COLUMNS = ("event_id", "type", "received_at", "integration_id")
 
 
+def as_dataset(fleet: Any, bucket: str, variant: str, names: tuple[str, ...], partitioning: Any) -> ds.Dataset:
+    """The objects under the prefix as one pyarrow dataset: string columns ``names`` plus the partition columns."""
+    columns = pa.schema([(name, pa.string()) for name in names])
+    fmt: ds.FileFormat = ds.ParquetFileFormat()
+    if variant == "default":
+        fmt = ds.JsonFileFormat(
+            parse_options=pajson.ParseOptions(explicit_schema=columns, unexpected_field_behavior="ignore")
+        )
+    return ds.dataset(
+        f"{bucket}/{PREFIX.rstrip('/')}",
+        filesystem=arrow_s3(fleet.endpoint),
+        format=fmt,
+        partitioning=partitioning,
+        schema=pa.schema([*columns, *partitioning.schema]),
+    )
+
+
 def test_every_event_reads_back_through_the_ddl_partitions(fleet, make_bucket, start_worker, start_beat):
     bucket = make_bucket()
     iid = fleet.install(bucket, prefix=PREFIX, batch_max_events=200)
@@ -31,20 +49,9 @@ def test_every_event_reads_back_through_the_ddl_partitions(fleet, make_bucket, s
     objects = read_objects(fleet.s3, bucket)
     assert len(objects) >= 5 and set(event_counts(objects)) == {e["event_id"] for e in events}
 
-    s3 = arrow_s3(fleet.endpoint)
     # the partition columns of the DDL, in its order, as the strings of the key (``09``, not 9)
     partitioning = ds.DirectoryPartitioning(pa.schema([(name, pa.string()) for name, *_ in athena.PARTITIONS]))
-    columns = pa.schema([(name, pa.string()) for name in COLUMNS])
-    fmt = ds.JsonFileFormat(
-        parse_options=pajson.ParseOptions(explicit_schema=columns, unexpected_field_behavior="ignore")
-    )
-    dataset = ds.dataset(
-        f"{bucket}/{PREFIX.rstrip('/')}",
-        filesystem=s3,
-        format=fmt,
-        partitioning=partitioning,
-        schema=pa.schema([*columns, *partitioning.schema]),
-    )
+    dataset = as_dataset(fleet, bucket, "default", COLUMNS, partitioning)
 
     seen: list[str] = []
     fragments = list(dataset.get_fragments())
@@ -116,23 +123,8 @@ def test_the_hive_date_layout_reads_back_through_its_ddl_projection(
         assert {e["received_at"][:13] for e in evs} == {f"{dt}T{hr}"}, key
 
     # the objects as a dataset partitioned the Hive way (what Spark, Glue and MSCK REPAIR read)
-    s3 = arrow_s3(fleet.endpoint)
     partitioning = ds.HivePartitioning(pa.schema([(name, pa.string()) for name in athena.partition_names("hive")]))
-    if variant == "parquet":
-        fmt: ds.FileFormat = ds.ParquetFileFormat()
-        columns = pa.schema([("event_id", pa.string()), ("integration_id", pa.string())])
-    else:
-        columns = pa.schema([(name, pa.string()) for name in ("event_id", "integration_id")])
-        fmt = ds.JsonFileFormat(
-            parse_options=pajson.ParseOptions(explicit_schema=columns, unexpected_field_behavior="ignore")
-        )
-    dataset = ds.dataset(
-        f"{bucket}/{PREFIX.rstrip('/')}",
-        filesystem=s3,
-        format=fmt,
-        partitioning=partitioning,
-        schema=pa.schema([*columns, *partitioning.schema]),
-    )
+    dataset = as_dataset(fleet, bucket, variant, ("event_id", "integration_id"), partitioning)
     table = dataset.to_table()
     assert sorted(table.column("event_id").to_pylist()) == sorted(e["event_id"] for e in events)
     assert set(table.column("integration_id").to_pylist()) == {iid}

@@ -3,38 +3,19 @@
 from __future__ import annotations
 
 import re
-from typing import Any
 
 import pyarrow as pa
 import pyarrow.dataset as ds
-import pyarrow.json as pajson
 import pytest
 
 from tests.support.fleet import event_counts, make_events, read_objects, slices
-from tests.support.s3_fixtures import arrow_s3
+from tests.support.s3_fixtures import arrow_dataset
 from workers import clock
 from workers.integrations import registry
 from workers.sink import athena
 
 PREFIX = "events/"
 COLUMNS = ("event_id", "type", "received_at", "integration_id")
-
-
-def as_dataset(fleet: Any, bucket: str, variant: str, names: tuple[str, ...], partitioning: Any) -> ds.Dataset:
-    """The objects under the prefix as one pyarrow dataset: string columns ``names`` plus the partition columns."""
-    columns = pa.schema([(name, pa.string()) for name in names])
-    fmt: ds.FileFormat = ds.ParquetFileFormat()
-    if variant == "default":
-        fmt = ds.JsonFileFormat(
-            parse_options=pajson.ParseOptions(explicit_schema=columns, unexpected_field_behavior="ignore")
-        )
-    return ds.dataset(
-        f"{bucket}/{PREFIX.rstrip('/')}",
-        filesystem=arrow_s3(fleet.endpoint),
-        format=fmt,
-        partitioning=partitioning,
-        schema=pa.schema([*columns, *partitioning.schema]),
-    )
 
 
 def test_every_event_reads_back_through_the_ddl_partitions(fleet, make_bucket, start_worker, start_beat):
@@ -51,7 +32,7 @@ def test_every_event_reads_back_through_the_ddl_partitions(fleet, make_bucket, s
 
     # the partition columns of the DDL, in its order, as the strings of the key (``09``, not 9)
     partitioning = ds.DirectoryPartitioning(pa.schema([(name, pa.string()) for name, *_ in athena.PARTITIONS]))
-    dataset = as_dataset(fleet, bucket, "default", COLUMNS, partitioning)
+    dataset = arrow_dataset(fleet.endpoint, bucket, PREFIX, "default", COLUMNS, partitioning)
 
     seen: list[str] = []
     fragments = list(dataset.get_fragments())
@@ -124,7 +105,7 @@ def test_the_hive_date_layout_reads_back_through_its_ddl_projection(
 
     # the objects as a dataset partitioned the Hive way (what Spark, Glue and MSCK REPAIR read)
     partitioning = ds.HivePartitioning(pa.schema([(name, pa.string()) for name in athena.partition_names("hive")]))
-    dataset = as_dataset(fleet, bucket, variant, ("event_id", "integration_id"), partitioning)
+    dataset = arrow_dataset(fleet.endpoint, bucket, PREFIX, variant, ("event_id", "integration_id"), partitioning)
     table = dataset.to_table()
     assert sorted(table.column("event_id").to_pylist()) == sorted(e["event_id"] for e in events)
     assert set(table.column("integration_id").to_pylist()) == {iid}

@@ -8,11 +8,13 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.dataset as ds
 import pytest
 
 from tests.support.fleet import read_objects
 from tests.support.processes import wait_until
-from tests.support.s3_fixtures import unique_bucket
+from tests.support.s3_fixtures import arrow_dataset, unique_bucket
 from workers.events.partitions import MISSING, OTHER, encode
 from workers.integrations import find, registry, status
 from workers.pipeline import replay
@@ -94,6 +96,22 @@ def test_events_land_under_their_event_and_consent_folders_once(variant, fleet, 
     assert {"page", "%5F_other__", "%5F", "%2E", "%2E%2E%2Fx"} <= segments and MISSING not in segments
     for key in objects:  # each hostile name is one segment: nothing climbs or adds a folder
         assert ".." not in key and key.count("/") == len(PREFIX.split("/")) - 1 + 2 + 2
+
+    # pyarrow reads the folders as Hive partition columns (segment values as written: no decoding)
+    partitioning = ds.HivePartitioning(
+        pa.schema([(name, pa.string()) for name in ("event", "consent_marketing", "dt", "hr")]),
+        segment_encoding="none",
+    )
+    dataset = arrow_dataset(fleet.endpoint, bucket, PREFIX, variant, ("event_id",), partitioning)
+    fragments = list(dataset.get_fragments())
+    assert sorted(f.path for f in fragments) == sorted(f"{bucket}/{key}" for key in objects)
+    for fragment in fragments:
+        parts = ds.get_partition_keys(fragment.partition_expression)
+        assert {n: parts[n] for n in ("event", "consent_marketing")} == folders(fragment.path.split("/", 1)[1])
+    if variant == "parquet":  # (pyarrow's JSON reader refuses a nested field whose type differs between lines)
+        rows = dataset.to_table().to_pylist()
+        assert sorted(row["event_id"] for row in rows) == sorted(e["event_id"] for e in events)
+        assert all(folders(keys[row["event_id"]])["event"] == row["event"] for row in rows)
 
     # the DDL's projection template, with the values filled in, is each object's folder
     cfg = registry.get(fleet.r, iid).config

@@ -143,6 +143,30 @@ def s3_admin(moto_server: MotoServer) -> Any:
     return s3_client(moto_server.endpoint, TEST_ACCESS_KEY_ID, TEST_SECRET_ACCESS_KEY)
 
 
+def arrow_dataset(
+    endpoint: str, bucket: str, prefix: str, variant: str, names: tuple[str, ...], partitioning: Any
+) -> Any:
+    """The objects under ``prefix`` as one pyarrow dataset: the string columns ``names`` (NDJSON or Parquet, as
+    ``variant`` says) plus the partition columns of the key."""
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+    import pyarrow.json as pajson
+
+    columns = pa.schema([(name, pa.string()) for name in names])
+    fmt: Any = ds.ParquetFileFormat()
+    if variant == "default":
+        fmt = ds.JsonFileFormat(
+            parse_options=pajson.ParseOptions(explicit_schema=columns, unexpected_field_behavior="ignore")
+        )
+    return ds.dataset(
+        f"{bucket}/{prefix.rstrip('/')}",
+        filesystem=arrow_s3(endpoint),
+        format=fmt,
+        partitioning=partitioning,
+        schema=pa.schema([*columns, *partitioning.schema]),
+    )
+
+
 def arrow_s3(endpoint: str) -> Any:
     """pyarrow's S3 filesystem on the test moto_server (as Athena, Spark or DuckDB would read the bucket)."""
     from urllib.parse import urlsplit

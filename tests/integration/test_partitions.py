@@ -15,6 +15,7 @@ import pytest
 from tests.support.fleet import read_objects
 from tests.support.processes import wait_until
 from tests.support.s3_fixtures import arrow_dataset, unique_bucket
+from workers.events import partitions
 from workers.events.partitions import MISSING, OTHER, encode
 from workers.integrations import find, registry, status
 from workers.pipeline import replay
@@ -198,3 +199,24 @@ def test_live_events_and_finding_an_event_name_its_partition(fleet, make_bucket,
     found = find.find_event(fleet.r, iid, "w2", at=None, settings=get_settings())
     assert (found["state"], found["partition"], found["hour"]) == ("buffered", "event=a%2Fb", live["w2"]["hour"])
     assert '"event":"a/b"' in found["line"]
+
+
+def test_the_api_takes_partition_fields_as_a_list_or_text_and_names_a_bad_one(start_api, make_bucket):
+    api = start_api()
+    body = api.install(
+        make_bucket(), config={"partition_fields": ["event", "consent.marketing"], "date_layout": "hive"}
+    )
+    assert body["config"]["partition_fields"] == ["event", "consent.marketing"]
+    assert (body["config"]["partition_max_values"], body["config"]["date_layout"]) == (100, "hive")
+    url = f"/v1/admin/integrations/{body['id']}"
+    changed = api.admin.patch(url, json={"config": {"partition_fields": "type, context.page.path"}})
+    assert changed.status_code == 200, changed.text
+    assert changed.json()["config"]["partition_fields"] == ["type", "context.page.path"]
+    refused = api.admin.patch(url, json={"config": {"partition_fields": ["event", "../x"]}})
+    assert refused.status_code == 422
+    assert refused.json()["errors"] == [
+        {
+            "field": "config.partition_fields",
+            "message": "partition_fields: '../x' is not a field: " + partitions.FIELDS_HELP,
+        }
+    ]

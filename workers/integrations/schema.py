@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from workers.events import partitions
 from workers.integrations.checks import (
     ADDRESSING_STYLES,
     AWS_REGIONS,
@@ -257,7 +258,7 @@ FIELDS: tuple[dict[str, Any], ...] = (
     {
         "name": "partition_fields",
         "label": "Partition fields",
-        "type": "string",
+        "type": "list",
         "required": False,
         "advanced": True,
         "description": "Up to 3 fields whose values become folders between the prefix and the date, in order, e.g. "
@@ -298,6 +299,7 @@ _JSON_TYPES = {
     "number": "number",
     "boolean": "boolean",
     "tags": "object",
+    "list": "array",
 }
 
 
@@ -314,6 +316,8 @@ def config_schema(*, partial: bool) -> dict[str, Any]:
             prop.update(additionalProperties={"type": "string"}, maxProperties=OBJECT_TAGS_MAX)
         if f["type"] in ("string", "secret") and not f["required"]:
             prop["type"] = ["string", "null"]
+        if f["type"] == "list":  # a list, or one text of items separated by commas (a form's)
+            prop.update(type=["array", "string", "null"], items={"type": "string"}, maxItems=partitions.MAX_FIELDS)
         properties[f["name"]] = prop
     schema: dict[str, Any] = {"type": "object", "properties": properties}
     if not partial:

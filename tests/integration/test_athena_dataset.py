@@ -93,7 +93,7 @@ def test_the_hive_date_layout_reads_back_through_its_ddl_projection(
     integ = registry.get(fleet.r, iid)
     ddl = athena.athena_ddl(iid, integ.config, variant=variant)
     template = re.search(r"'storage\.location\.template'='([^']+)'", ddl).group(1)
-    date_range = re.search(r"'projection\.dt\.range'='(\d{4}-\d{2}-\d{2}),NOW'", ddl).group(1)
+    date_range = re.search(r"'projection\.dt\.range'='(\d{4}-\d{2}-\d{2}),NOW\+1DAYS'", ddl).group(1)
     for key, evs in objects.items():
         found = re.fullmatch(rf"{PREFIX}dt=(\d{{4}}-\d{{2}}-\d{{2}})/hr=(\d{{2}})/[0-9a-f-]{{36}}\.[a-z.]+", key)
         assert found is not None, key

@@ -20,6 +20,8 @@ class Destination:
     bucket: str = "datafly-events-production"
     prefix: str = "events/"
     date_layout: str = "path"
+    partition_time: str = "received_at"
+    partition_time_bound_s: int = 7 * 86_400
 
 
 EXPECTED_WITH_PREFIX = """\
@@ -204,7 +206,7 @@ def test_the_hive_layout_projects_a_date_and_an_hour() -> None:
     properties = dict(re.findall(r"'([\w.]+)'='([^']*)'", ddl))
     assert properties["projection.dt.type"] == "date"
     assert properties["projection.dt.format"] == "yyyy-MM-dd"
-    assert properties["projection.dt.range"] == "2020-01-01,NOW"
+    assert properties["projection.dt.range"] == "2020-01-01,NOW+1DAYS"  # a day of clock skew
     assert (properties["projection.dt.interval"], properties["projection.dt.interval.unit"]) == ("1", "DAYS")
     assert (properties["projection.hr.type"], properties["projection.hr.range"]) == ("integer", "00,23")
     assert properties["projection.hr.digits"] == "2"
@@ -213,3 +215,13 @@ def test_the_hive_layout_projects_a_date_and_an_hour() -> None:
     assert partition_names("hive") == ("dt", "hr") and partition_names("path") == ("year", "month", "day", "hour")
     with pytest.raises(ValueError, match="date_layout"):
         partition_names("flat")
+
+
+def test_dt_reaches_as_far_ahead_as_a_timestamp_can_be_partitioned() -> None:
+    def dt_range(**cfg: object) -> str:
+        ddl = athena_ddl(INTEGRATION_ID, Destination(date_layout="hive", **cfg))  # type: ignore[arg-type]
+        return dict(re.findall(r"'([\w.]+)'='([^']*)'", ddl))["projection.dt.range"]
+
+    assert dt_range(partition_time="timestamp", partition_time_bound_s=7 * 86_400) == "2020-01-01,NOW+8DAYS"
+    assert dt_range(partition_time="timestamp", partition_time_bound_s=3_600) == "2020-01-01,NOW+2DAYS"
+    assert dt_range(partition_time="received_at", partition_time_bound_s=366 * 86_400) == "2020-01-01,NOW+1DAYS"

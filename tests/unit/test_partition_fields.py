@@ -7,8 +7,12 @@ from datetime import UTC, datetime
 import fakeredis
 import pytest
 
+from workers import clock
+from workers.errors import ConfigError
 from workers.events import partitions, prepared
+from workers.events.message import decode_message, encode_message
 from workers.events.partitions import MISSING, OTHER, encode, parse_fields
+from workers.integrations.config import parse_config
 from workers.store import partition_values
 
 HOUR = "2026120705"
@@ -119,11 +123,53 @@ def test_prepare_groups_lines_by_slot_and_regroup_merges_renamed_slots() -> None
 def test_the_bound_admits_values_until_full_and_every_process_decides_alike() -> None:
     r = fakeredis.FakeRedis()
     partition_values.forget()
-    asked = [(HOUR, "event", f"e{i}") for i in range(5)]
+    hour = clock.hour_of(clock.now())
+    asked = [(hour, "event", f"e{i}") for i in range(5)]
     assert partition_values.admit(r, "iid", asked, 3) == {a: i < 3 for i, a in enumerate(asked)}
     partition_values.forget()  # another process, knowing nothing yet
-    again = partition_values.admit(r, "iid", [asked[4], asked[1], (HOUR, "other_field", "e4")], 3)
-    assert again == {asked[4]: False, asked[1]: True, (HOUR, "other_field", "e4"): True}
+    again = partition_values.admit(r, "iid", [asked[4], asked[1], (hour, "other_field", "e4")], 3)
+    assert again == {asked[4]: False, asked[1]: True, (hour, "other_field", "e4"): True}
     assert partition_values.admit(r, "iid", [asked[4]], 5) == {asked[4]: True}  # a larger bound: asked again
-    assert r.scard(f"sig:{{iid}}:pvals:{HOUR}:event") == 4
-    assert 0 < r.pttl(f"sig:{{iid}}:pvals:{HOUR}:event") <= partition_values.TTL_MS
+    assert r.scard(f"sig:{{iid}}:pvals:{hour}:event") == 4
+
+
+def test_a_set_lives_as_long_as_its_hour_can_receive_events_and_processes_forget_with_it(monkeypatch) -> None:
+    now = clock.now_ms()
+    hour = clock.hour_of_ms(now)
+    end = (now // 3_600_000 + 1) * 3_600_000
+    day = partition_values.AFTER_LAST_EVENT_MS
+    assert partition_values.expires_at_ms(hour, 0, now) == end + day
+    assert partition_values.expires_at_ms(hour, 7 * 86_400_000, now) == end + 7 * 86_400_000 + day
+    # an hour long past (an event's own received_at) still gets a set that lives a while
+    assert partition_values.expires_at_ms("2020010100", 0, now) == now + partition_values.MIN_LIFE_MS
+    r = fakeredis.FakeRedis()
+    partition_values.forget()
+    partition_values.admit(r, "iid", [(hour, "event", "a")], 1, late_ms=3_600_000)
+    assert abs(r.pexpiretime(f"sig:{{iid}}:pvals:{hour}:event") - (end + 3_600_000 + day)) <= 1
+    # once the set is gone, a process that decided before asks again instead of trusting its memory
+    r.delete(f"sig:{{iid}}:pvals:{hour}:event")
+    monkeypatch.setattr(clock, "now_ms", lambda: end + 3_600_000 + day + 1)
+    assert partition_values.admit(r, "iid", [(hour, "event", "b"), (hour, "event", "a")], 1) == {
+        (hour, "event", "b"): True,
+        (hour, "event", "a"): False,
+    }
+
+
+def test_a_message_carries_other_only_when_some_events_went_there() -> None:
+    events = [{"type": "track", "event": "a", "anonymous_id": "x"}]
+    ready = prepared.prepare(events, "iid", received_at=RECEIVED, event_max_bytes=10_000, fields=parse_fields("event"))
+    assert "other" not in encode_message(ready)  # read by ingest workers of the version before
+    prepared.regroup(ready, {f"{HOUR}|event=a": f"{HOUR}|event={OTHER}"})
+    assert encode_message(ready)["other"] == 1 and decode_message(encode_message(ready)).partition_other == 1
+
+
+def test_fields_whose_keys_could_pass_s3s_limit_are_refused() -> None:
+    base = {"bucket": "my-bucket", "region": "us-east-1", "access_key_id": "AKIAIOSFODNN7EXAMPLE"}
+    base["secret_access_key"] = "x" * 40
+    with pytest.raises(ConfigError) as refused:
+        parse_config({**base, "prefix": "p" * 899 + "/", "partition_fields": ["event"]})
+    [error] = refused.value.errors
+    assert error["field"] == "config.partition_fields" and "over S3's limit of 1024" in error["message"]
+    with pytest.raises(ConfigError, match="at most 64"):
+        parse_config({**base, "partition_fields": ["properties." + "a" * 64]})
+    assert parse_config({**base, "prefix": "p" * 600 + "/", "partition_fields": ["event", "type"]}).partition_by

@@ -15,7 +15,8 @@ Version 1, a JSON object::
      "removed": {"consent_denied": 3, ...},          events the blueprint removed, by reason
      "removed_live": [[event_id, type, event, received_at, reason], ...],   the last RECENT_MAX of them
      "fallback": 0,                                  lines partitioned by received hour (timestamp out of bound)
-     "other": 0}                                     lines under __other__, a partition value over its bound
+     "other": 2}                                     lines under __other__, a partition value over its bound (when
+                                                     there are some)
 
 With partition fields, the keys of ``hours`` are slots (``YYYYMMDDHH|name=value/...``, ``workers.events.partitions``).
 A message without ``other`` (a producer of the version before) counts none.
@@ -75,8 +76,10 @@ class Message:
 
 
 def encode_message(prepared: Prepared) -> dict[str, Any]:
-    """The task argument of ``signal.append`` for ``prepared`` (JSON-ready: strings, numbers, lists, objects)."""
-    return {
+    """The task argument of ``signal.append`` for ``prepared`` (JSON-ready: strings, numbers, lists, objects).
+    ``other`` is carried only when there is some, so that ingest workers of the version before read every message
+    without it."""
+    message = {
         "v": VERSION,
         "hours": {hour: b"\n".join(lines).decode() for hour, lines in prepared.lines_by_hour.items()},
         "indexes": prepared.indexes_by_hour,
@@ -85,8 +88,10 @@ def encode_message(prepared: Prepared) -> dict[str, Any]:
         "removed": _removed_counts(prepared),
         "removed_live": _removed_live(prepared),
         "fallback": prepared.partition_fallback,
-        "other": prepared.partition_other,
     }
+    if prepared.partition_other:
+        message["other"] = prepared.partition_other
+    return message
 
 
 def message_of(prepared: Prepared) -> Message:

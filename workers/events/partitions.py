@@ -36,6 +36,7 @@ from workers.events.rules import consent_of
 
 MAX_FIELDS = 3
 VALUE_MAX_CHARS = 64
+NAME_MAX_CHARS = 64
 MISSING = "__missing__"
 OTHER = "__other__"
 CONSENT_VALUES = ("true", "false", "unknown")
@@ -120,6 +121,11 @@ def parse_fields(specs: Any) -> tuple[Field, ...]:
             field = Field(spec, _name(spec), "consent", (found["category"],))
         else:
             field = Field(spec, _name(spec), found["root"], tuple(found["path"].split(".")))
+        if len(field.name) > NAME_MAX_CHARS:
+            raise FieldsError(
+                f"partition_fields: {spec[:80]!r} makes a folder name of {len(field.name)} characters: at most "
+                f"{NAME_MAX_CHARS}"
+            )
         if any(f.name == field.name for f in out):
             raise FieldsError(f"partition_fields: {spec!r} and another field are both named {field.name!r} in keys")
         out.append(field)
@@ -148,9 +154,23 @@ def _scalar(value: Any) -> str:
     return OTHER
 
 
-@lru_cache(maxsize=8192)
 def encode(text: str) -> str:
-    """A value as a key segment (see the module's rules); ``__missing__`` for an empty one."""
+    """A value as a key segment (see the module's rules); ``__missing__`` for an empty one. Short values (event names,
+    flags, plans: the values partitions are for) are remembered per process."""
+    if len(text) <= _CACHED_MAX_CHARS:
+        return _encode_cached(text)
+    return _encode(text)
+
+
+_CACHED_MAX_CHARS = 256
+
+
+@lru_cache(maxsize=8192)
+def _encode_cached(text: str) -> str:
+    return _encode(text)
+
+
+def _encode(text: str) -> str:
     if not text:
         return MISSING
     pieces = []
@@ -207,3 +227,8 @@ def join_slot(hour: str, values: tuple[tuple[str, str], ...]) -> str:
 def key_path(values: tuple[tuple[str, str], ...]) -> str:
     """The key's partition folders of a slot's values: ``event=x/consent_marketing=true/`` (empty without)."""
     return "".join(f"{name}={value}/" for name, value in values)
+
+
+def folders_max_bytes(fields: tuple[Field, ...]) -> int:
+    """The most bytes the partition folders of these fields can add to a key (every value at its longest)."""
+    return sum(len(f.name) + 2 + VALUE_MAX_CHARS for f in fields)

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from typing import Any
 from urllib.parse import urlsplit
 
 from pydantic_core import PydanticCustomError
 
+from workers.events import partitions
 from workers.sink import object_keys
 
 # Every region of the commercial (aws), GovCloud (aws-us-gov) and China (aws-cn) partitions that has S3.
@@ -371,4 +373,25 @@ def credentials_problems(values: dict[str, object]) -> dict[str, str]:
 def bucket_key_problem(server_side_encryption: object, bucket_key_enabled: object) -> str | None:
     if bucket_key_enabled and server_side_encryption != "aws:kms":
         return "bucket_key_enabled is only used with server_side_encryption aws:kms (S3 Bucket Keys are for SSE-KMS)"
+    return None
+
+
+KEY_MAX_BYTES = 1024  # S3's limit on an object key
+# the rest of the longest key: dt=YYYY-MM-DD/hr=HH/ (20), a batch uuid (36) and the longest suffix
+_KEY_TAIL_BYTES = 20 + 36 + max(len(s) for s in object_keys.SUFFIXES.values())
+
+
+def key_length_problem(prefix: Any, fields: Any) -> str | None:
+    """Why keys with this prefix and these partition fields could pass S3's 1,024 bytes, or None (fields that cannot
+    be parsed are reported by their own check)."""
+    try:
+        parsed = partitions.parse_fields(fields or [])
+    except partitions.FieldsError:
+        return None
+    longest = len(str(prefix or "").encode()) + partitions.folders_max_bytes(parsed) + _KEY_TAIL_BYTES
+    if parsed and longest > KEY_MAX_BYTES:
+        return (
+            f"partition_fields: with this prefix a key could be {longest} bytes, over S3's limit of {KEY_MAX_BYTES}; "
+            "use a shorter prefix or fewer, shorter fields"
+        )
     return None

@@ -56,6 +56,7 @@ from workers.integrations.checks import (
     credentials_problems,
     endpoint_url_problem,
     field_error,
+    key_length_problem,
     kms_key_id_problem,
     kms_problem,
     object_tags_problem,
@@ -352,6 +353,9 @@ def cross_field_problems(values: dict[str, Any]) -> dict[str, str]:
     bucket_key = bucket_key_problem(values.get("server_side_encryption"), values.get("bucket_key_enabled"))
     if bucket_key:
         out["bucket_key_enabled"] = bucket_key
+    key_length = key_length_problem(values.get("prefix"), values.get("partition_fields"))
+    if key_length:
+        out["partition_fields"] = key_length
     return out
 
 

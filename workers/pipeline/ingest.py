@@ -16,7 +16,7 @@ import orjson
 import redis
 
 from workers import clock
-from workers.events import partitions, prepared
+from workers.events import partition_time, partitions, prepared
 from workers.events.message import Message, message_of
 from workers.integrations import registry
 from workers.integrations.config import IntegrationConfig
@@ -72,12 +72,19 @@ def prepare(r: redis.Redis, integration_id: str, events: object, *, settings: Se
         fields=fields,
     )
     if fields:
-        _bound(r, integration_id, ready, fields, integ.config.partition_max_values)
+        cfg = integ.config
+        late_ms = cfg.partition_time_bound_s * 1000 if cfg.partition_time == partition_time.TIMESTAMP else 0
+        _bound(r, integration_id, ready, fields, cfg.partition_max_values, late_ms)
     return ready
 
 
 def _bound(
-    r: redis.Redis, integration_id: str, ready: prepared.Prepared, fields: tuple[partitions.Field, ...], bound: int
+    r: redis.Redis,
+    integration_id: str,
+    ready: prepared.Prepared,
+    fields: tuple[partitions.Field, ...],
+    bound: int,
+    late_ms: int,
 ) -> None:
     """Send the groups whose values are over the bound of their field and hour to ``__other__``."""
     open_names = {f.name for f in fields if f.kind not in partitions.CLOSED_KINDS}
@@ -90,7 +97,7 @@ def _bound(
     ]
     if not asked:
         return
-    admitted = partition_values.admit(r, integration_id, asked, bound)
+    admitted = partition_values.admit(r, integration_id, asked, bound, late_ms=late_ms)
     renamed = {}
     for slot, (hour, values) in slots.items():
         kept = tuple(

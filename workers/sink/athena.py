@@ -4,8 +4,9 @@ Objects live at ``<prefix>YYYY/MM/DD/HH/<batch-uuid><suffix>``, or ``<prefix>dt=
 ``hive`` date layout (``workers.sink.object_keys``). For the ``default``
 variant (``.json.gz``, one canonical envelope per line) the table reads them with the OpenX JSON SerDe; for the
 ``parquet`` variant (``.parquet``, ``workers.sink.parquet``) it is ``STORED AS PARQUET`` with the Parquet schema's
-columns. Both project the date of the key as partitions: ``year``/``month``/``day``/``hour`` for the ``path`` layout,
-``dt`` (a ``date`` projection, ``yyyy-MM-dd``) and ``hr`` for ``hive``, so no crawler or ``MSCK REPAIR`` is ever
+columns. Both project the date of the key as partitions: ``year``/``month``/``day``/``hour`` for the ``path``
+layout, ``dt`` (a ``date`` projection, ``yyyy-MM-dd``, up to a day past today, plus ``partition_time_bound_s`` when
+events are partitioned by their own timestamp) and ``hr`` for ``hive``, so no crawler or ``MSCK REPAIR`` is ever
 needed.
 
 Choices:
@@ -81,7 +82,6 @@ HIVE_PARTITIONS: tuple[str, ...] = ("dt", "hr")
 _HIVE_PROJECTION: tuple[tuple[str, str], ...] = (
     ("projection.dt.type", "date"),
     ("projection.dt.format", "yyyy-MM-dd"),
-    ("projection.dt.range", f"{YEAR_MIN}-01-01,NOW"),
     ("projection.dt.interval", "1"),
     ("projection.dt.interval.unit", "DAYS"),
     ("projection.hr.type", "integer"),
@@ -119,6 +119,12 @@ class _Destination(Protocol):
     @property
     def date_layout(self) -> str: ...
 
+    @property
+    def partition_time(self) -> str: ...
+
+    @property
+    def partition_time_bound_s(self) -> int: ...
+
 
 def default_table_name(integration_id: str) -> str:
     """``signal_events_`` + the first 8 characters of the id, lowercased, anything but ``[a-z0-9_]`` as ``_``."""
@@ -141,6 +147,14 @@ def partition_names(date_layout: str) -> tuple[str, ...]:
     if date_layout == "path":
         return tuple(name for name, *_ in PARTITIONS)
     raise ValueError(f"date_layout must be path or hive, got {date_layout!r}")
+
+
+def days_ahead(cfg: _Destination) -> int:
+    """How many days past today a ``dt`` can be: a day of clock skew, plus ``partition_time_bound_s`` when events are
+    partitioned by their own timestamp (a device clock ahead)."""
+    if cfg.partition_time == "timestamp":
+        return 1 + -(-cfg.partition_time_bound_s // 86_400)
+    return 1
 
 
 def location_template(cfg: _Destination, fields: Sequence[_PartitionField] = ()) -> str:
@@ -190,6 +204,7 @@ def athena_ddl(
             properties += [(f"projection.{f.column}.type", "enum"), (f"projection.{f.column}.values", ",".join(f.enum))]
     if cfg.date_layout == "hive":
         properties += _HIVE_PROJECTION
+        properties.append(("projection.dt.range", f"{YEAR_MIN}-01-01,NOW+{days_ahead(cfg)}DAYS"))
     else:
         for name, digits, first, last in PARTITIONS:
             properties += [

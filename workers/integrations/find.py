@@ -233,6 +233,5 @@ def _read_hint(code: str) -> str:
 
 
 def _slot_view(slot: str) -> dict[str, Any]:
-    """``hour`` and, with partition fields, ``partition`` (``event=x/consent_marketing=true``) of a buffer's slot."""
-    hour, values = partitions.split_slot(slot)
-    return {"hour": hour, **({"partition": partitions.key_path(values).rstrip("/")} if values else {})}
+    """``status.slot_view`` without a ``partition`` where there is none (an integration without partition fields)."""
+    return {k: v for k, v in status.slot_view(slot).items() if v is not None}

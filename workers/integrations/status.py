@@ -149,7 +149,7 @@ def _traced(r: redis.Redis, integration_id: str, records: list[dict[str, Any]]) 
             "received_at": rec["received_at"],
             "batch_id": b,
             "state": "buffered",
-            **_partition_of(rec.get("hour")),
+            **slot_view(rec.get("hour")),
         }
         if rec.get("line") is not None:
             view["line"] = orjson.dumps(rec["line"]).decode()  # kept as JSON in the record; the line as stored
@@ -176,7 +176,7 @@ def dead_letter(r: redis.Redis, integration_id: str) -> list[dict[str, Any]]:
     return [
         {
             "batch_id": meta["batch_id"],
-            **_partition_of(meta.get("hour")),
+            **slot_view(meta.get("hour")),
             "object_key": meta.get("key"),
             "events": int(meta.get("events", 0)),
             "bytes": int(meta.get("bytes", 0)),
@@ -191,8 +191,9 @@ def dead_letter(r: redis.Redis, integration_id: str) -> list[dict[str, Any]]:
     ]
 
 
-def _partition_of(slot: str | None) -> dict[str, Any]:
-    """``hour`` and ``partition`` (its folders, ``event=x/consent_marketing=true``, or None) of a buffer's slot."""
+def slot_view(slot: str | None) -> dict[str, Any]:
+    """``hour`` and ``partition`` (its folders, ``event=x/consent_marketing=true``, or None) of a buffer's slot, as
+    Live Events, the dead letter and finding an event show them."""
     if slot is None:
         return {"hour": None, "partition": None}
     hour, values = partitions.split_slot(slot)

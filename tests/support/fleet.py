@@ -15,6 +15,7 @@ from celery import Celery
 
 from tests.support.processes import wait_until
 from workers import clock
+from workers.events import partitions
 from workers.integrations import registry
 from workers.queue.config import broker_config
 from workers.settings import Settings
@@ -216,12 +217,12 @@ def assert_exactly_once(fleet: Any, iid: str, bucket: Bucket, sent: set[str]) ->
     cfg = registry.get(fleet.r, iid).config
     layout = re.compile("^" + re.escape(cfg.prefix) + KEY_TAIL)
     for key, events in objects.items():
-        folders = "".join(f"{f.name}={f.value(events[0])}/" for f in cfg.partition_by) if events else ""
+        folders = partitions.key_path(partitions.values_of(cfg.partition_by, events[0])) if events else ""
         assert layout.match(key.replace(folders, "", 1)), f"object key outside the layout: {key}"
         assert events, f"empty object {key}"
         assert all(e["integration_id"] == iid for e in events), key
         # with partition fields, every event of an object is of the object's partition
-        assert all("".join(f"{f.name}={f.value(e)}/" for f in cfg.partition_by) == folders for e in events), key
+        assert all(partitions.key_path(partitions.values_of(cfg.partition_by, e)) == folders for e in events), key
     assert buffer.held_batches(fleet.r, iid) == [], "batches were held in the dead-letter store"
     # the last ack follows the last PUT: wait for Redis to settle, then nothing may be left behind
     wait_until(

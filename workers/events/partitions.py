@@ -224,6 +224,11 @@ def join_slot(hour: str, values: tuple[tuple[str, str], ...]) -> str:
     return hour + SLOT_SEPARATOR + "/".join(f"{name}={value}" for name, value in values)
 
 
+def values_of(fields: tuple[Field, ...], envelope: dict[str, Any]) -> tuple[tuple[str, str], ...]:
+    """``((name, value), ...)`` of an event for these fields, as a slot holds them."""
+    return tuple((f.name, f.value(envelope)) for f in fields)
+
+
 def key_path(values: tuple[tuple[str, str], ...]) -> str:
     """The key's partition folders of a slot's values: ``event=x/consent_marketing=true/`` (empty without)."""
     return "".join(f"{name}={value}/" for name, value in values)

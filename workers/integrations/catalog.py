@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from workers import clock
 from workers.events import blueprint, partitions, rules
 from workers.integrations import blueprint_fields, schema
 from workers.sink import object_keys
@@ -119,15 +120,15 @@ SAMPLE_DESCRIPTION = (
 
 
 def example_key(
-    *, prefix: str, partition_fields: str, date_layout: str, variant: str, hour: str
+    *, prefix: str, partition_fields: str, date_layout: str, variant: str, hour: str | None = None
 ) -> tuple[str | None, str | None]:
-    """The key ``SAMPLE_EVENT`` would get at ``hour`` with these settings (as a form holds them), or the problem
-    that stops it: ``(key, None)`` or ``(None, message)``."""
+    """The key ``SAMPLE_EVENT`` would get at ``hour`` (the current one by default) with these settings (as a form
+    holds them), or the problem that stops it: ``(key, None)`` or ``(None, message)``."""
     try:
         fields = partitions.parse_fields(partition_fields or [])
-        date = object_keys.hour_path(hour, date_layout or "path")
+        date = object_keys.hour_path(hour or clock.hour_of(clock.now()), date_layout or "path")
         suffix = object_keys.suffix(variant or "default")
     except (partitions.FieldsError, ValueError) as exc:
         return None, str(exc)
-    folders = "".join(f"{f.name}={f.value(SAMPLE_EVENT)}/" for f in fields)
+    folders = partitions.key_path(partitions.values_of(fields, SAMPLE_EVENT))
     return f"{prefix}{folders}{date}/<batch-uuid>{suffix}", None

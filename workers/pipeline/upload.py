@@ -122,7 +122,7 @@ def upload(r: redis.Redis, integration_id: str, batch_id: str, *, settings: Sett
     written_ms = clock.now_ms()
     record = ledger.Record(
         key=c.key,
-        hour=partitions.split_slot(c.hour)[0],
+        hour=hour,
         events=c.events,
         raw_bytes=c.bytes,
         bytes=result.compressed_bytes,

@@ -18,7 +18,6 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import RedirectResponse, Response
 
-from workers import clock
 from workers.errors import ConfigError
 from workers.events import blueprint
 from workers.integrations import catalog, manage, registry, sources, status
@@ -193,7 +192,6 @@ def key_preview(
         partition_fields=partition_fields,
         date_layout=date_layout,
         variant=variant,
-        hour=clock.hour_of(clock.now()),
     )
     return {"key": key, "error": problem}
 

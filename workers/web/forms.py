@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
-from workers import clock
 from workers.errors import ConfigError
 from workers.events import blueprint
 from workers.integrations import catalog
@@ -332,6 +331,5 @@ def key_preview(fields: list[Field], variant: str) -> dict[str, Any]:
         partition_fields=shown.get("config.partition_fields", ""),
         date_layout=shown.get("config.date_layout", ""),
         variant=variant,
-        hour=clock.hour_of(clock.now()),
     )
     return {"key": key, "error": problem, "sample": catalog.SAMPLE_DESCRIPTION}

@@ -57,6 +57,16 @@ HINTS: Final[dict[str, str]] = {
     "IllegalLocationConstraintException": _SEED_WRONG_REGION,
     # Our own code: GetBucketLocation answered a region other than the configured one.
     "WrongRegion": _SEED_WRONG_REGION,
+    "AccessDeniedException": (
+        "The IAM identity lacks a Glue permission the Iceberg table needs (glue:GetDatabase, glue:CreateDatabase, "
+        "glue:GetTable, glue:CreateTable, glue:UpdateTable on the catalog, database and table). Update the IAM "
+        "policy (signal-s3 iam-policy shows it), then replay."
+    ),
+    "IcebergCatalogRefused": "Change iceberg_catalog / iceberg_catalog_uri to a catalog this fleet opens, then replay.",
+    "IcebergTableMismatch": (
+        "Name a new iceberg_table (it is created at the next flush), or point the integration at the table's "
+        "bucket and prefix, then replay."
+    ),
     "ExpiredToken": _EXPIRED_TOKEN_HINT,
     "TokenRefreshRequired": _EXPIRED_TOKEN_HINT,
     "InvalidToken": _EXPIRED_TOKEN_HINT,
@@ -231,6 +241,9 @@ def classify(exc: BaseException, *, refreshing_credentials: bool = False) -> Fai
         return _failure("NoCredentials", exc, permanent=True)
     if isinstance(exc, boto_exc.ParamValidationError):
         return _failure("InvalidParameter", exc, permanent=True)
+    table = _classify_table_error(exc)
+    if table is not None:
+        return table
     if isinstance(exc, TRANSIENT_EXCEPTIONS):
         return _failure(type(exc).__name__, exc, permanent=False)
     return Failure(
@@ -240,6 +253,42 @@ def classify(exc: BaseException, *, refreshing_credentials: bool = False) -> Fai
         hint=None,
         http_status=None,
     )
+
+
+# Iceberg catalogs (pyiceberg, SQLAlchemy) and pyarrow's S3 file system, by exception class name (no import of them
+# here): the code each becomes, and whether it is permanent.
+_TABLE_ERRORS: Final[dict[str, tuple[str, bool]]] = {
+    "CommitFailedException": ("IcebergCommitConflict", False),
+    "CommitStateUnknownException": ("IcebergCommitUnknown", False),
+    "StaleFence": ("IcebergLockExpired", False),
+    "NoSuchTableError": ("IcebergTableMissing", False),
+    "NoSuchNamespaceError": ("IcebergTableMissing", False),
+    "OperationalError": ("IcebergCatalogUnavailable", False),
+    "InterfaceError": ("IcebergCatalogUnavailable", False),
+    "DisconnectionError": ("IcebergCatalogUnavailable", False),
+    "TimeoutError": ("IcebergCatalogUnavailable", False),
+    "ArgumentError": ("IcebergCatalogRefused", True),
+    "NoSuchModuleError": ("IcebergCatalogRefused", True),
+}
+_TABLE_MODULES: Final = ("pyiceberg", "sqlalchemy", "workers.sink.iceberg")
+# pyarrow's S3 file system (Iceberg metadata) reports the store's answer as an OSError whose text names the error.
+_ARROW_S3_CODES: Final = (
+    (re.compile(r"ACCESS_DENIED|AccessDenied|HTTP response code: 403"), "AccessDenied"),
+    (re.compile(r"NO_SUCH_BUCKET|NoSuchBucket"), "NoSuchBucket"),
+)
+
+
+def _classify_table_error(exc: BaseException) -> Failure | None:
+    for cls in type(exc).__mro__:
+        found = _TABLE_ERRORS.get(cls.__name__)
+        if found is not None and cls.__module__.startswith(_TABLE_MODULES):
+            code, permanent = found
+            return _failure(code, exc, permanent=permanent)
+    if isinstance(exc, OSError) and "AWS Error" in str(exc):
+        for pattern, code in _ARROW_S3_CODES:
+            if pattern.search(str(exc)):
+                return _failure(code, exc, permanent=True)
+    return None
 
 
 def _classify_client_error(exc: boto_exc.ClientError) -> Failure:

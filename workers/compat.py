@@ -2,13 +2,15 @@
 
 Each function here leans on something its library does not promise to keep. Each has a test in
 ``tests/unit/test_compat.py`` that fails loudly, naming the assumption, when an upgrade breaks it: read those tests
-before upgrading celery, kombu or botocore.
+before upgrading celery, kombu, botocore or pyiceberg.
 
 - ``reuse_kombu_redis_clients``: kombu's Redis ``Channel._create_client``, to keep one redis-py client per channel.
 - ``current_task``: ``celery._state.get_current_task``, the task the current thread runs (for log records).
 - ``remove_handlers``: botocore's ``HierarchicalEmitter._handlers``, to find handlers bound to a class.
 - ``KOMBU_REDIS_PRIORITY_SUFFIXES`` and ``KOMBU_REDIS_UNACKED``: how kombu's Redis transport names the lists of a
   queue's priority steps and the hash of messages taken but not acknowledged.
+- ``iceberg_statistics``: pyiceberg's ``io.pyarrow`` helpers that turn a Parquet footer into a data file's column
+  statistics (what its ``add_files`` uses), for data files written by our own streaming encoder.
 """
 
 from __future__ import annotations
@@ -69,3 +71,22 @@ def remove_handlers(client: Any, event_names: tuple[str, ...], bound_to: tuple[t
                 events.unregister(event_name, handler)
                 removed += 1
     return removed
+
+
+def iceberg_statistics(table: Any, metadata: Any) -> dict[str, Any]:
+    """The column statistics of a Parquet data file for its manifest entry, from the file's footer ``metadata``
+    (``pyarrow.parquet.FileMetaData``): pyiceberg's own helpers of ``add_files``, which live in its ``io.pyarrow``
+    module without being named in its documentation."""
+    from pyiceberg.io.pyarrow import (
+        compute_statistics_plan,
+        data_file_statistics_from_parquet_metadata,
+        parquet_path_to_id_mapping,
+    )
+
+    schema = table.schema()
+    statistics = data_file_statistics_from_parquet_metadata(
+        parquet_metadata=metadata,
+        stats_columns=compute_statistics_plan(schema, table.metadata.properties),
+        parquet_column_mapping=parquet_path_to_id_mapping(schema),
+    )
+    return statistics.to_serialized_dict()

@@ -95,6 +95,15 @@ class Settings(BaseSettings):
     multipart_part_bytes: int = Field(8 * 1024 * 1024, ge=5 * 1024 * 1024)
     drain_chunk_events: int = Field(10_000, gt=0)
 
+    # Iceberg (the iceberg variant): the fleet's SQLite catalog (an integration's iceberg_catalog sql without a URI;
+    # any SQLite catalog must be a file in its directory), the commit lock, maintenance.
+    iceberg_sqlite_path: str = "var/iceberg/catalog.db"
+    iceberg_lock_lease_s: float = Field(60.0, gt=0)
+    iceberg_lock_wait_s: float = Field(30.0, gt=0)
+    iceberg_maintenance_interval_s: int = Field(3600, ge=10)
+    # a data file no snapshot references is removed only once older than this (a flush may be writing it)
+    iceberg_orphan_age_s: int = Field(24 * 3600, ge=60)
+
     log_level: str = "INFO"
     # Worker and beat logs: ``json`` (one JSON object per line, workers/observe/logs.py) or ``text`` (Celery's own
     # format).

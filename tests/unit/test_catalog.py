@@ -12,12 +12,11 @@ from workers.sink import object_keys
 
 
 def test_variants_have_names_descriptions_and_key_patterns() -> None:
-    assert catalog.variant_ids() == ("default", "parquet") == bodies.VARIANTS
+    assert catalog.variant_ids() == ("default", "parquet", "iceberg") == bodies.VARIANTS
     for variant in catalog.VARIANTS:
         assert variant["name"] and len(variant["description"]) > 40
-        assert variant["object_key_pattern"] == (
-            "<prefix>YYYY/MM/DD/HH/<batch-uuid>" + object_keys.SUFFIXES[variant["id"]]
-        )
+        date = "data/dt=YYYY-MM-DD/hr=HH" if variant["id"] == "iceberg" else "YYYY/MM/DD/HH"
+        assert variant["object_key_pattern"] == f"<prefix>{date}/<batch-uuid>" + object_keys.SUFFIXES[variant["id"]]
     assert catalog.variant("parquet")["object_key_pattern"].endswith(".parquet")  # type: ignore[index]
     assert catalog.variant("orc") is None
     assert catalog.ENTRY["variants"] == list(catalog.VARIANTS)

@@ -484,7 +484,12 @@ def test_public_dict_without_session_token() -> None:
 
 
 def test_secret_fields() -> None:
-    assert IntegrationConfig.secret_fields == ("access_key_id", "secret_access_key", "session_token")
+    assert IntegrationConfig.secret_fields == (
+        "access_key_id",
+        "secret_access_key",
+        "session_token",
+        "iceberg_catalog_uri",
+    )
 
 
 def test_repr_and_str_never_show_secrets() -> None:

@@ -42,7 +42,10 @@ def test_every_catalog_field_becomes_an_input_named_by_its_error_path(entry):
         "config.partition_fields",
         "config.partition_max_values",
         "config.date_layout",
+        "config.iceberg_snapshot_retention_days",
+        "config.iceberg_target_file_mb",
     ]
+    assert fields["config.iceberg_catalog"].show_when == ("variant", ("iceberg",))
     assert fields["config.batch_max_events"].kind == "number" and fields["config.batch_max_events"].value == "100000"
     assert fields["config.bucket"].description == schema.FIELDS[0]["description"]
 

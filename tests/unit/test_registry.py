@@ -105,7 +105,7 @@ def test_secrets_are_encrypted_in_redis(r: fakeredis.FakeRedis) -> None:
             {k: v for k, v in SEED_BODY.items() if k != "config"},
             [{"field": "config", "message": "config is required"}],
         ),
-        (body(variant="eu"), [{"field": "variant", "message": "variant must be one of default, parquet"}]),
+        (body(variant="eu"), [{"field": "variant", "message": "variant must be one of default, parquet, iceberg"}]),
         (
             body(delivery_mode="client_side"),
             [{"field": "delivery_mode", "message": "delivery_mode must be one of server_side"}],
@@ -171,7 +171,7 @@ def test_the_variants_follow_the_catalog(r: fakeredis.FakeRedis) -> None:
     from workers.integrations import catalog
     from workers.sink import object_keys
 
-    assert bodies.VARIANTS == catalog.variant_ids() == ("default", "parquet")
+    assert bodies.VARIANTS == catalog.variant_ids() == ("default", "parquet", "iceberg")
     assert set(bodies.VARIANTS) == set(object_keys.SUFFIXES)
     assert registry.install(r, body(variant="parquet")).variant == "parquet"
     registry.clear_cache()

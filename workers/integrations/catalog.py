@@ -20,6 +20,8 @@ DEFAULT_BLUEPRINT: dict[str, Any] = blueprint.DEFAULT.public()
 
 
 def _key_pattern(variant: str) -> str:
+    if variant == "iceberg":
+        return f"<prefix>data/dt=YYYY-MM-DD/hr=HH/<batch-uuid>{object_keys.SUFFIXES[variant]}"
     return f"<prefix>YYYY/MM/DD/HH/<batch-uuid>{object_keys.SUFFIXES[variant]}"
 
 
@@ -38,6 +40,15 @@ VARIANTS: tuple[dict[str, str], ...] = (
         "description": "Apache Parquet with a fixed column schema (timestamps typed, context / properties / traits as "
         "JSON text), zstd-compressed: smaller objects and faster, cheaper Athena scans.",
         "object_key_pattern": _key_pattern("parquet"),
+    },
+    {
+        "id": "iceberg",
+        "name": "Apache Iceberg table",
+        "description": "An Apache Iceberg table at s3://<bucket>/<prefix>, registered in a SQL catalog (SQLite or "
+        "PostgreSQL) or the AWS Glue Data Catalog: each flush is one atomic commit of Parquet data files, "
+        "partitioned by hour, with snapshots to time-travel and compaction of small files. Read it with Athena, "
+        "Spark, Trino or DuckDB, no DDL to keep in step.",
+        "object_key_pattern": _key_pattern("iceberg"),
     },
 )
 DELIVERY_MODES: tuple[str, ...] = ("server_side",)
@@ -126,9 +137,11 @@ def example_key(
     holds them), or the problem that stops it: ``(key, None)`` or ``(None, message)``."""
     try:
         fields = partitions.parse_fields(partition_fields or [])
-        date = object_keys.hour_path(hour or clock.hour_of(clock.now()), date_layout or "path")
+        iceberg = variant == "iceberg"
+        date = object_keys.hour_path(hour or clock.hour_of(clock.now()), "hive" if iceberg else date_layout or "path")
         suffix = object_keys.suffix(variant or "default")
     except (partitions.FieldsError, ValueError) as exc:
         return None, str(exc)
     folders = partitions.key_path(partitions.values_of(fields, SAMPLE_EVENT))
-    return f"{prefix}{folders}{date}/<batch-uuid>{suffix}", None
+    data = "data/" if iceberg else ""
+    return f"{prefix}{data}{folders}{date}/<batch-uuid>{suffix}", None

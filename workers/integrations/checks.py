@@ -15,54 +15,8 @@ from urllib.parse import urlsplit
 from pydantic_core import PydanticCustomError
 
 from workers.events import partitions
+from workers.integrations.regions import AWS_REGIONS
 from workers.sink import object_keys
-
-# Every region of the commercial (aws), GovCloud (aws-us-gov) and China (aws-cn) partitions that has S3.
-AWS_REGIONS: frozenset[str] = frozenset(
-    {
-        # aws
-        "af-south-1",
-        "ap-east-1",
-        "ap-east-2",
-        "ap-northeast-1",
-        "ap-northeast-2",
-        "ap-northeast-3",
-        "ap-south-1",
-        "ap-south-2",
-        "ap-southeast-1",
-        "ap-southeast-2",
-        "ap-southeast-3",
-        "ap-southeast-4",
-        "ap-southeast-5",
-        "ap-southeast-6",
-        "ap-southeast-7",
-        "ca-central-1",
-        "ca-west-1",
-        "eu-central-1",
-        "eu-central-2",
-        "eu-north-1",
-        "eu-south-1",
-        "eu-south-2",
-        "eu-west-1",
-        "eu-west-2",
-        "eu-west-3",
-        "il-central-1",
-        "me-central-1",
-        "me-south-1",
-        "mx-central-1",
-        "sa-east-1",
-        "us-east-1",
-        "us-east-2",
-        "us-west-1",
-        "us-west-2",
-        # aws-us-gov
-        "us-gov-east-1",
-        "us-gov-west-1",
-        # aws-cn
-        "cn-north-1",
-        "cn-northwest-1",
-    }
-)
 
 STORAGE_CLASSES: tuple[str, ...] = (
     "STANDARD",
@@ -117,6 +71,26 @@ ROLE_SESSION_NAME = re.compile(r"[\w+=,.@-]{2,64}")
 TAG_TEXT = re.compile(r"[\w\s+\-=.:/@]*")
 
 # What each field accepts, used when the input has the wrong type or shape.
+ICEBERG_CATALOGS: tuple[str, ...] = ("sql", "glue")
+ICEBERG_RETENTION_DAYS_MAX = 365
+ICEBERG_TARGET_FILE_MB_MIN = 8
+ICEBERG_TARGET_FILE_MB_MAX = 1024
+ICEBERG_NAME = re.compile(r"[a-z_][a-z0-9_]{0,254}")
+ICEBERG_URI = re.compile(r"(sqlite:///\S+|postgresql(\+[a-z0-9]+)?://\S+|https?://\S+)")
+
+
+def iceberg_uri_problem(catalog: str | None, uri: str | None) -> str | None:
+    """A catalog URI of the wrong kind for its catalog (sql: a SQLAlchemy URL; glue: an http(s) endpoint)."""
+    if not uri:
+        return None
+    if ICEBERG_URI.fullmatch(uri) is None:
+        return ALLOWED["iceberg_catalog_uri"]
+    glue = (catalog or "sql") == "glue"
+    if glue != uri.startswith(("http://", "https://")):
+        return ALLOWED["iceberg_catalog_uri"]
+    return None
+
+
 ALLOWED: dict[str, str] = {
     "bucket": "bucket must be a string naming an S3 bucket (3-63 lowercase letters, digits, dots or hyphens)",
     "region": "region must be an AWS region code such as us-east-1",
@@ -149,6 +123,25 @@ ALLOWED: dict[str, str] = {
     "partition_max_values": (
         f"partition_max_values must be a whole number from 1 to {PARTITION_MAX_VALUES_MAX}: the distinct values a "
         "partition field may take per hour (the others go to __other__)"
+    ),
+    "iceberg_catalog": (
+        "iceberg_catalog must be sql (a SQLite file or PostgreSQL database, iceberg_catalog_uri) or glue (the AWS "
+        "Glue Data Catalog of the bucket's account and region)"
+    ),
+    "iceberg_catalog_uri": (
+        "iceberg_catalog_uri must be a SQLAlchemy URL, sqlite:///<path> or postgresql://user:password@host/database "
+        "(iceberg_catalog sql), or the https:// endpoint of Glue (iceberg_catalog glue), or omitted for the default"
+    ),
+    "iceberg_namespace": (
+        "iceberg_namespace must be 1 to 255 lower-case letters, digits and _, starting with a letter or _"
+    ),
+    "iceberg_table": "iceberg_table must be 1 to 255 lower-case letters, digits and _, starting with a letter or _",
+    "iceberg_snapshot_retention_days": (
+        f"iceberg_snapshot_retention_days must be a whole number of days from 1 to {ICEBERG_RETENTION_DAYS_MAX}"
+    ),
+    "iceberg_target_file_mb": (
+        f"iceberg_target_file_mb must be a whole number of MB from {ICEBERG_TARGET_FILE_MB_MIN} to "
+        f"{ICEBERG_TARGET_FILE_MB_MAX}"
     ),
     "date_layout": ("date_layout must be path (YYYY/MM/DD/HH/ in the key) or hive (dt=YYYY-MM-DD/hr=HH/ in the key)"),
     "credentials": (

@@ -40,6 +40,11 @@ from workers.integrations.checks import (
     EXTERNAL_ID,
     FLUSH_INTERVAL_S_MAX,
     FLUSH_INTERVAL_S_MIN,
+    ICEBERG_CATALOGS,
+    ICEBERG_NAME,
+    ICEBERG_RETENTION_DAYS_MAX,
+    ICEBERG_TARGET_FILE_MB_MAX,
+    ICEBERG_TARGET_FILE_MB_MIN,
     MIB,
     PARTITION_MAX_VALUES_DEFAULT,
     PARTITION_MAX_VALUES_MAX,
@@ -56,6 +61,7 @@ from workers.integrations.checks import (
     credentials_problems,
     endpoint_url_problem,
     field_error,
+    iceberg_uri_problem,
     key_length_problem,
     kms_key_id_problem,
     kms_problem,
@@ -66,6 +72,7 @@ from workers.integrations.checks import (
     region_problem,
     store_region_problem,
 )
+from workers.integrations.config_errors import errors_from, join
 
 if TYPE_CHECKING:
     from workers.settings import Settings
@@ -76,7 +83,12 @@ class IntegrationConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
 
-    secret_fields: ClassVar[tuple[str, ...]] = ("access_key_id", "secret_access_key", "session_token")
+    secret_fields: ClassVar[tuple[str, ...]] = (
+        "access_key_id",
+        "secret_access_key",
+        "session_token",
+        "iceberg_catalog_uri",  # a PostgreSQL URL carries its password
+    )
 
     bucket: str = Field(validation_alias=AliasChoices("bucket", "bucket_name"))
     region: str
@@ -105,6 +117,13 @@ class IntegrationConfig(BaseModel):
     partition_fields: tuple[str, ...] = ()
     partition_max_values: int = PARTITION_MAX_VALUES_DEFAULT
     date_layout: str = "path"
+    # the iceberg variant's table (workers.sink.iceberg)
+    iceberg_catalog: str = "sql"
+    iceberg_catalog_uri: SecretStr | None = None
+    iceberg_namespace: str = "signal"
+    iceberg_table: str = "events"
+    iceberg_snapshot_retention_days: int = 7
+    iceberg_target_file_mb: int = 128
 
     # -- per-field rules, by kind (each message names what is allowed: checks.ALLOWED) -------------------
 
@@ -119,6 +138,11 @@ class IntegrationConfig(BaseModel):
         "batch_max_bytes",
         "partition_time_bound_s",
         "prefix",
+        "iceberg_catalog",
+        "iceberg_namespace",
+        "iceberg_table",
+        "iceberg_snapshot_retention_days",
+        "iceberg_target_file_mb",
     )
     # blank means not given; text is stripped
     _OPTIONAL: ClassVar[tuple[str, ...]] = (
@@ -132,6 +156,7 @@ class IntegrationConfig(BaseModel):
         "external_id",
         "role_session_name",
         "checksums",
+        "iceberg_catalog_uri",
     )
     _NUMBERS: ClassVar[tuple[str, ...]] = (
         "batch_max_events",
@@ -140,6 +165,8 @@ class IntegrationConfig(BaseModel):
         "partition_time_bound_s",
         "flush_interval_s",
         "partition_max_values",
+        "iceberg_snapshot_retention_days",
+        "iceberg_target_file_mb",
     )
     _CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {
         "credentials": CREDENTIAL_MODES,
@@ -149,6 +176,7 @@ class IntegrationConfig(BaseModel):
         "checksums": CHECKSUM_MODES,
         "partition_time": PARTITION_TIMES,
         "date_layout": DATE_LAYOUTS,
+        "iceberg_catalog": ICEBERG_CATALOGS,
     }
     _RANGES: ClassVar[dict[str, tuple[float, float]]] = {
         "batch_max_events": (BATCH_MAX_EVENTS_MIN, BATCH_MAX_EVENTS_MAX),
@@ -157,6 +185,8 @@ class IntegrationConfig(BaseModel):
         "partition_time_bound_s": (PARTITION_TIME_BOUND_S_MIN, PARTITION_TIME_BOUND_S_MAX),
         "buffer_max_bytes": (1, float("inf")),
         "partition_max_values": (1, PARTITION_MAX_VALUES_MAX),
+        "iceberg_snapshot_retention_days": (1, ICEBERG_RETENTION_DAYS_MAX),
+        "iceberg_target_file_mb": (ICEBERG_TARGET_FILE_MB_MIN, ICEBERG_TARGET_FILE_MB_MAX),
     }
     _PROBLEMS: ClassVar[dict[str, Callable[[str], str | None]]] = {
         "bucket": bucket_problem,
@@ -167,6 +197,8 @@ class IntegrationConfig(BaseModel):
         "role_arn": lambda v: None if ROLE_ARN.fullmatch(v) else ALLOWED["role_arn"],
         "external_id": lambda v: None if EXTERNAL_ID.fullmatch(v) else ALLOWED["external_id"],
         "role_session_name": lambda v: None if ROLE_SESSION_NAME.fullmatch(v) else ALLOWED["role_session_name"],
+        "iceberg_namespace": lambda v: None if ICEBERG_NAME.fullmatch(v) else ALLOWED["iceberg_namespace"],
+        "iceberg_table": lambda v: None if ICEBERG_NAME.fullmatch(v) else ALLOWED["iceberg_table"],
     }
 
     @model_validator(mode="before")
@@ -308,38 +340,6 @@ class IntegrationConfig(BaseModel):
         return out
 
 
-def _join(field_prefix: str, name: str) -> str:
-    return f"{field_prefix}.{name}" if field_prefix else name
-
-
-def _message(field: str, error: Any) -> str:
-    kind = error["type"]
-    if kind == "signal_config":
-        return str(error["msg"])
-    if kind == "missing":
-        return f"{field} is required"
-    if kind == "extra_forbidden":
-        if field == "bucket_name":
-            return "give the bucket name as bucket or bucket_name, not both"
-        allowed = ", ".join(IntegrationConfig.model_fields)
-        return f"{field} is not a known setting; allowed settings are {allowed}"
-    return ALLOWED.get(field, f"{field} is not valid")
-
-
-def errors_from(exc: ValidationError, *, field_prefix: str = "config") -> list[dict[str, str]]:
-    """One ``{"field", "message"}`` per wrong field of a pydantic error, in the order pydantic reported them.
-
-    Built only from our own wording, never from pydantic's messages, which may echo the input (a secret).
-    """
-    by_field: dict[str, str] = {}
-    for error in exc.errors(include_input=False, include_url=False):
-        loc = error["loc"]
-        name = str(loc[0]) if loc else "config"
-        if name not in by_field:
-            by_field[name] = _message(name, error)
-    return [{"field": _join(field_prefix, name), "message": msg} for name, msg in by_field.items()]
-
-
 def cross_field_problems(values: dict[str, Any]) -> dict[str, str]:
     """Every rule between fields, by the field its message is shown next to (``values``: normalised settings, secrets
     as they are, None for what is not given)."""
@@ -353,6 +353,11 @@ def cross_field_problems(values: dict[str, Any]) -> dict[str, str]:
     bucket_key = bucket_key_problem(values.get("server_side_encryption"), values.get("bucket_key_enabled"))
     if bucket_key:
         out["bucket_key_enabled"] = bucket_key
+    uri = values.get("iceberg_catalog_uri")
+    uri = uri.get_secret_value() if hasattr(uri, "get_secret_value") else uri
+    iceberg_uri = iceberg_uri_problem(values.get("iceberg_catalog"), uri)
+    if iceberg_uri:
+        out["iceberg_catalog_uri"] = iceberg_uri
     key_length = key_length_problem(values.get("prefix"), values.get("partition_fields"))
     if key_length:
         out["partition_fields"] = key_length
@@ -375,14 +380,11 @@ def parse_config(data: dict[str, Any], *, field_prefix: str = "config") -> Integ
     try:
         return IntegrationConfig.model_validate(data)
     except ValidationError as exc:
-        errors = errors_from(exc, field_prefix=field_prefix)
+        errors = errors_from(exc, known=tuple(IntegrationConfig.model_fields), field_prefix=field_prefix)
         wrong = {e["field"] for e in errors}
-        if (
-            _join(field_prefix, "server_side_encryption") not in wrong
-            and _join(field_prefix, "credentials") not in wrong
-        ):
+        if join(field_prefix, "server_side_encryption") not in wrong and join(field_prefix, "credentials") not in wrong:
             for name, message in cross_field_problems(_normalised(data)).items():
-                if _join(field_prefix, name) not in wrong:
-                    errors.append({"field": _join(field_prefix, name), "message": message})
-        order = {_join(field_prefix, name): i for i, name in enumerate(IntegrationConfig.model_fields)}
+                if join(field_prefix, name) not in wrong:
+                    errors.append({"field": join(field_prefix, name), "message": message})
+        order = {join(field_prefix, name): i for i, name in enumerate(IntegrationConfig.model_fields)}
         raise ConfigError(sorted(errors, key=lambda e: order.get(e["field"], len(order)))) from None

@@ -18,6 +18,7 @@ from workers.integrations.checks import (
     CHECKSUM_MODES,
     CREDENTIAL_MODES,
     DATE_LAYOUTS,
+    ICEBERG_CATALOGS,
     OBJECT_TAGS_MAX,
     PARTITION_MAX_VALUES_DEFAULT,
     PARTITION_TIME_BOUND_S_DEFAULT,
@@ -288,6 +289,69 @@ FIELDS: tuple[dict[str, Any], ...] = (
         "year, month, day, hour), or hive, <prefix>dt=2026-12-07/hr=05/<uuid> (partition columns dt and hr that "
         "Glue crawlers, MSCK REPAIR TABLE and Spark also read). A change applies to batches claimed after it; "
         "create the Athena table again for the new layout.",
+    },
+    {
+        "name": "iceberg_catalog",
+        "label": "Iceberg catalog",
+        "type": "select",
+        "required": False,
+        "allowed_values": list(ICEBERG_CATALOGS),
+        "value_labels": {"sql": "SQL catalog (SQLite or PostgreSQL)", "glue": "AWS Glue Data Catalog"},
+        "default": "sql",
+        "shown_when": {"variant": ["iceberg"]},
+        "description": "Where the Iceberg table is registered: sql, a SQLite file (one machine; the fleet's own "
+        "by default) or a PostgreSQL database (a fleet on several machines), named by iceberg_catalog_uri; or glue, "
+        "the AWS Glue Data Catalog of the bucket's account and region (Athena sees the table at once).",
+    },
+    {
+        "name": "iceberg_catalog_uri",
+        "label": "Iceberg catalog URI",
+        "type": "secret",
+        "required": False,
+        "shown_when": {"variant": ["iceberg"]},
+        "description": "sql: a SQLAlchemy URL, postgresql://user:password@host:5432/database, or sqlite:///<path> "
+        "in the fleet's catalog directory; blank for the fleet's own SQLite catalog. glue: the Glue endpoint, "
+        "blank for the region's. Stored encrypted (a URL carries its password).",
+    },
+    {
+        "name": "iceberg_namespace",
+        "label": "Iceberg namespace",
+        "type": "string",
+        "required": False,
+        "default": "signal",
+        "shown_when": {"variant": ["iceberg"]},
+        "description": "The table's namespace (the Glue database): lower-case letters, digits and _.",
+    },
+    {
+        "name": "iceberg_table",
+        "label": "Iceberg table",
+        "type": "string",
+        "required": False,
+        "default": "events",
+        "shown_when": {"variant": ["iceberg"]},
+        "description": "The table's name: lower-case letters, digits and _. Created at install when missing; an "
+        "existing table must be at s3://<bucket>/<prefix> with the columns and partitioning of these settings.",
+    },
+    {
+        "name": "iceberg_snapshot_retention_days",
+        "label": "Snapshot retention (days)",
+        "type": "integer",
+        "required": False,
+        "default": 7,
+        "advanced": True,
+        "shown_when": {"variant": ["iceberg"]},
+        "description": "Maintenance expires snapshots older than this: time travel reaches this far back.",
+    },
+    {
+        "name": "iceberg_target_file_mb",
+        "label": "Target file size (MB)",
+        "type": "integer",
+        "required": False,
+        "default": 128,
+        "advanced": True,
+        "shown_when": {"variant": ["iceberg"]},
+        "description": "Maintenance compacts each closed hour whose data files are smaller than this into fewer "
+        "files of about this size.",
     },
 )
 

@@ -23,9 +23,10 @@ from workers.events import partitions
 from workers.integrations import registry
 from workers.integrations.checks import ACCESS_KEY, ASSUME_ROLE, FLEET
 from workers.integrations.config import IntegrationConfig
+from workers.pipeline import tables
 from workers.settings import Settings
 from workers.sink import clients, credentials, writer
-from workers.sink.object_keys import object_key, variant_of
+from workers.sink.object_keys import batch_key, variant_of
 from workers.store import buffer, facts, ledger
 
 log = logging.getLogger(__name__)
@@ -72,7 +73,7 @@ def upload(r: redis.Redis, integration_id: str, batch_id: str, *, settings: Sett
     if meta_hour is None:
         return UploadOutcome("skipped")
     hour, values = partitions.split_slot(meta_hour)
-    key = object_key(cfg.prefix + partitions.key_path(values), hour, batch_id, integ.variant, cfg.date_layout)
+    key = batch_key(cfg.prefix, partitions.key_path(values), hour, batch_id, integ.variant, cfg.date_layout)
     c = buffer.claim(
         r, integration_id, batch_id, token=token, now_ms=now_ms, lease_ms=int(settings.lease_s * 1000), key=key
     )
@@ -173,7 +174,13 @@ def _write(
 
     def put(checksum: bool) -> writer.UploadResult:
         lines = buffer.read_batch(r, iid, batch_id, settings.drain_chunk_events, c.events)
-        return writer.put_object(cfg, c.key, lines, settings=settings, variant=variant_of(c.key), checksum=checksum)
+        variant = variant_of(c.key)
+        if variant == "iceberg":
+            slot = partitions.split_slot(c.hour)
+            return tables.deliver(
+                r, iid, batch_id, key=c.key, slot=slot, lines=lines, cfg=cfg, settings=settings, checksum=checksum
+            )
+        return writer.put_object(cfg, c.key, lines, settings=settings, variant=variant, checksum=checksum)
 
     known = facts.object_lock(r, iid)
     try:

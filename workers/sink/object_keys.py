@@ -3,7 +3,8 @@
 which Glue crawlers, ``MSCK REPAIR TABLE`` and Spark read as partition columns). Athena projects either
 (``workers.sink.athena``).
 
-The suffix names the object's format, one per variant: ``.json.gz`` (gzipped NDJSON, the default) or ``.parquet``.
+The suffix names the object's format, one per variant: ``.json.gz`` (gzipped NDJSON, the default), ``.parquet``, or
+``.iceberg.parquet`` (a data file of the integration's Iceberg table, ``<prefix>data/<folders>dt=.../hr=.../``).
 A batch's key, suffix included, is fixed when it is first claimed; the uploader writes the format its key names.
 """
 
@@ -12,7 +13,8 @@ from __future__ import annotations
 import re
 from datetime import datetime
 
-SUFFIXES: dict[str, str] = {"default": ".json.gz", "parquet": ".parquet"}
+# iceberg: the data files of an Iceberg table (under <prefix>data/), committed to it by the uploader
+SUFFIXES: dict[str, str] = {"default": ".json.gz", "parquet": ".parquet", "iceberg": ".iceberg.parquet"}
 DATE_LAYOUTS: tuple[str, ...] = ("path", "hive")
 OBJECT_SUFFIX = SUFFIXES["default"]
 
@@ -39,6 +41,16 @@ def object_key(prefix: str, hour: str, batch_id: str, variant: str = "default", 
     return f"{prefix}{hour_path(hour, date_layout)}/{batch_id}{suffix(variant)}"
 
 
+def batch_key(
+    prefix: str, folders: str, hour: str, batch_id: str, variant: str = "default", date_layout: str = "path"
+) -> str:
+    """The key of a batch with its partition ``folders`` (``name=value/...``): ``<prefix><folders><date>/<uuid>``;
+    an Iceberg data file's under the table's ``data/`` folder, its date always Hive-style."""
+    if variant == "iceberg":
+        return object_key(f"{prefix}data/{folders}", hour, batch_id, variant, "hive")
+    return object_key(prefix + folders, hour, batch_id, variant, date_layout)
+
+
 def suffix(variant: str) -> str:
     try:
         return SUFFIXES[variant]
@@ -48,7 +60,7 @@ def suffix(variant: str) -> str:
 
 def variant_of(key: str) -> str:
     """The variant (format) an object key names by its suffix; ValueError for any other key."""
-    for variant, end in SUFFIXES.items():
+    for variant, end in sorted(SUFFIXES.items(), key=lambda item: -len(item[1])):
         if isinstance(key, str) and key.endswith(end):
             return variant
     raise ValueError(f"object key {key!r} ends with none of {', '.join(SUFFIXES.values())}")

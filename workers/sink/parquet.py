@@ -191,15 +191,24 @@ class ParquetEncoder:
 
     content_type = CONTENT_TYPE
 
-    def __init__(self, *, row_group_events: int = ROW_GROUP_EVENTS, row_group_bytes: int = ROW_GROUP_BYTES) -> None:
+    def __init__(
+        self,
+        *,
+        row_group_events: int = ROW_GROUP_EVENTS,
+        row_group_bytes: int = ROW_GROUP_BYTES,
+        schema: pa.Schema = SCHEMA,
+    ) -> None:
         if row_group_events <= 0 or row_group_bytes <= 0:
             raise ValueError("row groups must hold at least one event and one byte")
         self._row_group_events = row_group_events
         self._row_group_bytes = row_group_bytes
         self._sink = _Sink()
+        # the file's footer once finished (its statistics describe an Iceberg data file)
+        self.metadata: list[pq.FileMetaData] = []
         self._writer = pq.ParquetWriter(
             self._sink,
-            SCHEMA,
+            schema,
+            metadata_collector=self.metadata,
             compression=COMPRESSION,
             compression_level=COMPRESSION_LEVEL,
             use_dictionary=list(DICTIONARY_COLUMNS),
@@ -245,12 +254,16 @@ class ParquetEncoder:
     def _write_row_group(self) -> None:
         if not self._pending:
             return
-        table = pa.Table.from_batches(self._pending, schema=SCHEMA)
+        table = self._shaped(pa.Table.from_batches(self._pending, schema=SCHEMA))
         self._pending = []
         self._writer.write_table(table, row_group_size=max(table.num_rows, 1))
         self.row_groups += 1
         self._pending_events = 0
         self._pending_bytes = 0
+
+    def _shaped(self, table: pa.Table) -> pa.Table:
+        """A row group of ``SCHEMA`` as the writer's schema wants it (the same here; see ``IcebergEncoder``)."""
+        return table
 
     def _take(self) -> bytes:
         out = self._sink.take()

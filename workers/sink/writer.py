@@ -16,7 +16,7 @@ from urllib.parse import urlencode
 
 from workers.settings import Settings
 from workers.sink.clients import S3Config, client_for
-from workers.sink.formats import encoder_for
+from workers.sink.formats import Encoder, encoder_for
 
 MIN_PART_BYTES: Final = 5 * 1024 * 1024
 MAX_PART_BYTES: Final = 5 * 1024 * 1024 * 1024
@@ -171,17 +171,19 @@ def put_object(
     settings: Settings,
     variant: str = "default",
     checksum: bool = False,
+    encoder: Encoder | None = None,
 ) -> UploadResult:
     """Write the event lines of ``chunks`` as one object at ``key`` in the variant's format (overwriting any object
     there): gzipped NDJSON (``default``) or Parquet. ``checksum``: a Content-MD5 on every request whatever
-    ``checksums`` says (a bucket with Object Lock needs one).
+    ``checksums`` says (a bucket with Object Lock needs one). ``encoder``: one made for this object (an Iceberg data
+    file's), instead of the variant's own.
 
     Memory stays bounded to about one part (or the multipart threshold, whichever is larger) plus what the encoder
     holds (one chunk; for Parquet one row group). Raises ValueError for an object without events; botocore errors
     propagate unchanged.
     """
     client = client_for(cfg, settings=settings)
-    encoder = encoder_for(variant)
+    encoder = encoder if encoder is not None else encoder_for(variant)
     buffer = bytearray()
     stopwatch = _Stopwatch()
     upload: _MultipartUpload | None = None

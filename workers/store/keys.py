@@ -55,6 +55,12 @@ Global:
   sig:sources                set     ids of every source
   sig:writekey:<sha256>      string  source id of a write key, found by the key's sha256 hex digest
 
+Per Iceberg table ``T`` (sha256 of its catalog and name, ``workers.store.table_lock``):
+  sig:{ice:T}:lock           string  token of the worker committing to the table (expires)
+  sig:{ice:T}:fence          string  fencing counter: +1 at every lock taken, recorded in each commit's snapshot
+Per integration ``I`` of the iceberg variant:
+  sig:{I}:iceberg            hash    the last maintenance (JSON under ``maintenance``)
+
 Fleet and console:
   sig:beat:last_tick_ms              string  ms when signal.flush_due last ran (beat's tick, run by a flush worker)
   sig:console:signin:<client>        string  failed console sign-ins of one client address in the current window
@@ -189,6 +195,16 @@ def pinned(integration_id: str) -> str:
 
 
 SOURCES = f"{PREFIX}:sources"
+
+
+def iceberg(integration_id: str) -> str:
+    return f"{tag(integration_id)}:iceberg"
+
+
+def table_lock(table_id: str) -> tuple[str, str]:
+    """The lock and the fence counter of one Iceberg table (one hash tag: one script takes both)."""
+    base = f"{PREFIX}:{{ice:{table_id}}}"
+    return f"{base}:lock", f"{base}:fence"
 
 
 def source_tag(source_id: str) -> str:

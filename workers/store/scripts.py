@@ -25,6 +25,7 @@ NAMES = (
     "reschedule",
     "rate_take",
     "partition_values",
+    "table_lock",
 )
 
 
@@ -55,6 +56,7 @@ class Scripts:
     reschedule: Script
     rate_take: Script
     partition_values: Script
+    table_lock: Script
 
     def __init__(self) -> None:
         for name in NAMES:

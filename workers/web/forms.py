@@ -25,6 +25,7 @@ from workers.integrations.sources import DEFAULT_SOURCE_ID, DEFAULT_SOURCE_NAME
 
 FORM_MAX_FIELDS = 200
 SKIP_CHECK = "skip_bucket_check"
+VARIANT = "variant"  # the install form's choice of output format (not a config field)
 # Fields of type "secret" that identify rather than authenticate: a text input that shows what was just typed.
 IDENTIFIERS = frozenset({"access_key_id"})
 
@@ -203,9 +204,15 @@ def _config_field(
         current=redacted,
         clearable=redacted is not None and not required_now,
         advanced=bool(f.get("advanced")),
-        show_when=(f"config.{next(iter(show))}", tuple(next(iter(show.values())))) if show else None,
+        show_when=(_control(next(iter(show))), tuple(next(iter(show.values())))) if show else None,
         required_with=required_with,
     )
+
+
+def _control(name: str) -> str:
+    """The form input a ``shown_when`` names: the install's ``variant`` (a settings form holds it hidden), else a
+    config field."""
+    return name if name == VARIANT else f"config.{name}"
 
 
 def name_field(form: dict[str, str], errors: dict[str, str]) -> Field:
@@ -267,8 +274,11 @@ def applies(
     input is not sent, even when the browser kept a value in it)."""
     show = f.get("shown_when") or {k: [v] for k, v in (f.get("required_when") or {}).items()}
     for control, wanted in show.items():
-        spec = next(c for c in entry["fields"] if c["name"] == control)
-        value = _field_value(spec, form, current)
+        if control == VARIANT:
+            value = form.get(VARIANT) or entry["variants"][0]["id"]
+        else:
+            spec = next(c for c in entry["fields"] if c["name"] == control)
+            value = _field_value(spec, form, current)
         if value not in wanted:
             return False
     return True

@@ -72,7 +72,7 @@ def _settings_page(
     entry = catalog.find(catalog.INTEGRATION_TYPE)
     assert entry is not None
     errors = forms.errors_by_field(error)
-    form = form if form is not None else {"name": integ.name}
+    form = {**(form if form is not None else {"name": integ.name}), "variant": integ.variant}
     name = forms.name_field(form, errors)
     fields = forms.config_fields(entry, form, errors, current=integ.config.public_dict())
     bp_fields = forms.blueprint_fields(form, errors, current=integ.blueprint)
@@ -160,6 +160,7 @@ def save_settings(
     integ = registry.get(st.r, integration_id)
     entry = catalog.find(catalog.INTEGRATION_TYPE)
     assert entry is not None
+    form = {**form, "variant": integ.variant}  # the fields of a variant belong to it (fixed at install)
     try:
         manage.update_integration(st.r, integ.id, forms.update_body(entry, form), settings=st.settings)
     except ConfigError as exc:

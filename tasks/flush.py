@@ -1,4 +1,5 @@
-"""``signal.flush_due`` (beat) seals due buffers and dispatches uploads; ``signal.upload`` delivers one batch.
+"""``signal.flush_due`` (beat) seals due buffers and dispatches uploads; ``signal.upload`` delivers one batch;
+``signal.iceberg_maintain_all`` (beat) runs ``signal.iceberg_maintain`` for each integration of the iceberg variant.
 
 The upload's time limits come from the settings through the app's configuration (``task_annotations`` in
 ``workers.queue.config``): nothing is read when this module is imported.
@@ -12,6 +13,7 @@ from celery import Task
 
 from workers.app import app
 from workers.errors import PermanentError, TransientError
+from workers.pipeline import tables
 from workers.pipeline.flush import flush_due as seal_due_buffers
 from workers.pipeline.upload import upload as upload_batch
 from workers.queue import topology
@@ -46,3 +48,17 @@ def upload(self: Task, integration_id: str, batch_id: str) -> dict[str, object]:
         f = exc.failure
         return {"state": "held", "code": f.code, "message": f.message, "hint": f.hint}
     return {"state": outcome.state, "key": outcome.key, "events": outcome.events}
+
+
+@app.task(name="signal.iceberg_maintain_all", ignore_result=True)
+def iceberg_maintain_all() -> int:
+    """Beat: one ``signal.iceberg_maintain`` per integration of the iceberg variant."""
+    ids = tables.iceberg_ids(redis_client())
+    for integration_id in ids:
+        iceberg_maintain.apply_async((integration_id,))
+    return len(ids)
+
+
+@app.task(name="signal.iceberg_maintain", ignore_result=True, acks_late=True)
+def iceberg_maintain(integration_id: str) -> dict[str, object]:
+    return tables.run_maintenance(redis_client(), integration_id, settings=get_settings())

@@ -2,9 +2,10 @@
 
 Exit codes: 0 success, 1 a runtime problem (unknown integration, Redis unreachable, secret key problem, a failed
 bucket check or test event), 2 invalid input (bad arguments, malformed JSON, validation errors printed as
-``{"errors": [...]}`` on stdout). The commands are in ``integrations``, ``sources`` and ``fleet`` beside this module.
-Secrets are never printed: integrations are shown through ``Integration.public()``. ``install`` checks the bucket
-(GetBucketLocation) before storing anything, like the API, unless the body says ``"verify": false``.
+``{"errors": [...]}`` on stdout). The commands are in ``integrations``, ``iceberg``, ``sources`` and ``fleet``
+beside this module. Secrets are never printed: integrations are shown through ``Integration.public()``.
+``install`` checks the bucket (GetBucketLocation) before storing anything, like the API, unless the body says
+``"verify": false``.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import sys
 import redis
 
 from workers import crypto
-from workers.cli import fleet, integrations, sources
+from workers.cli import fleet, iceberg, integrations, sources
 from workers.cli.common import (
     EXIT_FAILED,
     EXIT_INVALID,
@@ -32,7 +33,7 @@ from workers.queue.producer import BrokerUnavailable
 from workers.settings import get_settings
 
 COMMANDS: dict[str, Command] = {
-    command.name: command for command in (*integrations.COMMANDS, *sources.COMMANDS, *fleet.COMMANDS)
+    command.name: command for command in (*integrations.COMMANDS, *iceberg.COMMANDS, *sources.COMMANDS, *fleet.COMMANDS)
 }
 
 

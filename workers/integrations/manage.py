@@ -16,6 +16,7 @@ from typing import Any
 import redis
 
 from workers import clock
+from workers.classify import classify
 from workers.errors import ConfigError, Failure, Refused
 from workers.events.blueprint import describe
 from workers.integrations import bodies, catalog, registry, sources, status
@@ -25,6 +26,7 @@ from workers.integrations.model import Integration
 from workers.queue.producer import Broker
 from workers.settings import Settings
 from workers.sink import bucket, check, credentials, iam
+from workers.sink.iceberg import catalogs
 from workers.store import buffer, due, facts, keys
 
 TEST_EVENT_TIMEOUT_S = 30.0
@@ -86,6 +88,23 @@ def _check_bucket(config: IntegrationConfig, settings: Settings) -> bool | None:
         return None
 
 
+def _check_table(config: IntegrationConfig, variant: str, settings: Settings) -> None:
+    """An iceberg integration's table: its catalog reachable, the table created when missing or able to take the
+    integration's events. Raises ``ConfigError`` naming the field to change."""
+    if variant != "iceberg":
+        return
+    try:
+        catalogs.open_table(config, settings)
+    except Exception as exc:  # noqa: BLE001 - every failure becomes the message next to its field
+        failure = classify(exc)
+        field = {
+            "IcebergTableMismatch": "config.iceberg_table",
+            "IcebergCatalogRefused": "config.iceberg_catalog_uri",
+        }.get(failure.code, "config.iceberg_catalog")
+        message = failure.message if failure.code.startswith("Iceberg") else f"{failure.code}: {failure.message}"
+        raise ConfigError([{"field": field, "message": f"the Iceberg table could not be opened: {message}"}]) from None
+
+
 def _remember(r: redis.Redis, integration_id: str, object_lock: bool | None) -> None:
     if object_lock is not None:
         facts.set_object_lock(r, integration_id, object_lock, now_ms=clock.now_ms())
@@ -130,6 +149,8 @@ def install_integration(r: redis.Redis, body: Any, *, settings: Settings) -> Int
         raise ConfigError([{"field": "source_id", "message": f"source {source_id} does not exist; create it first"}])
     _allowed(fields["config"], settings)
     object_lock = _check_bucket(fields["config"], settings) if verify else None
+    if verify:
+        _check_table(fields["config"], fields["variant"], settings)
     if source_id is None:
         body = {**body, "source_id": sources.ensure_default(r).id}
     integ = registry.install(r, body)
@@ -149,6 +170,8 @@ def update_integration(
     change = bodies.validate_update(current.config, body, merge=merge)
     _allowed(change.config, settings)
     object_lock = _check_bucket(change.config, settings) if change.config is not None and verify else None
+    if change.config is not None and verify:
+        _check_table(change.config, current.variant, settings)
     integ = registry.update(r, integration_id, config=change.config, name=change.name, blueprint=change.blueprint)
     _remember(r, integration_id, object_lock)
     return integ

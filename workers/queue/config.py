@@ -19,6 +19,8 @@ TASK_ROUTES = {
     "signal.append": {"queue": "ingest"},
     "signal.upload": {"queue": "flush"},
     "signal.flush_due": {"queue": "flush"},
+    "signal.iceberg_maintain_all": {"queue": "flush"},
+    "signal.iceberg_maintain": {"queue": "flush"},
 }
 
 
@@ -73,6 +75,11 @@ def worker_config(settings: Settings) -> dict[str, Any]:
                 "schedule": settings.flush_interval_s,
                 # a tick nobody ran in time is replaced by the next one
                 "options": {"expires": max(settings.flush_interval_s, 1.0)},
+            },
+            "iceberg-maintenance": {
+                "task": "signal.iceberg_maintain_all",
+                "schedule": float(settings.iceberg_maintenance_interval_s),
+                "options": {"expires": float(settings.iceberg_maintenance_interval_s)},
             },
         },
         # Soft shutdown (SIGQUIT, or SIGTERM with REMAP_SIGTERM=SIGQUIT as deploy/ sets): stop taking work, give

@@ -23,12 +23,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit
 
-from workers.errors import SignalError
+from workers.classify import hint_for
+from workers.errors import Failure, PermanentError, SignalError
 from workers.settings import Settings
 from workers.sink import clients, credentials
+from workers.sink.iceberg import table
 
 if TYPE_CHECKING:
     from pyiceberg.catalog import Catalog
+    from pyiceberg.table import Table
 
 SQL: Final = "sql"
 GLUE: Final = "glue"
@@ -139,6 +142,23 @@ def open_catalog(cfg: Any, settings: Settings) -> Catalog:
         while len(_catalogs) > _CACHE_SIZE:
             _catalogs.popitem(last=False)
     return catalog
+
+
+def open_table(cfg: Any, settings: Settings) -> tuple[Catalog, Table]:
+    """The integration's catalog and table (created when missing). A catalog this fleet does not open, or a table
+    that cannot take the integration's events, is a ``PermanentError`` (``IcebergCatalogRefused``,
+    ``IcebergTableMismatch``) naming what to change; the catalog's own failures propagate (``classify``)."""
+    try:
+        catalog = open_catalog(cfg, settings)
+    except CatalogRefused as exc:
+        failure = Failure("IcebergCatalogRefused", str(exc), True, hint_for("IcebergCatalogRefused"), None)
+        raise PermanentError(failure) from None
+    try:
+        return catalog, table.ensure(catalog, cfg)
+    except table.TableMismatch as exc:
+        raise PermanentError(
+            Failure("IcebergTableMismatch", str(exc), True, hint_for("IcebergTableMismatch"), None)
+        ) from None
 
 
 def describe(cfg: Any, settings: Settings) -> dict[str, str]:

@@ -1,6 +1,6 @@
 """Committing a batch's data file to its table, exactly once.
 
-A batch is committed by one fast-append snapshot whose summary records ``signal.batch-id``. Before committing, and
+A batch is committed by one append snapshot whose summary records ``signal.batch-id``. Before committing, and
 again after any conflict, the uploader reloads the table and looks for its batch id in every snapshot the table
 still has: found, the batch is already in the table (a retried or redelivered upload, or a commit whose answer was
 lost) and nothing is committed. The append asserts the snapshot it was built on (pyiceberg's ``AssertRefSnapshotId``):
@@ -106,7 +106,9 @@ def append_once(
             raise StaleFence(f"a commit under lock token {last_fence(table)} landed after this one's ({fence})")
         tx = table.transaction()
         summary = {**properties, BATCH_ID: batch_id, FENCE: str(fence)}
-        with tx.update_snapshot(snapshot_properties=summary).fast_append() as append:
+        # a merge append: every commit.manifest.min-count-to-merge manifests are merged into one, so a table of many
+        # small commits keeps a short manifest list
+        with tx.update_snapshot(snapshot_properties=summary).merge_append() as append:
             for file in files:
                 append.append_data_file(file)
         try:

@@ -172,3 +172,10 @@ def mismatch(table: Table, cfg: Any) -> str | None:
             f"not {', '.join(f'{t}({n})' for n, t in wanted)}: partition_time and partition_fields must match it"
         )
     return None
+
+
+def arrow_schema_of(tbl: Table) -> pa.Schema:
+    """The Parquet schema of ``tbl``'s data files as this fleet writes them (field ids included)."""
+    from pyiceberg.io.pyarrow import schema_to_pyarrow
+
+    return schema_to_pyarrow(tbl.schema())

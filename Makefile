@@ -8,12 +8,12 @@ PYTEST_ARGS ?=
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help install redis-bin rabbitmq-bin chromium-bin systemd-bin promtool-bin wrk-bin test unit integration \
+.PHONY: help install redis-bin rabbitmq-bin postgres-bin chromium-bin systemd-bin promtool-bin wrk-bin test unit integration \
 	deploy-checks run flower flower-auth bench lint format clean
 
 help:
 	@echo "make install      create $(VENV) and install the project with its test extras"
-	@echo "make test         the lint, then all tests (installs redis-server, rabbitmq-server, chromium, systemd's"
+	@echo "make test         the lint, then all tests (installs redis-server, rabbitmq-server, postgresql, chromium, systemd's"
 	@echo "                  systemd-analyze and prometheus's promtool first if missing, as root)"
 	@echo "make unit         tests/unit only"
 	@echo "make deploy-checks tests/deploy only (compose, Kubernetes, systemd files, alert rules)"
@@ -68,6 +68,24 @@ rabbitmq-bin:
 	  fi; \
 	fi
 
+# The Iceberg tests start their own PostgreSQL server (a SQL catalog) on a free 127.0.0.1 port, from Debian's
+# postgresql package: they need its binaries (initdb, postgres), never the machine's PostgreSQL service.
+POSTGRES_BIN ?= $(shell ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+postgres-bin:
+	@if [ -z "$(POSTGRES_BIN)" ] || [ ! -x "$(POSTGRES_BIN)/initdb" ]; then \
+	  if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "PostgreSQL not found: installing Debian's postgresql package"; \
+	    DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql >/dev/null || exit 1; \
+	  else \
+	    echo "error: PostgreSQL's initdb is not installed (looked in /usr/lib/postgresql/*/bin)." >&2; \
+	    echo "The Iceberg tests start their own PostgreSQL server on a free 127.0.0.1 port." >&2; \
+	    echo "Install it, e.g. 'sudo apt-get install postgresql', set POSTGRES_BIN to its bin directory," >&2; \
+	    echo "or run 'make test' as root on Debian/Ubuntu to have it installed." >&2; \
+	    exit 1; \
+	  fi; \
+	fi
+
 # The browser tests drive Debian's Chromium with Playwright (never a downloaded browser).
 CHROMIUM ?= /usr/bin/chromium
 export CHROMIUM
@@ -85,7 +103,7 @@ chromium-bin:
 	  fi; \
 	fi
 
-test: lint redis-bin rabbitmq-bin chromium-bin systemd-bin promtool-bin
+test: lint redis-bin rabbitmq-bin postgres-bin chromium-bin systemd-bin promtool-bin
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 unit: install
@@ -94,7 +112,7 @@ unit: install
 deploy-checks: install systemd-bin promtool-bin
 	$(VENV)/bin/pytest tests/deploy $(PYTEST_ARGS)
 
-integration: install redis-bin rabbitmq-bin chromium-bin
+integration: install redis-bin rabbitmq-bin postgres-bin chromium-bin
 	$(VENV)/bin/pytest tests/integration $(PYTEST_ARGS)
 
 run: install redis-bin

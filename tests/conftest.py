@@ -7,6 +7,7 @@ import pytest
 pytest_plugins = [
     "tests.support.redis_fixtures",
     "tests.support.scaled_fixtures",
+    "tests.support.postgres",
     "tests.support.s3_fixtures",
     "tests.support.aws_account",
     "tests.support.celery_fixtures",

@@ -98,7 +98,9 @@ class Settings(BaseSettings):
     # Iceberg (the iceberg variant): the fleet's SQLite catalog (an integration's iceberg_catalog sql without a URI;
     # any SQLite catalog must be a file in its directory), the commit lock, maintenance.
     iceberg_sqlite_path: str = "var/iceberg/catalog.db"
-    iceberg_lock_lease_s: float = Field(60.0, gt=0)
+    # the lock's lease outlives a commit (a few requests); a worker waits for it at most a quarter of the upload's
+    # time limit
+    iceberg_lock_lease_s: float = Field(30.0, gt=0)
     iceberg_lock_wait_s: float = Field(30.0, gt=0)
     iceberg_maintenance_interval_s: int = Field(3600, ge=10)
     # a data file no snapshot references is removed only once older than this (a flush may be writing it)

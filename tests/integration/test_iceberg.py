@@ -25,8 +25,10 @@ DATA_KEY = re.compile(r"^events/data/(event=[^/]+/)?dt=\d{4}-\d{2}-\d{2}/hr=\d{2
 def iceberg_fleet(fleet: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
     """The fleet with its SQLite catalog in this test's directory (workers and this process alike)."""
     path = str(tmp_path / "iceberg" / "catalog.db")
-    fleet.env["SIGNAL_ICEBERG_SQLITE_PATH"] = path
-    monkeypatch.setenv("SIGNAL_ICEBERG_SQLITE_PATH", path)
+    # a killed committer's lock frees in seconds, as the upload's other limits do in these tests
+    for name, value in (("SIGNAL_ICEBERG_SQLITE_PATH", path), ("SIGNAL_ICEBERG_LOCK_LEASE_S", "2")):
+        fleet.env[name] = value
+        monkeypatch.setenv(name, value)
     get_settings.cache_clear()
     fleet.sqlite_uri = f"sqlite:///{path}"
     return fleet
@@ -249,3 +251,157 @@ def test_install_opens_the_table_or_names_the_field_to_change(iceberg_fleet, mak
     # Glue where nothing answers
     [e] = errors({"iceberg_catalog": "glue", "iceberg_catalog_uri": "http://127.0.0.1:9"})
     assert e["field"] == "config.iceberg_catalog"
+
+
+def glue_client(endpoint: str) -> Any:
+    import boto3
+
+    return boto3.client(
+        "glue",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="AKIAIOSFODNN7EXAMPLE",
+        aws_secret_access_key="wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+    )
+
+
+def test_glue_table_holds_every_event_once(iceberg_fleet, make_bucket, start_worker, start_beat):
+    fleet = iceberg_fleet
+    bucket = make_bucket()
+    namespace = f"lake_{bucket.replace('-', '_')}"
+    iid = fleet.install(
+        bucket,
+        variant="iceberg",
+        iceberg_catalog="glue",
+        iceberg_catalog_uri=fleet.endpoint,
+        iceberg_namespace=namespace,
+        partition_fields=["type"],
+    )
+    start_worker()
+    start_beat()
+    events = make_events(900)
+    for batch in slices(events, 300):
+        fleet.sender.ingest(iid, batch)
+    fleet.wait_delivered(iid, len(events))
+
+    table = load(fleet, iid)
+    check_exactly_once(table.scan().to_arrow().to_pylist(), events)
+    assert [f.name for f in table.spec().fields] == ["received_at_hour", "p_type"]
+    glue = glue_client(fleet.endpoint)
+    found = glue.get_table(DatabaseName=namespace, Name="events")["Table"]
+    assert found["Parameters"]["table_type"].upper() == "ICEBERG"
+    meta = iceberg_reader.metadata(fleet.s3, iceberg_reader.glue_metadata_location(glue, namespace, "events"))
+    rows = iceberg_reader.rows(fleet.s3, meta)
+    check_exactly_once(rows, events)
+    assert {r["p_type"] for r in rows} == {"track", "page", "identify"}
+
+
+def test_workers_killed_while_committing_to_glue_and_faults_leave_every_event_once(
+    iceberg_fleet, fault_proxy, make_bucket, start_worker, start_beat
+):
+    """Glue's UpdateTable (the commit) is applied, its answer held back, and the worker SIGKILLed meanwhile: the
+    batch is delivered again by another worker, which finds it committed. S3 faults on a share of requests."""
+    import threading
+    import time
+
+    from tests.support.faultproxy import Fault, random_faults
+
+    fleet = iceberg_fleet
+    fleet.env["AWS_ENDPOINT_URL_S3"] = fault_proxy.endpoint_url
+    bucket = make_bucket()
+    namespace = f"lake_{bucket.replace('-', '_')}"
+    iid = fleet.install(
+        bucket,
+        variant="iceberg",
+        iceberg_catalog="glue",
+        iceberg_catalog_uri=fault_proxy.endpoint_url,
+        iceberg_namespace=namespace,
+        batch_max_events=100,
+    )
+    s3_faults = random_faults(rate=0.08, seed=7)
+    held = [0]
+    lock = threading.Lock()
+
+    def plan(method: str, target: str, headers: Any) -> Fault | None:
+        operation = headers.get("X-Amz-Target") or headers.get("x-amz-target") or ""
+        if operation.endswith("UpdateTable"):
+            with lock:
+                if held[0] < 3:
+                    held[0] += 1
+                    return Fault.delay_response(6.0)
+            return None
+        if operation:
+            return None  # other Glue calls pass
+        return s3_faults(method, target, headers)
+
+    fault_proxy.set_plan(plan)
+    workers = [start_worker()]
+    start_beat()
+    events = make_events(1_500)
+    for batch in slices(events, 250):
+        fleet.sender.ingest(iid, batch)
+
+    kills = 0
+    deadline = time.monotonic() + 120
+    while fleet.stats(iid).get("delivered_events", 0) < len(events) and time.monotonic() < deadline:
+        delayed = sum(1 for s in list(fault_proxy.seen) if s.fault and s.fault.startswith("delay"))
+        if delayed > kills:
+            time.sleep(1.0)  # Glue has applied the update; its answer is still held back
+            workers[-1].kill()
+            kills += 1
+            workers.append(start_worker())
+        time.sleep(0.2)
+    assert kills == held[0] >= 2, (kills, held)
+    fleet.wait_delivered(iid, len(events), timeout_s=60)
+
+    fault_proxy.set_plan(None)
+    table = load(fleet, iid)
+    check_exactly_once(table.scan().to_arrow().to_pylist(), events)
+    batch_ids = [s.summary.additional_properties.get(commit.BATCH_ID) for s in table.metadata.snapshots]
+    assert len(batch_ids) == len(set(batch_ids))
+    glue = glue_client(fleet.endpoint)
+    meta = iceberg_reader.metadata(fleet.s3, iceberg_reader.glue_metadata_location(glue, namespace, "events"))
+    check_exactly_once(iceberg_reader.rows(fleet.s3, meta), events)
+    assert fault_proxy.faults > 3
+
+
+def test_postgresql_catalog_two_workers_commit_to_one_table_at_once(
+    iceberg_fleet, postgres_server, make_bucket, start_worker, start_beat
+):
+    """A fleet on several machines: the catalog in PostgreSQL, two worker processes (two uploads each) committing
+    small batches of two integrations into one table at the same moments: every commit lands, none twice."""
+    from tests.support.postgres import PASSWORD
+
+    fleet = iceberg_fleet
+    bucket = make_bucket()
+    common = {
+        "iceberg_catalog_uri": postgres_server.url,
+        "batch_max_events": 40,
+        "iceberg_table": f"shared_{bucket.replace('-', '_')}",
+    }
+    first = fleet.install(bucket, variant="iceberg", **common)
+    second = fleet.install(bucket, variant="iceberg", **common)  # the same table: the same bucket and prefix
+    events_a, events_b = make_events(800), make_events(800)
+    for batch_a, batch_b in zip(slices(events_a, 200), slices(events_b, 200), strict=True):
+        fleet.sender.ingest(first, batch_a)
+        fleet.sender.ingest(second, batch_b)
+    logs = [start_worker(concurrency=2), start_worker(concurrency=2)]
+    start_beat()
+    fleet.wait_delivered(first, len(events_a))
+    fleet.wait_delivered(second, len(events_b))
+
+    table = load(fleet, first)
+    rows = table.scan().to_arrow().to_pylist()
+    check_exactly_once(rows, events_a + events_b)
+    assert {r["integration_id"] for r in rows} == {first, second}
+    appends = [s for s in table.metadata.snapshots if s.summary.additional_properties.get(commit.BATCH_ID)]
+    assert len(appends) == 40  # 1,600 events, 40 per batch
+    fences = [int(s.summary.additional_properties[commit.FENCE]) for s in appends]
+    assert fences == sorted(fences) and len(set(fences)) == len(fences)  # one lock at a time, in order
+    meta = iceberg_reader.metadata(
+        fleet.s3,
+        iceberg_reader.sql_metadata_location(postgres_server.url, "signal", common["iceberg_table"]),
+    )
+    check_exactly_once(iceberg_reader.rows(fleet.s3, meta), events_a + events_b)
+    for worker in logs:
+        assert PASSWORD not in worker.log_text()

@@ -37,9 +37,8 @@ def lock_name(cfg: IntegrationConfig, settings: Settings) -> str:
 
 
 def _locked(r: redis.Redis, cfg: IntegrationConfig, settings: Settings) -> Any:
-    return table_lock.held(
-        r, lock_name(cfg, settings), lease_s=settings.iceberg_lock_lease_s, wait_s=settings.iceberg_lock_wait_s
-    )
+    wait_s = min(settings.iceberg_lock_wait_s, settings.upload_timeout_s / 4)
+    return table_lock.held(r, lock_name(cfg, settings), lease_s=settings.iceberg_lock_lease_s, wait_s=wait_s)
 
 
 def deliver(

@@ -70,6 +70,8 @@ def sql_uri(cfg: Any, settings: Settings) -> str:
             raise CatalogRefused(
                 f"a SQLite catalog must be a file in {allowed} on this fleet; use PostgreSQL for a catalog elsewhere"
             )
+    if uri.startswith("postgresql://"):
+        return "postgresql+psycopg2://" + uri.removeprefix("postgresql://")  # the driver this fleet installs
     return uri
 
 
@@ -96,7 +98,7 @@ def _aws(cfg: Any, settings: Settings) -> tuple[dict[str, str], str]:
     return {name: value for name, value in zip(names, found, strict=True) if value}, endpoint
 
 
-def properties(cfg: Any, settings: Settings) -> dict[str, str]:
+def properties(cfg: Any, settings: Settings) -> dict[str, Any]:
     """Every property the catalog of ``cfg`` is opened with (secrets included: never log them)."""
     secrets, endpoint = _aws(cfg, settings)
     props = {"s3.region": cfg.region, "s3.endpoint": endpoint, **{f"s3.{k}": v for k, v in secrets.items()}}
@@ -109,7 +111,7 @@ def properties(cfg: Any, settings: Settings) -> dict[str, str]:
         props.update({f"glue.{k}": v for k, v in secrets.items()})
         if cfg.iceberg_catalog_uri is not None and cfg.iceberg_catalog_uri.get_secret_value():
             props["glue.endpoint"] = cfg.iceberg_catalog_uri.get_secret_value()
-        props["glue.max-retries"] = str(settings.s3_max_attempts)
+        props["glue.max-retries"] = settings.s3_max_attempts  # pyiceberg hands it to botocore as it is: a number
     else:
         props["type"] = "sql"
         props["uri"] = sql_uri(cfg, settings)

@@ -113,7 +113,7 @@ def _remember(r: redis.Redis, integration_id: str, object_lock: bool | None) -> 
 def access_policies(integ: Integration, *, settings: Settings) -> dict[str, Any]:
     """What to paste in the customer's account: the least-privilege permissions policy, and for a role also the trust
     policy that lets the fleet's principal assume it with the integration's external ID."""
-    policies: dict[str, Any] = {"permissions_policy": iam.iam_policy(integ.config)}
+    policies: dict[str, Any] = {"permissions_policy": iam.iam_policy(integ.config, variant=integ.variant)}
     if integ.config.credentials == ASSUME_ROLE:
         key_pair = integ.config.access_key_id is not None
         principal = None if key_pair else credentials.fleet_principal(settings)

@@ -146,7 +146,7 @@ def run_maintenance(
             failure = classify(exc)
             report.errors.append(f"{name}: {failure.code}: {failure.message}")
     report.duration_ms = round((time.perf_counter() - started) * 1000)
-    view = report.view()
+    view = {**report.view(), "started": clock.iso(clock.from_ms(report.started_ms))}
     r.hset(keys.iceberg(integration_id), "maintenance", json.dumps(view))
     log.info(
         "maintained integration=%s compacted=%d files %d->%d expired=%d orphans=%d errors=%d",
@@ -228,6 +228,7 @@ def table_view(r: redis.Redis, integration_id: str, *, settings: Settings, snaps
             {
                 "snapshot_id": snap.snapshot_id,
                 "committed_ms": snap.timestamp_ms,
+                "committed": clock.iso(clock.from_ms(snap.timestamp_ms)),
                 "operation": str(snap.summary.operation.value) if snap.summary is not None else "",
                 "batch_id": summary.get(commit.BATCH_ID),
                 "maintenance": summary.get(commit.MAINTENANCE),

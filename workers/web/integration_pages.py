@@ -18,7 +18,7 @@ from workers.errors import ConfigError
 from workers.events import blueprint
 from workers.integrations import catalog, manage, registry, sources, status
 from workers.integrations.model import Integration
-from workers.pipeline import replay
+from workers.pipeline import replay, tables
 from workers.sink import athena, credentials
 from workers.web import forms
 from workers.web.deps import ID_MAX_CHARS
@@ -210,10 +210,14 @@ def query_tab(request: Request, integration_id: str = IntegrationId) -> Response
     st = state(request)
     integ = registry.get(st.r, integration_id)
     fields = integ.config.partition_by
-    try:
-        ddl, ddl_error = athena.athena_ddl(integ.id, integ.config, variant=integ.variant, fields=fields), None
-    except ValueError as exc:
-        ddl, ddl_error = None, str(exc)
+    ddl = ddl_error = table = None
+    if integ.variant == "iceberg":
+        table = tables.table_view(st.r, integ.id, settings=st.settings)
+    else:
+        try:
+            ddl = athena.athena_ddl(integ.id, integ.config, variant=integ.variant, fields=fields)
+        except ValueError as exc:
+            ddl_error = str(exc)
     policies = manage.access_policies(integ, settings=st.settings)
     policy = json.dumps(policies["permissions_policy"], indent=2)
     trust = json.dumps(policies["trust_policy"], indent=2) if "trust_policy" in policies else None
@@ -224,6 +228,7 @@ def query_tab(request: Request, integration_id: str = IntegrationId) -> Response
         "integration_query.html",
         ddl=ddl,
         ddl_error=ddl_error,
+        table=table,
         partitions=[f.column for f in fields] + list(athena.partition_names(integ.config.date_layout)),
         policy=policy,
         trust=trust,

@@ -2,7 +2,7 @@
 
 ``BENCH_QUICK=1`` scales every phase down (~3 minutes). ``BENCH_ONLY=http`` runs the HTTP phases alone,
 ``BENCH_ONLY=ingest`` the ingest phases (raw RPUSH and the drains) alone, ``BENCH_ONLY=account`` the delivery overview
-and ledger phase (bench/account.py) alone.
+and ledger phase (bench/account.py) alone, ``BENCH_ONLY=iceberg`` the Iceberg phases (bench/iceberg.py) alone.
 ``BENCH_KEEP_LOGS=1`` keeps the process logs.
 """
 
@@ -30,6 +30,8 @@ SIZES = {
     "memory": 300_000 if QUICK else 1_300_000,
     "buffer_memory": 64 * 1024**2 if QUICK else 512 * 1024**2,  # bytes of event lines (bench/scale.py)
     "blueprint": 20_000 if QUICK else 100_000,
+    "iceberg": 100_000 if QUICK else 500_000,  # events of one batch, flushed as Parquet and into an Iceberg table
+    "iceberg_commits": 5 if QUICK else 15,  # small batches per variant, for the commit's own cost
     # the delivery overview and ledger (bench/account.py): messages of 500 events and acks per run, paired runs,
     # integrations whose seven days of overview and ledger are written (scaled to 1,000)
     "account_messages": 40 if QUICK else 150,
@@ -139,6 +141,9 @@ def run(stack: Any, results: dict[str, Any]) -> None:
     if ONLY == "account":
         account_phase(stack, results)
         return
+    if ONLY == "iceberg":
+        iceberg_phases(stack, r, bucket, integration, big, results)
+        return
 
     # -- ingest ---------------------------------------------------------------------------------------------------
     n = SIZES["ingest"]
@@ -193,6 +198,7 @@ def run(stack: Any, results: dict[str, Any]) -> None:
     slots = partitions.fill_partitioned(r, iid, flines, n)
     results["drain_partitioned"] = partitions.flush_partitioned(r, iid, slots, settings)
     drop_integration(r, iid)
+    iceberg_phases(stack, r, bucket, integration, big, results, memory=False)
     step("flush: the beat's tick with 1 and with 1,000 partitions open, none due")
     iid = integration(partition_fields=["event"], **big)
     results["tick_partitions"] = [partitions.tick_cost(r, iid, k, settings) for k in (1, 1_000)]
@@ -215,6 +221,8 @@ def run(stack: Any, results: dict[str, Any]) -> None:
     iid = integration(variant="parquet", **big)
     results["memory_parquet"] = flush.memory(stack, stack.env(), r, iid, bucket, flines, n, settings)
     drop_integration(r, iid)
+    step(f"memory: upload.upload of one Iceberg batch of {n:,} events (data file + commit) in a fresh process")
+    results["memory_iceberg"] = iceberg_memory(stack, r, bucket, integration, big, flines, n)
     r.execute_command("FLUSHDB")
 
     # -- blueprint rules ----------------------------------------------------------------------------------------------
@@ -287,6 +295,56 @@ def step(text: str) -> None:
 
 def verdict(ok: bool) -> str:
     return "PASS" if ok else "MISS"
+
+
+def iceberg_phases(
+    stack: Any,
+    r: Any,
+    bucket: str,
+    integration: Any,
+    big: dict[str, Any],
+    results: dict[str, Any],
+    *,
+    memory: bool = True,
+) -> None:
+    """The iceberg variant next to the parquet variant (bench/iceberg.py), and its flush's peak RSS."""
+    from bench import iceberg
+    from bench.events import make_events
+    from bench.ingest import serialized_lines
+    from workers.settings import get_settings
+
+    settings = get_settings()
+    flines = serialized_lines(make_events(5_000, seed=13))
+    step(
+        f"flush: upload.upload of the same {SIZES['iceberg']:,} events as Parquet and into an Iceberg table "
+        "(SQLite catalog)"
+    )
+
+    pq_iid = integration(variant="parquet", **big)
+    ice_iid = integration(variant="iceberg", **big)
+    results["iceberg_flush"] = iceberg.flush_pair(
+        r, pq_iid, ice_iid, flines, SIZES["iceberg"], settings, SIZES["upload_repeats"]
+    )
+    step(f"flush: the same with batches of 1,000 events, {SIZES['iceberg_commits']} each")
+    results["iceberg_commits"] = iceberg.small_commits(r, pq_iid, ice_iid, flines, settings, SIZES["iceberg_commits"])
+    drop_integration(r, pq_iid)
+    drop_integration(r, ice_iid)
+    if memory:
+        n = SIZES["memory"]
+        step(f"memory: upload.upload of one Iceberg batch of {n:,} events (data file + commit) in a fresh process")
+        results["memory_iceberg"] = iceberg_memory(stack, r, bucket, integration, big, flines, n)
+
+
+def iceberg_memory(
+    stack: Any, r: Any, bucket: str, integration: Any, big: dict[str, Any], flines: list[bytes], n: int
+) -> dict[str, Any]:
+    from bench import flush
+    from workers.settings import get_settings
+
+    iid = integration(variant="iceberg", iceberg_table="memory", **big)
+    out = flush.memory(stack, stack.env(), r, iid, bucket, flines, n, get_settings())
+    drop_integration(r, iid)
+    return out
 
 
 def table(res: dict[str, Any]) -> list[dict[str, Any]]:
@@ -478,6 +536,27 @@ def table(res: dict[str, Any]) -> list[dict[str, Any]]:
                 "info",
                 None,
             )
+    if "iceberg_flush" in res:
+        f = res["iceberg_flush"]
+        ratio = f["iceberg_events_per_s"] / f["parquet_events_per_s"]
+        row(
+            f"Iceberg flush of {f['events'] // 1000}k events (data file + commit) events/s",
+            f"{f['parquet_events_per_s']:,.0f} Parquet object",
+            f"{f['iceberg_events_per_s']:,.0f}",
+            f"{ratio:.2f} of Parquet",
+            ">= 0.8 of Parquet",
+            ratio >= 0.8,
+        )
+    if "iceberg_commits" in res:
+        c = res["iceberg_commits"]
+        row(
+            "  Iceberg commit overhead per batch (1k-event batches, median upload vs Parquet)",
+            f"{c['parquet_s'] * 1000:.0f} ms Parquet upload",
+            f"{c['iceberg_s'] * 1000:.0f} ms",
+            f"+{c['commit_overhead_s']:.3f} s",
+            "<= 0.2 s",
+            c["commit_overhead_s"] <= 0.2,
+        )
     if "upload" in res:
         u = res["upload"]
         ratio = u["s3_s"] / u["bare_put_s"]
@@ -512,6 +591,16 @@ def table(res: dict[str, Any]) -> list[dict[str, Any]]:
         m = res["memory_parquet"]
         row(
             f"flush peak RSS, Parquet ({m['raw_bytes'] / 1e9:.2f} GB batch, {m['seconds']:.0f} s)",
+            f"{m['baseline_hwm_mb']:.0f} MB at start",
+            f"{m['peak_hwm_mb']:.0f} MB",
+            f"{m['peak_hwm_mb']:.0f} MB",
+            "<= 300 MB",
+            m["peak_hwm_mb"] <= 300 and m["state"] == "delivered",
+        )
+    if "memory_iceberg" in res:
+        m = res["memory_iceberg"]
+        row(
+            f"flush peak RSS, Iceberg ({m['raw_bytes'] / 1e9:.2f} GB batch, {m['seconds']:.0f} s)",
             f"{m['baseline_hwm_mb']:.0f} MB at start",
             f"{m['peak_hwm_mb']:.0f} MB",
             f"{m['peak_hwm_mb']:.0f} MB",

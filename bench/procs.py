@@ -64,6 +64,7 @@ class Stack:
             "PYTHONUNBUFFERED": "1",
             "AWS_ACCESS_KEY_ID": ACCESS_KEY_ID,
             "AWS_SECRET_ACCESS_KEY": SECRET_ACCESS_KEY,
+            "SIGNAL_ICEBERG_SQLITE_PATH": str(self.log_dir / "iceberg" / "catalog.db"),
             **extra,
         }
 

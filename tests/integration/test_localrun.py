@@ -70,6 +70,12 @@ def test_make_run_prints_the_console_and_the_console_signs_in_with_the_printed_t
         rest, _ = run.communicate(timeout=180)
         printed.append(rest)
         assert run.returncode == 0, "".join(printed)
+        # the demo table received the same events as the bucket, each once
+        out = "".join(printed)
+        accepted = re.search(r"accepted: (\d+)  delivered: (\d+)", out)
+        table = re.search(r"iceberg table signal\.events at s3://signal-demo-lake/events: (\d+) rows", out)
+        assert accepted and table, out
+        assert int(table.group(1)) == int(accepted.group(1)) == int(accepted.group(2)) > 0
     finally:
         if run.poll() is None:
             os.killpg(run.pid, signal.SIGINT)

@@ -6,8 +6,10 @@ from __future__ import annotations
 import gzip
 import os
 import shutil
+import tempfile
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -19,6 +21,7 @@ from workers.localrun.processes import Processes, free_port, tool
 from workers.localrun.traffic import SampleTraffic
 
 BUCKET = "signal-demo-events"
+LAKE_BUCKET = "signal-demo-lake"  # the demo Iceberg table (the iceberg variant, SQLite catalog)
 REGION = "us-east-1"
 PREFIX = "events/"
 SEND_INTERVAL_S = 0.5
@@ -92,6 +95,7 @@ def run(procs: Processes, run_seconds: float | None) -> None:
     os.environ.update(procs.env)  # this process installs the integration and publishes with the same settings
     s3 = demo_bucket(endpoint)
     integration_id = install_demo_integration()
+    table_id = install_demo_integration(iceberg=True)
     start_fleet(procs)
     api = f"http://127.0.0.1:{procs.env['SIGNAL_API_PORT']}"
     procs.start("api", [*tool("signal-s3"), "api"], lambda: procs.log_has("api", "Uvicorn running"), 30)
@@ -107,13 +111,18 @@ def run(procs: Processes, run_seconds: float | None) -> None:
         f"flush every {float(procs.env['SIGNAL_FLUSH_INTERVAL_S']):g}s  logs {procs.log_dir}"
     )
     print(
+        f"the same events also go to an Iceberg table (integration {table_id}, s3://{LAKE_BUCKET}/{PREFIX}, "
+        f"SQLite catalog {procs.env['SIGNAL_ICEBERG_SQLITE_PATH']}): see its Query & access tab"
+    )
+    print(
         "sending ~200 events/s; objects appear below as they land"
         + (f"; stopping after {run_seconds:g}s" if run_seconds else "; Ctrl-C to stop"),
         flush=True,
     )
     seen: dict[str, int] = {}
-    sent = send_sample_traffic(procs, s3, seen, integration_id, run_seconds)
-    drain(procs, s3, seen, integration_id, sent)
+    sent = send_sample_traffic(procs, s3, seen, [integration_id, table_id], run_seconds)
+    drain(procs, s3, seen, [integration_id, table_id], sent)
+    print(describe_table(table_id))
 
 
 def development_settings(env: dict[str, str]) -> bool:
@@ -122,6 +131,7 @@ def development_settings(env: dict[str, str]) -> bool:
         env["SIGNAL_SECRET_KEY"] = Fernet.generate_key().decode()
         print("development key generated; set SIGNAL_SECRET_KEY in production")
     env.setdefault("SIGNAL_FLUSH_INTERVAL_S", "5")
+    env.setdefault("SIGNAL_ICEBERG_SQLITE_PATH", str(Path(tempfile.mkdtemp(prefix="signal-iceberg-")) / "catalog.db"))
     token_generated = not env.get("SIGNAL_ADMIN_TOKEN")
     if token_generated:
         env["SIGNAL_ADMIN_TOKEN"] = uuid.uuid4().hex
@@ -142,34 +152,55 @@ def demo_bucket(endpoint: str) -> Any:
         config=checksums,
     )
     s3.create_bucket(Bucket=BUCKET)
+    s3.create_bucket(Bucket=LAKE_BUCKET)
     return s3
 
 
-def install_demo_integration() -> str:
+def install_demo_integration(*, iceberg: bool = False) -> str:
     """The demo integration, installed as the install call of the docs does it: validated, bucket checked, in the
-    default source. Returns its id."""
+    default source; or (``iceberg``) the demo table, partitioned by event type, in the fleet's SQLite catalog.
+    Returns its id."""
     from workers.integrations import manage
     from workers.settings import get_settings
     from workers.store.db import redis_client
 
+    config: dict[str, Any] = {
+        "bucket": LAKE_BUCKET if iceberg else BUCKET,
+        "region": REGION,
+        "access_key_id": "AKIALOCALRUNEXAMPLE",
+        "secret_access_key": "localrun/not/a/real/secret/access/key",
+        "prefix": PREFIX,
+        "storage_class": "STANDARD",
+        "server_side_encryption": "AES256",
+    }
+    if iceberg:
+        config["partition_fields"] = ["type"]
     return manage.install_integration(
         redis_client(),
         {
-            "name": "Amazon S3",
-            "variant": "default",
+            "name": "Events table (Iceberg)" if iceberg else "Amazon S3",
+            "variant": "iceberg" if iceberg else "default",
             "delivery_mode": "server_side",
-            "config": {
-                "bucket": BUCKET,
-                "region": REGION,
-                "access_key_id": "AKIALOCALRUNEXAMPLE",
-                "secret_access_key": "localrun/not/a/real/secret/access/key",
-                "prefix": PREFIX,
-                "storage_class": "STANDARD",
-                "server_side_encryption": "AES256",
-            },
+            "config": config,
         },
         settings=get_settings(),
     ).id
+
+
+def describe_table(integration_id: str) -> str:
+    """One line on the demo table: where, how many rows and snapshots (read through its catalog)."""
+    from workers.pipeline import tables
+    from workers.settings import get_settings
+    from workers.store.db import redis_client
+
+    view = tables.table_view(redis_client(), integration_id, settings=get_settings(), snapshots=1)
+    if "error" in view:
+        return f"iceberg table {view['namespace']}.{view['table']}: {view['error']['code']}: {view['error']['message']}"
+    rows = view["snapshots"][0]["total_rows"] if view["snapshots"] else 0
+    return (
+        f"iceberg table {view['namespace']}.{view['table']} at {view['location']}: {rows} rows in "
+        f"{view['snapshot_count']} snapshots ({view['catalog']} catalog {view['where']})"
+    )
 
 
 def start_fleet(procs: Processes) -> None:
@@ -202,7 +233,7 @@ def start_fleet(procs: Processes) -> None:
 
 
 def send_sample_traffic(
-    procs: Processes, s3: Any, seen: dict[str, int], integration_id: str, run_seconds: float | None
+    procs: Processes, s3: Any, seen: dict[str, int], integration_ids: list[str], run_seconds: float | None
 ) -> int:
     """Send the sample stream and print each object as it lands, until the time is up or Ctrl-C; returns how many
     events were sent."""
@@ -214,7 +245,8 @@ def send_sample_traffic(
         while (run_seconds is None or time.monotonic() - started < run_seconds) and not procs.exited():
             if time.monotonic() >= next_send:
                 events = traffic.batch()
-                app.send_task("signal.ingest", args=[integration_id, events], queue="ingest")
+                for integration_id in integration_ids:
+                    app.send_task("signal.ingest", args=[integration_id, events], queue="ingest")
                 sent += len(events)
                 next_send += SEND_INTERVAL_S
             if time.monotonic() >= next_poll:
@@ -228,7 +260,7 @@ def send_sample_traffic(
     return sent
 
 
-def drain(procs: Processes, s3: Any, seen: dict[str, int], integration_id: str, sent: int) -> None:
+def drain(procs: Processes, s3: Any, seen: dict[str, int], integration_ids: list[str], sent: int) -> None:
     """Wait until every event the integration accepted (from the sample stream, the demo website or anywhere else)
     has landed, or is held, or the wait is over; then say so, with what is still buffered."""
     from workers.integrations import status
@@ -242,13 +274,13 @@ def drain(procs: Processes, s3: Any, seen: dict[str, int], integration_id: str, 
 
     def waiting() -> tuple[int, int]:
         """(messages not yet done: waiting in the ingest queue or taken by a worker, events buffered)."""
-        st = status.integration_status(r, integration_id)
+        buffered = sum(status.integration_status(r, iid)["buffered_events"] for iid in integration_ids)
         try:
             depths = topology.queue_depths(settings, timeout_s=2.0)
             queued = depths.get("ingest", 0) + depths.get("unacked", 0)
         except Exception:  # noqa: BLE001 - a stopped broker holds nothing more we could wait for
             queued = 0
-        return queued, st["buffered_events"]  # held events are not buffered: they are reported apart
+        return queued, buffered  # held events are not buffered: they are reported apart
 
     try:
         deadline = time.monotonic() + drain_s
@@ -258,7 +290,7 @@ def drain(procs: Processes, s3: Any, seen: dict[str, int], integration_id: str, 
         poll_bucket(s3, seen)
     except KeyboardInterrupt:
         print()
-    st = status.integration_status(r, integration_id)
+    st = status.integration_status(r, integration_ids[0])
     queued, buffered = waiting()
     print(
         f"sample events sent: {sent}  accepted: {st['ingested_events']}  delivered: {st['delivered_events']}  "

@@ -187,6 +187,11 @@ def athena_ddl(
     table_name = default_table_name(integration_id) if table is None else table
     _check_name(table_name, "table")
     _check_name(database, "database")
+    if variant == "iceberg":
+        raise ValueError(
+            "an iceberg integration needs no DDL: Athena reads its table from the Glue Data Catalog "
+            "(iceberg_catalog glue); signal-s3 iceberg show ID prints the queries"
+        )
     if variant not in COLUMNS_BY_VARIANT:
         raise ValueError(f"variant must be one of {', '.join(COLUMNS_BY_VARIANT)}, got {variant!r}")
     table_columns = COLUMNS_BY_VARIANT[variant]

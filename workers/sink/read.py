@@ -52,7 +52,7 @@ def find_in_object(cfg: S3Config, key: str, event_id: str, *, settings: Settings
         answer = client_for(cfg, settings=settings).get_object(Bucket=cfg.bucket, Key=key)
         body = answer["Body"]
         size = int(answer.get("ContentLength") or 0)
-        if variant_of(key) == "parquet":
+        if variant_of(key) in ("parquet", "iceberg"):
             if size > max_bytes:
                 return Found(None, truncated=True)
             return _in_parquet(body.read(), event_id)

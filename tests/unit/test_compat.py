@@ -77,3 +77,23 @@ def test_botocores_s3_region_redirector_handlers_can_be_found_and_removed():
         "s3", region_name="us-east-1", aws_access_key_id="a", aws_secret_access_key="b"
     )
     assert compat.remove_handlers(other, events, redirector) > 0  # ... and only from it
+
+
+def test_pyiceberg_still_turns_a_parquet_footer_into_a_data_files_statistics():
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from pyiceberg.catalog.sql import SqlCatalog
+    from pyiceberg.schema import Schema
+    from pyiceberg.types import LongType, NestedField
+
+    catalog = SqlCatalog("compat", uri="sqlite:///:memory:", warehouse="file:///tmp/signal-compat-warehouse")
+    catalog.create_namespace("ns")
+    table = catalog.create_table(("ns", "t"), schema=Schema(NestedField(1, "n", LongType(), required=False)))
+    schema = pa.schema([pa.field("n", pa.int64(), metadata={b"PARQUET:field_id": b"1"})])
+    collected: list[object] = []
+    with pq.ParquetWriter(io.BytesIO(), schema, metadata_collector=collected) as writer:
+        writer.write_table(pa.table({"n": [1, 5, None]}, schema=schema))
+    stats = compat.iceberg_statistics(table, collected[0])
+    assert stats["record_count"] == 3 and stats["null_value_counts"] == {1: 1}

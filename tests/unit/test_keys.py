@@ -35,7 +35,8 @@ ONE_OFF = {"workers/store/migrate.py"}
 
 def test_no_code_scans_the_keyspace():
     sources = [*ROOT.glob("workers/**/*.py"), *ROOT.glob("workers/store/lua/*.lua"), *ROOT.glob("tasks/*.py")]
-    pattern = re.compile(r"""\.(keys|scan|scan_iter)\(|['"](KEYS|SCAN)['"]""")
+    # (``tbl.scan(``: an Iceberg table's scan of its own files, not Redis)
+    pattern = re.compile(r"""(?<!tbl)\.(keys|scan|scan_iter)\(|['"](KEYS|SCAN)['"]""")
     offenders = [str(p.relative_to(ROOT)) for p in sources if pattern.search(p.read_text())]
     assert set(offenders) <= ONE_OFF, offenders
     uses = re.compile(r"\bmigrate\b")

@@ -64,8 +64,8 @@ HINTS: Final[dict[str, str]] = {
     ),
     "IcebergCatalogRefused": "Change iceberg_catalog / iceberg_catalog_uri to a catalog this fleet opens, then replay.",
     "IcebergTableMismatch": (
-        "Name a new iceberg_table (it is created at the next flush), or point the integration at the table's "
-        "bucket and prefix, then replay."
+        "Point the integration at the table's bucket and prefix (or the settings it was made with), or choose a new "
+        "prefix and iceberg_table for a new table (it is created there at the next flush), then replay."
     ),
     "ExpiredToken": _EXPIRED_TOKEN_HINT,
     "TokenRefreshRequired": _EXPIRED_TOKEN_HINT,
@@ -261,6 +261,7 @@ _TABLE_ERRORS: Final[dict[str, tuple[str, bool]]] = {
     "CommitFailedException": ("IcebergCommitConflict", False),
     "CommitStateUnknownException": ("IcebergCommitUnknown", False),
     "StaleFence": ("IcebergLockExpired", False),
+    "ForeignWriter": ("IcebergForeignWriter", True),
     "NoSuchTableError": ("IcebergTableMissing", False),
     "NoSuchNamespaceError": ("IcebergTableMissing", False),
     "OperationalError": ("IcebergCatalogUnavailable", False),
@@ -341,6 +342,9 @@ _SIGNING_PARAMS = re.compile(
     r"[^\s&,\"']*",
     re.IGNORECASE,
 )
+# The password of a URL (a catalog's postgresql://user:password@host/db), up to the last @ before the host.
+_URL_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^\s:/@]+:)\S*@(?=[^\s@]*(?:\s|$))", re.IGNORECASE)
+_PASSWORD_PARAM = re.compile(r"(\bpassword=)[^\s&]*", re.IGNORECASE)
 # A 40-character secret access key, or any long base64 run (session tokens, signatures, hashes).
 _LONG_SECRET = re.compile(r"(?<![A-Za-z0-9/+=])[A-Za-z0-9/+]{40,}={0,2}(?![A-Za-z0-9/+=])")
 
@@ -348,6 +352,8 @@ _LONG_SECRET = re.compile(r"(?<![A-Za-z0-9/+=])[A-Za-z0-9/+]{40,}={0,2}(?![A-Za-
 def scrub(text: str) -> str:
     """``text`` without credentials or signing material, on one line, at most ``MESSAGE_MAX_CHARS`` characters."""
     text = _ECHOED_FIELDS.sub("", text)
+    text = _URL_PASSWORD.sub(lambda m: m.group(1) + "****@", text)
+    text = _PASSWORD_PARAM.sub(lambda m: m.group(1) + "****", text)
     text = _SIGNING_PARAMS.sub(lambda m: m.group(1) + "****", text)
     text = _ACCESS_KEY_ID.sub("****", text)
     text = _LONG_SECRET.sub("****", text)

@@ -238,6 +238,9 @@ def test_install_opens_the_table_or_names_the_field_to_change(iceberg_fleet, mak
     # the same table name from another prefix: the table is elsewhere
     [e] = errors({"prefix": "other/"})
     assert e["field"] == "config.iceberg_table" and "exists at s3://" in e["message"]
+    # another table at the same location: its maintenance would take the first one's files for leftovers
+    [e] = errors({"iceberg_table": "second"})
+    assert e["field"] == "config.iceberg_table" and "already holds an Iceberg table" in e["message"]
     # the same table with other partitioning
     [e] = errors({"partition_fields": ["event"]})
     assert e["field"] == "config.iceberg_table" and "p_event" in e["message"]
@@ -300,7 +303,8 @@ def test_workers_killed_while_committing_to_glue_and_faults_leave_every_event_on
     iceberg_fleet, fault_proxy, make_bucket, start_worker, start_beat
 ):
     """Glue's UpdateTable (the commit) is applied, its answer held back, and the worker SIGKILLed meanwhile: the
-    batch is delivered again by another worker, which finds it committed. S3 faults on a share of requests."""
+    batch is delivered again by another worker, which finds it committed. S3 faults on a share of requests, Glue
+    answers 500 to some table loads."""
     import threading
     import time
 
@@ -322,6 +326,8 @@ def test_workers_killed_while_committing_to_glue_and_faults_leave_every_event_on
     held = [0]
     lock = threading.Lock()
 
+    glue_errors, table_loads = [0], [0]
+
     def plan(method: str, target: str, headers: Any) -> Fault | None:
         operation = headers.get("X-Amz-Target") or headers.get("x-amz-target") or ""
         if operation.endswith("UpdateTable"):
@@ -329,6 +335,13 @@ def test_workers_killed_while_committing_to_glue_and_faults_leave_every_event_on
                 if held[0] < 3:
                     held[0] += 1
                     return Fault.delay_response(6.0)
+            return None
+        if operation.endswith("GetTable"):
+            with lock:
+                table_loads[0] += 1
+                if table_loads[0] % 7 == 0 and glue_errors[0] < 4:  # a table load now and then fails
+                    glue_errors[0] += 1
+                    return Fault.error(500, "InternalServiceException", "Glue is having a moment.")
             return None
         if operation:
             return None  # other Glue calls pass
@@ -362,7 +375,7 @@ def test_workers_killed_while_committing_to_glue_and_faults_leave_every_event_on
     glue = glue_client(fleet.endpoint)
     meta = iceberg_reader.metadata(fleet.s3, iceberg_reader.glue_metadata_location(glue, namespace, "events"))
     check_exactly_once(iceberg_reader.rows(fleet.s3, meta), events)
-    assert fault_proxy.faults > 3
+    assert fault_proxy.faults > 3 and glue_errors[0] >= 1
 
 
 def test_postgresql_catalog_two_workers_commit_to_one_table_at_once(
@@ -405,3 +418,38 @@ def test_postgresql_catalog_two_workers_commit_to_one_table_at_once(
     check_exactly_once(iceberg_reader.rows(fleet.s3, meta), events_a + events_b)
     for worker in logs:
         assert PASSWORD not in worker.log_text()
+
+
+def test_an_unreachable_catalog_is_retried_then_held_and_a_replay_after_the_fix_delivers_once(
+    iceberg_fleet, postgres_server, make_bucket, start_worker, start_beat
+):
+    from tests.support.processes import wait_until
+    from workers.integrations import manage, status
+    from workers.pipeline import replay
+
+    fleet = iceberg_fleet
+    bucket = make_bucket()
+    table_name = f"late_{bucket.replace('-', '_')}"
+    dead_catalog = "postgresql://signal:not-this-one@127.0.0.1:9/signal"
+    iid = fleet.install(bucket, variant="iceberg", iceberg_catalog_uri=dead_catalog, iceberg_table=table_name)
+    start_worker(env={"SIGNAL_MAX_RETRY_AGE_S": "3"})
+    start_beat()
+    events = make_events(300)
+    fleet.sender.ingest(iid, events)
+    wait_until(
+        lambda: status.integration_status(fleet.r, iid)["dead_letter_events"] == len(events),
+        60,
+        message=lambda: f"not held: {fleet.stats(iid)}",
+    )
+    [held] = status.dead_letter(fleet.r, iid)
+    assert held["code"] == "IcebergCatalogUnavailable", held
+    assert "not-this-one" not in str(held)
+    assert fleet.stats(iid).get("failures:IcebergCatalogUnavailable", 0) >= 2  # retried before it was held
+
+    manage.update_integration(
+        fleet.r, iid, {"config": {"iceberg_catalog_uri": postgres_server.url}}, settings=get_settings()
+    )
+    report = replay.replay(fleet.r, iid, settings=get_settings())
+    assert not report.failed, report.summary()
+    fleet.wait_delivered(iid, len(events))
+    check_exactly_once(load(fleet, iid).scan().to_arrow().to_pylist(), events)

@@ -206,3 +206,45 @@ def test_partition_values_in_a_slot_become_the_data_files_partition_in_the_specs
         "track",
         partitions.encode("Order Done"),
     )
+
+
+def test_the_fence_starts_above_the_tables_last_one_when_the_store_is_behind():
+    r = fakeredis.FakeRedis()
+    with table_lock.held(r, "t", lease_s=5, wait_s=1, floor=41) as fence:
+        assert fence == 42
+    with table_lock.held(r, "t", lease_s=5, wait_s=1, floor=3) as fence:
+        assert fence == 43
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "postgresql://signal:s3cr/et?#x@db.internal:5432/lake",
+        "postgresql://signal:plain-secret@db.internal/lake?sslmode=require&password=plain-secret",
+    ],
+)
+def test_a_catalog_url_is_shown_without_its_password_whatever_it_holds(uri: str):
+    shown = catalogs.redact_url(uri)
+    assert "secret" not in shown and "s3cr" not in shown and "db.internal" in shown
+
+
+def test_a_url_password_in_an_error_message_is_scrubbed():
+    from workers.classify import scrub
+
+    text = "connection to postgresql://signal:hunter2@x@db:5432/lake failed; password=hunter2 rejected"
+    assert "hunter2" not in scrub(text) and "db:5432/lake" in scrub(text)
+
+
+@pytest.mark.parametrize(
+    ("key", "ours"),
+    [
+        ("events/data/dt=2026-12-07/hr=05/0b7c6c1e-3b65-4e6f-9d4c-0c8d1d5f2a10.iceberg.parquet", True),
+        ("events/data/dt=2026-12-07/hr=05/compacted-0b7c6c1e.parquet", True),
+        ("events/metadata/snap-1-1-0b7c.avro", True),
+        ("events/metadata/00003-0b7c.metadata.json", True),
+        ("data/customer-export.csv", False),
+        ("events/data/part-00000.parquet", False),  # a file some other writer put there
+    ],
+)
+def test_orphan_removal_only_ever_considers_files_of_the_kinds_the_table_writes(key: str, ours: bool):
+    assert maintain._ours(key) is ours

@@ -12,7 +12,6 @@ import json
 import logging
 import time
 from collections.abc import Iterable
-from functools import partial
 from typing import Any
 
 import redis
@@ -31,14 +30,17 @@ log = logging.getLogger(__name__)
 CLOSED_AFTER_HOURS = 1  # an hour is compacted once it ended this many hours ago
 
 
-def lock_name(cfg: IntegrationConfig, settings: Settings) -> str:
-    where = catalogs.describe(cfg, settings)
-    return table_lock.table_id(where["catalog"], where["where"], cfg.region, *table.identifier(cfg))
-
-
-def _locked(r: redis.Redis, cfg: IntegrationConfig, settings: Settings) -> Any:
+def _locked(r: redis.Redis, tbl: Any, settings: Settings) -> Any:
+    """The fleet-wide commit lock of ``tbl``, named by the table's uuid (the same table by any catalog URL or
+    integration), its fence above the table's last one."""
     wait_s = min(settings.iceberg_lock_wait_s, settings.upload_timeout_s / 4)
-    return table_lock.held(r, lock_name(cfg, settings), lease_s=settings.iceberg_lock_lease_s, wait_s=wait_s)
+    return table_lock.held(
+        r,
+        str(tbl.metadata.table_uuid),
+        lease_s=settings.iceberg_lock_lease_s,
+        wait_s=wait_s,
+        floor=commit.last_fence(tbl),
+    )
 
 
 def deliver(
@@ -80,7 +82,7 @@ def deliver(
         (commit.hour_value(hour), *(value for _, value in values)),
     )
     ident = table.identifier(cfg)
-    with _locked(r, cfg, settings) as fence:
+    with _locked(r, tbl, settings) as fence:
         commit.append_once(
             lambda: catalog.load_table(ident),
             batch_id,
@@ -111,14 +113,27 @@ def run_maintenance(
     integ = registry.get(r, integration_id, max_age_s=0)
     if integ.variant != "iceberg":
         raise ValueError(f"integration {integration_id} is not of the iceberg variant")
+    running = keys.iceberg_maintenance_running(integration_id)
+    if not r.set(running, "1", nx=True, ex=max(settings.iceberg_maintenance_interval_s, 60)):
+        return {"skipped": "another maintenance run of this table is under way", "errors": []}
+    try:
+        return _maintain(r, integ, settings=settings, closed_after_hours=closed_after_hours)
+    finally:
+        r.delete(running)
+
+
+def _maintain(r: redis.Redis, integ: Any, *, settings: Settings, closed_after_hours: int) -> dict[str, Any]:
+    integration_id = integ.id
     cfg = integ.config
-    catalog, _ = catalogs.open_table(cfg, settings)
+    catalog, _ = catalogs.open_table(cfg, settings, create=False)
     ident = table.identifier(cfg)
 
     def load() -> Any:
         return catalog.load_table(ident)
 
-    locked = partial(_locked, r, cfg, settings)
+    def locked() -> Any:
+        return _locked(r, load(), settings)
+
     report = maintain.Report(started_ms=clock.now_ms())
     started = time.perf_counter()
 
@@ -216,7 +231,7 @@ def table_view(r: redis.Redis, integration_id: str, *, settings: Settings, snaps
         "last_maintenance": last_maintenance(r, integration_id),
     }
     try:
-        _, tbl = catalogs.open_table(cfg, settings)
+        _, tbl = catalogs.open_table(cfg, settings, create=False)
     except Exception as exc:  # noqa: BLE001 - shown as the table's state
         failure = classify(exc)
         return {**view, "error": {"code": failure.code, "message": failure.message, "hint": failure.hint}}

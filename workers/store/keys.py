@@ -55,11 +55,12 @@ Global:
   sig:sources                set     ids of every source
   sig:writekey:<sha256>      string  source id of a write key, found by the key's sha256 hex digest
 
-Per Iceberg table ``T`` (sha256 of its catalog and name, ``workers.store.table_lock``):
+Per Iceberg table ``T`` (the table's uuid, ``workers.store.table_lock``):
   sig:{ice:T}:lock           string  token of the worker committing to the table (expires)
   sig:{ice:T}:fence          string  fencing counter: +1 at every lock taken, recorded in each commit's snapshot
 Per integration ``I`` of the iceberg variant:
   sig:{I}:iceberg            hash    the last maintenance (JSON under ``maintenance``)
+  sig:{I}:iceberg:running    string  set while a maintenance run of the integration's table is under way (expires)
 
 Fleet and console:
   sig:beat:last_tick_ms              string  ms when signal.flush_due last ran (beat's tick, run by a flush worker)
@@ -199,6 +200,10 @@ SOURCES = f"{PREFIX}:sources"
 
 def iceberg(integration_id: str) -> str:
     return f"{tag(integration_id)}:iceberg"
+
+
+def iceberg_maintenance_running(integration_id: str) -> str:
+    return f"{tag(integration_id)}:iceberg:running"
 
 
 def table_lock(table_id: str) -> tuple[str, str]:

@@ -8,7 +8,6 @@ Exactly-once does not rest on the lock: the commit's own check does (the lock on
 
 from __future__ import annotations
 
-import hashlib
 import time
 import uuid
 from collections.abc import Iterator
@@ -23,20 +22,18 @@ from workers.store.scripts import SCRIPTS
 POLL_S = 0.05
 
 
-def table_id(*parts: str) -> str:
-    """A table's name in the store: sha256 of what identifies it (its catalog and its name)."""
-    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:32]
-
-
 @contextmanager
-def held(r: redis.Redis, table: str, *, lease_s: float, wait_s: float) -> Iterator[int]:
-    """Hold the lock of ``table`` (waiting at most ``wait_s``); yields the fence. Raises ``TransientError``
-    (``IcebergTableBusy``) when another holder keeps it longer than ``wait_s``."""
+def held(r: redis.Redis, table: str, *, lease_s: float, wait_s: float, floor: int = 0) -> Iterator[int]:
+    """Hold the lock of ``table`` (its uuid; waiting at most ``wait_s``); yields the fence, above ``floor`` (the
+    table's last recorded fence). Raises ``TransientError`` (``IcebergTableBusy``) when another holder keeps it longer
+    than ``wait_s``."""
     token = uuid.uuid4().hex
     lock, fence_key = keys.table_lock(table)
     deadline = time.monotonic() + wait_s
     while True:
-        fence = int(SCRIPTS.table_lock(keys=[lock, fence_key], args=["take", token, int(lease_s * 1000)], client=r))
+        fence = int(
+            SCRIPTS.table_lock(keys=[lock, fence_key], args=["take", token, int(lease_s * 1000), floor], client=r)
+        )
         if fence:
             break
         if time.monotonic() >= deadline:

@@ -21,7 +21,6 @@ import threading
 from collections import OrderedDict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
-from urllib.parse import urlsplit
 
 from workers.classify import hint_for
 from workers.errors import Failure, PermanentError, SignalError
@@ -39,8 +38,11 @@ KINDS: Final = (SQL, GLUE)
 CATALOG_NAME: Final = "signal"
 _CACHE_SIZE: Final = 32
 
+_SECRET_PROPERTIES: Final = ("access-key-id", "secret-access-key", "session-token")
+
 _lock = threading.Lock()
-_catalogs: OrderedDict[str, Catalog] = OrderedDict()
+# catalog identity (no secrets) -> (digest of every property, the catalog)
+_catalogs: OrderedDict[str, tuple[str, Catalog]] = OrderedDict()
 
 
 def _reset_after_fork() -> None:
@@ -111,7 +113,10 @@ def properties(cfg: Any, settings: Settings) -> dict[str, Any]:
         props.update({f"glue.{k}": v for k, v in secrets.items()})
         if cfg.iceberg_catalog_uri is not None and cfg.iceberg_catalog_uri.get_secret_value():
             props["glue.endpoint"] = cfg.iceberg_catalog_uri.get_secret_value()
-        props["glue.max-retries"] = settings.s3_max_attempts  # pyiceberg hands it to botocore as it is: a number
+        # one attempt per call (pyiceberg hands it to botocore as max_attempts): a retried UpdateTable whose first
+        # attempt landed fails as a conflict, and pyiceberg then deletes the manifests of the snapshot that is now
+        # current. The fleet retries instead, after looking for its batch in the table.
+        props["glue.max-retries"] = 1
     else:
         props["type"] = "sql"
         props["uri"] = sql_uri(cfg, settings)
@@ -120,43 +125,76 @@ def properties(cfg: Any, settings: Settings) -> dict[str, Any]:
     return props
 
 
+def _digest(props: dict[str, Any], *, secrets: bool) -> str:
+    items = sorted((k, v) for k, v in props.items() if secrets or not k.endswith(_SECRET_PROPERTIES))
+    return hashlib.sha256(repr(items).encode()).hexdigest()
+
+
+def _close(catalog: Any) -> None:
+    """Give back a SQL catalog's pooled connections (a catalog replaced when credentials rotate, or evicted)."""
+    engine = getattr(catalog, "engine", None)
+    if engine is not None:
+        engine.dispose()
+
+
 def open_catalog(cfg: Any, settings: Settings) -> Catalog:
-    """The catalog of ``cfg`` (cached per process while its properties, credentials included, stay the same)."""
+    """The catalog of ``cfg``: one per process and catalog, replaced (its connections closed) when the credentials
+    its file IO signs with change (a role's, refreshed)."""
     if cfg.iceberg_catalog not in KINDS:
         raise CatalogRefused(f"iceberg_catalog must be one of {', '.join(KINDS)}")
     props = properties(cfg, settings)
-    key = hashlib.sha256(repr(sorted(props.items())).encode()).hexdigest()
+    key, version = _digest(props, secrets=False), _digest(props, secrets=True)
     with _lock:
-        catalog = _catalogs.get(key)
-        if catalog is not None:
+        found = _catalogs.get(key)
+        if found is not None and found[0] == version:
             _catalogs.move_to_end(key)
-            return catalog
+            return found[1]
     if props["type"] == GLUE:
         from pyiceberg.catalog.glue import GlueCatalog
 
-        catalog = GlueCatalog(CATALOG_NAME, **{k: v for k, v in props.items() if k != "type"})
+        catalog: Any = GlueCatalog(CATALOG_NAME, **{k: v for k, v in props.items() if k != "type"})
     else:
         from pyiceberg.catalog.sql import SqlCatalog
 
         catalog = SqlCatalog(CATALOG_NAME, **{k: v for k, v in props.items() if k != "type"})
+    closed = []
     with _lock:
-        catalog = _catalogs.setdefault(key, catalog)
+        previous = _catalogs.get(key)
+        if previous is not None and previous[0] == version:
+            closed.append(catalog)  # another thread made it meanwhile
+            catalog = previous[1]
+        else:
+            if previous is not None:
+                closed.append(previous[1])
+            _catalogs[key] = (version, catalog)
         while len(_catalogs) > _CACHE_SIZE:
-            _catalogs.popitem(last=False)
+            closed.append(_catalogs.popitem(last=False)[1][1])
+    for old in closed:
+        _close(old)
     return catalog
 
 
-def open_table(cfg: Any, settings: Settings) -> tuple[Catalog, Table]:
-    """The integration's catalog and table (created when missing). A catalog this fleet does not open, or a table
-    that cannot take the integration's events, is a ``PermanentError`` (``IcebergCatalogRefused``,
-    ``IcebergTableMismatch``) naming what to change; the catalog's own failures propagate (``classify``)."""
+def _location_holds_metadata(cfg: Any, settings: Settings) -> bool:
+    """Whether the table's location already has Iceberg metadata (a table the catalog does not know)."""
+    s3 = clients.client_for(cfg, settings=settings)
+    found = s3.list_objects_v2(Bucket=cfg.bucket, Prefix=f"{cfg.prefix}metadata/", MaxKeys=20)
+    return any(o["Key"].endswith(".metadata.json") for o in found.get("Contents", []))
+
+
+def open_table(cfg: Any, settings: Settings, *, create: bool = True) -> tuple[Catalog, Table]:
+    """The integration's catalog and table, created when missing if ``create`` (an upload, an install; a page or a
+    maintenance run only reads). A catalog this fleet does not open, or a table that cannot take the integration's
+    events, is a ``PermanentError`` (``IcebergCatalogRefused``, ``IcebergTableMismatch``) naming what to change; the
+    catalog's own failures propagate (``classify``)."""
     try:
         catalog = open_catalog(cfg, settings)
     except CatalogRefused as exc:
         failure = Failure("IcebergCatalogRefused", str(exc), True, hint_for("IcebergCatalogRefused"), None)
         raise PermanentError(failure) from None
     try:
-        return catalog, table.ensure(catalog, cfg)
+        return catalog, table.ensure(
+            catalog, cfg, create=create, location_taken=lambda: _location_holds_metadata(cfg, settings)
+        )
     except table.TableMismatch as exc:
         raise PermanentError(
             Failure("IcebergTableMismatch", str(exc), True, hint_for("IcebergTableMismatch"), None)
@@ -175,9 +213,12 @@ def describe(cfg: Any, settings: Settings) -> dict[str, str]:
 
 
 def redact_url(uri: str) -> str:
-    """A SQLAlchemy URL without its password."""
-    parts = urlsplit(uri)
-    if parts.password is None:
-        return uri
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return parts._replace(netloc=netloc).geturl()
+    """A SQLAlchemy URL without its password (nor its query, which may carry one)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        url = make_url(uri)
+    except ArgumentError:
+        return "(a URL that could not be read)"
+    return url.set(query={}).render_as_string(hide_password=True)

@@ -22,6 +22,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit
 
+from workers.errors import SignalError
 from workers.sink.iceberg import commit, table
 
 if TYPE_CHECKING:
@@ -52,10 +53,16 @@ class Report:
 
 
 def _groups(tbl: Table) -> dict[tuple[Any, ...], list[DataFile]]:
+    """The live data files of each partition; a partition where another writer deleted rows (delete files: a
+    ``DELETE`` or ``MERGE`` in Athena, Spark, Trino) is left alone, its rows would otherwise come back."""
     out: dict[tuple[Any, ...], list[DataFile]] = defaultdict(list)
+    with_deletes: set[tuple[Any, ...]] = set()
     for task in tbl.scan().plan_files():
-        out[tuple(task.file.partition)].append(task.file)
-    return out
+        partition = tuple(task.file.partition)
+        out[partition].append(task.file)
+        if task.delete_files:
+            with_deletes.add(partition)
+    return {p: files for p, files in out.items() if p not in with_deletes}
 
 
 def _bins(files: list[DataFile], target_bytes: int) -> list[list[DataFile]]:
@@ -115,6 +122,13 @@ def compact(load: Any, locked: Any, *, target_bytes: int, closed_before_hour: in
             rewritten = _rewrite(tbl, group, partition)
             try:
                 with locked() as fence:
+                    # planned on the table as it is now, under the lock (flushes committed while the files were
+                    # rewritten are kept); files another run compacted meanwhile make this group stale
+                    tbl = load()
+                    live = {f.file_path for f in _groups(tbl).get(partition, [])}
+                    if not all(f.file_path in live for f in group):
+                        report.conflicts += 1
+                        continue
                     tx = tbl.transaction()
                     summary = {commit.MAINTENANCE: "compaction", commit.FENCE: str(fence), COMPACTED: str(len(group))}
                     with tx.update_snapshot(snapshot_properties=summary).overwrite() as overwrite:
@@ -142,11 +156,17 @@ def expire(load: Any, locked: Any, *, retention_days: int, report: Report) -> No
             report.snapshots_expired = before - len(load().metadata.snapshots)
 
 
+def _s3(uri: str) -> str:
+    return "s3://" + uri.split("://", 1)[1] if uri.startswith(("s3a://", "s3n://")) else uri
+
+
 def referenced(tbl: Table) -> set[str]:
     """Every file the table's metadata still names: data files, manifests and manifest lists of every snapshot, the
-    metadata files of its log."""
+    metadata files of its log, statistics files."""
     out: set[str] = {tbl.metadata_location}
     out.update(entry.metadata_file for entry in tbl.metadata.metadata_log)
+    out.update(f.statistics_path for f in tbl.metadata.statistics)
+    out.update(f.statistics_path for f in tbl.metadata.partition_statistics)
     for snapshot in tbl.metadata.snapshots:
         out.add(snapshot.manifest_list)
         for manifest in snapshot.manifests(tbl.io):
@@ -156,7 +176,20 @@ def referenced(tbl: Table) -> set[str]:
             # a file a manifest marks deleted is live only in an older snapshot, which names it itself if kept
             for entry in manifest.fetch_manifest_entry(tbl.io, discard_deleted=True):
                 out.add(entry.data_file.file_path)
-    return out
+    return {_s3(uri) for uri in out}
+
+
+def _ours(key: str) -> bool:
+    """A file of the kinds this fleet and pyiceberg write into a table's folders: data files of flushes and of
+    compaction, manifests and manifest lists, metadata files. Anything else there is left alone."""
+    name = key.rsplit("/", 1)[-1]
+    if "/data/" in f"/{key}":
+        return name.endswith(".iceberg.parquet") or (name.startswith("compacted-") and name.endswith(".parquet"))
+    return name.endswith((".avro", ".metadata.json"))
+
+
+class ForeignWriter(SignalError, RuntimeError):
+    """Metadata newer than the table's own, that it does not name: another table (or writer) at its location."""
 
 
 def remove_orphans(load: Any, s3: Any, *, orphan_age_s: int, report: Report) -> None:
@@ -166,16 +199,28 @@ def remove_orphans(load: Any, s3: Any, *, orphan_age_s: int, report: Report) -> 
     where = urlsplit(tbl.location())
     bucket, base = where.netloc, where.path.strip("/")
     cutoff = time.time() - orphan_age_s
+    updated_s = tbl.metadata.last_updated_ms / 1000
     doomed: list[str] = []
+    newer: list[str] = []  # metadata files written after the table was loaded
     for folder in ("data/", "metadata/"):
         prefix = f"{base}/{folder}" if base else folder
         for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
             for obj in page.get("Contents", []):
-                uri = f"s3://{bucket}/{obj['Key']}"
-                if uri not in keep and obj["LastModified"].timestamp() < cutoff:
-                    doomed.append(obj["Key"])
+                key, modified = obj["Key"], obj["LastModified"].timestamp()
+                if f"s3://{bucket}/{key}" in keep or not _ours(key):
+                    continue
+                if key.endswith(".metadata.json") and modified > updated_s:
+                    newer.append(key)
+                elif modified < cutoff:
+                    doomed.append(key)
     # the table may have moved on while listing: anything it names now stays
     keep = referenced(load())
+    foreign = [k for k in newer if f"s3://{bucket}/{k}" not in keep]
+    if foreign:
+        raise ForeignWriter(
+            f"{foreign[0]} is newer than the table's commits and not in its log: another table or writer uses this "
+            "location, so nothing was removed"
+        )
     doomed = [k for k in doomed if f"s3://{bucket}/{k}" not in keep]
     for start in range(0, len(doomed), 1000):
         s3.delete_objects(

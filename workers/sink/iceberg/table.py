@@ -14,6 +14,7 @@ files under ``data/``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
@@ -27,8 +28,9 @@ if TYPE_CHECKING:
     from pyiceberg.schema import Schema
     from pyiceberg.table import Table
 
-# Commits are retried by the uploader, which first looks for its batch in the table (exactly once); the library's own
-# retry would re-apply an append without that look.
+# Set on the tables this fleet creates (a table made elsewhere keeps its own). Commits are retried by the uploader,
+# which first looks for its batch in the table (exactly once); the library's own retry would re-apply an append
+# without that look (harmless while the commit lock is held, which is why another writer's table can keep it).
 PROPERTIES: Final[dict[str, str]] = {
     "commit.retry.num-retries": "0",
     "write.parquet.compression-codec": parquet.COMPRESSION,
@@ -116,8 +118,12 @@ def data_uri(bucket: str, key: str) -> str:
     return f"s3://{bucket}/{key}"
 
 
-def ensure(catalog: Catalog, cfg: Any) -> Table:
-    """The integration's table: created (with its namespace) when missing, else checked (``TableMismatch``)."""
+def ensure(
+    catalog: Catalog, cfg: Any, *, create: bool = True, location_taken: Callable[[], bool] = lambda: False
+) -> Table:
+    """The integration's table: created (with its namespace) when missing and ``create``, else checked
+    (``TableMismatch``). A location that already holds a table's metadata is never given a second table (its
+    maintenance would take the other's files for its own leftovers): ``location_taken`` says so."""
     from pyiceberg.exceptions import NamespaceAlreadyExistsError, NoSuchTableError, TableAlreadyExistsError
 
     ident = identifier(cfg)
@@ -125,23 +131,35 @@ def ensure(catalog: Catalog, cfg: Any) -> Table:
     try:
         table = catalog.load_table(ident)
     except NoSuchTableError:
-        try:
-            catalog.create_namespace(cfg.iceberg_namespace)
-        except NamespaceAlreadyExistsError:
-            pass
-        try:
-            return catalog.create_table(
-                ident, schema=shape.schema(), partition_spec=shape.spec(), location=location(cfg), properties=PROPERTIES
-            )
-        except TableAlreadyExistsError:  # another worker created it meanwhile
-            table = catalog.load_table(ident)
+        if not create:
+            raise
+        if location_taken():
+            try:
+                table = catalog.load_table(ident)  # made by another worker a moment ago
+            except NoSuchTableError:
+                raise TableMismatch(
+                    f"{location(cfg)} already holds an Iceberg table that catalog does not know as "
+                    f"{'.'.join(ident)}: choose another prefix for a new table, or register that table in the "
+                    "catalog under this name (its newest metadata/*.metadata.json)"
+                ) from None
+        else:
+            try:
+                catalog.create_namespace(cfg.iceberg_namespace)
+            except NamespaceAlreadyExistsError:
+                pass
+            try:
+                return catalog.create_table(
+                    ident,
+                    schema=shape.schema(),
+                    partition_spec=shape.spec(),
+                    location=location(cfg),
+                    properties=PROPERTIES,
+                )
+            except TableAlreadyExistsError:  # another worker created it meanwhile
+                table = catalog.load_table(ident)
     problem = mismatch(table, cfg)
     if problem:
         raise TableMismatch(problem)
-    if table.properties.get("commit.retry.num-retries") != PROPERTIES["commit.retry.num-retries"]:
-        with table.transaction() as tx:
-            tx.set_properties(PROPERTIES)
-        table = catalog.load_table(ident)
     return table
 
 

@@ -268,18 +268,24 @@ def glue_client(endpoint: str) -> Any:
     )
 
 
-def test_glue_table_holds_every_event_once(iceberg_fleet, make_bucket, start_worker, start_beat):
-    fleet = iceberg_fleet
-    bucket = make_bucket()
+def install_on_glue(fleet: Any, bucket: str, glue_endpoint: str, **config: Any) -> tuple[str, str]:
+    """An iceberg integration whose table is in Glue (moto's, at ``glue_endpoint``), in a namespace of its own."""
     namespace = f"lake_{bucket.replace('-', '_')}"
     iid = fleet.install(
         bucket,
         variant="iceberg",
         iceberg_catalog="glue",
-        iceberg_catalog_uri=fleet.endpoint,
+        iceberg_catalog_uri=glue_endpoint,
         iceberg_namespace=namespace,
-        partition_fields=["type"],
+        **config,
     )
+    return iid, namespace
+
+
+def test_glue_table_holds_every_event_once(iceberg_fleet, make_bucket, start_worker, start_beat):
+    fleet = iceberg_fleet
+    bucket = make_bucket()
+    iid, namespace = install_on_glue(fleet, bucket, fleet.endpoint, partition_fields=["type"])
     start_worker()
     start_beat()
     events = make_events(900)
@@ -313,15 +319,7 @@ def test_workers_killed_while_committing_to_glue_and_faults_leave_every_event_on
     fleet = iceberg_fleet
     fleet.env["AWS_ENDPOINT_URL_S3"] = fault_proxy.endpoint_url
     bucket = make_bucket()
-    namespace = f"lake_{bucket.replace('-', '_')}"
-    iid = fleet.install(
-        bucket,
-        variant="iceberg",
-        iceberg_catalog="glue",
-        iceberg_catalog_uri=fault_proxy.endpoint_url,
-        iceberg_namespace=namespace,
-        batch_max_events=100,
-    )
+    iid, namespace = install_on_glue(fleet, bucket, fault_proxy.endpoint_url, batch_max_events=100)
     s3_faults = random_faults(rate=0.08, seed=7)
     held = [0]
     lock = threading.Lock()

@@ -121,7 +121,7 @@ def test_the_catalog_lists_amazon_s3_under_cloud_storage_with_its_fields(api: Ap
     assert response.status_code == 200
     (entry,) = response.json()["integrations"]
     assert entry["id"] == "amazon_s3" and entry["category"] == "Cloud Storage"
-    assert [v["id"] for v in entry["variants"]] == ["default", "parquet"]
+    assert [v["id"] for v in entry["variants"]] == ["default", "parquet", "iceberg"]
     assert all(v["description"] for v in entry["variants"])
     assert entry["blueprint"]["default"] == {"consent": None, "events": None, "drop_fields": [], "hash_fields": []}
     assert {f["name"] for f in entry["blueprint"]["fields"]} >= {"consent.require", "hash_fields"}

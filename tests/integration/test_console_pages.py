@@ -132,7 +132,11 @@ def test_the_install_form_is_built_from_the_catalog_field_schema(fleet, console)
     assert [(o.get("value"), o.text) for o in variants.find_all("option")] == [
         ("default", "NDJSON (gzip)"),
         ("parquet", "Parquet (zstd)"),
+        ("iceberg", "Apache Iceberg table"),
     ]
+    # the Iceberg settings belong to the iceberg variant: the form shows them when it is chosen
+    catalog_row = [d for d in form.find_all("div", class_="field") if d.find_all(name="config.iceberg_catalog")][0]
+    assert (catalog_row.get("data-show-when"), catalog_row.get("data-show-value")) == ("variant", "iceberg")
     assert form.find("input", name="name").get("value") == "Amazon S3"
     assert [o.text for o in form.find("select", name="source_id").find_all("option")] == [
         "Default source (created on install)",
@@ -170,6 +174,7 @@ def test_variants_and_fields_added_to_the_catalog_appear_in_the_form(console, mo
     assert [o.text for o in form.find("select", name="variant").find_all("option")] == [
         "NDJSON (gzip)",
         "Parquet (zstd)",
+        "Apache Iceberg table",
         "ORC",
     ]
     assert "ORC: Columnar ORC objects." in form.text

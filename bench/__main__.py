@@ -341,7 +341,7 @@ def iceberg_memory(
     from bench import flush
     from workers.settings import get_settings
 
-    iid = integration(variant="iceberg", iceberg_table="memory", **big)
+    iid = integration(variant="iceberg", iceberg_table="memory", prefix="memory/", **big)  # a table per location
     out = flush.memory(stack, stack.env(), r, iid, bucket, flines, n, get_settings())
     drop_integration(r, iid)
     return out

@@ -100,9 +100,7 @@ class Shape:
 
     def arrow_schema(self) -> pa.Schema:
         """The Parquet schema of the data files: Arrow types with each column's Iceberg field id."""
-        from pyiceberg.io.pyarrow import schema_to_pyarrow
-
-        return schema_to_pyarrow(self.schema())
+        return _writable(self.schema())
 
 
 def identifier(cfg: Any) -> tuple[str, str]:
@@ -194,6 +192,16 @@ def mismatch(table: Table, cfg: Any) -> str | None:
 
 def arrow_schema_of(tbl: Table) -> pa.Schema:
     """The Parquet schema of ``tbl``'s data files as this fleet writes them (field ids included)."""
+    return _writable(tbl.schema())
+
+
+def _writable(schema: Schema) -> pa.Schema:
+    """pyiceberg's Arrow schema of ``schema`` with ``string`` where it says ``large_string``: the same Parquet column,
+    without casting (copying) every string column of a row group from what the encoder builds."""
+    import pyarrow as pa
     from pyiceberg.io.pyarrow import schema_to_pyarrow
 
-    return schema_to_pyarrow(tbl.schema())
+    arrow = schema_to_pyarrow(schema)
+    return pa.schema(
+        [f.with_type(pa.string()) if f.type == pa.large_string() else f for f in arrow], metadata=arrow.metadata
+    )

@@ -171,6 +171,21 @@ def test_maintenance_compacts_closed_hours_expires_snapshots_and_removes_orphans
     check_exactly_once(iceberg_reader.rows(fleet.s3, meta), events)
     assert fleet.r.hget(keys.iceberg(iid), "maintenance")
 
+    # metadata newer than the table's that it does not name: a commit of ours that lost its race is left alone; another
+    # table's at this location stops the removal altogether
+    import json
+
+    newer = "events/metadata/99999-newer.metadata.json"
+    ours = str(load_now().metadata.table_uuid)
+    fleet.s3.put_object(Bucket=bucket, Key=newer, Body=json.dumps({"table-uuid": ours}).encode())
+    maintain.remove_orphans(load_now, s3, orphan_age_s=0, report=rep)
+    fleet.s3.put_object(
+        Bucket=bucket, Key=newer, Body=json.dumps({"table-uuid": "0" * 8 + "-0000-4000-8000-" + "0" * 12}).encode()
+    )
+    with pytest.raises(maintain.ForeignWriter):
+        maintain.remove_orphans(load_now, s3, orphan_age_s=0, report=rep)
+    check_exactly_once(load_now().scan().to_arrow().to_pylist(), events)
+
 
 def test_beat_runs_maintenance_and_the_cli_shows_the_table(iceberg_fleet, make_bucket, start_worker, start_beat):
     import json

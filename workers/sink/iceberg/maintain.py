@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections import defaultdict
@@ -192,6 +193,13 @@ class ForeignWriter(SignalError, RuntimeError):
     """Metadata newer than the table's own, that it does not name: another table (or writer) at its location."""
 
 
+def _table_uuid(s3: Any, bucket: str, key: str) -> str | None:
+    try:
+        return json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read()).get("table-uuid")
+    except (ValueError, AttributeError):
+        return None
+
+
 def remove_orphans(load: Any, s3: Any, *, orphan_age_s: int, report: Report) -> None:
     """Delete what ``referenced`` does not name under ``data/`` and ``metadata/``, once older than ``orphan_age_s``."""
     tbl = load()
@@ -214,12 +222,19 @@ def remove_orphans(load: Any, s3: Any, *, orphan_age_s: int, report: Report) -> 
                 elif modified < cutoff:
                     doomed.append(key)
     # the table may have moved on while listing: anything it names now stays
-    keep = referenced(load())
-    foreign = [k for k in newer if f"s3://{bucket}/{k}" not in keep]
+    now = load()
+    keep = referenced(now)
+    # a newer metadata file the table does not name is a commit of ours that lost its race (written before the
+    # catalog refused it), or another table's: only the latter stops the removal
+    foreign = [
+        k
+        for k in newer
+        if f"s3://{bucket}/{k}" not in keep and _table_uuid(s3, bucket, k) != str(now.metadata.table_uuid)
+    ]
     if foreign:
         raise ForeignWriter(
-            f"{foreign[0]} is newer than the table's commits and not in its log: another table or writer uses this "
-            "location, so nothing was removed"
+            f"{foreign[0]} is newer than the table's commits and belongs to another table: another table or writer "
+            "uses this location, so nothing was removed"
         )
     doomed = [k for k in doomed if f"s3://{bucket}/{k}" not in keep]
     for start in range(0, len(doomed), 1000):

@@ -171,19 +171,23 @@ def test_maintenance_compacts_closed_hours_expires_snapshots_and_removes_orphans
     check_exactly_once(iceberg_reader.rows(fleet.s3, meta), events)
     assert fleet.r.hget(keys.iceberg(iid), "maintenance")
 
-    # metadata newer than the table's that it does not name: a commit of ours that lost its race is left alone; another
-    # table's at this location stops the removal altogether
+    # a metadata file the table does not name: a commit of ours that lost its race is a leftover like any other; one
+    # of another table at this location stops the removal before anything is deleted
     import json
 
-    newer = "events/metadata/99999-newer.metadata.json"
+    current = load_now().metadata_location.removeprefix(f"s3://{bucket}/")
     ours = str(load_now().metadata.table_uuid)
-    fleet.s3.put_object(Bucket=bucket, Key=newer, Body=json.dumps({"table-uuid": ours}).encode())
+    assert maintain._table_uuid(fleet.s3, bucket, current) == ours  # read from the first bytes of a real file
+    lost = "events/metadata/99999-lost-race.metadata.json"
+    fleet.s3.put_object(Bucket=bucket, Key=lost, Body=json.dumps({"format-version": 2, "table-uuid": ours}).encode())
     maintain.remove_orphans(load_now, s3, orphan_age_s=0, report=rep)
-    fleet.s3.put_object(
-        Bucket=bucket, Key=newer, Body=json.dumps({"table-uuid": "0" * 8 + "-0000-4000-8000-" + "0" * 12}).encode()
-    )
+    assert "Contents" not in fleet.s3.list_objects_v2(Bucket=bucket, Prefix=lost)
+    another = "9b2e7d1c-0000-4000-8000-000000000000"
+    fleet.s3.put_object(Bucket=bucket, Key=lost, Body=json.dumps({"table-uuid": another}).encode())
+    fleet.s3.put_object(Bucket=bucket, Key=stray, Body=b"PAR1 not committed")
     with pytest.raises(maintain.ForeignWriter):
         maintain.remove_orphans(load_now, s3, orphan_age_s=0, report=rep)
+    assert fleet.s3.list_objects_v2(Bucket=bucket, Prefix=stray)["KeyCount"] == 1  # nothing was removed
     check_exactly_once(load_now().scan().to_arrow().to_pylist(), events)
 
 

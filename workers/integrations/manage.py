@@ -26,8 +26,8 @@ from workers.integrations.model import Integration
 from workers.queue.producer import Broker
 from workers.settings import Settings
 from workers.sink import bucket, check, credentials, iam
-from workers.sink.iceberg import catalogs
-from workers.store import buffer, due, facts, keys
+from workers.sink.iceberg import catalogs, table
+from workers.store import buffer, due, facts, keys, table_lock
 
 TEST_EVENT_TIMEOUT_S = 30.0
 FLUSH_TIMEOUT_S = 30.0
@@ -88,13 +88,13 @@ def _check_bucket(config: IntegrationConfig, settings: Settings) -> bool | None:
         return None
 
 
-def _check_table(config: IntegrationConfig, variant: str, settings: Settings) -> None:
+def _check_table(r: redis.Redis, config: IntegrationConfig, variant: str, settings: Settings) -> None:
     """An iceberg integration's table: its catalog reachable, the table created when missing or able to take the
     integration's events. Raises ``ConfigError`` naming the field to change."""
     if variant != "iceberg":
         return
     try:
-        catalogs.open_table(config, settings)
+        catalogs.open_table(config, settings, creating=lambda: table_lock.creating(r, table.location(config)))
     except Exception as exc:  # noqa: BLE001 - every failure becomes the message next to its field
         failure = classify(exc)
         field = {
@@ -150,7 +150,7 @@ def install_integration(r: redis.Redis, body: Any, *, settings: Settings) -> Int
     _allowed(fields["config"], settings)
     object_lock = _check_bucket(fields["config"], settings) if verify else None
     if verify:
-        _check_table(fields["config"], fields["variant"], settings)
+        _check_table(r, fields["config"], fields["variant"], settings)
     if source_id is None:
         body = {**body, "source_id": sources.ensure_default(r).id}
     integ = registry.install(r, body)
@@ -171,7 +171,7 @@ def update_integration(
     _allowed(change.config, settings)
     object_lock = _check_bucket(change.config, settings) if change.config is not None and verify else None
     if change.config is not None and verify:
-        _check_table(change.config, current.variant, settings)
+        _check_table(r, change.config, current.variant, settings)
     integ = registry.update(r, integration_id, config=change.config, name=change.name, blueprint=change.blueprint)
     _remember(r, integration_id, object_lock)
     return integ

@@ -57,7 +57,7 @@ def deliver(
 ) -> writer.UploadResult:
     """Write the batch's data file at ``key`` and commit it; or, when the table already has the batch, nothing."""
     hour, values = slot
-    catalog, tbl = catalogs.open_table(cfg, settings)
+    catalog, tbl = catalogs.open_table(cfg, settings, creating=lambda: table_lock.creating(r, table.location(cfg)))
     found = commit.find_batch(tbl, batch_id)
     if found is not None:
         added = found.summary.additional_properties if found.summary is not None else {}

@@ -8,10 +8,12 @@ Exactly-once does not rest on the lock: the commit's own check does (the lock on
 
 from __future__ import annotations
 
+import hashlib
 import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import redis
 
@@ -52,3 +54,14 @@ def held(r: redis.Redis, table: str, *, lease_s: float, wait_s: float, floor: in
         yield fence
     finally:
         SCRIPTS.table_lock(keys=[lock, fence_key], args=["give", token], client=r)
+
+
+CREATION_LEASE_S = 60.0
+
+
+def creating(r: redis.Redis, location: str) -> Any:
+    """The lock on creating a table at ``location`` (``s3://bucket/prefix``): two workers flushing the first batches
+    of a new table at once would each write a first metadata file, and the loser's would stay at the location as
+    another table's."""
+    name = "create-" + hashlib.sha256(location.encode()).hexdigest()[:32]
+    return held(r, name, lease_s=CREATION_LEASE_S, wait_s=CREATION_LEASE_S / 2)

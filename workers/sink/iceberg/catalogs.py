@@ -19,6 +19,8 @@ import hashlib
 import os
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
@@ -181,9 +183,16 @@ def _location_holds_metadata(cfg: Any, settings: Settings) -> bool:
     return any(o["Key"].endswith(".metadata.json") for o in found.get("Contents", []))
 
 
-def open_table(cfg: Any, settings: Settings, *, create: bool = True) -> tuple[Catalog, Table]:
+def open_table(
+    cfg: Any,
+    settings: Settings,
+    *,
+    create: bool = True,
+    creating: Callable[[], AbstractContextManager[Any]] = nullcontext,
+) -> tuple[Catalog, Table]:
     """The integration's catalog and table, created when missing if ``create`` (an upload, an install; a page or a
-    maintenance run only reads). A catalog this fleet does not open, or a table that cannot take the integration's
+    maintenance run only reads), inside ``creating()`` (the fleet's lock on creating a table at its location). A
+    catalog this fleet does not open, or a table that cannot take the integration's
     events, is a ``PermanentError`` (``IcebergCatalogRefused``, ``IcebergTableMismatch``) naming what to change; the
     catalog's own failures propagate (``classify``)."""
     try:
@@ -193,7 +202,11 @@ def open_table(cfg: Any, settings: Settings, *, create: bool = True) -> tuple[Ca
         raise PermanentError(failure) from None
     try:
         return catalog, table.ensure(
-            catalog, cfg, create=create, location_taken=lambda: _location_holds_metadata(cfg, settings)
+            catalog,
+            cfg,
+            create=create,
+            location_taken=lambda: _location_holds_metadata(cfg, settings),
+            creating=creating,
         )
     except table.TableMismatch as exc:
         raise PermanentError(

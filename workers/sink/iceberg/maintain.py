@@ -6,14 +6,15 @@
   exactly the files it read and adds what it wrote; the commit asserts the snapshot it was planned on, so a batch
   committed meanwhile makes it fail (and it is planned again next time) instead of losing or doubling a row.
 - ``expire``: snapshots older than the retention are expired (the current one never is).
-- ``remove_orphans``: files under the table's ``data/`` and ``metadata/`` folders that no remaining snapshot nor the
-  table's metadata log references, and older than ``orphan_age_s`` (a flush writes its data file before committing
-  it): leftovers of crashed flushes and of expired snapshots.
+- ``remove_orphans``: files under the table's ``data/`` and ``metadata/`` folders, of the kinds a table writes, that no
+  remaining snapshot nor the table's metadata log references, and older than ``orphan_age_s`` (a flush writes its
+  data file before committing it): leftovers of crashed flushes and of expired snapshots. Another table's metadata
+  file there stops it before anything is deleted.
 """
 
 from __future__ import annotations
 
-import json
+import re
 import time
 import uuid
 from collections import defaultdict
@@ -190,52 +191,47 @@ def _ours(key: str) -> bool:
 
 
 class ForeignWriter(SignalError, RuntimeError):
-    """Metadata newer than the table's own, that it does not name: another table (or writer) at its location."""
+    """A metadata file of another table at this table's location."""
+
+
+_UUID_FIELD = re.compile(rb'"table-uuid"\s*:\s*"([0-9a-fA-F-]{36})"')
 
 
 def _table_uuid(s3: Any, bucket: str, key: str) -> str | None:
-    try:
-        return json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read()).get("table-uuid")
-    except (ValueError, AttributeError):
-        return None
+    """The table a metadata file belongs to: from its first bytes (pyiceberg writes ``table-uuid`` near the start),
+    else from the whole file."""
+    head = s3.get_object(Bucket=bucket, Key=key, Range="bytes=0-4095")["Body"].read()
+    found = _UUID_FIELD.search(head) or _UUID_FIELD.search(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+    return found.group(1).decode().lower() if found else None
 
 
 def remove_orphans(load: Any, s3: Any, *, orphan_age_s: int, report: Report) -> None:
-    """Delete what ``referenced`` does not name under ``data/`` and ``metadata/``, once older than ``orphan_age_s``."""
+    """Delete what ``referenced`` does not name under ``data/`` and ``metadata/``, once older than ``orphan_age_s``.
+    A metadata file of another table (its uuid not this one's) at the location stops it before anything is deleted:
+    the other table's files are not leftovers of this one."""
     tbl = load()
+    own = str(tbl.metadata.table_uuid).lower()
     keep = referenced(tbl)
     where = urlsplit(tbl.location())
     bucket, base = where.netloc, where.path.strip("/")
     cutoff = time.time() - orphan_age_s
-    updated_s = tbl.metadata.last_updated_ms / 1000
     doomed: list[str] = []
-    newer: list[str] = []  # metadata files written after the table was loaded
     for folder in ("data/", "metadata/"):
         prefix = f"{base}/{folder}" if base else folder
         for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
             for obj in page.get("Contents", []):
-                key, modified = obj["Key"], obj["LastModified"].timestamp()
+                key = obj["Key"]
                 if f"s3://{bucket}/{key}" in keep or not _ours(key):
                     continue
-                if key.endswith(".metadata.json") and modified > updated_s:
-                    newer.append(key)
-                elif modified < cutoff:
+                if key.endswith(".metadata.json") and _table_uuid(s3, bucket, key) != own:
+                    raise ForeignWriter(
+                        f"{key} belongs to another table: another table or writer uses this location, so nothing "
+                        "was removed"
+                    )
+                if obj["LastModified"].timestamp() < cutoff:
                     doomed.append(key)
     # the table may have moved on while listing: anything it names now stays
-    now = load()
-    keep = referenced(now)
-    # a newer metadata file the table does not name is a commit of ours that lost its race (written before the
-    # catalog refused it), or another table's: only the latter stops the removal
-    foreign = [
-        k
-        for k in newer
-        if f"s3://{bucket}/{k}" not in keep and _table_uuid(s3, bucket, k) != str(now.metadata.table_uuid)
-    ]
-    if foreign:
-        raise ForeignWriter(
-            f"{foreign[0]} is newer than the table's commits and belongs to another table: another table or writer "
-            "uses this location, so nothing was removed"
-        )
+    keep = referenced(load())
     doomed = [k for k in doomed if f"s3://{bucket}/{k}" not in keep]
     for start in range(0, len(doomed), 1000):
         s3.delete_objects(

@@ -15,6 +15,7 @@ files under ``data/``.
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
@@ -117,48 +118,54 @@ def data_uri(bucket: str, key: str) -> str:
 
 
 def ensure(
-    catalog: Catalog, cfg: Any, *, create: bool = True, location_taken: Callable[[], bool] = lambda: False
+    catalog: Catalog,
+    cfg: Any,
+    *,
+    create: bool = True,
+    location_taken: Callable[[], bool] = lambda: False,
+    creating: Callable[[], AbstractContextManager[Any]] = nullcontext,
 ) -> Table:
     """The integration's table: created (with its namespace) when missing and ``create``, else checked
     (``TableMismatch``). A location that already holds a table's metadata is never given a second table (its
-    maintenance would take the other's files for its own leftovers): ``location_taken`` says so."""
-    from pyiceberg.exceptions import NamespaceAlreadyExistsError, NoSuchTableError, TableAlreadyExistsError
+    maintenance would take the other's files for its own leftovers): ``location_taken`` says so, asked inside
+    ``creating()`` (the fleet's lock on creating a table there), where the table is created."""
+    from pyiceberg.exceptions import NoSuchTableError
 
-    ident = identifier(cfg)
-    shape = Shape.of(cfg)
     try:
-        table = catalog.load_table(ident)
+        table = catalog.load_table(identifier(cfg))
     except NoSuchTableError:
         if not create:
             raise
-        if location_taken():
-            try:
-                table = catalog.load_table(ident)  # made by another worker a moment ago
-            except NoSuchTableError:
-                raise TableMismatch(
-                    f"{location(cfg)} already holds an Iceberg table that catalog does not know as "
-                    f"{'.'.join(ident)}: choose another prefix for a new table, or register that table in the "
-                    "catalog under this name (its newest metadata/*.metadata.json)"
-                ) from None
-        else:
-            try:
-                catalog.create_namespace(cfg.iceberg_namespace)
-            except NamespaceAlreadyExistsError:
-                pass
-            try:
-                return catalog.create_table(
-                    ident,
-                    schema=shape.schema(),
-                    partition_spec=shape.spec(),
-                    location=location(cfg),
-                    properties=PROPERTIES,
-                )
-            except TableAlreadyExistsError:  # another worker created it meanwhile
-                table = catalog.load_table(ident)
+        with creating():
+            table = _load_or_create(catalog, cfg, location_taken)
     problem = mismatch(table, cfg)
     if problem:
         raise TableMismatch(problem)
     return table
+
+
+def _load_or_create(catalog: Catalog, cfg: Any, location_taken: Callable[[], bool]) -> Table:
+    from pyiceberg.exceptions import NamespaceAlreadyExistsError, NoSuchTableError
+
+    ident = identifier(cfg)
+    try:
+        return catalog.load_table(ident)  # made by another worker while this one waited for the lock
+    except NoSuchTableError:
+        pass
+    if location_taken():
+        raise TableMismatch(
+            f"{location(cfg)} already holds an Iceberg table that catalog does not know as {'.'.join(ident)}: "
+            "choose another prefix for a new table, or register that table in the catalog under this name (its "
+            "newest metadata/*.metadata.json)"
+        )
+    try:
+        catalog.create_namespace(cfg.iceberg_namespace)
+    except NamespaceAlreadyExistsError:
+        pass
+    shape = Shape.of(cfg)
+    return catalog.create_table(
+        ident, schema=shape.schema(), partition_spec=shape.spec(), location=location(cfg), properties=PROPERTIES
+    )
 
 
 def mismatch(table: Table, cfg: Any) -> str | None:

@@ -5,6 +5,8 @@ Each function here leans on something its library does not promise to keep. Each
 before upgrading celery, kombu, botocore or pyiceberg.
 
 - ``reuse_kombu_redis_clients``: kombu's Redis ``Channel._create_client``, to keep one redis-py client per channel.
+- ``take_and_record_in_one_step``: kombu's Redis ``Channel._brpop_start`` / ``_brpop_read`` and ``QoS.append``, so
+  that a consumer takes a message and records it as unacknowledged in one server-side step.
 - ``current_task``: ``celery._state.get_current_task``, the task the current thread runs (for log records).
 - ``remove_handlers``: botocore's ``HierarchicalEmitter._handlers``, to find handlers bound to a class.
 - ``KOMBU_REDIS_PRIORITY_SUFFIXES`` and ``KOMBU_REDIS_UNACKED``: how kombu's Redis transport names the lists of a
@@ -49,6 +51,107 @@ def reuse_kombu_redis_clients() -> None:
 
     channel._create_client = _create_client
     channel._signal_reuses_clients = True
+
+
+def take_and_record_in_one_step(script: str) -> None:
+    """Close the window in which kombu's Redis transport loses a message: it takes one with BRPOP and records it as
+    unacknowledged (``QoS.append``: ZADD unacked_index, HSET unacked) in a second command, after parsing it, so a
+    consumer that dies in between leaves it nowhere. Here a channel's poll alternates two commands instead:
+
+    - take: ``script`` (``workers/queue/lua/take.lua``) pops the oldest message of the channel's lists and writes
+      kombu's own unacked record of it in the same step; ``QoS.append`` then only does the in-memory bookkeeping for
+      a message recorded so;
+    - wait, when the take found nothing: ``BLMOVE list list RIGHT LEFT`` on the first list, which blocks like BRPOP
+      but leaves the message on its list (it moves to the other end), and wakes the channel to take again.
+
+    The first list is the only one waited on: a message that arrives on another of the channel's lists (a second
+    queue, a priority list) while it waits is taken when the wait times out (``brpop_timeout``, 1 s). Channels with a
+    key prefix or with a consumer that does not acknowledge (``no_ack``: Celery's control replies) keep kombu's BRPOP.
+    Needs Redis 6.2 (BLMOVE). Idempotent; for consumers (the fleet's worker, beat and monitoring processes)."""
+    from queue import Empty
+    from time import monotonic, time
+
+    from kombu.transport import redis as kombu_redis
+    from kombu.transport import virtual
+    from kombu.utils.encoding import bytes_to_str
+    from kombu.utils.json import loads
+
+    channel_class, qos_class = kombu_redis.Channel, kombu_redis.QoS
+    if getattr(channel_class, "_signal_takes_in_one_step", False):
+        return
+    stock_start, stock_read, stock_append = channel_class._brpop_start, channel_class._brpop_read, qos_class.append
+    stock_consume = channel_class.basic_consume
+
+    def basic_consume(self: Any, queue: str, no_ack: bool = False, *args: Any, **kwargs: Any) -> Any:
+        if no_ack:
+            self.__dict__.setdefault("_signal_no_ack", set()).add(queue)
+        return stock_consume(self, queue, no_ack, *args, **kwargs)
+
+    def eligible(channel: Any) -> bool:
+        no_ack = channel.__dict__.get("_signal_no_ack")
+        return not channel.global_keyprefix and not (no_ack and no_ack.intersection(channel.active_queues))
+
+    def _brpop_start(self: Any, timeout: float | None = None) -> None:
+        if not eligible(self):
+            self.__dict__["_signal_command"] = None
+            return stock_start(self, timeout)
+        if timeout is None:
+            timeout = self.brpop_timeout
+        queues = self._queue_cycle.consume(len(self.active_queues))
+        if not queues:
+            return None
+        keys = [self._q_for_pri(queue, pri) for pri in self.priority_steps for queue in queues]
+        if self.__dict__.get("_signal_wait"):
+            command = ["BLMOVE", keys[0], keys[0], "RIGHT", "LEFT", timeout or 0]
+        else:
+            command = ["EVAL", script, len(keys) + 2, *keys, self.unacked_index_key, self.unacked_key, repr(time())]
+        self.__dict__["_signal_command"] = command[0]
+        self._in_poll = self.client.connection
+        self._brpop_sent_at = monotonic()
+        self.client.connection.send_command(*command)
+        return None
+
+    def _brpop_read(self: Any, **options: Any) -> bool:
+        command = self.__dict__.pop("_signal_command", None)
+        if command is None:
+            return stock_read(self, **options)  # type: ignore[no-any-return]
+        try:
+            try:
+                reply = self.client.parse_response(self.client.connection, command, **options)
+            except self.connection_errors:
+                self.client.connection.disconnect()  # the next poll reconnects (as kombu's BRPOP read)
+                raise
+            if command == "BLMOVE":  # woken (or timed out): take next
+                self.__dict__["_signal_wait"] = False
+                raise Empty()
+            if not reply:  # nothing to take: wait next
+                self.__dict__["_signal_wait"] = True
+                raise Empty()
+            key, item, tag = reply
+            queue = bytes_to_str(key).rsplit(self.sep, 1)[0]
+            self._queue_cycle.rotate(queue)
+            if tag:
+                self.qos.__dict__.setdefault("_signal_recorded", set()).add(bytes_to_str(tag))
+            self.connection._deliver(loads(bytes_to_str(item)), queue)
+            return True
+        finally:
+            self._in_poll = None
+            self._flush_brpop_reauth()
+
+    def append(self: Any, message: Any, delivery_tag: str) -> None:
+        recorded = self.__dict__.get("_signal_recorded")
+        if recorded and delivery_tag in recorded:
+            recorded.discard(delivery_tag)  # the take recorded it
+            virtual.QoS.append(self, message, delivery_tag)
+            return
+        stock_append(self, message, delivery_tag)
+
+    channel_class._signal_stock = {"start": stock_start, "read": stock_read, "append": stock_append}
+    channel_class.basic_consume = basic_consume
+    channel_class._brpop_start = _brpop_start
+    channel_class._brpop_read = _brpop_read
+    qos_class.append = append
+    channel_class._signal_takes_in_one_step = True
 
 
 def current_task() -> Any | None:

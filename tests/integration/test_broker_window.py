@@ -1,90 +1,261 @@
-"""Where a message can still be lost: kombu's Redis transport takes a message off its queue (BRPOP) and only then
-records it as unacknowledged (MULTI ZADD unacked_index, HSET unacked), in a second command sent after the envelope
-is parsed. A consumer that dies between the two loses the message: nothing is left to restore or redeliver. The chaos
-test's rare lost ingest message (one whole message of 500 events, in 2 runs of 6, with kombu's clients reused and
-its envelopes written by orjson) fits this window; those two changes make it shorter, not longer, so they are not its
-cause. RabbitMQ (the scaled topology) has real acknowledgements: the same death hands the message back.
+"""A message taken off the Redis broker is never left nowhere.
 
-Both tests kill a consumer at the exact point (``os._exit`` where kombu would write the unacked record) instead of
-by a timed SIGKILL, so the window is reproduced every run."""
+kombu's Redis transport alone takes a message off its queue (BRPOP) and only then records it as unacknowledged (MULTI
+ZADD unacked_index, HSET unacked), in a second command sent after the envelope is parsed: a consumer that dies in
+between loses the message, with nothing left to restore or redeliver (the first test shows it, on kombu as shipped).
+The fleet's consumers take and record in one step on the server (``workers/queue/lua/take.lua``, installed by
+``workers.queue.take``): the tests kill one at every instant of that path (``os._exit`` at the exact point, so each
+instant is reproduced every run) and find the message delivered once afterwards. RabbitMQ (the scaled topology) has
+real acknowledgements: the same death hands the message back."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 
+import orjson
 import pytest
 import redis
 from kombu import Connection, Exchange, Producer, Queue
 
-from tests.support.processes import REPO_ROOT
+from tests.support.processes import REPO_ROOT, wait_until
 
-DIE_BEFORE_THE_UNACKED_WRITE = textwrap.dedent(
+CONSUME_AND_DIE = textwrap.dedent(
     """
     import os, sys
     from kombu import Connection, Queue
+    from kombu.transport import redis as kombu_redis
     from kombu.transport.virtual import base
 
-    def die(self, message, delivery_tag):
-        os._exit(9)  # the process dies where kombu records the message as unacknowledged (or starts to process it)
+    url, fixed, die_at = sys.argv[1], sys.argv[2] == "fixed", sys.argv[3]
+    if fixed:
+        from workers.queue import take
+        take.install()
 
-    base.QoS.append = die
-    from kombu.transport import redis as kombu_redis
-    kombu_redis.QoS.append = die
-    with Connection(sys.argv[1]) as conn:
+    def die(*_args, **_kwargs):
+        os._exit(9)
+
+    if die_at == "record":  # where kombu writes the unacked record (after the take, with the fix)
+        recorded = kombu_redis.QoS.append
+        base.QoS.append = die
+        kombu_redis.QoS.append = die
+    elif die_at == "deliver":  # the take's reply read, the message not yet handed to the consumer
+        kombu_redis.Channel._deliver = die
+        base.Channel._deliver = die
+    elif die_at == "woken":  # the wait's reply read (a message arrived), before the take
+        read = kombu_redis.Channel._brpop_read
+        def read_then_die(self, **options):
+            command = self.__dict__.get("_signal_command")
+            try:
+                return read(self, **options)
+            finally:
+                if command == "BLMOVE":
+                    os._exit(9)
+        kombu_redis.Channel._brpop_read = read_then_die
+    with Connection(url) as conn:
+        conn.ensure_connection()
         queue = Queue("window", routing_key="window")
         def received(body, message):
-            os._exit(9)  # brokers with real acks: died while processing, before the ack
+            os._exit(9)  # died while processing, before the ack
         with conn.Consumer(queue, callbacks=[received], accept=["json"]):
-            conn.drain_events(timeout=10)
+            conn.drain_events(timeout=20)
     os._exit(3)  # nothing came
     """
 )
 
 
-def publish(url: str) -> None:
+def window_queue() -> Queue:
+    return Queue("window", Exchange("window", type="direct"), routing_key="window")
+
+
+def publish(url: str, body: object = None, priority: int | None = None) -> None:
     with Connection(url) as conn:
-        queue = Queue("window", Exchange("window", type="direct"), routing_key="window")
-        Producer(conn).publish({"events": 500}, exchange=queue.exchange, routing_key="window", declare=[queue])
+        queue = window_queue()
+        Producer(conn).publish(
+            body if body is not None else {"events": 500},
+            exchange=queue.exchange,
+            routing_key="window",
+            declare=[queue],
+            priority=priority,
+        )
 
 
-def consume_and_die(url: str) -> int:
-    child = subprocess.run(
-        [sys.executable, "-c", DIE_BEFORE_THE_UNACKED_WRITE, url], cwd=REPO_ROOT, timeout=60, check=False
+def consume_and_die(url: str, die_at: str, *, fixed: bool = True, publish_when_waiting: bool = False) -> int:
+    child = subprocess.Popen(
+        [sys.executable, "-c", CONSUME_AND_DIE, url, "fixed" if fixed else "stock", die_at], cwd=REPO_ROOT
     )
-    return child.returncode
+    try:
+        if publish_when_waiting:
+            client = redis.Redis.from_url(url)
+            wait_until(
+                lambda: any(c.get("cmd") == "blmove" for c in client.client_list()),
+                15,
+                message="the consumer never waited",
+            )
+            publish(url)
+        return child.wait(timeout=60)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
 
 
-def left_after_recovery(url: str) -> list[object]:
-    """What a new consumer receives after the broker recovered what it could (Redis: every unacked record restored)."""
+def left_after_recovery(url: str, *, fixed: bool = True, seconds: float = 3) -> list[object]:
+    """What a new consumer receives after the broker recovered what it could (Redis: every unacked record restored),
+    each message acknowledged."""
+    if fixed:
+        from workers.queue import take
+
+        take.install()
     got: list[object] = []
     with Connection(url, transport_options={"visibility_timeout": 0}) as conn:
-        queue = Queue("window", Exchange("window", type="direct"), routing_key="window")
         qos = getattr(conn.default_channel, "qos", None)  # kombu's Redis channel; py-amqp's has none
         if qos is not None:
             qos.restore_visible(num=100)
-        with conn.Consumer(queue, callbacks=[lambda body, message: (got.append(body), message.ack())], accept=["json"]):
-            try:
-                conn.drain_events(timeout=3)
-            except TimeoutError:
-                pass
+        with conn.Consumer(
+            window_queue(), callbacks=[lambda body, message: (got.append(body), message.ack())], accept=["json"]
+        ):
+            deadline = time.monotonic() + seconds
+            while time.monotonic() < deadline:
+                try:
+                    conn.drain_events(timeout=0.5)
+                except TimeoutError:
+                    pass
     return got
 
 
-def test_on_the_redis_broker_a_consumer_dead_between_the_pop_and_the_unacked_write_loses_the_message(redis_server):
-    url = redis_server.url.rsplit("/", 1)[0] + "/9"  # a database of its own: kombu's unacked keys are global
+@pytest.fixture
+def url(redis_server: object) -> str:
+    """A database of its own, emptied: kombu's unacked keys are global to a database."""
+    address = redis_server.url.rsplit("/", 1)[0] + "/9"  # type: ignore[attr-defined]
+    redis.Redis.from_url(address).flushdb()
+    return address
+
+
+def test_kombu_as_shipped_loses_a_message_when_the_consumer_dies_between_the_pop_and_the_unacked_write(url):
     client = redis.Redis.from_url(url)
     publish(url)
-    assert client.llen("window") == 1
-    assert consume_and_die(url) == 9
+    assert consume_and_die(url, "record", fixed=False) == 9
     assert client.llen("window") == 0  # taken off the queue by BRPOP
     assert client.hlen("unacked") == 0  # and never recorded as unacknowledged
-    assert left_after_recovery(url) == []  # so nothing can bring it back: lost
+    assert left_after_recovery(url, fixed=False) == []  # so nothing can bring it back: lost
+
+
+@pytest.mark.parametrize("die_at", ["record", "deliver"])
+def test_a_consumer_dead_right_after_the_take_leaves_the_message_recorded_and_it_is_delivered_once(url, die_at):
+    client = redis.Redis.from_url(url)
+    publish(url)
+    assert consume_and_die(url, die_at) == 9
+    assert client.llen("window") == 0
+    assert client.hlen("unacked") == 1 and client.zcard("unacked_index") == 1  # kombu's own record of it
+    assert left_after_recovery(url) == [{"events": 500}]
+    assert client.hlen("unacked") == 0 and client.llen("window") == 0
+
+
+@pytest.mark.parametrize("encoder", ["kombu", "orjson"])
+def test_envelopes_of_either_encoder_are_recorded(url, encoder):
+    """kombu's own JSON (``", "`` and ``": "``) and the compact JSON of orjson, which the fleet's producers write."""
+    client = redis.Redis.from_url(url)
+    publish(url)
+    envelope = json.loads(client.rpop("window"))
+    client.lpush("window", json.dumps(envelope) if encoder == "kombu" else orjson.dumps(envelope))
+    assert consume_and_die(url, "record") == 9
+    assert client.hlen("unacked") == 1
+    assert left_after_recovery(url) == [{"events": 500}]
+
+
+def test_a_consumer_dead_after_being_woken_leaves_the_message_on_its_queue(url):
+    client = redis.Redis.from_url(url)
+    assert consume_and_die(url, "woken", publish_when_waiting=True) == 9
+    assert client.llen("window") == 1  # the wait moves nothing off the list
+    assert client.hlen("unacked") == 0
+    assert left_after_recovery(url) == [{"events": 500}]
+
+
+def test_a_consumer_dead_while_processing_leaves_the_message_recorded(url):
+    client = redis.Redis.from_url(url)
+    publish(url)
+    assert consume_and_die(url, "processing") == 9
+    assert client.hlen("unacked") == 1
+    assert left_after_recovery(url) == [{"events": 500}]
+
+
+def test_consumers_racing_for_messages_take_each_once_and_acknowledge_every_record(url):
+    """Four consumers wait on one queue while 200 messages arrive in bursts: every message is delivered exactly once
+    and, once acknowledged, no unacked record or message is left behind."""
+    from workers.queue import take
+
+    take.install()
+    client = redis.Redis.from_url(url)
+    got: list[int] = []
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def consume() -> None:
+        with Connection(url) as conn:
+
+            def received(body: dict, message: object) -> None:
+                with lock:
+                    got.append(body["n"])
+                message.ack()  # type: ignore[attr-defined]
+
+            with conn.Consumer(window_queue(), callbacks=[received], accept=["json"]):
+                while not stop.is_set():
+                    try:
+                        conn.drain_events(timeout=0.2)
+                    except TimeoutError:
+                        pass
+
+    consumers = [threading.Thread(target=consume) for _ in range(4)]
+    for thread in consumers:
+        thread.start()
+    try:
+        for burst in range(10):
+            for n in range(burst * 20, burst * 20 + 20):
+                publish(url, {"n": n})
+            time.sleep(0.05 * (burst % 3))
+        wait_until(lambda: len(got) >= 200, 30, message=lambda: f"{len(got)} of 200 delivered")
+        time.sleep(0.5)
+    finally:
+        stop.set()
+        for thread in consumers:
+            thread.join(10)
+    assert sorted(got) == list(range(200))
+    assert client.llen("window") == 0
+    assert client.hlen("unacked") == 0 and client.zcard("unacked_index") == 0
+
+
+def test_a_message_on_a_priority_list_is_taken_and_recorded(url):
+    """The wait watches only the first list; a message of another priority is taken at the next poll."""
+    client = redis.Redis.from_url(url)
+    publish(url, {"urgent": True}, priority=9)
+    assert client.llen("window\x06\x169") == 1
+    assert consume_and_die(url, "record") == 9
+    assert client.hlen("unacked") == 1
+    assert left_after_recovery(url) == [{"urgent": True}]
+
+
+def test_a_consumer_without_acknowledgements_keeps_kombus_own_pop(url):
+    """Celery's control replies are consumed with no_ack: nothing of them may stay in the unacked records."""
+    from workers.queue import take
+
+    take.install()
+    client = redis.Redis.from_url(url)
+    publish(url)
+    got: list[object] = []
+    with Connection(url) as conn:
+        with conn.Consumer(window_queue(), callbacks=[lambda body, message: got.append(body)], no_ack=True):
+            conn.drain_events(timeout=5)
+    assert got == [{"events": 500}]
+    assert client.hlen("unacked") == 0 and client.llen("window") == 0
 
 
 @pytest.mark.parametrize("topology", ["scaled"], indirect=True)
 def test_on_rabbitmq_the_same_death_hands_the_message_back(rabbitmq, topology):
     publish(rabbitmq.url)
-    assert consume_and_die(rabbitmq.url) == 9
-    assert left_after_recovery(rabbitmq.url) == [{"events": 500}]
+    assert consume_and_die(rabbitmq.url, "processing", fixed=False) == 9
+    assert left_after_recovery(rabbitmq.url, fixed=False) == [{"events": 500}]

@@ -97,3 +97,51 @@ def test_pyiceberg_still_turns_a_parquet_footer_into_a_data_files_statistics():
         writer.write_table(pa.table({"n": [1, 5, None]}, schema=schema))
     stats = compat.iceberg_statistics(table, collected[0])
     assert stats["record_count"] == 3 and stats["null_value_counts"] == {1: 1}
+
+
+def _kombu_stock(name: str):
+    """kombu's own method, also once ``take_and_record_in_one_step`` replaced it."""
+    stock = getattr(kombu_redis.Channel, "_signal_stock", None)
+    if stock is not None:
+        return stock[name]
+    return {
+        "start": kombu_redis.Channel._brpop_start,
+        "read": kombu_redis.Channel._brpop_read,
+        "append": kombu_redis.QoS.append,
+    }[name]
+
+
+def test_kombu_redis_consumers_still_take_with_brpop_and_record_in_a_second_command_as_assumed():
+    start, read, append = (inspect.getsource(_kombu_stock(name)) for name in ("start", "read", "append"))
+    for needle in (
+        "'BRPOP'",
+        "self._queue_cycle.consume(len(self.active_queues))",
+        "self._q_for_pri(queue, pri)",
+        "self.priority_steps",
+        "self._in_poll = self.client.connection",
+        "self._brpop_sent_at",
+    ):
+        assert needle in start, (
+            f"kombu's Redis Channel._brpop_start changed ({needle}): compat.take_and_record_in_one_step must follow"
+        )
+    for needle in (
+        "self._queue_cycle.rotate(dest)",
+        "self.connection._deliver(loads(bytes_to_str(item)), dest)",
+        "self._in_poll = None",
+        "self._flush_brpop_reauth()",
+        "rsplit(self.sep, 1)",
+    ):
+        assert needle in read, (
+            f"kombu's Redis Channel._brpop_read changed ({needle}): compat.take_and_record_in_one_step must follow"
+        )
+    for needle in (
+        "self.unacked_index_key",
+        "self.unacked_key",
+        "dumps([message._raw, EX, RK])",
+        "super().append(message, delivery_tag)",
+    ):
+        assert needle in append, f"kombu's Redis QoS.append changed ({needle}): workers/queue/lua/take.lua must follow"
+    restore = inspect.getsource(kombu_redis.QoS.restore_by_tag)
+    assert "M, EX, RK = loads(bytes_to_str(p))" in restore, "kombu reads its unacked records differently"
+    assert list(inspect.signature(kombu_redis.Channel.basic_consume).parameters)[:2] == ["self", "queue"]
+

@@ -25,7 +25,7 @@ from celery.utils.log import get_multiprocessing_logger
 from workers import compat
 from workers.events.message import describe_message
 from workers.observe import logs
-from workers.queue import topology, wire
+from workers.queue import take, topology, wire
 from workers.queue.config import worker_config
 from workers.settings import Settings
 from workers.store.db import eviction_warnings, redis_client
@@ -38,6 +38,7 @@ def configure(app: Celery, settings: Callable[[], Settings]) -> None:
     """Configure ``app`` from ``settings()`` when Celery first needs its configuration, and connect the handlers that
     run in its worker and beat processes (each reads ``settings()`` when it runs)."""
     wire.install()  # JSON by orjson, each body parsed once, compressed ingest bodies read by isal
+    take.install()  # a message leaves its Redis list only into the unacked records
     app.add_defaults(lambda: worker_config(settings()))
     app.steps["consumer"].add(_declare_queues_step(settings))
     handlers = _Handlers(app, settings)

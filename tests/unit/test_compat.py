@@ -145,3 +145,30 @@ def test_kombu_redis_consumers_still_take_with_brpop_and_record_in_a_second_comm
     assert "M, EX, RK = loads(bytes_to_str(p))" in restore, "kombu reads its unacked records differently"
     assert list(inspect.signature(kombu_redis.Channel.basic_consume).parameters)[:2] == ["self", "queue"]
 
+
+def test_kombu_redis_envelopes_of_plain_json_are_written_by_orjson_and_anything_else_by_kombu():
+    import datetime
+    import uuid
+
+    import orjson
+    from kombu.utils.json import dumps as kombu_dumps
+    from kombu.utils.json import loads as kombu_loads
+
+    compat.write_kombu_redis_envelopes_with_orjson()
+    compat.write_kombu_redis_envelopes_with_orjson()  # idempotent
+    envelope = {
+        "body": "eJzLSM3JyQcABiwCFQ==",
+        "headers": {"id": "x", "retries": 0, "timelimit": [None, 1.5], "argsrepr": "('é', '<3 items>')", "ok": True},
+    }
+    written = kombu_redis.dumps([envelope, "", "ingest"])
+    assert written == orjson.dumps([envelope, "", "ingest"])
+    assert kombu_loads(written) == [envelope, "", "ingest"]  # kombu reads it as its own
+    odd_ones = (
+        {"eta": datetime.datetime(2026, 11, 27, 15, tzinfo=datetime.UTC)},
+        {"id": uuid.uuid4()},
+        {"x": float("nan")},
+        {"n": 1 << 70},
+        {1: "int key"},
+    )
+    for odd in odd_ones:
+        assert kombu_redis.dumps(odd) == kombu_dumps(odd)  # kombu's own encoding, as before

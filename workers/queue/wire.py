@@ -12,6 +12,9 @@ registers the codecs in kombu once per process. The bytes on the wire stay stand
   all of it into the unacked hash; compressed, those steps and the broker's memory handle ~1/8 of the bytes, for
   about 1 µs of compression per event at the producer. ``INGEST_COMPRESSION`` is what producers pass to
   ``send_task``; uncompressed messages are read as before.
+- kombu's Redis envelopes (the JSON around each message's base64 body) of plain JSON types are written by orjson
+  (``workers.compat.write_kombu_redis_envelopes_with_orjson``): the same JSON, without the standard library's
+  escaping of the base64 body, once at the producer.
 - ``signal-prepared`` (content type ``application/x-signal-prepared``): ``signal.append`` only, so its lines travel
   as raw bytes instead of JSON strings the worker must unescape. The body is Celery's protocol-2 body
   ``[args, kwargs, embed]`` as JSON, in which the prepared message's ``hours`` maps each hour to the byte length of
@@ -29,6 +32,7 @@ import orjson
 from isal import isal_zlib
 from kombu import compression, serialization
 
+from workers import compat
 from workers.errors import InvalidInput
 
 JSON_CONTENT_TYPE = "application/json"
@@ -120,10 +124,11 @@ _installed = False
 
 
 def install() -> None:
-    """Register the codecs in kombu (idempotent)."""
+    """Register the codecs in kombu, and let its Redis transport write its envelopes with orjson (idempotent)."""
     global _installed
     if _installed:
         return
+    compat.write_kombu_redis_envelopes_with_orjson()
     serialization.register("json", dumps, loads, content_type=JSON_CONTENT_TYPE, content_encoding="utf-8")
     serialization.register(
         PREPARED,

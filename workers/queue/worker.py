@@ -39,6 +39,7 @@ def configure(app: Celery, settings: Callable[[], Settings]) -> None:
     run in its worker and beat processes (each reads ``settings()`` when it runs)."""
     wire.install()  # JSON by orjson, each body parsed once, compressed ingest bodies read by isal
     take.install()  # a message leaves its Redis list only into the unacked records
+    compat.reuse_kombu_redis_clients()  # not one redis-py client built per ack
     app.add_defaults(lambda: worker_config(settings()))
     app.steps["consumer"].add(_declare_queues_step(settings))
     handlers = _Handlers(app, settings)

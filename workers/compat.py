@@ -18,8 +18,11 @@ before upgrading celery, kombu, botocore or pyiceberg.
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 # kombu's Redis transport keeps a queue's messages of priority steps 3, 6 and 9 in lists of their own, named
 # <queue> + sep + step with sep "\x06\x16" (kombu.transport.redis.Channel.sep, priority_steps [0, 3, 6, 9]) ...
@@ -27,6 +30,9 @@ KOMBU_REDIS_PRIORITY_SUFFIXES = ("", "\x06\x163", "\x06\x166", "\x06\x169")
 # ... and messages a worker took but did not acknowledge in one hash (Channel.unacked_key), until the visibility
 # timeout gives them back.
 KOMBU_REDIS_UNACKED = "unacked"
+# A consumer whose BLMOVE Redis refused waits by polling this often, for this long before it tries BLMOVE again.
+PAUSE_S = 0.2
+PAUSED_S = 10
 
 
 def reuse_kombu_redis_clients() -> None:
@@ -92,7 +98,7 @@ def write_kombu_redis_envelopes_with_orjson() -> None:
     kombu_redis._signal_orjson_envelopes = True
 
 
-def take_and_record_in_one_step(script: str) -> None:
+def take_and_record_in_one_step(script: str, pause_key: str) -> None:
     """Close the window in which kombu's Redis transport loses a message: it takes one with BRPOP and records it as
     unacknowledged (``QoS.append``: ZADD unacked_index, HSET unacked) in a second command, after parsing it, so a
     consumer that dies in between leaves it nowhere. Here a channel's poll alternates two commands instead:
@@ -101,12 +107,16 @@ def take_and_record_in_one_step(script: str) -> None:
       kombu's own unacked record of it in the same step; ``QoS.append`` then only does the in-memory bookkeeping for
       a message recorded so;
     - wait, when the take found nothing: ``BLMOVE list list RIGHT LEFT`` on the first list, which blocks like BRPOP
-      but leaves the message on its list (it moves to the other end), and wakes the channel to take again.
+      but leaves the message on its list (it moves to the other end), and wakes the channel to take again. A full
+      Redis (``noeviction``) refuses BLMOVE, which may allocate, where it still runs the take (whose first write is
+      a pop): the channel then waits with BLPOP of ``pause_key``, a list nothing is pushed to, for ``PAUSE_S`` at a
+      time, and tries BLMOVE again after ``PAUSED_S``. So does one on a Redis older than 6.2.
 
     The first list is the only one waited on: a message that arrives on another of the channel's lists (a second
     queue, a priority list) while it waits is taken when the wait times out (``brpop_timeout``, 1 s). Channels with a
     key prefix or with a consumer that does not acknowledge (``no_ack``: Celery's control replies) keep kombu's BRPOP.
-    Needs Redis 6.2 (BLMOVE). Idempotent; for consumers (the fleet's worker, beat and monitoring processes)."""
+    A message the take recorded and nobody can parse has its record removed and is reported as kombu reports it.
+    Idempotent; for consumers (the fleet's worker, beat and monitoring processes)."""
     from queue import Empty
     from time import monotonic, time
 
@@ -114,6 +124,7 @@ def take_and_record_in_one_step(script: str) -> None:
     from kombu.transport import virtual
     from kombu.utils.encoding import bytes_to_str
     from kombu.utils.json import loads
+    from redis.exceptions import ResponseError
 
     channel_class, qos_class = kombu_redis.Channel, kombu_redis.QoS
     if getattr(channel_class, "_signal_takes_in_one_step", False):
@@ -140,10 +151,12 @@ def take_and_record_in_one_step(script: str) -> None:
         if not queues:
             return None
         keys = [self._q_for_pri(queue, pri) for pri in self.priority_steps for queue in queues]
-        if self.__dict__.get("_signal_wait"):
-            command = ["BLMOVE", keys[0], keys[0], "RIGHT", "LEFT", timeout or 0]
-        else:
+        if not self.__dict__.get("_signal_wait"):
             command = ["EVAL", script, len(keys) + 2, *keys, self.unacked_index_key, self.unacked_key, repr(time())]
+        elif monotonic() >= self.__dict__.get("_signal_pause_until", 0.0):
+            command = ["BLMOVE", keys[0], keys[0], "RIGHT", "LEFT", timeout or 0]
+        else:  # BLMOVE was refused: a timed wait on a list that stays empty, which no full Redis refuses
+            command = ["BLPOP", pause_key, min(timeout or PAUSE_S, PAUSE_S)]
         self.__dict__["_signal_command"] = command[0]
         self._in_poll = self.client.connection
         self._brpop_sent_at = monotonic()
@@ -157,11 +170,17 @@ def take_and_record_in_one_step(script: str) -> None:
         try:
             try:
                 reply = self.client.parse_response(self.client.connection, command, **options)
+            except ResponseError as exc:
+                if command == "EVAL":
+                    raise
+                reply = exc  # BLMOVE refused (a full Redis with noeviction, or one older than 6.2)
             except self.connection_errors:
                 self.client.connection.disconnect()  # the next poll reconnects (as kombu's BRPOP read)
                 raise
-            if command == "BLMOVE":  # woken (or timed out): take next
+            if command != "EVAL":  # woken, timed out, or refused: take next
                 self.__dict__["_signal_wait"] = False
+                if isinstance(reply, ResponseError):
+                    refused(self, reply)
                 raise Empty()
             if not reply:  # nothing to take: wait next
                 self.__dict__["_signal_wait"] = True
@@ -169,13 +188,34 @@ def take_and_record_in_one_step(script: str) -> None:
             key, item, tag = reply
             queue = bytes_to_str(key).rsplit(self.sep, 1)[0]
             self._queue_cycle.rotate(queue)
+            tag = bytes_to_str(tag)
+            try:
+                payload = loads(bytes_to_str(item))
+            except ValueError:
+                if tag:  # a record of what nobody can read would come back every visibility timeout
+                    self.qos._remove_from_indices(tag).execute()
+                raise
             if tag:
-                self.qos.__dict__.setdefault("_signal_recorded", set()).add(bytes_to_str(tag))
-            self.connection._deliver(loads(bytes_to_str(item)), queue)
+                self.qos.__dict__.setdefault("_signal_recorded", set()).add(tag)
+            try:
+                self.connection._deliver(payload, queue)
+            finally:
+                if tag:
+                    self.qos.__dict__["_signal_recorded"].discard(tag)
             return True
         finally:
             self._in_poll = None
             self._flush_brpop_reauth()
+
+    def refused(self: Any, error: ResponseError) -> None:
+        if not self.__dict__.get("_signal_pause_until"):
+            log.warning(
+                "Redis refused BLMOVE (%s): waiting for messages by polling every %.2f s for %d s",
+                error,
+                PAUSE_S,
+                PAUSED_S,
+            )
+        self.__dict__["_signal_pause_until"] = monotonic() + PAUSED_S
 
     def append(self: Any, message: Any, delivery_tag: str) -> None:
         recorded = self.__dict__.get("_signal_recorded")

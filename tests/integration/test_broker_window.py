@@ -44,8 +44,8 @@ CONSUME_AND_DIE = textwrap.dedent(
         base.QoS.append = die
         kombu_redis.QoS.append = die
     elif die_at == "deliver":  # the take's reply read, the message not yet handed to the consumer
-        kombu_redis.Channel._deliver = die
-        base.Channel._deliver = die
+        kombu_redis.Transport._deliver = die
+        base.Transport._deliver = die
     elif die_at == "woken":  # the wait's reply read (a message arrived), before the take
         read = kombu_redis.Channel._brpop_read
         def read_then_die(self, **options):
@@ -156,6 +156,90 @@ def test_a_consumer_dead_right_after_the_take_leaves_the_message_recorded_and_it
     assert client.hlen("unacked") == 0 and client.llen("window") == 0
 
 
+def test_a_header_named_like_kombus_properties_does_not_fool_the_take(url):
+    """The take reads the delivery tag and info of the message's properties, not those of a header of that name."""
+    client = redis.Redis.from_url(url)
+    with Connection(url) as conn:
+        queue = window_queue()
+        Producer(conn).publish(
+            {"events": 500},
+            exchange=queue.exchange,
+            routing_key="window",
+            declare=[queue],
+            headers={"delivery_tag": "not-it", "delivery_info": {"exchange": "E2", "routing_key": "R2"}},
+        )
+    tag = json.loads(client.lindex("window", 0))["properties"]["delivery_tag"]
+    assert consume_and_die(url, "record") == 9
+    assert [k.decode() for k in client.hkeys("unacked")] == [tag]
+    record = json.loads(client.hget("unacked", tag))
+    assert record[1:] == ["window", "window"]
+    assert left_after_recovery(url) == [{"events": 500}]
+
+
+def test_a_routing_key_the_quick_reading_cannot_take_is_read_fully(url):
+    """kombu's encoder escapes a non-ASCII routing key (\u00ef): the take reads such a message with cjson."""
+    client = redis.Redis.from_url(url)
+    publish(url)
+    envelope = json.loads(client.rpop("window"))
+    envelope["properties"]["delivery_info"]["routing_key"] = 'w\u00efndow "quoted"'
+    client.lpush("window", json.dumps(envelope))
+    assert consume_and_die(url, "record") == 9
+    tag = envelope["properties"]["delivery_tag"]
+    assert json.loads(client.hget("unacked", tag)) == [envelope, "window", 'w\u00efndow "quoted"']
+
+
+def test_a_full_redis_runs_the_take_but_refuses_the_wait(tmp_path):
+    """At its maxmemory with noeviction, Redis refuses BLMOVE (it may allocate) and runs the take, whose first write
+    is a pop (after which a script may write what it must)."""
+    from tests.support.processes import RedisServer
+    from workers.queue import take
+
+    server = RedisServer(data_dir=tmp_path / "full", extra_args=["--maxmemory-policy", "noeviction"]).start()
+    try:
+        client = server.client()
+        publish(server.url)
+        tag = json.loads(client.lindex("window", 0))["properties"]["delivery_tag"]
+        client.config_set("maxmemory", "1")  # over it from now on
+        with pytest.raises(redis.exceptions.OutOfMemoryError):
+            client.blmove("window", "window", 1, "RIGHT", "LEFT")
+        key, _, taken = client.eval(take.SCRIPT, 3, "window", "unacked_index", "unacked", str(time.time()))
+        assert (key, taken.decode()) == (b"window", tag) and client.hexists("unacked", tag)
+    finally:
+        server.stop()
+
+
+def test_a_redis_that_refuses_the_wait_is_polled_and_every_message_delivered(tmp_path):
+    """A Redis that refuses BLMOVE (full, or older than 6.2: here the command is renamed away) is waited on by a
+    timed BLPOP of a list nothing is pushed to; what arrives meanwhile is taken at the next poll."""
+    from tests.support.processes import RedisServer
+    from workers.queue import take
+
+    take.install()
+    server = RedisServer(data_dir=tmp_path / "old", extra_args=["--rename-command", "BLMOVE", '""']).start()
+    try:
+        client = server.client()
+        publish(server.url, {"n": 1})
+        got: list[object] = []
+        with Connection(server.url) as conn:
+            with conn.Consumer(
+                window_queue(), callbacks=[lambda body, message: (got.append(body), message.ack())], accept=["json"]
+            ):
+                conn.drain_events(timeout=5)
+                assert got == [{"n": 1}]
+                for _ in range(3):  # waits: BLMOVE refused, then polls
+                    try:
+                        conn.drain_events(timeout=0.3)
+                    except TimeoutError:
+                        pass
+                assert conn.default_channel.__dict__.get("_signal_pause_until")  # it was refused
+                publish(server.url, {"n": 2})
+                conn.drain_events(timeout=5)
+        assert got == [{"n": 1}, {"n": 2}]
+        assert client.hlen("unacked") == 0 and client.llen("window") == 0
+    finally:
+        server.stop()
+
+
 @pytest.mark.parametrize("encoder", ["kombu", "orjson"])
 def test_envelopes_of_either_encoder_are_recorded(url, encoder):
     """kombu's own JSON (``", "`` and ``": "``) and the compact JSON of orjson, which the fleet's producers write."""
@@ -227,6 +311,29 @@ def test_consumers_racing_for_messages_take_each_once_and_acknowledge_every_reco
     assert sorted(got) == list(range(200))
     assert client.llen("window") == 0
     assert client.hlen("unacked") == 0 and client.zcard("unacked_index") == 0
+
+
+def test_a_waiting_consumer_is_woken_by_a_message_not_by_its_timeout(url):
+    """The wait blocks for 10 s (``brpop_timeout``) unless a message arrives: one published while it waits is
+    delivered at once."""
+    from workers.queue import take
+
+    take.install()
+    client = redis.Redis.from_url(url)
+    got: list[object] = []
+    with Connection(url) as conn:
+        conn.default_channel.brpop_timeout = 10
+        with conn.Consumer(
+            window_queue(), callbacks=[lambda body, message: (got.append(body), message.ack())], accept=["json"]
+        ):
+            waiting = threading.Timer(0.5, publish, args=(url, {"n": 1}))
+            waiting.start()
+            try:
+                conn.drain_events(timeout=5)
+            finally:
+                waiting.join()
+    assert got == [{"n": 1}]
+    assert client.hlen("unacked") == 0
 
 
 def test_a_message_on_a_priority_list_is_taken_and_recorded(url):

@@ -7,10 +7,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from workers import compat
+from workers.store import keys
 
 SCRIPT = (Path(__file__).resolve().parent / "lua" / "take.lua").read_text()
 
 
 def install() -> None:
     """Patch kombu's Redis transport in this process (idempotent)."""
-    compat.take_and_record_in_one_step(SCRIPT)
+    compat.take_and_record_in_one_step(SCRIPT, keys.BROKER_PAUSE)

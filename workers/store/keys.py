@@ -66,6 +66,10 @@ Fleet and console:
   sig:beat:last_tick_ms              string  ms when signal.flush_due last ran (beat's tick, run by a flush worker)
   sig:console:signin:<client>        string  failed console sign-ins of one client address in the current window
   sig:console:revoked:<sha256>       string  a signed-out console session (sha256 of its CSRF token), until it expires
+
+On a Redis broker (besides kombu's own lists and hashes):
+  sig:broker:pause                   list    never written: a worker whose BLMOVE Redis refused waits on it with a
+                                             timed BLPOP (workers.queue.take)
 """
 
 from __future__ import annotations
@@ -75,6 +79,7 @@ INTEGRATIONS = f"{PREFIX}:integrations"
 DUE = f"{PREFIX}:{{due}}:index"  # one hash tag: the index and its versions are updated by one script
 DUE_VERSIONS = f"{PREFIX}:{{due}}:versions"
 DUE_CHECKED = f"{PREFIX}:due:checked"
+BROKER_PAUSE = f"{PREFIX}:broker:pause"
 # stats field: events of a partition_time timestamp integration whose timestamp was outside partition_time_bound_s,
 # partitioned by their received hour instead
 STAT_PARTITION_FALLBACK = "partition_fallback"

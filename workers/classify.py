@@ -255,8 +255,8 @@ def classify(exc: BaseException, *, refreshing_credentials: bool = False) -> Fai
     )
 
 
-# Iceberg catalogs (pyiceberg, SQLAlchemy) and pyarrow's S3 file system, by exception class name (no import of them
-# here): the code each becomes, and whether it is permanent.
+# Iceberg catalogs (pyiceberg, SQLAlchemy), the sink's own refusals of a catalog or a table, and pyarrow's S3 file
+# system, by exception class name (no import of them here): the code each becomes, and whether it is permanent.
 _TABLE_ERRORS: Final[dict[str, tuple[str, bool]]] = {
     "CommitFailedException": ("IcebergCommitConflict", False),
     "CommitStateUnknownException": ("IcebergCommitUnknown", False),
@@ -270,6 +270,8 @@ _TABLE_ERRORS: Final[dict[str, tuple[str, bool]]] = {
     "TimeoutError": ("IcebergCatalogUnavailable", False),
     "ArgumentError": ("IcebergCatalogRefused", True),
     "NoSuchModuleError": ("IcebergCatalogRefused", True),
+    "CatalogRefused": ("IcebergCatalogRefused", True),
+    "TableMismatch": ("IcebergTableMismatch", True),
 }
 _TABLE_MODULES: Final = ("pyiceberg", "sqlalchemy", "workers.sink.iceberg")
 # pyarrow's S3 file system (Iceberg metadata) reports the store's answer as an OSError whose text names the error.

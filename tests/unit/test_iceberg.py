@@ -127,6 +127,8 @@ def test_a_lock_taken_over_after_its_lease_is_not_freed_by_its_first_holder():
         ("OperationalError", "sqlalchemy.exc", "IcebergCatalogUnavailable", False),
         ("ArgumentError", "sqlalchemy.exc", "IcebergCatalogRefused", True),
         ("StaleFence", "workers.sink.iceberg.commit", "IcebergLockExpired", False),
+        ("CatalogRefused", "workers.sink.iceberg.catalogs", "IcebergCatalogRefused", True),
+        ("TableMismatch", "workers.sink.iceberg.table", "IcebergTableMismatch", True),
         ("OperationalError", "somewhere.else", "Unexpected", False),
     ],
 )

@@ -24,8 +24,7 @@ from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from workers.classify import hint_for
-from workers.errors import Failure, PermanentError, SignalError
+from workers.errors import SignalError
 from workers.settings import Settings
 from workers.sink import clients, credentials
 from workers.sink.iceberg import table
@@ -192,26 +191,17 @@ def open_table(
 ) -> tuple[Catalog, Table]:
     """The integration's catalog and table, created when missing if ``create`` (an upload, an install; a page or a
     maintenance run only reads), inside ``creating()`` (the fleet's lock on creating a table at its location). A
-    catalog this fleet does not open, or a table that cannot take the integration's
-    events, is a ``PermanentError`` (``IcebergCatalogRefused``, ``IcebergTableMismatch``) naming what to change; the
-    catalog's own failures propagate (``classify``)."""
-    try:
-        catalog = open_catalog(cfg, settings)
-    except CatalogRefused as exc:
-        failure = Failure("IcebergCatalogRefused", str(exc), True, hint_for("IcebergCatalogRefused"), None)
-        raise PermanentError(failure) from None
-    try:
-        return catalog, table.ensure(
-            catalog,
-            cfg,
-            create=create,
-            location_taken=lambda: _location_holds_metadata(cfg, settings),
-            creating=creating,
-        )
-    except table.TableMismatch as exc:
-        raise PermanentError(
-            Failure("IcebergTableMismatch", str(exc), True, hint_for("IcebergTableMismatch"), None)
-        ) from None
+    catalog this fleet does not open raises ``CatalogRefused``, a table that cannot take the integration's events
+    ``TableMismatch``: ``classify`` holds them (``IcebergCatalogRefused``, ``IcebergTableMismatch``) with a hint
+    naming what to change. The catalog's own failures propagate as they are."""
+    catalog = open_catalog(cfg, settings)
+    return catalog, table.ensure(
+        catalog,
+        cfg,
+        create=create,
+        location_taken=lambda: _location_holds_metadata(cfg, settings),
+        creating=creating,
+    )
 
 
 def describe(cfg: Any, settings: Settings) -> dict[str, str]:

@@ -33,6 +33,8 @@ KOMBU_REDIS_UNACKED = "unacked"
 # A consumer whose BLMOVE Redis refused waits by polling this often, for this long before it tries BLMOVE again.
 PAUSE_S = 0.2
 PAUSED_S = 10
+# A consumer of several queues waits on each of them in turn for this long.
+TURN_S = 0.05
 
 
 def reuse_kombu_redis_clients() -> None:
@@ -112,9 +114,11 @@ def take_and_record_in_one_step(script: str, pause_key: str) -> None:
       a pop): the channel then waits with BLPOP of ``pause_key``, a list nothing is pushed to, for ``PAUSE_S`` at a
       time, and tries BLMOVE again after ``PAUSED_S``. So does one on a Redis older than 6.2.
 
-    The first list is the only one waited on: a message that arrives on another of the channel's lists (a second
-    queue, a priority list) while it waits is taken when the wait times out (``brpop_timeout``, 1 s). Channels with a
-    key prefix or with a consumer that does not acknowledge (``no_ack``: Celery's control replies) keep kombu's BRPOP.
+    A channel of one queue waits on its list (``brpop_timeout``, 1 s by default, at a time); one of several queues
+    waits on each queue's list in turn for ``TURN_S`` (BLMOVE watches one list): an idle worker of several queues
+    asks Redis ~40 times a second, and a message waits at most about ``TURN_S`` times the number of queues. A message
+    on a priority list is taken at the next poll. Channels with a key prefix or with a consumer that does not
+    acknowledge (``no_ack``: Celery's control replies) keep kombu's BRPOP.
     A message the take recorded and nobody can parse has its record removed and is reported as kombu reports it.
     Idempotent; for consumers (the fleet's worker, beat and monitoring processes)."""
     from queue import Empty
@@ -154,7 +158,12 @@ def take_and_record_in_one_step(script: str, pause_key: str) -> None:
         if not self.__dict__.get("_signal_wait"):
             command = ["EVAL", script, len(keys) + 2, *keys, self.unacked_index_key, self.unacked_key, repr(time())]
         elif monotonic() >= self.__dict__.get("_signal_pause_until", 0.0):
-            command = ["BLMOVE", keys[0], keys[0], "RIGHT", "LEFT", timeout or 0]
+            if len(queues) == 1:
+                command = ["BLMOVE", keys[0], keys[0], "RIGHT", "LEFT", timeout or 0]
+            else:  # one list at a time, briefly each, in turn
+                turn = self.__dict__.get("_signal_turn", 0) % len(queues)
+                self.__dict__["_signal_turn"] = turn + 1
+                command = ["BLMOVE", queues[turn], queues[turn], "RIGHT", "LEFT", TURN_S]
         else:  # BLMOVE was refused: a timed wait on a list that stays empty, which no full Redis refuses
             command = ["BLPOP", pause_key, min(timeout or PAUSE_S, PAUSE_S)]
         self.__dict__["_signal_command"] = command[0]

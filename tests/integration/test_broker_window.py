@@ -336,6 +336,39 @@ def test_a_waiting_consumer_is_woken_by_a_message_not_by_its_timeout(url):
     assert client.hlen("unacked") == 0
 
 
+def test_a_consumer_of_two_queues_is_woken_by_a_message_on_either(url):
+    """BLMOVE watches one list: a consumer of several queues waits on each in turn, briefly, so a message on either
+    arrives well before the 10 s wait of one queue would end."""
+    from workers.queue import take
+
+    take.install()
+    other = Queue("other", Exchange("other", type="direct"), routing_key="other")
+    got: list[object] = []
+    with Connection(url) as conn:
+        conn.default_channel.brpop_timeout = 10
+        with conn.Consumer(
+            [window_queue(), other],
+            callbacks=[lambda body, message: (got.append(body), message.ack())],
+            accept=["json"],
+        ):
+            for queue, n in ((other, 1), (window_queue(), 2), (other, 3)):
+
+                def send(queue: Queue = queue, n: int = n) -> None:
+                    with Connection(url) as producer:
+                        Producer(producer).publish(
+                            {"n": n}, exchange=queue.exchange, routing_key=queue.routing_key, declare=[queue]
+                        )
+
+                timer = threading.Timer(0.3, send)
+                timer.start()
+                try:
+                    conn.drain_events(timeout=5)
+                finally:
+                    timer.join()
+    assert got == [{"n": 1}, {"n": 2}, {"n": 3}]
+    assert redis.Redis.from_url(url).hlen("unacked") == 0
+
+
 def test_a_message_on_a_priority_list_is_taken_and_recorded(url):
     """The wait watches only the first list; a message of another priority is taken at the next poll."""
     client = redis.Redis.from_url(url)

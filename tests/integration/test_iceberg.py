@@ -337,6 +337,10 @@ def test_workers_killed_while_committing_to_glue_and_faults_leave_every_event_on
 
     fleet = iceberg_fleet
     fleet.env["AWS_ENDPOINT_URL_S3"] = fault_proxy.endpoint_url
+    # moto's Glue applies UpdateTable whatever VersionId it is given, where Glue refuses a stale one (pyiceberg sends
+    # it): a commit whose lock lease ran out under S3 faults would overwrite a newer one there. So here the lease
+    # outlasts any live commit (the fleet's lock alone serialises them) and still frees a killed committer's lock.
+    fleet.env["SIGNAL_ICEBERG_LOCK_LEASE_S"] = "10"
     bucket = make_bucket()
     iid, namespace = install_on_glue(fleet, bucket, fault_proxy.endpoint_url, batch_max_events=100)
     s3_faults = random_faults(rate=0.08, seed=7)

@@ -16,6 +16,7 @@ import sys
 import textwrap
 import threading
 import time
+from typing import Any
 
 import orjson
 import pytest
@@ -72,16 +73,23 @@ def window_queue() -> Queue:
     return Queue("window", Exchange("window", type="direct"), routing_key="window")
 
 
-def publish(url: str, body: object = None, priority: int | None = None) -> None:
+def publish(url: str, body: object = None, priority: int | None = None, queue: Queue | None = None) -> None:
+    queue = queue or window_queue()
     with Connection(url) as conn:
-        queue = window_queue()
         Producer(conn).publish(
             body if body is not None else {"events": 500},
             exchange=queue.exchange,
-            routing_key="window",
+            routing_key=queue.routing_key,
             declare=[queue],
             priority=priority,
         )
+
+
+def acknowledging(conn: Connection, got: list[object], queues: list[Queue] | None = None) -> Any:
+    """A consumer of ``queues`` (the window queue) that keeps each body in ``got`` and acknowledges its message."""
+    return conn.Consumer(
+        queues or [window_queue()], callbacks=[lambda body, message: (got.append(body), message.ack())], accept=["json"]
+    )
 
 
 def consume_and_die(url: str, die_at: str, *, fixed: bool = True, publish_when_waiting: bool = False) -> int:
@@ -116,9 +124,7 @@ def left_after_recovery(url: str, *, fixed: bool = True, seconds: float = 3) -> 
         qos = getattr(conn.default_channel, "qos", None)  # kombu's Redis channel; py-amqp's has none
         if qos is not None:
             qos.restore_visible(num=100)
-        with conn.Consumer(
-            window_queue(), callbacks=[lambda body, message: (got.append(body), message.ack())], accept=["json"]
-        ):
+        with acknowledging(conn, got):
             deadline = time.monotonic() + seconds
             while time.monotonic() < deadline:
                 try:
@@ -221,9 +227,7 @@ def test_a_redis_that_refuses_the_wait_is_polled_and_every_message_delivered(tmp
         publish(server.url, {"n": 1})
         got: list[object] = []
         with Connection(server.url) as conn:
-            with conn.Consumer(
-                window_queue(), callbacks=[lambda body, message: (got.append(body), message.ack())], accept=["json"]
-            ):
+            with acknowledging(conn, got):
                 conn.drain_events(timeout=5)
                 assert got == [{"n": 1}]
                 for _ in range(3):  # waits: BLMOVE refused, then polls
@@ -323,9 +327,7 @@ def test_a_waiting_consumer_is_woken_by_a_message_not_by_its_timeout(url):
     got: list[object] = []
     with Connection(url) as conn:
         conn.default_channel.brpop_timeout = 10
-        with conn.Consumer(
-            window_queue(), callbacks=[lambda body, message: (got.append(body), message.ack())], accept=["json"]
-        ):
+        with acknowledging(conn, got):
             waiting = threading.Timer(0.5, publish, args=(url, {"n": 1}))
             waiting.start()
             try:
@@ -346,20 +348,9 @@ def test_a_consumer_of_two_queues_is_woken_by_a_message_on_either(url):
     got: list[object] = []
     with Connection(url) as conn:
         conn.default_channel.brpop_timeout = 10
-        with conn.Consumer(
-            [window_queue(), other],
-            callbacks=[lambda body, message: (got.append(body), message.ack())],
-            accept=["json"],
-        ):
+        with acknowledging(conn, got, [window_queue(), other]):
             for queue, n in ((other, 1), (window_queue(), 2), (other, 3)):
-
-                def send(queue: Queue = queue, n: int = n) -> None:
-                    with Connection(url) as producer:
-                        Producer(producer).publish(
-                            {"n": n}, exchange=queue.exchange, routing_key=queue.routing_key, declare=[queue]
-                        )
-
-                timer = threading.Timer(0.3, send)
+                timer = threading.Timer(0.3, publish, args=(url, {"n": n}), kwargs={"queue": queue})
                 timer.start()
                 try:
                     conn.drain_events(timeout=5)

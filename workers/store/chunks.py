@@ -190,7 +190,9 @@ def _transaction(
             pipe.execute_command("ASKING")  # kept by Redis for the whole MULTI block that follows
         pipe.execute_command("MULTI")
         for key, texts in pushes:
-            pipe.execute_command("RPUSH", key, *texts)
+            # as memoryviews: redis-py then writes each chunk to the socket as it is, where its hiredis packer
+            # copies it into the command at ~0.7 GB/s (~570 µs for a 400 KB chunk, a sixth of the worker's CPU)
+            pipe.execute_command("RPUSH", key, *map(memoryview, texts))
         pipe.execute_command("EVAL", SCRIPTS.append.script, len(script_keys), *script_keys, *args)
         pipe.execute_command("EXEC")
         if limits.min_replicas:

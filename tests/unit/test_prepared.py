@@ -160,6 +160,7 @@ def broken(change) -> dict:
         (broken(lambda m: m["live"][0].__setitem__(0, 3)), "live must list at most 100 [position below 3"),
         (broken(lambda m: m["live"].extend(m["live"] * 100)), "live must list at most 100"),
         (broken(lambda m: m["hours"].update({"2026112715": b'{"a":1}\n\n{"b":2}'})), "non-empty lines of JSON objects"),
+        (broken(lambda m: m["hours"].update({"2026112715": b'{"a":1}\n {"b":2}'})), "non-empty lines of JSON objects"),
         (broken(lambda m: m["live"][0].__setitem__(1, "2026010100")), "live must list"),
         (broken(lambda m: m.update(removed={"consent_denied": 0})), "removed must map each reason to a positive count"),
         (

@@ -27,7 +27,6 @@ the very lines ``prepare`` serialised. ``position`` counts lines over all hours 
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,7 +38,6 @@ VERSION = 1
 RECENT_MAX = 100  # live records a message carries (the store keeps as many per integration)
 # a newline not followed by the start of a JSON object: an empty line, or a line that is no object (a C-speed search;
 # ``b"\n\n" in text`` costs twice as much)
-_NOT_A_LINE_START = re.compile(rb"\n(?!\{)")
 _KEYS = frozenset({"v", "hours", "indexes", "rejected", "live", "removed", "removed_live", "fallback", "other"})
 _OPTIONAL_KEYS = frozenset({"other"})
 
@@ -164,9 +162,9 @@ def decode_message(message: object) -> Message:
             raise BadMessage(f"hour {hour[:80]!r} is not YYYYMMDDHH (or a slot YYYYMMDDHH|name=value/...)")
         if type(text) is str:
             text = text.encode()  # JSON (any producer): the wire form gives bytes (workers.queue.wire.load_prepared)
-        if type(text) is not bytes or text[:1] != b"{" or text[-1:] != b"}" or _NOT_A_LINE_START.search(text):
+        n = _lines(text) if type(text) is bytes and text[:1] == b"{" and text[-1:] == b"}" else 0
+        if not n:
             raise BadMessage(f"hours[{hour!r}] must be non-empty lines of JSON objects")
-        n = text.count(b"\n") + 1
         if type(idx) is not list or len(idx) != n or not set(map(type, idx)) <= {int}:
             raise BadMessage(f"hours[{hour!r}] has {n} lines: indexes[{hour!r}] must list as many integers")
         texts_by_hour[hour] = text
@@ -207,6 +205,22 @@ def decode_message(message: object) -> Message:
         fallback,
         other,
     )
+
+
+def _lines(text: bytes) -> int:
+    """The number of lines of ``text``, or 0 if a newline does not start a JSON object (an empty line, say).
+
+    One pass of ``bytes.find`` (memchr) from newline to newline: half the time of a count and a regular expression,
+    which each read every byte (~130 µs each for a message's 400 KB)."""
+    find = text.find
+    n = 1
+    i = find(b"\n")
+    while i >= 0:
+        if text[i + 1 : i + 2] != b"{":
+            return 0
+        n += 1
+        i = find(b"\n", i + 2)
+    return n
 
 
 def _is_rejection(item: object) -> bool:

@@ -20,6 +20,7 @@ from workers.integrations import registry
 from workers.queue.config import broker_config
 from workers.settings import Settings
 from workers.store import buffer, keys
+from workers.store.elements import lines_text
 
 KEY_TAIL = (
     r"(\d{4})/(\d{2})/(\d{2})/(\d{2})/"
@@ -151,7 +152,7 @@ def duplicates(objects: dict[str, list[dict]]) -> dict[str, int]:
 
 def lines_of(elements: list[bytes]) -> list[bytes]:
     """The lines of buffer or batch elements (chunks; one-line chunks for a buffer written one event per element)."""
-    return [line for element in elements for line in element.split(b"\n")]
+    return [line for element in elements for line in lines_text(element).split(b"\n")]
 
 
 def slices(seq: list, n: int) -> Iterable[list]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 from pathlib import Path
 
 import fakeredis
@@ -364,7 +365,7 @@ def test_the_append_script_never_receives_a_chunks_bytes():
     )
     args = chunks._append_args(IID, message, limits)
     assert not [a for a in args if isinstance(a, bytes) and len(a) > 100]
-    assert args[-2:] == [500, 5000]  # the chunk's events and bytes
+    assert args[-3:] == [500, 5000, 0]  # the chunk's events and bytes; none compressed
 
 
 def test_a_count_left_beside_an_emptied_buffer_is_not_trusted(r):
@@ -406,3 +407,88 @@ def test_read_batch_never_reads_much_more_than_asked_after_small_chunks(r):
     assert [len(p) for p in parts[:4]] == [1, 2, 4, 1]  # 1 + 2 small, then 1 small and 3 large, then one at a time
     assert max(len(lines_of(p)) for p in parts) == 601
     assert len(lines_of([x for p in parts for x in p])) == 8004
+
+
+# -- chunks compressed by the producer (one gzip member each): kept as they are, inflated where they must be cut ------
+
+
+def gz_append(r, lines_, **kw):
+    """``append`` with the hour's lines as one gzip member, as the API's producer sends a large message."""
+    message_id, now = kw.pop("message_id", "m1"), kw.pop("now", T0)
+    text = gzip.compress(b"\n".join(lines_))
+    return chunks.append(
+        r,
+        IID,
+        chunks.Append(message_id=message_id, now_ms=now, chunks_by_hour={HOUR: [chunks.Chunk(text, len(lines_))]}),
+        chunks.Limits(
+            cap_bytes=kw.pop("cap", 1_000_000),
+            batch_max_events=kw.pop("max_events", 100),
+            batch_max_bytes=kw.pop("max_bytes", 10_000),
+            seal_due_ms=now + 300_000,
+            seen_ttl_ms=60_000,
+        ),
+    )
+
+
+def test_a_compressed_chunk_that_fits_is_kept_as_sent_and_counted_by_its_lines(r):
+    res = gz_append(r, lines(300), max_events=1000)
+    [element] = r.lrange(keys.buffer(IID, HOUR), 0, -1)
+    assert element[:2] == b"\x1f\x8b" and gzip.decompress(element) == b"\n".join(lines(300))
+    assert (res.accepted, res.sealed) == (300, [])
+    assert stats(r)["buffered_events"] == 300 and stats(r)["buffered_bytes"] == 3000
+    assert int(r.hget(keys.open_count(IID), HOUR)) == 300 and int(r.hget(keys.open_bytes(IID), HOUR)) == 3000
+    batch = buffer.seal(r, IID, HOUR, now_ms=T0, seal_due_ms=T0 + 1)
+    assert [x for part in buffer.read_batch(r, IID, batch, 100, 300) for x in lines_of(part)] == lines(300)
+
+
+def test_compressed_chunks_cut_at_the_limits_keep_every_line_exactly_once_and_in_order(r):
+    """A compressed chunk that must be cut is sent again inflated: cut at line boundaries like any chunk, its message
+    still appended once."""
+    sent = []
+    for m, n in enumerate([7, 13, 1, 30, 4, 9]):
+        batch = lines(n, tag=f"m{m}-")
+        sent += batch
+        gz_append(r, batch, message_id=f"m{m}", max_events=10)
+    batches = buffer.pending_batches(r, IID)
+    assert [int(buffer.batch_meta(r, IID, b)["events"]) for b in batches] == [10] * 6
+    got = [
+        x
+        for b in sorted(batches, key=lambda b: stored(r, keys.batch(IID, b))[0])
+        for x in stored(r, keys.batch(IID, b))
+    ]
+    got += stored(r, keys.buffer(IID, HOUR))
+    assert sorted(got) == sorted(sent) and len(got) == len(sent) == 64
+    assert stats(r)["ingested_events"] == 64 and stats(r)["buffered_bytes"] == 640
+    again = gz_append(r, lines(30, tag="m3-"), message_id="m3", max_events=10)  # a redelivery of a cut one
+    assert again.duplicate and stats(r)["ingested_events"] == 64
+
+
+def test_a_compressed_chunk_never_passes_batch_max_bytes(r):
+    res = gz_append(r, lines(50, size=10), max_bytes=95)
+    for b in res.sealed:
+        assert sum(map(len, stored(r, keys.batch(IID, b)))) == int(buffer.batch_meta(r, IID, b)["bytes"]) <= 95
+    everything = [x for b in res.sealed for x in stored(r, keys.batch(IID, b))] + stored(r, keys.buffer(IID, HOUR))
+    assert everything == lines(50, size=10)
+
+
+def test_a_compressed_chunk_over_the_cap_is_refused_whole_and_counted(r):
+    append(r, lines(5), cap=55, message_id="a")
+    res = gz_append(r, lines(10, tag="n"), cap=55, message_id="b")
+    assert (res.accepted, res.refused) == (0, [0])
+    assert stats(r)["rejected:buffer_full"] == 10
+    assert stored(r, keys.buffer(IID, HOUR)) == lines(5)
+
+
+def test_a_redelivered_compressed_message_appends_nothing(r):
+    gz_append(r, lines(3), message_id="same")
+    assert gz_append(r, lines(3), message_id="same").duplicate
+    assert len(r.lrange(keys.buffer(IID, HOUR), 0, -1)) == 1 and stats(r)["ingested_events"] == 3
+
+
+def test_a_buffer_of_text_and_compressed_chunks_reads_back_in_order(r):
+    append(r, lines(4, tag="a"), message_id="a", max_events=1000)
+    gz_append(r, lines(6, tag="b"), message_id="b", max_events=1000)
+    append(r, lines(2, tag="c"), message_id="c", max_events=1000)
+    batch = buffer.seal(r, IID, HOUR, now_ms=T0, seal_due_ms=T0 + 1)
+    parts = list(buffer.read_batch(r, IID, batch, 5, 12))
+    assert [x for part in parts for x in lines_of(part)] == lines(4, tag="a") + lines(6, tag="b") + lines(2, tag="c")

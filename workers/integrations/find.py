@@ -29,6 +29,7 @@ from workers.settings import Settings
 from workers.sink import read
 from workers.store import buffer, keys, ledger
 from workers.store.db import text
+from workers.store.elements import lines_text
 
 SCAN_MAX_EVENTS = 1_000_000  # buffered or held lines searched per request
 SCAN_CHUNK = 10_000
@@ -169,7 +170,7 @@ def _scan(r: redis.Redis, key: str, event_id: str, search: _Search) -> str | Non
         if search.events_scanned >= SCAN_MAX_EVENTS:
             search.bounded = True
             return None
-        elements = r.lrange(key, start, start + step - 1)
+        elements = [lines_text(e) for e in r.lrange(key, start, start + step - 1)]
         if not elements:
             return None
         events = sum(e.count(b"\n") for e in elements) + len(elements)

@@ -22,7 +22,7 @@ from workers.integrations import registry
 from workers.integrations.config import IntegrationConfig
 from workers.queue.producer import Broker
 from workers.settings import Settings
-from workers.store import buffer, chunks, due, keys, partition_values
+from workers.store import buffer, chunks, due, elements, keys, partition_values
 
 log = logging.getLogger(__name__)
 
@@ -174,7 +174,7 @@ def append(
         hours = list(message.texts_by_hour)
         for ordinal in result.refused:
             hour = hours[ordinal]
-            lines = message.texts_by_hour[hour].split(b"\n")
+            lines = elements.lines_text(message.texts_by_hour[hour]).split(b"\n")
             for index, line in zip(message.indexes_by_hour[hour], lines, strict=True):
                 rejected.append(
                     {

@@ -19,6 +19,7 @@ from workers import clock
 from workers.errors import SignalError
 from workers.store import keys, overview
 from workers.store.db import text
+from workers.store.elements import lines_text
 from workers.store.histograms import LATENCY_BUCKETS_S, UPLOAD_BUCKETS_S, lua_buckets
 from workers.store.scripts import SCRIPTS
 
@@ -121,14 +122,15 @@ def read_batch(
 ) -> Iterator[list[bytes]]:
     """The sealed batch's chunks, about ``chunk_events`` events at a time (a batch never changes once sealed).
 
-    Each item is a list of elements, each one or more lines joined by newlines. Reads to the end of the list and
-    raises BatchVanished, before the last elements are handed out, when they hold fewer than ``expected_events``
-    lines: an uploader must never complete an object from a batch someone else already delivered and deleted.
+    Each item is a list of elements, each one or more lines joined by newlines (inflated when stored compressed).
+    Reads to the end of the list and raises BatchVanished, before the last elements are handed out, when they hold
+    fewer than ``expected_events`` lines: an uploader must never complete an object from a batch someone else already
+    delivered and deleted.
     """
     key = keys.batch(iid, batch_id)
     start, seen, step = 0, 0, 1
     while True:
-        elements = r.lrange(key, start, start + step - 1)
+        elements = [lines_text(e) for e in r.lrange(key, start, start + step - 1)]
         events = sum(e.count(b"\n") for e in elements) + len(elements)
         if len(elements) < step:  # the end of the list
             if seen + events < expected_events:

@@ -7,14 +7,14 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import redis
 
 from workers import clock
 from workers.errors import Unavailable
-from workers.store import buffer, db, keys, overview
+from workers.store import buffer, db, elements, keys, overview
 from workers.store.db import text
 from workers.store.scripts import SCRIPTS
 
@@ -35,15 +35,17 @@ class AppendResult:
 
 @dataclass(frozen=True, slots=True)
 class Chunk:
-    """One buffer element: ``events`` NDJSON lines joined by newlines, without a trailing one."""
+    """One buffer element: ``events`` NDJSON lines joined by newlines, without a trailing one, as text or as one
+    gzip member of that text (``workers.store.elements``)."""
 
     text: bytes
     events: int
 
     @property
     def bytes(self) -> int:
-        """The bytes of its lines, newlines not counted (what the buffer limits and the stats count)."""
-        return len(self.text) - self.events + 1
+        """The bytes of its lines, newlines not counted (what the buffer limits and the stats count), compressed or
+        not."""
+        return elements.text_size(self.text) - self.events + 1
 
 
 def chunk(lines: Sequence[bytes]) -> Chunk:
@@ -108,6 +110,10 @@ def append(r: redis.Redis, iid: str, message: Append, limits: Limits) -> AppendR
     replicas acknowledged it in time. A client that sends the transaction again (a retry after a lost reply, a
     redelivered message) finds its message id: the script takes back what that transaction pushed and the answer is
     ``duplicate``.
+
+    Compressed chunks (``workers.store.elements``) go in as they are when they fit their buffers whole, the common
+    case. When one would have to be cut, sealed after or refused, the script takes every chunk back and records
+    nothing, and the transaction is sent again with the chunks inflated, which it cuts at line boundaries.
     """
     script_keys = [
         keys.seen(iid, message.message_id),
@@ -122,10 +128,23 @@ def append(r: redis.Redis, iid: str, message: Append, limits: Limits) -> AppendR
     ]
     pushes = [(keys.buffer(iid, hour), [c.text for c in group]) for hour, group in message.chunks_by_hour.items()]
     reply = _transaction(r, pushes, script_keys, _append_args(iid, message, limits), limits)
+    if reply[0] == 2:  # a compressed chunk must be cut, sealed after or refused: the script needs its lines
+        message = replace(message, chunks_by_hour=_inflated(message.chunks_by_hour))
+        pushes = [
+            (key, [c.text for c in group])
+            for (key, _), group in zip(pushes, message.chunks_by_hour.values(), strict=True)
+        ]
+        reply = _transaction(r, pushes, script_keys, _append_args(iid, message, limits), limits)
     dup, accepted, refused, sealed, opened = reply
     return AppendResult(
         bool(dup), int(accepted), [int(c) - 1 for c in refused], [text(b) for b in sealed], bool(opened)
     )
+
+
+def _inflated(chunks_by_hour: Mapping[str, Sequence[Chunk]]) -> dict[str, list[Chunk]]:
+    return {
+        hour: [Chunk(elements.lines_text(c.text), c.events) for c in group] for hour, group in chunks_by_hour.items()
+    }
 
 
 def _append_args(iid: str, m: Append, limits: Limits) -> list[object]:
@@ -166,6 +185,7 @@ def _append_args(iid: str, m: Append, limits: Limits) -> list[object]:
         args += [hour, n_ids, *(str(uuid.uuid4()) for _ in range(n_ids)), len(group)]
         for c in group:
             args += [c.events, c.bytes]
+    args.append(int(any(elements.is_compressed(c.text) for group in m.chunks_by_hour.values() for c in group)))
     return args
 
 

@@ -16,7 +16,8 @@
 --       n_live, (position, record-without-its-closing-generation) * n_live,
 --       n_removed, live record of an event the blueprint removed * n_removed,
 --       n_groups, then per group: hour, n_ids, batch_id * n_ids, n_chunks, (events, bytes) * n_chunks (the chunks
---       themselves are the last n_chunks elements of the hour's buffer)
+--       themselves are the last n_chunks elements of the hour's buffer),
+--       compressed (1 when a chunk is one gzip member, workers/store/elements.py)
 -- Positions count lines over all chunks in order. A buffer is filled up to batch_max_events / batch_max_bytes and
 -- sealed (with the group's next batch id): a chunk that does not fit whole is cut at a line boundary, its first lines
 -- complete the buffer and the rest starts the next one, so no object ever exceeds the limits (a single line larger
@@ -27,15 +28,20 @@
 -- The overview counts, in the hour of now, the events accepted (a), removed by the blueprint (f:<reason>) and
 -- rejected (r:<reason>, buffer_full included): once per message, like everything else here.
 -- The pinned record (a test event's) is also written alone to KEYS[9], so it can be followed however busy the list.
--- Returns {duplicate (0/1), accepted events, {refused chunks, 1-based over all chunks}, {sealed batch ids},
---          opened (1 when an hour's buffer was opened: the due index must learn of it)}.
+-- A compressed chunk cannot be cut here: when one does not fit whole (a seal first, a cut, a refusal), the script takes
+-- every chunk back, changes nothing else, and answers 2, for the caller to send them again inflated.
+-- Returns {duplicate (0/1; 2: send the chunks inflated), accepted events, {refused chunks, 1-based over all chunks},
+--          {sealed batch ids}, opened (1 when an hour's buffer was opened: the due index must learn of it)}.
 -- A duplicate still writes (it renews the marker), so a WAIT that follows it covers the first run's writes too.
 
 local now = tonumber(ARGV[1])
 local p = prefixes(12)
-if not redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[2]) then
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  -- take back the chunks this transaction pushed: the first run appended them already
+local cap = tonumber(ARGV[3])
+local max_events = tonumber(ARGV[4])
+local max_bytes = tonumber(ARGV[5])
+
+-- Calls f(hour, n_chunks, events, bytes) for each group of chunks, in order, until it returns false.
+local function each_group(f)
   local j = 21
   j = j + 1 + 2 * tonumber(ARGV[j])  -- counts
   j = j + 1 + tonumber(ARGV[j])  -- records
@@ -45,14 +51,41 @@ if not redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[2]) then
   for _ = 1, n_groups do
     local hour, n_ids = ARGV[j], tonumber(ARGV[j + 1])
     local n_chunks = tonumber(ARGV[j + 2 + n_ids])
-    redis.call('RPOP', p.buf .. hour, n_chunks)
-    j = j + 3 + n_ids + 2 * n_chunks
+    j = j + 3 + n_ids
+    local events, bytes = 0, 0
+    for c = 0, n_chunks - 1 do
+      events, bytes = events + tonumber(ARGV[j + 2 * c]), bytes + tonumber(ARGV[j + 2 * c + 1])
+    end
+    j = j + 2 * n_chunks
+    if f(hour, n_chunks, events, bytes) == false then return false end
   end
+  return true
+end
+-- take back the chunks this transaction pushed
+local function take_back()
+  each_group(function(hour, n_chunks) redis.call('RPOP', p.buf .. hour, n_chunks) end)
+end
+
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  take_back()  -- the first run appended them already
   return {1, 0, {}, {}, 0}
 end
-local cap = tonumber(ARGV[3])
-local max_events = tonumber(ARGV[4])
-local max_bytes = tonumber(ARGV[5])
+if ARGV[#ARGV] == '1' then
+  -- every group must fit its buffer whole, as the common case below finds it
+  local buffered = tonumber(redis.call('HGET', KEYS[4], 'buffered_bytes') or '0')
+  local fit = each_group(function(hour, n_chunks, events, bytes)
+    local n = buffered_events(p, hour, n_chunks)
+    local b = tonumber(redis.call('HGET', KEYS[3], hour) or '0')
+    if buffered + bytes > cap or n + events > max_events or b + bytes > max_bytes then return false end
+    buffered = buffered + bytes
+  end)
+  if not fit then
+    take_back()
+    return {2, 0, {}, {}, 0}
+  end
+end
+redis.call('SET', KEYS[1], '1', 'PX', ARGV[2])
 local seal_due = tonumber(ARGV[6])
 local list_max = tonumber(ARGV[7])
 local ov, hh = KEYS[8], ARGV[8]

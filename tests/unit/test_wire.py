@@ -15,6 +15,7 @@ from workers.events.message import BadMessage, count_events, decode_message, enc
 from workers.queue import wire
 from workers.queue.producer import Broker
 from workers.settings import Settings
+from workers.store import elements
 
 EVENTS = [{"type": "track", "event": "é", "anonymous_id": "a", "properties": {"n": 1.5}}] * 3
 
@@ -105,6 +106,44 @@ def test_a_prepared_message_round_trips_with_its_lines_as_the_bytes_prepare_made
     assert len(args[1]["hours"]) == 2 and decode_message(args[1]).accepted == 5
     # a retry sends the decoded arguments (texts as bytes) again, in the same form
     assert serialization.dumps([args, kwargs, embed], serializer=wire.PREPARED)[2] == payload
+
+
+def test_large_texts_travel_as_gzip_members_that_the_worker_appends_as_they_are():
+    import gzip
+    from datetime import UTC, datetime
+
+    from workers.events import prepared
+
+    wire.install()
+    events = [
+        {"event_id": f"e{i}", "type": "track", "event": "Order Completed", "anonymous_id": "a"} for i in range(200)
+    ]
+    message = encode_message(
+        prepared.prepare(events, "int-1", received_at=datetime(2026, 11, 27, 15, tzinfo=UTC), event_max_bytes=32768)
+    )
+    [(hour, text)] = message["hours"].items()
+    assert len(text) > elements.MIN_BYTES
+    payload = serialization.dumps([["int-1", message], {}, {}], serializer=wire.PREPARED)[2]
+    header, _, member = payload.partition(b"\n")
+    assert gzip.decompress(member) == text.encode()  # stdlib gzip reads it: nothing custom in the text
+    assert json.loads(header)[0][1]["hours"] == {hour: len(member)} and len(member) < len(text) / 5
+    args = serialization.loads(payload, wire.PREPARED_CONTENT_TYPE, "binary")[0]
+    decoded = decode_message(args[1])
+    assert decoded.texts_by_hour == {hour: member} and decoded.accepted == 200  # counted by its indexes
+    assert serialization.dumps([args, {}, {}], serializer=wire.PREPARED)[2] == payload  # a retry sends it again so
+    small = prepared_message()
+    small_payload = serialization.dumps([["int-1", small], {}, {}], serializer=wire.PREPARED)[2]
+    assert b"\x1f\x8b" not in small_payload  # texts under MIN_BYTES stay text
+
+
+@pytest.mark.parametrize("indexes", [[], None, "0"])
+def test_a_gzip_text_needs_indexes_to_count_its_lines(indexes):
+    message = prepared_message()
+    hour = next(iter(message["hours"]))
+    message["hours"][hour] = elements.compress(("{}\n" * 2000 + "{}").encode())
+    message["indexes"][hour] = indexes
+    with pytest.raises(BadMessage, match="gzip member"):
+        decode_message(message)
 
 
 def test_json_signal_append_messages_of_any_producer_are_still_read():

@@ -5,9 +5,9 @@ a new field is one line on each side, and one check in ``decode_message``).
 The worker appends the lines as they come and never looks at an event again, so the message holds exactly what the
 append needs, in a form parsed in one go (a few long strings, not one object per event).
 
-Version 1, a JSON object::
+Version 2, a JSON object::
 
-    {"v": 1,
+    {"v": 2,
      "hours": {"2026112715": "<line>\\n<line>..."},   accepted lines of each YYYYMMDDHH hour as one NDJSON text
      "indexes": {"2026112715": [0, 1, ...]},         the producer's index of each line, same grouping and order
      "rejected": [[index, reason, detail, event_id], ...],
@@ -23,6 +23,9 @@ A message without ``other`` (a producer of the version before) counts none.
 
 A line is one compact JSON object, which never holds a raw newline (JSON escapes it), so the text splits back into
 the very lines ``prepare`` serialised. ``position`` counts lines over all hours in the order of ``hours``.
+
+Version 2 differs in one thing: in the ``signal-prepared`` wire form, an hour's text may be one gzip member of it
+(``workers.queue.wire``), which the worker appends as it is. Version 1 messages are read as before.
 """
 
 from __future__ import annotations
@@ -34,10 +37,9 @@ from workers.errors import InvalidInput
 from workers.events import partitions
 from workers.events.prepared import Prepared, Rejection
 
-VERSION = 1
+VERSION = 2  # 2: an hour's text may be one gzip member (workers.queue.wire), which version 1 workers cannot read
+READ_VERSIONS = (1, 2)
 RECENT_MAX = 100  # live records a message carries (the store keeps as many per integration)
-# a newline not followed by the start of a JSON object: an empty line, or a line that is no object (a C-speed search;
-# ``b"\n\n" in text`` costs twice as much)
 _KEYS = frozenset({"v", "hours", "indexes", "rejected", "live", "removed", "removed_live", "fallback", "other"})
 _OPTIONAL_KEYS = frozenset({"other"})
 
@@ -141,7 +143,8 @@ def decode_message(message: object) -> Message:
     Each hour's text may be str (JSON) or bytes (``workers.queue.wire``'s ``signal-prepared`` body). Checks the
     structure and every count (lines against indexes: the buffer's counts come from them; positions of live lines),
     that every line starts a JSON object (no empty line), not each line's JSON: lines come from ``prepare`` in a
-    producer of the fleet.
+    producer of the fleet. A text the producer compressed (one gzip member) is not inflated: it is appended as it is,
+    and its lines are as many as its indexes.
     """
     if not isinstance(message, dict):
         raise BadMessage(f"expected a JSON object, got {type(message).__name__}")
@@ -149,7 +152,7 @@ def decode_message(message: object) -> Message:
     if names != _KEYS and names != _KEYS - _OPTIONAL_KEYS:
         missing, unknown = sorted(_KEYS - _OPTIONAL_KEYS - names), sorted(map(str, names - _KEYS))
         raise BadMessage(f"missing keys {missing}, unknown keys {unknown}")
-    if message["v"] != VERSION:
+    if type(message["v"]) is not int or message["v"] not in READ_VERSIONS:
         raise BadMessage(f"version {repr(message['v'])[:20]} (upgrade the ingest workers before the producers)")
     hours, indexes = message["hours"], message["indexes"]
     if not isinstance(hours, dict) or not isinstance(indexes, dict) or set(hours) != set(indexes):
@@ -162,9 +165,13 @@ def decode_message(message: object) -> Message:
             raise BadMessage(f"hour {hour[:80]!r} is not YYYYMMDDHH (or a slot YYYYMMDDHH|name=value/...)")
         if type(text) is str:
             text = text.encode()  # JSON (any producer): the wire form gives bytes (workers.queue.wire.load_prepared)
-        n = _lines(text) if type(text) is bytes and text[:1] == b"{" and text[-1:] == b"}" else 0
+        if type(text) is bytes and text[:2] == _GZIP_MAGIC and len(text) > _GZIP_FRAME:
+            # compressed by the producer (workers.queue.wire), stored so: its lines are counted by its indexes
+            n = len(idx) if type(idx) is list else 0
+        else:
+            n = _lines(text) if type(text) is bytes and text[:1] == b"{" and text[-1:] == b"}" else 0
         if not n:
-            raise BadMessage(f"hours[{hour!r}] must be non-empty lines of JSON objects")
+            raise BadMessage(f"hours[{hour!r}] must be non-empty lines of JSON objects, or one gzip member of them")
         if type(idx) is not list or len(idx) != n or not set(map(type, idx)) <= {int}:
             raise BadMessage(f"hours[{hour!r}] has {n} lines: indexes[{hour!r}] must list as many integers")
         texts_by_hour[hour] = text
@@ -205,6 +212,10 @@ def decode_message(message: object) -> Message:
         fallback,
         other,
     )
+
+
+_GZIP_MAGIC = b"\x1f\x8b"  # an hour's text as one gzip member (workers.store.elements)
+_GZIP_FRAME = 18  # a gzip member's header and trailer
 
 
 def _lines(text: bytes) -> int:

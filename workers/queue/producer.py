@@ -89,8 +89,7 @@ class Broker:
             "ingest",
             task_id,
             repr((integration_id, describe_message(message))),
-            compression=wire.INGEST_COMPRESSION,
-            serializer=wire.PREPARED,
+            serializer=wire.PREPARED,  # its large texts compressed one by one (not kombu's compression of it all)
         )
         return task_id
 

@@ -21,6 +21,9 @@ registers the codecs in kombu once per process. The bytes on the wire stay stand
   its NDJSON text, then a newline, then those texts one after the other, in the order of ``hours``. The decoder
   gives the task the same arguments with each hour's text as bytes (``decode_message`` reads both forms, and the
   JSON ``signal.append`` of any producer as before). The header is compact JSON, so its first newline ends it.
+  Each text of 4 KB or more is one gzip member (``workers.store.elements.compress``), which the worker appends and
+  Redis keeps as it is: such bodies are sent without kombu's compression, which would only compress them again
+  (older bodies, compressed whole, are read as before).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from kombu import compression, serialization
 
 from workers import compat
 from workers.errors import InvalidInput
+from workers.store import elements
 
 JSON_CONTENT_TYPE = "application/json"
 PREPARED = "signal-prepared"  # the serializer of signal.append (send_task / task option)
@@ -77,11 +81,12 @@ class BadBody(InvalidInput):
 
 def dump_prepared(body: Any) -> bytes:
     """The ``signal-prepared`` body of Celery's ``(args, kwargs, embed)`` for ``signal.append(integration_id,
-    message)``; each hour's text may be str (``encode_message``) or bytes (a retry of a decoded message)."""
+    message)``; each hour's text may be str (``encode_message``) or bytes (a retry of a decoded message, compressed
+    or not). Texts of ``elements.MIN_BYTES`` or more are compressed, the others sent as they are."""
     try:
         (integration_id, message), kwargs, embed = body
         hours = message["hours"]
-        texts = [t.encode() if type(t) is str else t for t in hours.values()]
+        texts = [elements.compress(t.encode() if type(t) is str else t) for t in hours.values()]
         header = {**message, "hours": {hour: len(t) for hour, t in zip(hours, texts, strict=True)}}
     except (TypeError, ValueError, KeyError, AttributeError) as exc:
         raise BadBody(f"signal-prepared carries signal.append(integration_id, message) only: {exc}") from None

@@ -282,7 +282,8 @@ def run_scale(stack: Any, r: Any, settings: Any, results: dict[str, Any]) -> Non
     r.execute_command("FLUSHDB")
     results["tick_cluster"] = scale.tick_on_cluster(stack, settings)
     step(f"memory: Redis used_memory per buffered byte, {SIZES['buffer_memory'] / 1e6:.0f} MB of events")
-    results["memory_per_buffer"] = scale.memory(r, SIZES["buffer_memory"])
+    results["memory_per_buffer"] = scale.memory(r, SIZES["buffer_memory"], compressed=True)
+    results["memory_per_buffer_text"] = scale.memory(r, SIZES["buffer_memory"])
     step(f"ingest: product on RabbitMQ quorum queues + Redis Cluster, {SIZES['ingest']:,} events, 1 x -P solo")
     results["ingest_scaled"] = scale.ingest_scaled(
         stack, stack.env(SIGNAL_FLUSH_INTERVAL_S="3600", SIGNAL_BUFFER_MAX_BYTES=str(16 * GIB)), SIZES["ingest"], 1

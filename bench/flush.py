@@ -44,17 +44,24 @@ def fill_list(r: redis.Redis, key: str, lines: list[bytes], total: int) -> int:
 
 MESSAGE_EVENTS = 500  # the API publishes tasks of up to 500 events: a chunk each
 
+try:
+    from workers.store.elements import compress as _as_appended
+except ImportError:  # a version before compressed chunks (side-by-side runs)
+
+    def _as_appended(text: bytes) -> bytes:
+        return text
+
 
 def fill_open_buffer(r: redis.Redis, iid: str, lines: list[bytes], total: int) -> str:
     """An open buffer of ``total`` lines for the current hour, as ``append`` leaves it (chunks of the lines of one
-    message of 500 events, the count beside the list); returns the hour."""
+    message of 500 events, compressed as the API sends them, the count beside the list); returns the hour."""
     hour = clock.hour_of(clock.now())
     pipe = r.pipeline(transaction=False)
     nbytes = 0
     for i in range(0, total, MESSAGE_EVENTS):
         start = i % len(lines)
         part = lines[start : start + MESSAGE_EVENTS][: total - i]
-        pipe.rpush(keys.buffer(iid, hour), b"\n".join(part))
+        pipe.rpush(keys.buffer(iid, hour), _as_appended(b"\n".join(part)))
         nbytes += sum(len(x) for x in part)
         if len(pipe) >= 50:
             pipe.execute()

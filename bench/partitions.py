@@ -66,19 +66,22 @@ def flush_partitioned(
     return {"events": events, "objects": len(slots), "seconds": elapsed, "events_per_s": events / elapsed}
 
 
-def tick_cost(r: redis.Redis, iid: str, open_slots: int, settings: Settings, rounds: int = 30) -> dict[str, Any]:
-    """The beat's tick when ``iid`` (flushing hourly) has ``open_slots`` busy buffers, none due yet: the median of
-    ``rounds`` ticks, the integration made due for each (as an append would)."""
+def tick_costs(
+    r: redis.Redis, iid: str, open_slots: tuple[int, ...], settings: Settings, rounds: int = 60
+) -> list[dict[str, Any]]:
+    """The beat's tick when ``iid`` (flushing hourly) has each of ``open_slots`` busy buffers, none due yet: the
+    median of ``rounds`` ticks each, the integration made due for each (as an append would). The sizes take turns
+    tick by tick, so a change of the machine's load weighs on each alike (a tick takes well under a millisecond)."""
     hour = clock.hour_of(clock.now())
-    now = clock.now_ms()
-    r.zadd(keys.open_index(iid), {f"{hour}|event=e{i:04d}": now for i in range(open_slots)})
-    times = []
+    times: dict[int, list[float]] = {k: [] for k in open_slots}
     for _ in range(rounds):
-        due.lower(r, iid, clock.now_ms())
-        t0 = time.perf_counter()
-        sealed = tick.flush_due(r, settings=settings)
-        times.append(time.perf_counter() - t0)
-        assert sealed == [], "nothing is due: the tick seals nothing"
-    r.delete(keys.open_index(iid))
-    times.sort()
-    return {"open_slots": open_slots, "median_s": times[len(times) // 2], "rounds": rounds}
+        for k in open_slots:
+            now = clock.now_ms()
+            r.zadd(keys.open_index(iid), {f"{hour}|event=e{i:04d}": now for i in range(k)})
+            due.lower(r, iid, now)
+            t0 = time.perf_counter()
+            sealed = tick.flush_due(r, settings=settings)
+            times[k].append(time.perf_counter() - t0)
+            assert sealed == [], "nothing is due: the tick seals nothing"
+            r.delete(keys.open_index(iid))
+    return [{"open_slots": k, "median_s": sorted(t)[len(t) // 2], "rounds": rounds} for k, t in times.items()]

@@ -492,3 +492,14 @@ def test_a_buffer_of_text_and_compressed_chunks_reads_back_in_order(r):
     batch = buffer.seal(r, IID, HOUR, now_ms=T0, seal_due_ms=T0 + 1)
     parts = list(buffer.read_batch(r, IID, batch, 5, 12))
     assert [x for part in parts for x in lines_of(part)] == lines(4, tag="a") + lines(6, tag="b") + lines(2, tag="c")
+
+
+def test_batch_ids_are_random_uuids_written_as_uuid4_writes_them():
+    import uuid
+
+    ids = chunks.batch_ids(500)
+    assert len(set(ids)) == 500
+    for i in ids:
+        u = uuid.UUID(i)
+        assert str(u) == i and u.version == 4 and u.variant == uuid.RFC_4122
+    assert chunks.batch_ids(0) == []

@@ -9,7 +9,8 @@ import fakeredis
 import pytest
 
 from tests.support.fleet import lines_of
-from workers.store import buffer, chunks, keys, scripts
+from workers.classify import classify
+from workers.store import buffer, chunks, elements, keys, scripts
 
 IID = "int-1"
 HOUR = "2026112509"
@@ -241,10 +242,16 @@ def test_reading_a_batch_that_vanishes_midway_never_yields_its_last_chunk(r):
 
 
 def test_reading_a_batch_short_of_its_events_yields_nothing_of_its_end(r):
+    """Still there, it never held them: damaged (held at once); gone, another uploader finished it."""
     b = sealed_of(r, [5] * 3)
     r.rpop(keys.batch(IID, b))
-    with pytest.raises(buffer.BatchVanished):
+    with pytest.raises(elements.DamagedBatch, match="holds 10 lines of its 15 events") as caught:
         list(buffer.read_batch(r, IID, b, 100, 15))
+    assert classify(caught.value).permanent and classify(caught.value).code == "DamagedBatch"
+    reader = buffer.read_batch(r, IID, b, 100, 15)
+    r.delete(keys.batch(IID, b))
+    with pytest.raises(buffer.BatchVanished):
+        list(reader)
 
 
 def test_live_records_trace_each_event_to_its_batch(r):
@@ -503,3 +510,20 @@ def test_batch_ids_are_random_uuids_written_as_uuid4_writes_them():
         u = uuid.UUID(i)
         assert str(u) == i and u.version == 4 and u.variant == uuid.RFC_4122
     assert chunks.batch_ids(0) == []
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda member: member[:-9] + b"x" * 9,  # a broken trailer
+        lambda member: member + member,  # two members
+        lambda member: member + b"junk",  # bytes after it
+    ],
+)
+def test_a_compressed_chunk_that_does_not_inflate_whole_makes_its_batch_damaged(r, damage):
+    gz_append(r, lines(5), message_id="a", max_events=1000)
+    batch = buffer.seal(r, IID, HOUR, now_ms=T0, seal_due_ms=T0 + 1)
+    key = keys.batch(IID, batch)
+    r.lset(key, 0, damage(r.lindex(key, 0)))
+    with pytest.raises(elements.DamagedBatch):
+        list(buffer.read_batch(r, IID, batch, 100, 5))

@@ -29,7 +29,7 @@ from workers.settings import Settings
 from workers.sink import read
 from workers.store import buffer, keys, ledger
 from workers.store.db import text
-from workers.store.elements import lines_text
+from workers.store.elements import DamagedBatch, lines_text
 
 SCAN_MAX_EVENTS = 1_000_000  # buffered or held lines searched per request
 SCAN_CHUNK = 10_000
@@ -161,6 +161,13 @@ def _in_store(
     return None
 
 
+def _lines_or_none(element: bytes) -> bytes | None:
+    try:
+        return lines_text(element)
+    except DamagedBatch:  # its batch is held by the upload with this reason; the search goes on
+        return None
+
+
 def _scan(r: redis.Redis, key: str, event_id: str, search: _Search) -> str | None:
     """The line of ``event_id`` in a buffer or batch list (elements of one or more lines), read a few elements at a
     time within the request's bound."""
@@ -170,9 +177,10 @@ def _scan(r: redis.Redis, key: str, event_id: str, search: _Search) -> str | Non
         if search.events_scanned >= SCAN_MAX_EVENTS:
             search.bounded = True
             return None
-        elements = [lines_text(e) for e in r.lrange(key, start, start + step - 1)]
-        if not elements:
+        stored = r.lrange(key, start, start + step - 1)
+        if not stored:
             return None
+        elements = [text for text in map(_lines_or_none, stored) if text is not None]
         events = sum(e.count(b"\n") for e in elements) + len(elements)
         search.events_scanned += events
         for element in elements:
@@ -183,8 +191,8 @@ def _scan(r: redis.Redis, key: str, event_id: str, search: _Search) -> str | Non
                 if orjson.loads(line).get("event_id") == event_id:
                     return line.decode()
                 at = element.find(wanted, at + 1)
-        start += len(elements)
-        step = buffer.next_step(step, len(elements), events, SCAN_CHUNK)
+        start += len(stored)
+        step = buffer.next_step(step, len(stored), events, SCAN_CHUNK)
 
 
 def _in_objects(

@@ -19,7 +19,7 @@ from workers import clock
 from workers.errors import SignalError
 from workers.store import keys, overview
 from workers.store.db import text
-from workers.store.elements import lines_text
+from workers.store.elements import DamagedBatch, lines_text
 from workers.store.histograms import LATENCY_BUCKETS_S, UPLOAD_BUCKETS_S, lua_buckets
 from workers.store.scripts import SCRIPTS
 
@@ -125,7 +125,8 @@ def read_batch(
     Each item is a list of elements, each one or more lines joined by newlines (inflated when stored compressed).
     Reads to the end of the list and raises BatchVanished, before the last elements are handed out, when they hold
     fewer than ``expected_events`` lines: an uploader must never complete an object from a batch someone else already
-    delivered and deleted.
+    delivered and deleted. A batch still there with fewer lines, or a compressed chunk that does not inflate, raises
+    ``DamagedBatch`` (permanent: the batch is held).
     """
     key = keys.batch(iid, batch_id)
     start, seen, step = 0, 0, 1
@@ -134,6 +135,8 @@ def read_batch(
         events = sum(e.count(b"\n") for e in elements) + len(elements)
         if len(elements) < step:  # the end of the list
             if seen + events < expected_events:
+                if r.exists(key):  # not finished by another uploader: it never held them
+                    raise DamagedBatch(f"the batch holds {seen + events} lines of its {expected_events} events")
                 raise BatchVanished(batch_id)
             if elements:
                 yield elements

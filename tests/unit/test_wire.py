@@ -136,7 +136,37 @@ def test_large_texts_travel_as_gzip_members_that_the_worker_appends_as_they_are(
     assert b"\x1f\x8b" not in small_payload  # texts under MIN_BYTES stay text
 
 
-@pytest.mark.parametrize("indexes", [[], None, "0"])
+def test_the_api_sends_a_large_message_without_kombus_compression_and_a_retry_of_version_1_as_text():
+    from datetime import UTC, datetime
+
+    from workers.events import prepared
+
+    wire.install()
+    events = [
+        {"event_id": f"e{i}", "type": "track", "event": "Order Completed", "anonymous_id": "a"} for i in range(200)
+    ]
+    p = prepared.prepare(events, "int-1", received_at=datetime(2026, 11, 27, 15, tzinfo=UTC), event_max_bytes=32768)
+    broker = Broker(Settings(redis_url="memory://"))
+    with Connection("memory://") as conn:
+        conn.default_channel.queue_purge("ingest")  # the in-memory transport is shared by every test of the process
+    try:
+        broker.append("int-1", p)
+        with Connection("memory://") as conn:
+            raw = conn.default_channel._get("ingest")
+    finally:
+        broker.close()
+    assert "compression" not in raw["headers"]
+    body = base64.b64decode(raw["body"])
+    assert body.partition(b"\n")[2][:3] == b"\x1f\x8b\x08"  # the hour's text: one gzip member
+    # a version 1 message (queued by a producer of the version before) sent again by a retry keeps its text as text:
+    # an ingest worker of that version may take it
+    v1 = {**encode_message(p), "v": 1}
+    assert not wire.worth_compressing(v1)
+    payload = serialization.dumps([["int-1", v1], {}, {}], serializer=wire.PREPARED)[2]
+    assert payload.partition(b"\n")[2] == v1["hours"][next(iter(v1["hours"]))].encode()
+
+
+@pytest.mark.parametrize("indexes", [[], None, "0", list(range(5000))])  # 2,001 lines of 6,002 bytes
 def test_a_gzip_text_needs_indexes_to_count_its_lines(indexes):
     message = prepared_message()
     hour = next(iter(message["hours"]))

@@ -37,8 +37,13 @@ from workers.errors import InvalidInput
 from workers.events import partitions
 from workers.events.prepared import Prepared, Rejection
 
-VERSION = 2  # 2: an hour's text may be one gzip member (workers.queue.wire), which version 1 workers cannot read
+VERSION = 2
 READ_VERSIONS = (1, 2)
+COMPRESSED_TEXTS_SINCE = (
+    2  # an hour's text may be one gzip member (workers.queue.wire): version 1 workers cannot read it
+)
+_GZIP_MAGIC = b"\x1f\x8b\x08"  # a gzip member of deflate data (workers.store.elements)
+_GZIP_FRAME = 18  # a gzip member's header and trailer
 RECENT_MAX = 100  # live records a message carries (the store keeps as many per integration)
 _KEYS = frozenset({"v", "hours", "indexes", "rejected", "live", "removed", "removed_live", "fallback", "other"})
 _OPTIONAL_KEYS = frozenset({"other"})
@@ -165,9 +170,10 @@ def decode_message(message: object) -> Message:
             raise BadMessage(f"hour {hour[:80]!r} is not YYYYMMDDHH (or a slot YYYYMMDDHH|name=value/...)")
         if type(text) is str:
             text = text.encode()  # JSON (any producer): the wire form gives bytes (workers.queue.wire.load_prepared)
-        if type(text) is bytes and text[:2] == _GZIP_MAGIC and len(text) > _GZIP_FRAME:
-            # compressed by the producer (workers.queue.wire), stored so: its lines are counted by its indexes
-            n = len(idx) if type(idx) is list else 0
+        if type(text) is bytes and text[:3] == _GZIP_MAGIC and len(text) > _GZIP_FRAME:
+            # compressed by the producer (workers.queue.wire), stored so: its lines are counted by its indexes, and
+            # hold at least "{}" each (gzip's trailer says how many bytes it inflates to)
+            n = len(idx) if type(idx) is list and int.from_bytes(text[-4:], "little") >= 3 * len(idx) - 1 else 0
         else:
             n = _lines(text) if type(text) is bytes and text[:1] == b"{" and text[-1:] == b"}" else 0
         if not n:
@@ -212,10 +218,6 @@ def decode_message(message: object) -> Message:
         fallback,
         other,
     )
-
-
-_GZIP_MAGIC = b"\x1f\x8b"  # an hour's text as one gzip member (workers.store.elements)
-_GZIP_FRAME = 18  # a gzip member's header and trailer
 
 
 def _lines(text: bytes) -> int:

@@ -89,7 +89,9 @@ class Broker:
             "ingest",
             task_id,
             repr((integration_id, describe_message(message))),
-            serializer=wire.PREPARED,  # its large texts compressed one by one (not kombu's compression of it all)
+            # its large texts are compressed one by one, and the rest is small: else kombu compresses it all
+            compression=None if wire.worth_compressing(message) else wire.INGEST_COMPRESSION,
+            serializer=wire.PREPARED,
         )
         return task_id
 

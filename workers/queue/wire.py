@@ -37,6 +37,7 @@ from kombu import compression, serialization
 
 from workers import compat
 from workers.errors import InvalidInput
+from workers.events.message import COMPRESSED_TEXTS_SINCE
 from workers.store import elements
 
 JSON_CONTENT_TYPE = "application/json"
@@ -82,15 +83,33 @@ class BadBody(InvalidInput):
 def dump_prepared(body: Any) -> bytes:
     """The ``signal-prepared`` body of Celery's ``(args, kwargs, embed)`` for ``signal.append(integration_id,
     message)``; each hour's text may be str (``encode_message``) or bytes (a retry of a decoded message, compressed
-    or not). Texts of ``elements.MIN_BYTES`` or more are compressed, the others sent as they are."""
+    or not). In a message of version 2, texts of ``elements.MIN_BYTES`` or more are compressed, the others sent as they
+    are; a version 1 message (a retry of one queued by a producer of the version before, which ingest workers of that
+    version may still take) keeps its texts as text."""
     try:
         (integration_id, message), kwargs, embed = body
         hours = message["hours"]
-        texts = [elements.compress(t.encode() if type(t) is str else t) for t in hours.values()]
+        pack = elements.compress if _compressible(message) else _as_is
+        texts = [pack(t.encode() if type(t) is str else t) for t in hours.values()]
         header = {**message, "hours": {hour: len(t) for hour, t in zip(hours, texts, strict=True)}}
     except (TypeError, ValueError, KeyError, AttributeError) as exc:
         raise BadBody(f"signal-prepared carries signal.append(integration_id, message) only: {exc}") from None
     return b"".join((dumps([[integration_id, header], kwargs, embed]), b"\n", *texts))
+
+
+def _as_is(text: bytes) -> bytes:
+    return text
+
+
+def _compressible(message: dict[str, Any]) -> bool:
+    v = message.get("v")
+    return type(v) is int and v >= COMPRESSED_TEXTS_SINCE
+
+
+def worth_compressing(message: dict[str, Any]) -> bool:
+    """Whether ``dump_prepared`` compresses a text of ``message``; when none is, the producer has kombu compress the
+    whole body (its header of records and small texts), as before."""
+    return _compressible(message) and any(len(t) >= elements.MIN_BYTES for t in message["hours"].values())
 
 
 def load_prepared(data: bytes) -> list[Any]:

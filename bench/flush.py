@@ -45,10 +45,10 @@ def fill_list(r: redis.Redis, key: str, lines: list[bytes], total: int) -> int:
 MESSAGE_EVENTS = 500  # the API publishes tasks of up to 500 events: a chunk each
 
 try:
-    from workers.store.elements import compress as _as_appended
+    from workers.store.elements import compress as as_appended
 except ImportError:  # a version before compressed chunks (side-by-side runs)
 
-    def _as_appended(text: bytes) -> bytes:
+    def as_appended(text: bytes) -> bytes:
         return text
 
 
@@ -61,7 +61,7 @@ def fill_open_buffer(r: redis.Redis, iid: str, lines: list[bytes], total: int) -
     for i in range(0, total, MESSAGE_EVENTS):
         start = i % len(lines)
         part = lines[start : start + MESSAGE_EVENTS][: total - i]
-        pipe.rpush(keys.buffer(iid, hour), _as_appended(b"\n".join(part)))
+        pipe.rpush(keys.buffer(iid, hour), as_appended(b"\n".join(part)))
         nbytes += sum(len(x) for x in part)
         if len(pipe) >= 50:
             pipe.execute()

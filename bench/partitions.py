@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 import redis
 
-from bench.flush import MESSAGE_EVENTS, read_batch
+from bench.flush import MESSAGE_EVENTS, as_appended, read_batch
 from workers import clock
 from workers.events import partitions
 from workers.pipeline import flush as tick
@@ -23,7 +23,7 @@ FIELDS = ["event", "type", "consent.marketing"]
 
 def fill_partitioned(r: redis.Redis, iid: str, lines: list[bytes], total: int) -> list[str]:
     """``total`` lines in the open buffers of their slots (this hour, ``FIELDS``), in chunks of at most one message's
-    lines as ``append`` leaves them; returns the slots."""
+    lines as ``append`` leaves them (compressed as the API sends them); returns the slots."""
     hour = clock.hour_of(clock.now())
     fields = partitions.parse_fields(FIELDS)
     slot_of = [partitions.slot(hour, fields, orjson.loads(line)) for line in lines]
@@ -34,7 +34,7 @@ def fill_partitioned(r: redis.Redis, iid: str, lines: list[bytes], total: int) -
     pipe = r.pipeline(transaction=False)
     for slot, group in by_slot.items():
         for start in range(0, len(group), MESSAGE_EVENTS):
-            pipe.rpush(keys.buffer(iid, slot), b"\n".join(group[start : start + MESSAGE_EVENTS]))
+            pipe.rpush(keys.buffer(iid, slot), as_appended(b"\n".join(group[start : start + MESSAGE_EVENTS])))
             if len(pipe) >= 50:
                 pipe.execute()
         nbytes = sum(len(x) for x in group)

@@ -22,11 +22,17 @@ def r() -> fakeredis.FakeRedis:
     return fakeredis.FakeRedis()
 
 
-def append(r, lines, *, message_id="m1", hour=HOUR, max_events=100, max_bytes=10_000, cap=1_000_000, now=T0):
+def append(
+    r, lines, *, message_id="m1", hour=HOUR, max_events=100, max_bytes=10_000, cap=1_000_000, now=T0, compressed=False
+):
+    """``compressed``: the hour's lines as one gzip member, as the API's producer sends a large message."""
+    by_hour = chunks.chunks({hour: lines})
+    if compressed:
+        by_hour = {h: [chunks.Chunk(gzip.compress(c.text), c.events) for c in group] for h, group in by_hour.items()}
     return chunks.append(
         r,
         IID,
-        chunks.Append(message_id=message_id, now_ms=now, chunks_by_hour=chunks.chunks({hour: lines})),
+        chunks.Append(message_id=message_id, now_ms=now, chunks_by_hour=by_hour),
         chunks.Limits(
             cap_bytes=cap,
             batch_max_events=max_events,
@@ -62,9 +68,10 @@ def test_append_buffers_lines_in_order_and_indexes_the_buffer(r):
     assert stats(r)["buffered_events"] == 3 and stats(r)["buffered_bytes"] == 30
 
 
-def test_a_redelivered_message_appends_nothing(r):
-    append(r, lines(3), message_id="same")
-    again = append(r, lines(3), message_id="same")
+@pytest.mark.parametrize("compressed", [False, True])
+def test_a_redelivered_message_appends_nothing(r, compressed):
+    append(r, lines(3), message_id="same", compressed=compressed)
+    again = append(r, lines(3), message_id="same", compressed=compressed)
     assert again.duplicate and again.accepted == 0
     assert events_in(r, keys.buffer(IID, HOUR)) == 3
     assert stats(r)["ingested_events"] == 3
@@ -80,8 +87,9 @@ def test_reaching_batch_max_events_seals_without_waiting(r):
     assert all_lines + stored(r, keys.buffer(IID, HOUR)) == lines(25)
 
 
-def test_batch_max_bytes_is_never_exceeded(r):
-    res = append(r, lines(50, size=10), max_bytes=95)
+@pytest.mark.parametrize("compressed", [False, True])
+def test_batch_max_bytes_is_never_exceeded(r, compressed):
+    res = append(r, lines(50, size=10), max_bytes=95, compressed=compressed)
     for b in res.sealed:
         assert int(buffer.batch_meta(r, IID, b)["bytes"]) <= 95
         assert sum(map(len, stored(r, keys.batch(IID, b)))) == int(buffer.batch_meta(r, IID, b)["bytes"])
@@ -95,22 +103,25 @@ def test_an_event_larger_than_batch_max_bytes_gets_a_batch_of_its_own(r):
     assert [int(buffer.batch_meta(r, IID, b)["events"]) for b in res.sealed] == [1, 1]
 
 
-def test_a_chunk_over_the_cap_is_refused_whole_and_counted(r):
+@pytest.mark.parametrize("compressed", [False, True])
+def test_a_chunk_over_the_cap_is_refused_whole_and_counted(r, compressed):
     append(r, lines(5), cap=55, message_id="a")
-    res = append(r, lines(10, tag="n"), cap=55, message_id="b")
+    res = append(r, lines(10, tag="n"), cap=55, message_id="b", compressed=compressed)
     assert (res.accepted, res.refused) == (0, [0])
     assert stats(r)["rejected:buffer_full"] == 10
     assert stored(r, keys.buffer(IID, HOUR)) == lines(5)
 
 
-def test_chunks_cut_at_the_limits_keep_every_line_exactly_once_and_in_order(r):
+@pytest.mark.parametrize("compressed", [False, True])
+def test_chunks_cut_at_the_limits_keep_every_line_exactly_once_and_in_order(r, compressed):
     """Messages of uneven sizes fill each batch to its limit: chunks are cut at line boundaries, never lost or doubled
-    at the cut, and the counts beside the list match what it holds."""
+    at the cut, and the counts beside the list match what it holds. A compressed chunk that must be cut is sent again
+    inflated, its message still appended once."""
     sent = []
     for m, n in enumerate([7, 13, 1, 30, 4, 9]):
         batch = lines(n, tag=f"m{m}-")
         sent += batch
-        append(r, batch, message_id=f"m{m}", max_events=10)
+        append(r, batch, message_id=f"m{m}", max_events=10, compressed=compressed)
     batches = [b for b in buffer.pending_batches(r, IID)]
     assert [int(buffer.batch_meta(r, IID, b)["events"]) for b in batches] == [10] * 6
     got = [
@@ -121,6 +132,9 @@ def test_chunks_cut_at_the_limits_keep_every_line_exactly_once_and_in_order(r):
     got += stored(r, keys.buffer(IID, HOUR))
     assert sorted(got) == sorted(sent) and len(got) == len(sent) == 64
     assert int(r.hget(keys.open_count(IID), HOUR)) == 4 == events_in(r, keys.buffer(IID, HOUR))
+    assert stats(r)["ingested_events"] == 64 and stats(r)["buffered_bytes"] == 640
+    again = append(r, lines(30, tag="m3-"), message_id="m3", max_events=10, compressed=compressed)  # a redelivery
+    assert again.duplicate and stats(r)["ingested_events"] == 64
 
 
 def test_a_buffer_written_one_event_per_element_is_counted_by_its_length(r):
@@ -419,26 +433,8 @@ def test_read_batch_never_reads_much_more_than_asked_after_small_chunks(r):
 # -- chunks compressed by the producer (one gzip member each): kept as they are, inflated where they must be cut ------
 
 
-def gz_append(r, lines_, **kw):
-    """``append`` with the hour's lines as one gzip member, as the API's producer sends a large message."""
-    message_id, now = kw.pop("message_id", "m1"), kw.pop("now", T0)
-    text = gzip.compress(b"\n".join(lines_))
-    return chunks.append(
-        r,
-        IID,
-        chunks.Append(message_id=message_id, now_ms=now, chunks_by_hour={HOUR: [chunks.Chunk(text, len(lines_))]}),
-        chunks.Limits(
-            cap_bytes=kw.pop("cap", 1_000_000),
-            batch_max_events=kw.pop("max_events", 100),
-            batch_max_bytes=kw.pop("max_bytes", 10_000),
-            seal_due_ms=now + 300_000,
-            seen_ttl_ms=60_000,
-        ),
-    )
-
-
 def test_a_compressed_chunk_that_fits_is_kept_as_sent_and_counted_by_its_lines(r):
-    res = gz_append(r, lines(300), max_events=1000)
+    res = append(r, lines(300), max_events=1000, compressed=True)
     [element] = r.lrange(keys.buffer(IID, HOUR), 0, -1)
     assert element[:2] == b"\x1f\x8b" and gzip.decompress(element) == b"\n".join(lines(300))
     assert (res.accepted, res.sealed) == (300, [])
@@ -448,53 +444,9 @@ def test_a_compressed_chunk_that_fits_is_kept_as_sent_and_counted_by_its_lines(r
     assert [x for part in buffer.read_batch(r, IID, batch, 100, 300) for x in lines_of(part)] == lines(300)
 
 
-def test_compressed_chunks_cut_at_the_limits_keep_every_line_exactly_once_and_in_order(r):
-    """A compressed chunk that must be cut is sent again inflated: cut at line boundaries like any chunk, its message
-    still appended once."""
-    sent = []
-    for m, n in enumerate([7, 13, 1, 30, 4, 9]):
-        batch = lines(n, tag=f"m{m}-")
-        sent += batch
-        gz_append(r, batch, message_id=f"m{m}", max_events=10)
-    batches = buffer.pending_batches(r, IID)
-    assert [int(buffer.batch_meta(r, IID, b)["events"]) for b in batches] == [10] * 6
-    got = [
-        x
-        for b in sorted(batches, key=lambda b: stored(r, keys.batch(IID, b))[0])
-        for x in stored(r, keys.batch(IID, b))
-    ]
-    got += stored(r, keys.buffer(IID, HOUR))
-    assert sorted(got) == sorted(sent) and len(got) == len(sent) == 64
-    assert stats(r)["ingested_events"] == 64 and stats(r)["buffered_bytes"] == 640
-    again = gz_append(r, lines(30, tag="m3-"), message_id="m3", max_events=10)  # a redelivery of a cut one
-    assert again.duplicate and stats(r)["ingested_events"] == 64
-
-
-def test_a_compressed_chunk_never_passes_batch_max_bytes(r):
-    res = gz_append(r, lines(50, size=10), max_bytes=95)
-    for b in res.sealed:
-        assert sum(map(len, stored(r, keys.batch(IID, b)))) == int(buffer.batch_meta(r, IID, b)["bytes"]) <= 95
-    everything = [x for b in res.sealed for x in stored(r, keys.batch(IID, b))] + stored(r, keys.buffer(IID, HOUR))
-    assert everything == lines(50, size=10)
-
-
-def test_a_compressed_chunk_over_the_cap_is_refused_whole_and_counted(r):
-    append(r, lines(5), cap=55, message_id="a")
-    res = gz_append(r, lines(10, tag="n"), cap=55, message_id="b")
-    assert (res.accepted, res.refused) == (0, [0])
-    assert stats(r)["rejected:buffer_full"] == 10
-    assert stored(r, keys.buffer(IID, HOUR)) == lines(5)
-
-
-def test_a_redelivered_compressed_message_appends_nothing(r):
-    gz_append(r, lines(3), message_id="same")
-    assert gz_append(r, lines(3), message_id="same").duplicate
-    assert len(r.lrange(keys.buffer(IID, HOUR), 0, -1)) == 1 and stats(r)["ingested_events"] == 3
-
-
 def test_a_buffer_of_text_and_compressed_chunks_reads_back_in_order(r):
     append(r, lines(4, tag="a"), message_id="a", max_events=1000)
-    gz_append(r, lines(6, tag="b"), message_id="b", max_events=1000)
+    append(r, lines(6, tag="b"), message_id="b", max_events=1000, compressed=True)
     append(r, lines(2, tag="c"), message_id="c", max_events=1000)
     batch = buffer.seal(r, IID, HOUR, now_ms=T0, seal_due_ms=T0 + 1)
     parts = list(buffer.read_batch(r, IID, batch, 5, 12))
@@ -521,7 +473,7 @@ def test_batch_ids_are_random_uuids_written_as_uuid4_writes_them():
     ],
 )
 def test_a_compressed_chunk_that_does_not_inflate_whole_makes_its_batch_damaged(r, damage):
-    gz_append(r, lines(5), message_id="a", max_events=1000)
+    append(r, lines(5), message_id="a", max_events=1000, compressed=True)
     batch = buffer.seal(r, IID, HOUR, now_ms=T0, seal_due_ms=T0 + 1)
     key = keys.batch(IID, batch)
     r.lset(key, 0, damage(r.lindex(key, 0)))

@@ -39,9 +39,8 @@ from workers.events.prepared import Prepared, Rejection
 
 VERSION = 2
 READ_VERSIONS = (1, 2)
-COMPRESSED_TEXTS_SINCE = (
-    2  # an hour's text may be one gzip member (workers.queue.wire): version 1 workers cannot read it
-)
+# from this version on, an hour's text may be one gzip member (workers.queue.wire): version 1 workers cannot read it
+COMPRESSED_TEXTS_SINCE = 2
 _GZIP_MAGIC = b"\x1f\x8b\x08"  # a gzip member of deflate data (workers.store.elements)
 _GZIP_FRAME = 18  # a gzip member's header and trailer
 RECENT_MAX = 100  # live records a message carries (the store keeps as many per integration)

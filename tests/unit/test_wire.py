@@ -108,19 +108,23 @@ def test_a_prepared_message_round_trips_with_its_lines_as_the_bytes_prepare_made
     assert serialization.dumps([args, kwargs, embed], serializer=wire.PREPARED)[2] == payload
 
 
-def test_large_texts_travel_as_gzip_members_that_the_worker_appends_as_they_are():
-    import gzip
+def large_prepared():
+    """200 events of one hour: a text over ``elements.MIN_BYTES``."""
     from datetime import UTC, datetime
 
     from workers.events import prepared
 
-    wire.install()
     events = [
         {"event_id": f"e{i}", "type": "track", "event": "Order Completed", "anonymous_id": "a"} for i in range(200)
     ]
-    message = encode_message(
-        prepared.prepare(events, "int-1", received_at=datetime(2026, 11, 27, 15, tzinfo=UTC), event_max_bytes=32768)
-    )
+    return prepared.prepare(events, "int-1", received_at=datetime(2026, 11, 27, 15, tzinfo=UTC), event_max_bytes=32768)
+
+
+def test_large_texts_travel_as_gzip_members_that_the_worker_appends_as_they_are():
+    import gzip
+
+    wire.install()
+    message = encode_message(large_prepared())
     [(hour, text)] = message["hours"].items()
     assert len(text) > elements.MIN_BYTES
     payload = serialization.dumps([["int-1", message], {}, {}], serializer=wire.PREPARED)[2]
@@ -137,15 +141,8 @@ def test_large_texts_travel_as_gzip_members_that_the_worker_appends_as_they_are(
 
 
 def test_the_api_sends_a_large_message_without_kombus_compression_and_a_retry_of_version_1_as_text():
-    from datetime import UTC, datetime
-
-    from workers.events import prepared
-
     wire.install()
-    events = [
-        {"event_id": f"e{i}", "type": "track", "event": "Order Completed", "anonymous_id": "a"} for i in range(200)
-    ]
-    p = prepared.prepare(events, "int-1", received_at=datetime(2026, 11, 27, 15, tzinfo=UTC), event_max_bytes=32768)
+    p = large_prepared()
     broker = Broker(Settings(redis_url="memory://"))
     with Connection("memory://") as conn:
         conn.default_channel.queue_purge("ingest")  # the in-memory transport is shared by every test of the process

@@ -89,16 +89,13 @@ def dump_prepared(body: Any) -> bytes:
     try:
         (integration_id, message), kwargs, embed = body
         hours = message["hours"]
-        pack = elements.compress if _compressible(message) else _as_is
-        texts = [pack(t.encode() if type(t) is str else t) for t in hours.values()]
+        texts = [t.encode() if type(t) is str else t for t in hours.values()]
+        if _compressible(message):
+            texts = [elements.compress(t) for t in texts]
         header = {**message, "hours": {hour: len(t) for hour, t in zip(hours, texts, strict=True)}}
     except (TypeError, ValueError, KeyError, AttributeError) as exc:
         raise BadBody(f"signal-prepared carries signal.append(integration_id, message) only: {exc}") from None
     return b"".join((dumps([[integration_id, header], kwargs, embed]), b"\n", *texts))
-
-
-def _as_is(text: bytes) -> bytes:
-    return text
 
 
 def _compressible(message: dict[str, Any]) -> bool:

@@ -126,19 +126,18 @@ def append(r: redis.Redis, iid: str, message: Append, limits: Limits) -> AppendR
         buffer.overview_at(iid, message.now_ms)[0],
         keys.pinned(iid),
     ]
-    pushes = [(keys.buffer(iid, hour), [c.text for c in group]) for hour, group in message.chunks_by_hour.items()]
-    reply = _transaction(r, pushes, script_keys, _append_args(iid, message, limits), limits)
+    reply = _send(r, iid, message, script_keys, limits)
     if reply[0] == 2:  # a compressed chunk must be cut, sealed after or refused: the script needs its lines
-        message = replace(message, chunks_by_hour=_inflated(message.chunks_by_hour))
-        pushes = [
-            (key, [c.text for c in group])
-            for (key, _), group in zip(pushes, message.chunks_by_hour.values(), strict=True)
-        ]
-        reply = _transaction(r, pushes, script_keys, _append_args(iid, message, limits), limits)
+        reply = _send(r, iid, replace(message, chunks_by_hour=_inflated(message.chunks_by_hour)), script_keys, limits)
     dup, accepted, refused, sealed, opened = reply
     return AppendResult(
         bool(dup), int(accepted), [int(c) - 1 for c in refused], [text(b) for b in sealed], bool(opened)
     )
+
+
+def _send(r: redis.Redis, iid: str, message: Append, script_keys: list[str], limits: Limits) -> list[Any]:
+    pushes = [(keys.buffer(iid, hour), [c.text for c in group]) for hour, group in message.chunks_by_hour.items()]
+    return _transaction(r, pushes, script_keys, _append_args(iid, message, limits), limits)
 
 
 def _inflated(chunks_by_hour: Mapping[str, Sequence[Chunk]]) -> dict[str, list[Chunk]]:
